@@ -1,0 +1,5 @@
+"""`python -m stratus` is the `stratus` command."""
+
+from stratus.cli.main import run
+
+run()

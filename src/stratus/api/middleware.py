@@ -1,0 +1,91 @@
+"""Request ids and the audit trail, as one pure-ASGI middleware (it never buffers bodies).
+
+Every response carries `X-Request-Id`. Every mutating API request and every login is written
+to the audit log before its response starts, so `stratus audit list` sees it at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from anyio import to_thread
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from stratus.core.ids import new_request_id
+from stratus.iam.audit import AuditEntry, AuditLog
+
+log = logging.getLogger("stratus.audit")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_READS = {"GET", "HEAD", "OPTIONS"}
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, audit: AuditLog) -> None:
+        self.app = app
+        self.audit = audit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = _header(scope, b"x-request-id")
+        request_id = incoming if incoming and _SAFE_ID.match(incoming) else new_request_id()
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        audited = scope["method"] not in _READS and scope["path"].startswith("/api/")
+        recorded = False
+
+        async def send_with_context(message: Message) -> None:
+            nonlocal recorded
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                message["headers"] = headers
+                if audited and not recorded:
+                    recorded = True
+                    await self._record(scope, request_id, message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_context)
+        except BaseException:
+            if audited and not recorded:
+                recorded = True
+                await self._record(scope, request_id, 500)
+            raise
+
+    async def _record(self, scope: Scope, request_id: str, status: int) -> None:
+        state: dict[str, Any] = scope.get("state", {})
+        principal = state.get("principal")
+        actor = principal.subject if principal is not None else state.get("actor_hint", "anonymous")
+        route = scope.get("route")
+        action = getattr(route, "name", None) or f"{scope['method']} {scope['path']}"
+        params: dict[str, Any] = scope.get("path_params", {})
+        project = params.get("project", state.get("audit_project"))
+        client = scope.get("client")
+        outcome = "success" if status < 400 else "denied" if status in (401, 403) else "failure"
+        entry = AuditEntry(
+            actor=actor,
+            action=action,
+            resource=scope["path"],
+            project=project if isinstance(project, str) and len(project) <= 63 else None,
+            outcome=outcome,
+            status_code=status,
+            request_id=request_id,
+            source=client[0] if client else "",
+            details={"method": scope["method"]},
+        )
+        try:
+            await to_thread.run_sync(self.audit.append, entry)
+        except Exception:
+            log.exception("could not write the audit entry for request %s", request_id)
+            raise
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None

@@ -1,0 +1,91 @@
+"""The composition root: one object that owns the database, the store and every service.
+
+`Platform.build` only constructs; `start` does the work with side effects (prepare the store,
+seed the first admin, start background sweeping) and `stop` undoes it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from stratus.core.database import Database
+from stratus.core.events import EventBus
+from stratus.core.settings import Settings
+from stratus.iam.audit import AuditLog
+from stratus.iam.authenticating import Authenticator
+from stratus.iam.bootstrap import FirstStart, bootstrap
+from stratus.iam.credentials import TokenSigner, derive_signing_key
+from stratus.iam.service import IamService
+from stratus.storage.blobs import Blobs
+from stratus.storage.blobstore import BlobStore, open_store
+from stratus.storage.encryption import load_or_create_master_key
+from stratus.storage.keyring import Keyring
+from stratus.storage.service import StorageService
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Platform:
+    settings: Settings
+    db: Database
+    store: BlobStore
+    bus: EventBus
+    authenticator: Authenticator
+    audit: AuditLog
+    iam: IamService
+    blobs: Blobs
+    storage: StorageService
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, settings: Settings, master_key: bytes) -> Platform:
+        db = Database(settings.database_url, echo=settings.db.echo)
+        store = open_store(settings.store_url, settings.store.s3_endpoint_url)
+        bus = EventBus()
+        signer = TokenSigner(derive_signing_key(master_key), settings.security.token_ttl_seconds)
+        authenticator = Authenticator(db, signer, settings.security.auth_cache_seconds)
+        iam = IamService(db, bus, on_change=authenticator.clear_cache)
+        blobs = Blobs(db, store, Keyring(db, master_key), encrypt=settings.store.encryption)
+        storage = StorageService(db, blobs, bus, project_uid=iam.project_uid)
+        return cls(
+            settings=settings,
+            db=db,
+            store=store,
+            bus=bus,
+            authenticator=authenticator,
+            audit=AuditLog(db),
+            iam=iam,
+            blobs=blobs,
+            storage=storage,
+        )
+
+    @staticmethod
+    def master_key(settings: Settings) -> bytes:
+        configured = settings.master_key.get_secret_value() if settings.master_key else None
+        return load_or_create_master_key(configured, settings.master_key_path)
+
+    def start(self) -> FirstStart | None:
+        self.store.ensure_ready()
+        first = bootstrap(self.db)
+        self.blobs.sweep(self.settings.store.tmp_max_age_seconds)
+        sweeper = threading.Thread(target=self._sweep_forever, name="stratus-sweeper", daemon=True)
+        sweeper.start()
+        self._threads.append(sweeper)
+        return first
+
+    def _sweep_forever(self) -> None:
+        while not self._stop.wait(self.settings.store.sweep_interval_seconds):
+            try:
+                self.blobs.sweep(self.settings.store.tmp_max_age_seconds)
+            except Exception:  # the sweeper must outlive a passing store or database error
+                log.exception("sweeping the object store failed; will retry")
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self.db.dispose()

@@ -1,0 +1,1 @@
+"""The `stratus` command (Typer + Rich): one module per command group, all built on the SDK."""

@@ -1,0 +1,68 @@
+"""`stratus audit`: read and verify the audit log."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from stratus.cli.context import client
+from stratus.cli.output import Format, OutputOption, console, err, show
+
+app = typer.Typer(help="The audit log of every change and login.", no_args_is_help=True)
+
+EVENT_COLUMNS = [
+    ("SEQ", lambda e: e.seq),
+    ("TIME", lambda e: e.time),
+    ("ACTOR", lambda e: e.actor),
+    ("ACTION", lambda e: e.action),
+    ("PROJECT", lambda e: e.project),
+    ("OUTCOME", lambda e: f"{e.outcome} ({e.status_code})"),
+    ("RESOURCE", lambda e: e.resource),
+    ("REQUEST", lambda e: e.request_id),
+]
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    project: Annotated[str | None, typer.Option("--project", "-p")] = None,
+    actor: Annotated[str | None, typer.Option(help="e.g. user:alice")] = None,
+    action: Annotated[str | None, typer.Option(help="e.g. buckets.create, or objects.*")] = None,
+    since: Annotated[str | None, typer.Option(help="ISO time, e.g. 2026-11-21T09:00:00Z")] = None,
+    until: Annotated[str | None, typer.Option(help="ISO time")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n")] = 50,
+    oldest_first: Annotated[bool, typer.Option("--oldest-first")] = False,
+    output: OutputOption = Format.table,
+) -> None:
+    """List audit entries, newest first.
+
+    Example: stratus audit list -p fraud --actor user:alice --action 'objects.*'
+    """
+    events = client(ctx).audit.list(
+        project=project,
+        actor=actor,
+        action=action,
+        since=since,
+        until=until,
+        order="asc" if oldest_first else "desc",
+        limit=limit,
+    )
+    show(events, output, EVENT_COLUMNS)
+
+
+@app.command("verify")
+def verify(ctx: typer.Context, output: OutputOption = Format.table) -> None:
+    """Check the hash chain: prove the log intact, or name the first entry altered or removed.
+
+    Example: stratus audit verify
+    """
+    result = client(ctx).audit.verify()
+    if output != Format.table:
+        show(result, output)
+    elif result.ok:
+        console.print(f"[green]audit log intact[/]: {result.checked} entries verified")
+    else:
+        err.print(f"[red]audit log tampered[/]: {result.problem} (entry {result.first_bad_seq})")
+    if not result.ok:
+        raise typer.Exit(1)

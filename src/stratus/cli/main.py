@@ -1,0 +1,93 @@
+"""The root of the `stratus` command: global options, command groups, one-line errors."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import click
+import typer
+
+from stratus import __version__
+from stratus.cli import audit, buckets, keys, login, projects, up, users
+from stratus.cli.context import Globals
+from stratus.cli.output import err
+from stratus.core.errors import StratusError
+
+app = typer.Typer(
+    name="stratus",
+    help="Stratus: a self-hosted cloud for the machine-learning lifecycle.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"stratus {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    url: Annotated[
+        str | None, typer.Option(envvar="STRATUS_URL", help="platform URL [http://127.0.0.1:8700]")
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(envvar="STRATUS_API_KEY", help="API key or token", show_default=False),
+    ] = None,
+    debug: Annotated[bool, typer.Option(help="show tracebacks on errors")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version")
+    ] = False,
+) -> None:
+    """Stratus: storage, identity, training, registry, serving and monitoring for ML.
+
+    Example: stratus --url http://127.0.0.1:8700 projects list
+    """
+    ctx.obj = Globals(url=url, api_key=api_key, debug=debug)
+
+
+app.command("up")(up.up)
+app.command("login")(login.login)
+app.command("status")(login.status)
+app.add_typer(up.db_app, name="db")
+app.add_typer(projects.app, name="projects")
+app.add_typer(projects.sa_app, name="serviceaccounts")
+app.add_typer(users.app, name="users")
+app.add_typer(keys.app, name="keys")
+app.add_typer(buckets.app, name="buckets")
+app.add_typer(audit.app, name="audit")
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Entry point: exit 0 on success, 1 on a failed operation, 2 on bad usage."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        app(args=args, prog_name="stratus", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2 if isinstance(exc, click.UsageError) else 1)
+    except StratusError as exc:
+        if debug:
+            raise
+        err.print(f"[red]error:[/] {exc.detail}", highlight=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except OSError as exc:
+        if debug:
+            raise
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(1)
+    sys.exit(0)

@@ -1,0 +1,97 @@
+"""Printing results: `--output table|json|yaml` for every command that prints."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+import typer
+import yaml
+from pydantic import BaseModel
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+if not console.is_terminal:
+    console = Console(width=250)  # piped output: do not wrap tables at 80 columns
+err = Console(stderr=True)
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+    yaml = "yaml"
+
+
+OutputOption = Annotated[
+    Format, typer.Option("--output", "-o", help="table, json or yaml", case_sensitive=False)
+]
+
+Column = tuple[str, Callable[[Any], Any]]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items()) or "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def show(data: Any, output: Format, columns: Sequence[Column] | None = None) -> None:
+    """Print one item or a list, as a table (with `columns`) or as JSON/YAML."""
+    if output == Format.json:
+        typer.echo(json.dumps(_plain(data), indent=2))
+        return
+    if output == Format.yaml:
+        typer.echo(yaml.safe_dump(_plain(data), sort_keys=False).rstrip())
+        return
+    items = data if isinstance(data, list) else [data]
+    if columns is None:
+        for item in items:
+            typer.echo(yaml.safe_dump(_plain(item), sort_keys=False).rstrip())
+        return
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for header, _ in columns:
+        table.add_column(header)
+    for item in items:
+        table.add_row(*(_cell(getter(item)) for _, getter in columns))
+    console.print(table)
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def parse_labels(values: list[str] | None) -> dict[str, str] | None:
+    if not values:
+        return None
+    labels: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"label {item!r} must look like key=value")
+        labels[key] = value
+    return labels

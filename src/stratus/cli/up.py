@@ -1,0 +1,233 @@
+"""`stratus up` (start the control plane) and `stratus db` (migrations)."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import socket
+from pathlib import Path
+from typing import IO, Annotated, Any
+
+import typer
+import uvicorn
+from sqlalchemy.engine import make_url
+
+from stratus.cli.output import console, err
+from stratus.client.credentials import Credentials, read_credentials, write_credentials
+from stratus.core.database import Database
+from stratus.core.errors import Conflict, InvalidInput, ServiceUnavailable
+from stratus.core.settings import Settings, load_settings
+
+HomeOption = Annotated[
+    Path | None, typer.Option("--home", envvar="STRATUS_HOME", help="Stratus home (state dir)")
+]
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        help="database URL, e.g. postgresql+psycopg://user@host/db (default: SQLite in the home)",
+        show_default=False,
+    ),
+]
+
+
+def _settings(home: Path | None, **groups: dict[str, Any]) -> Settings:
+    overrides: dict[str, Any] = {"home": str(home) if home else None}
+    for group, values in groups.items():
+        clean = {k: v for k, v in values.items() if v is not None}
+        if clean:
+            overrides[group] = clean
+    try:
+        return load_settings(overrides)
+    except ValueError as exc:
+        raise InvalidInput(f"bad setting: {exc}") from exc
+
+
+def safe_url(url: str) -> str:
+    if "://" not in url or url.startswith(("file://", "s3://")):
+        return url
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<database url>"
+
+
+class HomeLock:
+    """An exclusive lock on the home, so two control planes never share one database."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file: IO[str] | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        f = self.path.open("a+")
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            f.close()
+            raise Conflict(
+                f"Stratus is already running on home {self.path.parent} (pid {holder}); "
+                "stop it first, or start this one with another --home"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        self._file = f
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.seek(0)
+            self._file.truncate()
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ServiceUnavailable(
+            f"cannot listen on {host}:{port} ({exc.strerror}): is something else using it? "
+            "Choose another with --port"
+        ) from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def up(
+    home: HomeOption = None,
+    host: Annotated[str | None, typer.Option(help="address to listen on [127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="port to listen on [8700]")] = None,
+    db: DbOption = None,
+    store: Annotated[
+        str | None,
+        typer.Option(help="object store URL, e.g. s3://bucket/prefix (default: the home)"),
+    ] = None,
+    s3_endpoint_url: Annotated[
+        str | None, typer.Option(help="endpoint of an S3-compatible server")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error")] = "info",
+) -> None:
+    """Start the Stratus control plane (API, gateway, controllers).
+
+    Settings come from these flags, then STRATUS_* variables (STRATUS_HOME, STRATUS_DB_URL,
+    STRATUS_STORE_URL, STRATUS_STORE_S3_ENDPOINT_URL, STRATUS_MASTER_KEY, ...), then
+    stratus.toml in the home.
+
+    Example: stratus up --db postgresql+psycopg://stratus@127.0.0.1/stratus --store s3://ml/stratus
+    """
+    from stratus.api.app import create_app
+    from stratus.api.platform import Platform
+    from stratus.migrations.runner import upgrade
+
+    settings = _settings(
+        home,
+        server={"host": host, "port": port},
+        db={"url": db},
+        store={"url": store, "s3_endpoint_url": s3_endpoint_url},
+    )
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    lock = HomeLock(settings.lock_path)
+    lock.acquire()
+    try:
+        sock = _bind(settings.server.host, settings.server.port)
+        actual_port = sock.getsockname()[1]
+        host_part = (
+            f"[{settings.server.host}]" if ":" in settings.server.host else settings.server.host
+        )
+        url = f"http://{host_part}:{actual_port}"
+        platform = Platform.build(settings, Platform.master_key(settings))
+        upgrade(platform.db)
+        first = platform.start()
+        creds = read_credentials(settings.home)
+        if first is not None:
+            creds = Credentials(url=url, api_key=first.api_key, user="admin", project="default")
+            write_credentials(creds, settings.home)
+            console.print(
+                "[bold green]First start:[/] created user [bold]admin[/], project "
+                "[bold]default[/] and an admin API key (shown once, saved to "
+                f"{settings.credentials_path}):\n  API key:        [bold]{first.api_key}[/]\n"
+                f"  admin password: [bold]{first.admin_password}[/]",
+                highlight=False,
+            )
+        elif creds is not None and creds.url != url:
+            creds.url = url
+            write_credentials(creds, settings.home)
+        console.print(
+            f"[bold]Stratus[/] is up at [bold cyan]{url}[/]  (database: "
+            f"{safe_url(settings.database_url)}, store: {settings.store_url}); Ctrl-C stops it",
+            highlight=False,
+        )
+        app = create_app(platform)
+        config = uvicorn.Config(
+            app,
+            log_level=log_level.lower(),
+            access_log=log_level.lower() == "debug",
+            timeout_graceful_shutdown=10,
+            server_header=False,
+        )
+        try:
+            uvicorn.Server(config).run(sockets=[sock])
+        finally:
+            platform.stop()
+            sock.close()
+    finally:
+        lock.release()
+    err.print("Stratus stopped.")
+
+
+db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+
+
+@db_app.command("upgrade")
+def db_upgrade(home: HomeOption = None, db: DbOption = None) -> None:
+    """Apply every pending migration (`stratus up` does this too).
+
+    Example: stratus db upgrade --db postgresql+psycopg://stratus@127.0.0.1/stratus
+    """
+    from stratus.migrations.runner import current_revision, upgrade
+
+    settings = _settings(home, db={"url": db})
+    settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    database = Database(settings.database_url)
+    try:
+        before = current_revision(database)
+        upgrade(database)
+        after = current_revision(database)
+    finally:
+        database.dispose()
+    if before == after:
+        console.print(f"database {safe_url(settings.database_url)} is up to date ({after})")
+    else:
+        console.print(f"migrated {safe_url(settings.database_url)}: {before or 'empty'} → {after}")
+
+
+@db_app.command("current")
+def db_current(home: HomeOption = None, db: DbOption = None) -> None:
+    """Print the database's migration revision and the newest one this version knows.
+
+    Example: stratus db current
+    """
+    from stratus.migrations.runner import current_revision, head_revision
+
+    settings = _settings(home, db={"url": db})
+    database = Database(settings.database_url)
+    try:
+        current = current_revision(database)
+    finally:
+        database.dispose()
+    console.print(f"current: {current or 'none'}  head: {head_revision()}")

@@ -1,0 +1,7 @@
+"""The Python SDK. Import it as `stratus.Client`; the implementation is private."""
+
+from __future__ import annotations
+
+from stratus.client._client import Client
+
+__all__ = ["Client"]

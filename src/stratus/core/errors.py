@@ -1,0 +1,146 @@
+"""The one error hierarchy of Stratus, shared by the server and the SDK.
+
+    StratusError                       (any failure Stratus reports; HTTP 500)
+     ├── InvalidInput                  400  a request the server cannot accept
+     │    └── PayloadTooLarge          413
+     ├── Unauthenticated               401  no credential, or a bad one
+     ├── PermissionDenied              403  authenticated, but not allowed
+     ├── NotFound                      404  no such resource (or one you may not see)
+     ├── Conflict                      409  the resource's state forbids the change
+     │    ├── AlreadyExists            409
+     │    └── StaleResource            409  resource_version did not match
+     ├── DataCorrupted                 500  stored bytes failed their integrity check
+     ├── ServiceUnavailable            503  a dependency (database, store) is down
+     └── ReconcileError                     controllers only, never sent over HTTP
+          ├── PermanentError                do not retry
+          └── TemporaryError(delay)         retry after `delay` seconds
+
+Every class carries its HTTP status and a stable `code`; `ERRORS` maps codes back to classes
+so the SDK re-raises the same class from an RFC 9457 problem+json body.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class StratusError(Exception):
+    """Base of every error Stratus reports."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal-error"
+    title: ClassVar[str] = "Internal error"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+    def to_problem(self, instance: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": f"https://stratus.dev/errors/{self.code}",
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            "code": self.code,
+        }
+        if instance:
+            body["instance"] = instance
+        body.update(self.extra)
+        return body
+
+
+class InvalidInput(StratusError):
+    status = 400
+    code = "invalid-input"
+    title = "Invalid input"
+
+
+class PayloadTooLarge(InvalidInput):
+    status = 413
+    code = "payload-too-large"
+    title = "Payload too large"
+
+
+class Unauthenticated(StratusError):
+    status = 401
+    code = "unauthenticated"
+    title = "Authentication required"
+
+
+class PermissionDenied(StratusError):
+    status = 403
+    code = "permission-denied"
+    title = "Permission denied"
+
+
+class NotFound(StratusError):
+    status = 404
+    code = "not-found"
+    title = "Not found"
+
+
+class Conflict(StratusError):
+    status = 409
+    code = "conflict"
+    title = "Conflict"
+
+
+class AlreadyExists(Conflict):
+    code = "already-exists"
+    title = "Already exists"
+
+
+class StaleResource(Conflict):
+    code = "stale-resource"
+    title = "Stale resource version"
+
+
+class DataCorrupted(StratusError):
+    status = 500
+    code = "data-corrupted"
+    title = "Stored data is corrupted"
+
+
+class ServiceUnavailable(StratusError):
+    status = 503
+    code = "service-unavailable"
+    title = "Service unavailable"
+
+
+class ReconcileError(StratusError):
+    code = "reconcile-error"
+
+
+class PermanentError(ReconcileError):
+    code = "permanent-error"
+
+
+class TemporaryError(ReconcileError):
+    code = "temporary-error"
+
+    def __init__(self, detail: str, delay: float = 1.0, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.delay = delay
+
+
+def _all_subclasses(cls: type[StratusError]) -> list[type[StratusError]]:
+    found: list[type[StratusError]] = [cls]
+    for sub in cls.__subclasses__():
+        found.extend(_all_subclasses(sub))
+    return found
+
+
+ERRORS: dict[str, type[StratusError]] = {c.code: c for c in _all_subclasses(StratusError)}
+
+
+def error_from_problem(status: int, body: dict[str, Any]) -> StratusError:
+    """Rebuild the server's error from a problem+json body (used by the SDK)."""
+    code = str(body.get("code", ""))
+    cls = ERRORS.get(code)
+    if cls is None:
+        cls = next((c for c in ERRORS.values() if c.status == status), StratusError)
+    detail = str(body.get("detail") or body.get("title") or f"HTTP {status}")
+    known = {"type", "title", "status", "detail", "code", "instance"}
+    extra = {k: v for k, v in body.items() if k not in known}
+    return cls(detail, **extra)

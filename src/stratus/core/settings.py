@@ -1,0 +1,134 @@
+"""Settings: flags, then STRATUS_* environment variables, then stratus.toml in the home.
+
+Read once by `stratus up` (`load_settings`) and passed down explicitly; no other module reads
+the environment. Groups: `server`, `db`, `store`, `security`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_PORT = 8700
+
+
+class ServerSettings(BaseModel):
+    host: str = Field("127.0.0.1", description="address to listen on")
+    port: int = Field(DEFAULT_PORT, ge=0, le=65535, description="port to listen on")
+    max_request_bytes: int = Field(
+        1 << 20, gt=0, description="largest JSON request body accepted (uploads stream apart)"
+    )
+
+
+class DatabaseSettings(BaseModel):
+    url: str | None = Field(
+        None,
+        description="SQLAlchemy URL; default: SQLite file stratus.db in the home",
+    )
+    echo: bool = False
+
+
+class StoreSettings(BaseModel):
+    url: str | None = Field(
+        None, description="fsspec URL of the object store; default: the 'store' folder in the home"
+    )
+    s3_endpoint_url: str | None = Field(None, description="endpoint of an S3-compatible server")
+    encryption: bool = Field(True, description="encrypt objects at rest (AES-256-GCM)")
+    tmp_max_age_seconds: float = Field(
+        3600.0, ge=0, description="unfinished uploads older than this are swept away"
+    )
+    sweep_interval_seconds: float = Field(600.0, gt=0)
+
+
+class SecuritySettings(BaseModel):
+    token_ttl_seconds: int = Field(3600, gt=0, description="lifetime of a login token")
+    auth_cache_seconds: float = Field(
+        5.0, ge=0, description="how long a verified credential is trusted without a lookup"
+    )
+
+
+class Settings(BaseSettings):
+    """The root of all settings."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="STRATUS_",
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+        extra="ignore",
+    )
+
+    home: Path = Field(Path("~/.stratus"), description="where Stratus keeps its state")
+    master_key: SecretStr | None = Field(
+        None, description="base64 of the 32-byte master key; default: a key file in the home"
+    )
+    server: ServerSettings = ServerSettings()
+    db: DatabaseSettings = DatabaseSettings()
+    store: StoreSettings = StoreSettings()
+    security: SecuritySettings = SecuritySettings()
+
+    @field_validator("home")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = _toml_path.get("path")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_file is not None and toml_file.exists():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+    @property
+    def database_url(self) -> str:
+        return self.db.url or f"sqlite:///{self.home / 'stratus.db'}"
+
+    @property
+    def store_url(self) -> str:
+        return self.store.url or str(self.home / "store")
+
+    @property
+    def lock_path(self) -> Path:
+        return self.home / "stratus.lock"
+
+    @property
+    def credentials_path(self) -> Path:
+        return self.home / "credentials"
+
+    @property
+    def master_key_path(self) -> Path:
+        return self.home / "master.key"
+
+
+_toml_path: dict[str, Path | None] = {}
+
+
+def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
+    """Build the settings once, at start-up.
+
+    `overrides` are the command-line flags, as nested dicts (`{"db": {"url": ...}}`). The home
+    is resolved first (flag, then STRATUS_HOME) because stratus.toml lives in it.
+    """
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    home = overrides.get("home") or os.environ.get("STRATUS_HOME") or "~/.stratus"
+    _toml_path["path"] = Path(home).expanduser() / "stratus.toml"
+    try:
+        return Settings(**overrides)
+    finally:
+        _toml_path.pop("path", None)

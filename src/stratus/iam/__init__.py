@@ -1,0 +1,1 @@
+"""Identity and access: projects, users, service accounts, API keys, roles, the audit log."""

@@ -1,0 +1,1 @@
+"""Object storage: per-project buckets of versioned, encrypted, content-addressed objects."""

@@ -1,0 +1,110 @@
+"""Content-addressed blobs for every service: write once, count references, sweep the rest.
+
+A service streams bytes through `Blobs.writer()`, then, in its own transaction, calls
+`acquire` for the version row that refers to the blob; deleting that row calls `release`.
+Files are removed only by `sweep`, after a grace period, so a concurrent upload of the same
+content never loses its file. Datasets and model artifacts use these helpers too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from stratus.core.clock import as_utc, utcnow
+from stratus.core.database import Database
+from stratus.core.errors import TemporaryError
+from stratus.storage.blobstore import BlobInfo, BlobStore, BlobWriter
+from stratus.storage.keyring import Keyring
+from stratus.storage.tables import BlobRow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    temp_files: int
+    released_blobs: int
+
+
+class Blobs:
+    def __init__(self, db: Database, store: BlobStore, keyring: Keyring, encrypt: bool) -> None:
+        self.db = db
+        self.store = store
+        self.keyring = keyring
+        self.encrypt = encrypt
+
+    def writer(self, project_uid: str) -> BlobWriter:
+        if self.encrypt:
+            key_id, key = self.keyring.current(project_uid)
+            return self.store.open_writer(project_uid, key_id, key)
+        return self.store.open_writer(project_uid, None, None)
+
+    def write(self, project_uid: str, chunks: Iterable[bytes]) -> BlobInfo:
+        """Store a stream of bytes; the caller must `acquire` it in its own transaction."""
+        with self.writer(project_uid) as writer:
+            for chunk in chunks:
+                writer.write(chunk)
+            return writer.commit()
+
+    def acquire(self, session: Session, project_uid: str, info: BlobInfo) -> None:
+        """Count one more reference to a blob just written (inside the caller's transaction)."""
+        row = session.scalar(
+            select(BlobRow)
+            .where(BlobRow.project_uid == project_uid, BlobRow.sha256 == info.sha256)
+            .with_for_update()
+        )
+        if row is None:
+            session.add(
+                BlobRow(project_uid=project_uid, sha256=info.sha256, size=info.size, refcount=1)
+            )
+            return
+        row.refcount += 1
+        row.released_at = None
+        if not self.store.exists(project_uid, info.sha256):
+            raise TemporaryError("the blob was swept while being written: retry the upload")
+
+    def release(self, session: Session, project_uid: str, sha256: str) -> None:
+        row = session.scalar(
+            select(BlobRow)
+            .where(BlobRow.project_uid == project_uid, BlobRow.sha256 == sha256)
+            .with_for_update()
+        )
+        if row is None:
+            return
+        row.refcount = max(0, row.refcount - 1)
+        if row.refcount == 0:
+            row.released_at = utcnow()
+
+    def open(self, project_uid: str, sha256: str) -> Iterator[bytes]:
+        """Verified plaintext chunks; the first is read (and checked) before this returns."""
+        return self.store.open_read(project_uid, sha256, self.keyring.get)
+
+    def sweep(self, grace_seconds: float) -> SweepReport:
+        """Remove unfinished uploads and unreferenced blobs older than the grace period."""
+        temp = self.store.sweep_tmp(grace_seconds)
+        cutoff = utcnow() - timedelta(seconds=grace_seconds)
+        with self.db.transaction() as session:
+            released = [
+                (r.project_uid, r.sha256)
+                for r in session.scalars(select(BlobRow).where(BlobRow.refcount == 0))
+                if r.released_at is not None and as_utc(r.released_at) <= cutoff
+            ]
+            for project_uid, sha in released:
+                session.execute(
+                    delete(BlobRow).where(
+                        BlobRow.project_uid == project_uid,
+                        BlobRow.sha256 == sha,
+                        BlobRow.refcount == 0,
+                    )
+                )
+        for project_uid, sha in released:
+            self.store.delete(project_uid, sha)
+        if temp or released:
+            log.info("swept %d unfinished uploads and %d released blobs", temp, len(released))
+        return SweepReport(temp_files=temp, released_blobs=len(released))

@@ -1,0 +1,390 @@
+"""Content-addressed blobs on any fsspec filesystem (a local directory or an S3 bucket).
+
+Writers stream plaintext through `BlobEncoder` into a temp file and move it to
+`blobs/<project>/<sha[:2]>/<sha>` on commit; readers decode and verify every frame and the
+whole-blob SHA-256. Metadata about blobs lives in the database, not here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import os
+import re
+import time
+import uuid
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, BinaryIO, cast
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from stratus.core.errors import DataCorrupted, InvalidInput, ServiceUnavailable
+from stratus.storage.encryption import CHUNK_BYTES, BlobEncoder, decode_blob
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_LOCAL_PROTOCOLS = {"file", "local"}
+_S3_PROTOCOLS = {"s3", "s3a"}
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    sha256: str
+    size: int  # plaintext bytes
+
+
+def _check_sha(sha256: str) -> None:
+    if not _SHA256.fullmatch(sha256):
+        raise InvalidInput(f"{sha256!r} is not a lowercase hex SHA-256 digest")
+
+
+def _check_project(project: str) -> None:
+    if not project or "/" in project or "\\" in project or project in (".", ".."):
+        raise InvalidInput(f"{project!r} cannot name a blob directory")
+
+
+class BlobWriter:
+    """Streams one blob into a temp file; `commit` publishes it under its SHA-256."""
+
+    def __init__(
+        self, store: BlobStore, project: str, tmp_path: str, encoder: BlobEncoder, file: BinaryIO
+    ) -> None:
+        self._store = store
+        self._project = project
+        self._tmp = tmp_path
+        self._encoder = encoder
+        self._file: BinaryIO | None = file
+        self._buffer = bytearray()
+        self._hash = hashlib.sha256()
+        self._size = 0
+        self._done = False
+
+    def _check_open(self) -> BinaryIO:
+        if self._done or self._file is None:
+            raise RuntimeError("this blob writer was already committed or aborted")
+        return self._file
+
+    def write(self, data: bytes) -> None:
+        file = self._check_open()
+        if not data:
+            return
+        self._hash.update(data)
+        self._size += len(data)
+        view = memoryview(data)
+        while view:
+            # A full buffer is only flushed once more data arrives, so the final frame
+            # (written by commit) is never empty unless the whole blob is.
+            if len(self._buffer) == CHUNK_BYTES:
+                file.write(self._encoder.frame(bytes(self._buffer), last=False))
+                self._buffer.clear()
+            take = CHUNK_BYTES - len(self._buffer)
+            self._buffer += view[:take]
+            view = view[take:]
+
+    def commit(self) -> BlobInfo:
+        file = self._check_open()
+        try:
+            file.write(self._encoder.frame(bytes(self._buffer), last=True))
+            self._buffer = bytearray()
+            if self._store.is_local:
+                file.flush()
+                os.fsync(file.fileno())
+            self._file = None
+            file.close()
+            info = BlobInfo(sha256=self._hash.hexdigest(), size=self._size)
+            self._store._publish(self._tmp, self._store.blob_path(self._project, info.sha256))
+        except BaseException:
+            self._file = file
+            self.abort()
+            raise
+        self._done = True
+        return info
+
+    def abort(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        self._buffer = bytearray()
+        file, self._file = self._file, None
+        if file is not None:
+            with contextlib.suppress(Exception):
+                file.close()
+        self._store._remove_quietly(self._tmp)
+
+    def __enter__(self) -> BlobWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # Leaving the block without commit (by exception or not) discards the blob.
+        self.abort()
+
+
+class _BlobIterator:
+    """An iterator over plaintext chunks that can be closed early (releasing the file)."""
+
+    def __init__(self, first: bytes | None, rest: Iterator[bytes]) -> None:
+        self._first = first
+        self._rest = rest
+
+    def __iter__(self) -> _BlobIterator:
+        return self
+
+    def __next__(self) -> bytes:
+        if self._first is not None:
+            chunk, self._first = self._first, None
+            return chunk
+        return next(self._rest)
+
+    def close(self) -> None:
+        self._first = None
+        close = getattr(self._rest, "close", None)
+        if close is not None:
+            close()
+
+
+class BlobStore:
+    """Content-addressed, per-project blob storage under `root` on `fs`."""
+
+    def __init__(self, fs: fsspec.AbstractFileSystem, root: str) -> None:
+        self._fs = fs
+        self.is_local = isinstance(fs, LocalFileSystem)
+        self.root = root.rstrip("/") or "/"
+
+    def __repr__(self) -> str:
+        return f"BlobStore({self._describe()})"
+
+    def _describe(self) -> str:
+        protocol = self._fs.protocol
+        name = protocol if isinstance(protocol, str) else protocol[0]
+        return self.root if self.is_local else f"{name}://{self.root}"
+
+    # --- paths ---------------------------------------------------------------------------------
+
+    def blob_path(self, project: str, sha256: str) -> str:
+        _check_project(project)
+        _check_sha(sha256)
+        return f"{self.root}/blobs/{project}/{sha256[:2]}/{sha256}"
+
+    def _tmp_dir(self) -> str:
+        return f"{self.root}/tmp"
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def ensure_ready(self) -> None:
+        if self.is_local:
+            try:
+                self._fs.makedirs(f"{self.root}/blobs", exist_ok=True)
+                self._fs.makedirs(self._tmp_dir(), exist_ok=True)
+            except OSError as exc:
+                raise ServiceUnavailable(
+                    f"blob store {self._describe()} cannot be created: {exc}"
+                ) from exc
+        self.ping()
+
+    def ping(self) -> None:
+        if self.is_local:
+            if not os.path.isdir(self.root):
+                raise ServiceUnavailable(f"blob store directory {self.root} does not exist")
+            if not os.access(self.root, os.W_OK | os.X_OK):
+                raise ServiceUnavailable(f"blob store directory {self.root} is not writable")
+            return
+        bucket = self.root.split("/", 1)[0]
+        try:
+            self._fs.invalidate_cache(bucket)
+            self._fs.info(bucket)
+        except FileNotFoundError as exc:
+            raise ServiceUnavailable(
+                f"blob store bucket {bucket!r} does not exist ({self._describe()})"
+            ) from exc
+        except Exception as exc:
+            raise ServiceUnavailable(
+                f"blob store {self._describe()} is unreachable: {exc}"
+            ) from exc
+
+    # --- writing -------------------------------------------------------------------------------
+
+    def open_writer(self, project: str, key_id: str | None, key: bytes | None) -> BlobWriter:
+        _check_project(project)
+        encoder = BlobEncoder(key_id, key)
+        tmp = f"{self._tmp_dir()}/{uuid.uuid4().hex}"
+        if self.is_local:
+            os.makedirs(self._tmp_dir(), exist_ok=True)
+        file = cast(BinaryIO, self._fs.open(tmp, "wb"))
+        try:
+            file.write(encoder.header())
+        except BaseException:
+            with contextlib.suppress(Exception):
+                file.close()
+            self._remove_quietly(tmp)
+            raise
+        return BlobWriter(self, project, tmp, encoder, file)
+
+    def _publish(self, tmp: str, final: str) -> None:
+        """Move a finished temp file to `final`, or drop it when that content is already there."""
+        if self.is_local:
+            if os.path.exists(final):
+                os.unlink(tmp)
+                return
+            os.makedirs(os.path.dirname(final), exist_ok=True)
+            os.replace(tmp, final)
+            return
+        self._fs.invalidate_cache(final)
+        if self._fs.exists(final):
+            self._fs.rm(tmp)
+        else:
+            self._fs.mv(tmp, final)
+
+    def _remove_quietly(self, path: str) -> None:
+        with contextlib.suppress(Exception):
+            self._fs.rm(path)
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def read(self, project: str, sha256: str, keys: Callable[[str], bytes]) -> Iterator[bytes]:
+        """Plaintext chunks of a blob, each verified before it is yielded.
+
+        One chunk is held back so the whole-blob SHA-256 is checked before the final
+        chunk leaves: a blob whose content does not match its name never reads in full.
+        """
+        return self._chunks(self.blob_path(project, sha256), sha256, keys)
+
+    def _chunks(
+        self, path: str, sha256: str, keys: Callable[[str], bytes]
+    ) -> Generator[bytes, None, None]:
+        what = f"blob {sha256[:12]}"
+        if not self.is_local:
+            self._fs.invalidate_cache(path)
+        try:
+            file = self._fs.open(path, "rb")
+        except FileNotFoundError:
+            raise DataCorrupted(f"{what} is missing from the store") from None
+        try:
+            digest = hashlib.sha256()
+            pending: bytes | None = None
+            for chunk in decode_blob(file.read, keys, what):
+                digest.update(chunk)
+                if pending is not None:
+                    yield pending
+                pending = chunk
+            if digest.hexdigest() != sha256:
+                raise DataCorrupted(f"{what} is corrupted: content does not match its SHA-256")
+            if pending is not None:
+                yield pending
+        finally:
+            file.close()
+
+    def open_read(self, project: str, sha256: str, keys: Callable[[str], bytes]) -> Iterator[bytes]:
+        """Like `read`, but the first chunk is read and verified before this returns."""
+        chunks = self._chunks(self.blob_path(project, sha256), sha256, keys)
+        try:
+            first = next(chunks)
+        except StopIteration:
+            return _BlobIterator(None, iter(()))
+        except BaseException:
+            chunks.close()
+            raise
+        return _BlobIterator(first, chunks)
+
+    def exists(self, project: str, sha256: str) -> bool:
+        path = self.blob_path(project, sha256)
+        if self.is_local:
+            return os.path.isfile(path)
+        self._fs.invalidate_cache(path)
+        return bool(self._fs.exists(path))
+
+    def delete(self, project: str, sha256: str) -> None:
+        path = self.blob_path(project, sha256)
+        with contextlib.suppress(FileNotFoundError):
+            self._fs.rm(path)
+        if not self.is_local:
+            self._fs.invalidate_cache(path)
+
+    # --- maintenance ---------------------------------------------------------------------------
+
+    def sweep_tmp(self, max_age_seconds: float) -> int:
+        """Delete temp files older than `max_age_seconds` (left by crashed writers)."""
+        tmp_dir = self._tmp_dir()
+        self._fs.invalidate_cache(tmp_dir)
+        try:
+            entries: list[dict[str, Any]] = self._fs.ls(tmp_dir, detail=True)
+        except FileNotFoundError:
+            return 0
+        now = time.time()
+        removed = 0
+        for entry in entries:
+            if entry.get("type") != "file":
+                continue
+            modified = _modified_at(entry)
+            if modified is None or now - modified <= max_age_seconds:
+                continue
+            try:
+                self._fs.rm(entry["name"])
+            except FileNotFoundError:
+                continue
+            removed += 1
+        return removed
+
+    def list_project_blobs(self, project: str) -> Iterator[str]:
+        """SHA-256s of every blob stored for `project` (for garbage collection)."""
+        _check_project(project)
+        prefix = f"{self.root}/blobs/{project}"
+        self._fs.invalidate_cache(prefix)
+        try:
+            paths: list[str] = self._fs.find(prefix)
+        except FileNotFoundError:
+            return
+        for path in sorted(paths):
+            parent, _, name = path.rstrip("/").rpartition("/")
+            if _SHA256.fullmatch(name) and parent.endswith(f"/{name[:2]}"):
+                yield name
+
+
+def _modified_at(entry: dict[str, Any]) -> float | None:
+    """Modification time as epoch seconds from an fsspec `ls(detail=True)` entry."""
+    for field in ("mtime", "LastModified", "last_modified", "created"):
+        value = entry.get(field)
+        if isinstance(value, dt.datetime):
+            if value.tzinfo is None:
+                value = value.replace(tzinfo=dt.UTC)
+            return value.timestamp()
+        if isinstance(value, int | float):
+            return float(value)
+    return None
+
+
+def open_store(url: str, s3_endpoint_url: str | None = None) -> BlobStore:
+    """A BlobStore for a local path (or file:// URL) or an `s3://bucket/prefix` URL."""
+    protocol, _ = fsspec.core.split_protocol(url)
+    protocol = (protocol or "file").lower()
+    kwargs: dict[str, Any] = {}
+    if protocol in _LOCAL_PROTOCOLS:
+        path = url.split("://", 1)[1] if "://" in url else url
+        if not path:
+            raise InvalidInput(f"blob store URL {url!r} names no directory")
+        url = os.path.abspath(os.path.expanduser(path))
+    elif protocol in _S3_PROTOCOLS:
+        # Listings are not cached: other processes add and delete blobs behind our back.
+        kwargs["use_listings_cache"] = False
+        if s3_endpoint_url:
+            kwargs["client_kwargs"] = {"endpoint_url": s3_endpoint_url}
+    else:
+        raise InvalidInput(
+            f"blob store URL {url!r} has an unsupported protocol {protocol!r} "
+            f"(use a local path or s3://bucket/prefix)"
+        )
+    try:
+        fs, root = fsspec.core.url_to_fs(url, **kwargs)
+    except (ImportError, ValueError) as exc:
+        raise InvalidInput(f"blob store URL {url!r} cannot be opened: {exc}") from exc
+    root = str(root).rstrip("/")
+    if protocol in _S3_PROTOCOLS and not root:
+        raise InvalidInput(f"blob store URL {url!r} names no bucket")
+    return BlobStore(fs, root)

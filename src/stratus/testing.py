@@ -1,0 +1,158 @@
+"""Test your models and pipelines against a throwaway Stratus platform.
+
+`LocalPlatform` starts a real control plane in a subprocess (its own home, a free port on
+127.0.0.1) and stops it by PID. With pytest, add `pytest_plugins = ["stratus.testing"]` to
+your conftest.py and use the `stratus_platform` fixture (one platform per test session).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from stratus.client import Client
+from stratus.client.credentials import read_credentials
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+class LocalPlatform:
+    """A Stratus control plane running in a subprocess, for tests."""
+
+    def __init__(
+        self,
+        home: str | Path,
+        *,
+        port: int | None = None,
+        db: str | None = None,
+        store: str | None = None,
+        s3_endpoint_url: str | None = None,
+        env: dict[str, str] | None = None,
+        extra_args: list[str] | None = None,
+    ) -> None:
+        self.home = Path(home)
+        self.port = port or free_port()
+        self.db = db
+        self.store = store
+        self.s3_endpoint_url = s3_endpoint_url
+        self.env = env or {}
+        self.extra_args = extra_args or []
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = self.home / "platform.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None, "the platform is not running"
+        return self.process.pid
+
+    @property
+    def api_key(self) -> str:
+        creds = read_credentials(self.home)
+        if creds is None or creds.api_key is None:
+            raise RuntimeError(f"no credentials in {self.home}")
+        return creds.api_key
+
+    def command(self) -> list[str]:
+        cmd = [sys.executable, "-m", "stratus", "up", "--home", str(self.home)]
+        cmd += ["--port", str(self.port), "--log-level", "warning"]
+        if self.db:
+            cmd += ["--db", self.db]
+        if self.store:
+            cmd += ["--store", self.store]
+        if self.s3_endpoint_url:
+            cmd += ["--s3-endpoint-url", self.s3_endpoint_url]
+        return cmd + self.extra_args
+
+    def start(self, timeout: float = 60.0) -> LocalPlatform:
+        self.home.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STRATUS_")}
+        env.update(self.env)
+        env["STRATUS_HOME"] = str(self.home)
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            self.command(), stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        log.close()
+        self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(
+                    f"stratus up exited with {self.process.returncode}:\n{self.log_tail()}"
+                )
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"the platform was not ready in {timeout}s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+    def client(self, api_key: str | None = None) -> Client:
+        return Client(url=self.url, api_key=api_key or self.api_key, home=self.home)
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM, then SIGKILL after `timeout`; returns the exit code."""
+        if self.process is None:
+            return None
+        process, self.process = self.process, None
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        return process.returncode
+
+    def kill(self) -> None:
+        """SIGKILL: an abrupt crash, as a power cut would do."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+    def __enter__(self) -> LocalPlatform:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+try:
+    import pytest
+except ImportError:  # pytest is only needed for the fixtures
+    pass
+else:
+
+    @pytest.fixture(scope="session")
+    def stratus_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform]:
+        """A platform on SQLite and a local store, shared by the test session."""
+        with LocalPlatform(tmp_path_factory.mktemp("stratus-home")) as platform:
+            yield platform

@@ -1,0 +1,163 @@
+"""Fixtures: a shared control plane, throwaway PostgreSQL and S3 servers, and a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from stratus.client import Client
+from stratus.testing import LocalPlatform, free_port
+
+
+@pytest.fixture(scope="session")
+def platform(stratus_platform: LocalPlatform) -> LocalPlatform:
+    return stratus_platform
+
+
+@pytest.fixture
+def admin(platform: LocalPlatform) -> Iterator[Client]:
+    with platform.client() as client:
+        yield client
+
+
+# --- the CLI, in-process ---------------------------------------------------------------------
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+
+CliRunner = Callable[..., CliResult]
+
+
+@pytest.fixture
+def cli(
+    platform: LocalPlatform, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> CliRunner:
+    """Run `stratus ARGS` as a user would, against the shared platform."""
+    from stratus.cli.main import run
+
+    def invoke(*args: str, api_key: str | None = None, input: str | None = None) -> CliResult:
+        monkeypatch.setenv("STRATUS_HOME", str(platform.home))
+        monkeypatch.setenv("STRATUS_URL", platform.url)
+        monkeypatch.setenv("STRATUS_API_KEY", api_key or platform.api_key)
+        monkeypatch.delenv("STRATUS_PROJECT", raising=False)
+        capsys.readouterr()
+        try:
+            run(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out = capsys.readouterr()
+        return CliResult(code, out.out, out.err)
+
+    return invoke
+
+
+# --- PostgreSQL ------------------------------------------------------------------------------
+
+
+def _pg_bin(tool: str) -> str:
+    found = shutil.which(tool)
+    if found:
+        return found
+    for candidate in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{tool}"), reverse=True):
+        return str(candidate)
+    pytest.skip(f"PostgreSQL's {tool} is not installed (make system-deps)")
+    raise AssertionError
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on 127.0.0.1; yields a SQLAlchemy URL."""
+    root = Path(tempfile.mkdtemp(prefix="stratus-pg-"))
+    as_root = os.geteuid() == 0
+    prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
+    if as_root:
+        shutil.chown(root, "postgres")
+    port = free_port()
+    data, log = root / "data", root / "log"
+    subprocess.run(
+        [*prefix, _pg_bin("initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
+         "--no-sync", "-E", "UTF8", "--locale=C"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    options = (
+        f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
+        "-c synchronous_commit=off -c full_page_writes=off"
+    )
+    subprocess.run(
+        [*prefix, _pg_bin("pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-o", options, "start"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            [*prefix, _pg_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
+            capture_output=True,
+        )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# --- S3 (moto's server mode) -----------------------------------------------------------------
+
+S3_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@dataclass
+class S3Server:
+    endpoint: str
+    env: dict[str, str]
+
+    def create_bucket(self, name: str) -> None:
+        import boto3
+
+        s3 = boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
+        s3.create_bucket(Bucket=name)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """An S3-compatible server (moto) on 127.0.0.1, in a subprocess stopped by PID."""
+    port = free_port()
+    moto = shutil.which("moto_server", path=str(Path(os.sys.executable).parent))
+    if moto is None:
+        pytest.skip("moto_server is not installed")
+    process = subprocess.Popen(
+        [moto, "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, **S3_ENV},
+    )
+    import httpx
+
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                httpx.get(endpoint, timeout=1)
+                break
+            except httpx.TransportError:
+                import time
+
+                time.sleep(0.05)
+        yield S3Server(endpoint=endpoint, env=dict(S3_ENV))
+    finally:
+        process.terminate()
+        process.wait(10)
