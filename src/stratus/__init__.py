@@ -1,8 +1,38 @@
 """Stratus: a self-hosted cloud for the machine-learning lifecycle.
 
-The public SDK lives here: `stratus.Client` and the error classes it raises.
+The public SDK: `stratus.Client` and the error classes it raises (`stratus.errors`).
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from stratus import errors
+from stratus._version import __version__
+from stratus.client import Client
+from stratus.errors import (
+    AlreadyExists,
+    Conflict,
+    DataCorrupted,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    ServiceUnavailable,
+    StaleResource,
+    StratusError,
+    Unauthenticated,
+)
+
+__all__ = [
+    "AlreadyExists",
+    "Client",
+    "Conflict",
+    "DataCorrupted",
+    "InvalidInput",
+    "NotFound",
+    "PermissionDenied",
+    "ServiceUnavailable",
+    "StaleResource",
+    "StratusError",
+    "Unauthenticated",
+    "__version__",
+    "errors",
+]

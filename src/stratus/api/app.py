@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from stratus import __version__
+from stratus._version import __version__
 from stratus.api import health, problems
 from stratus.api.middleware import RequestContextMiddleware
 from stratus.api.platform import Platform

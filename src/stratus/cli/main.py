@@ -5,10 +5,9 @@ from __future__ import annotations
 import sys
 from typing import Annotated
 
-import click
 import typer
 
-from stratus import __version__
+from stratus._version import __version__
 from stratus.cli import audit, buckets, keys, login, projects, up, users
 from stratus.cli.context import Globals
 from stratus.cli.output import err
@@ -64,30 +63,25 @@ app.add_typer(audit.app, name="audit")
 
 
 def run(argv: list[str] | None = None) -> None:
-    """Entry point: exit 0 on success, 1 on a failed operation, 2 on bad usage."""
+    """Entry point: exit 0 on success, 1 on a failed operation, 2 on bad usage.
+
+    Typer handles usage errors (exit 2) and aborts (exit 1) itself; a StratusError or an OS
+    error becomes one line on stderr (the traceback only with --debug).
+    """
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
-        app(args=args, prog_name="stratus", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        err.print("aborted")
-        sys.exit(1)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(2 if isinstance(exc, click.UsageError) else 1)
+        app(args=args, prog_name="stratus")
     except StratusError as exc:
         if debug:
             raise
         err.print(f"[red]error:[/] {exc.detail}", highlight=False)
         sys.exit(1)
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        sys.exit(130)
     except OSError as exc:
         if debug:
             raise
         err.print(f"[red]error:[/] {exc}", highlight=False)
         sys.exit(1)
-    sys.exit(0)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

@@ -416,7 +416,19 @@ class Buckets(_API):
         self, bucket: str, key: str, *, version_id: str | None = None, project: str | None = None
     ) -> dict[str, str]:
         params = {"version_id": version_id} if version_id else None
-        response = self._c._send("HEAD", self._object(project, bucket, key), params=params)
+        path = self._object(project, bucket, key)
+        try:
+            response = self._c._send("HEAD", path, params=params)
+        except StratusError as exc:
+            # A HEAD answer has no body to explain itself: ask with GET for the problem.
+            try:
+                with self._c._http.stream("GET", path, params=params) as failed:
+                    if failed.status_code >= 400:
+                        failed.read()
+                        raise _error(failed) from None
+            except httpx.TransportError:
+                raise exc from None
+            raise
         return dict(response.headers)
 
     def stream(

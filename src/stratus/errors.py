@@ -1,0 +1,31 @@
+"""The errors the SDK raises: the same classes the server raised (see `stratus.core.errors`)."""
+
+from __future__ import annotations
+
+from stratus.core.errors import (
+    AlreadyExists,
+    Conflict,
+    DataCorrupted,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+    ServiceUnavailable,
+    StaleResource,
+    StratusError,
+    Unauthenticated,
+)
+
+__all__ = [
+    "AlreadyExists",
+    "Conflict",
+    "DataCorrupted",
+    "InvalidInput",
+    "NotFound",
+    "PayloadTooLarge",
+    "PermissionDenied",
+    "ServiceUnavailable",
+    "StaleResource",
+    "StratusError",
+    "Unauthenticated",
+]
