@@ -30,5 +30,9 @@ def create_app(platform: Platform) -> FastAPI:
     app.include_router(health.router)
     app.include_router(iam_routes.router, responses=problems.ERROR_RESPONSES)
     app.include_router(storage_routes.router, responses=problems.ERROR_RESPONSES)
-    app.add_middleware(RequestContextMiddleware, audit=platform.audit)
+    app.add_middleware(
+        RequestContextMiddleware,
+        audit=platform.audit,
+        max_json_bytes=platform.settings.server.max_request_bytes,
+    )
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -10,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from stratus.core.errors import StratusError
 
@@ -35,6 +37,23 @@ def _response(request: Request, status: int, body: dict[str, Any]) -> JSONRespon
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def _allowed(request: Request) -> str:
+    """Every method the path answers to (Starlette's 405 names only its first route's)."""
+    allowed = []
+    for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"):
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return ", ".join(allowed)
+
+
 def _location(loc: tuple[Any, ...]) -> str:
     parts = [str(p) for p in loc if p not in ("body",)] or ["body"]
     return ".".join(parts)
@@ -45,7 +64,29 @@ def _message(error: dict[str, Any]) -> str:
     return msg.removeprefix("Value error, ")
 
 
+def _document_problems(app: FastAPI) -> None:
+    """Error bodies are sent as problem+json: document the Problem schema under that media type.
+
+    FastAPI puts a response `model` under application/json, which errors are never sent as.
+    """
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = build()
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                for response in operation.get("responses", {}).values():
+                    content = response.get("content", {})
+                    if PROBLEM in content and "application/json" in content:
+                        content[PROBLEM] = content.pop("application/json")
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install(app: FastAPI) -> None:
+    _document_problems(app)
+
     @app.exception_handler(StratusError)
     async def _stratus(request: Request, exc: StratusError) -> JSONResponse:
         if exc.status >= 500:
@@ -70,17 +111,23 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
-        code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+        code = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large"}.get(
+            exc.status_code, "http-error"
+        )
         body = {
             "type": f"https://stratus.dev/errors/{code}",
-            "title": str(exc.detail) if exc.status_code != 404 else "Not found",
+            "title": _phrase(exc.status_code),
             "status": exc.status_code,
             "detail": f"no route {request.method} {request.url.path}"
             if exc.status_code in (404, 405)
             else str(exc.detail),
             "code": code,
         }
-        return _response(request, exc.status_code, body)
+        response = _response(request, exc.status_code, body)
+        response.headers.update(exc.headers or {})
+        if exc.status_code == 405:  # RFC 9110: a 405 says which methods the resource has
+            response.headers["allow"] = _allowed(request)
+        return response
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -197,7 +197,8 @@ def get(
             bucket, key, target, version_id=version, project=project, progress=advance
         )
     err.print(
-        f"wrote {path} ({human_size(total or 0)}, version {head.get('x-stratus-version-id')})"
+        f"wrote {path} ({human_size(total or 0)}, version {head.get('x-stratus-version-id')})",
+        markup=False,
     )
 
 
@@ -275,6 +276,8 @@ def rm(
         bucket, key, version_id=version, project=project_of(ctx, project)
     )
     if version:
-        console.print(f"erased version {result.version_id} of {key}")
+        console.print(f"erased version {result.version_id} of {key}", markup=False)
     else:
-        console.print(f"deleted {key} (older versions stay; see `stratus buckets versions`)")
+        console.print(
+            f"deleted {key} (older versions stay; see `stratus buckets versions`)", markup=False
+        )

@@ -6,6 +6,7 @@ import sys
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from stratus._version import __version__
 from stratus.cli import audit, buckets, keys, login, projects, up, users
@@ -75,12 +76,12 @@ def run(argv: list[str] | None = None) -> None:
     except StratusError as exc:
         if debug:
             raise
-        err.print(f"[red]error:[/] {exc.detail}", highlight=False)
+        err.print(f"[red]error:[/] {escape(exc.detail)}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except OSError as exc:
         if debug:
             raise
-        err.print(f"[red]error:[/] {exc}", highlight=False)
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         err.print("interrupted")

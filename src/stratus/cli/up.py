@@ -5,13 +5,17 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import signal
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Annotated, Any
 
 import typer
 import uvicorn
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from stratus.cli.output import console, err
 from stratus.client.credentials import Credentials, read_credentials, write_credentials
@@ -51,6 +55,28 @@ def safe_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
         return "<database url>"
+
+
+@contextmanager
+def database_errors(url: str) -> Iterator[None]:
+    """Turn the database driver's failures at start-up into one clear line."""
+    shown = safe_url(url)
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        if "psycopg" in str(exc):
+            raise InvalidInput(
+                "the PostgreSQL driver is not installed: pip install 'stratus[postgres]'"
+            ) from None
+        raise InvalidInput(
+            f"{shown}: Stratus runs on SQLite and PostgreSQL (postgresql+psycopg://…); "
+            f"the driver {exc.name} is not installed"
+        ) from None
+    except (ArgumentError, NoSuchModuleError) as exc:
+        raise InvalidInput(f"{shown} is not a database URL Stratus can use: {exc}") from None
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise ServiceUnavailable(f"cannot reach the database {shown}: {reason}") from None
 
 
 class HomeLock:
@@ -150,8 +176,9 @@ def up(
             f"[{settings.server.host}]" if ":" in settings.server.host else settings.server.host
         )
         url = f"http://{host_part}:{actual_port}"
-        platform = Platform.build(settings, Platform.master_key(settings))
-        upgrade(platform.db)
+        with database_errors(settings.database_url):
+            platform = Platform.build(settings, Platform.master_key(settings))
+            upgrade(platform.db)
         first = platform.start()
         creds = read_credentials(settings.home)
         if first is not None:
@@ -180,8 +207,13 @@ def up(
             timeout_graceful_shutdown=10,
             server_header=False,
         )
+        server = uvicorn.Server(config)
+        # uvicorn re-raises SIGTERM after its graceful shutdown, which would kill the process
+        # before the clean-up below; this handler (which uvicorn restores before re-raising)
+        # asks the server to exit instead, so SIGTERM stops Stratus cleanly, with exit 0.
+        signal.signal(signal.SIGTERM, lambda *_: setattr(server, "should_exit", True))
         try:
-            uvicorn.Server(config).run(sockets=[sock])
+            server.run(sockets=[sock])
         finally:
             platform.stop()
             sock.close()
@@ -203,13 +235,14 @@ def db_upgrade(home: HomeOption = None, db: DbOption = None) -> None:
 
     settings = _settings(home, db={"url": db})
     settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    database = Database(settings.database_url)
-    try:
-        before = current_revision(database)
-        upgrade(database)
-        after = current_revision(database)
-    finally:
-        database.dispose()
+    with database_errors(settings.database_url):
+        database = Database(settings.database_url)
+        try:
+            before = current_revision(database)
+            upgrade(database)
+            after = current_revision(database)
+        finally:
+            database.dispose()
     if before == after:
         console.print(f"database {safe_url(settings.database_url)} is up to date ({after})")
     else:
@@ -225,9 +258,11 @@ def db_current(home: HomeOption = None, db: DbOption = None) -> None:
     from stratus.migrations.runner import current_revision, head_revision
 
     settings = _settings(home, db={"url": db})
-    database = Database(settings.database_url)
-    try:
-        current = current_revision(database)
-    finally:
-        database.dispose()
+    settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)  # SQLite needs the folder
+    with database_errors(settings.database_url):
+        database = Database(settings.database_url)
+        try:
+            current = current_revision(database)
+        finally:
+            database.dispose()
     console.print(f"current: {current or 'none'}  head: {head_revision()}")

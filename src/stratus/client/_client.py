@@ -155,6 +155,13 @@ def _seg(value: str) -> str:
     return quote(value, safe="")
 
 
+def _key_path(key: str) -> str:
+    """An object key as a URL path; '.' and '..' segments are percent-encoded, else the HTTP
+    client would drop them and send the request to another key (or another bucket)."""
+    segments = [quote(part, safe="") for part in key.split("/")]
+    return "/".join(s.replace(".", "%2E") if s in (".", "..") else s for s in segments)
+
+
 def _labels(labels: dict[str, str] | None) -> dict[str, str]:
     return dict(labels or {})
 
@@ -324,7 +331,7 @@ class Buckets(_API):
         return f"/api/v1/projects/{self._project(project)}/buckets"
 
     def _object(self, project: str | None, bucket: str, key: str) -> str:
-        return f"{self._base(project)}/{_seg(bucket)}/objects/{quote(key, safe='/')}"
+        return f"{self._base(project)}/{_seg(bucket)}/objects/{_key_path(key)}"
 
     def create(
         self,

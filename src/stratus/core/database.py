@@ -12,11 +12,11 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, MetaData, create_engine, event, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from stratus.core.errors import ServiceUnavailable, StaleResource
+from stratus.core.errors import InvalidInput, ServiceUnavailable, StaleResource
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -82,6 +82,8 @@ class Database:
             raise StaleResource("the resource was changed by someone else; read it again") from exc
         except OperationalError as exc:
             raise ServiceUnavailable(f"database error: {exc.orig}") from exc
+        except DataError as exc:  # a value the database cannot hold, e.g. NUL in PostgreSQL text
+            raise InvalidInput(f"the database refused a value in the request: {exc.orig}") from exc
         finally:
             session.close()
 

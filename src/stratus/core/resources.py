@@ -19,7 +19,7 @@ from sqlalchemy import JSON, DateTime, Integer, String, and_, not_, or_
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql import ColumnElement
 
-from stratus.core.clock import utcnow
+from stratus.core.clock import as_utc, utcnow
 from stratus.core.errors import InvalidInput, StaleResource
 from stratus.core.ids import new_id
 
@@ -39,7 +39,7 @@ def validate_name(name: str, what: str = "name") -> str:
         raise InvalidInput(f"{what} must not be empty")
     if len(name) > NAME_MAX:
         raise InvalidInput(f"{what} {name!r} is longer than {NAME_MAX} characters")
-    if not _NAME_RE.match(name):
+    if not _NAME_RE.fullmatch(name):
         raise InvalidInput(
             f"{what} {name!r} is not valid: use lower-case letters, digits and '-', "
             "starting and ending with a letter or digit"
@@ -49,9 +49,9 @@ def validate_name(name: str, what: str = "name") -> str:
 
 def validate_labels(labels: dict[str, str]) -> dict[str, str]:
     for key, value in labels.items():
-        if len(key) > 253 or not _LABEL_KEY_RE.match(key):
+        if len(key) > 253 or not _LABEL_KEY_RE.fullmatch(key):
             raise InvalidInput(f"label key {key!r} is not valid")
-        if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE_RE.match(value):
+        if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE_RE.fullmatch(value):
             raise InvalidInput(f"label value {value!r} of {key!r} is not valid")
     return labels
 
@@ -126,8 +126,8 @@ def metadata_of(row: ResourceMixin, project: str | None = None) -> Metadata:
         project=project,
         labels=dict(row.labels or {}),
         resource_version=row.resource_version,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
+        created_at=as_utc(row.created_at),
+        updated_at=as_utc(row.updated_at),
     )
 
 
@@ -193,7 +193,7 @@ def parse_selector(selector: str | None) -> list[Requirement]:
         else:
             reqs.append(Requirement(part, "exists"))
     for req in reqs:
-        if not req.key or not _LABEL_KEY_RE.match(req.key):
+        if not req.key or not _LABEL_KEY_RE.fullmatch(req.key):
             raise InvalidInput(f"label selector {selector!r}: {req.key!r} is not a label key")
     return reqs
 
@@ -203,7 +203,8 @@ def selector_clause(column: Any, reqs: list[Requirement], dialect: str) -> Colum
     clauses: list[ColumnElement[bool]] = []
     for req in reqs:
         if dialect == "postgresql":
-            present: ColumnElement[bool] = column.op("?")(req.key)
+            # `labels` is json, not jsonb: there is no `?` operator, but `->` is NULL when absent.
+            present: ColumnElement[bool] = column.op("->")(req.key).is_not(None)
             value = column.op("->>")(req.key)
         else:
             from sqlalchemy import func
@@ -248,7 +249,7 @@ def decode_token(token: str | None) -> Any:
     try:
         padded = token + "=" * (-len(token) % 4)
         return json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # deep nesting: RecursionError
         raise InvalidInput(f"page_token {token!r} is not valid") from exc
 
 
@@ -267,7 +268,9 @@ def paginate(
     size = check_limit(limit)
     after = decode_token(page_token)
     if after is not None:
-        if not isinstance(after, str | int):
+        # The position must have the column's type: PostgreSQL cannot compare text with a number.
+        wanted = key_column.type.python_type
+        if isinstance(after, bool) or not isinstance(after, wanted):
             raise InvalidInput(f"page_token {page_token!r} is not valid")
         stmt = stmt.where(key_column > after)
     rows = list(session.scalars(stmt.order_by(key_column).limit(size + 1)))

@@ -72,6 +72,11 @@ def _fields(row: AuditEventRow) -> dict[str, Any]:
     }
 
 
+def _text(value: str, limit: int) -> str:
+    """A field cut to its column; a NUL (which PostgreSQL text cannot hold) is spelled out."""
+    return value.replace("\x00", "\\x00")[:limit]
+
+
 class AuditLog:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -87,14 +92,14 @@ class AuditLog:
             seq = head.last_seq + 1
             now = utcnow()
             values = {
-                "actor": entry.actor[:160],
-                "action": entry.action[:80],
-                "resource": entry.resource[:1200],
-                "project": entry.project,
+                "actor": _text(entry.actor, 160),
+                "action": _text(entry.action, 80),
+                "resource": _text(entry.resource, 1200),
+                "project": None if entry.project is None else _text(entry.project, 63),
                 "outcome": entry.outcome,
                 "status_code": entry.status_code,
-                "request_id": entry.request_id[:64],
-                "source": entry.source[:64],
+                "request_id": _text(entry.request_id, 64),
+                "source": _text(entry.source, 64),
                 "details": entry.details,
             }
             digest = entry_hash(seq, now, values, head.last_hash)
@@ -133,12 +138,12 @@ class AuditLog:
             else:
                 stmt = stmt.where(AuditEventRow.action == action)
         if since is not None:
-            stmt = stmt.where(AuditEventRow.time >= since)
+            stmt = stmt.where(AuditEventRow.time >= as_utc(since))
         if until is not None:
-            stmt = stmt.where(AuditEventRow.time < until)
+            stmt = stmt.where(AuditEventRow.time < as_utc(until))
         after = decode_token(page_token)
         if after is not None:
-            if not isinstance(after, int):
+            if isinstance(after, bool) or not isinstance(after, int):
                 raise InvalidInput(f"page_token {page_token!r} is not valid")
             stmt = stmt.where(
                 AuditEventRow.seq < after if order == "desc" else AuditEventRow.seq > after

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -57,15 +57,19 @@ class Authenticator:
         cached = self._cache.get(digest)
         if cached is not None and cached[0] > now:
             return cached[1]
-        principal = self._resolve(credential)
-        if self.cache_seconds > 0:
+        principal, expires_at = self._resolve(credential)
+        ttl = self.cache_seconds
+        if expires_at is not None:  # never trust a credential from the cache past its expiry
+            ttl = min(ttl, (expires_at - utcnow()).total_seconds())
+        if ttl > 0:
             with self._lock:
                 if len(self._cache) > 10_000:
                     self._cache.clear()
-                self._cache[digest] = (now + self.cache_seconds, principal)
+                self._cache[digest] = (now + ttl, principal)
         return principal
 
-    def _resolve(self, credential: str) -> Principal:
+    def _resolve(self, credential: str) -> tuple[Principal, datetime | None]:
+        """The principal, and when the credential expires (None: never)."""
         parts = split_key(credential)
         if parts is not None:
             return self._from_key(*parts)
@@ -75,10 +79,10 @@ class Authenticator:
                 user = session.get(UserRow, claims.user_uid)
                 if user is None or user.disabled:
                     raise Unauthenticated(INVALID)
-                return self._user_principal(session, user, None, None)
+                return self._user_principal(session, user, None, None), claims.expires_at
         raise Unauthenticated(INVALID)
 
-    def _from_key(self, key_id: str, secret: str) -> Principal:
+    def _from_key(self, key_id: str, secret: str) -> tuple[Principal, datetime | None]:
         with self.db.transaction() as session:
             key = session.get(ApiKeyRow, key_id)
             if key is None or not secret_matches(secret, key.secret_hash):
@@ -119,7 +123,7 @@ class Authenticator:
                 session.execute(
                     update(ApiKeyRow).where(ApiKeyRow.key_id == key_id).values(last_used_at=now)
                 )
-            return principal
+            return principal, as_utc(key.expires_at) if key.expires_at is not None else None
 
     @staticmethod
     def _user_principal(

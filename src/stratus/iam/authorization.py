@@ -11,7 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, cast
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from stratus.core.errors import PermissionDenied, Unauthenticated
 from stratus.iam.authenticating import Authenticator
@@ -32,7 +33,17 @@ def credential_of(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
-def authenticated(request: Request) -> Principal:
+_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="stratusKey",
+    description="An API key (`stk_…`) or a login token, as `Authorization: Bearer …`.",
+)
+
+
+def authenticated(
+    request: Request,
+    _documented: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None,
+) -> Principal:
     """Dependency: the calling principal (401 without a valid credential)."""
     existing = getattr(request.state, "principal", None)
     if existing is not None:

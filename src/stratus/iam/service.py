@@ -154,9 +154,12 @@ class IamService:
         with self.db.transaction() as session:
             row = self._user(session, name)
             check_version(row, data.resource_version, "user")
-            losing_admin = row.is_admin and (data.is_admin is False or data.disabled is True)
+            active_admin = row.is_admin and not row.disabled
+            losing_admin = active_admin and (data.is_admin is False or data.disabled is True)
             if losing_admin and self._admin_count(session) <= 1:
                 raise Conflict(f"user {name!r} is the last admin: make another admin first")
+            if data.disabled is True and not row.disabled:
+                self._refuse_if_sole_owner(session, row, "disabled")
             if data.password is not None:
                 row.password_hash = hash_password(data.password)
             for field in ("email", "is_admin", "disabled", "labels"):
@@ -169,10 +172,41 @@ class IamService:
     def delete_user(self, name: str) -> None:
         with self.db.transaction() as session:
             row = self._user(session, name)
-            if row.is_admin and self._admin_count(session) <= 1:
+            if row.is_admin and not row.disabled and self._admin_count(session) <= 1:
                 raise Conflict(f"user {name!r} is the last admin and cannot be deleted")
+            self._refuse_if_sole_owner(session, row, "deleted")
             session.delete(row)
         self._changed()
+
+    @staticmethod
+    def _refuse_if_sole_owner(session: Session, user: UserRow, what: str) -> None:
+        """A project must keep an owner who can act: refuse to remove its only one."""
+        owned = session.scalars(
+            select(RoleBindingRow.project_uid).where(
+                RoleBindingRow.user_uid == user.uid, RoleBindingRow.role == Role.OWNER
+            )
+        ).all()
+        sole: list[str] = []
+        for project_uid in owned:
+            others = session.scalar(
+                select(func.count())
+                .select_from(RoleBindingRow)
+                .join(UserRow, UserRow.uid == RoleBindingRow.user_uid)
+                .where(
+                    RoleBindingRow.project_uid == project_uid,
+                    RoleBindingRow.role == Role.OWNER,
+                    RoleBindingRow.user_uid != user.uid,
+                    UserRow.disabled.is_(False),
+                )
+            )
+            if not others:
+                project = session.get(ProjectRow, project_uid)
+                sole.append(project.name if project else project_uid)
+        if sole:
+            raise Conflict(
+                f"user {user.name!r} is the only owner of project(s) {', '.join(sorted(sole))}: "
+                f"make someone else an owner before the user is {what}"
+            )
 
     @staticmethod
     def _admin_count(session: Session) -> int:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from stratus.core.clock import as_utc, utcnow
@@ -54,16 +55,27 @@ class Blobs:
 
     def acquire(self, session: Session, project_uid: str, info: BlobInfo) -> None:
         """Count one more reference to a blob just written (inside the caller's transaction)."""
-        row = session.scalar(
+        stmt = (
             select(BlobRow)
             .where(BlobRow.project_uid == project_uid, BlobRow.sha256 == info.sha256)
             .with_for_update()
         )
+        row = session.scalar(stmt)
         if row is None:
-            session.add(
-                BlobRow(project_uid=project_uid, sha256=info.sha256, size=info.size, refcount=1)
-            )
-            return
+            try:
+                with session.begin_nested():
+                    session.add(
+                        BlobRow(
+                            project_uid=project_uid, sha256=info.sha256, size=info.size, refcount=1
+                        )
+                    )
+                    session.flush()
+                return
+            except IntegrityError:
+                # A concurrent upload of the same content added the row first: count on it.
+                row = session.scalar(stmt)
+                if row is None:
+                    raise
         row.refcount += 1
         row.released_at = None
         if not self.store.exists(project_uid, info.sha256):

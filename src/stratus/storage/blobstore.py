@@ -84,7 +84,8 @@ class BlobWriter:
             self._buffer += view[:take]
             view = view[take:]
 
-    def commit(self) -> BlobInfo:
+    def commit(self, expected_sha256: str | None = None) -> BlobInfo:
+        """Publish the blob; with `expected_sha256`, discard it instead if the bytes differ."""
         file = self._check_open()
         try:
             file.write(self._encoder.frame(bytes(self._buffer), last=True))
@@ -95,6 +96,11 @@ class BlobWriter:
             self._file = None
             file.close()
             info = BlobInfo(sha256=self._hash.hexdigest(), size=self._size)
+            if expected_sha256 is not None and expected_sha256.lower() != info.sha256:
+                raise InvalidInput(
+                    f"the upload's SHA-256 is {info.sha256}, not {expected_sha256} as declared: "
+                    "the bytes were changed in transit"
+                )
             self._store._publish(self._tmp, self._store.blob_path(self._project, info.sha256))
         except BaseException:
             self._file = file

@@ -8,6 +8,7 @@ from typing import Annotated, cast
 from anyio import to_thread
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
+from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.requests import ClientDisconnect
 
 from stratus.core.errors import InvalidInput
@@ -18,6 +19,15 @@ from stratus.storage import schemas as s
 from stratus.storage.encryption import CHUNK_BYTES
 from stratus.storage.service import StorageService
 
+
+class _AnyPath(PathConvertor):
+    """Like `path`, but also matches line breaks, so such keys reach validation (a 400)."""
+
+    regex = r"[\s\S]*"
+
+
+register_url_convertor("anypath", _AnyPath())
+
 router = APIRouter(prefix="/api/v1/projects/{project}/buckets", tags=["storage"])
 
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
@@ -25,6 +35,9 @@ PageToken = Annotated[str | None, Query(max_length=2000)]
 Selector = Annotated[str | None, Query(max_length=1000, description="label selector")]
 VersionId = Annotated[str | None, Query(max_length=40, description="a version (default: latest)")]
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+# type/subtype (RFC 9110 tokens), then any parameters: what GET serves back as Content-Type.
+_MEDIA_TYPE = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+/[-!#$%&'*+.^_`|~0-9A-Za-z]+(\s*;.*)?")
+MAX_CONTENT_TYPE = 255
 
 
 def _storage(request: Request) -> StorageService:
@@ -113,10 +126,12 @@ def list_versions(
 
 
 _BINARY = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+# Objects are served with the Content-Type they were uploaded with.
+_OBJECT = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
 
 
 @router.put(
-    "/{bucket}/objects/{key:path}",
+    "/{bucket}/objects/{key:anypath}",
     name="objects.put",
     status_code=201,
     response_model=s.ObjectVersionRead,
@@ -135,6 +150,14 @@ async def put_object(
     expected = request.headers.get("x-stratus-sha256")
     if expected is not None and not _SHA256.match(expected):
         raise InvalidInput("X-Stratus-Sha256 must be 64 hexadecimal characters")
+    content_type = request.headers.get("content-type")
+    if content_type and (
+        len(content_type) > MAX_CONTENT_TYPE or not _MEDIA_TYPE.fullmatch(content_type)
+    ):
+        raise InvalidInput(
+            f"Content-Type {content_type[:80]!r} is not a media type such as "
+            f"'application/octet-stream' of at most {MAX_CONTENT_TYPE} characters"
+        )
     storage = _storage(request)
     upload = await to_thread.run_sync(storage.begin_put, access.project, bucket, key)
     try:
@@ -150,7 +173,7 @@ async def put_object(
             lambda: storage.finish_put(
                 upload,
                 actor=access.principal.subject,
-                content_type=request.headers.get("content-type"),
+                content_type=content_type,
                 expected_sha256=expected,
             )
         )
@@ -173,10 +196,10 @@ def _object_headers(version: s.ObjectVersionRead) -> dict[str, str]:
 
 
 @router.get(
-    "/{bucket}/objects/{key:path}",
+    "/{bucket}/objects/{key:anypath}",
     name="objects.get",
     response_class=StreamingResponse,
-    responses={200: {"content": _BINARY, "description": "the object's bytes"}},
+    responses={200: {"content": _OBJECT, "description": "the object's bytes"}},
 )
 def get_object(
     request: Request,
@@ -192,7 +215,12 @@ def get_object(
     )
 
 
-@router.head("/{bucket}/objects/{key:path}", name="objects.head")
+@router.head(
+    "/{bucket}/objects/{key:anypath}",
+    name="objects.head",
+    response_class=Response,
+    responses={200: {"content": _OBJECT, "description": "the object's headers, no body"}},
+)
 def head_object(
     request: Request,
     bucket: str,
@@ -205,7 +233,7 @@ def head_object(
 
 
 @router.delete(
-    "/{bucket}/objects/{key:path}", name="objects.delete", response_model=s.ObjectVersionRead
+    "/{bucket}/objects/{key:anypath}", name="objects.delete", response_model=s.ObjectVersionRead
 )
 def delete_object(
     request: Request,

@@ -183,12 +183,8 @@ class StorageService:
         content_type: str | None,
         expected_sha256: str | None = None,
     ) -> s.ObjectVersionRead:
-        info = upload.writer.commit()
-        if expected_sha256 is not None and expected_sha256.lower() != info.sha256:
-            raise InvalidInput(
-                f"the upload's SHA-256 is {info.sha256}, not {expected_sha256} as declared: "
-                "the bytes were changed in transit"
-            )
+        # A mismatch is refused before the blob is published, so no orphan file is left.
+        info = upload.writer.commit(expected_sha256)
         try:
             with self.db.transaction() as session:
                 self.blobs.acquire(session, upload.project_uid, info)
@@ -223,9 +219,16 @@ class StorageService:
         )
         obj = session.scalar(stmt)
         if obj is None:
-            obj = ObjectRow(bucket_uid=bucket_uid, key=key)
-            session.add(obj)
-            session.flush()
+            try:
+                with session.begin_nested():
+                    obj = ObjectRow(bucket_uid=bucket_uid, key=key)
+                    session.add(obj)
+                    session.flush()
+            except IntegrityError:
+                # A concurrent first upload of the same key created the row: use (and lock) it.
+                obj = session.scalar(stmt)
+                if obj is None:
+                    raise
         return obj
 
     def delete_object(

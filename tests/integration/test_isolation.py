@@ -1,0 +1,334 @@
+"""The project-isolation proof, generated from the OpenAPI document.
+
+Two projects, A and B. Alice owns A (and holds an unrestricted user key); A also has a service
+account with the owner role. For EVERY operation whose path has `{project}` — whatever the
+method — we call it on project B, naming B's real resources, with each of A's credentials and a
+body that would be accepted. Every call must answer 404, exactly as for a project that does not
+exist, and afterwards B must be exactly as it was. New routes are covered without editing this
+test; a route with a path parameter this test has no resource for fails loudly, so the proof
+cannot silently skip it.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from stratus.client import Client
+from stratus.testing import LocalPlatform
+
+METHODS = ("get", "put", "post", "patch", "delete", "head", "options", "trace")
+OBJECT_BYTES = b"B's private bytes \x00\x01\x02"
+
+
+def uniq(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class World:
+    a: str
+    b: str
+    alice: str
+    credentials: dict[str, str]  # who -> secret, all of them A's
+    b_sa_key_id: str
+    b_version_id: str
+    path_values: dict[str, str]
+    query_values: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def world(platform: LocalPlatform) -> Iterator[World]:
+    a, b, alice = uniq("iso-a"), uniq("iso-b"), uniq("alice")
+    with platform.client() as admin:
+        admin.projects.create(a, "project A")
+        admin.projects.create(b, "project B", labels={"secret": "yes"})
+        # B's real resources
+        admin.buckets.create("b1", project=b, description="B's bucket")
+        version = admin.buckets.upload("b1", "k/obj.txt", OBJECT_BYTES, project=b)
+        admin.service_accounts.create("sa1", project=b, role="editor")
+        b_sa_key = admin.service_accounts.create_key("sa1", project=b)
+        # A has resources of the same names, so a lookup that ignored the project would hit A's
+        admin.buckets.create("b1", project=a)
+        admin.buckets.upload("b1", "k/obj.txt", b"A's bytes", project=a)
+        admin.service_accounts.create("sa1", project=a, role="owner")
+        a_sa_key = admin.service_accounts.create_key("sa1", project=a)
+        # alice: owner of A only
+        admin.users.create(alice, "alice-password-1")
+        admin.projects.set_member(a, "owner", user=alice)
+        alice_key = admin.keys.create(user=alice)
+    yield World(
+        a=a,
+        b=b,
+        alice=alice,
+        credentials={"alice": alice_key.secret, "a-serviceaccount": a_sa_key.secret},
+        b_sa_key_id=b_sa_key.key_id,
+        b_version_id=version.version_id,
+        path_values={
+            "project": b,
+            "bucket": "b1",
+            "key": "k/obj.txt",
+            "name": "sa1",
+            "subject": "user:admin",
+            "key_id": b_sa_key.key_id,
+        },
+        query_values={"version_id": version.version_id},
+    )
+
+
+@pytest.fixture
+def http(platform: LocalPlatform) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=platform.url, timeout=30) as client:
+        yield client
+
+
+# --- building requests from the OpenAPI document ---------------------------------------------
+
+
+def _resolve(spec: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[-1]
+        schema = spec["components"]["schemas"][name]
+    return schema
+
+
+def sample(spec: dict[str, Any], schema: dict[str, Any], field: str = "") -> Any:
+    """A small valid value for a JSON schema (enough for the server to accept the body)."""
+    schema = _resolve(spec, schema)
+    for union in ("anyOf", "oneOf"):
+        if union in schema:
+            options = [s for s in schema[union] if _resolve(spec, s).get("type") != "null"]
+            return sample(spec, options[0], field)
+    if "enum" in schema:
+        return schema["enum"][0]
+    kind = schema.get("type")
+    if kind == "object" or "properties" in schema:
+        props = schema.get("properties", {})
+        return {k: sample(spec, props[k], k) for k in schema.get("required", [])}
+    if kind == "string":
+        return "evil" if "pattern" in schema or field == "name" else "x"
+    if kind == "integer":
+        return max(1, schema.get("minimum", 1))
+    if kind == "number":
+        return 1
+    if kind == "boolean":
+        return True
+    if kind == "array":
+        return []
+    return None
+
+
+def body_for(
+    spec: dict[str, Any], operation: dict[str, Any], world: World
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """httpx keyword arguments and extra headers for the operation's request body."""
+    content = operation.get("requestBody", {}).get("content", {})
+    if "application/json" in content:
+        schema = content["application/json"]["schema"]
+        body = sample(spec, schema)
+        name = _resolve(spec, schema).get("title", "")
+        if name == "MemberSet":
+            body = {"user": world.alice, "role": "owner"}  # alice tries to own B
+        return {"json": body}, {}
+    if content:
+        media = next(iter(content))
+        return {"content": b"x"}, {"content-type": media}
+    return {}, {}
+
+
+def project_operations(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (path, method, operation)
+        for path, operations in spec["paths"].items()
+        if "{project}" in path
+        for method, operation in operations.items()
+        if method in METHODS
+    ]
+
+
+def url_for(path: str, world: World) -> str:
+    def value(match: re.Match[str]) -> str:
+        param = match.group(1)
+        assert param in world.path_values, (
+            f"path parameter {{{param}}} of {path} has no resource in project B: "
+            "create one in the `world` fixture so the isolation proof covers this route"
+        )
+        text = world.path_values[param]
+        return quote(text, safe="/" if param == "key" else "")
+
+    return re.sub(r"\{(\w+)\}", value, path)
+
+
+def query_for(operation: dict[str, Any], spec: dict[str, Any], world: World) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for param in operation.get("parameters", []):
+        if param["in"] != "query":
+            continue
+        name = param["name"]
+        if name in world.query_values:
+            params[name] = world.query_values[name]
+        elif _resolve(spec, param.get("schema", {})).get("type") == "boolean":
+            params[name] = "true"  # e.g. force=true: the most damaging variant
+        elif param.get("required"):
+            params[name] = sample(spec, param["schema"], name)
+    return params
+
+
+# --- B as admin sees it ----------------------------------------------------------------------
+
+
+def snapshot(admin: Client, world: World) -> dict[str, Any]:
+    b = world.b
+    project = admin.projects.get(b)
+    bucket = admin.buckets.get("b1", project=b)
+    return {
+        "project": (project.metadata.model_dump(), project.spec.model_dump()),
+        "members": sorted((m.subject, m.role) for m in admin.projects.members(b)),
+        "buckets": sorted(x.metadata.name for x in admin.buckets.list(project=b)),
+        "bucket": (bucket.metadata.model_dump(), bucket.spec.model_dump(), bucket.status),
+        "bytes": admin.buckets.read("b1", "k/obj.txt", project=b),
+        "versions": [v.model_dump() for v in admin.buckets.list_versions("b1", project=b)],
+        "accounts": [
+            (s.metadata.model_dump(), s.status.role) for s in admin.service_accounts.list(b)
+        ],
+        "keys": [k.model_dump() for k in admin.service_accounts.list_keys("sa1", b)],
+    }
+
+
+# --- the proof -------------------------------------------------------------------------------
+
+
+def test_every_project_route_hides_b_from_a(
+    world: World, platform: LocalPlatform, http: httpx.Client
+) -> None:
+    spec = http.get("/api/v1/openapi.json").json()
+    operations = project_operations(spec)
+    assert len(operations) >= 25, "the OpenAPI document lost its project routes"
+    with platform.client() as admin:
+        before = snapshot(admin, world)
+    assert before["bytes"] == OBJECT_BYTES
+
+    covered: set[tuple[str, str]] = set()
+    wrong: list[str] = []
+    for who, secret in world.credentials.items():
+        for path, method, operation in operations:
+            kwargs, headers = body_for(spec, operation, world)
+            response = http.request(
+                method.upper(),
+                url_for(path, world),
+                params=query_for(operation, spec, world),
+                headers={"Authorization": f"Bearer {secret}", **headers},
+                **kwargs,
+            )
+            covered.add((path, method))
+            if response.status_code != 404:
+                wrong.append(f"{who}: {method.upper()} {path} -> {response.status_code}")
+                continue
+            if method != "head":
+                body = response.json()
+                assert body["code"] == "not-found"
+                # the same words as for a project that does not exist: nothing leaks
+                assert body["detail"] == f"project '{world.b}' not found", body
+                assert OBJECT_BYTES.decode(errors="ignore") not in response.text
+    assert not wrong, "A's credentials reached project B:\n" + "\n".join(wrong)
+    expected = {(path, method) for path, method, _ in operations}
+    assert covered == expected
+    assert len(covered) >= len(expected)
+
+    with platform.client() as admin:
+        after = snapshot(admin, world)
+    assert after == before
+
+
+def test_nonexistent_project_answers_the_same(world: World, http: httpx.Client) -> None:
+    """What A sees for B is word for word what anyone sees for a project that is not there."""
+    ghost = uniq("ghost")
+    for secret in world.credentials.values():
+        headers = {"Authorization": f"Bearer {secret}"}
+        real = http.get(f"/api/v1/projects/{world.b}/buckets/b1", headers=headers)
+        missing = http.get(f"/api/v1/projects/{ghost}/buckets/b1", headers=headers)
+        assert real.status_code == missing.status_code == 404
+        assert real.json()["detail"].replace(world.b, "P") == missing.json()["detail"].replace(
+            ghost, "P"
+        )
+
+
+def test_a_still_works_with_the_same_credentials(world: World, platform: LocalPlatform) -> None:
+    """The 404s above are isolation, not broken credentials."""
+    for secret in world.credentials.values():
+        with platform.client(secret) as c:
+            assert c.buckets.read("b1", "k/obj.txt", project=world.a) == b"A's bytes"
+            assert [p.metadata.name for p in c.projects.list()] == [world.a]
+
+
+def test_project_list_does_not_show_b(world: World, http: httpx.Client) -> None:
+    for secret in world.credentials.values():
+        headers = {"Authorization": f"Bearer {secret}"}
+        names: list[str] = []
+        params: dict[str, Any] = {"limit": 1000}
+        while True:
+            page = http.get("/api/v1/projects", params=params, headers=headers).json()
+            names += [p["metadata"]["name"] for p in page["items"]]
+            if not page["next_page_token"]:
+                break
+            params["page_token"] = page["next_page_token"]
+        assert world.a in names
+        assert world.b not in names
+        by_label = http.get("/api/v1/projects", params={"selector": "secret"}, headers=headers)
+        assert world.b not in by_label.text
+
+
+def test_audit_of_b_is_refused(world: World, http: httpx.Client) -> None:
+    for secret in world.credentials.values():
+        response = http.get(
+            "/api/v1/audit",
+            params={"project": world.b},
+            headers={"Authorization": f"Bearer {secret}"},
+        )
+        assert response.status_code == 404
+        assert world.b in response.json()["detail"]
+
+
+def test_unfiltered_audit_has_no_entry_of_b(
+    world: World, platform: LocalPlatform, http: httpx.Client
+) -> None:
+    # make sure B has entries, including ones caused by A's failed attempts
+    attempt = http.post(
+        f"/api/v1/projects/{world.b}/buckets",
+        json={"name": "intruder"},
+        headers={"Authorization": f"Bearer {world.credentials['alice']}"},
+    )
+    assert attempt.status_code == 404
+    with platform.client() as admin:
+        b_entries = admin.audit.list(project=world.b)
+        assert any(e.actor == f"user:{world.alice}" for e in b_entries)
+    for secret in world.credentials.values():
+        with platform.client(secret) as c:
+            events = c.audit.list()
+        assert events, "A's owner should see A's own entries"
+        assert {e.project for e in events} == {world.a}
+        assert not any(world.b in e.resource for e in events)
+
+
+def test_other_doors_into_b_are_shut(world: World, http: httpx.Client) -> None:
+    """Routes outside /projects/{project} that take a project or a key id."""
+    alice = {"Authorization": f"Bearer {world.credentials['alice']}"}
+    sa = {"Authorization": f"Bearer {world.credentials['a-serviceaccount']}"}
+    key_for_b = http.post("/api/v1/keys", json={"project": world.b}, headers=alice)
+    assert key_for_b.status_code == 404
+    assert key_for_b.json()["detail"] == f"project '{world.b}' not found"
+    assert http.post("/api/v1/keys", json={"project": world.b}, headers=sa).status_code == 403
+    revoke = http.delete(f"/api/v1/keys/{world.b_sa_key_id}", headers=alice)
+    assert revoke.status_code == 404
+    whoami = http.get("/api/v1/auth/whoami", headers=alice).json()
+    assert whoami["roles"] == {world.a: "owner"}
+    # admin-only routes are 403 for anyone who is not an admin (nothing project-specific leaks)
+    assert http.get("/api/v1/users/admin", headers=alice).status_code == 403
+    assert http.get("/api/v1/audit/verify", headers=alice).status_code == 403
