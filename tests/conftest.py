@@ -40,18 +40,22 @@ class CliResult:
 CliRunner = Callable[..., CliResult]
 
 
+_CLI_VARIABLES = ("STRATUS_HOME", "STRATUS_URL", "STRATUS_API_KEY", "STRATUS_PROJECT")
+
+
 @pytest.fixture
-def cli(
-    platform: LocalPlatform, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> CliRunner:
-    """Run `stratus ARGS` as a user would, against the shared platform."""
+def run_cli(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., CliResult]:
+    """Run `stratus ARGS` in-process with exactly the STRATUS_* variables given in `env`."""
     from stratus.cli.main import run
 
-    def invoke(*args: str, api_key: str | None = None, input: str | None = None) -> CliResult:
-        monkeypatch.setenv("STRATUS_HOME", str(platform.home))
-        monkeypatch.setenv("STRATUS_URL", platform.url)
-        monkeypatch.setenv("STRATUS_API_KEY", api_key or platform.api_key)
-        monkeypatch.delenv("STRATUS_PROJECT", raising=False)
+    def invoke(*args: str, env: dict[str, str]) -> CliResult:
+        for name in _CLI_VARIABLES:
+            if name in env:
+                monkeypatch.setenv(name, env[name])
+            else:
+                monkeypatch.delenv(name, raising=False)
         capsys.readouterr()
         try:
             run(list(args))
@@ -62,6 +66,26 @@ def cli(
         return CliResult(code, out.out, out.err)
 
     return invoke
+
+
+@pytest.fixture
+def cli(platform: LocalPlatform, run_cli: Callable[..., CliResult]) -> CliRunner:
+    """Run `stratus ARGS` as a user would, against the shared platform."""
+
+    def invoke(*args: str, api_key: str | None = None) -> CliResult:
+        return run_cli(*args, env=platform.cli_env(api_key))
+
+    return invoke
+
+
+@pytest.fixture
+def own_platform(tmp_path: Path) -> Iterator[LocalPlatform]:
+    """A platform of this test's own (SQLite, local store), stopped by PID afterwards."""
+    platform = LocalPlatform(tmp_path / "home")
+    try:
+        yield platform.start()
+    finally:
+        platform.stop()
 
 
 # --- PostgreSQL ------------------------------------------------------------------------------

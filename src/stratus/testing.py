@@ -114,6 +114,14 @@ class LocalPlatform:
         except FileNotFoundError:
             return "(no log)"
 
+    def cli_env(self, api_key: str | None = None) -> dict[str, str]:
+        """The STRATUS_* variables that point the `stratus` CLI at this platform."""
+        return {
+            "STRATUS_HOME": str(self.home),
+            "STRATUS_URL": self.url,
+            "STRATUS_API_KEY": api_key or self.api_key,
+        }
+
     def client(self, api_key: str | None = None) -> Client:
         return Client(url=self.url, api_key=api_key or self.api_key, home=self.home)
 

@@ -360,25 +360,9 @@ def test_cli_audit_verify(cli: CliRun) -> None:
 # --- tampering -------------------------------------------------------------------------------
 
 
-def _cli_against(
-    p: LocalPlatform,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    *args: str,
-) -> tuple[int, str, str]:
-    from stratus.cli.main import run
-
-    monkeypatch.setenv("STRATUS_HOME", str(p.home))
-    monkeypatch.setenv("STRATUS_URL", p.url)
-    monkeypatch.setenv("STRATUS_API_KEY", p.api_key)
-    capsys.readouterr()
-    try:
-        run(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+def _cli(run_cli: Callable[..., Any], p: LocalPlatform, *args: str) -> tuple[int, str, str]:
+    result = run_cli(*args, env=p.cli_env())
+    return result.code, result.stdout, result.stderr
 
 
 def _make_changes(c: Client) -> None:
@@ -408,9 +392,7 @@ def _digest(db: Path) -> str:
     return hashlib.sha256(repr(rows).encode()).hexdigest()
 
 
-def test_an_altered_entry_is_reported(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_an_altered_entry_is_reported(tmp_path: Path, run_cli: Callable[..., Any]) -> None:
     with LocalPlatform(tmp_path / "home") as p:
         with p.client() as c:
             _make_changes(c)
@@ -427,18 +409,16 @@ def test_an_altered_entry_is_reported(
             assert verdict.checked == 1
             assert verdict.problem == "entry 2 was altered"
             assert c.audit.list(order="asc")[1].actor == "user:mallory"
-        code, out, err = _cli_against(p, monkeypatch, capsys, "audit", "verify")
+        code, out, err = _cli(run_cli, p, "audit", "verify")
         assert code == 1
         assert "tampered" in err and "entry 2" in err
         assert "intact" not in out
-        code, out, _ = _cli_against(p, monkeypatch, capsys, "audit", "verify", "-o", "json")
+        code, out, _ = _cli(run_cli, p, "audit", "verify", "-o", "json")
         assert code == 1
         assert json.loads(out)["first_bad_seq"] == 2
 
 
-def test_a_removed_entry_is_reported(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_removed_entry_is_reported(tmp_path: Path, run_cli: Callable[..., Any]) -> None:
     with LocalPlatform(tmp_path / "home") as p:
         with p.client() as c:
             _make_changes(c)
@@ -456,6 +436,6 @@ def test_a_removed_entry_is_reported(
             # the log keeps working: new changes are appended after the gap
             c.projects.create("two")
             assert c.audit.verify().first_bad_seq == 3
-        code, _, err = _cli_against(p, monkeypatch, capsys, "audit", "verify")
+        code, _, err = _cli(run_cli, p, "audit", "verify")
         assert code == 1
         assert "removed" in err and "entry 3" in err

@@ -923,30 +923,15 @@ def test_cli_bad_usage_exits_2(cli: CliRun, args: tuple[str, ...]) -> None:
 
 
 def test_cli_login_with_password_writes_private_credentials(
-    admin: Client,
-    platform: LocalPlatform,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    admin: Client, platform: LocalPlatform, tmp_path: Path, run_cli: Callable[..., Any]
 ) -> None:
-    from stratus.cli.main import run
-
     alice = make_user(admin)
     home = tmp_path / "alice-home"
-    monkeypatch.setenv("STRATUS_HOME", str(home))
-    monkeypatch.setenv("STRATUS_URL", platform.url)
-    monkeypatch.delenv("STRATUS_API_KEY", raising=False)
-    monkeypatch.delenv("STRATUS_PROJECT", raising=False)
+    env = {"STRATUS_HOME": str(home), "STRATUS_URL": platform.url}
 
     def invoke(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        try:
-            run(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out = capsys.readouterr()
-        return code, out.out, out.err
+        result = run_cli(*args, env=env)
+        return result.code, result.stdout, result.stderr
 
     code, out, err = invoke("login", "-u", alice.name, "--password", "not-her-password")
     assert code == 1

@@ -11,11 +11,9 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from stratus.testing import LocalPlatform, free_port
 
@@ -30,15 +28,6 @@ def stratus(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]
         env=env,
         timeout=timeout,
     )
-
-
-@pytest.fixture
-def plat(tmp_path: Path) -> Iterator[LocalPlatform]:
-    platform = LocalPlatform(tmp_path / "home")
-    try:
-        yield platform.start()
-    finally:
-        platform.stop()
 
 
 def test_first_start_prints_the_key_once(tmp_path: Path) -> None:
@@ -89,16 +78,16 @@ def test_first_start_prints_the_key_once(tmp_path: Path) -> None:
         p.stop()
 
 
-def test_second_start_on_the_same_home_is_refused(plat: LocalPlatform) -> None:
-    before = (plat.home / "credentials").read_text()
-    result = stratus("up", "--home", str(plat.home), "--port", str(free_port()), timeout=60)
+def test_second_start_on_the_same_home_is_refused(own_platform: LocalPlatform) -> None:
+    before = (own_platform.home / "credentials").read_text()
+    result = stratus("up", "--home", str(own_platform.home), "--port", str(free_port()), timeout=60)
     assert result.returncode == 1, result.stderr
     assert "already running" in result.stderr
-    assert str(plat.pid) in result.stderr  # names the holder
+    assert str(own_platform.pid) in result.stderr  # names the holder
     assert "Traceback" not in result.stderr
     # The running platform is untouched.
-    assert (plat.home / "credentials").read_text() == before
-    with plat.client() as c:
+    assert (own_platform.home / "credentials").read_text() == before
+    with own_platform.client() as c:
         assert c.health()["status"] == "ok"
 
 
@@ -154,9 +143,9 @@ def test_sigterm_stops_promptly_and_releases_the_lock(tmp_path: Path) -> None:
         p.stop()
 
 
-def test_data_survives_a_restart(plat: LocalPlatform) -> None:
+def test_data_survives_a_restart(own_platform: LocalPlatform) -> None:
     data = os.urandom(1024 * 1024 + 7)
-    with plat.client() as c:
+    with own_platform.client() as c:
         c.projects.create("keep", labels={"team": "ml"})
         c.buckets.create("raw", project="keep", labels={"tier": "raw"})
         v1 = c.buckets.upload("raw", "a/data.bin", data, project="keep")
@@ -165,9 +154,9 @@ def test_data_survives_a_restart(plat: LocalPlatform) -> None:
         c.buckets.delete_object("raw", "gone", project="keep")
         user = c.users.create("alice", "a-long-password-1")
         events_before = len(c.audit.list(limit=1000))
-    assert plat.stop() == 0
-    plat.start()
-    with plat.client() as c:
+    assert own_platform.stop() == 0
+    own_platform.start()
+    with own_platform.client() as c:
         assert c.projects.get("keep").metadata.labels == {"team": "ml"}
         assert c.buckets.get("raw", project="keep").metadata.labels == {"tier": "raw"}
         assert c.buckets.read("raw", "a/data.bin", project="keep") == b"second"
@@ -181,8 +170,8 @@ def test_data_survives_a_restart(plat: LocalPlatform) -> None:
         assert c.audit.verify().ok
 
 
-def test_health_endpoints_need_no_credential(plat: LocalPlatform) -> None:
-    with httpx.Client(base_url=plat.url, timeout=10) as http:
+def test_health_endpoints_need_no_credential(own_platform: LocalPlatform) -> None:
+    with httpx.Client(base_url=own_platform.url, timeout=10) as http:
         alive = http.get("/healthz")
         assert alive.status_code == 200 and alive.json()["status"] == "ok"
         ready = http.get("/readyz")
@@ -195,10 +184,10 @@ def test_health_endpoints_need_no_credential(plat: LocalPlatform) -> None:
         assert wrong.status_code == 200
 
 
-def test_readyz_reports_a_missing_store(plat: LocalPlatform) -> None:
-    store = plat.home / "store"
+def test_readyz_reports_a_missing_store(own_platform: LocalPlatform) -> None:
+    store = own_platform.home / "store"
     shutil.rmtree(store)
-    with httpx.Client(base_url=plat.url, timeout=10) as http:
+    with httpx.Client(base_url=own_platform.url, timeout=10) as http:
         ready = http.get("/readyz")
         assert ready.status_code == 503
         body = ready.json()

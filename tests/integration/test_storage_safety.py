@@ -22,16 +22,6 @@ MiB = 1024 * 1024
 PROJECT = "default"
 
 
-@pytest.fixture
-def plat(tmp_path: Path) -> Iterator[LocalPlatform]:
-    """A platform of this test's own, on SQLite and a local store."""
-    platform = LocalPlatform(tmp_path / "home")
-    try:
-        yield platform.start()
-    finally:
-        platform.stop()
-
-
 def files_under(path: Path) -> list[Path]:
     return sorted(p for p in path.rglob("*") if p.is_file())
 
@@ -83,10 +73,10 @@ def open_put(p: LocalPlatform, bucket: str, key: str, length: int) -> socket.soc
 # --- (a) encryption at rest ------------------------------------------------------------------
 
 
-def test_plaintext_never_reaches_disk(plat: LocalPlatform) -> None:
+def test_plaintext_never_reaches_disk(own_platform: LocalPlatform) -> None:
     marker = f"MARKER-{os.urandom(16).hex()}".encode()
     secret = b"TOP-SECRET-" * 10000 + marker + b"-END"
-    with plat.client() as c:
+    with own_platform.client() as c:
         c.buckets.create("vault", project=PROJECT)
         version = c.buckets.upload("vault", "secret.txt", secret, project=PROJECT)
         # Several versions, one spanning frames, and a small one under another key.
@@ -96,7 +86,7 @@ def test_plaintext_never_reaches_disk(plat: LocalPlatform) -> None:
 
     def assert_clean() -> None:
         checked = 0
-        for path in files_under(plat.home):
+        for path in files_under(own_platform.home):
             content = path.read_bytes()
             checked += 1
             assert marker not in content, f"plaintext marker found in {path}"
@@ -104,21 +94,23 @@ def test_plaintext_never_reaches_disk(plat: LocalPlatform) -> None:
         assert checked >= 4  # blobs, database, key, credentials at least
 
     assert_clean()  # while running (SQLite WAL and all)
-    assert len(files_under(plat.home / "store" / "blobs")) == 3
-    plat.stop()
+    assert len(files_under(own_platform.home / "store" / "blobs")) == 3
+    own_platform.stop()
     assert_clean()  # and after a clean stop has checkpointed the database
 
 
 # --- (b) corruption --------------------------------------------------------------------------
 
 
-def test_corruption_mid_blob_never_yields_wrong_bytes(plat: LocalPlatform, tmp_path: Path) -> None:
+def test_corruption_mid_blob_never_yields_wrong_bytes(
+    own_platform: LocalPlatform, tmp_path: Path
+) -> None:
     data = os.urandom(5 * MiB + 123)
-    with plat.client() as c:
+    with own_platform.client() as c:
         c.buckets.create("models", project=PROJECT)
         version = c.buckets.upload("models", "weights.bin", data, project=PROJECT)
         assert version.sha256 is not None
-        path = blob_path(plat, version.sha256)
+        path = blob_path(own_platform, version.sha256)
         flip_byte(path, path.stat().st_size // 2)
 
         target = tmp_path / "downloads" / "weights.bin"
@@ -139,10 +131,10 @@ def test_corruption_mid_blob_never_yields_wrong_bytes(plat: LocalPlatform, tmp_p
             c.buckets.read("models", "weights.bin", project=PROJECT)
 
     # Over raw HTTP the stream stops early: what arrived is a true prefix, never other bytes.
-    headers = {"authorization": f"Bearer {plat.api_key}"}
+    headers = {"authorization": f"Bearer {own_platform.api_key}"}
     received = bytearray()
     with (
-        httpx.Client(base_url=plat.url, headers=headers, timeout=30) as http,
+        httpx.Client(base_url=own_platform.url, headers=headers, timeout=30) as http,
         pytest.raises(httpx.TransportError),
         http.stream("GET", object_path("models", "weights.bin")) as response,
     ):
@@ -152,7 +144,7 @@ def test_corruption_mid_blob_never_yields_wrong_bytes(plat: LocalPlatform, tmp_p
     assert 0 < len(received) < len(data)  # cut off mid-stream, after verified frames
     assert bytes(received) == data[: len(received)]
     # The platform is still fine.
-    with plat.client() as c:
+    with own_platform.client() as c:
         assert c.health()["status"] == "ok"
         c.buckets.upload("models", "other", b"fine", project=PROJECT)
         assert c.buckets.read("models", "other", project=PROJECT) == b"fine"
@@ -160,18 +152,18 @@ def test_corruption_mid_blob_never_yields_wrong_bytes(plat: LocalPlatform, tmp_p
 
 @pytest.mark.parametrize("size", [100, 3 * MiB], ids=["one-frame", "three-frames"])
 def test_corrupt_first_frame_is_a_500_problem(
-    plat: LocalPlatform, tmp_path: Path, size: int
+    own_platform: LocalPlatform, tmp_path: Path, size: int
 ) -> None:
     data = os.urandom(size)
-    with plat.client() as c:
+    with own_platform.client() as c:
         c.buckets.create("b", project=PROJECT)
         version = c.buckets.upload("b", "k", data, project=PROJECT)
         assert version.sha256 is not None
-        path = blob_path(plat, version.sha256)
+        path = blob_path(own_platform, version.sha256)
         flip_byte(path, 80)  # inside the first frame's ciphertext
 
-        headers = {"authorization": f"Bearer {plat.api_key}"}
-        with httpx.Client(base_url=plat.url, headers=headers, timeout=30) as http:
+        headers = {"authorization": f"Bearer {own_platform.api_key}"}
+        with httpx.Client(base_url=own_platform.url, headers=headers, timeout=30) as http:
             response = http.get(object_path("b", "k"))
         assert response.status_code == 500
         assert response.headers["content-type"].startswith("application/problem+json")
@@ -189,12 +181,12 @@ def test_corrupt_first_frame_is_a_500_problem(
         )
 
 
-def test_missing_blob_file_is_reported_not_hidden(plat: LocalPlatform) -> None:
-    with plat.client() as c:
+def test_missing_blob_file_is_reported_not_hidden(own_platform: LocalPlatform) -> None:
+    with own_platform.client() as c:
         c.buckets.create("b", project=PROJECT)
         version = c.buckets.upload("b", "k", b"will vanish", project=PROJECT)
         assert version.sha256 is not None
-        blob_path(plat, version.sha256).unlink()
+        blob_path(own_platform, version.sha256).unlink()
         with pytest.raises(DataCorrupted, match="missing"):
             c.buckets.read("b", "k", project=PROJECT)
 
@@ -202,19 +194,19 @@ def test_missing_blob_file_is_reported_not_hidden(plat: LocalPlatform) -> None:
 # --- (c) interrupted uploads -----------------------------------------------------------------
 
 
-def test_upload_cut_off_by_the_client_leaves_nothing(plat: LocalPlatform) -> None:
-    with plat.client() as c:
+def test_upload_cut_off_by_the_client_leaves_nothing(own_platform: LocalPlatform) -> None:
+    with own_platform.client() as c:
         c.buckets.create("b", project=PROJECT)
         previous = c.buckets.upload("b", "existing", b"v1", project=PROJECT)
 
-        sock = open_put(plat, "b", "fresh", 10 * MiB)
+        sock = open_put(own_platform, "b", "fresh", 10 * MiB)
         sock.sendall(os.urandom(3 * MiB))
         sock.close()
-        sock = open_put(plat, "b", "existing", 10 * MiB)
+        sock = open_put(own_platform, "b", "existing", 10 * MiB)
         sock.sendall(os.urandom(3 * MiB))
         sock.close()
 
-        wait_for(lambda: tmp_files(plat) == [], what="the temp files to be removed")
+        wait_for(lambda: tmp_files(own_platform) == [], what="the temp files to be removed")
         with pytest.raises(NotFound):
             c.buckets.head_object("b", "fresh", project=PROJECT)
         # The object that existed keeps its version, and only that one.
@@ -222,10 +214,10 @@ def test_upload_cut_off_by_the_client_leaves_nothing(plat: LocalPlatform) -> Non
         assert [v.version_id for v in c.buckets.list_versions("b", project=PROJECT)] == [
             previous.version_id
         ]
-        assert len(files_under(plat.home / "store" / "blobs")) == 1
+        assert len(files_under(own_platform.home / "store" / "blobs")) == 1
 
 
-def test_upload_whose_source_fails_leaves_nothing(plat: LocalPlatform) -> None:
+def test_upload_whose_source_fails_leaves_nothing(own_platform: LocalPlatform) -> None:
     class SourceBroke(Exception):
         pass
 
@@ -234,15 +226,15 @@ def test_upload_whose_source_fails_leaves_nothing(plat: LocalPlatform) -> None:
             yield os.urandom(MiB)
         raise SourceBroke("the disk went away")
 
-    with plat.client() as c:
+    with own_platform.client() as c:
         c.buckets.create("b", project=PROJECT)
         with pytest.raises(SourceBroke):
             c.buckets.upload("b", "k", body(), project=PROJECT)
-        wait_for(lambda: tmp_files(plat) == [], what="the temp file to be removed")
+        wait_for(lambda: tmp_files(own_platform) == [], what="the temp file to be removed")
         with pytest.raises(NotFound):
             c.buckets.head_object("b", "k", project=PROJECT)
         assert c.buckets.list_versions("b", project=PROJECT) == []
-        assert files_under(plat.home / "store" / "blobs") == []
+        assert files_under(own_platform.home / "store" / "blobs") == []
         # The next upload of the same key works.
         c.buckets.upload("b", "k", b"ok", project=PROJECT)
         assert c.buckets.read("b", "k", project=PROJECT) == b"ok"
@@ -298,11 +290,11 @@ def new_master_key() -> str:
     return base64.b64encode(os.urandom(32)).decode()
 
 
-def test_generated_master_key_and_credentials_are_private(plat: LocalPlatform) -> None:
+def test_generated_master_key_and_credentials_are_private(own_platform: LocalPlatform) -> None:
     for name in ("master.key", "credentials"):
-        mode = stat.S_IMODE((plat.home / name).stat().st_mode)
+        mode = stat.S_IMODE((own_platform.home / name).stat().st_mode)
         assert mode == 0o600, f"{name} has mode {mode:o}"
-    key = base64.b64decode((plat.home / "master.key").read_text().strip())
+    key = base64.b64decode((own_platform.home / "master.key").read_text().strip())
     assert len(key) == 32
 
 
