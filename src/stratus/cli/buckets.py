@@ -43,7 +43,7 @@ VERSION_COLUMNS = [
 
 @contextmanager
 def _progress(label: str, total: int | None, quiet: bool) -> Iterator[Progress | None]:
-    if quiet or not err.is_terminal and total is None:
+    if quiet or not err.is_terminal:
         yield None
         return
     progress = Progress(

@@ -166,6 +166,8 @@ def up(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if log_level.lower() != "debug":
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
     lock = HomeLock(settings.lock_path)
     lock.acquire()
@@ -208,10 +210,12 @@ def up(
             server_header=False,
         )
         server = uvicorn.Server(config)
-        # uvicorn re-raises SIGTERM after its graceful shutdown, which would kill the process
-        # before the clean-up below; this handler (which uvicorn restores before re-raising)
-        # asks the server to exit instead, so SIGTERM stops Stratus cleanly, with exit 0.
-        signal.signal(signal.SIGTERM, lambda *_: setattr(server, "should_exit", True))
+        # uvicorn re-raises SIGINT/SIGTERM after its graceful shutdown, which would kill the
+        # process (or raise KeyboardInterrupt) before the clean-up below; these handlers (which
+        # uvicorn restores before re-raising) ask the server to exit instead, so Ctrl-C and
+        # SIGTERM both stop Stratus cleanly, with exit 0.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: setattr(server, "should_exit", True))
         try:
             server.run(sockets=[sock])
         finally:
