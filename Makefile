@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
+CODE   := src tests $(wildcard bench scripts)
 
 .DEFAULT_GOAL := help
 .PHONY: help run install install-dev system-deps lint typecheck layers test test-all fmt migration clean
@@ -33,8 +34,8 @@ system-deps: ## install the system packages the tests need (PostgreSQL)
 	bash scripts/install-system-deps.sh
 
 lint: install-dev ## ruff check and ruff format --check
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check $(CODE)
+	$(BIN)/ruff format --check $(CODE)
 
 typecheck: install-dev ## mypy (strict for core, iam, storage)
 	$(BIN)/mypy
@@ -49,8 +50,8 @@ test-all: install-dev system-deps ## pytest including slow tests
 	$(BIN)/pytest -m '' $(PYTEST_ARGS)
 
 fmt: install-dev ## format the code and fix what ruff can
-	$(BIN)/ruff format src tests bench
-	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format $(CODE)
+	$(BIN)/ruff check --fix $(CODE)
 
 migration: install-dev ## new migration from the tables: make migration MESSAGE="add x"
 	$(BIN)/python scripts/new_migration.py "$(MESSAGE)"
