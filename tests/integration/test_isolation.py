@@ -45,7 +45,7 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(platform: LocalPlatform) -> Iterator[World]:
+def world(platform: LocalPlatform, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     a, b, alice = uniq("iso-a"), uniq("iso-b"), uniq("alice")
     with platform.client() as admin:
         admin.projects.create(a, "project A")
@@ -55,11 +55,17 @@ def world(platform: LocalPlatform) -> Iterator[World]:
         version = admin.buckets.upload("b1", "k/obj.txt", OBJECT_BYTES, project=b)
         admin.service_accounts.create("sa1", project=b, role="editor")
         b_sa_key = admin.service_accounts.create_key("sa1", project=b)
+        artifact = tmp_path_factory.mktemp("iso-model") / "model.skops"
+        artifact.write_bytes(b"B's model bytes")
+        admin.models.push(artifact, "m1", project=b, flavor="sklearn", card="B's card")
+        admin.models.set_alias("m1", "production", 1, project=b, reason="B ships it")
         # A has resources of the same names, so a lookup that ignored the project would hit A's
         admin.buckets.create("b1", project=a)
         admin.buckets.upload("b1", "k/obj.txt", b"A's bytes", project=a)
         admin.service_accounts.create("sa1", project=a, role="owner")
         a_sa_key = admin.service_accounts.create_key("sa1", project=a)
+        admin.models.push(artifact, "m1", project=a, flavor="sklearn")
+        admin.models.set_alias("m1", "production", 1, project=a)
         # alice: owner of A only
         admin.users.create(alice, "alice-password-1")
         admin.projects.set_member(a, "owner", user=alice)
@@ -78,6 +84,10 @@ def world(platform: LocalPlatform) -> Iterator[World]:
             "name": "sa1",
             "subject": "user:admin",
             "key_id": b_sa_key.key_id,
+            "model": "m1",
+            "version": "1",
+            "path": "model.skops",
+            "alias": "production",
         },
         query_values={"version_id": version.version_id},
     )
@@ -199,6 +209,11 @@ def snapshot(admin: Client, world: World) -> dict[str, Any]:
             (s.metadata.model_dump(), s.status.role) for s in admin.service_accounts.list(b)
         ],
         "keys": [k.model_dump() for k in admin.service_accounts.list_keys("sa1", b)],
+        "models": [m.model_dump() for m in admin.models.list(project=b)],
+        "model_versions": [v.model_dump() for v in admin.models.versions("m1", project=b)],
+        "card": admin.models.card("m1:1", project=b),
+        "aliases": [a.model_dump() for a in admin.models.aliases("m1", project=b)],
+        "alias_history": [e.model_dump() for e in admin.models.alias_history("m1", project=b)],
     }
 
 

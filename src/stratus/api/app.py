@@ -9,6 +9,7 @@ from stratus.api import health, problems
 from stratus.api.middleware import RequestContextMiddleware
 from stratus.api.platform import Platform
 from stratus.iam import routes as iam_routes
+from stratus.registry import routes as registry_routes
 from stratus.storage import routes as storage_routes
 
 
@@ -26,10 +27,12 @@ def create_app(platform: Platform) -> FastAPI:
     app.state.audit = platform.audit
     app.state.authenticator = platform.authenticator
     app.state.storage = platform.storage
+    app.state.registry = platform.registry
     problems.install(app)
     app.include_router(health.router)
     app.include_router(iam_routes.router, responses=problems.ERROR_RESPONSES)
     app.include_router(storage_routes.router, responses=problems.ERROR_RESPONSES)
+    app.include_router(registry_routes.router, responses=problems.ERROR_RESPONSES)
     app.add_middleware(
         RequestContextMiddleware,
         audit=platform.audit,

@@ -18,6 +18,7 @@ from stratus.iam.authenticating import Authenticator
 from stratus.iam.bootstrap import FirstStart, bootstrap
 from stratus.iam.credentials import TokenSigner, derive_signing_key
 from stratus.iam.service import IamService
+from stratus.registry.service import RegistryService
 from stratus.storage.blobs import Blobs
 from stratus.storage.blobstore import BlobStore, open_store
 from stratus.storage.encryption import load_or_create_master_key
@@ -38,6 +39,7 @@ class Platform:
     iam: IamService
     blobs: Blobs
     storage: StorageService
+    registry: RegistryService
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -51,6 +53,7 @@ class Platform:
         iam = IamService(db, bus, on_change=authenticator.clear_cache)
         blobs = Blobs(db, store, Keyring(db, master_key), encrypt=settings.store.encryption)
         storage = StorageService(db, blobs, bus, project_uid=iam.project_uid)
+        registry = RegistryService(db, blobs, bus, project_uid=iam.project_uid)
         return cls(
             settings=settings,
             db=db,
@@ -61,6 +64,7 @@ class Platform:
             iam=iam,
             blobs=blobs,
             storage=storage,
+            registry=registry,
         )
 
     @staticmethod

@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
 from stratus.cli.context import ProjectOption, client, project_of
-from stratus.cli.output import Format, OutputOption, console, err, human_size, show
+from stratus.cli.output import (
+    Format,
+    OutputOption,
+    console,
+    err,
+    human_size,
+    show,
+    transfer_progress,
+)
 
 app = typer.Typer(help="Buckets and their objects.", no_args_is_help=True)
 
@@ -39,24 +37,6 @@ VERSION_COLUMNS = [
     ("CREATED", lambda v: v.created_at),
     ("BY", lambda v: v.created_by),
 ]
-
-
-@contextmanager
-def _progress(label: str, total: int | None, quiet: bool) -> Iterator[Progress | None]:
-    if quiet or not err.is_terminal:
-        yield None
-        return
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-    )
-    with progress:
-        yield progress
 
 
 @app.command("create")
@@ -140,7 +120,7 @@ def put(
             raise typer.BadParameter("name the KEY when reading standard input")
         key = source.name
     total = None if stdin else source.stat().st_size
-    with _progress(f"uploading {key}", total, quiet) as progress:
+    with transfer_progress(f"uploading {key}", total, quiet) as progress:
         task = progress.add_task(f"↑ {key}", total=total) if progress else None
 
         def advance(n: int) -> None:
@@ -186,7 +166,7 @@ def get(
     head = c.buckets.head_object(bucket, key, version_id=version, project=project)
     total = int(head.get("content-length", 0)) or None
     target = dest or Path(Path(key).name)
-    with _progress(f"downloading {key}", total, quiet) as progress:
+    with transfer_progress(f"downloading {key}", total, quiet) as progress:
         task = progress.add_task(f"↓ {key}", total=total) if progress else None
 
         def advance(n: int) -> None:

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from stratus._version import __version__
-from stratus.cli import audit, buckets, keys, login, projects, up, users
+from stratus.cli import audit, buckets, keys, login, models, projects, up, users
 from stratus.cli.context import Globals
 from stratus.cli.output import err
 from stratus.core.errors import StratusError
@@ -60,6 +60,7 @@ app.add_typer(projects.sa_app, name="serviceaccounts")
 app.add_typer(users.app, name="users")
 app.add_typer(keys.app, name="keys")
 app.add_typer(buckets.app, name="buckets")
+app.add_typer(models.app, name="models")
 app.add_typer(audit.app, name="audit")
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -12,6 +13,14 @@ import typer
 import yaml
 from pydantic import BaseModel
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 
 console = Console()
@@ -95,3 +104,22 @@ def parse_labels(values: list[str] | None) -> dict[str, str] | None:
             raise typer.BadParameter(f"label {item!r} must look like key=value")
         labels[key] = value
     return labels
+
+
+@contextmanager
+def transfer_progress(label: str, total: int | None, quiet: bool) -> Iterator[Progress | None]:
+    """A Rich progress bar for uploads and downloads (none when quiet or not a terminal)."""
+    if quiet or not err.is_terminal:
+        yield None
+        return
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    )
+    with progress:
+        yield progress

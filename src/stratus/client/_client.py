@@ -20,8 +20,18 @@ import httpx
 from pydantic import BaseModel
 
 from stratus.client.credentials import DEFAULT_URL, read_credentials
-from stratus.core.errors import DataCorrupted, ServiceUnavailable, StratusError, error_from_problem
+from stratus.core.errors import (
+    DataCorrupted,
+    InvalidInput,
+    NotFound,
+    ServiceUnavailable,
+    StratusError,
+    error_from_problem,
+)
 from stratus.iam import schemas as iam
+from stratus.registry import schemas as rg
+from stratus.registry.flavors import base as _flavor_errors  # noqa: F401 (registers errors)
+from stratus.registry.references import ModelRef, parse_ref
 from stratus.storage import schemas as st
 
 M = TypeVar("M", bound=BaseModel)
@@ -69,6 +79,7 @@ class Client:
         self.keys = Keys(self)
         self.service_accounts = ServiceAccounts(self)
         self.buckets = Buckets(self)
+        self.models = Models(self)
         self.audit = Audit(self)
 
     # --- plumbing ------------------------------------------------------------------------------
@@ -113,6 +124,28 @@ class Client:
             params["page_token"] = token
 
     # --- platform ------------------------------------------------------------------------------
+
+    def _stream_verified(
+        self, path: str, what: str, params: dict[str, str] | None = None
+    ) -> Iterator[bytes]:
+        """GET bytes chunk by chunk, checking them against the X-Stratus-Sha256 header."""
+        try:
+            with self._http.stream("GET", path, params=params) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise _error(response)
+                expected = response.headers.get("x-stratus-sha256")
+                hasher = hashlib.sha256()
+                for chunk in response.iter_bytes(CHUNK):
+                    hasher.update(chunk)
+                    yield chunk
+        except httpx.TransportError as exc:
+            raise DataCorrupted(
+                f"the download of {what!r} was cut short ({type(exc).__name__}): the server "
+                "stopped sending, which it does when stored bytes fail verification"
+            ) from exc
+        if expected and hasher.hexdigest() != expected:
+            raise DataCorrupted(f"the bytes of {what!r} do not match their SHA-256 {expected}")
 
     def health(self) -> dict[str, Any]:
         """The readiness report (`/readyz`): database and store checks."""
@@ -448,24 +481,7 @@ class Buckets(_API):
     ) -> Iterator[bytes]:
         """The object's bytes, chunk by chunk; raises DataCorrupted if they do not verify."""
         params = {"version_id": version_id} if version_id else None
-        path = self._object(project, bucket, key)
-        try:
-            with self._c._http.stream("GET", path, params=params) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    raise _error(response)
-                expected = response.headers.get("x-stratus-sha256")
-                hasher = hashlib.sha256()
-                for chunk in response.iter_bytes(CHUNK):
-                    hasher.update(chunk)
-                    yield chunk
-        except httpx.TransportError as exc:
-            raise DataCorrupted(
-                f"the download of {key!r} was cut short ({type(exc).__name__}): the server "
-                "stopped sending, which it does when stored bytes fail verification"
-            ) from exc
-        if expected and hasher.hexdigest() != expected:
-            raise DataCorrupted(f"the bytes of {key!r} do not match their SHA-256 {expected}")
+        return self._c._stream_verified(self._object(project, bucket, key), key, params)
 
     def read(
         self,
@@ -494,17 +510,7 @@ class Buckets(_API):
         target = Path(dest)
         if target.is_dir():
             target = target / Path(key).name
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                for chunk in chunks:
-                    f.write(chunk)
-                    if progress:
-                        progress(len(chunk))
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        _write_atomically(target, chunks, progress)
         return target
 
     def list_objects(
@@ -542,6 +548,223 @@ class Buckets(_API):
         return self._c._model(
             st.ObjectVersionRead, "DELETE", self._object(project, bucket, key), params=params
         )
+
+
+class Models(_API):
+    """The model registry: push versions, read them, move aliases."""
+
+    def _base(self, project: str | None) -> str:
+        return f"/api/v1/projects/{self._project(project)}/models"
+
+    def _version_path(self, ref: ModelRef, project: str | None) -> str:
+        return f"{self._base(project)}/{_seg(ref.model)}/versions/{_seg(ref.selector)}"
+
+    def create(
+        self,
+        name: str,
+        *,
+        project: str | None = None,
+        description: str = "",
+        labels: dict[str, str] | None = None,
+    ) -> rg.ModelRead:
+        body = {"name": name, "description": description, "labels": _labels(labels)}
+        return self._c._model(rg.ModelRead, "POST", self._base(project), json=body)
+
+    def list(
+        self, project: str | None = None, selector: str | None = None
+    ) -> builtins.list[rg.ModelRead]:
+        return list(self._c._pages(rg.ModelRead, self._base(project), {"selector": selector}))
+
+    def get(self, name: str, project: str | None = None) -> rg.ModelRead:
+        return self._c._model(rg.ModelRead, "GET", f"{self._base(project)}/{_seg(name)}")
+
+    def delete(self, name: str, project: str | None = None, force: bool = False) -> None:
+        params = {"force": "true"} if force else None
+        self._c._send("DELETE", f"{self._base(project)}/{_seg(name)}", params=params)
+
+    def push(
+        self,
+        path: str | Path,
+        name: str,
+        *,
+        project: str | None = None,
+        flavor: str | None = None,
+        trusted: bool = False,
+        signature: dict[str, Any] | None = None,
+        sample: Any = None,
+        metrics: dict[str, float] | None = None,
+        params: dict[str, Any] | None = None,
+        tags: dict[str, str] | None = None,
+        dataset_version: str | None = None,
+        training_run: str | None = None,
+        source_commit: str | None = None,
+        description: str = "",
+        card: str = "",
+        progress: Progress | None = None,
+    ) -> rg.VersionRead:
+        """Push a model file or folder as a new version (the model is created if needed).
+
+        Only files the project does not store yet are uploaded. `sample` (a DataFrame, a dict
+        of columns, a list of rows or a 2-D array) infers the signature when none is given.
+
+        Returns:
+            The committed version.
+        """
+        files = _artifact_files(Path(path))
+        if signature is None and sample is not None:
+            from stratus.registry.signatures import infer_signature
+
+            signature = infer_signature(sample).model_dump(mode="json")
+        try:
+            self.get(name, project)
+        except NotFound:
+            self.create(name, project=project)
+        body: dict[str, Any] = {
+            "files": [{"path": rel, "sha256": sha, "size": size} for rel, _, sha, size in files],
+            "flavor": flavor,
+            "trusted": trusted,
+            "signature": signature,
+            "metrics": metrics or {},
+            "params": params or {},
+            "tags": tags or {},
+            "lineage": {
+                "dataset_version": dataset_version,
+                "training_run": training_run,
+                "source_commit": source_commit,
+            },
+            "description": description,
+            "card": card,
+        }
+        base = f"{self._base(project)}/{_seg(name)}/versions"
+        version = self._c._model(rg.VersionRead, "POST", base, json=body)
+        stored = {f.path for f in version.files if f.stored}
+        for rel, local, _, _ in files:
+            if rel in stored:
+                if progress:
+                    progress(local.stat().st_size)
+                continue
+
+            def chunks(local: Path = local) -> Iterator[bytes]:
+                for chunk in _read_file(local):
+                    if progress:
+                        progress(len(chunk))
+                    yield chunk
+
+            self._c._send(
+                "PUT",
+                f"{base}/{version.version}/files/{_key_path(rel)}",
+                content=chunks(),
+                headers={"content-length": str(local.stat().st_size)},
+            )
+        return self._c._model(rg.VersionRead, "POST", f"{base}/{version.version}/commit")
+
+    def versions(self, name: str, project: str | None = None) -> builtins.list[rg.VersionRead]:
+        data = self._c._json("GET", f"{self._base(project)}/{_seg(name)}/versions")
+        return [rg.VersionRead.model_validate(v) for v in data]
+
+    def version(self, ref: str, project: str | None = None) -> rg.VersionRead:
+        """A version by reference: `name` (latest), `name:3`, or `name@production`."""
+        return self._c._model(rg.VersionRead, "GET", self._version_path(parse_ref(ref), project))
+
+    def update_version(
+        self,
+        ref: str,
+        *,
+        project: str | None = None,
+        trusted: bool | None = None,
+        tags: dict[str, str] | None = None,
+        description: str | None = None,
+        card: str | None = None,
+    ) -> rg.VersionRead:
+        body = {"trusted": trusted, "tags": tags, "description": description, "card": card}
+        body = {k: v for k, v in body.items() if v is not None}
+        path = self._version_path(parse_ref(ref), project)
+        return self._c._model(rg.VersionRead, "PATCH", path, json=body)
+
+    def delete_version(self, ref: str, project: str | None = None, force: bool = False) -> None:
+        params = {"force": "true"} if force else None
+        self._c._send("DELETE", self._version_path(parse_ref(ref), project), params=params)
+
+    def card(self, ref: str, project: str | None = None) -> str:
+        data = self._c._json("GET", self._version_path(parse_ref(ref), project) + "/card")
+        return str(data["card"])
+
+    def set_alias(
+        self, name: str, alias: str, version: int, *, project: str | None = None, reason: str = ""
+    ) -> rg.AliasRead:
+        path = f"{self._base(project)}/{_seg(name)}/aliases/{_seg(alias)}"
+        body = {"version": version, "reason": reason}
+        return self._c._model(rg.AliasRead, "PUT", path, json=body)
+
+    def delete_alias(
+        self, name: str, alias: str, *, project: str | None = None, reason: str = ""
+    ) -> None:
+        path = f"{self._base(project)}/{_seg(name)}/aliases/{_seg(alias)}"
+        self._c._send("DELETE", path, params={"reason": reason})
+
+    def aliases(self, name: str, project: str | None = None) -> builtins.list[rg.AliasRead]:
+        data = self._c._json("GET", f"{self._base(project)}/{_seg(name)}/aliases")
+        return [rg.AliasRead.model_validate(a) for a in data]
+
+    def alias_history(
+        self, name: str, alias: str | None = None, project: str | None = None
+    ) -> builtins.list[rg.AliasEvent]:
+        params = {"alias": alias} if alias else None
+        path = f"{self._base(project)}/{_seg(name)}/alias-history"
+        data = self._c._json("GET", path, params=params)
+        return [rg.AliasEvent.model_validate(e) for e in data]
+
+    def pull(self, ref: str, dest: str | Path, project: str | None = None) -> Path:
+        """Download every file of a version into the folder `dest` (verified, atomic per file)."""
+        version = self.version(ref, project)
+        root = Path(dest)
+        root.mkdir(parents=True, exist_ok=True)
+        base = self._version_path(ModelRef(version.model, version=version.version), project)
+        for entry in version.files:
+            target = root / entry.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            chunks = self._c._stream_verified(f"{base}/files/{_key_path(entry.path)}", entry.path)
+            _write_atomically(target, chunks)
+        return root
+
+
+def _artifact_files(path: Path) -> builtins.list[tuple[str, Path, str, int]]:
+    """(relative posix path, local path, sha256, size) of a model file or every file of a folder."""
+    if not path.exists():
+        raise InvalidInput(f"{path} does not exist")
+    if path.is_file():
+        candidates = [(path.name, path)]
+    else:
+        candidates = [
+            (p.relative_to(path).as_posix(), p)
+            for p in sorted(path.rglob("*"))
+            if p.is_file() and "__pycache__" not in p.parts
+        ]
+    if not candidates:
+        raise InvalidInput(f"{path} holds no files")
+    out = []
+    for rel, local in candidates:
+        hasher = hashlib.sha256()
+        for chunk in _read_file(local):
+            hasher.update(chunk)
+        out.append((rel, local, hasher.hexdigest(), local.stat().st_size))
+    return out
+
+
+def _write_atomically(
+    target: Path, chunks: Iterable[bytes], progress: Progress | None = None
+) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for chunk in chunks:
+                f.write(chunk)
+                if progress:
+                    progress(len(chunk))
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _read_file(path: Path) -> Iterator[bytes]:

@@ -7,6 +7,7 @@ stale-snapshot failures); PostgreSQL runs read-committed with row locks where ne
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -66,6 +67,7 @@ class Database:
         self.url = url
         self.engine = make_engine(url, echo=echo)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._local = threading.local()
 
     @property
     def dialect(self) -> str:
@@ -73,8 +75,15 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
-        """One unit of work: commit on success, roll back on any error."""
+        """One unit of work: commit on success, roll back on any error.
+
+        Transactions do not nest: on SQLite a second one in the same thread would wait for the
+        first's write lock forever. Pass the open session down instead.
+        """
+        if getattr(self._local, "open", False):
+            raise RuntimeError("a transaction is already open in this thread: pass its session")
         session = self._sessions()
+        self._local.open = True
         try:
             with session.begin():
                 yield session
@@ -85,6 +94,7 @@ class Database:
         except DataError as exc:  # a value the database cannot hold, e.g. NUL in PostgreSQL text
             raise InvalidInput(f"the database refused a value in the request: {exc.orig}") from exc
         finally:
+            self._local.open = False
             session.close()
 
     def ping(self) -> None:

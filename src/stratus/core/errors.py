@@ -16,12 +16,16 @@
           └── TemporaryError(delay)         retry after `delay` seconds
 
 Every class carries its HTTP status and a stable `code`; `ERRORS` maps codes back to classes
-so the SDK re-raises the same class from an RFC 9457 problem+json body.
+so the SDK re-raises the same class from an RFC 9457 problem+json body. Services add their
+own subclasses (e.g. the registry's `ModelLoadError`); each registers itself on definition,
+and a code may belong to one class only.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
+
+ERRORS: dict[str, type[StratusError]] = {}
 
 
 class StratusError(Exception):
@@ -30,6 +34,13 @@ class StratusError(Exception):
     status: ClassVar[int] = 500
     code: ClassVar[str] = "internal-error"
     title: ClassVar[str] = "Internal error"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        owner = ERRORS.get(cls.code)
+        if owner is not None and owner.__qualname__ != cls.__qualname__:
+            raise TypeError(f"error code {cls.code!r} is taken by {owner.__qualname__}")
+        ERRORS[cls.code] = cls
 
     def __init__(self, detail: str, **extra: Any) -> None:
         super().__init__(detail)
@@ -48,6 +59,9 @@ class StratusError(Exception):
             body["instance"] = instance
         body.update(self.extra)
         return body
+
+
+ERRORS[StratusError.code] = StratusError  # first: the fallback for an unknown 5xx code
 
 
 class InvalidInput(StratusError):
@@ -122,16 +136,6 @@ class TemporaryError(ReconcileError):
     def __init__(self, detail: str, delay: float = 1.0, **extra: Any) -> None:
         super().__init__(detail, **extra)
         self.delay = delay
-
-
-def _all_subclasses(cls: type[StratusError]) -> list[type[StratusError]]:
-    found: list[type[StratusError]] = [cls]
-    for sub in cls.__subclasses__():
-        found.extend(_all_subclasses(sub))
-    return found
-
-
-ERRORS: dict[str, type[StratusError]] = {c.code: c for c in _all_subclasses(StratusError)}
 
 
 def error_from_problem(status: int, body: dict[str, Any]) -> StratusError:

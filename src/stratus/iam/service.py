@@ -85,9 +85,9 @@ class IamService:
             row = self._project(session, name)
         return self._project_read(row, actor.role_in(name))
 
-    def project_uid(self, name: str) -> str:
-        with self.db.transaction() as session:
-            return self._project(session, name).uid
+    def project_uid(self, session: Session, name: str) -> str:
+        """A project's uid, read in the caller's transaction (for services above IAM)."""
+        return self._project(session, name).uid
 
     def update_project(self, actor: Principal, name: str, data: s.ProjectUpdate) -> s.ProjectRead:
         with self.db.transaction() as session:

@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine
 
 import stratus.iam.tables  # noqa: F401  (registers tables on Base.metadata)
+import stratus.registry.tables  # noqa: F401
 import stratus.storage.tables  # noqa: F401
 from stratus.core.database import Base
 

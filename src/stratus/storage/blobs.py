@@ -93,6 +93,21 @@ class Blobs:
         if row.refcount == 0:
             row.released_at = utcnow()
 
+    def known(self, session: Session, project_uid: str, digests: Iterable[str]) -> set[str]:
+        """Which of these blobs the project already stores (so a push can skip uploading them),
+        read in the caller's transaction."""
+        wanted = sorted(set(digests))
+        found: set[str] = set()
+        for start in range(0, len(wanted), 500):
+            rows = session.scalars(
+                select(BlobRow.sha256).where(
+                    BlobRow.project_uid == project_uid,
+                    BlobRow.sha256.in_(wanted[start : start + 500]),
+                )
+            )
+            found.update(rows)
+        return found
+
     def open(self, project_uid: str, sha256: str) -> Iterator[bytes]:
         """Verified plaintext chunks; the first is read (and checked) before this returns."""
         return self.store.open_read(project_uid, sha256, self.keyring.get)

@@ -26,7 +26,8 @@ class _AnyPath(PathConvertor):
     regex = r"[\s\S]*"
 
 
-register_url_convertor("anypath", _AnyPath())
+ANY_PATH = "anypath"  # other services' routes use it too: importing this name registers it
+register_url_convertor(ANY_PATH, _AnyPath())
 
 router = APIRouter(prefix="/api/v1/projects/{project}/buckets", tags=["storage"])
 

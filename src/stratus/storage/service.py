@@ -36,7 +36,7 @@ from stratus.storage.errors import bucket_not_found, object_not_found
 from stratus.storage.object_keys import validate_key, validate_prefix
 from stratus.storage.tables import BucketRow, ObjectRow, ObjectVersionRow
 
-ProjectLookup = Callable[[str], str]  # project name -> uid
+ProjectLookup = Callable[[Session, str], str]  # (the caller's session, project name) -> uid
 
 
 @dataclass
@@ -79,8 +79,8 @@ class StorageService:
     # --- buckets -----------------------------------------------------------------------------
 
     def create_bucket(self, project: str, data: s.BucketCreate) -> s.BucketRead:
-        project_uid = self._project_uid(project)
         with self.db.transaction() as session:
+            project_uid = self._project_uid(session, project)
             exists = select(BucketRow).where(
                 BucketRow.project_uid == project_uid, BucketRow.name == data.name
             )
@@ -99,11 +99,11 @@ class StorageService:
     def list_buckets(
         self, project: str, selector: str | None, limit: int | None, page_token: str | None
     ) -> tuple[list[s.BucketRead], str | None]:
-        project_uid = self._project_uid(project)
-        stmt = select(BucketRow).where(BucketRow.project_uid == project_uid)
+        stmt = select(BucketRow)
         if reqs := parse_selector(selector):
             stmt = stmt.where(selector_clause(BucketRow.labels, reqs, self.db.dialect))
         with self.db.transaction() as session:
+            stmt = stmt.where(BucketRow.project_uid == self._project_uid(session, project))
             rows, token = paginate(session, stmt, BucketRow.name, limit, page_token)
             return [self._bucket_read(session, r, project) for r in rows], token
 
@@ -145,7 +145,7 @@ class StorageService:
             session.delete(row)
 
     def _bucket(self, session: Session, project: str, name: str) -> BucketRow:
-        project_uid = self._project_uid(project)
+        project_uid = self._project_uid(session, project)
         row = session.scalar(
             select(BucketRow).where(BucketRow.project_uid == project_uid, BucketRow.name == name)
         )

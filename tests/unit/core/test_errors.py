@@ -54,10 +54,22 @@ def test_status_code_and_place_in_the_hierarchy(
 
 
 def test_registry_holds_every_class_under_its_own_code() -> None:
-    assert set(ERRORS.values()) == {cls for cls, *_ in EXPECTED}
-    assert len(ERRORS) == len(EXPECTED)  # no two classes share a code
+    assert {cls for cls, *_ in EXPECTED} <= set(ERRORS.values())
     for code, cls in ERRORS.items():
         assert cls.code == code
+        assert issubclass(cls, StratusError)
+
+
+def test_service_errors_register_themselves_and_codes_are_unique() -> None:
+    from stratus.registry.flavors.base import ModelLoadError
+
+    assert ERRORS["model-load-error"] is ModelLoadError
+    rebuilt = error_from_problem(400, ModelLoadError("bad file").to_problem())
+    assert type(rebuilt) is ModelLoadError
+    with pytest.raises(TypeError, match="taken"):
+
+        class Impostor(StratusError):  # noqa: F841
+            code = "not-found"
 
 
 @pytest.mark.parametrize("cls", sorted(ERRORS.values(), key=lambda c: c.code), ids=lambda c: c.code)

@@ -1,0 +1,1 @@
+"""The model registry: models, immutable versions of their artifacts, flavors, aliases, cards."""

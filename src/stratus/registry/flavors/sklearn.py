@@ -1,0 +1,112 @@
+"""The scikit-learn flavor: a `*.skops` file (safe by default), or a pickle when trusted.
+
+skops refuses types it does not know; types from scikit-learn, numpy and scipy are trusted
+automatically, anything else (a custom transformer, an xgboost estimator) needs the version to be
+trusted. joblib and pickle files run code when read, so they always need trust.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from stratus.core.errors import StratusError
+from stratus.registry.flavors.base import (
+    PICKLE_SUFFIXES,
+    ModelLoadError,
+    feature_order,
+    is_pickle,
+    list_files,
+    loading,
+    pick_file,
+    prediction_failed,
+    require_trust,
+)
+
+if TYPE_CHECKING:
+    from stratus.registry.batches import Batch
+    from stratus.registry.flavors.base import Predictions
+    from stratus.registry.signatures import Signature
+
+#: Top-level packages whose types a skops file may hold without the version being trusted.
+AUTO_TRUSTED_PACKAGES = frozenset({"sklearn", "numpy", "scipy"})
+
+
+class SklearnFlavor:
+    name = "sklearn"
+
+    def detect(self, files: Sequence[str]) -> bool:
+        return any(f.lower().endswith(".skops") or is_pickle(f) for f in files)
+
+    def unsafe_files(self, files: Sequence[str]) -> list[str]:
+        if any(f.lower().endswith(".skops") for f in files):
+            return []  # skops is loaded in preference; its types are vetted at load time
+        return [f for f in files if is_pickle(f)]  # never raises: the registry lists these
+
+    def load(self, path: Path, *, trusted: bool, signature: Signature | None) -> SklearnModel:
+        files = list_files(path)
+        if any(f.lower().endswith(".skops") for f in files):
+            file = pick_file(files, [".skops"], self.name)
+            model = _load_skops(path / file, file, trusted)
+        else:
+            file = pick_file(files, PICKLE_SUFFIXES, self.name)
+            require_trust([file], trusted, "pickles run code when they are read")
+            with loading(self.name, file):
+                import joblib
+
+                model = joblib.load(path / file)
+        if not callable(getattr(model, "predict", None)):
+            raise ModelLoadError(f"{file!r} holds a {type(model).__name__}, which has no predict")
+        return SklearnModel(model, signature)
+
+
+def _load_skops(file_path: Path, file: str, trusted: bool) -> Any:
+    with loading("sklearn", file):
+        import skops.io
+
+        untrusted = skops.io.get_untrusted_types(file=file_path)
+        unknown = [t for t in untrusted if t.split(".", 1)[0] not in AUTO_TRUSTED_PACKAGES]
+        require_trust(
+            [file] if unknown else [],
+            trusted,
+            f"the skops file holds types from outside scikit-learn, numpy and scipy "
+            f"({', '.join(unknown)})",
+        )
+        return skops.io.load(file_path, trusted=untrusted)
+
+
+class SklearnModel:
+    """A fitted estimator or pipeline; `predict` gets the batch's float64 matrix.
+
+    With a string input in the signature the matrix holds Python objects instead. A model
+    fitted on a DataFrame (it has `feature_names_in_`) gets a DataFrame with its columns in the
+    model's order, which costs pandas on every call but keeps the names checked.
+    """
+
+    supports_batching = True
+
+    def __init__(self, model: Any, signature: Signature | None) -> None:
+        import numpy as np
+
+        self._predict = model.predict
+        strings = signature is not None and any(s.dtype == "string" for s in signature.inputs)
+        self._dtype: type = object if strings else np.float64
+        names = getattr(model, "feature_names_in_", None)
+        self._frame = names is not None
+        # None when the batch's columns already come in the model's order (or cannot be known)
+        self._order = feature_order(
+            None if names is None else [str(n) for n in names], signature, "sklearn"
+        )
+
+    def predict(self, batch: Batch) -> Predictions:
+        try:
+            if not self._frame:
+                return self._predict(batch.matrix(self._dtype))  # type: ignore[no-any-return]
+            if self._order is not None:
+                batch = batch.select(self._order)
+            return self._predict(batch.frame())  # type: ignore[no-any-return]
+        except StratusError:
+            raise
+        except Exception as exc:
+            raise prediction_failed(exc) from exc

@@ -1,0 +1,501 @@
+"""Models, versions, aliases and cards.
+
+A push is three steps, so big artifacts stream and nothing half-written is ever visible:
+declare the version's files (the answer says which the project does not store yet), upload
+those, commit. Committed versions are immutable; their files are content-addressed blobs,
+shared with every other version that has the same bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import flag_modified
+
+from stratus.core.clock import as_utc, utcnow
+from stratus.core.database import Database
+from stratus.core.errors import AlreadyExists, Conflict, InvalidInput, NotFound, PermissionDenied
+from stratus.core.events import EventBus, ProjectDeleting
+from stratus.core.ids import new_id
+from stratus.core.resources import (
+    check_version,
+    metadata_of,
+    paginate,
+    parse_selector,
+    selector_clause,
+)
+from stratus.registry import schemas as s
+from stratus.registry.errors import model_not_found, version_not_found
+from stratus.registry.flavors import detect_flavor, get_flavor
+from stratus.registry.signatures import Signature
+from stratus.registry.tables import AliasEventRow, AliasRow, ModelRow, ModelVersionRow
+from stratus.storage.blobs import Blobs
+from stratus.storage.blobstore import BlobInfo, BlobWriter
+
+ProjectLookup = Callable[[Session, str], str]  # (the caller's session, project name) -> uid
+
+
+class RegistryService:
+    def __init__(
+        self, db: Database, blobs: Blobs, bus: EventBus, project_uid: ProjectLookup
+    ) -> None:
+        self.db = db
+        self.blobs = blobs
+        self._project_uid = project_uid
+        bus.subscribe(ProjectDeleting, self._on_project_deleting)
+
+    def _on_project_deleting(self, session: Session, event: ProjectDeleting) -> None:
+        names = session.scalars(
+            select(ModelRow.name).where(ModelRow.project_uid == event.project_id).limit(5)
+        ).all()
+        if names:
+            raise Conflict(
+                f"project {event.project_name!r} still has models ({', '.join(names)}): "
+                "delete them first"
+            )
+
+    # --- models ------------------------------------------------------------------------------
+
+    def create_model(self, project: str, data: s.ModelCreate) -> s.ModelRead:
+        with self.db.transaction() as session:
+            project_uid = self._project_uid(session, project)
+            exists = select(ModelRow).where(
+                ModelRow.project_uid == project_uid, ModelRow.name == data.name
+            )
+            if session.scalar(exists):
+                raise AlreadyExists(f"model {data.name!r} already exists in project {project!r}")
+            row = ModelRow(
+                name=data.name,
+                project_uid=project_uid,
+                description=data.description,
+                labels=data.labels,
+            )
+            session.add(row)
+            session.flush()
+            return self._model_read(session, row, project)
+
+    def list_models(
+        self, project: str, selector: str | None, limit: int | None, page_token: str | None
+    ) -> tuple[list[s.ModelRead], str | None]:
+        stmt = select(ModelRow)
+        if reqs := parse_selector(selector):
+            stmt = stmt.where(selector_clause(ModelRow.labels, reqs, self.db.dialect))
+        with self.db.transaction() as session:
+            stmt = stmt.where(ModelRow.project_uid == self._project_uid(session, project))
+            rows, token = paginate(session, stmt, ModelRow.name, limit, page_token)
+            return [self._model_read(session, r, project) for r in rows], token
+
+    def get_model(self, project: str, name: str) -> s.ModelRead:
+        with self.db.transaction() as session:
+            return self._model_read(session, self._model(session, project, name), project)
+
+    def update_model(self, project: str, name: str, data: s.ModelUpdate) -> s.ModelRead:
+        with self.db.transaction() as session:
+            row = self._model(session, project, name)
+            check_version(row, data.resource_version, "model")
+            if data.description is not None:
+                row.description = data.description
+            if data.labels is not None:
+                row.labels = data.labels
+            session.flush()
+            return self._model_read(session, row, project)
+
+    def delete_model(self, project: str, name: str, force: bool = False) -> None:
+        with self.db.transaction() as session:
+            row = self._model(session, project, name)
+            versions = session.scalars(
+                select(ModelVersionRow).where(ModelVersionRow.model_uid == row.uid)
+            ).all()
+            if versions and not force:
+                raise Conflict(
+                    f"model {name!r} has {len(versions)} versions: delete them first, "
+                    "or delete the model with force"
+                )
+            for version in versions:
+                self._release_files(session, row.project_uid, version)
+            session.delete(row)
+
+    def _model(self, session: Session, project: str, name: str) -> ModelRow:
+        project_uid = self._project_uid(session, project)
+        row = session.scalar(
+            select(ModelRow).where(ModelRow.project_uid == project_uid, ModelRow.name == name)
+        )
+        if row is None:
+            raise model_not_found(project, name)
+        return row
+
+    @staticmethod
+    def _model_read(session: Session, row: ModelRow, project: str) -> s.ModelRead:
+        count, latest = session.execute(
+            select(func.count(), func.max(ModelVersionRow.version)).where(
+                ModelVersionRow.model_uid == row.uid, ModelVersionRow.state == "ready"
+            )
+        ).one()
+        aliases = {
+            a.name: a.version
+            for a in session.scalars(select(AliasRow).where(AliasRow.model_uid == row.uid))
+        }
+        return s.ModelRead(
+            metadata=metadata_of(row, project=project),
+            spec=s.ModelSpec(description=row.description),
+            status=s.ModelStatus(versions=int(count), latest_version=latest, aliases=aliases),
+        )
+
+    # --- versions: pushing -------------------------------------------------------------------
+
+    def create_version(
+        self, project: str, model: str, data: s.VersionCreate, *, actor: str, can_trust: bool
+    ) -> s.VersionRead:
+        """Declare a new version and its files; upload the ones not `stored`, then commit."""
+        if data.trusted and not can_trust:
+            raise PermissionDenied("only the project's owners may mark a version trusted")
+        paths = [f.path for f in data.files]
+        if len(set(paths)) != len(paths):
+            raise InvalidInput("the same file path is listed twice")
+        flavor = data.flavor or detect_flavor(paths)
+        get_flavor(flavor)  # an unknown flavor is a clear 400 here, not at deploy time
+        signature = None
+        if data.signature is not None:
+            try:
+                signature = Signature.model_validate(data.signature).model_dump(mode="json")
+            except ValueError as exc:
+                raise InvalidInput(f"signature is not valid: {exc}") from None
+        with self.db.transaction() as session:
+            row = self._model(session, project, model)
+            project_uid = row.project_uid
+            number = row.next_version
+            row.next_version = number + 1
+            version = ModelVersionRow(
+                uid=new_id("mv"),
+                model_uid=row.uid,
+                version=number,
+                state="pending",
+                flavor=flavor,
+                trusted=data.trusted,
+                files=[{**f.model_dump(), "stored": False} for f in data.files],
+                size=sum(f.size for f in data.files),
+                signature=signature,
+                metrics=data.metrics,
+                params=data.params,
+                tags=data.tags,
+                lineage=data.lineage.model_dump(),
+                description=data.description,
+                card=data.card,
+                created_by=actor,
+                created_at=utcnow(),
+            )
+            session.add(version)
+            session.flush()
+            known = self.blobs.known(session, project_uid, (f.sha256 for f in data.files))
+            read = self._version_read(session, version, model, project)
+        # Files whose bytes the project already stores need no upload; commit will count them.
+        for f in read.files:
+            f.stored = f.sha256 in known
+        return read
+
+    def begin_upload(self, project: str, model: str, number: int, path: str) -> FileUpload:
+        with self.db.transaction() as session:
+            row = self._model(session, project, model)
+            version = self._version(session, row, str(number))
+            if version.state != "pending":
+                raise Conflict(f"{model}:{number} is committed: its files cannot change")
+            entry = next((f for f in version.files if f["path"] == path), None)
+            if entry is None:
+                raise NotFound(f"{model}:{number} declares no file {path!r}")
+            project_uid = row.project_uid
+        return FileUpload(
+            project_uid=project_uid,
+            version_uid=version.uid,
+            path=path,
+            sha256=entry["sha256"],
+            writer=self.blobs.writer(project_uid),
+        )
+
+    def finish_upload(self, upload: FileUpload) -> s.VersionFile:
+        info = upload.writer.commit(expected_sha256=upload.sha256)
+        with self.db.transaction() as session:
+            version = session.get(ModelVersionRow, upload.version_uid, with_for_update=True)
+            if version is None or version.state != "pending":
+                raise Conflict("the version was committed or deleted during the upload")
+            entry = next(f for f in version.files if f["path"] == upload.path)
+            if entry["size"] != info.size:
+                raise InvalidInput(
+                    f"{upload.path!r} has {info.size} bytes, not {entry['size']} as declared"
+                )
+            if not entry["stored"]:
+                self.blobs.acquire(session, upload.project_uid, info)
+                entry["stored"] = True
+                flag_modified(version, "files")
+            return s.VersionFile(**entry)
+
+    def commit_version(self, project: str, model: str, number: int) -> s.VersionRead:
+        with self.db.transaction() as session:
+            row = self._model(session, project, model)
+            version = self._version(session, row, str(number), for_update=True)
+            if version.state == "ready":
+                return self._version_read(session, version, model, project)
+            missing = []
+            known = self.blobs.known(session, row.project_uid, (f["sha256"] for f in version.files))
+            for entry in version.files:
+                if entry["stored"]:
+                    continue
+                if entry["sha256"] not in known:
+                    missing.append(entry["path"])
+                    continue
+                info = BlobInfo(sha256=entry["sha256"], size=entry["size"])
+                self.blobs.acquire(session, row.project_uid, info)
+                entry["stored"] = True
+            if missing:
+                shown = ", ".join(missing[:5]) + (" …" if len(missing) > 5 else "")
+                raise Conflict(f"{model}:{number} cannot be committed: upload {shown} first")
+            flag_modified(version, "files")
+            version.state = "ready"
+            version.committed_at = utcnow()
+            session.flush()
+            return self._version_read(session, version, model, project)
+
+    # --- versions: reading and changing ------------------------------------------------------
+
+    def list_versions(self, project: str, model: str) -> list[s.VersionRead]:
+        with self.db.transaction() as session:
+            row = self._model(session, project, model)
+            versions = session.scalars(
+                select(ModelVersionRow)
+                .where(ModelVersionRow.model_uid == row.uid)
+                .order_by(ModelVersionRow.version.desc())
+            ).all()
+            return [self._version_read(session, v, model, project) for v in versions]
+
+    def get_version(self, project: str, model: str, ref: str) -> s.VersionRead:
+        with self.db.transaction() as session:
+            row = self._model(session, project, model)
+            return self._version_read(session, self._version(session, row, ref), model, project)
+
+    def update_version(
+        self, project: str, model: str, ref: str, data: s.VersionUpdate, *, can_trust: bool
+    ) -> s.VersionRead:
+        if data.trusted is not None and not can_trust:
+            raise PermissionDenied(
+                "only the project's owners may change whether a version is trusted"
+            )
+        with self.db.transaction() as session:
+            row = self._model(session, project, model)
+            version = self._version(session, row, ref, for_update=True)
+            for field in ("trusted", "tags", "description", "card"):
+                value = getattr(data, field)
+                if value is not None:
+                    setattr(version, field, value)
+            session.flush()
+            return self._version_read(session, version, model, project)
+
+    def delete_version(self, project: str, model: str, ref: str, force: bool = False) -> None:
+        with self.db.transaction() as session:
+            row = self._model(session, project, model)
+            version = self._version(session, row, ref, for_update=True)
+            aliases = session.scalars(
+                select(AliasRow).where(
+                    AliasRow.model_uid == row.uid, AliasRow.version == version.version
+                )
+            ).all()
+            if aliases and not force:
+                names = ", ".join(a.name for a in aliases)
+                raise Conflict(
+                    f"{model}:{version.version} is behind alias(es) {names}: move them first, "
+                    "or delete with force"
+                )
+            for alias in aliases:
+                session.delete(alias)
+            self._release_files(session, row.project_uid, version)
+            session.delete(version)
+
+    def card(self, project: str, model: str, ref: str) -> str:
+        with self.db.transaction() as session:
+            row = self._model(session, project, model)
+            return self._version(session, row, ref).card
+
+    def open_file(
+        self, project: str, model: str, ref: str, path: str
+    ) -> tuple[s.VersionFile, Iterator[bytes]]:
+        with self.db.transaction() as session:
+            row = self._model(session, project, model)
+            version = self._version(session, row, ref)
+            entry = next((f for f in version.files if f["path"] == path), None)
+            if entry is None or not entry["stored"]:
+                raise NotFound(f"{model}:{version.version} has no file {path!r}")
+            project_uid = row.project_uid
+        return s.VersionFile(**entry), self.blobs.open(project_uid, entry["sha256"])
+
+    def _release_files(self, session: Session, project_uid: str, version: ModelVersionRow) -> None:
+        for entry in version.files:
+            if entry.get("stored"):
+                self.blobs.release(session, project_uid, entry["sha256"])
+
+    def _version(
+        self, session: Session, model: ModelRow, ref: str, for_update: bool = False
+    ) -> ModelVersionRow:
+        """A version by number, by alias, or `latest` (the newest committed one)."""
+        stmt = select(ModelVersionRow).where(ModelVersionRow.model_uid == model.uid)
+        if ref.isdigit():
+            stmt = stmt.where(ModelVersionRow.version == int(ref))
+        elif ref == "latest":
+            stmt = stmt.where(ModelVersionRow.state == "ready").order_by(
+                ModelVersionRow.version.desc()
+            )
+        else:
+            alias = session.get(AliasRow, (model.uid, ref))
+            if alias is None:
+                raise version_not_found(model.name, ref)
+            stmt = stmt.where(ModelVersionRow.version == alias.version)
+        if for_update:
+            stmt = stmt.with_for_update()
+        version = session.scalars(stmt.limit(1)).first()
+        if version is None:
+            raise version_not_found(model.name, ref)
+        return version
+
+    @staticmethod
+    def _version_read(
+        session: Session, v: ModelVersionRow, model: str, project: str
+    ) -> s.VersionRead:
+        aliases = session.scalars(
+            select(AliasRow.name).where(
+                AliasRow.model_uid == v.model_uid, AliasRow.version == v.version
+            )
+        ).all()
+        paths = [f["path"] for f in v.files]
+        needs_trust = get_flavor(v.flavor).unsafe_files(paths) if v.flavor else []
+        return s.VersionRead(
+            model=model,
+            project=project,
+            version=v.version,
+            state=v.state,
+            flavor=v.flavor,
+            trusted=v.trusted,
+            needs_trust=needs_trust,
+            files=[s.VersionFile(**f) for f in v.files],
+            size=v.size,
+            signature=v.signature,
+            metrics=v.metrics or {},
+            params=v.params or {},
+            tags=v.tags or {},
+            lineage=s.Lineage(**(v.lineage or {})),
+            description=v.description,
+            aliases=sorted(aliases),
+            created_at=as_utc(v.created_at),
+            created_by=v.created_by,
+            committed_at=as_utc(v.committed_at) if v.committed_at else None,
+        )
+
+    # --- aliases -----------------------------------------------------------------------------
+
+    def set_alias(
+        self, project: str, model: str, alias: str, data: s.AliasSet, *, actor: str
+    ) -> s.AliasRead:
+        with self.db.transaction() as session:
+            row = self._model(session, project, model)
+            target = self._version(session, row, str(data.version))
+            if target.state != "ready":
+                raise Conflict(f"{model}:{data.version} is not committed yet")
+            current = session.get(AliasRow, (row.uid, alias), with_for_update=True)
+            previous = current.version if current else None
+            if current is None:
+                current = AliasRow(model_uid=row.uid, name=alias, version=data.version)
+                session.add(current)
+            current.version, current.updated_at, current.updated_by = data.version, utcnow(), actor
+            session.add(
+                AliasEventRow(
+                    model_uid=row.uid,
+                    alias=alias,
+                    from_version=previous,
+                    to_version=data.version,
+                    actor=actor,
+                    reason=data.reason,
+                    time=utcnow(),
+                )
+            )
+            session.flush()
+            return _alias_read(current)
+
+    def delete_alias(
+        self, project: str, model: str, alias: str, *, actor: str, reason: str
+    ) -> None:
+        with self.db.transaction() as session:
+            row = self._model(session, project, model)
+            current = session.get(AliasRow, (row.uid, alias), with_for_update=True)
+            if current is None:
+                raise NotFound(f"model {model!r} has no alias {alias!r}")
+            session.add(
+                AliasEventRow(
+                    model_uid=row.uid,
+                    alias=alias,
+                    from_version=current.version,
+                    to_version=None,
+                    actor=actor,
+                    reason=reason,
+                    time=utcnow(),
+                )
+            )
+            session.execute(
+                delete(AliasRow).where(AliasRow.model_uid == row.uid, AliasRow.name == alias)
+            )
+
+    def list_aliases(self, project: str, model: str) -> list[s.AliasRead]:
+        with self.db.transaction() as session:
+            row = self._model(session, project, model)
+            rows = session.scalars(
+                select(AliasRow).where(AliasRow.model_uid == row.uid).order_by(AliasRow.name)
+            ).all()
+            return [_alias_read(a) for a in rows]
+
+    def alias_history(self, project: str, model: str, alias: str | None) -> list[s.AliasEvent]:
+        with self.db.transaction() as session:
+            row = self._model(session, project, model)
+            stmt = select(AliasEventRow).where(AliasEventRow.model_uid == row.uid)
+            if alias is not None:
+                stmt = stmt.where(AliasEventRow.alias == alias)
+            events = session.scalars(stmt.order_by(AliasEventRow.id.desc())).all()
+            return [
+                s.AliasEvent(
+                    alias=e.alias,
+                    from_version=e.from_version,
+                    to_version=e.to_version,
+                    actor=e.actor,
+                    reason=e.reason,
+                    time=as_utc(e.time),
+                )
+                for e in events
+            ]
+
+
+def _alias_read(row: AliasRow) -> s.AliasRead:
+    return s.AliasRead(
+        alias=row.name,
+        version=row.version,
+        updated_at=as_utc(row.updated_at),
+        updated_by=row.updated_by,
+    )
+
+
+class FileUpload:
+    """One artifact file streaming into the store for a pending version."""
+
+    def __init__(
+        self, *, project_uid: str, version_uid: str, path: str, sha256: str, writer: BlobWriter
+    ) -> None:
+        self.project_uid = project_uid
+        self.version_uid = version_uid
+        self.path = path
+        self.sha256 = sha256
+        self.writer = writer
+
+    def write(self, data: bytes) -> None:
+        self.writer.write(data)
+
+    def abort(self) -> None:
+        self.writer.abort()
+
+
+__all__: list[Any] = ["FileUpload", "RegistryService"]

@@ -1,0 +1,130 @@
+"""The ONNX flavor: matrix and by-name feeding, tensor and ZipMap outputs, broken files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper
+from registry_samples import ArtifactMaker, Cancer, single
+from skl2onnx import to_onnx
+
+from stratus.core.errors import InvalidInput
+from stratus.registry.batches import Batch
+from stratus.registry.flavors import ModelLoadError, PredictionError, detect_flavor, get_flavor
+from stratus.registry.signatures import Signature, TensorSpec
+
+
+def save(model: onnx.ModelProto, folder: Path) -> Path:
+    (folder / "model.onnx").write_bytes(model.SerializeToString())
+    return folder
+
+
+def session(folder: Path) -> ort.InferenceSession:
+    return ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+
+
+@pytest.fixture(scope="module")
+def lr_onnx(lr_pipeline: Any, cancer: Cancer, artifact_dir: ArtifactMaker) -> Path:
+    # float32 input and the default ZipMap probability output (a list of dicts)
+    return save(to_onnx(lr_pipeline, cancer.X[:1].astype(np.float32)), artifact_dir("lr-onnx"))
+
+
+@pytest.fixture(scope="module")
+def rf_onnx(forest: Any, cancer: Cancer, artifact_dir: ArtifactMaker) -> Path:
+    # float64 input, two tensor outputs (labels and probabilities)
+    onx = to_onnx(forest, cancer.X[:1], options={"zipmap": False})
+    return save(onx, artifact_dir("rf-onnx"))
+
+
+@pytest.mark.parametrize("n_rows", [1, 64])
+def test_a_zipmap_model_returns_its_labels(lr_onnx: Path, cancer: Cancer, n_rows: int) -> None:
+    assert detect_flavor(["model.onnx", "README.md"]) == "onnx"
+    model = get_flavor("onnx").load(lr_onnx, trusted=False, signature=cancer.signature)
+
+    got = model.predict(cancer.batch(n_rows, start=200))
+
+    rows = cancer.X[200 : 200 + n_rows].astype(np.float32)
+    labels, _ = session(lr_onnx).run(None, {"X": rows})
+    assert isinstance(got, np.ndarray)
+    np.testing.assert_array_equal(single(got), labels)
+
+
+@pytest.mark.parametrize("n_rows", [1, 64])
+def test_several_tensor_outputs_come_back_as_a_dict(
+    rf_onnx: Path, forest: Any, cancer: Cancer, n_rows: int
+) -> None:
+    model = get_flavor("onnx").load(rf_onnx, trusted=False, signature=cancer.signature)
+
+    got = model.predict(cancer.batch(n_rows))
+
+    assert isinstance(got, dict)
+    assert sorted(got) == ["label", "probabilities"]
+    np.testing.assert_array_equal(got["label"], forest.predict(cancer.X[:n_rows]))
+    np.testing.assert_allclose(
+        got["probabilities"], forest.predict_proba(cancer.X[:n_rows]), atol=1e-6
+    )
+
+
+def test_a_tensor_batch_is_fed_as_is(rf_onnx: Path, forest: Any, cancer: Cancer) -> None:
+    signature = Signature(inputs=[TensorSpec(name="X", dtype="float64", shape=[-1, 30])])
+    model = get_flavor("onnx").load(rf_onnx, trusted=False, signature=signature)
+    got = model.predict(Batch.from_tensor("X", cancer.X[:10], signature))
+    assert isinstance(got, dict)
+    np.testing.assert_array_equal(got["label"], forest.predict(cancer.X[:10]))
+
+
+def two_inputs_model() -> onnx.ModelProto:
+    a = helper.make_tensor_value_info("a", TensorProto.FLOAT, [None, 1])
+    b = helper.make_tensor_value_info("b", TensorProto.INT64, [None, 1])
+    total = helper.make_tensor_value_info("total", TensorProto.FLOAT, [None, 1])
+    graph = helper.make_graph(
+        [
+            helper.make_node("Cast", ["b"], ["b_float"], to=TensorProto.FLOAT),
+            helper.make_node("Add", ["a", "b_float"], ["total"]),
+        ],
+        "sum",
+        [a, b],
+        [total],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def test_several_inputs_are_fed_by_name(artifact_dir: ArtifactMaker) -> None:
+    folder = save(two_inputs_model(), artifact_dir("two-inputs"))
+    # The signature's order differs from the model's: names decide.
+    signature = Signature(
+        inputs=[TensorSpec(name="b", dtype="int64"), TensorSpec(name="a", dtype="float64")]
+    )
+    model = get_flavor("onnx").load(folder, trusted=False, signature=signature)
+
+    got = model.predict(Batch.from_rows([{"a": 0.5, "b": 2}, {"a": 1.5, "b": -1}], signature))
+    np.testing.assert_allclose(single(got), [[2.5], [0.5]])
+
+    other = Signature(inputs=[TensorSpec(name="a", dtype="float64")])
+    with pytest.raises(ModelLoadError, match="input 'b' is not in the signature"):
+        get_flavor("onnx").load(folder, trusted=False, signature=other)
+    unchecked = get_flavor("onnx").load(folder, trusted=False, signature=None)
+    with pytest.raises(InvalidInput, match="missing input 'b'"):
+        unchecked.predict(Batch.from_rows([{"a": 0.5}]))
+
+
+def test_broken_files_and_bad_batches(
+    rf_onnx: Path, cancer: Cancer, artifact_dir: ArtifactMaker
+) -> None:
+    folder = artifact_dir("broken-onnx")
+    (folder / "model.onnx").write_bytes(b"\x08\x07garbage")
+    with pytest.raises(ModelLoadError, match=r"could not load 'model\.onnx'") as caught:
+        get_flavor("onnx").load(folder, trusted=False, signature=None)
+    assert caught.value.extra["traceback"]
+
+    with pytest.raises(ModelLoadError, match="found no .onnx file"):
+        get_flavor("onnx").load(artifact_dir("empty-onnx"), trusted=False, signature=None)
+
+    model = get_flavor("onnx").load(rf_onnx, trusted=False, signature=None)
+    with pytest.raises(PredictionError, match="the model failed to predict"):
+        model.predict(Batch.from_rows([[1.0, 2.0]]))
