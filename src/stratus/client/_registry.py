@@ -1,0 +1,223 @@
+"""The SDK's registry API: push model versions, read them, move aliases."""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from stratus.client._base import (
+    API,
+    Progress,
+    key_path,
+    labels_of,
+    read_file,
+    seg,
+    write_atomically,
+)
+from stratus.core.errors import InvalidInput, NotFound
+from stratus.registry import schemas as rg
+from stratus.registry.references import ModelRef, parse_ref
+
+
+class Models(API):
+    """The model registry: push versions, read them, move aliases."""
+
+    def _base(self, project: str | None) -> str:
+        return f"/api/v1/projects/{self._project(project)}/models"
+
+    def _version_path(self, ref: ModelRef, project: str | None) -> str:
+        return f"{self._base(project)}/{seg(ref.model)}/versions/{seg(ref.selector)}"
+
+    def create(
+        self,
+        name: str,
+        *,
+        project: str | None = None,
+        description: str = "",
+        labels: dict[str, str] | None = None,
+    ) -> rg.ModelRead:
+        body = {"name": name, "description": description, "labels": labels_of(labels)}
+        return self._c._model(rg.ModelRead, "POST", self._base(project), json=body)
+
+    def list(
+        self, project: str | None = None, selector: str | None = None
+    ) -> builtins.list[rg.ModelRead]:
+        return list(self._c._pages(rg.ModelRead, self._base(project), {"selector": selector}))
+
+    def get(self, name: str, project: str | None = None) -> rg.ModelRead:
+        return self._c._model(rg.ModelRead, "GET", f"{self._base(project)}/{seg(name)}")
+
+    def delete(self, name: str, project: str | None = None, force: bool = False) -> None:
+        params = {"force": "true"} if force else None
+        self._c._send("DELETE", f"{self._base(project)}/{seg(name)}", params=params)
+
+    def push(
+        self,
+        path: str | Path,
+        name: str,
+        *,
+        project: str | None = None,
+        flavor: str | None = None,
+        trusted: bool = False,
+        signature: dict[str, Any] | None = None,
+        sample: Any = None,
+        metrics: dict[str, float] | None = None,
+        params: dict[str, Any] | None = None,
+        tags: dict[str, str] | None = None,
+        dataset_version: str | None = None,
+        training_run: str | None = None,
+        source_commit: str | None = None,
+        description: str = "",
+        card: str = "",
+        progress: Progress | None = None,
+    ) -> rg.VersionRead:
+        """Push a model file or folder as a new version (the model is created if needed).
+
+        Only files the project does not store yet are uploaded. `sample` (a DataFrame, a dict
+        of columns, a list of rows or a 2-D array) infers the signature when none is given.
+
+        Returns:
+            The committed version.
+        """
+        files = _artifact_files(Path(path))
+        if signature is None and sample is not None:
+            from stratus.registry.signatures import infer_signature
+
+            signature = infer_signature(sample).model_dump(mode="json")
+        try:
+            self.get(name, project)
+        except NotFound:
+            self.create(name, project=project)
+        body: dict[str, Any] = {
+            "files": [{"path": rel, "sha256": sha, "size": size} for rel, _, sha, size in files],
+            "flavor": flavor,
+            "trusted": trusted,
+            "signature": signature,
+            "metrics": metrics or {},
+            "params": params or {},
+            "tags": tags or {},
+            "lineage": {
+                "dataset_version": dataset_version,
+                "training_run": training_run,
+                "source_commit": source_commit,
+            },
+            "description": description,
+            "card": card,
+        }
+        base = f"{self._base(project)}/{seg(name)}/versions"
+        version = self._c._model(rg.VersionRead, "POST", base, json=body)
+        stored = {f.path for f in version.files if f.stored}
+        for rel, local, _, _ in files:
+            if rel in stored:
+                if progress:
+                    progress(local.stat().st_size)
+                continue
+
+            def chunks(local: Path = local) -> Iterator[bytes]:
+                for chunk in read_file(local):
+                    if progress:
+                        progress(len(chunk))
+                    yield chunk
+
+            self._c._send(
+                "PUT",
+                f"{base}/{version.version}/files/{key_path(rel)}",
+                content=chunks(),
+                headers={"content-length": str(local.stat().st_size)},
+            )
+        return self._c._model(rg.VersionRead, "POST", f"{base}/{version.version}/commit")
+
+    def versions(self, name: str, project: str | None = None) -> builtins.list[rg.VersionRead]:
+        data = self._c._json("GET", f"{self._base(project)}/{seg(name)}/versions")
+        return [rg.VersionRead.model_validate(v) for v in data]
+
+    def version(self, ref: str, project: str | None = None) -> rg.VersionRead:
+        """A version by reference: `name` (latest), `name:3`, or `name@production`."""
+        return self._c._model(rg.VersionRead, "GET", self._version_path(parse_ref(ref), project))
+
+    def update_version(
+        self,
+        ref: str,
+        *,
+        project: str | None = None,
+        trusted: bool | None = None,
+        tags: dict[str, str] | None = None,
+        description: str | None = None,
+        card: str | None = None,
+    ) -> rg.VersionRead:
+        body = {"trusted": trusted, "tags": tags, "description": description, "card": card}
+        body = {k: v for k, v in body.items() if v is not None}
+        path = self._version_path(parse_ref(ref), project)
+        return self._c._model(rg.VersionRead, "PATCH", path, json=body)
+
+    def delete_version(self, ref: str, project: str | None = None, force: bool = False) -> None:
+        params = {"force": "true"} if force else None
+        self._c._send("DELETE", self._version_path(parse_ref(ref), project), params=params)
+
+    def card(self, ref: str, project: str | None = None) -> str:
+        data = self._c._json("GET", self._version_path(parse_ref(ref), project) + "/card")
+        return str(data["card"])
+
+    def set_alias(
+        self, name: str, alias: str, version: int, *, project: str | None = None, reason: str = ""
+    ) -> rg.AliasRead:
+        path = f"{self._base(project)}/{seg(name)}/aliases/{seg(alias)}"
+        body = {"version": version, "reason": reason}
+        return self._c._model(rg.AliasRead, "PUT", path, json=body)
+
+    def delete_alias(
+        self, name: str, alias: str, *, project: str | None = None, reason: str = ""
+    ) -> None:
+        path = f"{self._base(project)}/{seg(name)}/aliases/{seg(alias)}"
+        self._c._send("DELETE", path, params={"reason": reason})
+
+    def aliases(self, name: str, project: str | None = None) -> builtins.list[rg.AliasRead]:
+        data = self._c._json("GET", f"{self._base(project)}/{seg(name)}/aliases")
+        return [rg.AliasRead.model_validate(a) for a in data]
+
+    def alias_history(
+        self, name: str, alias: str | None = None, project: str | None = None
+    ) -> builtins.list[rg.AliasEvent]:
+        params = {"alias": alias} if alias else None
+        path = f"{self._base(project)}/{seg(name)}/alias-history"
+        data = self._c._json("GET", path, params=params)
+        return [rg.AliasEvent.model_validate(e) for e in data]
+
+    def pull(self, ref: str, dest: str | Path, project: str | None = None) -> Path:
+        """Download every file of a version into the folder `dest` (verified, atomic per file)."""
+        version = self.version(ref, project)
+        root = Path(dest)
+        root.mkdir(parents=True, exist_ok=True)
+        base = self._version_path(ModelRef(version.model, version=version.version), project)
+        for entry in version.files:
+            target = root / entry.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            chunks = self._c._stream_verified(f"{base}/files/{key_path(entry.path)}", entry.path)
+            write_atomically(target, chunks)
+        return root
+
+
+def _artifact_files(path: Path) -> builtins.list[tuple[str, Path, str, int]]:
+    """(relative posix path, local path, sha256, size) of a model file or every file of a folder."""
+    if not path.exists():
+        raise InvalidInput(f"{path} does not exist")
+    if path.is_file():
+        candidates = [(path.name, path)]
+    else:
+        candidates = [
+            (p.relative_to(path).as_posix(), p)
+            for p in sorted(path.rglob("*"))
+            if p.is_file() and "__pycache__" not in p.parts
+        ]
+    if not candidates:
+        raise InvalidInput(f"{path} holds no files")
+    out = []
+    for rel, local in candidates:
+        hasher = hashlib.sha256()
+        for chunk in read_file(local):
+            hasher.update(chunk)
+        out.append((rel, local, hasher.hexdigest(), local.stat().st_size))
+    return out
