@@ -1,0 +1,237 @@
+"""The replica process: load one model version, then answer frames from the gateway.
+
+`python -m stratus.serving.replica --spec spec.json`. The spec (written by the compute backend)
+says which files, which flavor, where to listen. The unix socket appears only once the model
+is loaded, so a socket that accepts is a ready replica. Each frame is parsed by its protocol,
+validated against the signature, predicted through the adaptive batcher and rendered back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, Field
+
+from stratus.core.errors import StratusError
+from stratus.registry.flavors import get_flavor
+from stratus.registry.flavors.base import LoadedModel
+from stratus.registry.signatures import Signature
+from stratus.serving import protocols
+from stratus.serving.batching import runner_for
+from stratus.serving.wire import (
+    HELLO_ID,
+    Kind,
+    WireError,
+    encode_response,
+    read_request,
+)
+
+log = logging.getLogger("stratus.replica")
+
+PROTOCOL_OF: dict[Kind, Literal["v2", "mlflow", "plain"]] = {
+    Kind.V2_INFER: "v2",
+    Kind.MLFLOW_INVOCATIONS: "mlflow",
+    Kind.PLAIN_PREDICT: "plain",
+}
+
+
+class ReplicaSpec(BaseModel):
+    """What a replica serves and how; written to a file by the compute backend."""
+
+    model_dir: Path
+    flavor: str
+    trusted: bool = False
+    signature: dict[str, Any] | None = None
+    model_name: str
+    model_version: int
+    endpoint: str = ""
+    variant: str = "main"
+    socket: Path
+    max_batch_size: int = Field(64, ge=1, le=100_000)
+    max_wait_ms: float = Field(0.0, ge=0, le=1000)
+    max_rows: int = Field(10_000, ge=1)
+
+
+class ReplicaStats:
+    def __init__(self) -> None:
+        self.requests = 0
+        self.errors = 0
+        self.batches = 0
+        self.rows = 0
+        self.batch_sizes: Counter[int] = Counter()
+        self.started = time.time()
+
+    def on_batch(self, rows: int, seconds: float) -> None:
+        self.batches += 1
+        self.rows += rows
+        self.batch_sizes[rows] += 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "errors": self.errors,
+            "batches": self.batches,
+            "rows": self.rows,
+            "batch_sizes": {str(k): v for k, v in sorted(self.batch_sizes.items())},
+            "uptime_seconds": time.time() - self.started,
+            "pid": os.getpid(),
+        }
+
+
+class Replica:
+    def __init__(self, spec: ReplicaSpec, model: LoadedModel) -> None:
+        self.spec = spec
+        self.model = model
+        self.signature = Signature.model_validate(spec.signature) if spec.signature else None
+        self.stats = ReplicaStats()
+        self.runner = runner_for(
+            model,
+            max_batch_size=spec.max_batch_size,
+            max_wait_ms=spec.max_wait_ms,
+            on_batch=self.stats.on_batch,
+        )
+        self.hello = orjson.dumps(
+            {
+                "model": spec.model_name,
+                "version": spec.model_version,
+                "endpoint": spec.endpoint,
+                "variant": spec.variant,
+                "flavor": spec.flavor,
+                "pid": os.getpid(),
+                "supports_batching": model.supports_batching,
+            }
+        )
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(encode_response(HELLO_ID, 200, self.hello))
+        tasks: set[asyncio.Task[None]] = set()
+        try:
+            while (frame := await read_request(reader)) is not None:
+                answer = self._answer(
+                    frame.request_id, frame.kind, frame.content_type, frame.body, writer
+                )
+                task = asyncio.create_task(answer)
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+        except WireError as exc:
+            log.warning("dropping a gateway connection: %s", exc)
+        finally:
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _answer(
+        self,
+        request_id: int,
+        kind: Kind,
+        content_type: str,
+        body: bytes,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        status, payload = await self.answer(kind, content_type, body, request_id)
+        if not writer.is_closing():
+            writer.write(encode_response(request_id, status, payload))
+
+    async def answer(
+        self, kind: Kind, content_type: str, body: bytes, request_id: int = 0
+    ) -> tuple[int, bytes]:
+        if kind == Kind.STATS:
+            return 200, orjson.dumps(self.stats.as_dict())
+        if kind == Kind.METADATA:
+            meta = protocols.v2_model_metadata(
+                self.spec.model_name, str(self.spec.model_version), self.signature
+            )
+            return 200, orjson.dumps(meta)
+        protocol = PROTOCOL_OF[kind]
+        self.stats.requests += 1
+        try:
+            request = protocols.parse_request(
+                protocol, body, content_type, self.signature, max_rows=self.spec.max_rows
+            )
+            predictions = await self.runner.submit(request.batch)
+            return 200, protocols.render(
+                protocol,
+                predictions,
+                model_name=self.spec.model_name,
+                model_version=str(self.spec.model_version),
+                request_id=str(request_id),
+                signature=self.signature,
+                request=request,
+            )
+        except StratusError as exc:
+            self.stats.errors += 1
+            return exc.status, orjson.dumps(exc.to_problem())
+        except Exception as exc:  # a bug in Stratus, not in the request: say so, keep serving
+            self.stats.errors += 1
+            log.exception("replica failed on a request")
+            problem = StratusError(f"the replica failed: {type(exc).__name__}: {exc}")
+            return 500, orjson.dumps(problem.to_problem())
+
+    async def close(self) -> None:
+        await self.runner.close()
+
+
+def load(spec: ReplicaSpec) -> LoadedModel:
+    signature = Signature.model_validate(spec.signature) if spec.signature else None
+    return get_flavor(spec.flavor).load(spec.model_dir, trusted=spec.trusted, signature=signature)
+
+
+async def serve(spec: ReplicaSpec, model: LoadedModel, stop: asyncio.Event | None = None) -> None:
+    replica = Replica(spec, model)
+    spec.socket.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        spec.socket.unlink()
+    server = await asyncio.start_unix_server(replica.handle, path=str(spec.socket))
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    log.info("replica of %s:%s ready on %s", spec.model_name, spec.model_version, spec.socket)
+    try:
+        await stop.wait()
+    finally:
+        server.close()  # stop accepting; requests in flight are answered before we exit
+        await server.wait_closed()
+        await replica.close()
+        with contextlib.suppress(FileNotFoundError):
+            spec.socket.unlink()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="A Stratus model replica (started by Stratus).")
+    parser.add_argument("--spec", type=Path, required=True, help="the replica spec (JSON)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        spec = ReplicaSpec.model_validate_json(args.spec.read_bytes())
+        model = load(spec)
+    except StratusError as exc:
+        print(f"replica: cannot start: {exc.detail}", file=sys.stderr)
+        return 3
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
+        pass
+    asyncio.run(serve(spec, model))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
