@@ -120,13 +120,7 @@ def put(
             raise typer.BadParameter("name the KEY when reading standard input")
         key = source.name
     total = None if stdin else source.stat().st_size
-    with transfer_progress(f"uploading {key}", total, quiet) as progress:
-        task = progress.add_task(f"↑ {key}", total=total) if progress else None
-
-        def advance(n: int) -> None:
-            if progress is not None and task is not None:
-                progress.advance(task, n)
-
+    with transfer_progress(f"↑ {key}", total, quiet) as advance:
         data = sys.stdin.buffer if stdin else source
         version = client(ctx).buckets.upload(
             bucket,
@@ -166,13 +160,7 @@ def get(
     head = c.buckets.head_object(bucket, key, version_id=version, project=project)
     total = int(head.get("content-length", 0)) or None
     target = dest or Path(Path(key).name)
-    with transfer_progress(f"downloading {key}", total, quiet) as progress:
-        task = progress.add_task(f"↓ {key}", total=total) if progress else None
-
-        def advance(n: int) -> None:
-            if progress is not None and task is not None:
-                progress.advance(task, n)
-
+    with transfer_progress(f"↓ {key}", total, quiet) as advance:
         path = c.buckets.download(
             bucket, key, target, version_id=version, project=project, progress=advance
         )

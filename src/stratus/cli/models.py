@@ -105,13 +105,7 @@ def push(
     total = sum(
         p.stat().st_size for p in ([path] if path.is_file() else path.rglob("*")) if p.is_file()
     )
-    with transfer_progress(f"pushing {name}", total, quiet) as progress:
-        task = progress.add_task(f"↑ {name}", total=total) if progress else None
-
-        def advance(n: int) -> None:
-            if progress is not None and task is not None:
-                progress.advance(task, n)
-
+    with transfer_progress(f"↑ {name}", total, quiet) as advance:
         version = c.models.push(
             path,
             name,

@@ -107,10 +107,15 @@ def parse_labels(values: list[str] | None) -> dict[str, str] | None:
 
 
 @contextmanager
-def transfer_progress(label: str, total: int | None, quiet: bool) -> Iterator[Progress | None]:
-    """A Rich progress bar for uploads and downloads (none when quiet or not a terminal)."""
+def transfer_progress(
+    label: str, total: int | None, quiet: bool
+) -> Iterator[Callable[[int], None]]:
+    """A Rich progress bar for an upload or download; yields `advance(bytes)`.
+
+    No bar when quiet or when stderr is not a terminal (`advance` then does nothing).
+    """
     if quiet or not err.is_terminal:
-        yield None
+        yield lambda n: None
         return
     progress = Progress(
         TextColumn("{task.description}"),
@@ -122,4 +127,5 @@ def transfer_progress(label: str, total: int | None, quiet: bool) -> Iterator[Pr
         transient=True,
     )
     with progress:
-        yield progress
+        task = progress.add_task(label, total=total)
+        yield lambda n: progress.advance(task, n)

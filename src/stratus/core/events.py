@@ -11,7 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy.orm import Session
+from sqlalchemy import select
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from stratus.core.errors import Conflict
 
 
 @dataclass(frozen=True)
@@ -41,3 +44,24 @@ class EventBus:
     def publish(self, session: Session, event: Event) -> None:
         for handler in self._handlers[type(event)]:
             handler(session, event)
+
+
+def guard_project_deletion(
+    bus: EventBus,
+    project_column: InstrumentedAttribute[str],
+    name_column: InstrumentedAttribute[str],
+    what: str,
+) -> None:
+    """Refuse to delete a project while rows of a service (`what`, e.g. "buckets") remain."""
+
+    def refuse(session: Session, event: ProjectDeleting) -> None:
+        names = session.scalars(
+            select(name_column).where(project_column == event.project_id).limit(5)
+        ).all()
+        if names:
+            raise Conflict(
+                f"project {event.project_name!r} still has {what} ({', '.join(names)}): "
+                "delete them first"
+            )
+
+    bus.subscribe(ProjectDeleting, refuse)

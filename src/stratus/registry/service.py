@@ -18,7 +18,7 @@ from sqlalchemy.orm.attributes import flag_modified
 from stratus.core.clock import as_utc, utcnow
 from stratus.core.database import Database
 from stratus.core.errors import AlreadyExists, Conflict, InvalidInput, NotFound, PermissionDenied
-from stratus.core.events import EventBus, ProjectDeleting
+from stratus.core.events import EventBus, guard_project_deletion
 from stratus.core.ids import new_id
 from stratus.core.resources import (
     check_version,
@@ -45,17 +45,7 @@ class RegistryService:
         self.db = db
         self.blobs = blobs
         self._project_uid = project_uid
-        bus.subscribe(ProjectDeleting, self._on_project_deleting)
-
-    def _on_project_deleting(self, session: Session, event: ProjectDeleting) -> None:
-        names = session.scalars(
-            select(ModelRow.name).where(ModelRow.project_uid == event.project_id).limit(5)
-        ).all()
-        if names:
-            raise Conflict(
-                f"project {event.project_name!r} still has models ({', '.join(names)}): "
-                "delete them first"
-            )
+        guard_project_deletion(bus, ModelRow.project_uid, ModelRow.name, "models")
 
     # --- models ------------------------------------------------------------------------------
 
