@@ -1,0 +1,351 @@
+"""Run replicas as local processes, forked from a pre-warmed fork server or spawned fresh.
+
+State lives in `state_dir/replicas/`: `<id>.spec.json`, an atomically written `<id>.json`
+record (pid, socket, log, start ticks) and `<id>.log`, so a restarted control plane can re-adopt
+replicas; the recorded /proc start ticks guard against a reused pid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import logging
+import multiprocessing
+import multiprocessing.process
+import os
+import re
+import signal
+import socket
+import struct
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from stratus.compute.backend import LaunchSpec, ReplicaHandle, ReplicaState, ReplicaStatus
+
+log = logging.getLogger("stratus.compute.local")
+
+REPLICA_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+# The replica program, named (not imported): compute sits below serving in the layers.
+REPLICA_MODULE = "stratus.serving.replica"
+ALWAYS_PRELOAD = [REPLICA_MODULE]
+# A replica greets every connection first with a HELLO frame: request id 0, status 200
+# (stratus.serving.wire's response header, `!IHI`).
+_GREETING = struct.Struct("!IHI")
+HELLO_TIMEOUT = 2.0
+LOG_TAIL_LINES = 20
+
+
+class LocalBackendConfig(BaseModel):
+    """Settings of the local compute backend."""
+
+    state_dir: Path
+    preload: list[str] = Field(default=["numpy", "sklearn", "skops.io", "onnxruntime"])
+    fork_server: bool = True
+
+
+def _run_replica(spec_path: str, log_path: str) -> None:
+    """The body of a fork-server child: log to the file, leave the session, serve, exit."""
+    code = 1
+    try:
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+        os.setsid()  # signals to the control plane's process group do not reach the replica
+        code = importlib.import_module(REPLICA_MODULE).main(["--spec", spec_path])
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                if stream is not None:
+                    stream.flush()
+        os._exit(code)
+
+
+def _proc_stat(pid: int) -> tuple[str, int, int] | None:
+    """(state letter, parent pid, start time in clock ticks) of a process, or None if gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_bytes().decode()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    rest = raw[raw.rindex(")") + 2 :].split()  # the command name may hold spaces and ")"
+    return rest[0], int(rest[1]), int(rest[19])  # fields 3, 4 and 22
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat: when the process started, in clock ticks since boot."""
+    stat = _proc_stat(pid)
+    return stat[2] if stat else None
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 16384))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+class LocalBackend:
+    """Replicas as processes on this machine; they outlive the control plane."""
+
+    name = "local"
+
+    def __init__(self, config: LocalBackendConfig) -> None:
+        self.config = config
+        self.dir = config.state_dir / "replicas"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._processes: dict[int, Any] = {}  # pid -> multiprocessing Process we started
+        self._exit_codes: dict[int, int] = {}  # pid -> exit code of a reaped replica
+        self._context: Any = None
+
+    @property
+    def supports_adoption(self) -> bool:
+        return True
+
+    # -- starting
+
+    def _fork_context(self) -> Any:
+        if self._context is None:
+            context = multiprocessing.get_context("forkserver")
+            modules = [m for m in [*ALWAYS_PRELOAD, *self.config.preload] if _importable(m)]
+            context.set_forkserver_preload(modules)
+            self._context = context
+        return self._context
+
+    def start_replica(self, replica_id: str, spec: LaunchSpec) -> ReplicaHandle:
+        if not REPLICA_ID.fullmatch(replica_id):
+            raise ValueError(f"a replica id must be a file-name-safe name, not {replica_id!r}")
+        spec_path = self.dir / f"{replica_id}.spec.json"
+        log_path = self.dir / f"{replica_id}.log"
+        _write_atomic(spec_path, spec.model_dump_json(indent=2).encode())
+        with contextlib.suppress(FileNotFoundError):
+            spec.socket.unlink()  # a stale socket would look like a replica that refuses
+        started_at = time.time()
+        if self.config.fork_server:
+            process = self._fork_context().Process(
+                target=_run_replica,
+                args=(str(spec_path), str(log_path)),
+                name=f"stratus-replica-{replica_id}",
+            )
+            process.start()
+            # multiprocessing joins its children at interpreter exit; replicas must outlive us
+            multiprocessing.process._children.discard(process)  # type: ignore[attr-defined]
+            pid = int(process.pid)
+            self._processes[pid] = process
+        else:
+            pid = os.posix_spawn(
+                sys.executable,
+                [sys.executable, "-m", REPLICA_MODULE, "--spec", str(spec_path)],
+                dict(os.environ),
+                file_actions=[
+                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                    (
+                        os.POSIX_SPAWN_OPEN,
+                        1,
+                        str(log_path),
+                        os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                        0o644,
+                    ),  # fmt: skip
+                    (os.POSIX_SPAWN_DUP2, 1, 2),
+                ],
+                setsid=True,
+            )
+        handle = ReplicaHandle(
+            replica_id=replica_id,
+            pid=pid,
+            socket=spec.socket,
+            log_path=log_path,
+            started_at=started_at,
+            process_start_ticks=process_start_ticks(pid),
+        )
+        self._write_record(handle)
+        log.info("started replica %s as pid %d", replica_id, pid)
+        return handle
+
+    # -- records
+
+    def _record_path(self, replica_id: str) -> Path:
+        return self.dir / f"{replica_id}.json"
+
+    def _write_record(self, handle: ReplicaHandle) -> None:
+        record = {
+            "replica_id": handle.replica_id,
+            "pid": handle.pid,
+            "socket": str(handle.socket),
+            "log_path": str(handle.log_path),
+            "started_at": handle.started_at,
+            "process_start_ticks": handle.process_start_ticks,
+        }
+        _write_atomic(self._record_path(handle.replica_id), json.dumps(record).encode())
+
+    def _read_record(self, path: Path) -> ReplicaHandle | None:
+        try:
+            record = json.loads(path.read_bytes())
+            return ReplicaHandle(
+                replica_id=str(record["replica_id"]),
+                pid=int(record["pid"]),
+                socket=Path(record["socket"]),
+                log_path=Path(record["log_path"]),
+                started_at=float(record["started_at"]),
+                process_start_ticks=record.get("process_start_ticks"),
+            )
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("ignoring an unreadable replica record %s: %s", path, exc)
+            return None
+
+    def _remove_record(self, handle: ReplicaHandle) -> None:
+        path = self._record_path(handle.replica_id)
+        current = self._read_record(path) if path.exists() else None
+        if current is not None and current.pid == handle.pid:
+            path.unlink(missing_ok=True)
+
+    # -- observing
+
+    def _reap(self, pid: int, wait: float = 0.0) -> int | None:
+        """The exit code of `pid` when this process can learn it (its starter or its parent)."""
+        if pid in self._exit_codes:
+            return self._exit_codes[pid]
+        process = self._processes.get(pid)
+        if process is not None:
+            process.join(timeout=wait)
+            code = process.exitcode
+            if code is None:
+                return None
+            process.close()
+            del self._processes[pid]
+        else:
+            try:
+                waited, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:  # not our child (a fork-server child, or adopted)
+                return None
+            if waited == 0:
+                return None
+            code = os.waitstatus_to_exitcode(status)
+        self._exit_codes[pid] = int(code)
+        return int(code)
+
+    def _alive(self, handle: ReplicaHandle) -> bool:
+        self._reap(handle.pid)
+        stat = _proc_stat(handle.pid)
+        if stat is None or stat[0] in ("Z", "X"):
+            return False
+        return handle.process_start_ticks is None or stat[2] == handle.process_start_ticks
+
+    def _exit_code_after_death(self, handle: ReplicaHandle) -> int | None:
+        """The exit code of a replica seen dead, waiting a moment when it is our child.
+
+        A multithreaded process shows as a zombie ("Z") while its other threads still exit,
+        before waitpid can reap it; a fork-server child's exit code arrives through the fork
+        server a moment after the process is gone.
+        """
+        pid = handle.pid
+        if pid in self._processes:
+            return self._reap(pid, wait=2.0)
+        deadline = time.monotonic() + 2.0
+        while (code := self._reap(pid)) is None and time.monotonic() < deadline:
+            stat = _proc_stat(pid)
+            if stat is None or stat[1] != os.getpid():
+                break  # gone, or somebody else's child: we cannot learn its exit code
+            time.sleep(0.01)
+        return code
+
+    def status(self, handle: ReplicaHandle) -> ReplicaStatus:
+        if not self._alive(handle):
+            code = self._exit_code_after_death(handle)
+            return ReplicaStatus(ReplicaState.exited, code, _tail(handle.log_path))
+        if self._hello(handle.socket):
+            return ReplicaStatus(ReplicaState.ready)
+        return ReplicaStatus(ReplicaState.starting)
+
+    @staticmethod
+    def _hello(path: Path) -> bool:
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(HELLO_TIMEOUT)
+                sock.connect(str(path))
+                head = b""
+                while len(head) < _GREETING.size:
+                    chunk = sock.recv(_GREETING.size - len(head))
+                    if not chunk:
+                        return False
+                    head += chunk
+                request_id, status, _ = _GREETING.unpack(head)
+                return bool(request_id == 0 and status == 200)
+        except OSError:  # no socket yet, refused, or timed out
+            return False
+
+    def running(self) -> list[ReplicaHandle]:
+        alive: list[ReplicaHandle] = []
+        for path in sorted(self.dir.glob("*.json")):
+            if path.name.endswith(".spec.json"):
+                continue
+            handle = self._read_record(path)
+            if handle is None:
+                continue
+            if self._alive(handle):
+                alive.append(handle)
+            else:
+                log.info("dropping the record of replica %s (pid %d is gone)",
+                         handle.replica_id, handle.pid)  # fmt: skip
+                path.unlink(missing_ok=True)
+        return alive
+
+    # -- stopping
+
+    def _wait_gone(self, handle: ReplicaHandle, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while self._alive(handle):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+    def stop_replica(self, handle: ReplicaHandle, grace_seconds: float = 10.0) -> int | None:
+        if self._alive(handle):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(handle.pid, signal.SIGTERM)
+            if not self._wait_gone(handle, grace_seconds):
+                log.warning("replica %s ignored SIGTERM for %.1f s; killing it",
+                            handle.replica_id, grace_seconds)  # fmt: skip
+                if self._alive(handle):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(handle.pid, signal.SIGKILL)
+                self._wait_gone(handle, 10.0)
+        code = self._exit_code_after_death(handle)
+        self._remove_record(handle)
+        with contextlib.suppress(FileNotFoundError):
+            handle.socket.unlink()  # left behind when the replica was killed
+        return code
+
+    def close(self) -> None:
+        # replicas keep running; forget our process objects without waiting for them
+        self._processes.clear()
