@@ -4,8 +4,6 @@ batches concurrent requests, refuses bad input clearly, and stops cleanly."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import itertools
 import json
 import signal
 import subprocess
@@ -19,7 +17,8 @@ import numpy as np
 import orjson
 import pytest
 
-from stratus.serving.wire import HELLO_ID, Kind, encode_request, read_response
+from stratus.serving.connections import ReplicaConnection, ReplicaGone
+from stratus.serving.wire import Kind
 
 pytest.importorskip("sklearn")
 skops_io = pytest.importorskip("skops.io")
@@ -85,42 +84,24 @@ def replica(
 
 
 class WireClient:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-        self.ids = itertools.count(1)
-        self.pending: dict[int, asyncio.Future[tuple[int, bytes]]] = {}
-        self.hello: dict[str, Any] = {}
+    """A test's view of a replica: the gateway's connection, with JSON answers."""
+
+    def __init__(self, connection: ReplicaConnection) -> None:
+        self.connection = connection
+        self.hello = connection.hello
 
     @classmethod
     async def connect(cls, socket: Path) -> WireClient:
-        reader, writer = await asyncio.open_unix_connection(str(socket))
-        client = cls(reader, writer)
-        hello = await read_response(reader)
-        assert hello is not None and hello.request_id == HELLO_ID
-        client.hello = orjson.loads(hello.body)
-        client.pump = asyncio.create_task(client._pump())
-        return client
-
-    async def _pump(self) -> None:
-        while (frame := await read_response(self.reader)) is not None:
-            self.pending.pop(frame.request_id).set_result((frame.status, frame.body))
+        return cls(await ReplicaConnection.open(socket))
 
     async def call(
         self, kind: Kind, body: bytes, ctype: str = "application/json"
     ) -> tuple[int, Any]:
-        rid = next(self.ids)
-        future: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
-        self.pending[rid] = future
-        self.writer.write(encode_request(rid, kind, ctype, body))
-        status, payload = await future
-        return status, orjson.loads(payload)
+        frame = await self.connection.call(kind, ctype, body)
+        return frame.status, orjson.loads(frame.body)
 
     async def close(self) -> None:
-        self.pump.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.pump
-        self.writer.close()
-        await self.writer.wait_closed()
+        await self.connection.close()
 
 
 def run(coro: Any) -> Any:
@@ -229,3 +210,21 @@ def test_untrusted_pickles_do_not_load(tmp_path: Path, model_dir: dict[str, Any]
     )  # fmt: skip
     assert result.returncode == 3
     assert "trusted" in result.stderr and "model.joblib" in result.stderr
+
+
+def test_a_dying_replica_fails_pending_calls_at_once(replica: Any) -> None:
+    process, socket = replica
+
+    async def scenario() -> None:
+        connection = await ReplicaConnection.open(socket)
+        assert connection.in_flight == 0
+        body = orjson.dumps({"instances": [[1.0] * 30]})
+        assert (await connection.call(Kind.PLAIN_PREDICT, "application/json", body)).status == 200
+        process.kill()
+        process.wait(10)
+        with pytest.raises(ReplicaGone):
+            await connection.call(Kind.PLAIN_PREDICT, "application/json", body, timeout=10)
+        assert connection.closed
+        await connection.close()
+
+    run(scenario())

@@ -1,0 +1,100 @@
+"""The gateway's side of the wire: one multiplexed connection to one replica.
+
+Many requests share the connection, told apart by request id; `in_flight` is what
+least-busy routing reads. If the replica goes away, every pending call fails with
+`ReplicaGone` at once, so the gateway can retry it on another replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from stratus.serving.wire import HELLO_ID, Kind, ResponseFrame, encode_request, read_response
+
+MAX_REQUEST_ID = 0xFFFFFFFF
+
+
+class ReplicaGone(ConnectionError):
+    """The connection to a replica broke before it answered."""
+
+
+class ReplicaConnection:
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, hello: dict[str, Any]
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.hello = hello
+        self._pending: dict[int, asyncio.Future[ResponseFrame]] = {}
+        self._next_id = 1
+        self._pump = asyncio.create_task(self._read_forever())
+        self.closed = False
+
+    @classmethod
+    async def open(cls, socket: Path, timeout: float = 5.0) -> ReplicaConnection:
+        """Connect and read the replica's greeting (which proves it is loaded and serving)."""
+        reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(socket)), timeout)
+        try:
+            frame = await asyncio.wait_for(read_response(reader), timeout)
+        except BaseException:
+            writer.close()
+            raise
+        if frame is None or frame.request_id != HELLO_ID or frame.status != 200:
+            writer.close()
+            raise ReplicaGone(f"the replica at {socket} did not greet")
+        return cls(reader, writer, orjson.loads(frame.body))
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    async def call(
+        self, kind: Kind, content_type: str, body: bytes, timeout: float | None = None
+    ) -> ResponseFrame:
+        if self.closed:
+            raise ReplicaGone("the connection to the replica is closed")
+        request_id = self._take_id()
+        future: asyncio.Future[ResponseFrame] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        try:
+            self.writer.write(encode_request(request_id, kind, content_type, body))
+            return await asyncio.wait_for(future, timeout) if timeout else await future
+        finally:
+            self._pending.pop(request_id, None)
+
+    def _take_id(self) -> int:
+        request_id = self._next_id
+        self._next_id = 1 if request_id >= MAX_REQUEST_ID else request_id + 1
+        return request_id
+
+    async def _read_forever(self) -> None:
+        error: BaseException = ReplicaGone("the replica closed the connection")
+        try:
+            while (frame := await read_response(self.reader)) is not None:
+                future = self._pending.get(frame.request_id)
+                if future is not None and not future.done():
+                    future.set_result(frame)
+        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            error = ReplicaGone(f"the connection to the replica broke: {exc}")
+        except asyncio.CancelledError:
+            error = ReplicaGone("the connection to the replica was closed")
+            raise
+        finally:
+            self.closed = True
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(error)
+
+    async def close(self) -> None:
+        self.closed = True
+        self._pump.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ReplicaGone):
+            await self._pump
+        self.writer.close()
+        with contextlib.suppress(OSError):
+            await self.writer.wait_closed()
