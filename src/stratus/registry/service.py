@@ -8,7 +8,10 @@ shared with every other version that has the same bytes.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, func, select
@@ -35,6 +38,7 @@ from stratus.registry.tables import AliasEventRow, AliasRow, ModelRow, ModelVers
 from stratus.storage.blobs import Blobs
 from stratus.storage.blobstore import BlobInfo, BlobWriter
 
+COMPLETE_MARKER = ".stratus-version.json"
 ProjectLookup = Callable[[Session, str], str]  # (the caller's session, project name) -> uid
 
 
@@ -317,6 +321,44 @@ class RegistryService:
                 raise NotFound(f"{model}:{version.version} has no file {path!r}")
             project_uid = row.project_uid
         return s.VersionFile(**entry), self.blobs.open(project_uid, entry["sha256"])
+
+    def materialize(
+        self, project: str, model: str, ref: str, cache_root: Path
+    ) -> tuple[s.VersionRead, Path]:
+        """The version's files in a local folder (for replicas to load), verified as written.
+
+        The folder is named by the version's uid (versions are immutable, so a complete folder
+        is reused as is) and appears only when every file is in place.
+        """
+        with self.db.transaction() as session:
+            row = self._model(session, project, model)
+            version = self._version(session, row, ref)
+            if version.state != "ready":
+                raise Conflict(f"{model}:{version.version} is not committed yet")
+            read = self._version_read(session, version, model, project)
+            project_uid, uid = row.project_uid, version.uid
+        target = cache_root / uid
+        if (target / COMPLETE_MARKER).exists():
+            return read, target
+        cache_root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{uid}.", dir=cache_root))
+        try:
+            for entry in read.files:
+                path = staging / entry.path
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with path.open("wb") as f:
+                    for chunk in self.blobs.open(project_uid, entry.sha256):
+                        f.write(chunk)
+            (staging / COMPLETE_MARKER).write_text(read.model_dump_json())
+            try:
+                staging.rename(target)
+            except OSError:  # another caller finished first: theirs is as good as ours
+                if not (target / COMPLETE_MARKER).exists():
+                    raise
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+        return read, target
 
     def _release_files(self, session: Session, project_uid: str, version: ModelVersionRow) -> None:
         for entry in version.files:

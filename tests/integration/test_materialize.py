@@ -1,0 +1,85 @@
+"""A version's files written to a local folder for replicas: verified, complete or absent."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stratus.api.platform import Platform
+from stratus.core.errors import Conflict, DataCorrupted
+from stratus.core.settings import load_settings
+from stratus.migrations.runner import upgrade
+from stratus.registry import schemas as s
+
+
+@pytest.fixture
+def platform(tmp_path: Path) -> Iterator[Platform]:
+    settings = load_settings({"home": str(tmp_path / "home")})
+    settings.home.mkdir(parents=True)
+    built = Platform.build(settings, Platform.master_key(settings))
+    upgrade(built.db)
+    built.start()
+    try:
+        yield built
+    finally:
+        built.stop()
+
+
+def _push(platform: Platform, files: dict[str, bytes], commit: bool = True) -> int:
+    registry = platform.registry
+    if not any(
+        m.metadata.name == "m" for m in registry.list_models("default", None, None, None)[0]
+    ):
+        registry.create_model("default", s.ModelCreate(name="m"))
+    declared = s.VersionCreate(
+        files=[
+            s.FileEntry(path=p, sha256=hashlib.sha256(b).hexdigest(), size=len(b))
+            for p, b in files.items()
+        ],
+        flavor="sklearn",
+    )
+    version = registry.create_version("default", "m", declared, actor="test", can_trust=True)
+    for path, data in files.items():
+        upload = registry.begin_upload("default", "m", version.version, path)
+        upload.write(data)
+        registry.finish_upload(upload)
+    if commit:
+        registry.commit_version("default", "m", version.version)
+    return version.version
+
+
+def test_materialize_writes_verified_files_once(platform: Platform, tmp_path: Path) -> None:
+    files = {"model.skops": b"weights" * 1000, "extra/vocab.txt": b"a\nb\n"}
+    number = _push(platform, files)
+    cache = tmp_path / "cache"
+    read, folder = platform.registry.materialize("default", "m", str(number), cache)
+    assert read.version == number
+    for path, data in files.items():
+        assert (folder / path).read_bytes() == data
+    stamp = (folder / "model.skops").stat().st_mtime_ns
+    again, same = platform.registry.materialize("default", "m", "latest", cache)
+    assert same == folder and (folder / "model.skops").stat().st_mtime_ns == stamp
+    assert [p.name for p in cache.iterdir()] == [folder.name]  # no staging left behind
+
+
+def test_pending_versions_are_not_materialized(platform: Platform, tmp_path: Path) -> None:
+    number = _push(platform, {"model.skops": b"w"}, commit=False)
+    with pytest.raises(Conflict, match="not committed"):
+        platform.registry.materialize("default", "m", str(number), tmp_path / "cache")
+
+
+def test_corrupted_bytes_leave_no_folder(platform: Platform, tmp_path: Path) -> None:
+    data = b"precious weights" * 5000
+    number = _push(platform, {"model.skops": data})
+    sha = hashlib.sha256(data).hexdigest()
+    blob = next((platform.settings.home / "store" / "blobs").rglob(sha))
+    raw = bytearray(blob.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    blob.write_bytes(bytes(raw))
+    cache = tmp_path / "cache"
+    with pytest.raises(DataCorrupted):
+        platform.registry.materialize("default", "m", str(number), cache)
+    assert list(cache.iterdir()) == []
