@@ -38,8 +38,8 @@ class Projects(API):
         self._c._send("DELETE", f"/api/v1/projects/{seg(name)}")
 
     def members(self, name: str) -> builtins.list[iam.MemberRead]:
-        data = self._c._json("GET", f"/api/v1/projects/{seg(name)}/members")
-        return [iam.MemberRead.model_validate(m) for m in data]
+        path = f"/api/v1/projects/{seg(name)}/members"
+        return list(self._c._pages(iam.MemberRead, path, {}))
 
     def set_member(
         self,
@@ -107,8 +107,7 @@ class Keys(API):
         return self._c._model(iam.KeyCreated, "POST", "/api/v1/keys", json=body)
 
     def list(self, all: bool = False) -> list[iam.KeyRead]:
-        data = self._c._json("GET", "/api/v1/keys", params={"all": str(all).lower()})
-        return [iam.KeyRead.model_validate(k) for k in data]
+        return list(self._c._pages(iam.KeyRead, "/api/v1/keys", {"all": str(all).lower()}))
 
     def revoke(self, key_id: str) -> iam.KeyRead:
         return self._c._model(iam.KeyRead, "DELETE", f"/api/v1/keys/{seg(key_id)}")
@@ -150,8 +149,8 @@ class ServiceAccounts(API):
         return self._c._model(iam.KeyCreated, "POST", path, json=body)
 
     def list_keys(self, name: str, project: str | None = None) -> builtins.list[iam.KeyRead]:
-        data = self._c._json("GET", f"{self._base(project)}/{seg(name)}/keys")
-        return [iam.KeyRead.model_validate(k) for k in data]
+        path = f"{self._base(project)}/{seg(name)}/keys"
+        return list(self._c._pages(iam.KeyRead, path, {}))
 
     def revoke_key(self, name: str, key_id: str, project: str | None = None) -> iam.KeyRead:
         path = f"{self._base(project)}/{seg(name)}/keys/{seg(key_id)}"

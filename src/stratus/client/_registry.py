@@ -131,8 +131,8 @@ class Models(API):
         return self._c._model(rg.VersionRead, "POST", f"{base}/{version.version}/commit")
 
     def versions(self, name: str, project: str | None = None) -> builtins.list[rg.VersionRead]:
-        data = self._c._json("GET", f"{self._base(project)}/{seg(name)}/versions")
-        return [rg.VersionRead.model_validate(v) for v in data]
+        path = f"{self._base(project)}/{seg(name)}/versions"
+        return list(self._c._pages(rg.VersionRead, path, {}))
 
     def version(self, ref: str, project: str | None = None) -> rg.VersionRead:
         """A version by reference: `name` (latest), `name:3`, or `name@production`."""
@@ -175,16 +175,14 @@ class Models(API):
         self._c._send("DELETE", path, params={"reason": reason})
 
     def aliases(self, name: str, project: str | None = None) -> builtins.list[rg.AliasRead]:
-        data = self._c._json("GET", f"{self._base(project)}/{seg(name)}/aliases")
-        return [rg.AliasRead.model_validate(a) for a in data]
+        path = f"{self._base(project)}/{seg(name)}/aliases"
+        return list(self._c._pages(rg.AliasRead, path, {}))
 
     def alias_history(
         self, name: str, alias: str | None = None, project: str | None = None
     ) -> builtins.list[rg.AliasEvent]:
-        params = {"alias": alias} if alias else None
         path = f"{self._base(project)}/{seg(name)}/alias-history"
-        data = self._c._json("GET", path, params=params)
-        return [rg.AliasEvent.model_validate(e) for e in data]
+        return list(self._c._pages(rg.AliasEvent, path, {"alias": alias}))
 
     def pull(self, ref: str, dest: str | Path, project: str | None = None) -> Path:
         """Download every file of a version into the folder `dest` (verified, atomic per file)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
@@ -262,20 +263,42 @@ def check_limit(limit: int | None) -> int:
 
 
 def paginate(
-    session: Any, stmt: Any, key_column: Any, limit: int | None, page_token: str | None
+    session: Any,
+    stmt: Any,
+    key_column: Any,
+    limit: int | None,
+    page_token: str | None,
+    *,
+    descending: bool = False,
 ) -> tuple[list[Any], str | None]:
     """Keyset pagination over a unique, ordered column: O(limit) whatever the page."""
     size = check_limit(limit)
     after = decode_token(page_token)
     if after is not None:
-        # The position must have the column's type: PostgreSQL cannot compare text with a number.
-        wanted = key_column.type.python_type
-        if isinstance(after, bool) or not isinstance(after, wanted):
+        python_type = key_column.type.python_type
+        if isinstance(after, bool) or not isinstance(after, python_type):
             raise InvalidInput(f"page_token {page_token!r} is not valid")
-        stmt = stmt.where(key_column > after)
-    rows = list(session.scalars(stmt.order_by(key_column).limit(size + 1)))
+        stmt = stmt.where(key_column < after if descending else key_column > after)
+    order = key_column.desc() if descending else key_column
+    rows = list(session.scalars(stmt.order_by(order).limit(size + 1)))
     token = None
     if len(rows) > size:
         rows = rows[:size]
         token = encode_token(getattr(rows[-1], key_column.key))
     return rows, token
+
+
+def paginate_list(
+    items: list[T], key: Callable[[T], str], limit: int | None, page_token: str | None
+) -> tuple[list[T], str | None]:
+    """The same pages over a small list already in memory (sorted here by `key`)."""
+    size = check_limit(limit)
+    after = decode_token(page_token)
+    if after is not None and not isinstance(after, str):
+        raise InvalidInput(f"page_token {page_token!r} is not valid")
+    ordered = sorted(items, key=key)
+    if after is not None:
+        ordered = [item for item in ordered if key(item) > after]
+    page = ordered[:size]
+    token = encode_token(key(page[-1])) if len(ordered) > size else None
+    return page, token

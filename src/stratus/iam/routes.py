@@ -129,13 +129,17 @@ def delete_project(
 @router.get(
     "/projects/{project}/members",
     name="members.list",
-    response_model=list[s.MemberRead],
+    response_model=Page[s.MemberRead],
     tags=["members"],
 )
 def list_members(
-    request: Request, access: ProjectAccess = Access(Permission.PROJECT_READ)
-) -> list[s.MemberRead]:
-    return _iam(request).list_members(access.project)
+    request: Request,
+    access: ProjectAccess = Access(Permission.PROJECT_READ),
+    limit: Limit = DEFAULT_LIMIT,
+    page_token: PageToken = None,
+) -> Page[s.MemberRead]:
+    items, token = _iam(request).list_members(access.project, limit, page_token)
+    return Page(items=items, next_page_token=token)
 
 
 @router.put(
@@ -259,13 +263,18 @@ def create_service_account_key(
 @router.get(
     SA + "/{name}/keys",
     name="serviceaccounts.keys.list",
-    response_model=list[s.KeyRead],
+    response_model=Page[s.KeyRead],
     tags=["service accounts"],
 )
 def list_service_account_keys(
-    request: Request, name: str, access: ProjectAccess = Access(Permission.PROJECT_ADMIN)
-) -> list[s.KeyRead]:
-    return _iam(request).list_service_account_keys(access.project, name)
+    request: Request,
+    name: str,
+    access: ProjectAccess = Access(Permission.PROJECT_ADMIN),
+    limit: Limit = DEFAULT_LIMIT,
+    page_token: PageToken = None,
+) -> Page[s.KeyRead]:
+    items, token = _iam(request).list_service_account_keys(access.project, name, limit, page_token)
+    return Page(items=items, next_page_token=token)
 
 
 @router.delete(
@@ -294,10 +303,17 @@ def create_key(request: Request, principal: Caller, body: s.KeyCreate) -> s.KeyC
     return _iam(request).create_key(principal, body)
 
 
-@router.get("/keys", name="keys.list", response_model=list[s.KeyRead], tags=["keys"])
-def list_keys(request: Request, principal: Caller, all: bool = False) -> list[s.KeyRead]:
+@router.get("/keys", name="keys.list", response_model=Page[s.KeyRead], tags=["keys"])
+def list_keys(
+    request: Request,
+    principal: Caller,
+    all: bool = False,
+    limit: Limit = DEFAULT_LIMIT,
+    page_token: PageToken = None,
+) -> Page[s.KeyRead]:
     """Your keys; `all=true` lists every user's (admins only)."""
-    return _iam(request).list_keys(principal, everyone=all)
+    items, token = _iam(request).list_keys(principal, all, limit, page_token)
+    return Page(items=items, next_page_token=token)
 
 
 @router.delete("/keys/{key_id}", name="keys.revoke", response_model=s.KeyRead, tags=["keys"])

@@ -21,6 +21,7 @@ from stratus.core.resources import (
     check_version,
     metadata_of,
     paginate,
+    paginate_list,
     parse_selector,
     selector_clause,
     validate_name,
@@ -332,10 +333,13 @@ class IamService:
 
     # --- members -----------------------------------------------------------------------------
 
-    def list_members(self, project: str) -> list[s.MemberRead]:
+    def list_members(
+        self, project: str, limit: int | None = None, page_token: str | None = None
+    ) -> tuple[list[s.MemberRead], str | None]:
         with self.db.transaction() as session:
             proj = self._project(session, project)
-            return self._members(session, proj)
+            members = self._members(session, proj)
+        return paginate_list(members, lambda m: m.subject, limit, page_token)
 
     def set_member(self, project: str, data: s.MemberSet) -> s.MemberRead:
         if (data.user is None) == (data.service_account is None):
@@ -519,26 +523,35 @@ class IamService:
         read = self._key_read(session, row)
         return s.KeyCreated(**read.model_dump(), secret=key.token)
 
-    def list_keys(self, actor: Principal, everyone: bool = False) -> list[s.KeyRead]:
+    def list_keys(
+        self,
+        actor: Principal,
+        everyone: bool = False,
+        limit: int | None = None,
+        page_token: str | None = None,
+    ) -> tuple[list[s.KeyRead], str | None]:
         if everyone and not actor.acts_as_admin:
             raise admins_only("list every user's keys")
         with self.db.transaction() as session:
             stmt = select(ApiKeyRow).where(ApiKeyRow.user_uid.is_not(None))
             if not everyone:
                 stmt = stmt.where(ApiKeyRow.user_uid == actor.uid)
-            rows = session.scalars(stmt.order_by(ApiKeyRow.created_at)).all()
-            return [self._key_read(session, r) for r in rows]
+            rows, token = paginate(session, stmt, ApiKeyRow.key_id, limit, page_token)
+            return [self._key_read(session, r) for r in rows], token
 
-    def list_service_account_keys(self, project: str, account: str) -> list[s.KeyRead]:
+    def list_service_account_keys(
+        self,
+        project: str,
+        account: str,
+        limit: int | None = None,
+        page_token: str | None = None,
+    ) -> tuple[list[s.KeyRead], str | None]:
         with self.db.transaction() as session:
             proj = self._project(session, project)
             sa = self._sa(session, proj, account)
-            rows = session.scalars(
-                select(ApiKeyRow)
-                .where(ApiKeyRow.service_account_uid == sa.uid)
-                .order_by(ApiKeyRow.created_at)
-            ).all()
-            return [self._key_read(session, r) for r in rows]
+            stmt = select(ApiKeyRow).where(ApiKeyRow.service_account_uid == sa.uid)
+            rows, token = paginate(session, stmt, ApiKeyRow.key_id, limit, page_token)
+            return [self._key_read(session, r) for r in rows], token
 
     def revoke_key(self, actor: Principal, key_id: str) -> s.KeyRead:
         with self.db.transaction() as session:

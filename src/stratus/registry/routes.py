@@ -161,11 +161,17 @@ def commit_version(
     return _registry(request).commit_version(access.project, model, _number(version))
 
 
-@router.get("/{model}/versions", name="models.versions.list", response_model=list[s.VersionRead])
+@router.get("/{model}/versions", name="models.versions.list", response_model=Page[s.VersionRead])
 def list_versions(
-    request: Request, model: str, access: ProjectAccess = Access(Permission.RESOURCE_READ)
-) -> list[s.VersionRead]:
-    return _registry(request).list_versions(access.project, model)
+    request: Request,
+    model: str,
+    access: ProjectAccess = Access(Permission.RESOURCE_READ),
+    limit: Limit = DEFAULT_LIMIT,
+    page_token: PageToken = None,
+) -> Page[s.VersionRead]:
+    """A model's versions, newest first."""
+    items, token = _registry(request).list_versions(access.project, model, limit, page_token)
+    return Page(items=items, next_page_token=token)
 
 
 @router.get("/{model}/versions/{version}", name="models.versions.get", response_model=s.VersionRead)
@@ -244,11 +250,16 @@ def get_card(
 # --- aliases -------------------------------------------------------------------------------
 
 
-@router.get("/{model}/aliases", name="models.aliases.list", response_model=list[s.AliasRead])
+@router.get("/{model}/aliases", name="models.aliases.list", response_model=Page[s.AliasRead])
 def list_aliases(
-    request: Request, model: str, access: ProjectAccess = Access(Permission.RESOURCE_READ)
-) -> list[s.AliasRead]:
-    return _registry(request).list_aliases(access.project, model)
+    request: Request,
+    model: str,
+    access: ProjectAccess = Access(Permission.RESOURCE_READ),
+    limit: Limit = DEFAULT_LIMIT,
+    page_token: PageToken = None,
+) -> Page[s.AliasRead]:
+    items, token = _registry(request).list_aliases(access.project, model, limit, page_token)
+    return Page(items=items, next_page_token=token)
 
 
 @router.put("/{model}/aliases/{alias}", name="models.aliases.set", response_model=s.AliasRead)
@@ -280,13 +291,16 @@ def delete_alias(
 
 
 @router.get(
-    "/{model}/alias-history", name="models.aliases.history", response_model=list[s.AliasEvent]
+    "/{model}/alias-history", name="models.aliases.history", response_model=Page[s.AliasEvent]
 )
 def alias_history(
     request: Request,
     model: str,
     alias: Annotated[str | None, Query(max_length=63)] = None,
     access: ProjectAccess = Access(Permission.RESOURCE_READ),
-) -> list[s.AliasEvent]:
+    limit: Limit = DEFAULT_LIMIT,
+    page_token: PageToken = None,
+) -> Page[s.AliasEvent]:
     """Every move of the model's aliases (or of one), newest first: who, when, from, to, why."""
-    return _registry(request).alias_history(access.project, model, alias)
+    items, token = _registry(request).alias_history(access.project, model, alias, limit, page_token)
+    return Page(items=items, next_page_token=token)

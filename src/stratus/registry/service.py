@@ -253,15 +253,17 @@ class RegistryService:
 
     # --- versions: reading and changing ------------------------------------------------------
 
-    def list_versions(self, project: str, model: str) -> list[s.VersionRead]:
+    def list_versions(
+        self, project: str, model: str, limit: int | None = None, page_token: str | None = None
+    ) -> tuple[list[s.VersionRead], str | None]:
+        """Versions, newest first."""
         with self.db.transaction() as session:
             row = self._model(session, project, model)
-            versions = session.scalars(
-                select(ModelVersionRow)
-                .where(ModelVersionRow.model_uid == row.uid)
-                .order_by(ModelVersionRow.version.desc())
-            ).all()
-            return [self._version_read(session, v, model, project) for v in versions]
+            stmt = select(ModelVersionRow).where(ModelVersionRow.model_uid == row.uid)
+            versions, token = paginate(
+                session, stmt, ModelVersionRow.version, limit, page_token, descending=True
+            )
+            return [self._version_read(session, v, model, project) for v in versions], token
 
     def get_version(self, project: str, model: str, ref: str) -> s.VersionRead:
         with self.db.transaction() as session:
@@ -474,21 +476,32 @@ class RegistryService:
                 delete(AliasRow).where(AliasRow.model_uid == row.uid, AliasRow.name == alias)
             )
 
-    def list_aliases(self, project: str, model: str) -> list[s.AliasRead]:
+    def list_aliases(
+        self, project: str, model: str, limit: int | None = None, page_token: str | None = None
+    ) -> tuple[list[s.AliasRead], str | None]:
         with self.db.transaction() as session:
             row = self._model(session, project, model)
-            rows = session.scalars(
-                select(AliasRow).where(AliasRow.model_uid == row.uid).order_by(AliasRow.name)
-            ).all()
-            return [_alias_read(a) for a in rows]
+            stmt = select(AliasRow).where(AliasRow.model_uid == row.uid)
+            rows, token = paginate(session, stmt, AliasRow.name, limit, page_token)
+            return [_alias_read(a) for a in rows], token
 
-    def alias_history(self, project: str, model: str, alias: str | None) -> list[s.AliasEvent]:
+    def alias_history(
+        self,
+        project: str,
+        model: str,
+        alias: str | None,
+        limit: int | None = None,
+        page_token: str | None = None,
+    ) -> tuple[list[s.AliasEvent], str | None]:
+        """Every move of the model's aliases (or of one), newest first."""
         with self.db.transaction() as session:
             row = self._model(session, project, model)
             stmt = select(AliasEventRow).where(AliasEventRow.model_uid == row.uid)
             if alias is not None:
                 stmt = stmt.where(AliasEventRow.alias == alias)
-            events = session.scalars(stmt.order_by(AliasEventRow.id.desc())).all()
+            events, token = paginate(
+                session, stmt, AliasEventRow.id, limit, page_token, descending=True
+            )
             return [
                 s.AliasEvent(
                     alias=e.alias,
@@ -499,7 +512,7 @@ class RegistryService:
                     time=as_utc(e.time),
                 )
                 for e in events
-            ]
+            ], token
 
 
 def _alias_read(row: AliasRow) -> s.AliasRead:
