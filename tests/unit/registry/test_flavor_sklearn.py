@@ -159,3 +159,23 @@ def test_several_model_files_must_be_told_apart(
 
     save_skops(lr_pipeline, folder, "model.skops")  # the conventional name settles it
     get_flavor("sklearn").load(folder, trusted=False, signature=None)
+
+
+def test_numpy_ufuncs_load_without_trust_but_other_functions_need_it(
+    cancer: Cancer, artifact_dir: ArtifactMaker
+) -> None:
+    from sklearn.preprocessing import FunctionTransformer
+
+    flavor = get_flavor("sklearn")
+    safe = make_pipeline(FunctionTransformer(np.abs), StandardScaler(), LogisticRegression())
+    safe.fit(cancer.X, cancer.y)
+    model = flavor.load(
+        save_skops(safe, artifact_dir("ufunc-skops")), trusted=False, signature=None
+    )
+    np.testing.assert_array_equal(model.predict(cancer.batch(4)), safe.predict(cancer.X[:4]))
+
+    # numpy.load is no arithmetic: a file that names it must be trusted before it loads
+    risky = make_pipeline(FunctionTransformer(np.load), LogisticRegression())
+    folder = save_skops(risky, artifact_dir("function-skops"))
+    with pytest.raises(PermissionDenied, match=r"numpy.*load.*trusted"):
+        flavor.load(folder, trusted=False, signature=None)

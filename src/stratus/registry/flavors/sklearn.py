@@ -66,14 +66,46 @@ def _load_skops(file_path: Path, file: str, trusted: bool) -> Any:
         import skops.io
 
         untrusted = skops.io.get_untrusted_types(file=file_path)
-        unknown = [t for t in untrusted if t.split(".", 1)[0] not in AUTO_TRUSTED_PACKAGES]
+        unknown = [t for t in untrusted if not _auto_trusted(t)]
         require_trust(
             [file] if unknown else [],
             trusted,
-            f"the skops file holds types from outside scikit-learn, numpy and scipy "
-            f"({', '.join(unknown)})",
+            "the skops file holds types or functions that are not plain scikit-learn, numpy "
+            f"or scipy classes ({', '.join(unknown)})",
         )
         return skops.io.load(file_path, trusted=untrusted)
+
+
+def _auto_trusted(name: str) -> bool:
+    """Classes from scikit-learn, numpy and scipy, and numpy ufuncs (pure arithmetic), load
+    without trust; any other function (e.g. `numpy.load` in a FunctionTransformer) does not."""
+    if name.split(".", 1)[0] not in AUTO_TRUSTED_PACKAGES:
+        return False
+    found = _resolve(name)
+    if isinstance(found, type):
+        return True
+    import numpy as np
+
+    return isinstance(found, np.ufunc)
+
+
+def _resolve(dotted: str) -> object | None:
+    """The object a dotted name names, importing only its (trusted) package's modules."""
+    import importlib
+
+    parts = dotted.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            found: object = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        try:
+            for attribute in parts[cut:]:
+                found = getattr(found, attribute)
+        except AttributeError:
+            return None
+        return found
+    return None
 
 
 class SklearnModel:
