@@ -267,3 +267,21 @@ def test_models_cli(cli: Any, project: str, trained: dict[str, Any], tmp_path: P
     assert missing.code == 1 and missing.stderr.startswith("error: model 'nope' not found")
     assert cli("models", "delete", "clim", "-y", "-p", project).code == 1  # has versions
     assert cli("models", "delete", "clim", "-y", "--force", "-p", project).code == 0
+
+
+def test_model_updates_use_optimistic_concurrency(
+    admin: Client, platform: LocalPlatform, project: str
+) -> None:
+    created = admin.models.create("occ", project=project, description="v1", labels={"a": "1"})
+    path = f"/api/v1/projects/{project}/models/occ"
+    headers = {"authorization": f"Bearer {platform.api_key}"}
+    with httpx.Client(base_url=platform.url, headers=headers) as http:
+        first = http.patch(path, json={"description": "v2", "resource_version": 1})
+        assert first.status_code == 200 and first.json()["spec"]["description"] == "v2"
+        stale = http.patch(path, json={"labels": {"b": "2"}, "resource_version": 1})
+        assert stale.status_code == 409
+        assert stale.json()["current_resource_version"] == 2
+    assert created.metadata.resource_version == 1
+    assert admin.models.get("occ", project=project).metadata.labels == {"a": "1"}
+    with pytest.raises(Conflict, match="already exists"):
+        admin.models.create("occ", project=project)

@@ -13,15 +13,15 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar, cast
 
 from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema
-from sqlalchemy import JSON, DateTime, Integer, String, and_, not_, or_
+from sqlalchemy import JSON, DateTime, Integer, String, and_, not_, or_, select
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql import ColumnElement
 
 from stratus.core.clock import as_utc, utcnow
-from stratus.core.errors import InvalidInput, StaleResource
+from stratus.core.errors import AlreadyExists, InvalidInput, NotFound, StaleResource
 from stratus.core.ids import new_id
 
 NAME_MAX = 63
@@ -302,3 +302,59 @@ def paginate_list(
     page = ordered[:size]
     token = encode_token(key(page[-1])) if len(ordered) > size else None
     return page, token
+
+
+R = TypeVar("R", bound=ResourceMixin)
+
+
+class ProjectScoped(Generic[R]):
+    """What every project-scoped kind repeats: find one by name (or a 404), refuse a duplicate
+    (a 409), list with a label selector in pages, and change its description and labels."""
+
+    def __init__(self, row: type[R], kind: str) -> None:
+        self.row = row
+        self.kind = kind
+
+    def _column(self, name: str) -> Any:
+        return getattr(self.row, name)
+
+    def find(self, session: Any, project_uid: str, project: str, name: str) -> R:
+        found = session.scalar(
+            select(self.row).where(
+                self._column("project_uid") == project_uid, self._column("name") == name
+            )
+        )
+        if found is None:
+            raise NotFound(f"{self.kind} {name!r} not found in project {project!r}")
+        return cast(R, found)
+
+    def refuse_duplicate(self, session: Any, project_uid: str, project: str, name: str) -> None:
+        exists = session.scalar(
+            select(self.row).where(
+                self._column("project_uid") == project_uid, self._column("name") == name
+            )
+        )
+        if exists is not None:
+            raise AlreadyExists(f"{self.kind} {name!r} already exists in project {project!r}")
+
+    def page(
+        self,
+        session: Any,
+        project_uid: str,
+        selector: str | None,
+        limit: int | None,
+        page_token: str | None,
+    ) -> tuple[list[R], str | None]:
+        stmt = select(self.row).where(self._column("project_uid") == project_uid)
+        if reqs := parse_selector(selector):
+            dialect = session.get_bind().dialect.name
+            stmt = stmt.where(selector_clause(self._column("labels"), reqs, dialect))
+        return paginate(session, stmt, self._column("name"), limit, page_token)
+
+    def update(self, row: R, change: Any) -> None:
+        """Apply `resource_version` (409 if stale), `description` and `labels` of a change."""
+        check_version(row, change.resource_version, self.kind)
+        if change.description is not None:
+            row.description = change.description  # type: ignore[attr-defined]
+        if change.labels is not None:
+            row.labels = change.labels

@@ -5,9 +5,5 @@ from __future__ import annotations
 from stratus.core.errors import NotFound
 
 
-def model_not_found(project: str, model: str) -> NotFound:
-    return NotFound(f"model {model!r} not found in project {project!r}")
-
-
 def version_not_found(model: str, ref: str) -> NotFound:
     return NotFound(f"model {model!r} has no version {ref!r}")

@@ -20,18 +20,16 @@ from sqlalchemy.orm.attributes import flag_modified
 
 from stratus.core.clock import as_utc, utcnow
 from stratus.core.database import Database
-from stratus.core.errors import AlreadyExists, Conflict, InvalidInput, NotFound, PermissionDenied
+from stratus.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from stratus.core.events import EventBus, guard_project_deletion
 from stratus.core.ids import new_id
 from stratus.core.resources import (
-    check_version,
+    ProjectScoped,
     metadata_of,
     paginate,
-    parse_selector,
-    selector_clause,
 )
 from stratus.registry import schemas as s
-from stratus.registry.errors import model_not_found, version_not_found
+from stratus.registry.errors import version_not_found
 from stratus.registry.flavors import detect_flavor, get_flavor
 from stratus.registry.signatures import Signature
 from stratus.registry.tables import AliasEventRow, AliasRow, ModelRow, ModelVersionRow
@@ -50,17 +48,14 @@ class RegistryService:
         self.blobs = blobs
         self._project_uid = project_uid
         guard_project_deletion(bus, ModelRow.project_uid, ModelRow.name, "models")
+        self._models = ProjectScoped(ModelRow, "model")
 
     # --- models ------------------------------------------------------------------------------
 
     def create_model(self, project: str, data: s.ModelCreate) -> s.ModelRead:
         with self.db.transaction() as session:
             project_uid = self._project_uid(session, project)
-            exists = select(ModelRow).where(
-                ModelRow.project_uid == project_uid, ModelRow.name == data.name
-            )
-            if session.scalar(exists):
-                raise AlreadyExists(f"model {data.name!r} already exists in project {project!r}")
+            self._models.refuse_duplicate(session, project_uid, project, data.name)
             row = ModelRow(
                 name=data.name,
                 project_uid=project_uid,
@@ -74,12 +69,9 @@ class RegistryService:
     def list_models(
         self, project: str, selector: str | None, limit: int | None, page_token: str | None
     ) -> tuple[list[s.ModelRead], str | None]:
-        stmt = select(ModelRow)
-        if reqs := parse_selector(selector):
-            stmt = stmt.where(selector_clause(ModelRow.labels, reqs, self.db.dialect))
         with self.db.transaction() as session:
-            stmt = stmt.where(ModelRow.project_uid == self._project_uid(session, project))
-            rows, token = paginate(session, stmt, ModelRow.name, limit, page_token)
+            project_uid = self._project_uid(session, project)
+            rows, token = self._models.page(session, project_uid, selector, limit, page_token)
             return [self._model_read(session, r, project) for r in rows], token
 
     def get_model(self, project: str, name: str) -> s.ModelRead:
@@ -89,11 +81,7 @@ class RegistryService:
     def update_model(self, project: str, name: str, data: s.ModelUpdate) -> s.ModelRead:
         with self.db.transaction() as session:
             row = self._model(session, project, name)
-            check_version(row, data.resource_version, "model")
-            if data.description is not None:
-                row.description = data.description
-            if data.labels is not None:
-                row.labels = data.labels
+            self._models.update(row, data)
             session.flush()
             return self._model_read(session, row, project)
 
@@ -113,13 +101,7 @@ class RegistryService:
             session.delete(row)
 
     def _model(self, session: Session, project: str, name: str) -> ModelRow:
-        project_uid = self._project_uid(session, project)
-        row = session.scalar(
-            select(ModelRow).where(ModelRow.project_uid == project_uid, ModelRow.name == name)
-        )
-        if row is None:
-            raise model_not_found(project, name)
-        return row
+        return self._models.find(session, self._project_uid(session, project), project, name)
 
     @staticmethod
     def _model_read(session: Session, row: ModelRow, project: str) -> s.ModelRead:

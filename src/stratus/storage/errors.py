@@ -5,10 +5,6 @@ from __future__ import annotations
 from stratus.core.errors import NotFound
 
 
-def bucket_not_found(project: str, bucket: str) -> NotFound:
-    return NotFound(f"bucket {bucket!r} not found in project {project!r}")
-
-
 def object_not_found(bucket: str, key: str, version_id: str | None = None) -> NotFound:
     if version_id:
         return NotFound(f"version {version_id!r} of object {key!r} not found in bucket {bucket!r}")

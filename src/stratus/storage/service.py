@@ -16,23 +16,20 @@ from sqlalchemy.orm import Session
 
 from stratus.core.clock import as_utc, utcnow
 from stratus.core.database import Database
-from stratus.core.errors import AlreadyExists, Conflict, InvalidInput, NotFound
+from stratus.core.errors import Conflict, InvalidInput, NotFound
 from stratus.core.events import EventBus, guard_project_deletion
 from stratus.core.ids import new_id
 from stratus.core.resources import (
+    ProjectScoped,
     check_limit,
-    check_version,
     decode_token,
     encode_token,
     metadata_of,
-    paginate,
-    parse_selector,
-    selector_clause,
 )
 from stratus.storage import schemas as s
 from stratus.storage.blobs import Blobs
 from stratus.storage.blobstore import BlobWriter
-from stratus.storage.errors import bucket_not_found, object_not_found
+from stratus.storage.errors import object_not_found
 from stratus.storage.object_keys import validate_key, validate_prefix
 from stratus.storage.tables import BucketRow, ObjectRow, ObjectVersionRow
 
@@ -65,17 +62,14 @@ class StorageService:
         self.blobs = blobs
         self._project_uid = project_uid
         guard_project_deletion(bus, BucketRow.project_uid, BucketRow.name, "buckets")
+        self._buckets = ProjectScoped(BucketRow, "bucket")
 
     # --- buckets -----------------------------------------------------------------------------
 
     def create_bucket(self, project: str, data: s.BucketCreate) -> s.BucketRead:
         with self.db.transaction() as session:
             project_uid = self._project_uid(session, project)
-            exists = select(BucketRow).where(
-                BucketRow.project_uid == project_uid, BucketRow.name == data.name
-            )
-            if session.scalar(exists):
-                raise AlreadyExists(f"bucket {data.name!r} already exists in project {project!r}")
+            self._buckets.refuse_duplicate(session, project_uid, project, data.name)
             row = BucketRow(
                 name=data.name,
                 project_uid=project_uid,
@@ -89,12 +83,9 @@ class StorageService:
     def list_buckets(
         self, project: str, selector: str | None, limit: int | None, page_token: str | None
     ) -> tuple[list[s.BucketRead], str | None]:
-        stmt = select(BucketRow)
-        if reqs := parse_selector(selector):
-            stmt = stmt.where(selector_clause(BucketRow.labels, reqs, self.db.dialect))
         with self.db.transaction() as session:
-            stmt = stmt.where(BucketRow.project_uid == self._project_uid(session, project))
-            rows, token = paginate(session, stmt, BucketRow.name, limit, page_token)
+            project_uid = self._project_uid(session, project)
+            rows, token = self._buckets.page(session, project_uid, selector, limit, page_token)
             return [self._bucket_read(session, r, project) for r in rows], token
 
     def get_bucket(self, project: str, name: str) -> s.BucketRead:
@@ -105,11 +96,7 @@ class StorageService:
     def update_bucket(self, project: str, name: str, data: s.BucketUpdate) -> s.BucketRead:
         with self.db.transaction() as session:
             row = self._bucket(session, project, name)
-            check_version(row, data.resource_version, "bucket")
-            if data.description is not None:
-                row.description = data.description
-            if data.labels is not None:
-                row.labels = data.labels
+            self._buckets.update(row, data)
             session.flush()
             return self._bucket_read(session, row, project)
 
@@ -135,13 +122,7 @@ class StorageService:
             session.delete(row)
 
     def _bucket(self, session: Session, project: str, name: str) -> BucketRow:
-        project_uid = self._project_uid(session, project)
-        row = session.scalar(
-            select(BucketRow).where(BucketRow.project_uid == project_uid, BucketRow.name == name)
-        )
-        if row is None:
-            raise bucket_not_found(project, name)
-        return row
+        return self._buckets.find(session, self._project_uid(session, project), project, name)
 
     @staticmethod
     def _bucket_read(session: Session, row: BucketRow, project: str) -> s.BucketRead:
