@@ -1,19 +1,35 @@
-"""`create_app`: the FastAPI application of one control plane."""
+"""`create_app`: the ASGI application of one control plane: the inference gateway's fast path
+in front of the FastAPI app (REST API, metrics, health)."""
 
 from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from stratus._version import __version__
-from stratus.api import health, problems
+from stratus.api import health, metrics, problems
 from stratus.api.middleware import RequestContextMiddleware
 from stratus.api.platform import Platform
+from stratus.endpoints import routes as endpoint_routes
+from stratus.endpoints.gateway import Gateway
 from stratus.iam import routes as iam_routes
 from stratus.registry import routes as registry_routes
 from stratus.storage import routes as storage_routes
 
 
-def create_app(platform: Platform) -> FastAPI:
+def create_api(platform: Platform) -> FastAPI:
+    """The FastAPI app alone; its lifespan starts and stops the endpoint controller."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await platform.controller.start()
+        try:
+            yield
+        finally:
+            await platform.controller.stop()
+
     app = FastAPI(
         title="Stratus",
         version=__version__,
@@ -21,6 +37,7 @@ def create_app(platform: Platform) -> FastAPI:
         openapi_url="/api/v1/openapi.json",
         docs_url="/api/v1/docs",
         redoc_url=None,
+        lifespan=lifespan,
     )
     app.state.platform = platform
     app.state.iam = platform.iam
@@ -28,14 +45,30 @@ def create_app(platform: Platform) -> FastAPI:
     app.state.authenticator = platform.authenticator
     app.state.storage = platform.storage
     app.state.registry = platform.registry
+    app.state.endpoints = platform.endpoints
+    app.state.controller = platform.controller
     problems.install(app)
     app.include_router(health.router)
+    app.include_router(metrics.router, responses=problems.ERROR_RESPONSES)
     app.include_router(iam_routes.router, responses=problems.ERROR_RESPONSES)
     app.include_router(storage_routes.router, responses=problems.ERROR_RESPONSES)
     app.include_router(registry_routes.router, responses=problems.ERROR_RESPONSES)
+    app.include_router(endpoint_routes.router, responses=problems.ERROR_RESPONSES)
     app.add_middleware(
         RequestContextMiddleware,
         audit=platform.audit,
         max_json_bytes=platform.settings.server.max_request_bytes,
     )
     return app
+
+
+def create_app(platform: Platform) -> Gateway:
+    """The whole control plane: inference paths go straight to the gateway, the rest to the
+    API."""
+    return Gateway(
+        create_api(platform),
+        platform.routes,
+        platform.authenticator,
+        max_body_bytes=platform.settings.serving.max_request_bytes,
+        timeout_seconds=platform.settings.serving.timeout_seconds,
+    )

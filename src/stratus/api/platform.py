@@ -10,9 +10,16 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
+from prometheus_client import CollectorRegistry
+
+from stratus.compute.local import LocalBackend, LocalBackendConfig
 from stratus.core.database import Database
 from stratus.core.events import EventBus
 from stratus.core.settings import Settings
+from stratus.endpoints.controller import ControllerConfig, EndpointController
+from stratus.endpoints.metrics import InferenceMetrics, ServingCollector
+from stratus.endpoints.routing import RouteTable
+from stratus.endpoints.service import EndpointService
 from stratus.iam.audit import AuditLog
 from stratus.iam.authenticating import Authenticator
 from stratus.iam.bootstrap import FirstStart, bootstrap
@@ -40,6 +47,10 @@ class Platform:
     blobs: Blobs
     storage: StorageService
     registry: RegistryService
+    endpoints: EndpointService
+    routes: RouteTable
+    metrics: InferenceMetrics
+    controller: EndpointController
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -54,6 +65,31 @@ class Platform:
         blobs = Blobs(db, store, Keyring(db, master_key), encrypt=settings.store.encryption)
         storage = StorageService(db, blobs, bus, project_uid=iam.project_uid)
         registry = RegistryService(db, blobs, bus, project_uid=iam.project_uid)
+        endpoints = EndpointService(db, registry, bus, project_uid=iam.project_uid)
+        backend = LocalBackend(
+            LocalBackendConfig(
+                state_dir=settings.home / "compute", fork_server=settings.serving.fork_server
+            )
+        )
+        routes = RouteTable()
+        metrics = InferenceMetrics(CollectorRegistry(auto_describe=True))
+        controller = EndpointController(
+            endpoints,
+            registry,
+            backend,
+            routes,
+            metrics,
+            ControllerConfig(
+                runtime_dir=settings.runtime_dir,
+                cache_dir=settings.home / "cache" / "models",
+                interval_seconds=settings.serving.reconcile_interval_seconds,
+                start_timeout_seconds=settings.serving.start_timeout_seconds,
+                drain_seconds=settings.serving.drain_seconds,
+                stop_replicas_on_shutdown=settings.serving.stop_replicas_on_shutdown,
+            ),
+        )
+        endpoints.on_change = controller.wake
+        metrics.registry.register(ServingCollector(controller.counts, controller.last_figures))
         return cls(
             settings=settings,
             db=db,
@@ -65,6 +101,10 @@ class Platform:
             blobs=blobs,
             storage=storage,
             registry=registry,
+            endpoints=endpoints,
+            routes=routes,
+            metrics=metrics,
+            controller=controller,
         )
 
     @staticmethod

@@ -99,6 +99,23 @@ class ComputeBackend(Protocol):
         """
         ...
 
+    def prepare(self) -> None:
+        """Get ready to start replicas fast (a local backend warms its fork server). Optional
+        work done once, in the background, when the control plane starts."""
+        ...
+
+    def logs(self, handle: ReplicaHandle, lines: int = 100) -> list[str]:
+        """The last `lines` lines a replica wrote (stdout and stderr).
+
+        Args:
+            handle: the replica.
+            lines: how many lines at most.
+
+        Returns:
+            The lines, oldest first; empty when the replica left no log.
+        """
+        ...
+
     def running(self) -> list[ReplicaHandle]:
         """The replicas this backend's state records whose process is still the same and alive.
 

@@ -103,15 +103,20 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+def _tail_lines(path: Path, lines: int = LOG_TAIL_LINES) -> list[str]:
+    window = max(16384, lines * 512)
     try:
         with open(path, "rb") as f:
             f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 16384))
+            f.seek(max(0, f.tell() - window))
             text = f.read().decode(errors="replace")
     except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
+        return []
+    return text.splitlines()[-lines:]
+
+
+def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    return "\n".join(_tail_lines(path, lines))
 
 
 class LocalBackend:
@@ -132,6 +137,13 @@ class LocalBackend:
         return True
 
     # -- starting
+
+    def prepare(self) -> None:
+        if self.config.fork_server:
+            import multiprocessing.forkserver
+
+            self._fork_context()
+            multiprocessing.forkserver.ensure_running()  # imports the preload in the background
 
     def _fork_context(self) -> Any:
         if self._context is None:
@@ -302,6 +314,9 @@ class LocalBackend:
                 return bool(request_id == 0 and status == 200)
         except OSError:  # no socket yet, refused, or timed out
             return False
+
+    def logs(self, handle: ReplicaHandle, lines: int = 100) -> list[str]:
+        return _tail_lines(handle.log_path, lines)
 
     def running(self) -> list[ReplicaHandle]:
         alive: list[ReplicaHandle] = []

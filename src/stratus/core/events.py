@@ -30,6 +30,16 @@ class ProjectDeleting(Event):
     project_name: str
 
 
+@dataclass(frozen=True)
+class ModelVersionDeleting(Event):
+    """A model version (or, with `version` None, a whole model) is about to be deleted;
+    services that use it (endpoints) refuse with a Conflict."""
+
+    project_uid: str
+    model: str
+    version: int | None
+
+
 E = TypeVar("E", bound=Event)
 Handler = Callable[[Session, Any], None]
 

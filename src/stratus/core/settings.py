@@ -1,12 +1,14 @@
 """Settings: flags, then STRATUS_* environment variables, then stratus.toml in the home.
 
 Read once by `stratus up` (`load_settings`) and passed down explicitly; no other module reads
-the environment. Groups: `server`, `db`, `store`, `security`.
+the environment. Groups: `server`, `db`, `store`, `security`, `serving`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,31 @@ class SecuritySettings(BaseModel):
     )
 
 
+class ServingSettings(BaseModel):
+    max_request_bytes: int = Field(
+        32 << 20, gt=0, description="largest inference request body accepted"
+    )
+    timeout_seconds: float = Field(60.0, gt=0, description="longest wait for a replica's answer")
+    reconcile_interval_seconds: float = Field(
+        1.0, gt=0, description="how often the endpoint controller checks every endpoint"
+    )
+    start_timeout_seconds: float = Field(
+        120.0, gt=0, description="a replica not ready by then is replaced"
+    )
+    drain_seconds: float = Field(
+        10.0, ge=0, description="how long a stopping replica gets to answer what it holds"
+    )
+    fork_server: bool = Field(
+        True, description="fork replicas from a warm process that has the ML libraries loaded"
+    )
+    stop_replicas_on_shutdown: bool = Field(
+        True, description="stop replicas when the control plane stops (a crash leaves them)"
+    )
+    runtime_dir: Path | None = Field(
+        None, description="where replica sockets live; default: a short folder in /tmp"
+    )
+
+
 class Settings(BaseSettings):
     """The root of all settings."""
 
@@ -74,6 +101,7 @@ class Settings(BaseSettings):
     db: DatabaseSettings = DatabaseSettings()
     store: StoreSettings = StoreSettings()
     security: SecuritySettings = SecuritySettings()
+    serving: ServingSettings = ServingSettings()
 
     @field_validator("home")
     @classmethod
@@ -114,6 +142,14 @@ class Settings(BaseSettings):
     @property
     def master_key_path(self) -> Path:
         return self.home / "master.key"
+
+    @property
+    def runtime_dir(self) -> Path:
+        """Replica sockets: unix socket paths must be short, so not in a deep home."""
+        if self.serving.runtime_dir is not None:
+            return self.serving.runtime_dir
+        digest = hashlib.sha256(str(self.home).encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"stratus-{digest}"
 
 
 _toml_path: dict[str, Path | None] = {}

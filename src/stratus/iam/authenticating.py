@@ -51,6 +51,14 @@ class Authenticator:
         with self._lock:
             self._cache.clear()
 
+    def cached(self, credential: str) -> Principal | None:
+        """The principal of a credential verified less than `cache_seconds` ago, else None
+        (no I/O: the inference gateway calls this on its event loop)."""
+        entry = self._cache.get(hashlib.sha256(credential.encode()).hexdigest())
+        if entry is not None and entry[0] > time.monotonic():
+            return entry[1]
+        return None
+
     def authenticate(self, credential: str) -> Principal:
         digest = hashlib.sha256(credential.encode()).hexdigest()
         now = time.monotonic()

@@ -21,7 +21,7 @@ from sqlalchemy.orm.attributes import flag_modified
 from stratus.core.clock import as_utc, utcnow
 from stratus.core.database import Database
 from stratus.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from stratus.core.events import EventBus, guard_project_deletion
+from stratus.core.events import EventBus, ModelVersionDeleting, guard_project_deletion
 from stratus.core.ids import new_id
 from stratus.core.resources import (
     ProjectScoped,
@@ -46,6 +46,7 @@ class RegistryService:
     ) -> None:
         self.db = db
         self.blobs = blobs
+        self.bus = bus
         self._project_uid = project_uid
         guard_project_deletion(bus, ModelRow.project_uid, ModelRow.name, "models")
         self._models = ProjectScoped(ModelRow, "model")
@@ -96,6 +97,7 @@ class RegistryService:
                     f"model {name!r} has {len(versions)} versions: delete them first, "
                     "or delete the model with force"
                 )
+            self.bus.publish(session, ModelVersionDeleting(row.project_uid, name, None))
             for version in versions:
                 self._release_files(session, row.project_uid, version)
             session.delete(row)
@@ -273,6 +275,7 @@ class RegistryService:
         with self.db.transaction() as session:
             row = self._model(session, project, model)
             version = self._version(session, row, ref, for_update=True)
+            self.bus.publish(session, ModelVersionDeleting(row.project_uid, model, version.version))
             aliases = session.scalars(
                 select(AliasRow).where(
                     AliasRow.model_uid == row.uid, AliasRow.version == version.version

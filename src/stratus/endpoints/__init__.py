@@ -1,0 +1,1 @@
+"""Serving endpoints: the resource, the controller that reconciles it, and the gateway."""

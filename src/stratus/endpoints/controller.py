@@ -1,0 +1,582 @@
+"""The endpoint controller: makes each endpoint's replicas match its spec.
+
+One asyncio task on the control plane's event loop (the gateway's loop, so the routing table
+needs no lock). Each pass reads every endpoint's spec, probes replicas that are starting,
+replaces ones that died (with a backoff when they crash in a loop), plans starts and drains
+with the pure rollout policy (`rollout.py`), rebuilds the gateway's routes and writes the
+status back. Blocking work (database, store, process calls) runs in threads.
+
+Replica ids carry `endpoint uid.variant.version.template.nonce`, so after a control-plane
+restart the replicas the backend still runs are re-adopted (or stopped if nobody wants them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from stratus.compute.backend import ComputeBackend, ReplicaHandle, ReplicaState
+from stratus.core.clock import utcnow
+from stratus.core.errors import StratusError
+from stratus.endpoints import schemas as s
+from stratus.endpoints.metrics import InferenceMetrics, ReplicaCount, ReplicaFigures, Series
+from stratus.endpoints.rollout import Phase, Seen, Want, backoff_seconds, plan
+from stratus.endpoints.routing import EndpointRoute, ReplicaLink, RouteTable, VariantRoute
+from stratus.endpoints.service import DesiredEndpoint, EndpointService
+from stratus.registry.references import parse_ref
+from stratus.registry.service import RegistryService
+from stratus.serving.connections import ReplicaConnection
+from stratus.serving.replica import ReplicaSpec
+from stratus.serving.wire import Kind
+
+log = logging.getLogger("stratus.endpoints")
+
+CRASH_LOOP = 3  # consecutive failures after which a variant counts as failing
+
+
+@dataclass
+class ControllerConfig:
+    runtime_dir: Path  # where replica sockets live (short: unix socket paths are limited)
+    cache_dir: Path  # materialized model versions
+    interval_seconds: float = 1.0
+    start_timeout_seconds: float = 120.0
+    drain_seconds: float = 10.0
+    stop_replicas_on_shutdown: bool = True
+
+
+@dataclass
+class Replica:
+    id: str
+    endpoint_uid: str
+    variant: str
+    version: int
+    template: str
+    handle: ReplicaHandle
+    phase: Phase = Phase.starting
+    model: str = ""
+    link: ReplicaLink | None = None
+    ready_at: float | None = None
+
+    @property
+    def model_version(self) -> str:
+        return f"{self.model}:{self.version}"
+
+
+@dataclass
+class Health:
+    """A variant's crash record."""
+
+    failures: int = 0  # in a row; reset when a replica becomes ready
+    restarts: int = 0
+    not_before: float = 0.0
+    message: str = ""
+    last_exited: ReplicaHandle | None = None
+
+
+@dataclass
+class _Known:
+    endpoint: DesiredEndpoint
+    status: dict[str, object] = field(default_factory=dict)
+    written_at: float = 0.0
+
+
+def template_of(variant: s.VariantSpec) -> str:
+    """What tells a variant's replicas of one spec from another's (a new one rolls)."""
+    key = f"{variant.model}|{variant.version}|{variant.batching.model_dump_json()}"
+    return hashlib.sha256(key.encode()).hexdigest()[:8]
+
+
+def parse_replica_id(replica_id: str) -> tuple[str, str, int, str] | None:
+    parts = replica_id.split(".")
+    if len(parts) != 5 or not parts[2].isdigit():
+        return None
+    return parts[0], parts[1], int(parts[2]), parts[3]
+
+
+class EndpointController:
+    def __init__(
+        self,
+        service: EndpointService,
+        registry: RegistryService,
+        backend: ComputeBackend,
+        routes: RouteTable,
+        metrics: InferenceMetrics,
+        config: ControllerConfig,
+    ) -> None:
+        self.service = service
+        self.registry = registry
+        self.backend = backend
+        self.routes = routes
+        self.metrics = metrics
+        self.config = config
+        self.replicas: dict[str, Replica] = {}
+        self.health: dict[tuple[str, str], Health] = {}
+        self._known: dict[str, _Known] = {}
+        self._series: dict[tuple[str, str, str, str], Series] = {}
+        self._drains: set[asyncio.Task[object]] = set()
+        self._figures: list[ReplicaFigures] = []
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self.config.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        await asyncio.to_thread(self.backend.prepare)
+        self._task = asyncio.create_task(self._run(), name="stratus-endpoint-controller")
+
+    def wake(self) -> None:
+        """Reconcile now (callable from any thread)."""
+        loop, event = self._loop, self._wake
+        if loop is not None and event is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(event.set)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._drains:
+            await asyncio.gather(*self._drains, return_exceptions=True)
+        replicas = list(self.replicas.values())
+        for replica in replicas:
+            if replica.link is not None:
+                await replica.link.connection.close()
+        if self.config.stop_replicas_on_shutdown and replicas:
+            await asyncio.gather(
+                *(asyncio.to_thread(self.backend.stop_replica, r.handle, 5.0) for r in replicas),
+                return_exceptions=True,
+            )
+        self.replicas.clear()
+        await asyncio.to_thread(self.backend.close)
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        try:
+            await self._adopt()
+        except Exception:
+            log.exception("re-adopting replicas failed; they will be replaced")
+        while True:
+            try:
+                await self.reconcile()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the controller must outlive a passing database error
+                log.exception("reconciling endpoints failed; will retry")
+            busy = any(r.phase is Phase.starting for r in self.replicas.values())
+            interval = 0.05 if busy else self.config.interval_seconds
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), interval)
+            self._wake.clear()
+
+    async def _adopt(self) -> None:
+        handles = await asyncio.to_thread(self.backend.running)
+        if not handles:
+            return
+        wanted = {d.uid: d for d in await asyncio.to_thread(self.service.desired)}
+        for handle in handles:
+            parsed = parse_replica_id(handle.replica_id)
+            if parsed is None or parsed[0] not in wanted:
+                log.info("stopping replica %s: no endpoint wants it", handle.replica_id)
+                await asyncio.to_thread(self.backend.stop_replica, handle, 5.0)
+                continue
+            endpoint_uid, variant, version, template = parsed
+            self.replicas[handle.replica_id] = Replica(
+                id=handle.replica_id,
+                endpoint_uid=endpoint_uid,
+                variant=variant,
+                version=version,
+                template=template,
+                handle=handle,
+            )
+            log.info("re-adopted replica %s (pid %d)", handle.replica_id, handle.pid)
+
+    # --- one pass ----------------------------------------------------------------------------
+
+    async def reconcile(self) -> None:
+        desired = await asyncio.to_thread(self.service.desired)
+        wanted = {d.uid: d for d in desired}
+        for uid in list(self._known):
+            if uid not in wanted:
+                gone = self._known.pop(uid).endpoint
+                self.routes.remove(gone.project, gone.name)
+        for replica in list(self.replicas.values()):
+            if replica.endpoint_uid not in wanted and replica.phase is not Phase.draining:
+                self._drain(replica)
+        await self._probe()
+        for endpoint in desired:
+            known = self._known.setdefault(endpoint.uid, _Known(endpoint))
+            if known.endpoint != endpoint:
+                old = known.endpoint
+                if (old.project, old.name) != (endpoint.project, endpoint.name):
+                    self.routes.remove(old.project, old.name)
+                known.endpoint = endpoint
+            await self._reconcile_endpoint(endpoint)
+            self._route(endpoint)
+            await self._write_status(known)
+
+    async def _probe(self) -> None:
+        """Starting replicas: ready yet, exited, or too slow? Ready ones: still connected?"""
+        checks = [
+            r for r in self.replicas.values()
+            if r.phase is Phase.starting or (r.phase is Phase.ready and r.link is not None
+                                             and not r.link.usable)
+        ]  # fmt: skip
+        statuses = await asyncio.gather(
+            *(asyncio.to_thread(self.backend.status, r.handle) for r in checks)
+        )
+        now = time.time()
+        for replica, status in zip(checks, statuses, strict=True):
+            if replica.id not in self.replicas or replica.phase is Phase.draining:
+                continue
+            if status.state is ReplicaState.exited:
+                code = "killed" if status.exit_code is None else f"code {status.exit_code}"
+                self._failed(replica, f"replica {replica.id} exited ({code})", status.detail)
+            elif status.state is ReplicaState.ready:
+                await self._connect(replica)
+            elif now - replica.handle.started_at > self.config.start_timeout_seconds:
+                self._failed(
+                    replica,
+                    f"replica {replica.id} was not ready within "
+                    f"{self.config.start_timeout_seconds:g} s",
+                    "",
+                )
+                self._stop_later(replica)
+
+    async def _connect(self, replica: Replica) -> None:
+        if replica.link is not None:
+            await replica.link.connection.close()
+            replica.link = None
+        try:
+            connection = await ReplicaConnection.open(replica.handle.socket)
+        except (OSError, TimeoutError, ConnectionError) as exc:
+            log.warning("cannot connect to replica %s: %s", replica.id, exc)
+            return
+        replica.model = str(connection.hello.get("model", replica.model))
+        replica.link = ReplicaLink(replica.id, connection)
+        if replica.phase is Phase.starting:
+            replica.phase = Phase.ready
+            replica.ready_at = time.time()
+            self._health(replica).failures = 0
+            log.info("replica %s is ready", replica.id)
+
+    def _failed(self, replica: Replica, what: str, log_tail: str) -> None:
+        health = self._health(replica)
+        health.failures += 1
+        health.restarts += 1
+        health.not_before = time.monotonic() + backoff_seconds(health.failures)
+        last = [line for line in log_tail.splitlines() if line.strip()][-3:]
+        health.message = what + (": " + " | ".join(last) if last else "")
+        health.last_exited = replica.handle
+        log.warning("%s", health.message)
+        self.replicas.pop(replica.id, None)
+        if replica.link is not None:
+            self._spawn(replica.link.connection.close())
+
+    def _health(self, replica: Replica) -> Health:
+        return self.health.setdefault((replica.endpoint_uid, replica.variant), Health())
+
+    async def _reconcile_endpoint(self, endpoint: DesiredEndpoint) -> None:
+        mine = [r for r in self.replicas.values() if r.endpoint_uid == endpoint.uid]
+        wants = [Want(v.name, template_of(v), v.replicas) for v in endpoint.variants]
+        seen = [Seen(r.id, r.variant, r.template, r.phase, r.handle.started_at) for r in mine]
+        decided = plan(wants, seen)
+        for replica_id in decided.drain:
+            self._drain(self.replicas[replica_id])
+        by_name = {v.name: v for v in endpoint.variants}
+        for variant_name, count in decided.start.items():
+            key = (endpoint.uid, variant_name)
+            health = self.health.setdefault(key, Health())
+            if time.monotonic() < health.not_before:
+                continue
+            for _ in range(count):
+                try:
+                    await self._start(endpoint, by_name[variant_name])
+                except StratusError as exc:
+                    health.failures += 1
+                    health.not_before = time.monotonic() + backoff_seconds(health.failures + 1)
+                    health.message = f"cannot start a replica: {exc.detail}"
+                    log.warning("endpoint %s/%s: %s", endpoint.project, endpoint.name,
+                                health.message)  # fmt: skip
+                    break
+
+    async def _start(self, endpoint: DesiredEndpoint, variant: s.VariantSpec) -> None:
+        assert variant.version is not None
+        ref = parse_ref(variant.model)
+        version, model_dir = await asyncio.to_thread(
+            self.registry.materialize,
+            endpoint.project,
+            ref.model,
+            str(variant.version),
+            self.config.cache_dir,
+        )
+        template = template_of(variant)
+        replica_id = (
+            f"{endpoint.uid}.{variant.name}.{variant.version}.{template}.{secrets.token_hex(3)}"
+        )
+        socket = self.config.runtime_dir / (
+            hashlib.sha256(replica_id.encode()).hexdigest()[:16] + ".sock"
+        )
+        spec = ReplicaSpec(
+            model_dir=model_dir,
+            flavor=version.flavor or "",
+            trusted=version.trusted,
+            signature=version.signature,
+            model_name=ref.model,
+            model_version=version.version,
+            endpoint=f"{endpoint.project}/{endpoint.name}",
+            variant=variant.name,
+            socket=socket,
+            max_batch_size=variant.batching.max_batch_size,
+            max_wait_ms=variant.batching.max_wait_ms,
+        )
+        handle = await asyncio.to_thread(self.backend.start_replica, replica_id, spec)
+        self.replicas[replica_id] = Replica(
+            id=replica_id,
+            endpoint_uid=endpoint.uid,
+            variant=variant.name,
+            version=version.version,
+            template=template,
+            handle=handle,
+            model=ref.model,
+        )
+
+    # --- draining ----------------------------------------------------------------------------
+
+    def _drain(self, replica: Replica) -> None:
+        """Take a replica out of the routes now; stop it once its requests are answered."""
+        replica.phase = Phase.draining
+        known = self._known.get(replica.endpoint_uid)
+        if known is not None:
+            self._route(known.endpoint)
+        self._spawn(self._finish_drain(replica))
+
+    async def _finish_drain(self, replica: Replica) -> None:
+        try:
+            if replica.link is not None:
+                deadline = time.monotonic() + self.config.drain_seconds
+                connection = replica.link.connection
+                while connection.in_flight and time.monotonic() < deadline:
+                    await asyncio.sleep(0.01)
+                await connection.close()
+            await asyncio.to_thread(
+                self.backend.stop_replica, replica.handle, self.config.drain_seconds
+            )
+            log.info("stopped replica %s", replica.id)
+        finally:
+            self.replicas.pop(replica.id, None)
+
+    def _stop_later(self, replica: Replica) -> None:
+        self._spawn(asyncio.to_thread(self.backend.stop_replica, replica.handle, 2.0))
+
+    def _spawn(self, work: Awaitable[object]) -> None:
+        task = asyncio.ensure_future(work)
+        self._drains.add(task)
+        task.add_done_callback(self._drains.discard)
+
+    # --- routes and status -------------------------------------------------------------------
+
+    def _route(self, endpoint: DesiredEndpoint) -> None:
+        ready = [
+            r for r in self.replicas.values()
+            if r.endpoint_uid == endpoint.uid and r.phase is Phase.ready and r.link is not None
+        ]  # fmt: skip
+        variants = []
+        for spec in endpoint.variants:
+            links = [r for r in ready if r.variant == spec.name]
+            # during a rolling update a variant holds replicas of two versions; the label is
+            # the version that answers (the replica's own)
+            by_version: dict[str, list[Replica]] = {}
+            for r in links:
+                by_version.setdefault(r.model_version, []).append(r)
+            current = f"{parse_ref(spec.model).model}:{spec.version}"
+            if not by_version:
+                by_version[current] = []
+            share = len(by_version)
+            for model_version, group in sorted(by_version.items(), key=lambda kv: kv[0] != current):
+                variants.append(
+                    VariantRoute(
+                        name=spec.name,
+                        traffic=spec.traffic // share if share > 1 else spec.traffic,
+                        shadow=spec.shadow,
+                        model_version=model_version,
+                        series=self._series_for(endpoint, spec.name, model_version),
+                        replicas=[r.link for r in group if r.link is not None],
+                    )
+                )
+        known = self._known.get(endpoint.uid)
+        phase = str(known.status.get("phase", "pending")) if known else "pending"
+        self.routes.set(
+            EndpointRoute(
+                uid=endpoint.uid,
+                project=endpoint.project,
+                name=endpoint.name,
+                public=endpoint.public,
+                variants=variants,
+                phase=phase,
+            )
+        )
+
+    def _series_for(self, endpoint: DesiredEndpoint, variant: str, model_version: str) -> Series:
+        key = (endpoint.project, endpoint.name, variant, model_version)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = self.metrics.series(*key)
+        return series
+
+    def status_of(self, endpoint: DesiredEndpoint) -> s.EndpointStatus:
+        mine = [r for r in self.replicas.values() if r.endpoint_uid == endpoint.uid]
+        variants: list[s.VariantStatus] = []
+        failing = False
+        for spec in endpoint.variants:
+            template = template_of(spec)
+            live = [r for r in mine if r.variant == spec.name and r.phase is not Phase.draining]
+            ready = [r for r in live if r.phase is Phase.ready]
+            updated = sum(1 for r in ready if r.template == template)
+            health = self.health.get((endpoint.uid, spec.name), Health())
+            if health.failures >= CRASH_LOOP and updated < spec.replicas:
+                failing = True
+            variants.append(
+                s.VariantStatus(
+                    name=spec.name,
+                    model=parse_ref(spec.model).model,
+                    version=spec.version or 0,
+                    desired=spec.replicas,
+                    ready=len(ready),
+                    updated=updated,
+                    restarts=health.restarts,
+                    message=health.message if health.failures else "",
+                )
+            )
+        wanted = {(v.name, template_of(v)) for v in endpoint.variants}
+        stale = any((r.variant, r.template) not in wanted for r in mine)
+        complete = all(v.updated == v.desired for v in variants)
+        serving = any(v.ready for v in variants)
+        messages = [f"{v.name}: {v.message}" for v in variants if v.message]
+        if complete and not stale:
+            phase, message = "ready", ""
+        elif failing:
+            phase = "degraded" if serving else "failed"
+            message = "; ".join(messages)
+        elif serving:
+            phase = "updating"
+            message = "; ".join(messages) or "rolling out the current spec"
+        else:
+            phase = "pending"
+            message = "; ".join(messages) or "starting replicas"
+        return s.EndpointStatus(
+            phase=phase,
+            message=message,
+            revision=endpoint.revision,
+            variants=variants,
+            replicas=[_replica_read(r) for r in sorted(mine, key=lambda r: r.handle.started_at)],
+            observed_at=utcnow(),
+        )
+
+    async def _write_status(self, known: _Known) -> None:
+        status = self.status_of(known.endpoint)
+        comparable = status.model_dump(
+            mode="json", exclude={"observed_at": True, "replicas": {"__all__": {"in_flight"}}}
+        )
+        stale = time.monotonic() - known.written_at > 30
+        if comparable != known.status or stale:
+            await asyncio.to_thread(self.service.write_status, known.endpoint.uid, status)
+            known.status, known.written_at = comparable, time.monotonic()
+            route = self.routes.get(known.endpoint.project, known.endpoint.name)
+            if route is not None:
+                route.phase = status.phase
+
+    # --- what the API and /metrics read --------------------------------------------------------
+
+    def log_handles(
+        self, endpoint_uid: str, replica_id: str | None
+    ) -> list[tuple[str, ReplicaHandle]]:
+        """The replicas of an endpoint whose logs can be read (and each variant's last exited
+        one, to see why it crashed)."""
+        handles: list[tuple[str, ReplicaHandle]] = [
+            (r.id, r.handle) for r in self.replicas.values() if r.endpoint_uid == endpoint_uid
+        ]
+        for (uid, _), health in self.health.items():
+            if uid == endpoint_uid and health.last_exited is not None:
+                exited = health.last_exited
+                if all(h.replica_id != exited.replica_id for _, h in handles):
+                    handles.append((f"{exited.replica_id} (exited)", exited))
+        if replica_id is not None:
+            handles = [(n, h) for n, h in handles if h.replica_id == replica_id]
+        return handles
+
+    def read_logs(self, handles: list[tuple[str, ReplicaHandle]], lines: int) -> list[s.LogLines]:
+        return [
+            s.LogLines(replica=name, lines=self.backend.logs(handle, lines))
+            for name, handle in handles
+        ]
+
+    def counts(self) -> Iterable[ReplicaCount]:
+        tally: dict[tuple[str, str, str, str], int] = {}
+        for known in self._known.values():
+            for spec in known.endpoint.variants:
+                for phase in Phase:
+                    tally[(known.endpoint.project, known.endpoint.name, spec.name, phase.value)] = 0
+        for r in self.replicas.values():
+            owner = self._known.get(r.endpoint_uid)
+            if owner is not None:
+                key = (owner.endpoint.project, owner.endpoint.name, r.variant, r.phase.value)
+                tally[key] = tally.get(key, 0) + 1
+        return [ReplicaCount(*key, count) for key, count in sorted(tally.items())]
+
+    def last_figures(self) -> list[ReplicaFigures]:
+        return list(self._figures)
+
+    async def refresh_figures(self) -> None:
+        self._figures = await self.replica_figures()
+
+    async def replica_figures(self) -> list[ReplicaFigures]:
+        """Each ready replica's own counters (its STATS frame), asked for concurrently."""
+        ready = [r for r in self.replicas.values() if r.phase is Phase.ready and r.link]
+        answers = await asyncio.gather(
+            *(r.link.connection.call(Kind.STATS, "", b"", 2.0) for r in ready if r.link),
+            return_exceptions=True,
+        )
+        import orjson
+
+        figures = []
+        for replica, answer in zip(ready, answers, strict=True):
+            known = self._known.get(replica.endpoint_uid)
+            if known is None or isinstance(answer, BaseException) or answer.status != 200:
+                continue
+            figures.append(
+                ReplicaFigures(
+                    project=known.endpoint.project,
+                    endpoint=known.endpoint.name,
+                    variant=replica.variant,
+                    model_version=replica.model_version,
+                    replica=replica.id,
+                    stats=orjson.loads(answer.body),
+                )
+            )
+        return figures
+
+
+def _replica_read(r: Replica) -> s.ReplicaRead:
+    return s.ReplicaRead(
+        id=r.id,
+        variant=r.variant,
+        model_version=r.version,
+        phase=r.phase.value,
+        pid=r.handle.pid,
+        started_at=datetime.fromtimestamp(r.handle.started_at, UTC),
+        ready_at=datetime.fromtimestamp(r.ready_at, UTC) if r.ready_at else None,
+        in_flight=r.link.connection.in_flight if r.link is not None else 0,
+    )

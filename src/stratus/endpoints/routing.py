@@ -1,0 +1,116 @@
+"""The gateway's routing table: for each endpoint, its variants and their ready replicas.
+
+The controller rebuilds an endpoint's entry whenever its replicas change; the gateway only
+reads it. Both run on the same event loop, so no lock is needed. Picking is cheap: a weighted
+draw among the live variants, then the replica with the fewest requests in flight.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from stratus.endpoints.metrics import Series
+from stratus.serving.connections import ReplicaConnection
+
+
+@dataclass
+class ReplicaLink:
+    """A ready replica the gateway may send requests to."""
+
+    id: str
+    connection: ReplicaConnection
+
+    @property
+    def usable(self) -> bool:
+        return not self.connection.closed
+
+
+@dataclass
+class VariantRoute:
+    name: str
+    traffic: int
+    shadow: bool
+    model_version: str  # "model:version", sent back in X-Stratus-Model-Version
+    series: Series
+    replicas: list[ReplicaLink] = field(default_factory=list)
+    _turn: int = 0
+
+    def pick(self, avoid: ReplicaLink | None = None) -> ReplicaLink | None:
+        """The usable replica with the fewest requests in flight (ties rotate)."""
+        best: ReplicaLink | None = None
+        best_load = 1 << 30
+        replicas = self.replicas
+        n = len(replicas)
+        if n == 0:
+            return None
+        self._turn = (self._turn + 1) % n
+        for i in range(n):
+            link = replicas[(self._turn + i) % n]
+            if link is avoid or link.connection.closed:
+                continue
+            load = link.connection.in_flight
+            if load < best_load:
+                best, best_load = link, load
+        return best
+
+
+@dataclass
+class EndpointRoute:
+    uid: str
+    project: str
+    name: str
+    public: bool
+    variants: list[VariantRoute]
+    phase: str = "pending"
+
+    def __post_init__(self) -> None:
+        self.live = [v for v in self.variants if not v.shadow and v.traffic > 0]
+        self.shadows = [v for v in self.variants if v.shadow]
+        self._bounds: list[int] = []
+        total = 0
+        for variant in self.live:
+            total += variant.traffic
+            self._bounds.append(total)
+        self._total = total
+
+    def pick(self) -> tuple[VariantRoute, ReplicaLink] | None:
+        """A variant by traffic weight, then its least-busy replica; when the drawn variant
+        has no ready replica, any live variant that has one."""
+        live = self.live
+        if len(live) == 1:
+            chosen = live[0]
+        elif live:
+            draw = random.random() * self._total
+            chosen = live[-1]
+            for variant, bound in zip(live, self._bounds, strict=True):
+                if draw < bound:
+                    chosen = variant
+                    break
+        else:
+            return None
+        link = chosen.pick()
+        if link is not None:
+            return chosen, link
+        return self.fallback(avoid=None)
+
+    def fallback(self, avoid: ReplicaLink | None) -> tuple[VariantRoute, ReplicaLink] | None:
+        for variant in self.live:
+            link = variant.pick(avoid)
+            if link is not None:
+                return variant, link
+        return None
+
+
+class RouteTable:
+    def __init__(self) -> None:
+        self.routes: dict[tuple[str, str], EndpointRoute] = {}
+
+    def get(self, project: str, endpoint: str) -> EndpointRoute | None:
+        return self.routes.get((project, endpoint))
+
+    def set(self, route: EndpointRoute) -> None:
+        self.routes[(route.project, route.name)] = route
+
+    def remove(self, project: str, endpoint: str) -> None:
+        self.routes.pop((project, endpoint), None)

@@ -1,0 +1,184 @@
+"""The endpoints API's shapes: an endpoint is a set of variants, each one model version
+served by some replicas; non-shadow variants split the traffic by weight, shadow variants get
+a copy of it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from stratus.core.resources import Labels, Metadata, Name
+
+MAX_REPLICAS = 64
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Batching(_Input):
+    """Adaptive batching of a variant's replicas (on by default for flavors that take batches)."""
+
+    max_batch_size: int = Field(64, ge=1, le=10_000)
+    max_wait_ms: float = Field(0.0, ge=0, le=1000)
+
+
+class VariantSpec(_Input):
+    """One model version behind an endpoint.
+
+    `model` is a reference as users write it (`NAME`, `NAME:N`, `NAME@ALIAS`); the server pins
+    it to a version number when the spec is written, so moving an alias later never changes a
+    running endpoint by itself.
+    """
+
+    name: Name = "main"
+    model: str = Field(..., min_length=1, max_length=200, description="NAME, NAME:N or NAME@ALIAS")
+    version: int | None = Field(None, ge=1, description="the pinned version (set by the server)")
+    replicas: int = Field(1, ge=0, le=MAX_REPLICAS)
+    traffic: int = Field(100, ge=0, le=100, description="share of requests, in percent")
+    shadow: bool = Field(False, description="gets a copy of the traffic; its answers are dropped")
+    batching: Batching = Field(default_factory=Batching)
+
+
+class EndpointSpec(BaseModel):
+    description: str = ""
+    public: bool = False
+    variants: list[VariantSpec]
+
+
+def check_variants(variants: list[VariantSpec]) -> list[VariantSpec]:
+    names = [v.name for v in variants]
+    if not variants:
+        raise ValueError("an endpoint needs at least one variant")
+    if len(set(names)) != len(names):
+        raise ValueError("variant names must be unique")
+    live = [v for v in variants if not v.shadow]
+    if not live:
+        raise ValueError("an endpoint needs at least one variant that is not a shadow")
+    total = sum(v.traffic for v in live)
+    if total != 100:
+        raise ValueError(f"the traffic of the non-shadow variants must add up to 100, not {total}")
+    return variants
+
+
+class EndpointCreate(_Input):
+    name: Name
+    description: str = Field("", max_length=5000)
+    labels: Labels = Field(default_factory=dict)
+    public: bool = Field(False, description="callable without a credential")
+    variants: list[VariantSpec] = Field(..., min_length=1, max_length=8)
+    reason: str = Field("", max_length=1000)
+
+    @model_validator(mode="after")
+    def _variants(self) -> EndpointCreate:
+        check_variants(self.variants)
+        return self
+
+
+class EndpointUpdate(_Input):
+    """A change of the spec; `variants`, when given, replaces them all (a rolling update)."""
+
+    description: str | None = Field(None, max_length=5000)
+    labels: Labels | None = None
+    public: bool | None = None
+    variants: list[VariantSpec] | None = Field(None, min_length=1, max_length=8)
+    reason: str = Field("", max_length=1000)
+    resource_version: int | None = None
+
+    @model_validator(mode="after")
+    def _variants(self) -> EndpointUpdate:
+        if self.variants is not None:
+            check_variants(self.variants)
+        return self
+
+
+class CanaryCreate(_Input):
+    """Add (or replace) the `canary` variant, taking `traffic` percent from the main one."""
+
+    model: str = Field(..., min_length=1, max_length=200)
+    traffic: int = Field(10, ge=1, le=99)
+    replicas: int | None = Field(None, ge=1, le=MAX_REPLICAS, description="default: main's")
+    reason: str = Field("", max_length=1000)
+    resource_version: int | None = None
+
+
+class ShadowCreate(_Input):
+    """Add (or replace) the `shadow` variant: a copy of the traffic, answers dropped."""
+
+    model: str = Field(..., min_length=1, max_length=200)
+    replicas: int = Field(1, ge=1, le=MAX_REPLICAS)
+    reason: str = Field("", max_length=1000)
+    resource_version: int | None = None
+
+
+class RolloutAction(_Input):
+    """Promote the canary, or roll back (drop the canary; with none, return to the revision
+    before the current one, or to `to_revision`)."""
+
+    reason: str = Field("", max_length=1000)
+    to_revision: int | None = Field(None, ge=1)
+    resource_version: int | None = None
+
+
+ReplicaPhase = Literal["starting", "ready", "draining", "exited"]
+
+
+class ReplicaRead(BaseModel):
+    id: str
+    variant: str
+    model_version: int
+    phase: ReplicaPhase
+    pid: int | None = None
+    started_at: datetime | None = None
+    ready_at: datetime | None = None
+    in_flight: int = 0
+    detail: str = ""
+
+
+class VariantStatus(BaseModel):
+    name: str
+    model: str
+    version: int
+    desired: int
+    ready: int
+    updated: int = Field(description="ready replicas of the current version")
+    restarts: int = 0
+    message: str = ""
+
+
+Phase = Literal["pending", "ready", "updating", "degraded", "failed"]
+
+
+class EndpointStatus(BaseModel):
+    phase: Phase = "pending"
+    message: str = ""
+    url: str = ""
+    revision: int = 1
+    variants: list[VariantStatus] = Field(default_factory=list)
+    replicas: list[ReplicaRead] = Field(default_factory=list)
+    observed_at: datetime | None = None
+
+
+class EndpointRead(BaseModel):
+    kind: Literal["Endpoint"] = "Endpoint"
+    metadata: Metadata
+    spec: EndpointSpec
+    status: EndpointStatus
+
+
+class RevisionRead(BaseModel):
+    """One change of an endpoint's spec: who, when, what, why."""
+
+    revision: int
+    action: str
+    actor: str
+    reason: str
+    time: datetime
+    spec: EndpointSpec
+
+
+class LogLines(BaseModel):
+    replica: str
+    lines: list[str]

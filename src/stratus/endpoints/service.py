@@ -1,0 +1,439 @@
+"""Endpoints: specs, revisions, rollouts (canary, shadow, promote, rollback), status.
+
+The service only writes what the owner wants (the spec, pinned to model versions) and keeps
+every revision of it; the controller (`controller.py`) makes the replicas match and writes the
+status back. `on_change` wakes the controller at once after a write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from stratus.core.clock import as_utc, utcnow
+from stratus.core.database import Database
+from stratus.core.errors import Conflict, InvalidInput, NotFound
+from stratus.core.events import EventBus, ModelVersionDeleting, guard_project_deletion
+from stratus.core.resources import ProjectScoped, check_version, metadata_of, paginate
+from stratus.endpoints import schemas as s
+from stratus.endpoints.tables import EndpointRevisionRow, EndpointRow, EndpointStatusRow
+from stratus.registry.references import parse_ref
+from stratus.registry.service import RegistryService
+
+ProjectLookup = Callable[[Session, str], str]  # (the caller's session, project name) -> uid
+PRIMARY = "main"
+CANARY = "canary"
+SHADOW = "shadow"
+
+
+@dataclass(frozen=True)
+class DesiredEndpoint:
+    """What the controller needs of one endpoint."""
+
+    uid: str
+    project: str
+    name: str
+    public: bool
+    revision: int
+    variants: list[s.VariantSpec]
+
+
+class EndpointService:
+    def __init__(
+        self,
+        db: Database,
+        registry: RegistryService,
+        bus: EventBus,
+        project_uid: ProjectLookup,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        self.db = db
+        self.registry = registry
+        self._project_uid = project_uid
+        self.on_change = on_change or (lambda: None)
+        self._endpoints = ProjectScoped(EndpointRow, "endpoint")
+        guard_project_deletion(bus, EndpointRow.project_uid, EndpointRow.name, "endpoints")
+        bus.subscribe(ModelVersionDeleting, self._refuse_version_in_use)
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def get(self, project: str, name: str) -> s.EndpointRead:
+        with self.db.transaction() as session:
+            return self._read(session, self._endpoint(session, project, name), project)
+
+    def list_endpoints(
+        self, project: str, selector: str | None, limit: int | None, page_token: str | None
+    ) -> tuple[list[s.EndpointRead], str | None]:
+        with self.db.transaction() as session:
+            project_uid = self._project_uid(session, project)
+            rows, token = self._endpoints.page(session, project_uid, selector, limit, page_token)
+            return [self._read(session, r, project) for r in rows], token
+
+    def history(
+        self, project: str, name: str, limit: int | None, page_token: str | None
+    ) -> tuple[list[s.RevisionRead], str | None]:
+        """Revisions, newest first."""
+        with self.db.transaction() as session:
+            row = self._endpoint(session, project, name)
+            stmt = select(EndpointRevisionRow).where(EndpointRevisionRow.endpoint_uid == row.uid)
+            revisions, token = paginate(
+                session, stmt, EndpointRevisionRow.revision, limit, page_token, descending=True
+            )
+            return [_revision_read(r) for r in revisions], token
+
+    def desired(self) -> list[DesiredEndpoint]:
+        """Every endpoint's spec, for the controller."""
+        from stratus.iam.tables import ProjectRow
+
+        with self.db.transaction() as session:
+            rows = session.execute(
+                select(EndpointRow, ProjectRow.name).join(
+                    ProjectRow, ProjectRow.uid == EndpointRow.project_uid
+                )
+            ).all()
+            return [
+                DesiredEndpoint(
+                    uid=row.uid,
+                    project=project,
+                    name=row.name,
+                    public=row.public,
+                    revision=row.revision,
+                    variants=[s.VariantSpec.model_validate(v) for v in row.variants],
+                )
+                for row, project in rows
+            ]
+
+    def write_status(self, endpoint_uid: str, status: s.EndpointStatus) -> None:
+        with self.db.transaction() as session:
+            if session.get(EndpointRow, endpoint_uid) is None:
+                return  # deleted meanwhile
+            row = session.get(EndpointStatusRow, endpoint_uid)
+            data = status.model_dump(mode="json")
+            if row is None:
+                session.add(EndpointStatusRow(endpoint_uid=endpoint_uid, status=data))
+            else:
+                row.status, row.updated_at = data, utcnow()
+
+    # --- writing -----------------------------------------------------------------------------
+
+    def create(self, project: str, data: s.EndpointCreate, *, actor: str) -> s.EndpointRead:
+        variants = self._pin(project, data.variants)
+        with self.db.transaction() as session:
+            project_uid = self._project_uid(session, project)
+            self._endpoints.refuse_duplicate(session, project_uid, project, data.name)
+            row = EndpointRow(
+                name=data.name,
+                project_uid=project_uid,
+                description=data.description,
+                labels=data.labels,
+                public=data.public,
+                variants=_dump(variants),
+                revision=1,
+            )
+            session.add(row)
+            session.flush()
+            self._record(session, row, "create", actor, data.reason)
+            read = self._read(session, row, project)
+        self.on_change()
+        return read
+
+    def update(
+        self, project: str, name: str, data: s.EndpointUpdate, *, actor: str
+    ) -> s.EndpointRead:
+        variants = self._pin(project, data.variants) if data.variants is not None else None
+
+        def change(row: EndpointRow) -> str:
+            self._endpoints.update(row, data)
+            if data.public is not None:
+                row.public = data.public
+            if variants is not None:
+                row.variants = _dump(variants)
+            return "update"
+
+        return self._change(project, name, change, actor, data.reason, data.resource_version)
+
+    def canary(
+        self, project: str, name: str, data: s.CanaryCreate, *, actor: str
+    ) -> s.EndpointRead:
+        def change(row: EndpointRow) -> str:
+            variants = _variants(row)
+            primary = _primary(variants, name)
+            others = [v for v in variants if v.name != CANARY]
+            canary = s.VariantSpec(
+                name=CANARY,
+                model=data.model,
+                replicas=data.replicas or max(primary.replicas, 1),
+                traffic=data.traffic,
+                batching=primary.batching,
+            )
+            live_others = [v for v in others if not v.shadow and v.name != primary.name]
+            taken = sum(v.traffic for v in live_others)
+            if taken + data.traffic >= 100:
+                raise InvalidInput(
+                    f"a canary at {data.traffic}% leaves no traffic for {primary.name!r}"
+                )
+            primary = primary.model_copy(update={"traffic": 100 - taken - data.traffic})
+            row.variants = _dump(
+                [primary if v.name == primary.name else v for v in others]
+                + self._pin(project, [canary])
+            )
+            return "canary"
+
+        return self._change(project, name, change, actor, data.reason, data.resource_version)
+
+    def shadow(
+        self, project: str, name: str, data: s.ShadowCreate, *, actor: str
+    ) -> s.EndpointRead:
+        def change(row: EndpointRow) -> str:
+            others = [v for v in _variants(row) if v.name != SHADOW]
+            shadow = s.VariantSpec(
+                name=SHADOW, model=data.model, replicas=data.replicas, traffic=0, shadow=True
+            )
+            row.variants = _dump(others + self._pin(project, [shadow]))
+            return "shadow"
+
+        return self._change(project, name, change, actor, data.reason, data.resource_version)
+
+    def remove_variant(
+        self, project: str, name: str, variant: str, *, actor: str, reason: str
+    ) -> s.EndpointRead:
+        def change(row: EndpointRow) -> str:
+            variants = _variants(row)
+            gone = next((v for v in variants if v.name == variant), None)
+            if gone is None:
+                raise NotFound(f"endpoint {name!r} has no variant {variant!r}")
+            rest = [v for v in variants if v.name != variant]
+            if not gone.shadow:
+                rest = _give_traffic(rest, gone.traffic, name)
+            row.variants = _dump(_checked(rest))
+            return f"remove-{variant}"[:32]
+
+        return self._change(project, name, change, actor, reason, None)
+
+    def promote(
+        self, project: str, name: str, data: s.RolloutAction, *, actor: str
+    ) -> s.EndpointRead:
+        """The canary's version becomes the primary's (a rolling update), at full traffic."""
+
+        def change(row: EndpointRow) -> str:
+            variants = _variants(row)
+            canary = next((v for v in variants if v.name == CANARY), None)
+            if canary is None:
+                raise Conflict(f"endpoint {name!r} has no canary to promote")
+            primary = _primary(variants, name)
+            promoted = primary.model_copy(
+                update={
+                    "model": canary.model,
+                    "version": canary.version,
+                    "traffic": primary.traffic + canary.traffic,
+                }
+            )
+            row.variants = _dump(
+                [promoted if v.name == primary.name else v for v in variants if v.name != CANARY]
+            )
+            return "promote"
+
+        return self._change(project, name, change, actor, data.reason, data.resource_version)
+
+    def rollback(
+        self, project: str, name: str, data: s.RolloutAction, *, actor: str
+    ) -> s.EndpointRead:
+        """Drop the canary; with none (or with `to_revision`), return to an earlier spec."""
+
+        def change(row: EndpointRow) -> str:
+            variants = _variants(row)
+            if data.to_revision is None and any(v.name == CANARY for v in variants):
+                canary = next(v for v in variants if v.name == CANARY)
+                rest = [v for v in variants if v.name != CANARY]
+                row.variants = _dump(_give_traffic(rest, canary.traffic, name))
+                return "rollback"
+            session = _session_of(row)
+            target = data.to_revision or row.revision - 1
+            if target < 1 or target >= row.revision:
+                if data.to_revision is None:
+                    raise Conflict(f"endpoint {name!r} has no earlier revision to roll back to")
+                raise InvalidInput(
+                    f"to_revision must be an earlier revision (1 to {row.revision - 1}), "
+                    f"not {target}"
+                )
+            earlier = session.scalar(
+                select(EndpointRevisionRow).where(
+                    EndpointRevisionRow.endpoint_uid == row.uid,
+                    EndpointRevisionRow.revision == target,
+                )
+            )
+            if earlier is None:
+                raise NotFound(f"endpoint {name!r} has no revision {target}")
+            spec = s.EndpointSpec.model_validate(earlier.spec)
+            row.variants = _dump(spec.variants)
+            row.public = spec.public
+            return "rollback"
+
+        return self._change(project, name, change, actor, data.reason, data.resource_version)
+
+    def delete(self, project: str, name: str) -> None:
+        with self.db.transaction() as session:
+            session.delete(self._endpoint(session, project, name))
+        self.on_change()
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def _change(
+        self,
+        project: str,
+        name: str,
+        change: Callable[[EndpointRow], str],
+        actor: str,
+        reason: str,
+        resource_version: int | None,
+    ) -> s.EndpointRead:
+        with self.db.transaction() as session:
+            row = self._endpoint(session, project, name)
+            check_version(row, resource_version, "endpoint")
+            before = (list(row.variants), row.public)
+            action = change(row)
+            if (list(row.variants), row.public) != before:
+                row.revision += 1
+                session.flush()
+                self._record(session, row, action, actor, reason)
+            session.flush()
+            read = self._read(session, row, project)
+        self.on_change()
+        return read
+
+    def _pin(self, project: str, variants: list[s.VariantSpec]) -> list[s.VariantSpec]:
+        """Resolve each variant's model reference to a ready version it will keep."""
+        pinned = []
+        for variant in variants:
+            ref = parse_ref(variant.model)
+            selector = str(variant.version) if variant.version is not None else ref.selector
+            if variant.version is not None and ref.version not in (None, variant.version):
+                raise InvalidInput(
+                    f"variant {variant.name!r}: model {variant.model!r} and version "
+                    f"{variant.version} disagree"
+                )
+            version = self.registry.get_version(project, ref.model, selector)
+            if version.state != "ready":
+                raise Conflict(f"{ref.model}:{version.version} is not committed yet")
+            if version.needs_trust and not version.trusted:
+                raise Conflict(
+                    f"{ref.model}:{version.version} loads code ({', '.join(version.needs_trust)}): "
+                    f"an owner must trust it first (stratus models trust "
+                    f"{ref.model}:{version.version})"
+                )
+            pinned.append(
+                variant.model_copy(update={"model": str(ref), "version": version.version})
+            )
+        return pinned
+
+    def _endpoint(self, session: Session, project: str, name: str) -> EndpointRow:
+        return self._endpoints.find(session, self._project_uid(session, project), project, name)
+
+    @staticmethod
+    def _record(session: Session, row: EndpointRow, action: str, actor: str, reason: str) -> None:
+        session.add(
+            EndpointRevisionRow(
+                endpoint_uid=row.uid,
+                revision=row.revision,
+                action=action,
+                actor=actor,
+                reason=reason,
+                time=utcnow(),
+                spec=_spec(row).model_dump(mode="json"),
+            )
+        )
+
+    @staticmethod
+    def _read(session: Session, row: EndpointRow, project: str) -> s.EndpointRead:
+        status_row = session.get(EndpointStatusRow, row.uid)
+        status = (
+            s.EndpointStatus.model_validate(status_row.status)
+            if status_row is not None
+            else s.EndpointStatus(message="waiting for the controller")
+        )
+        status.revision = row.revision
+        return s.EndpointRead(
+            metadata=metadata_of(row, project=project), spec=_spec(row), status=status
+        )
+
+    def _refuse_version_in_use(self, session: Session, event: ModelVersionDeleting) -> None:
+        rows = session.scalars(
+            select(EndpointRow).where(EndpointRow.project_uid == event.project_uid)
+        ).all()
+        users = [
+            row.name
+            for row in rows
+            for v in row.variants
+            if parse_ref(v["model"]).model == event.model
+            and (event.version is None or v.get("version") == event.version)
+        ]
+        if users:
+            what = event.model if event.version is None else f"{event.model}:{event.version}"
+            raise Conflict(
+                f"{what} is served by endpoint(s) {', '.join(sorted(set(users)))}: "
+                "change or delete them first"
+            )
+
+
+def _spec(row: EndpointRow) -> s.EndpointSpec:
+    return s.EndpointSpec(description=row.description, public=row.public, variants=_variants(row))
+
+
+def _variants(row: EndpointRow) -> list[s.VariantSpec]:
+    return [s.VariantSpec.model_validate(v) for v in row.variants]
+
+
+def _dump(variants: list[s.VariantSpec]) -> list[dict[str, Any]]:
+    return [v.model_dump(mode="json") for v in variants]
+
+
+def _primary(variants: list[s.VariantSpec], endpoint: str) -> s.VariantSpec:
+    """The variant a canary takes traffic from: `main`, else the first live non-canary one."""
+    live = [v for v in variants if not v.shadow and v.name != CANARY]
+    for variant in live:
+        if variant.name == PRIMARY:
+            return variant
+    if not live:
+        raise Conflict(f"endpoint {endpoint!r} has no primary variant")
+    return live[0]
+
+
+def _give_traffic(
+    variants: list[s.VariantSpec], traffic: int, endpoint: str
+) -> list[s.VariantSpec]:
+    """Hand a removed variant's share to the primary."""
+    primary = _primary(variants, endpoint)
+    return [
+        v.model_copy(update={"traffic": v.traffic + traffic}) if v.name == primary.name else v
+        for v in variants
+    ]
+
+
+def _checked(variants: list[s.VariantSpec]) -> list[s.VariantSpec]:
+    try:
+        return s.check_variants(variants)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+
+
+def _session_of(row: EndpointRow) -> Session:
+    from sqlalchemy.orm import object_session
+
+    session = object_session(row)
+    assert session is not None
+    return session
+
+
+def _revision_read(row: EndpointRevisionRow) -> s.RevisionRead:
+    return s.RevisionRead(
+        revision=row.revision,
+        action=row.action,
+        actor=row.actor,
+        reason=row.reason,
+        time=as_utc(row.time),
+        spec=s.EndpointSpec.model_validate(row.spec),
+    )
