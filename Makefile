@@ -27,8 +27,8 @@ install: $(VENV)/.installed ## create .venv and install Stratus into it
 
 install-dev: $(VENV)/.installed-dev ## install Stratus with the test and lint tools
 
-run: install ## install, then start the platform on embedded defaults (Ctrl-C stops it)
-	$(BIN)/stratus up
+run: install ## install, then start the platform with a demo endpoint (Ctrl-C stops it)
+	$(BIN)/stratus up --demo
 
 system-deps: ## install the system packages the tests need (PostgreSQL)
 	bash scripts/install-system-deps.sh

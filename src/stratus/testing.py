@@ -83,6 +83,8 @@ class LocalPlatform:
     def start(self, timeout: float = 60.0) -> LocalPlatform:
         self.home.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("STRATUS_")}
+        # a throwaway platform warms the replica fork server at its first endpoint, not at start
+        env["STRATUS_SERVING_PREWARM"] = "false"
         env.update(self.env)
         env["STRATUS_HOME"] = str(self.home)
         log = self.log_path.open("ab")

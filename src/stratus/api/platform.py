@@ -86,6 +86,7 @@ class Platform:
                 start_timeout_seconds=settings.serving.start_timeout_seconds,
                 drain_seconds=settings.serving.drain_seconds,
                 stop_replicas_on_shutdown=settings.serving.stop_replicas_on_shutdown,
+                prewarm=settings.serving.prewarm,
             ),
         )
         endpoints.on_change = controller.wake

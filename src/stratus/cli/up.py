@@ -144,6 +144,13 @@ def up(
         str | None, typer.Option(help="endpoint of an S3-compatible server")
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error")] = "info",
+    demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo",
+            help="seed the default project with a small trained model behind an endpoint 'demo'",
+        ),
+    ] = False,
 ) -> None:
     """Start the Stratus control plane (API, gateway, controllers).
 
@@ -152,6 +159,8 @@ def up(
     stratus.toml in the home.
 
     Example: stratus up --db postgresql+psycopg://stratus@127.0.0.1/stratus --store s3://ml/stratus
+
+    Example: stratus up --demo    (then: stratus predict demo --json '{"instances": [[...]]}')
     """
     from stratus.api.app import create_app
     from stratus.api.platform import Platform
@@ -196,6 +205,10 @@ def up(
         elif creds is not None and creds.url != url:
             creds.url = url
             write_credentials(creds, settings.home)
+        if demo:
+            from stratus.api.demo import seed_demo
+
+            console.print(seed_demo(platform), highlight=False)
         console.print(
             f"[bold]Stratus[/] is up at [bold cyan]{url}[/]  (database: "
             f"{safe_url(settings.database_url)}, store: {settings.store_url}); Ctrl-C stops it",

@@ -75,6 +75,10 @@ class ServingSettings(BaseModel):
     fork_server: bool = Field(
         True, description="fork replicas from a warm process that has the ML libraries loaded"
     )
+    prewarm: bool = Field(
+        True,
+        description="warm the fork server at start (else at the first endpoint): fast first deploy",
+    )
     stop_replicas_on_shutdown: bool = Field(
         True, description="stop replicas when the control plane stops (a crash leaves them)"
     )

@@ -50,6 +50,7 @@ class ControllerConfig:
     start_timeout_seconds: float = 120.0
     drain_seconds: float = 10.0
     stop_replicas_on_shutdown: bool = True
+    prewarm: bool = True  # warm the backend at start, not at the first endpoint
 
 
 @dataclass
@@ -126,6 +127,7 @@ class EndpointController:
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
+        self._prepared = False
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -133,7 +135,8 @@ class EndpointController:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self.config.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        await asyncio.to_thread(self.backend.prepare)
+        if self.config.prewarm:
+            await self._prepare()
         self._task = asyncio.create_task(self._run(), name="stratus-endpoint-controller")
 
     def wake(self) -> None:
@@ -181,6 +184,11 @@ class EndpointController:
                 await asyncio.wait_for(self._wake.wait(), interval)
             self._wake.clear()
 
+    async def _prepare(self) -> None:
+        if not self._prepared:
+            self._prepared = True
+            await asyncio.to_thread(self.backend.prepare)
+
     async def _adopt(self) -> None:
         handles = await asyncio.to_thread(self.backend.running)
         if not handles:
@@ -207,6 +215,8 @@ class EndpointController:
 
     async def reconcile(self) -> None:
         desired = await asyncio.to_thread(self.service.desired)
+        if desired:
+            await self._prepare()
         wanted = {d.uid: d for d in desired}
         for uid in list(self._known):
             if uid not in wanted:

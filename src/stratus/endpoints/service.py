@@ -159,16 +159,18 @@ class EndpointService:
     def canary(
         self, project: str, name: str, data: s.CanaryCreate, *, actor: str
     ) -> s.EndpointRead:
+        pinned = self._pin(project, [s.VariantSpec(name=CANARY, model=data.model)])[0]
+
         def change(row: EndpointRow) -> str:
             variants = _variants(row)
             primary = _primary(variants, name)
             others = [v for v in variants if v.name != CANARY]
-            canary = s.VariantSpec(
-                name=CANARY,
-                model=data.model,
-                replicas=data.replicas or max(primary.replicas, 1),
-                traffic=data.traffic,
-                batching=primary.batching,
+            canary = pinned.model_copy(
+                update={
+                    "replicas": data.replicas or max(primary.replicas, 1),
+                    "traffic": data.traffic,
+                    "batching": primary.batching,
+                }
             )
             live_others = [v for v in others if not v.shadow and v.name != primary.name]
             taken = sum(v.traffic for v in live_others)
@@ -178,8 +180,7 @@ class EndpointService:
                 )
             primary = primary.model_copy(update={"traffic": 100 - taken - data.traffic})
             row.variants = _dump(
-                [primary if v.name == primary.name else v for v in others]
-                + self._pin(project, [canary])
+                [primary if v.name == primary.name else v for v in others] + [canary]
             )
             return "canary"
 
@@ -188,12 +189,14 @@ class EndpointService:
     def shadow(
         self, project: str, name: str, data: s.ShadowCreate, *, actor: str
     ) -> s.EndpointRead:
+        shadow = s.VariantSpec(
+            name=SHADOW, model=data.model, replicas=data.replicas, traffic=0, shadow=True
+        )
+        pinned = self._pin(project, [shadow])
+
         def change(row: EndpointRow) -> str:
             others = [v for v in _variants(row) if v.name != SHADOW]
-            shadow = s.VariantSpec(
-                name=SHADOW, model=data.model, replicas=data.replicas, traffic=0, shadow=True
-            )
-            row.variants = _dump(others + self._pin(project, [shadow]))
+            row.variants = _dump(others + pinned)
             return "shadow"
 
         return self._change(project, name, change, actor, data.reason, data.resource_version)
