@@ -14,6 +14,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -135,7 +136,7 @@ class ServingCollector(Collector):
         for f in self.figures():
             sizes = {int(k): int(v) for k, v in f.stats.get("batch_sizes", {}).items()}
             buckets = [
-                (str(bound), sum(n for size, n in sizes.items() if size <= bound))
+                (_go_float(bound), sum(n for size, n in sizes.items() if size <= bound))
                 for bound in BATCH_BUCKETS
             ]
             buckets.append(("+Inf", sum(sizes.values())))
@@ -144,3 +145,8 @@ class ServingCollector(Collector):
                 [f.project, f.endpoint, f.variant, f.model_version, f.replica], buckets, total
             )
         yield batches
+
+
+def _go_float(value: float) -> str:
+    """A bucket bound as Prometheus writes it (`1.0`, `+Inf`)."""
+    return str(floatToGoString(value))  # type: ignore[no-untyped-call]
