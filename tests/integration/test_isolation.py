@@ -66,6 +66,13 @@ def world(platform: LocalPlatform, tmp_path_factory: pytest.TempPathFactory) -> 
         a_sa_key = admin.service_accounts.create_key("sa1", project=a)
         admin.models.push(artifact, "m1", project=a, flavor="sklearn")
         admin.models.set_alias("m1", "production", 1, project=a)
+        # an endpoint in each (no replicas: nothing runs, yet every route has a target)
+        for project in (b, a):
+            created = admin._http.post(
+                f"/api/v1/projects/{project}/endpoints",
+                json={"name": "e1", "variants": [{"model": "m1:1", "replicas": 0}]},
+            )
+            assert created.status_code == 201, created.text
         # alice: owner of A only
         admin.users.create(alice, "alice-password-1")
         admin.projects.set_member(a, "owner", user=alice)
@@ -88,6 +95,8 @@ def world(platform: LocalPlatform, tmp_path_factory: pytest.TempPathFactory) -> 
             "version": "1",
             "path": "model.skops",
             "alias": "production",
+            "endpoint": "e1",
+            "variant": "main",
         },
         query_values={"version_id": version.version_id},
     )
@@ -214,7 +223,13 @@ def snapshot(admin: Client, world: World) -> dict[str, Any]:
         "card": admin.models.card("m1:1", project=b),
         "aliases": [a.model_dump() for a in admin.models.aliases("m1", project=b)],
         "alias_history": [e.model_dump() for e in admin.models.alias_history("m1", project=b)],
+        "endpoint": _without_status(admin._http.get(f"/api/v1/projects/{b}/endpoints/e1").json()),
+        "endpoint_history": admin._http.get(f"/api/v1/projects/{b}/endpoints/e1/history").json(),
     }
+
+
+def _without_status(endpoint: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in endpoint.items() if k != "status"}  # the controller writes status
 
 
 # --- the proof -------------------------------------------------------------------------------
@@ -330,6 +345,29 @@ def test_unfiltered_audit_has_no_entry_of_b(
         assert events, "A's owner should see A's own entries"
         assert {e.project for e in events} == {world.a}
         assert not any(world.b in e.resource for e in events)
+
+
+def test_the_inference_gateway_hides_b_from_a(world: World, http: httpx.Client) -> None:
+    """Inference paths live outside the OpenAPI document; A's keys meet the same 404 there."""
+    for secret in world.credentials.values():
+        headers = {"Authorization": f"Bearer {secret}"}
+        for method, path in (
+            ("POST", f"/inference/{world.b}/e1/predict"),
+            ("POST", f"/inference/{world.b}/e1/invocations"),
+            ("POST", f"/inference/{world.b}/e1/v2/models/e1/infer"),
+            ("GET", f"/inference/{world.b}/e1/v2/models/e1"),
+            ("GET", f"/inference/{world.b}/e1/v2/health/ready"),
+        ):
+            response = http.request(method, path, json={"instances": [[1]]}, headers=headers)
+            assert response.status_code == 404, (method, path, response.text)
+            assert response.json()["detail"] == f"project '{world.b}' not found"
+        root = http.post(
+            "/v2/models/e1/infer",
+            json={"inputs": []},
+            headers={**headers, "X-Stratus-Project": world.b},
+        )
+        assert root.status_code == 404
+        assert root.json()["detail"] == f"project '{world.b}' not found"
 
 
 def test_other_doors_into_b_are_shut(world: World, http: httpx.Client) -> None:
