@@ -1,13 +1,14 @@
 """Stratus: a self-hosted cloud for the machine-learning lifecycle.
 
-The public SDK: `stratus.Client` and the error classes it raises (`stratus.errors`).
+The public SDK: `stratus.Client`, what it returns from a prediction (`stratus.Prediction`)
+and the error classes it raises (`stratus.errors`).
 """
 
 from __future__ import annotations
 
 from stratus import errors
 from stratus._version import __version__
-from stratus.client import Client
+from stratus.client import Client, Prediction
 from stratus.errors import (
     AlreadyExists,
     Conflict,
@@ -29,6 +30,7 @@ __all__ = [
     "InvalidInput",
     "NotFound",
     "PermissionDenied",
+    "Prediction",
     "ServiceUnavailable",
     "StaleResource",
     "StratusError",

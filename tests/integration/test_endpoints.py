@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from stratus.core.errors import Conflict
+from stratus.core.errors import Conflict, ServiceUnavailable
 from stratus.testing import LocalPlatform
 
 pytest.importorskip("sklearn")
@@ -407,6 +407,8 @@ def test_a_model_that_cannot_load_is_a_failed_endpoint_with_logs(served: Served)
     message = failed["status"]["message"]
     assert "exited" in message and "code 3" in message, message
     assert failed["status"]["variants"][0]["restarts"] >= 3
+    with served.platform.client() as sdk, pytest.raises(ServiceUnavailable, match="failed"):
+        sdk.endpoints.wait_ready("bad", timeout=10)
     logs = served.api("GET", "/bad/logs").json()
     assert any("cannot start" in line for entry in logs for line in entry["lines"]), logs
     assert served.predict("bad").status_code == 503

@@ -14,6 +14,7 @@ def test_exported_members() -> None:
         "InvalidInput",
         "NotFound",
         "PermissionDenied",
+        "Prediction",
         "ServiceUnavailable",
         "StaleResource",
         "StratusError",
@@ -28,7 +29,16 @@ def test_exported_members() -> None:
 def test_client_methods_are_public_and_documented() -> None:
     client = stratus.Client(url="http://127.0.0.1:1", api_key="stk_x_y")
     try:
-        for api in ("projects", "users", "keys", "service_accounts", "buckets", "audit"):
+        for api in (
+            "projects",
+            "users",
+            "keys",
+            "service_accounts",
+            "buckets",
+            "models",
+            "endpoints",
+            "audit",
+        ):
             assert hasattr(client, api), api
         assert stratus.Client.__doc__ and "Args:" in stratus.Client.__doc__
     finally:

@@ -9,7 +9,18 @@ import typer
 from rich.markup import escape
 
 from stratus._version import __version__
-from stratus.cli import audit, buckets, keys, login, models, projects, up, users
+from stratus.cli import (
+    audit,
+    buckets,
+    endpoints,
+    keys,
+    login,
+    models,
+    predict,
+    projects,
+    up,
+    users,
+)
 from stratus.cli.context import Globals
 from stratus.cli.output import err
 from stratus.core.errors import StratusError
@@ -61,6 +72,9 @@ app.add_typer(users.app, name="users")
 app.add_typer(keys.app, name="keys")
 app.add_typer(buckets.app, name="buckets")
 app.add_typer(models.app, name="models")
+app.command("deploy")(endpoints.deploy)
+app.add_typer(endpoints.app, name="endpoints")
+app.command("predict")(predict.predict)
 app.add_typer(audit.app, name="audit")
 
 

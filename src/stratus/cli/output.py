@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
+    MofNCompleteColumn,
     Progress,
     TextColumn,
     TimeRemainingColumn,
@@ -129,3 +130,35 @@ def transfer_progress(
     with progress:
         task = progress.add_task(label, total=total)
         yield lambda n: progress.advance(task, n)
+
+
+@contextmanager
+def count_progress(label: str, total: int | None, quiet: bool) -> Iterator[Callable[[int], None]]:
+    """A Rich progress bar counting items (rows, say); yields `advance(count)`.
+
+    No bar when quiet or when stderr is not a terminal (`advance` then does nothing).
+    """
+    if quiet or not err.is_terminal:
+        yield lambda n: None
+        return
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    )
+    with progress:
+        task = progress.add_task(label, total=total)
+        yield lambda n: progress.advance(task, n)
+
+
+@contextmanager
+def waiting(label: str, quiet: bool = False) -> Iterator[None]:
+    """A Rich spinner on stderr while something slow happens (none when not a terminal)."""
+    if quiet or not err.is_terminal:
+        yield
+        return
+    with err.status(label):
+        yield

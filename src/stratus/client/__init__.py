@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from stratus.client._client import Client
+from stratus.client._inference import Prediction
 
-__all__ = ["Client"]
+__all__ = ["Client", "Prediction"]

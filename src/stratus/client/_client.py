@@ -1,5 +1,5 @@
 """The SDK: `Client`, and through it one small API object per resource collection
-(`_iam.py`, `_storage.py`, `_registry.py`).
+(`_iam.py`, `_storage.py`, `_registry.py`, `_endpoints.py`).
 
 Every call is one HTTP request through httpx; a problem+json error comes back as the same
 `stratus.errors` class the server raised. Uploads and downloads stream in chunks, so memory
@@ -18,6 +18,7 @@ import httpx
 from pydantic import BaseModel
 
 from stratus.client._base import CHUNK, error_of
+from stratus.client._endpoints import Endpoints
 from stratus.client._iam import Audit, Keys, Projects, ServiceAccounts, Users
 from stratus.client._registry import Models
 from stratus.client._storage import Buckets
@@ -69,6 +70,7 @@ class Client:
         self.service_accounts = ServiceAccounts(self)
         self.buckets = Buckets(self)
         self.models = Models(self)
+        self.endpoints = Endpoints(self)
         self.audit = Audit(self)
 
     # --- plumbing ------------------------------------------------------------------------------

@@ -489,7 +489,7 @@ class EndpointController:
         return s.EndpointStatus(
             phase=phase,
             message=message,
-            revision=endpoint.revision,
+            observed_revision=endpoint.revision,
             variants=variants,
             replicas=[_replica_read(r) for r in sorted(mine, key=lambda r: r.handle.started_at)],
             observed_at=utcnow(),

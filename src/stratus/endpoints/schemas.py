@@ -46,6 +46,7 @@ class EndpointSpec(BaseModel):
     description: str = ""
     public: bool = False
     variants: list[VariantSpec]
+    revision: int = Field(1, description="set by the server; every change adds one")
 
 
 def check_variants(variants: list[VariantSpec]) -> list[VariantSpec]:
@@ -155,7 +156,9 @@ class EndpointStatus(BaseModel):
     phase: Phase = "pending"
     message: str = ""
     url: str = ""
-    revision: int = 1
+    observed_revision: int = Field(
+        0, description="the spec revision this status describes (behind spec.revision: not yet)"
+    )
     variants: list[VariantStatus] = Field(default_factory=list)
     replicas: list[ReplicaRead] = Field(default_factory=list)
     observed_at: datetime | None = None

@@ -358,7 +358,6 @@ class EndpointService:
             if status_row is not None
             else s.EndpointStatus(message="waiting for the controller")
         )
-        status.revision = row.revision
         return s.EndpointRead(
             metadata=metadata_of(row, project=project), spec=_spec(row), status=status
         )
@@ -383,7 +382,12 @@ class EndpointService:
 
 
 def _spec(row: EndpointRow) -> s.EndpointSpec:
-    return s.EndpointSpec(description=row.description, public=row.public, variants=_variants(row))
+    return s.EndpointSpec(
+        description=row.description,
+        public=row.public,
+        variants=_variants(row),
+        revision=row.revision,
+    )
 
 
 def _variants(row: EndpointRow) -> list[s.VariantSpec]:

@@ -126,6 +126,8 @@ class Replica:
                 task.add_done_callback(tasks.discard)
         except WireError as exc:
             log.warning("dropping a gateway connection: %s", exc)
+        except ConnectionError:  # a readiness probe hangs up after the greeting; so may a peer
+            pass
         finally:
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,408 @@
+"""`stratus deploy` and `stratus endpoints`: serve model versions, roll them out (canary,
+shadow, promote, rollback), and look at what runs (status, replicas, history, logs)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from stratus.cli.context import ProjectOption, client, project_of
+from stratus.cli.output import Format, OutputOption, console, err, show, waiting
+from stratus.client import Client
+from stratus.endpoints.schemas import MAX_REPLICAS, EndpointRead, EndpointSpec, VariantSpec
+
+app = typer.Typer(
+    help="Serving endpoints: status, replicas, rollouts, history, logs.", no_args_is_help=True
+)
+
+ReasonOption = Annotated[
+    str, typer.Option("--reason", "-r", help="why (kept in the endpoint's history)")
+]
+TimeoutOption = Annotated[
+    float, typer.Option("--timeout", min=0, help="seconds to wait for the endpoint to be ready")
+]
+
+
+def model_label(variant: VariantSpec) -> str:
+    """`MODEL:VERSION` once the server pinned the version, else the reference as written."""
+    if variant.version is None:
+        return variant.model
+    name = variant.model.partition("@")[0].partition(":")[0]
+    return f"{name}:{variant.version}"
+
+
+def variants_summary(spec: EndpointSpec) -> str:
+    """e.g. `main=cancer:2 (90%), canary=cancer:3 (10%), shadow=cancer:4 (shadow)`."""
+    return ", ".join(
+        f"{v.name}={model_label(v)} ({'shadow' if v.shadow else f'{v.traffic}%'})"
+        for v in spec.variants
+    )
+
+
+def ready_count(endpoint: EndpointRead) -> str:
+    variants = endpoint.status.variants
+    return f"{sum(v.ready for v in variants)}/{sum(v.replicas for v in endpoint.spec.variants)}"
+
+
+def url_of(c: Client, endpoint: EndpointRead) -> str:
+    url = endpoint.status.url
+    if url.startswith(("http://", "https://")):
+        return url
+    if url:
+        return c.url + url
+    return f"{c.url}/inference/{endpoint.metadata.project}/{endpoint.metadata.name}"
+
+
+ENDPOINT_COLUMNS = [
+    ("NAME", lambda e: e.metadata.name),
+    ("PHASE", lambda e: e.status.phase),
+    ("READY", ready_count),
+    ("VARIANTS", lambda e: variants_summary(e.spec)),
+    ("PUBLIC", lambda e: e.spec.public),
+    ("REVISION", lambda e: e.spec.revision),
+    ("UPDATED", lambda e: e.metadata.updated_at),
+]
+
+
+def _show_endpoint(c: Client, endpoint: EndpointRead, output: Format) -> None:
+    show(endpoint, output, ENDPOINT_COLUMNS)
+    if output == Format.table:
+        console.print(f"url: {url_of(c, endpoint)}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _wait(c: Client, name: str, project: str, timeout: float) -> EndpointRead:
+    with waiting(f"waiting for endpoint {name} to be ready…"):
+        return c.endpoints.wait_ready(name, timeout=timeout, project=project)
+
+
+def deploy(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="the endpoint's name")],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", "-m", help="the main variant's model: NAME, NAME:VERSION or NAME@ALIAS"
+        ),
+    ] = None,
+    replicas: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=MAX_REPLICAS,
+            help="replicas of the --model variant (without --model: of the canary or shadow "
+            "added) [default: 1, or as many as now]",
+            show_default=False,
+        ),
+    ] = None,
+    public: Annotated[
+        bool | None,
+        typer.Option(
+            "--public/--private",
+            help="callable without a credential [default: unchanged; new endpoints are private]",
+            show_default=False,
+        ),
+    ] = None,
+    canary: Annotated[
+        str | None,
+        typer.Option(help="also serve this model version to --traffic percent of requests"),
+    ] = None,
+    traffic: Annotated[
+        int | None,
+        typer.Option(min=1, max=99, help="the canary's share of requests, in percent [10]"),
+    ] = None,
+    shadow: Annotated[
+        str | None,
+        typer.Option(help="also send a copy of every request to this model version"),
+    ] = None,
+    max_batch_size: Annotated[
+        int | None, typer.Option(min=1, help="most rows per batched predict call")
+    ] = None,
+    max_wait_ms: Annotated[
+        float | None, typer.Option(min=0, help="how long a batch may wait for more rows")
+    ] = None,
+    reason: ReasonOption = "",
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="wait until the endpoint is ready")
+    ] = True,
+    timeout: TimeoutOption = 300.0,
+    project: ProjectOption = None,
+    output: OutputOption = Format.table,
+) -> None:
+    """Serve a model version behind an endpoint: create it, or roll it over to the new version
+    (a rolling update); --canary alone adds a canary to an existing endpoint.
+
+    Example: stratus deploy cancer-api --model cancer@production --replicas 2 -p fraud
+    """
+    if traffic is not None and canary is None:
+        raise typer.BadParameter("--traffic is the canary's share: give --canary too")
+    if model is None and canary is None and shadow is None:
+        raise typer.BadParameter(
+            "give --model, or --canary / --shadow to change an existing endpoint"
+        )
+    if model is None and (max_batch_size is not None or max_wait_ms is not None):
+        raise typer.BadParameter("--max-batch-size and --max-wait-ms apply to --model")
+    c = client(ctx)
+    project = project_of(ctx, project)
+    added_replicas = replicas if model is None else None
+    endpoint = None
+    if model is not None:
+        endpoint = c.endpoints.deploy(
+            name,
+            model,
+            replicas=replicas,
+            project=project,
+            public=public,
+            reason=reason,
+            max_batch_size=max_batch_size,
+            max_wait_ms=max_wait_ms,
+        )
+    elif public is not None:
+        endpoint = c.endpoints.update(name, project=project, public=public, reason=reason)
+    if canary is not None:
+        endpoint = c.endpoints.canary(
+            name,
+            canary,
+            10 if traffic is None else traffic,
+            replicas=added_replicas or None,
+            project=project,
+            reason=reason,
+        )
+    if shadow is not None:
+        endpoint = c.endpoints.shadow(
+            name, shadow, replicas=added_replicas or 1, project=project, reason=reason
+        )
+    assert endpoint is not None
+    if wait:
+        endpoint = _wait(c, name, project, timeout)
+    _show_endpoint(c, endpoint, output)
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    project: ProjectOption = None,
+    selector: Annotated[str | None, typer.Option("--selector", "-s")] = None,
+    output: OutputOption = Format.table,
+) -> None:
+    """List a project's endpoints: phase, ready replicas, variants.
+
+    Example: stratus endpoints list -p fraud
+    """
+    show(client(ctx).endpoints.list(project_of(ctx, project), selector), output, ENDPOINT_COLUMNS)
+
+
+@app.command("show")
+def show_(
+    ctx: typer.Context,
+    name: str,
+    project: ProjectOption = None,
+    output: OutputOption = Format.table,
+) -> None:
+    """Show an endpoint: its spec, status, variants and replicas.
+
+    Example: stratus endpoints show cancer-api -p fraud
+    """
+    c = client(ctx)
+    endpoint = c.endpoints.get(name, project_of(ctx, project))
+    if output != Format.table:
+        show(endpoint, output)
+        return
+    status = endpoint.status
+    summary = Table.grid(padding=(0, 2))
+    for key, value in [
+        ("endpoint", endpoint.metadata.name),
+        ("project", endpoint.metadata.project or "-"),
+        ("url", url_of(c, endpoint)),
+        ("phase", status.phase),
+        ("message", status.message or "-"),
+        ("revision", f"{endpoint.spec.revision} (status of {status.observed_revision})"),
+        ("public", "yes" if endpoint.spec.public else "no"),
+        ("description", endpoint.spec.description or "-"),
+    ]:
+        summary.add_row(f"[bold]{key}[/]", escape(value))
+    console.print(summary)
+    observed = {v.name: v for v in status.variants}
+    rows = []
+    for variant in endpoint.spec.variants:
+        seen = observed.get(variant.name)
+        rows.append(
+            {
+                "variant": variant.name,
+                "model": model_label(variant),
+                "traffic": "shadow" if variant.shadow else f"{variant.traffic}%",
+                "ready": f"{seen.ready if seen else 0}/{variant.replicas}",
+                "updated": seen.updated if seen else 0,
+                "restarts": seen.restarts if seen else 0,
+                "batching": f"{variant.batching.max_batch_size} rows, "
+                f"{variant.batching.max_wait_ms:g} ms",
+                "message": (seen.message if seen else "") or "-",
+            }
+        )
+    console.print()
+    show(rows, Format.table, [(key.upper(), _getter(key)) for key in rows[0]] if rows else [])
+    if status.replicas:
+        console.print()
+        show(
+            status.replicas,
+            Format.table,
+            [
+                ("REPLICA", lambda r: r.id),
+                ("VARIANT", lambda r: r.variant),
+                ("VERSION", lambda r: r.model_version),
+                ("PHASE", lambda r: r.phase),
+                ("PID", lambda r: r.pid),
+                ("IN FLIGHT", lambda r: r.in_flight),
+                ("STARTED", lambda r: r.started_at),
+                ("DETAIL", lambda r: r.detail or "-"),
+            ],
+        )
+
+
+def _getter(key: str) -> Callable[[dict[str, Any]], Any]:
+    return lambda row: row[key]
+
+
+@app.command("logs")
+def logs(
+    ctx: typer.Context,
+    name: str,
+    replica: Annotated[str | None, typer.Option("--replica", help="one replica's id")] = None,
+    lines: Annotated[
+        int, typer.Option("--lines", "-n", min=1, max=10_000, help="lines per replica")
+    ] = 100,
+    project: ProjectOption = None,
+    output: OutputOption = Format.table,
+) -> None:
+    """Print the last lines of each replica's log (-o table prints them as text).
+
+    Example: stratus endpoints logs cancer-api --lines 50 -p fraud
+    """
+    found = client(ctx).endpoints.logs(name, replica, lines, project=project_of(ctx, project))
+    if output != Format.table:
+        show(found, output)
+        return
+    if not found:
+        err.print(f"endpoint {name} has no replica logs", markup=False)
+    for i, entry in enumerate(found):
+        if len(found) > 1:
+            typer.echo(("\n" if i else "") + f"==> replica {entry.replica} <==")
+        for line in entry.lines:
+            typer.echo(line)
+
+
+@app.command("delete")
+def delete(
+    ctx: typer.Context,
+    name: str,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
+    project: ProjectOption = None,
+) -> None:
+    """Delete an endpoint: its replicas drain and stop, and its URL answers 404.
+
+    Example: stratus endpoints delete cancer-api -y -p fraud
+    """
+    if not yes:
+        typer.confirm(f"Delete endpoint {name!r}?", abort=True)
+    client(ctx).endpoints.delete(name, project_of(ctx, project))
+    console.print(f"deleted endpoint {name}", markup=False)
+
+
+@app.command("promote")
+def promote(
+    ctx: typer.Context,
+    name: str,
+    reason: ReasonOption = "",
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="wait until ready")] = False,
+    timeout: TimeoutOption = 300.0,
+    project: ProjectOption = None,
+    output: OutputOption = Format.table,
+) -> None:
+    """Make the canary's version the main one, serving all the traffic (a rolling update).
+
+    Example: stratus endpoints promote cancer-api -r "canary error rate is flat" -p fraud
+    """
+    c = client(ctx)
+    project = project_of(ctx, project)
+    endpoint = c.endpoints.promote(name, project=project, reason=reason)
+    if wait:
+        endpoint = _wait(c, name, project, timeout)
+    _show_endpoint(c, endpoint, output)
+
+
+@app.command("rollback")
+def rollback(
+    ctx: typer.Context,
+    name: str,
+    to_revision: Annotated[
+        int | None,
+        typer.Option(
+            "--to-revision", min=1, help="go back to this revision (see `endpoints history`)"
+        ),
+    ] = None,
+    reason: ReasonOption = "",
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="wait until ready")] = False,
+    timeout: TimeoutOption = 300.0,
+    project: ProjectOption = None,
+    output: OutputOption = Format.table,
+) -> None:
+    """Drop the canary; with none, go back to the previous revision (or to --to-revision).
+
+    Example: stratus endpoints rollback cancer-api --to-revision 3 -p fraud
+    """
+    c = client(ctx)
+    project = project_of(ctx, project)
+    endpoint = c.endpoints.rollback(name, to_revision=to_revision, project=project, reason=reason)
+    if wait:
+        endpoint = _wait(c, name, project, timeout)
+    _show_endpoint(c, endpoint, output)
+
+
+@app.command("remove-variant")
+def remove_variant(
+    ctx: typer.Context,
+    name: str,
+    variant: Annotated[str, typer.Argument(help="e.g. shadow or canary")],
+    reason: ReasonOption = "",
+    project: ProjectOption = None,
+    output: OutputOption = Format.table,
+) -> None:
+    """Remove one variant; a removed canary gives its traffic back to the main variant.
+
+    Example: stratus endpoints remove-variant cancer-api shadow -p fraud
+    """
+    c = client(ctx)
+    endpoint = c.endpoints.remove_variant(
+        name, variant, project=project_of(ctx, project), reason=reason
+    )
+    _show_endpoint(c, endpoint, output)
+
+
+@app.command("history")
+def history(
+    ctx: typer.Context,
+    name: str,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="newest N only")] = None,
+    project: ProjectOption = None,
+    output: OutputOption = Format.table,
+) -> None:
+    """Show every revision of an endpoint, newest first: what changed, who, when, why.
+
+    Example: stratus endpoints history cancer-api -p fraud
+    """
+    revisions = client(ctx).endpoints.history(name, project=project_of(ctx, project), limit=limit)
+    show(
+        revisions,
+        output,
+        [
+            ("REVISION", lambda r: r.revision),
+            ("ACTION", lambda r: r.action),
+            ("BY", lambda r: r.actor),
+            ("TIME", lambda r: r.time),
+            ("REASON", lambda r: r.reason or "-"),
+            ("VARIANTS", lambda r: variants_summary(r.spec)),
+        ],
+    )

@@ -1,0 +1,543 @@
+"""The SDK's endpoints API: deploy model versions behind an endpoint, roll them out (canary,
+shadow, promote, rollback), wait until they serve, and call them through the gateway.
+
+An endpoint is a set of variants, each one model version served by some replicas
+(`stratus.endpoints.schemas`). Every change writes a revision; `history` lists them.
+"""
+
+from __future__ import annotations
+
+import builtins
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from stratus.client._base import API, labels_of, seg
+from stratus.client._inference import (
+    Prediction,
+    Protocol,
+    dump_json,
+    path_of,
+    predictions_of,
+    request_body,
+)
+from stratus.core.errors import InvalidInput, NotFound, ServiceUnavailable, StratusError
+from stratus.core.resources import MAX_LIMIT
+from stratus.endpoints import schemas as ep
+
+Variant = ep.VariantSpec | Mapping[str, Any]
+
+
+class Endpoints(API):
+    """Serving endpoints: deploy, roll out, wait until ready, predict."""
+
+    def _base(self, project: str | None) -> str:
+        return f"/api/v1/projects/{self._project(project)}/endpoints"
+
+    def _path(self, name: str, project: str | None) -> str:
+        return f"{self._base(project)}/{seg(name)}"
+
+    def _inference(self, name: str, project: str | None) -> str:
+        return f"/inference/{self._project(project)}/{seg(name)}"
+
+    # --- the resource ----------------------------------------------------------------------------
+
+    def deploy(
+        self,
+        name: str,
+        model: str,
+        *,
+        replicas: int | None = 1,
+        project: str | None = None,
+        public: bool | None = None,
+        reason: str = "",
+        max_batch_size: int | None = None,
+        max_wait_ms: float | None = None,
+        wait: bool = False,
+        timeout: float = 120.0,
+    ) -> ep.EndpointRead:
+        """Serve `model` behind the endpoint `name`: create it with one `main` variant, or roll
+        its main variant over to `model` (the other variants keep their settings).
+
+        Args:
+            name: the endpoint's name.
+            model: `NAME` (latest), `NAME:VERSION` or `NAME@ALIAS`; the server pins it to a
+                version number.
+            replicas: replicas of the main variant; None keeps the current number (1 for a
+                new endpoint).
+            project: the project (default: the client's).
+            public: callable without a credential; None keeps the current setting (a new
+                endpoint is private).
+            reason: why (kept in the endpoint's history).
+            max_batch_size: the most rows the adaptive batcher puts in one predict call;
+                None keeps the current setting (or the server's default).
+            max_wait_ms: how long the batcher may wait for more rows; None keeps it.
+            wait: return only once the endpoint serves the new version (see `wait_ready`).
+            timeout: seconds to wait when `wait` is true.
+
+        Returns:
+            The endpoint, as written (or, with `wait`, once ready).
+
+        Raises:
+            stratus.errors.NotFound: no such project, or no such model version.
+            stratus.errors.StaleResource: someone else changed the endpoint meanwhile.
+            stratus.errors.ServiceUnavailable: `wait` timed out, or the rollout failed.
+        """
+        batching = {
+            k: v
+            for k, v in {"max_batch_size": max_batch_size, "max_wait_ms": max_wait_ms}.items()
+            if v is not None
+        }
+        try:
+            current = self.get(name, project)
+        except NotFound:
+            variant: dict[str, Any] = {
+                "name": "main",
+                "model": model,
+                "replicas": 1 if replicas is None else replicas,
+            }
+            if batching:
+                variant["batching"] = batching
+            endpoint = self.create(
+                name, [variant], project=project, public=bool(public), reason=reason
+            )
+        else:
+            variants = rolled_variants(current.spec, model, replicas=replicas, batching=batching)
+            endpoint = self.update(
+                name,
+                project=project,
+                variants=variants,
+                public=public,
+                reason=reason,
+                resource_version=current.metadata.resource_version,
+            )
+        if wait:
+            return self.wait_ready(name, timeout=timeout, project=project)
+        return endpoint
+
+    def create(
+        self,
+        name: str,
+        variants: Sequence[Variant],
+        *,
+        project: str | None = None,
+        description: str = "",
+        labels: dict[str, str] | None = None,
+        public: bool = False,
+        reason: str = "",
+    ) -> ep.EndpointRead:
+        """Create an endpoint from its variants (their non-shadow traffic adds up to 100).
+
+        Args:
+            name: the endpoint's name (a DNS label).
+            variants: `VariantSpec`s or dicts of their fields, e.g.
+                `[{"name": "main", "model": "churn:3", "replicas": 2}]`.
+            project: the project (default: the client's).
+            description: free text.
+            labels: key=value labels, for `list(selector=...)`.
+            public: callable without a credential.
+            reason: why (kept in the endpoint's history).
+
+        Raises:
+            stratus.errors.AlreadyExists: the project has an endpoint of that name.
+            stratus.errors.InvalidInput: the variants do not make a valid endpoint.
+        """
+        body = {
+            "name": name,
+            "description": description,
+            "labels": labels_of(labels),
+            "public": public,
+            "variants": [_variant_body(v) for v in variants],
+            "reason": reason,
+        }
+        return self._c._model(ep.EndpointRead, "POST", self._base(project), json=body)
+
+    def list(
+        self, project: str | None = None, selector: str | None = None
+    ) -> builtins.list[ep.EndpointRead]:
+        """A project's endpoints (every page), optionally those matching a label selector."""
+        return list(self._c._pages(ep.EndpointRead, self._base(project), {"selector": selector}))
+
+    def get(self, name: str, project: str | None = None) -> ep.EndpointRead:
+        """An endpoint: its spec, and its status (phase, variants, replicas).
+
+        Raises:
+            stratus.errors.NotFound: no endpoint of that name in the project.
+        """
+        return self._c._model(ep.EndpointRead, "GET", self._path(name, project))
+
+    def update(
+        self,
+        name: str,
+        *,
+        project: str | None = None,
+        description: str | None = None,
+        labels: dict[str, str] | None = None,
+        public: bool | None = None,
+        variants: Sequence[Variant] | None = None,
+        reason: str = "",
+        resource_version: int | None = None,
+    ) -> ep.EndpointRead:
+        """Change an endpoint; None leaves a field as it is.
+
+        Args:
+            name: the endpoint's name.
+            project: the project (default: the client's).
+            description: free text.
+            labels: replace the labels.
+            public: callable without a credential.
+            variants: replace every variant: a rolling update (replicas of unchanged
+                variants keep serving).
+            reason: why (kept in the endpoint's history).
+            resource_version: fail with StaleResource unless the endpoint is still at it.
+        """
+        body: dict[str, Any] = {
+            "description": description,
+            "labels": labels,
+            "public": public,
+            "variants": None if variants is None else [_variant_body(v) for v in variants],
+            "resource_version": resource_version,
+        }
+        body = {k: v for k, v in body.items() if v is not None}
+        body["reason"] = reason
+        return self._c._model(ep.EndpointRead, "PATCH", self._path(name, project), json=body)
+
+    def delete(self, name: str, project: str | None = None) -> None:
+        """Delete an endpoint; its replicas drain and stop."""
+        self._c._send("DELETE", self._path(name, project))
+
+    # --- rollouts --------------------------------------------------------------------------------
+
+    def canary(
+        self,
+        name: str,
+        model: str,
+        traffic: int = 10,
+        *,
+        replicas: int | None = None,
+        project: str | None = None,
+        reason: str = "",
+        resource_version: int | None = None,
+    ) -> ep.EndpointRead:
+        """Add (or replace) the `canary` variant, serving `model` to `traffic` percent of the
+        requests, taken from the main variant.
+
+        Args:
+            name: the endpoint's name.
+            model: `NAME`, `NAME:VERSION` or `NAME@ALIAS`.
+            traffic: the canary's share of requests, 1 to 99 percent.
+            replicas: the canary's replicas (default: as many as the main variant).
+            project: the project (default: the client's).
+            reason: why (kept in the endpoint's history).
+            resource_version: fail with StaleResource unless the endpoint is still at it.
+        """
+        body = _without_none(
+            {
+                "model": model,
+                "traffic": traffic,
+                "replicas": replicas,
+                "reason": reason,
+                "resource_version": resource_version,
+            }
+        )
+        path = f"{self._path(name, project)}/canary"
+        return self._c._model(ep.EndpointRead, "POST", path, json=body)
+
+    def shadow(
+        self,
+        name: str,
+        model: str,
+        *,
+        replicas: int = 1,
+        project: str | None = None,
+        reason: str = "",
+        resource_version: int | None = None,
+    ) -> ep.EndpointRead:
+        """Add (or replace) the `shadow` variant: it gets a copy of every request, and its
+        answers are dropped (compare them in its logs and metrics).
+
+        Args:
+            name: the endpoint's name.
+            model: `NAME`, `NAME:VERSION` or `NAME@ALIAS`.
+            replicas: the shadow's replicas.
+            project: the project (default: the client's).
+            reason: why (kept in the endpoint's history).
+            resource_version: fail with StaleResource unless the endpoint is still at it.
+        """
+        body = _without_none(
+            {
+                "model": model,
+                "replicas": replicas,
+                "reason": reason,
+                "resource_version": resource_version,
+            }
+        )
+        path = f"{self._path(name, project)}/shadow"
+        return self._c._model(ep.EndpointRead, "POST", path, json=body)
+
+    def remove_variant(
+        self, name: str, variant: str, *, project: str | None = None, reason: str = ""
+    ) -> ep.EndpointRead:
+        """Remove one variant (say the shadow); a removed canary gives its traffic back."""
+        path = f"{self._path(name, project)}/variants/{seg(variant)}"
+        return self._c._model(ep.EndpointRead, "DELETE", path, params={"reason": reason})
+
+    def promote(
+        self,
+        name: str,
+        *,
+        project: str | None = None,
+        reason: str = "",
+        resource_version: int | None = None,
+    ) -> ep.EndpointRead:
+        """Make the canary's version the main one, serving all the traffic.
+
+        Raises:
+            stratus.errors.Conflict: the endpoint has no canary.
+        """
+        body = _without_none({"reason": reason, "resource_version": resource_version})
+        path = f"{self._path(name, project)}/promote"
+        return self._c._model(ep.EndpointRead, "POST", path, json=body)
+
+    def rollback(
+        self,
+        name: str,
+        *,
+        to_revision: int | None = None,
+        project: str | None = None,
+        reason: str = "",
+        resource_version: int | None = None,
+    ) -> ep.EndpointRead:
+        """Drop the canary; with none, return to the revision before the current one, or to
+        `to_revision` (see `history`).
+
+        Raises:
+            stratus.errors.NotFound: no such revision.
+            stratus.errors.Conflict: there is nothing to roll back to.
+        """
+        body = _without_none(
+            {"reason": reason, "to_revision": to_revision, "resource_version": resource_version}
+        )
+        path = f"{self._path(name, project)}/rollback"
+        return self._c._model(ep.EndpointRead, "POST", path, json=body)
+
+    def history(
+        self, name: str, *, project: str | None = None, limit: int | None = None
+    ) -> builtins.list[ep.RevisionRead]:
+        """The endpoint's revisions, newest first: who changed what, when and why.
+
+        Args:
+            name: the endpoint's name.
+            project: the project (default: the client's).
+            limit: at most this many (default: all).
+        """
+        params = {"limit": min(limit, MAX_LIMIT) if limit else None}
+        path = f"{self._path(name, project)}/history"
+        revisions: builtins.list[ep.RevisionRead] = []
+        for revision in self._c._pages(ep.RevisionRead, path, params):
+            revisions.append(revision)
+            if limit is not None and len(revisions) >= limit:
+                break
+        return revisions
+
+    def logs(
+        self,
+        name: str,
+        replica: str | None = None,
+        lines: int = 100,
+        *,
+        project: str | None = None,
+    ) -> builtins.list[ep.LogLines]:
+        """The last `lines` lines of each replica's log (or of one `replica`)."""
+        params = _without_none({"replica": replica, "lines": lines})
+        data = self._c._json("GET", f"{self._path(name, project)}/logs", params=params)
+        return [ep.LogLines.model_validate(item) for item in data or []]
+
+    def wait_ready(
+        self,
+        name: str,
+        timeout: float = 120.0,
+        project: str | None = None,
+        *,
+        interval: float = 0.5,
+    ) -> ep.EndpointRead:
+        """Poll until the endpoint serves its current spec: phase `ready`, and every variant's
+        replicas ready and on the variant's version.
+
+        Args:
+            name: the endpoint's name.
+            timeout: seconds to wait.
+            project: the project (default: the client's).
+            interval: seconds between polls.
+
+        Returns:
+            The ready endpoint.
+
+        Raises:
+            stratus.errors.ServiceUnavailable: the phase is `failed`, or the endpoint was not
+                ready in time; the message names the phase, the server's message and what
+                each variant still waits for.
+        """
+        start = time.monotonic()
+        while True:
+            endpoint = self.get(name, project)
+            waiting_for = not_ready(endpoint)
+            if waiting_for is None:
+                return endpoint
+            now = time.monotonic()
+            current = endpoint.status.observed_revision == endpoint.spec.revision
+            if current and endpoint.status.phase == "failed":
+                raise ServiceUnavailable(f"endpoint {name!r} failed: {waiting_for}")
+            if now - start >= timeout:
+                raise ServiceUnavailable(
+                    f"endpoint {name!r} was not ready after {timeout:g}s: {waiting_for}"
+                )
+            time.sleep(max(0.0, min(interval, start + timeout - now)))
+
+    # --- inference -------------------------------------------------------------------------------
+
+    def predict(
+        self,
+        name: str,
+        instances: Any = None,
+        *,
+        project: str | None = None,
+        protocol: Protocol = "plain",
+        body: Any = None,
+        content_type: str | None = None,
+    ) -> Prediction:
+        """Call the endpoint through the gateway.
+
+        Give either `instances` (rows as lists or as {column: value} objects, a pandas
+        DataFrame, a pyarrow Table or a numpy array), which the SDK puts in the body
+        `protocol` wants, or a ready `body` sent as it is.
+
+        Args:
+            name: the endpoint's name.
+            instances: the rows to predict.
+            project: the project (default: the client's).
+            protocol: `plain` (POST .../predict, {"instances": [...]}), `mlflow`
+                (POST .../invocations, the MLflow scoring protocol) or `v2` (POST
+                .../v2/models/NAME/infer, the Open Inference Protocol).
+            body: the request body instead of `instances`: bytes or str sent as they are
+                (say CSV for `mlflow` with content_type="text/csv"), anything else as JSON.
+            content_type: the body's MIME type (default: application/json).
+
+        Returns:
+            A `Prediction`: one prediction per row, which version and variant answered, and
+            the request id.
+
+        Raises:
+            stratus.errors.InvalidInput: the rows do not fit the model's signature (the
+                message names the input and the row).
+            stratus.errors.NotFound: no such endpoint (or one you may not call).
+            stratus.errors.ServiceUnavailable: the endpoint has no ready replica.
+        """
+        if (instances is None) == (body is None):
+            raise InvalidInput("give either instances or body")
+        path = self._inference(name, project) + path_of(protocol, seg(name))
+        try:
+            if body is None:
+                content = dump_json(request_body(protocol, instances))
+            elif isinstance(body, bytes):
+                content = body
+            elif isinstance(body, str):
+                content = body.encode()
+            else:
+                content = dump_json(body)
+        except TypeError as exc:  # orjson's JSONEncodeError is a TypeError
+            raise InvalidInput(f"the request cannot be sent as JSON: {exc}") from None
+        headers = {"content-type": content_type or "application/json"}
+        response = self._c._send("POST", path, content=content, headers=headers)
+        try:
+            parsed = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            raise StratusError(
+                f"endpoint {name!r} answered {response.status_code} without a JSON body: "
+                f"{response.text[:200]!r}"
+            ) from None
+        return Prediction(
+            predictions=predictions_of(parsed),
+            model_version=response.headers.get("x-stratus-model-version", ""),
+            variant=response.headers.get("x-stratus-variant", ""),
+            request_id=response.headers.get("x-request-id", ""),
+            body=parsed,
+        )
+
+    def metadata(self, name: str, project: str | None = None) -> dict[str, Any]:
+        """The served model's v2 metadata: its name, versions, inputs and outputs."""
+        path = f"{self._inference(name, project)}/v2/models/{seg(name)}"
+        data: dict[str, Any] = self._c._json("GET", path)
+        return data
+
+
+# --- pure helpers ----------------------------------------------------------------------------
+
+
+def _without_none(body: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if v is not None}
+
+
+def _variant_body(variant: Variant) -> dict[str, Any]:
+    if isinstance(variant, ep.VariantSpec):
+        return variant.model_dump(mode="json", exclude_none=True)
+    return dict(variant)
+
+
+def main_variant(spec: ep.EndpointSpec) -> ep.VariantSpec:
+    """The variant `deploy` rolls over: `main`, else the first live one that is not the
+    canary (the variant a canary takes its traffic from)."""
+    live = [v for v in spec.variants if not v.shadow and v.name != "canary"]
+    for variant in live:
+        if variant.name == "main":
+            return variant
+    if not live:
+        raise InvalidInput("the endpoint has no main variant to deploy to")
+    return live[0]
+
+
+def rolled_variants(
+    spec: ep.EndpointSpec, model: str, *, replicas: int | None, batching: Mapping[str, Any]
+) -> builtins.list[dict[str, Any]]:
+    """The variants after `deploy`: the main one serves `model` with `replicas` (None: as
+    many as now) and any new `batching` settings, keeping its traffic; the others are sent
+    back as they are, pinned version included, so they do not change."""
+    target = main_variant(spec).name
+    out = []
+    for variant in spec.variants:
+        body = variant.model_dump(mode="json", exclude_none=True)
+        if variant.name == target:
+            body.pop("version", None)  # the server pins the new reference
+            body["model"] = model
+            if replicas is not None:
+                body["replicas"] = replicas
+            body["batching"] = {**body.get("batching", {}), **batching}
+        out.append(body)
+    return out
+
+
+def not_ready(endpoint: ep.EndpointRead) -> str | None:
+    """None when the endpoint serves its spec with every replica ready and updated; else what
+    it still waits for, for a person to read."""
+    status = endpoint.status
+    problems = []
+    if status.observed_revision != endpoint.spec.revision:
+        problems.append(f"the controller has not yet seen revision {endpoint.spec.revision}")
+    observed = {v.name: v for v in status.variants}
+    for variant in endpoint.spec.variants:
+        seen = observed.get(variant.name)
+        if seen is None:
+            problems.append(f"variant {variant.name} not started")
+            continue
+        if variant.version is not None and seen.version != variant.version:
+            problems.append(f"variant {variant.name} on version {seen.version}")
+        desired = variant.replicas
+        if seen.desired != desired or seen.ready != desired or seen.updated != desired:
+            note = f"variant {variant.name}: {seen.ready}/{desired} ready, {seen.updated} updated"
+            problems.append(note + (f" ({seen.message})" if seen.message else ""))
+    if status.phase == "ready" and not problems:
+        return None
+    head = f"phase {status.phase}" + (f": {status.message}" if status.message else "")
+    return "; ".join([head, *problems])

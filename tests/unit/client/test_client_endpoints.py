@@ -1,0 +1,92 @@
+"""The SDK's endpoint logic that needs no server: how `deploy` rolls the main variant over,
+and how `wait_ready` reads a status against its spec. (What the SDK sends, and what the real
+server answers, is covered end to end in tests/integration/test_endpoints_cli.py.)"""
+
+from __future__ import annotations
+
+import pytest
+
+from stratus.client._endpoints import not_ready, rolled_variants
+from stratus.core.errors import InvalidInput
+from stratus.endpoints import schemas as ep
+
+
+def test_rolled_variants_moves_main_and_keeps_the_others() -> None:
+    spec = ep.EndpointSpec(
+        variants=[
+            ep.VariantSpec(name="main", model="m:1", version=1, replicas=2, traffic=90),
+            ep.VariantSpec(name="canary", model="m:3", version=3, traffic=10),
+        ]
+    )
+    main, canary = rolled_variants(spec, "m@prod", replicas=None, batching={"max_wait_ms": 2})
+    assert (main["model"], "version" in main, main["replicas"], main["traffic"]) == (
+        "m@prod", False, 2, 90,
+    )  # fmt: skip
+    assert main["batching"] == {"max_batch_size": 64, "max_wait_ms": 2}
+    assert canary == spec.variants[1].model_dump(mode="json")
+
+
+def test_rolled_variants_needs_a_main_variant() -> None:
+    only_shadow = ep.EndpointSpec.model_construct(
+        variants=[ep.VariantSpec(name="shadow", model="m", shadow=True, traffic=0)]
+    )
+    with pytest.raises(InvalidInput, match="no main variant"):
+        rolled_variants(only_shadow, "m:2", replicas=1, batching={})
+    spec = ep.EndpointSpec(variants=[ep.VariantSpec(name="blue", model="m:1", version=1)])
+    (blue,) = rolled_variants(spec, "m:2", replicas=None, batching={})
+    assert (blue["name"], blue["model"], "version" in blue) == ("blue", "m:2", False)
+
+
+def _endpoint(
+    phase: str, spec_version: int, seen_version: int, ready: int, observed: int = 4
+) -> ep.EndpointRead:
+    return ep.EndpointRead.model_validate(
+        {
+            "metadata": {
+                "name": "api",
+                "uid": "u",
+                "resource_version": 1,
+                "created_at": "2030-01-01T00:00:00Z",
+                "updated_at": "2030-01-01T00:00:00Z",
+            },
+            "spec": {
+                "variants": [{"model": "m", "version": spec_version, "replicas": 2}],
+                "revision": 4,
+            },
+            "status": {
+                "phase": phase,
+                "observed_revision": observed,
+                "variants": [
+                    {
+                        "name": "main",
+                        "model": "m",
+                        "version": seen_version,
+                        "desired": 2,
+                        "ready": ready,
+                        "updated": ready,
+                    }
+                ],
+            },
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("phase", "spec_version", "seen_version", "ready", "observed", "expected"),
+    [
+        ("ready", 2, 2, 2, 4, None),
+        ("ready", 2, 2, 2, 3, "phase ready; the controller has not yet seen revision 4"),
+        ("ready", 3, 2, 2, 4, "phase ready; variant main on version 2"),
+        ("updating", 2, 2, 1, 4, "phase updating; variant main: 1/2 ready, 1 updated"),
+        ("degraded", 2, 2, 2, 4, "phase degraded"),
+    ],
+)
+def test_not_ready_compares_the_status_with_the_spec(
+    phase: str,
+    spec_version: int,
+    seen_version: int,
+    ready: int,
+    observed: int,
+    expected: str | None,
+) -> None:
+    assert not_ready(_endpoint(phase, spec_version, seen_version, ready, observed)) == expected
