@@ -1,8 +1,14 @@
-"""Running a model's predict for concurrent requests, on one worker thread off the event loop.
+"""Running a model's predict for concurrent requests.
 
 `AdaptiveBatcher` merges requests that arrive while the model is busy into one batch (adding no
 latency when it is idle); `DirectRunner` runs each request alone, for models whose predict does
 not get cheaper per row in batches. `runner_for` picks one; `take_batch` is the merging policy.
+
+A replica predicts on its event loop (`on_loop`): it has nothing else to do meanwhile, requests
+that arrive during a predict wait in the socket and form the next batch, and it saves the hop
+to a worker thread and back, which measured 0.3-0.5 ms of CPU per request for a 1-row
+LogisticRegression (a third of its cost). Elsewhere predict runs on one worker thread, so the
+loop stays free.
 """
 
 from __future__ import annotations
@@ -59,11 +65,16 @@ def runner_for(
     max_batch_size: int = 64,
     max_wait_ms: float = 0.0,
     on_batch: OnBatch | None = None,
+    on_loop: bool = False,
 ) -> Runner:
     """An `AdaptiveBatcher` if the model supports batching, else a `DirectRunner`."""
     if model.supports_batching:
         return AdaptiveBatcher(
-            model.predict, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, on_batch=on_batch
+            model.predict,
+            max_batch_size=max_batch_size,
+            max_wait_ms=max_wait_ms,
+            on_batch=on_batch,
+            on_loop=on_loop,
         )
     return DirectRunner(model.predict, on_batch=on_batch)
 
@@ -99,10 +110,12 @@ _Outcome = tuple[list["Predictions | BaseException"], int, float]
 
 
 class AdaptiveBatcher:
-    """Merges concurrent requests into batches for one model, predicting on one worker thread.
+    """Merges concurrent requests into batches for one model, predicting on one worker thread
+    (or, with `on_loop`, on the event loop itself).
 
     When the model is idle a request starts at once (after waiting up to `max_wait_ms` for
-    company, if that is above 0). Requests that arrive while a batch runs queue up; the next
+    company, if that is above 0; on the loop, after the requests already read in the same
+    turn of the loop have queued). Requests that arrive while a batch runs queue up; the next
     batch takes as many of them, oldest first, as fit in `max_batch_size` rows. Each request
     gets its own rows' predictions; if predict raises, every request of the batch gets that
     exception. A request whose caller is cancelled is dropped. Use from one event loop.
@@ -118,6 +131,7 @@ class AdaptiveBatcher:
         max_batch_size: int = 64,
         max_wait_ms: float = 0.0,
         on_batch: OnBatch | None = None,
+        on_loop: bool = False,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}")
@@ -134,10 +148,11 @@ class AdaptiveBatcher:
         # until the queue is empty; batches chain through callbacks, with no task of their own,
         # so a result reaches its caller in one hop from the worker thread.
         self._busy = False
-        self._timer: asyncio.TimerHandle | None = None  # the wait for company, while it lasts
+        self._timer: asyncio.Handle | None = None  # the wait for company, while it lasts
         self._drained: asyncio.Future[None] | None = None  # close() waits on it
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self._on_loop = on_loop
 
     async def submit(self, batch: Batch) -> Predictions:
         if self._closed:
@@ -150,6 +165,8 @@ class AdaptiveBatcher:
             self._busy = True
             if self._max_wait > 0 and self._queued_rows < self._max_batch_size:
                 self._timer = loop.call_later(self._max_wait, self._start_next)
+            elif self._on_loop:
+                self._timer = loop.call_soon(self._start_next)  # after requests already read
             else:
                 self._start_next()
         elif self._timer is not None and self._queued_rows >= self._max_batch_size:
@@ -176,6 +193,14 @@ class AdaptiveBatcher:
             return
         loop = self._loop
         assert loop is not None
+        if self._on_loop:
+            done: Future[list[_Outcome]] = Future()
+            try:
+                done.set_result(self._run([p.batch for p in taken]))
+            except BaseException as exc:  # SystemExit and the like: `_finish` fails the batch
+                done.set_exception(exc)
+            self._finish(taken, done)
+            return
         work = self._executor.submit(self._run, [p.batch for p in taken])
         work.add_done_callback(lambda done: _call_soon_threadsafe(loop, self._finish, taken, done))
 

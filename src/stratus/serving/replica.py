@@ -100,6 +100,7 @@ class Replica:
             max_batch_size=spec.max_batch_size,
             max_wait_ms=spec.max_wait_ms,
             on_batch=self.stats.on_batch,
+            on_loop=True,
         )
         self.hello = orjson.dumps(
             {

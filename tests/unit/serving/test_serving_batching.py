@@ -453,3 +453,50 @@ def test_runner_for_picks_by_supports_batching() -> None:
             await runner.close()
 
     asyncio.run(main())
+
+
+# --- predicting on the event loop (as replicas do) ---------------------------------------------
+
+
+def test_on_the_loop_requests_read_together_are_one_batch() -> None:
+    model = Model()
+    sizes: list[int] = []
+
+    async def main() -> None:
+        batcher = AdaptiveBatcher(
+            model.predict, max_batch_size=4, on_batch=lambda n, s: sizes.append(n), on_loop=True
+        )
+        results = await asyncio.gather(*(batcher.submit(rows(i)) for i in range(6)))
+        assert [ids_of(r) for r in results] == [[i * 10] for i in range(6)]
+        assert ids_of(await batcher.submit(rows(7))) == [70]  # idle: alone, at once
+        await batcher.close()
+        with pytest.raises(ServiceUnavailable):
+            await batcher.submit(rows(8))
+
+    asyncio.run(main())
+    assert model.batches == [[0, 1, 2, 3], [4, 5], [7]]
+    assert sizes == [4, 2, 1]
+    assert model.threads == {threading.get_ident()}  # no worker thread
+
+
+def test_on_the_loop_a_failure_fails_its_batch_only() -> None:
+    model = Model()
+    model.fail_on = 2
+
+    def exits(batch: Batch) -> np.ndarray:
+        raise SystemExit(3)
+
+    async def main() -> None:
+        batcher = AdaptiveBatcher(model.predict, max_batch_size=2, on_loop=True)
+        results = await asyncio.gather(
+            *(batcher.submit(rows(i)) for i in range(4)), return_exceptions=True
+        )
+        assert isinstance(results[2], PredictionError) and isinstance(results[3], PredictionError)
+        assert [ids_of(r) for r in results[:2]] == [[0], [10]]
+        await batcher.close()
+        exiting = AdaptiveBatcher(exits, on_loop=True)
+        with pytest.raises(PredictionError, match="SystemExit"):
+            await exiting.submit(rows(1))
+        await exiting.close()
+
+    asyncio.run(main())
