@@ -230,6 +230,35 @@ def test_deploy_and_call_in_three_protocols(served: Served) -> None:
     assert httpx.get(f"{served.platform.url}/v2/health/live").status_code == 200
 
 
+def test_an_onnx_model_behind_two_replicas(served: Served, tmp_path: Path) -> None:
+    skl2onnx = pytest.importorskip("skl2onnx")
+    from sklearn.linear_model import LogisticRegression
+
+    x = served.frame.to_numpy()
+    y = (served.frame["mean radius"] > 14).astype(int).to_numpy()
+    model = LogisticRegression(max_iter=5000).fit(x, y)
+    onnx_file = tmp_path / "model.onnx"
+    onnx_file.write_bytes(skl2onnx.to_onnx(model, x[:1].astype("float32")).SerializeToString())
+    with served.platform.client() as sdk:
+        version = sdk.models.push(onnx_file, "cancer-onnx")
+    assert version.flavor == "onnx"
+    endpoint = served.deploy("onnx", "cancer-onnx", replicas=2)
+    assert len(ready_pids(endpoint)) == 2
+    rows = [served.row(i) for i in range(5)]
+    expected = model.predict(x[:5]).tolist()
+    plain = served.predict("onnx", rows)
+    assert plain.status_code == 200, plain.text
+    assert plain.json()["predictions"] == expected
+    assert plain.headers["x-stratus-model-version"] == "cancer-onnx:1"
+    mlflow = served.http.post("/inference/default/onnx/invocations", json={"instances": rows})
+    assert mlflow.status_code == 200 and mlflow.json()["predictions"] == expected
+    tensor = {"name": "X", "shape": [5, 30], "datatype": "FP32", "data": rows}
+    v2 = served.http.post("/inference/default/onnx/v2/models/onnx/infer", json={"inputs": [tensor]})
+    assert v2.status_code == 200, v2.text
+    assert v2.json()["outputs"][0]["data"] == expected, v2.json()
+    assert served.api("DELETE", "/onnx").status_code == 204
+
+
 def test_gateway_refuses_bad_requests_with_clear_errors(served: Served) -> None:
     served.wait("lr", all_ready)
     short = served.predict("lr", [served.row()[:5]])
