@@ -497,3 +497,24 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state not in ("Z", "X")
+
+
+def test_up_demo_serves_a_model_at_once(tmp_path: Path) -> None:
+    platform = LocalPlatform(tmp_path / "home", extra_args=["--demo"]).start()
+    pids: set[int] = set()
+    try:
+        with platform.client() as sdk:
+            ready = sdk.endpoints.wait_ready("demo", timeout=60)
+            pids = {r.pid for r in ready.status.replicas if r.pid}
+            answer = sdk.endpoints.predict("demo", [[17.99, 10.38, 122.8, 1001.0] + [0.1] * 26])
+            assert answer.model_version == "demo:1" and answer.predictions in ([0], [1])
+            assert sdk.models.version("demo@production").metrics["accuracy"] > 0.9
+        platform.stop()
+        platform.start()  # seeding again leaves what is there
+        with platform.client() as sdk:
+            assert [v.version for v in sdk.models.versions("demo")] == [1]
+            sdk.endpoints.wait_ready("demo", timeout=60)
+        assert "already there" in platform.log_path.read_text()
+    finally:
+        platform.stop()
+    assert not any(_alive(pid) for pid in pids)

@@ -18,10 +18,12 @@ import hashlib
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 from stratus.compute.backend import ComputeBackend, ReplicaHandle, ReplicaState
 from stratus.core.clock import utcnow
@@ -39,6 +41,7 @@ from stratus.serving.wire import Kind
 
 log = logging.getLogger("stratus.endpoints")
 
+T = TypeVar("T")
 CRASH_LOOP = 3  # consecutive failures after which a variant counts as failing
 
 
@@ -128,8 +131,14 @@ class EndpointController:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._prepared = False
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="stratus-controller")
 
     # --- lifecycle ---------------------------------------------------------------------------
+
+    def _blocking(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Run blocking work (database, store, processes) on the controller's own threads, so
+        slow replica stops never hold up the gateway's use of the loop's default executor."""
+        return asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -159,11 +168,12 @@ class EndpointController:
                 await replica.link.connection.close()
         if self.config.stop_replicas_on_shutdown and replicas:
             await asyncio.gather(
-                *(asyncio.to_thread(self.backend.stop_replica, r.handle, 5.0) for r in replicas),
+                *(self._blocking(self.backend.stop_replica, r.handle, 5.0) for r in replicas),
                 return_exceptions=True,
             )
         self.replicas.clear()
-        await asyncio.to_thread(self.backend.close)
+        await self._blocking(self.backend.close)
+        self._pool.shutdown(wait=False)
 
     async def _run(self) -> None:
         assert self._wake is not None
@@ -187,18 +197,18 @@ class EndpointController:
     async def _prepare(self) -> None:
         if not self._prepared:
             self._prepared = True
-            await asyncio.to_thread(self.backend.prepare)
+            await self._blocking(self.backend.prepare)
 
     async def _adopt(self) -> None:
-        handles = await asyncio.to_thread(self.backend.running)
+        handles = await self._blocking(self.backend.running)
         if not handles:
             return
-        wanted = {d.uid: d for d in await asyncio.to_thread(self.service.desired)}
+        wanted = {d.uid: d for d in await self._blocking(self.service.desired)}
         for handle in handles:
             parsed = parse_replica_id(handle.replica_id)
             if parsed is None or parsed[0] not in wanted:
                 log.info("stopping replica %s: no endpoint wants it", handle.replica_id)
-                await asyncio.to_thread(self.backend.stop_replica, handle, 5.0)
+                await self._blocking(self.backend.stop_replica, handle, 5.0)
                 continue
             endpoint_uid, variant, version, template = parsed
             self.replicas[handle.replica_id] = Replica(
@@ -214,7 +224,7 @@ class EndpointController:
     # --- one pass ----------------------------------------------------------------------------
 
     async def reconcile(self) -> None:
-        desired = await asyncio.to_thread(self.service.desired)
+        desired = await self._blocking(self.service.desired)
         if desired:
             await self._prepare()
         wanted = {d.uid: d for d in desired}
@@ -245,7 +255,7 @@ class EndpointController:
                                              and not r.link.usable)
         ]  # fmt: skip
         statuses = await asyncio.gather(
-            *(asyncio.to_thread(self.backend.status, r.handle) for r in checks)
+            *(self._blocking(self.backend.status, r.handle) for r in checks)
         )
         now = time.time()
         for replica, status in zip(checks, statuses, strict=True):
@@ -325,7 +335,7 @@ class EndpointController:
     async def _start(self, endpoint: DesiredEndpoint, variant: s.VariantSpec) -> None:
         assert variant.version is not None
         ref = parse_ref(variant.model)
-        version, model_dir = await asyncio.to_thread(
+        version, model_dir = await self._blocking(
             self.registry.materialize,
             endpoint.project,
             ref.model,
@@ -352,7 +362,7 @@ class EndpointController:
             max_batch_size=variant.batching.max_batch_size,
             max_wait_ms=variant.batching.max_wait_ms,
         )
-        handle = await asyncio.to_thread(self.backend.start_replica, replica_id, spec)
+        handle = await self._blocking(self.backend.start_replica, replica_id, spec)
         self.replicas[replica_id] = Replica(
             id=replica_id,
             endpoint_uid=endpoint.uid,
@@ -381,7 +391,7 @@ class EndpointController:
                 while connection.in_flight and time.monotonic() < deadline:
                     await asyncio.sleep(0.01)
                 await connection.close()
-            await asyncio.to_thread(
+            await self._blocking(
                 self.backend.stop_replica, replica.handle, self.config.drain_seconds
             )
             log.info("stopped replica %s", replica.id)
@@ -389,7 +399,7 @@ class EndpointController:
             self.replicas.pop(replica.id, None)
 
     def _stop_later(self, replica: Replica) -> None:
-        self._spawn(asyncio.to_thread(self.backend.stop_replica, replica.handle, 2.0))
+        self._spawn(self._blocking(self.backend.stop_replica, replica.handle, 2.0))
 
     def _spawn(self, work: Awaitable[object]) -> None:
         task = asyncio.ensure_future(work)
@@ -502,7 +512,7 @@ class EndpointController:
         )
         stale = time.monotonic() - known.written_at > 30
         if comparable != known.status or stale:
-            await asyncio.to_thread(self.service.write_status, known.endpoint.uid, status)
+            await self._blocking(self.service.write_status, known.endpoint.uid, status)
             known.status, known.written_at = comparable, time.monotonic()
             route = self.routes.get(known.endpoint.project, known.endpoint.name)
             if route is not None:
