@@ -6,8 +6,9 @@ RandomForest, both on scikit-learn's breast-cancer data, as ../shared/bench/trai
 trains them) it measures single-row JSON requests with wrk (loopback, bounded runs) at each
 concurrency, req/s and p50/p99, for:
   stratus           a throwaway `stratus up` (stratus.testing.LocalPlatform): the model pushed
-                    as skops, an endpoint of 2 replicas, requests through the gateway with an
-                    API key (`POST /inference/default/bench-<m>/predict {"instances": [row]}`)
+                    as skops, an endpoint (under load: --replicas, lr=1 and rf=2), requests
+                    through the gateway with an API key
+                    (`POST /inference/default/bench-<m>/predict {"instances": [row]}`)
   in-process        model.predict in this process (1 row, 64 rows, json+predict+dump), as
                     ../shared/bench/inprocess_limit.py does
   thin-w2           ../shared/bench/servers/thin_app.py on uvicorn --workers 2
@@ -694,7 +695,10 @@ def run_stratus_model(
 ) -> dict[str, Any]:
     args = run.args
     body = json.dumps({"instances": [row]}).encode()
-    res: dict[str, Any] = {"setting": "gateway, API key, 2 replicas (local fork server)"}
+    load_replicas = args.replicas.get(m.name, 2)
+    res: dict[str, Any] = {
+        "setting": f"gateway, API key, {load_replicas} replica(s) under load (local fork server)"
+    }
     t0 = time.perf_counter()
     ref = run.push(m, X)
     res["push_s"] = time.perf_counter() - t0
@@ -742,6 +746,10 @@ def run_stratus_model(
     colds = [c["cold_s"] for c in res["cold_starts"]]
     res["cold_s"] = max(colds)
     res["cold_s_median"] = med(colds)
+    if load_replicas != 2:
+        run.scale(name, ref, load_replicas)
+        run.wait_ready(name, load_replicas)
+    res["load_replicas"] = load_replicas
     headers = {"Authorization": f"Bearer {run.platform.api_key}"}
     lua = write_lua(ps, args.work / f"post-stratus-{m.name}.lua", body, headers)
     res["wrk"] = load_matrix(ps, run.platform.url + run.predict_path(name), lua, args)
@@ -913,6 +921,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument("--models", default="lr,rf", help="lr,rf")
+    ap.add_argument(
+        "--replicas",
+        default="lr=1,rf=2",
+        type=lambda text: {k: int(v) for k, v in (kv.split("=") for kv in text.split(","))},
+        help="Stratus replicas under load per model (LR: the gateway and one replica already "
+        "fill 2 cores; a second replica only adds contention)",
+    )
     ap.add_argument("--conc", default="1,8,64", help="wrk connections, comma-separated")
     ap.add_argument("--duration", type=int, default=10, help="seconds per wrk point")
     ap.add_argument("--repeats", type=int, default=1, help="wrk runs per point; deploys")

@@ -32,6 +32,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PredictFn = Callable[[Batch], "Predictions"]
+# Under load, requests reach a busy model in waves: those answered together come back
+# together. Without care the waves never merge (each predict takes one wave), which starves a
+# model whose predict costs about the same for 1 row as for 64. So once batches hold several
+# requests, the next batch lingers while its wave is still arriving: until no request came for
+# LINGER_GAP_SECONDS, at most a share of the last predict's time (capped). A lone caller
+# (batches of one request) never waits.
+LINGER_SHARE = 1.0
+LINGER_CAP_SECONDS = 0.02
+LINGER_GAP_SECONDS = 0.003
 OnBatch = Callable[[int, float], None]
 
 
@@ -153,18 +162,26 @@ class AdaptiveBatcher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._on_loop = on_loop
+        self._last_requests = 0  # requests in the last batch, and its predict's seconds
+        self._last_seconds = 0.0
+        self._last_arrival = 0.0  # loop time of the newest request
+        self._linger_until = 0.0  # while lingering: when the batch goes whatever happens
 
     async def submit(self, batch: Batch) -> Predictions:
         if self._closed:
             raise ServiceUnavailable("the model is shutting down; retry on another replica")
         loop = self._loop = asyncio.get_running_loop()
         pending = _Pending(batch, loop.create_future())
+        self._last_arrival = loop.time()
         self._queue.append(pending)
         self._queued_rows += batch.n_rows
         if not self._busy:
             self._busy = True
+            linger = 0.0 if self._max_wait else self._linger()
             if self._max_wait > 0 and self._queued_rows < self._max_batch_size:
                 self._timer = loop.call_later(self._max_wait, self._start_next)
+            elif linger > 0 and self._queued_rows < self._max_batch_size:
+                self._begin_linger(linger)
             elif self._on_loop:
                 self._timer = loop.call_soon(self._start_next)  # after requests already read
             else:
@@ -214,7 +231,35 @@ class AdaptiveBatcher:
                 outcomes = [([error] * len(taken), sum(p.batch.n_rows for p in taken), 0.0)]
             self._deliver(taken, outcomes)
         finally:
+            linger = 0.0 if self._max_wait else self._linger()
+            if linger > 0 and self._queue and self._queued_rows < self._max_batch_size:
+                self._begin_linger(linger)
+            else:
+                self._start_next()
+
+    def _begin_linger(self, seconds: float) -> None:
+        loop = self._loop
+        assert loop is not None
+        self._linger_until = loop.time() + seconds
+        self._timer = loop.call_later(min(LINGER_GAP_SECONDS, seconds), self._linger_check)
+
+    def _linger_check(self) -> None:
+        """Go once the wave stopped arriving (a quiet gap), or the linger is over."""
+        loop = self._loop
+        assert loop is not None
+        now = loop.time()
+        quiet = now - self._last_arrival
+        if quiet >= LINGER_GAP_SECONDS or now >= self._linger_until:
             self._start_next()
+            return
+        wait = min(LINGER_GAP_SECONDS - quiet, self._linger_until - now)
+        self._timer = loop.call_later(wait, self._linger_check)
+
+    def _linger(self) -> float:
+        """How long the next batch waits for company (0 unless batches hold several requests)."""
+        if self._last_requests < 2:
+            return 0.0
+        return min(LINGER_CAP_SECONDS, LINGER_SHARE * self._last_seconds)
 
     def _take(self) -> list[_Pending]:
         """Pop the next batch's requests off the queue, skipping cancelled ones."""
@@ -275,6 +320,8 @@ class AdaptiveBatcher:
                 pending.future.set_exception(result)
             else:
                 pending.future.set_result(result)
+        self._last_requests = len(taken)
+        self._last_seconds = sum(seconds for _, _, seconds in outcomes)
         for _, rows, seconds in outcomes:
             _report(self._on_batch, rows, seconds)
 

@@ -500,3 +500,46 @@ def test_on_the_loop_a_failure_fails_its_batch_only() -> None:
         await exiting.close()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("on_loop", [True, False], ids=["on-loop", "thread"])
+def test_after_a_busy_batch_the_next_one_waits_for_its_wave(
+    monkeypatch: pytest.MonkeyPatch, on_loop: bool
+) -> None:
+    """Requests answered together come back together, a little apart: once batches hold several
+    requests, the next batch lingers so that such a wave is predicted in one call."""
+    from stratus.serving import batching
+
+    monkeypatch.setattr(batching, "LINGER_GAP_SECONDS", 0.2)  # generous: no timing race
+    monkeypatch.setattr(batching, "LINGER_CAP_SECONDS", 5.0)
+    model = Model(sleep=0.3)
+
+    async def main() -> None:
+        batcher = AdaptiveBatcher(model.predict, max_batch_size=64, on_loop=on_loop)
+        await asyncio.gather(*(batcher.submit(rows(i)) for i in range(4)))
+        first = asyncio.ensure_future(batcher.submit(rows(10)))
+        await asyncio.sleep(0.02)  # the wave's second request, a little later
+        second = asyncio.ensure_future(batcher.submit(rows(11)))
+        assert [ids_of(r) for r in await asyncio.gather(first, second)] == [[100], [110]]
+        await batcher.close()
+
+    asyncio.run(main())
+    assert model.batches[-1] == [10, 11]  # one call, not two
+    assert sorted(i for b in model.batches[:-1] for i in b) == [0, 1, 2, 3]
+
+
+def test_a_lone_caller_never_lingers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from stratus.serving import batching
+
+    monkeypatch.setattr(batching, "LINGER_GAP_SECONDS", 30.0)  # a linger would time the test out
+    monkeypatch.setattr(batching, "LINGER_CAP_SECONDS", 30.0)
+    model = Model(sleep=0.01)
+
+    async def main() -> None:
+        batcher = AdaptiveBatcher(model.predict, on_loop=True)
+        for i in range(3):
+            assert ids_of(await asyncio.wait_for(batcher.submit(rows(i)), 10)) == [i * 10]
+        await batcher.close()
+
+    asyncio.run(main())
+    assert model.batches == [[0], [1], [2]]
