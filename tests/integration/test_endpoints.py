@@ -513,7 +513,9 @@ def test_up_demo_serves_a_model_at_once(tmp_path: Path) -> None:
         platform.start()  # seeding again leaves what is there
         with platform.client() as sdk:
             assert [v.version for v in sdk.models.versions("demo")] == [1]
-            sdk.endpoints.wait_ready("demo", timeout=60)
+            again = sdk.endpoints.wait_ready("demo", timeout=60)  # not the old status: new pids
+            assert {r.pid for r in again.status.replicas}.isdisjoint(pids)
+            pids |= {r.pid for r in again.status.replicas if r.pid}
         assert "already there" in platform.log_path.read_text()
     finally:
         platform.stop()

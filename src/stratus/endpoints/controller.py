@@ -144,6 +144,8 @@ class EndpointController:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self.config.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # what a previous control plane observed is not true any more until observed again
+        await self._blocking(self.service.reset_statuses)
         if self.config.prewarm:
             await self._prepare()
         self._task = asyncio.create_task(self._run(), name="stratus-endpoint-controller")
@@ -162,18 +164,20 @@ class EndpointController:
                 await self._task
         if self._drains:
             await asyncio.gather(*self._drains, return_exceptions=True)
-        replicas = list(self.replicas.values())
-        for replica in replicas:
+        for replica in self.replicas.values():
             if replica.link is not None:
                 await replica.link.connection.close()
-        if self.config.stop_replicas_on_shutdown and replicas:
+        self.replicas.clear()
+        # a start the cancelled pass left running in a thread finishes (and is recorded) first
+        await asyncio.to_thread(self._pool.shutdown, True)
+        if self.config.stop_replicas_on_shutdown:
+            # everything the backend runs for this platform, known to this pass or not
+            handles = await asyncio.to_thread(self.backend.running)
             await asyncio.gather(
-                *(self._blocking(self.backend.stop_replica, r.handle, 5.0) for r in replicas),
+                *(asyncio.to_thread(self.backend.stop_replica, h, 5.0) for h in handles),
                 return_exceptions=True,
             )
-        self.replicas.clear()
-        await self._blocking(self.backend.close)
-        self._pool.shutdown(wait=False)
+        await asyncio.to_thread(self.backend.close)
 
     async def _run(self) -> None:
         assert self._wake is not None

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from stratus.core.clock import as_utc, utcnow
@@ -106,6 +106,17 @@ class EndpointService:
                 )
                 for row, project in rows
             ]
+
+    def reset_statuses(self) -> None:
+        """Forget what was observed (at control-plane start): every endpoint is `pending` until
+        the controller has looked at its replicas again."""
+        fresh = s.EndpointStatus(message="the control plane started; checking the replicas")
+        with self.db.transaction() as session:
+            session.execute(
+                update(EndpointStatusRow).values(
+                    status=fresh.model_dump(mode="json"), updated_at=utcnow()
+                )
+            )
 
     def write_status(self, endpoint_uid: str, status: s.EndpointStatus) -> None:
         with self.db.transaction() as session:
