@@ -8,18 +8,16 @@ from typing import Annotated, cast
 from fastapi import APIRouter, Query, Request, Response
 
 from stratus.core.errors import NotFound
-from stratus.core.resources import DEFAULT_LIMIT, MAX_LIMIT, Page
+from stratus.core.resources import DEFAULT_LIMIT, Page
 from stratus.endpoints import schemas as s
 from stratus.endpoints.controller import EndpointController
 from stratus.endpoints.service import EndpointService
 from stratus.iam.authorization import Access, ProjectAccess
+from stratus.iam.parameters import Limit, PageToken, Selector
 from stratus.iam.roles import Permission
 
 router = APIRouter(prefix="/api/v1/projects/{project}/endpoints", tags=["endpoints"])
 
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
-PageToken = Annotated[str | None, Query(max_length=2000)]
-Selector = Annotated[str | None, Query(max_length=1000, description="label selector")]
 Reason = Annotated[str, Query(max_length=1000, description="why (kept in the history)")]
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Literal, cast
 
 from fastapi import APIRouter, Query, Request, Response
 
-from stratus.core.resources import DEFAULT_LIMIT, MAX_LIMIT, Page
+from stratus.core.resources import DEFAULT_LIMIT, Page
 from stratus.iam import schemas as s
 from stratus.iam.audit import AuditLog
 from stratus.iam.authenticating import Authenticator
@@ -19,16 +19,11 @@ from stratus.iam.authorization import (
     check_project,
 )
 from stratus.iam.authorization import admin as require_admin
+from stratus.iam.parameters import Limit, PageToken, Selector
 from stratus.iam.roles import Permission
 from stratus.iam.service import IamService
 
 router = APIRouter(prefix="/api/v1")
-
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="items per page")]
-PageToken = Annotated[str | None, Query(max_length=2000, description="from the previous page")]
-Selector = Annotated[
-    str | None, Query(max_length=1000, description="label selector, e.g. 'team=ml,tier!=dev'")
-]
 
 
 def _iam(request: Request) -> IamService:

@@ -10,8 +10,9 @@ from fastapi.responses import StreamingResponse
 from starlette.requests import ClientDisconnect
 
 from stratus.core.errors import InvalidInput
-from stratus.core.resources import DEFAULT_LIMIT, MAX_LIMIT, Page
+from stratus.core.resources import DEFAULT_LIMIT, Page
 from stratus.iam.authorization import Access, ProjectAccess
+from stratus.iam.parameters import Limit, PageToken, Selector
 from stratus.iam.roles import Permission
 from stratus.registry import schemas as s
 from stratus.registry.service import RegistryService
@@ -20,9 +21,6 @@ from stratus.storage.routes import ANY_PATH
 
 router = APIRouter(prefix="/api/v1/projects/{project}/models", tags=["registry"])
 
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
-PageToken = Annotated[str | None, Query(max_length=2000)]
-Selector = Annotated[str | None, Query(max_length=1000, description="label selector")]
 VersionRef = Annotated[str, "a version number, an alias, or 'latest'"]
 _BINARY = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
 

@@ -12,8 +12,9 @@ from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.requests import ClientDisconnect
 
 from stratus.core.errors import InvalidInput
-from stratus.core.resources import DEFAULT_LIMIT, MAX_LIMIT, Page
+from stratus.core.resources import DEFAULT_LIMIT, Page
 from stratus.iam.authorization import Access, ProjectAccess
+from stratus.iam.parameters import Limit, PageToken, Selector
 from stratus.iam.roles import Permission
 from stratus.storage import schemas as s
 from stratus.storage.encryption import CHUNK_BYTES
@@ -31,9 +32,6 @@ register_url_convertor(ANY_PATH, _AnyPath())
 
 router = APIRouter(prefix="/api/v1/projects/{project}/buckets", tags=["storage"])
 
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
-PageToken = Annotated[str | None, Query(max_length=2000)]
-Selector = Annotated[str | None, Query(max_length=1000, description="label selector")]
 VersionId = Annotated[str | None, Query(max_length=40, description="a version (default: latest)")]
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 # type/subtype (RFC 9110 tokens), then any parameters: what GET serves back as Content-Type.
