@@ -66,6 +66,11 @@ def world(platform: LocalPlatform, tmp_path_factory: pytest.TempPathFactory) -> 
         a_sa_key = admin.service_accounts.create_key("sa1", project=a)
         admin.models.push(artifact, "m1", project=a, flavor="sklearn")
         admin.models.set_alias("m1", "production", 1, project=a)
+        # a dataset in each, with a version
+        rows = tmp_path_factory.mktemp("iso-data") / "rows.csv"
+        rows.write_text("amount,label\n1.5,0\n2.5,1\n")
+        for project in (b, a):
+            admin.datasets.push(rows, "d1", project=project, column_tags={"label": ["label"]})
         # an endpoint in each (no replicas: nothing runs, yet every route has a target)
         for project in (b, a):
             created = admin._http.post(
@@ -96,6 +101,7 @@ def world(platform: LocalPlatform, tmp_path_factory: pytest.TempPathFactory) -> 
             "path": "model.skops",
             "alias": "production",
             "endpoint": "e1",
+            "dataset": "d1",
             "variant": "main",
         },
         query_values={"version_id": version.version_id},
@@ -223,6 +229,8 @@ def snapshot(admin: Client, world: World) -> dict[str, Any]:
         "card": admin.models.card("m1:1", project=b),
         "aliases": [a.model_dump() for a in admin.models.aliases("m1", project=b)],
         "alias_history": [e.model_dump() for e in admin.models.alias_history("m1", project=b)],
+        "datasets": [d.model_dump() for d in admin.datasets.list(project=b)],
+        "dataset_versions": [v.model_dump() for v in admin.datasets.versions("d1", project=b)],
         "endpoint": _without_status(admin._http.get(f"/api/v1/projects/{b}/endpoints/e1").json()),
         "endpoint_history": admin._http.get(f"/api/v1/projects/{b}/endpoints/e1/history").json(),
     }

@@ -12,6 +12,7 @@ from stratus._version import __version__
 from stratus.api import health, metrics, problems
 from stratus.api.middleware import RequestContextMiddleware
 from stratus.api.platform import Platform
+from stratus.data import routes as data_routes
 from stratus.endpoints import routes as endpoint_routes
 from stratus.endpoints.gateway import Gateway
 from stratus.iam import routes as iam_routes
@@ -45,6 +46,7 @@ def create_api(platform: Platform) -> FastAPI:
     app.state.authenticator = platform.authenticator
     app.state.storage = platform.storage
     app.state.registry = platform.registry
+    app.state.data = platform.data
     app.state.endpoints = platform.endpoints
     app.state.controller = platform.controller
     problems.install(app)
@@ -53,6 +55,7 @@ def create_api(platform: Platform) -> FastAPI:
     app.include_router(iam_routes.router, responses=problems.ERROR_RESPONSES)
     app.include_router(storage_routes.router, responses=problems.ERROR_RESPONSES)
     app.include_router(registry_routes.router, responses=problems.ERROR_RESPONSES)
+    app.include_router(data_routes.router, responses=problems.ERROR_RESPONSES)
     app.include_router(endpoint_routes.router, responses=problems.ERROR_RESPONSES)
     app.add_middleware(
         RequestContextMiddleware,

@@ -16,6 +16,7 @@ from stratus.compute.local import LocalBackend, LocalBackendConfig
 from stratus.core.database import Database
 from stratus.core.events import EventBus
 from stratus.core.settings import Settings
+from stratus.data.service import DataService
 from stratus.endpoints.controller import ControllerConfig, EndpointController
 from stratus.endpoints.metrics import InferenceMetrics, ServingCollector
 from stratus.endpoints.routing import RouteTable
@@ -47,6 +48,7 @@ class Platform:
     blobs: Blobs
     storage: StorageService
     registry: RegistryService
+    data: DataService
     endpoints: EndpointService
     routes: RouteTable
     metrics: InferenceMetrics
@@ -65,6 +67,7 @@ class Platform:
         blobs = Blobs(db, store, Keyring(db, master_key), encrypt=settings.store.encryption)
         storage = StorageService(db, blobs, bus, project_uid=iam.project_uid)
         registry = RegistryService(db, blobs, bus, project_uid=iam.project_uid)
+        data = DataService(db, blobs, bus, project_uid=iam.project_uid)
         endpoints = EndpointService(db, registry, bus, project_uid=iam.project_uid)
         backend = LocalBackend(
             LocalBackendConfig(
@@ -102,6 +105,7 @@ class Platform:
             blobs=blobs,
             storage=storage,
             registry=registry,
+            data=data,
             endpoints=endpoints,
             routes=routes,
             metrics=metrics,

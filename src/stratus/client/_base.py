@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -11,7 +12,7 @@ from urllib.parse import quote
 
 import httpx
 
-from stratus.core.errors import StratusError, error_from_problem
+from stratus.core.errors import InvalidInput, StratusError, error_from_problem
 from stratus.registry.flavors import base as _flavor_errors  # noqa: F401 (registers errors)
 
 if TYPE_CHECKING:
@@ -76,3 +77,60 @@ def read_file(path: Path) -> Iterator[bytes]:
     with path.open("rb") as f:
         while chunk := f.read(CHUNK):
             yield chunk
+
+
+LocalFile = tuple[str, Path, str, int]  # (relative posix path, local path, sha256, size)
+
+
+def local_files(path: Path, keep: Callable[[str], bool] | None = None) -> list[LocalFile]:
+    """A file, or every file of a folder (those `keep` accepts), with its SHA-256 and size."""
+    if not path.exists():
+        raise InvalidInput(f"{path} does not exist")
+    if path.is_file():
+        candidates = [(path.name, path)]
+    else:
+        candidates = [
+            (p.relative_to(path).as_posix(), p)
+            for p in sorted(path.rglob("*"))
+            if p.is_file() and "__pycache__" not in p.parts
+        ]
+        if keep is not None:
+            candidates = [(rel, p) for rel, p in candidates if keep(rel)]
+    if not candidates:
+        raise InvalidInput(f"{path} holds no files")
+    out = []
+    for rel, local in candidates:
+        hasher = hashlib.sha256()
+        for chunk in read_file(local):
+            hasher.update(chunk)
+        out.append((rel, local, hasher.hexdigest(), local.stat().st_size))
+    return out
+
+
+def upload_files(
+    client: Client,
+    files_url: str,
+    files: Iterable[LocalFile],
+    stored: set[str],
+    progress: Progress | None = None,
+) -> None:
+    """PUT each file the server does not hold yet to `files_url/<path>`, streamed; `progress`
+    counts the bytes of the ones skipped too, so a bar reaches its end."""
+    for rel, local, _, size in files:
+        if rel in stored:
+            if progress:
+                progress(size)
+            continue
+
+        def chunks(local: Path = local) -> Iterator[bytes]:
+            for chunk in read_file(local):
+                if progress:
+                    progress(len(chunk))
+                yield chunk
+
+        client._send(
+            "PUT",
+            f"{files_url}/{key_path(rel)}",
+            content=chunks(),
+            headers={"content-length": str(size)},
+        )

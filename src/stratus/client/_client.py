@@ -18,6 +18,7 @@ import httpx
 from pydantic import BaseModel
 
 from stratus.client._base import CHUNK, error_of
+from stratus.client._data import Datasets
 from stratus.client._endpoints import Endpoints
 from stratus.client._iam import Audit, Keys, Projects, ServiceAccounts, Users
 from stratus.client._registry import Models
@@ -70,6 +71,7 @@ class Client:
         self.service_accounts = ServiceAccounts(self)
         self.buckets = Buckets(self)
         self.models = Models(self)
+        self.datasets = Datasets(self)
         self.endpoints = Endpoints(self)
         self.audit = Audit(self)
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import builtins
-import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +11,12 @@ from stratus.client._base import (
     Progress,
     key_path,
     labels_of,
-    read_file,
+    local_files,
     seg,
+    upload_files,
     write_atomically,
 )
-from stratus.core.errors import InvalidInput, NotFound
+from stratus.core.errors import NotFound
 from stratus.registry import schemas as rg
 from stratus.registry.references import ModelRef, parse_ref
 
@@ -82,7 +81,7 @@ class Models(API):
         Returns:
             The committed version.
         """
-        files = _artifact_files(Path(path))
+        files = local_files(Path(path))
         if signature is None and sample is not None:
             from stratus.registry.signatures import infer_signature
 
@@ -110,24 +109,7 @@ class Models(API):
         base = f"{self._base(project)}/{seg(name)}/versions"
         version = self._c._model(rg.VersionRead, "POST", base, json=body)
         stored = {f.path for f in version.files if f.stored}
-        for rel, local, _, _ in files:
-            if rel in stored:
-                if progress:
-                    progress(local.stat().st_size)
-                continue
-
-            def chunks(local: Path = local) -> Iterator[bytes]:
-                for chunk in read_file(local):
-                    if progress:
-                        progress(len(chunk))
-                    yield chunk
-
-            self._c._send(
-                "PUT",
-                f"{base}/{version.version}/files/{key_path(rel)}",
-                content=chunks(),
-                headers={"content-length": str(local.stat().st_size)},
-            )
+        upload_files(self._c, f"{base}/{version.version}/files", files, stored, progress)
         return self._c._model(rg.VersionRead, "POST", f"{base}/{version.version}/commit")
 
     def versions(self, name: str, project: str | None = None) -> builtins.list[rg.VersionRead]:
@@ -196,26 +178,3 @@ class Models(API):
             chunks = self._c._stream_verified(f"{base}/files/{key_path(entry.path)}", entry.path)
             write_atomically(target, chunks)
         return root
-
-
-def _artifact_files(path: Path) -> builtins.list[tuple[str, Path, str, int]]:
-    """(relative posix path, local path, sha256, size) of a model file or every file of a folder."""
-    if not path.exists():
-        raise InvalidInput(f"{path} does not exist")
-    if path.is_file():
-        candidates = [(path.name, path)]
-    else:
-        candidates = [
-            (p.relative_to(path).as_posix(), p)
-            for p in sorted(path.rglob("*"))
-            if p.is_file() and "__pycache__" not in p.parts
-        ]
-    if not candidates:
-        raise InvalidInput(f"{path} holds no files")
-    out = []
-    for rel, local in candidates:
-        hasher = hashlib.sha256()
-        for chunk in read_file(local):
-            hasher.update(chunk)
-        out.append((rel, local, hasher.hexdigest(), local.stat().st_size))
-    return out

@@ -7,7 +7,6 @@ from typing import Annotated, cast
 from anyio import to_thread
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from starlette.requests import ClientDisconnect
 
 from stratus.core.errors import InvalidInput
 from stratus.core.resources import DEFAULT_LIMIT, Page
@@ -16,8 +15,7 @@ from stratus.iam.parameters import Limit, PageToken, Selector
 from stratus.iam.roles import Permission
 from stratus.registry import schemas as s
 from stratus.registry.service import RegistryService
-from stratus.storage.encryption import CHUNK_BYTES
-from stratus.storage.routes import ANY_PATH
+from stratus.storage.routes import ANY_PATH, receive_body
 
 router = APIRouter(prefix="/api/v1/projects/{project}/models", tags=["registry"])
 
@@ -126,22 +124,7 @@ async def upload_file(
     upload = await to_thread.run_sync(
         registry.begin_upload, access.project, model, _number(version), path
     )
-    try:
-        buffer = bytearray()
-        async for piece in request.stream():
-            buffer += piece
-            if len(buffer) >= CHUNK_BYTES:
-                chunk, buffer = bytes(buffer), bytearray()
-                await to_thread.run_sync(upload.write, chunk)
-        if buffer:
-            await to_thread.run_sync(upload.write, bytes(buffer))
-        return await to_thread.run_sync(registry.finish_upload, upload)
-    except ClientDisconnect:
-        upload.abort()
-        raise InvalidInput("the client disconnected before the upload finished") from None
-    except BaseException:
-        upload.abort()
-        raise
+    return await receive_body(request, upload, lambda: registry.finish_upload(upload))
 
 
 @router.post(

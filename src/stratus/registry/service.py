@@ -34,7 +34,8 @@ from stratus.registry.flavors import detect_flavor, get_flavor
 from stratus.registry.signatures import Signature
 from stratus.registry.tables import AliasEventRow, AliasRow, ModelRow, ModelVersionRow
 from stratus.storage.blobs import Blobs
-from stratus.storage.blobstore import BlobInfo, BlobWriter
+from stratus.storage.blobstore import BlobInfo
+from stratus.storage.uploads import FileUpload
 
 COMPLETE_MARKER = ".stratus-version.json"
 ProjectLookup = Callable[[Session, str], str]  # (the caller's session, project name) -> uid
@@ -507,25 +508,6 @@ def _alias_read(row: AliasRow) -> s.AliasRead:
         updated_at=as_utc(row.updated_at),
         updated_by=row.updated_by,
     )
-
-
-class FileUpload:
-    """One artifact file streaming into the store for a pending version."""
-
-    def __init__(
-        self, *, project_uid: str, version_uid: str, path: str, sha256: str, writer: BlobWriter
-    ) -> None:
-        self.project_uid = project_uid
-        self.version_uid = version_uid
-        self.path = path
-        self.sha256 = sha256
-        self.writer = writer
-
-    def write(self, data: bytes) -> None:
-        self.writer.write(data)
-
-    def abort(self) -> None:
-        self.writer.abort()
 
 
 __all__: list[Any] = ["FileUpload", "RegistryService"]

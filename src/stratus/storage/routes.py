@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, cast
+from collections.abc import Callable
+from typing import Annotated, Protocol, TypeVar, cast
 
 from anyio import to_thread
 from fastapi import APIRouter, Query, Request, Response
@@ -159,6 +160,30 @@ async def put_object(
         )
     storage = _storage(request)
     upload = await to_thread.run_sync(storage.begin_put, access.project, bucket, key)
+    return await receive_body(
+        request,
+        upload,
+        lambda: storage.finish_put(
+            upload,
+            actor=access.principal.subject,
+            content_type=content_type,
+            expected_sha256=expected,
+        ),
+    )
+
+
+class Receiving(Protocol):
+    def write(self, data: bytes) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+T = TypeVar("T")
+
+
+async def receive_body(request: Request, upload: Receiving, finish: Callable[[], T]) -> T:
+    """Stream a request body into `upload` (in CHUNK_BYTES pieces, off the event loop), then
+    `finish` it; any failure, a client that goes away included, aborts the upload."""
     try:
         buffer = bytearray()
         async for piece in request.stream():
@@ -168,14 +193,7 @@ async def put_object(
                 await to_thread.run_sync(upload.write, chunk)
         if buffer:
             await to_thread.run_sync(upload.write, bytes(buffer))
-        return await to_thread.run_sync(
-            lambda: storage.finish_put(
-                upload,
-                actor=access.principal.subject,
-                content_type=content_type,
-                expected_sha256=expected,
-            )
-        )
+        return await to_thread.run_sync(finish)
     except ClientDisconnect:
         upload.abort()
         raise InvalidInput("the client disconnected before the upload finished") from None

@@ -1,0 +1,1 @@
+"""Datasets: immutable, content-addressed versions of tabular data, with schemas and profiles."""

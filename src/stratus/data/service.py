@@ -1,0 +1,358 @@
+"""Datasets and their versions.
+
+A push is three steps, as for models: declare the files (the same content as an existing
+version answers that version: nothing to upload, no new version), upload the missing ones,
+commit. Committing reads the files back from the store, infers the schema and computes the
+profile (`profiling.py`); a file that cannot be read fails the commit and the pending version
+is removed, so nothing half-made stays behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import flag_modified
+
+from stratus.core.clock import as_utc, utcnow
+from stratus.core.database import Database
+from stratus.core.errors import Conflict, InvalidInput, NotFound
+from stratus.core.events import EventBus, guard_project_deletion
+from stratus.core.ids import new_id
+from stratus.core.resources import ProjectScoped, metadata_of, paginate
+from stratus.data import schemas as s
+from stratus.data.tables import DatasetRow, DatasetVersionRow
+from stratus.storage.blobs import Blobs
+from stratus.storage.blobstore import BlobInfo
+from stratus.storage.uploads import FileUpload
+
+ProjectLookup = Callable[[Session, str], str]  # (the caller's session, project name) -> uid
+
+
+def content_hash(files: list[s.FileEntry]) -> str:
+    """One SHA-256 for a version's content: its files' paths and bytes, in path order."""
+    digest = hashlib.sha256()
+    for f in sorted(files, key=lambda f: f.path):
+        digest.update(f"{f.path}\0{f.sha256}\0{f.size}\n".encode())
+    return digest.hexdigest()
+
+
+class DataService:
+    def __init__(
+        self, db: Database, blobs: Blobs, bus: EventBus, project_uid: ProjectLookup
+    ) -> None:
+        self.db = db
+        self.blobs = blobs
+        self._project_uid = project_uid
+        self._datasets = ProjectScoped(DatasetRow, "dataset")
+        guard_project_deletion(bus, DatasetRow.project_uid, DatasetRow.name, "datasets")
+
+    # --- datasets ----------------------------------------------------------------------------
+
+    def create(self, project: str, data: s.DatasetCreate) -> s.DatasetRead:
+        with self.db.transaction() as session:
+            project_uid = self._project_uid(session, project)
+            self._datasets.refuse_duplicate(session, project_uid, project, data.name)
+            row = DatasetRow(
+                name=data.name,
+                project_uid=project_uid,
+                description=data.description,
+                labels=data.labels,
+                column_tags=data.column_tags,
+            )
+            session.add(row)
+            session.flush()
+            return self._read(session, row, project)
+
+    def list_datasets(
+        self, project: str, selector: str | None, limit: int | None, page_token: str | None
+    ) -> tuple[list[s.DatasetRead], str | None]:
+        with self.db.transaction() as session:
+            project_uid = self._project_uid(session, project)
+            rows, token = self._datasets.page(session, project_uid, selector, limit, page_token)
+            return [self._read(session, r, project) for r in rows], token
+
+    def get(self, project: str, name: str) -> s.DatasetRead:
+        with self.db.transaction() as session:
+            return self._read(session, self._dataset(session, project, name), project)
+
+    def update(self, project: str, name: str, data: s.DatasetUpdate) -> s.DatasetRead:
+        with self.db.transaction() as session:
+            row = self._dataset(session, project, name)
+            self._datasets.update(row, data)
+            if data.column_tags is not None:
+                row.column_tags = data.column_tags
+            session.flush()
+            return self._read(session, row, project)
+
+    def delete(self, project: str, name: str, force: bool = False) -> None:
+        with self.db.transaction() as session:
+            row = self._dataset(session, project, name)
+            versions = session.scalars(
+                select(DatasetVersionRow).where(DatasetVersionRow.dataset_uid == row.uid)
+            ).all()
+            if versions and not force:
+                raise Conflict(
+                    f"dataset {name!r} has {len(versions)} versions: delete it with force"
+                )
+            for version in versions:
+                self._release(session, row.project_uid, version)
+            session.delete(row)
+
+    # --- pushing a version -------------------------------------------------------------------
+
+    def create_version(
+        self, project: str, dataset: str, data: s.VersionCreate, *, actor: str
+    ) -> tuple[s.VersionRead, bool]:
+        """Declare a version's files; (the version, whether it is new). The same content as
+        a ready version answers that version."""
+        paths = [f.path for f in data.files]
+        if len(set(paths)) != len(paths):
+            raise InvalidInput("the same file path is listed twice")
+        digest = content_hash(data.files)
+        with self.db.transaction() as session:
+            row = self._dataset(session, project, dataset)
+            same = session.scalars(
+                select(DatasetVersionRow).where(
+                    DatasetVersionRow.dataset_uid == row.uid,
+                    DatasetVersionRow.content_sha256 == digest,
+                    DatasetVersionRow.state == "ready",
+                )
+            ).first()
+            if same is not None:
+                read = self._version_read(session, row, same, project)
+                read.existing = True
+                return read, False
+            number = row.next_version
+            row.next_version = number + 1
+            version = DatasetVersionRow(
+                uid=new_id("dv"),
+                dataset_uid=row.uid,
+                version=number,
+                state="pending",
+                content_sha256=digest,
+                files=[{**f.model_dump(), "stored": False} for f in data.files],
+                size=sum(f.size for f in data.files),
+                description=data.description,
+                created_by=actor,
+                created_at=utcnow(),
+            )
+            session.add(version)
+            session.flush()
+            known = self.blobs.known(session, row.project_uid, (f.sha256 for f in data.files))
+            read = self._version_read(session, row, version, project)
+        for f in read.files:
+            f.stored = f.sha256 in known
+        return read, True
+
+    def begin_upload(self, project: str, dataset: str, number: int, path: str) -> FileUpload:
+        with self.db.transaction() as session:
+            row = self._dataset(session, project, dataset)
+            version = self._version(session, row, str(number))
+            if version.state != "pending":
+                raise Conflict(f"{dataset}:{number} is committed: its files cannot change")
+            entry = next((f for f in version.files if f["path"] == path), None)
+            if entry is None:
+                raise NotFound(f"{dataset}:{number} declares no file {path!r}")
+            project_uid = row.project_uid
+        return FileUpload(
+            project_uid=project_uid,
+            version_uid=version.uid,
+            path=path,
+            sha256=entry["sha256"],
+            writer=self.blobs.writer(project_uid),
+        )
+
+    def finish_upload(self, upload: FileUpload) -> s.VersionFile:
+        info = upload.writer.commit(expected_sha256=upload.sha256)
+        with self.db.transaction() as session:
+            version = session.get(DatasetVersionRow, upload.version_uid, with_for_update=True)
+            if version is None or version.state != "pending":
+                raise Conflict("the version was committed or deleted during the upload")
+            entry = next(f for f in version.files if f["path"] == upload.path)
+            if entry["size"] != info.size:
+                raise InvalidInput(
+                    f"{upload.path!r} has {info.size} bytes, not {entry['size']} as declared"
+                )
+            if not entry["stored"]:
+                self.blobs.acquire(session, upload.project_uid, info)
+                entry["stored"] = True
+                flag_modified(version, "files")
+            return s.VersionFile(**entry)
+
+    def commit_version(self, project: str, dataset: str, number: int) -> s.VersionRead:
+        """Read the files, infer the schema, profile them; then the version is ready.
+
+        Each file is read whole into memory (the profile needs every row anyway): fine for
+        data that fits a machine's memory; larger datasets will want a streaming profile."""
+        from stratus.data.formats import combine, format_of, read_table
+        from stratus.data.profiling import profile_table, schema_of
+
+        with self.db.transaction() as session:
+            row = self._dataset(session, project, dataset)
+            version = self._version(session, row, str(number), for_update=True)
+            if version.state == "ready":
+                return self._version_read(session, row, version, project)
+            known = self.blobs.known(session, row.project_uid, (f["sha256"] for f in version.files))
+            missing = [f["path"] for f in version.files if f["sha256"] not in known]
+            if missing:
+                shown = ", ".join(missing[:5]) + (" …" if len(missing) > 5 else "")
+                raise Conflict(f"{dataset}:{number} cannot be committed: upload {shown} first")
+            project_uid, files = row.project_uid, [dict(f) for f in version.files]
+        try:
+            tables = [
+                (
+                    f["path"],
+                    read_table(
+                        io.BytesIO(b"".join(self.blobs.open(project_uid, f["sha256"]))),
+                        format_of(f["path"]),
+                        name=f["path"],
+                    ),
+                )
+                for f in sorted(files, key=lambda f: f["path"])
+            ]
+            table = combine(tables)
+            schema = [c.model_dump(mode="json") for c in schema_of(table)]
+            profile = profile_table(table).model_dump(mode="json")
+        except InvalidInput:
+            self._discard(project, dataset, number)
+            raise
+        with self.db.transaction() as session:
+            row = self._dataset(session, project, dataset)
+            version = self._version(session, row, str(number), for_update=True)
+            if version.state == "ready":
+                return self._version_read(session, row, version, project)
+            for entry in version.files:
+                if not entry["stored"]:
+                    info = BlobInfo(sha256=entry["sha256"], size=entry["size"])
+                    self.blobs.acquire(session, row.project_uid, info)
+                    entry["stored"] = True
+            flag_modified(version, "files")
+            version.schema, version.profile, version.rows = schema, profile, table.num_rows
+            version.state, version.committed_at = "ready", utcnow()
+            session.flush()
+            return self._version_read(session, row, version, project)
+
+    def _discard(self, project: str, dataset: str, number: int) -> None:
+        """Remove a pending version whose files could not be read (and its blob references)."""
+        with self.db.transaction() as session:
+            row = self._dataset(session, project, dataset)
+            version = self._version(session, row, str(number), for_update=True)
+            if version.state == "pending":
+                self._release(session, row.project_uid, version)
+                session.delete(version)
+
+    # --- reading versions --------------------------------------------------------------------
+
+    def list_versions(
+        self, project: str, dataset: str, limit: int | None = None, page_token: str | None = None
+    ) -> tuple[list[s.VersionRead], str | None]:
+        """Versions, newest first."""
+        with self.db.transaction() as session:
+            row = self._dataset(session, project, dataset)
+            stmt = select(DatasetVersionRow).where(DatasetVersionRow.dataset_uid == row.uid)
+            versions, token = paginate(
+                session, stmt, DatasetVersionRow.version, limit, page_token, descending=True
+            )
+            return [self._version_read(session, row, v, project) for v in versions], token
+
+    def get_version(self, project: str, dataset: str, ref: str) -> s.VersionRead:
+        with self.db.transaction() as session:
+            row = self._dataset(session, project, dataset)
+            return self._version_read(session, row, self._version(session, row, ref), project)
+
+    def profile(self, project: str, dataset: str, ref: str) -> s.ProfileRead:
+        with self.db.transaction() as session:
+            row = self._dataset(session, project, dataset)
+            version = self._version(session, row, ref)
+            if version.state != "ready" or version.profile is None:
+                raise Conflict(f"{dataset}:{version.version} is not committed yet")
+            return s.ProfileRead(dataset=dataset, version=version.version, profile=version.profile)
+
+    def open_file(
+        self, project: str, dataset: str, ref: str, path: str
+    ) -> tuple[s.VersionFile, Iterator[bytes]]:
+        with self.db.transaction() as session:
+            row = self._dataset(session, project, dataset)
+            version = self._version(session, row, ref)
+            entry = next((f for f in version.files if f["path"] == path), None)
+            if entry is None or not entry["stored"]:
+                raise NotFound(f"{dataset}:{version.version} has no file {path!r}")
+            project_uid = row.project_uid
+        return s.VersionFile(**entry), self.blobs.open(project_uid, entry["sha256"])
+
+    def delete_version(self, project: str, dataset: str, ref: str) -> None:
+        with self.db.transaction() as session:
+            row = self._dataset(session, project, dataset)
+            version = self._version(session, row, ref, for_update=True)
+            self._release(session, row.project_uid, version)
+            session.execute(delete(DatasetVersionRow).where(DatasetVersionRow.uid == version.uid))
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def _dataset(self, session: Session, project: str, name: str) -> DatasetRow:
+        return self._datasets.find(session, self._project_uid(session, project), project, name)
+
+    def _version(
+        self, session: Session, dataset: DatasetRow, ref: str, for_update: bool = False
+    ) -> DatasetVersionRow:
+        """A version by number, or `latest` (the newest ready one)."""
+        stmt = select(DatasetVersionRow).where(DatasetVersionRow.dataset_uid == dataset.uid)
+        if ref.isdigit():
+            stmt = stmt.where(DatasetVersionRow.version == int(ref))
+        elif ref == "latest":
+            stmt = stmt.where(DatasetVersionRow.state == "ready").order_by(
+                DatasetVersionRow.version.desc()
+            )
+        else:
+            raise InvalidInput(f"{ref!r} is not a version: give a number or 'latest'")
+        if for_update:
+            stmt = stmt.with_for_update()
+        version = session.scalars(stmt.limit(1)).first()
+        if version is None:
+            raise NotFound(f"dataset {dataset.name!r} has no version {ref}")
+        return version
+
+    def _release(self, session: Session, project_uid: str, version: DatasetVersionRow) -> None:
+        for entry in version.files:
+            if entry.get("stored"):
+                self.blobs.release(session, project_uid, entry["sha256"])
+
+    @staticmethod
+    def _read(session: Session, row: DatasetRow, project: str) -> s.DatasetRead:
+        count, latest = session.execute(
+            select(func.count(), func.max(DatasetVersionRow.version)).where(
+                DatasetVersionRow.dataset_uid == row.uid, DatasetVersionRow.state == "ready"
+            )
+        ).one()
+        return s.DatasetRead(
+            metadata=metadata_of(row, project=project),
+            spec=s.DatasetSpec(description=row.description, column_tags=row.column_tags or {}),
+            status=s.DatasetStatus(versions=int(count), latest_version=latest),
+        )
+
+    @staticmethod
+    def _version_read(
+        session: Session, dataset: DatasetRow, v: DatasetVersionRow, project: str
+    ) -> s.VersionRead:
+        tags: dict[str, list[str]] = dataset.column_tags or {}
+        columns: list[dict[str, Any]] = v.schema or []
+        return s.VersionRead(
+            dataset=dataset.name,
+            project=project,
+            version=v.version,
+            state="ready" if v.state == "ready" else "pending",
+            content_sha256=v.content_sha256,
+            files=[s.VersionFile(**f) for f in v.files],
+            size=v.size,
+            rows=v.rows,
+            columns=[s.ColumnRead(**c, tags=tags.get(c["name"], [])) for c in columns],
+            description=v.description,
+            created_at=as_utc(v.created_at),
+            created_by=v.created_by,
+            committed_at=as_utc(v.committed_at) if v.committed_at else None,
+        )
