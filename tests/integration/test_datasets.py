@@ -4,9 +4,11 @@ nothing behind)."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -120,3 +122,39 @@ def test_bad_data_is_a_clear_error_and_leaves_nothing(
     admin.datasets.delete("broken", project=project, force=True)
     with pytest.raises(NotFound):
         admin.datasets.get("broken", project=project)
+
+
+def test_the_cli_pushes_shows_profiles_and_pulls(
+    cli: Any, admin: Client, project: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "rows.csv"
+    frame(30).to_csv(path, index=False)
+    pushed = cli(
+        "data", "push", str(path), "--dataset", "cli", "--tag", "email=pii",
+        "--tag", "label=label", "-p", project, "-o", "json",
+    )  # fmt: skip
+    assert pushed.code == 0, pushed.stderr
+    assert json.loads(pushed.stdout)["rows"] == 30
+    again = cli("data", "push", str(path), "--dataset", "cli", "-p", project)
+    assert again.code == 0 and "no new version" in again.stdout
+    listed = cli("data", "list", "-p", project)
+    assert "cli" in listed.stdout and "pii" in listed.stdout
+    shown = cli("data", "show", "cli:1", "-p", project)
+    assert shown.code == 0 and "email" in shown.stdout and "pii" in shown.stdout
+    profiled = cli("data", "profile", "cli", "-p", project)
+    assert profiled.code == 0 and "30 rows" in profiled.stdout and "paris" in profiled.stdout
+    as_json = json.loads(cli("data", "profile", "cli", "-p", project, "-o", "json").stdout)
+    assert {c["name"] for c in as_json["columns"]} == {"amount", "count", "city", "email", "label"}
+    pulled = cli("data", "pull", "cli:1", str(tmp_path / "out"), "-p", project)
+    assert pulled.code == 0 and (tmp_path / "out" / "rows.csv").read_bytes() == path.read_bytes()
+    assert cli("data", "versions", "cli", "-p", project).stdout.count("ready") == 1
+
+    bad_tag = cli("data", "push", str(path), "--dataset", "cli", "--tag", "email=secret")
+    assert bad_tag.code == 2
+    missing = cli("data", "show", "nope", "-p", project)
+    assert missing.code == 1 and len(missing.stderr.strip().splitlines()) == 1
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("{not json\n")
+    failed = cli("data", "push", str(broken), "--dataset", "cli", "-p", project)
+    assert failed.code == 1 and "broken.jsonl" in failed.stderr
+    assert cli("data", "delete", "cli", "--force", "-p", project).code == 0

@@ -12,6 +12,7 @@ from stratus._version import __version__
 from stratus.cli import (
     audit,
     buckets,
+    data,
     endpoints,
     keys,
     login,
@@ -71,6 +72,7 @@ app.add_typer(projects.sa_app, name="serviceaccounts")
 app.add_typer(users.app, name="users")
 app.add_typer(keys.app, name="keys")
 app.add_typer(buckets.app, name="buckets")
+app.add_typer(data.app, name="data")
 app.add_typer(models.app, name="models")
 app.command("deploy")(endpoints.deploy)
 app.add_typer(endpoints.app, name="endpoints")
