@@ -243,10 +243,20 @@ def _categories(column: pa.ChunkedArray, top: int) -> CategoryStats:
     return CategoryStats(
         distinct=distinct,
         top=[
-            CategoryCount(value=value, count=n)
+            CategoryCount(value=_shown(value), count=n)
             for value, n in zip(table["value"].to_pylist(), table["count"].to_pylist(), strict=True)
         ],
     )
+
+
+MAX_CATEGORY_CHARS = 200
+
+
+def _shown(value: str) -> str:
+    """A category as the profile keeps it: free text is cut (a profile stays small)."""
+    if len(value) <= MAX_CATEGORY_CHARS:
+        return value
+    return value[: MAX_CATEGORY_CHARS - 1] + "…"
 
 
 def _booleans(column: pa.ChunkedArray, present: int, top: int) -> CategoryStats:

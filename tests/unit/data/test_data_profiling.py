@@ -295,3 +295,14 @@ def test_bad_options_are_refused(options: dict[str, int], message: str) -> None:
 def test_non_finite_values_cannot_enter_a_profile() -> None:
     with pytest.raises(ValidationError, match="finite number"):
         ColumnProfile(name="x", type="double", kind="number", count=1, nulls=0, null_share=np.nan)
+
+
+def test_long_categories_are_cut_so_a_profile_stays_small() -> None:
+    from stratus.data.profiling import MAX_CATEGORY_CHARS
+
+    text = "x" * 10_000
+    profile = profile_table(pa.table({"note": [text, text, "short"]}))
+    top = profile.columns[0].categorical
+    assert top is not None
+    assert [len(c.value) for c in top.top] == [MAX_CATEGORY_CHARS, 5]
+    assert top.top[0].value.endswith("…") and top.top[0].count == 2
