@@ -35,7 +35,7 @@ from stratus.registry.signatures import Signature
 from stratus.registry.tables import AliasEventRow, AliasRow, ModelRow, ModelVersionRow
 from stratus.storage.blobs import Blobs
 from stratus.storage.blobstore import BlobInfo
-from stratus.storage.uploads import FileUpload
+from stratus.storage.uploads import FileUpload, declared_file, record_upload
 
 COMPLETE_MARKER = ".stratus-version.json"
 ProjectLookup = Callable[[Session, str], str]  # (the caller's session, project name) -> uid
@@ -179,36 +179,15 @@ class RegistryService:
         with self.db.transaction() as session:
             row = self._model(session, project, model)
             version = self._version(session, row, str(number))
-            if version.state != "pending":
-                raise Conflict(f"{model}:{number} is committed: its files cannot change")
-            entry = next((f for f in version.files if f["path"] == path), None)
-            if entry is None:
-                raise NotFound(f"{model}:{number} declares no file {path!r}")
-            project_uid = row.project_uid
-        return FileUpload(
-            project_uid=project_uid,
-            version_uid=version.uid,
-            path=path,
-            sha256=entry["sha256"],
-            writer=self.blobs.writer(project_uid),
-        )
+            entry = declared_file(version, path, f"{model}:{number}")
+            project_uid, version_uid = row.project_uid, version.uid
+        return FileUpload.start(self.blobs, project_uid, version_uid, entry)
 
     def finish_upload(self, upload: FileUpload) -> s.VersionFile:
         info = upload.writer.commit(expected_sha256=upload.sha256)
         with self.db.transaction() as session:
             version = session.get(ModelVersionRow, upload.version_uid, with_for_update=True)
-            if version is None or version.state != "pending":
-                raise Conflict("the version was committed or deleted during the upload")
-            entry = next(f for f in version.files if f["path"] == upload.path)
-            if entry["size"] != info.size:
-                raise InvalidInput(
-                    f"{upload.path!r} has {info.size} bytes, not {entry['size']} as declared"
-                )
-            if not entry["stored"]:
-                self.blobs.acquire(session, upload.project_uid, info)
-                entry["stored"] = True
-                flag_modified(version, "files")
-            return s.VersionFile(**entry)
+            return s.VersionFile(**record_upload(self.blobs, session, version, upload, info))
 
     def commit_version(self, project: str, model: str, number: int) -> s.VersionRead:
         with self.db.transaction() as session:
