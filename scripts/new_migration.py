@@ -8,7 +8,7 @@ import tempfile
 from alembic import command
 
 from stratus.core.database import Database
-from stratus.migrations.runner import alembic_config, upgrade
+from stratus.migrations.runner import alembic_config, head_revision, upgrade
 
 
 def main() -> None:
@@ -20,7 +20,9 @@ def main() -> None:
         db = Database(url)
         upgrade(db)
         db.dispose()
-        command.revision(alembic_config(url), message=message, autogenerate=True)
+        head = head_revision()
+        rev_id = f"{int(head) + 1:04d}" if head and head.isdigit() else None  # 0001, 0002, ...
+        command.revision(alembic_config(url), message=message, autogenerate=True, rev_id=rev_id)
 
 
 if __name__ == "__main__":

@@ -71,6 +71,7 @@ def world(platform: LocalPlatform, tmp_path_factory: pytest.TempPathFactory) -> 
         rows.write_text("amount,label\n1.5,0\n2.5,1\n")
         for project in (b, a):
             admin.datasets.push(rows, "d1", project=project, column_tags={"label": ["label"]})
+        b_validation = admin.datasets.validate("d1:1", {"rows": {"min": 1}}, project=b)
         # an endpoint in each (no replicas: nothing runs, yet every route has a target)
         for project in (b, a):
             created = admin._http.post(
@@ -103,6 +104,7 @@ def world(platform: LocalPlatform, tmp_path_factory: pytest.TempPathFactory) -> 
             "endpoint": "e1",
             "dataset": "d1",
             "variant": "main",
+            "validation_id": b_validation.id,
         },
         query_values={"version_id": version.version_id},
     )
@@ -231,6 +233,7 @@ def snapshot(admin: Client, world: World) -> dict[str, Any]:
         "alias_history": [e.model_dump() for e in admin.models.alias_history("m1", project=b)],
         "datasets": [d.model_dump() for d in admin.datasets.list(project=b)],
         "dataset_versions": [v.model_dump() for v in admin.datasets.versions("d1", project=b)],
+        "validations": [v.model_dump() for v in admin.datasets.validations("d1:1", project=b)],
         "endpoint": _without_status(admin._http.get(f"/api/v1/projects/{b}/endpoints/e1").json()),
         "endpoint_history": admin._http.get(f"/api/v1/projects/{b}/endpoints/e1/history").json(),
     }

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from stratus.cli.context import ProjectOption, client, project_of
@@ -37,6 +38,7 @@ VERSION_COLUMNS = [
     ("COLUMNS", lambda v: len(v.columns)),
     ("FILES", lambda v: len(v.files)),
     ("SIZE", lambda v: human_size(v.size)),
+    ("VALIDATION", lambda v: _validation_state(v.validation)),
     ("CREATED", lambda v: v.created_at),
     ("BY", lambda v: v.created_by),
 ]
@@ -201,6 +203,105 @@ def _profile_row(column: dict[str, Any]) -> list[str]:
         number("std"),
         top or "-",
     ]
+
+
+@app.command("validate")
+def validate(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="NAME (the latest version) or NAME:VERSION")],
+    rules: Annotated[
+        Path, typer.Option("--rules", "-r", help="the rules file (YAML)", show_default=False)
+    ],
+    project: ProjectOption = None,
+    output: OutputOption = Format.table,
+) -> None:
+    """Check a version against validation rules: print each rule with its failing rows, store
+    the report with the version, and exit 1 when a rule fails.
+
+    Rules: columns (type, not_null, min, max, allowed, unique, finite, max_null_share),
+    row-count bounds, extra columns, and drift from a reference version (max_psi,
+    max_mean_shift). See docs/datasets.md.
+
+    Example: stratus data validate churn:2 --rules rules.yaml
+    """
+    sdk = client(ctx)
+    with console.status(f"validating {ref}…"):
+        report = sdk.datasets.validate(ref, rules, project_of(ctx, project))
+    if output != Format.table:
+        show(report, output)
+    else:
+        _print_report(report)
+    if not report.passed:
+        raise typer.Exit(1)
+
+
+def _shown(value: Any) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else repr(value)
+
+
+def _validation_state(summary: Any) -> str:
+    if summary is None:
+        return "-"
+    return "passed" if summary.passed else "failed"
+
+
+def _print_report(report: Any) -> None:
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for header in ("", "CHECK", "COLUMN", "EXPECTED", "OBSERVED", "FAILING"):
+        table.add_column(header)
+    for check in report.report.checks:
+        table.add_row(
+            "[green]✓[/]" if check.passed else "[red]✗[/]",
+            escape(check.check),
+            escape(check.column or "-"),
+            escape(check.expected),
+            escape(check.observed),
+            "-" if check.failing is None else str(check.failing),
+        )
+    where = f"{report.dataset}:{report.version}"
+    against = f" (drift against {report.reference})" if report.reference else ""
+    console.print(f"{where}: {report.report.rows} rows{against}", markup=False)
+    console.print(table)
+    for check in report.report.checks:
+        if check.passed or not check.examples:
+            continue
+        console.print(
+            f"\nfailing rows of {check.column} {check.check} "
+            f"(first {len(check.examples)} of {check.failing}):",
+            markup=False,
+        )
+        for example in check.examples:
+            values = ", ".join(f"{k}={_shown(v)}" for k, v in example["values"].items())
+            console.print(f"  row {example['row']}: {values}", markup=False)
+    failed = sum(1 for c in report.report.checks if not c.passed)
+    if report.passed:
+        console.print(f"\n[green]passed[/]: {len(report.report.checks)} checks")
+    else:
+        console.print(f"\n[red]failed[/]: {failed} of {len(report.report.checks)} checks")
+
+
+@app.command("validations")
+def validations(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="NAME (the latest version) or NAME:VERSION")],
+    project: ProjectOption = None,
+    output: OutputOption = Format.table,
+) -> None:
+    """List a version's stored validation reports, newest first.
+
+    Example: stratus data validations churn:2
+    """
+    found = client(ctx).datasets.validations(ref, project_of(ctx, project))
+    columns = [
+        ("ID", lambda v: v.id),
+        ("RESULT", lambda v: "passed" if v.passed else "failed"),
+        ("CHECKS", lambda v: len(v.report.checks)),
+        ("FAILED", lambda v: sum(1 for c in v.report.checks if not c.passed)),
+        ("REFERENCE", lambda v: v.reference or "-"),
+        ("CREATED", lambda v: v.created_at),
+        ("BY", lambda v: v.created_by),
+    ]
+    show(found, output, columns)
 
 
 @app.command("pull")

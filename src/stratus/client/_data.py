@@ -19,6 +19,7 @@ from stratus.client._base import (
 )
 from stratus.core.errors import InvalidInput, NotFound
 from stratus.data import schemas as ds
+from stratus.data.rules import RuleSet, parse_rules
 
 SUPPORTED = (".csv", ".parquet", ".pq", ".jsonl", ".ndjson")
 
@@ -35,6 +36,35 @@ def dataset_ref(ref: str) -> tuple[str, str]:
     if version and (not version.isdigit() or int(version) < 1):
         raise InvalidInput(f"{ref!r}: the version after ':' must be a positive number")
     return name, version or "latest"
+
+
+def load_rules(rules: RuleSet | dict[str, Any] | str | Path) -> RuleSet:
+    """A rule set from a model, a dict or a YAML file, with a clear error naming the problem."""
+    import yaml
+    from pydantic import ValidationError
+
+    if isinstance(rules, RuleSet):
+        return rules
+    label = "the rules"
+    if isinstance(rules, str | Path):
+        label = str(rules)
+        try:
+            document = yaml.safe_load(Path(rules).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise InvalidInput(f"{label}: cannot be read: {exc.strerror or exc}") from None
+        except yaml.YAMLError as exc:
+            raise InvalidInput(f"{label}: not valid YAML: {exc}") from None
+    else:
+        document = rules
+    if document is not None and not isinstance(document, dict):
+        raise InvalidInput(f"{label}: expected a mapping of rules at the top")
+    try:
+        return parse_rules(document)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'rules'}: {e['msg']}" for e in exc.errors()
+        )
+        raise InvalidInput(f"{label}: {problems}") from None
 
 
 class Datasets(API):
@@ -149,6 +179,35 @@ class Datasets(API):
         """The version's profile: rows, and per column its count, nulls and statistics."""
         read = self._c._model(ds.ProfileRead, "GET", self._version_path(ref, project) + "/profile")
         return read.profile
+
+    def validate(
+        self,
+        ref: str,
+        rules: RuleSet | dict[str, Any] | str | Path,
+        project: str | None = None,
+    ) -> ds.ValidationRead:
+        """Check a version against validation rules; the report is stored with the version.
+
+        Args:
+            ref: `name` (the latest version) or `name:3`.
+            rules: a `RuleSet`, the same as a dict, or the path of a YAML rules file.
+
+        Returns:
+            The report: `passed`, and each check with its failing rows and examples.
+
+        Raises:
+            InvalidInput: the rules are malformed, or a rule cannot apply to its column.
+        """
+        rule_set = load_rules(rules)
+        body = {"rules": rule_set.model_dump(mode="json", exclude_unset=True)}
+        return self._c._model(
+            ds.ValidationRead, "POST", self._version_path(ref, project) + "/validations", json=body
+        )
+
+    def validations(self, ref: str, project: str | None = None) -> builtins.list[ds.ValidationRead]:
+        """A version's validation reports, newest first."""
+        path = self._version_path(ref, project) + "/validations"
+        return list(self._c._pages(ds.ValidationRead, path, {}))
 
     def pull(self, ref: str, dest: str | Path, project: str | None = None) -> Path:
         """Download every file of a version into the folder `dest` (verified, atomic per file)."""

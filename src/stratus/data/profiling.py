@@ -243,7 +243,7 @@ def _categories(column: pa.ChunkedArray, top: int) -> CategoryStats:
     return CategoryStats(
         distinct=distinct,
         top=[
-            CategoryCount(value=_shown(value), count=n)
+            CategoryCount(value=shown_category(value), count=n)
             for value, n in zip(table["value"].to_pylist(), table["count"].to_pylist(), strict=True)
         ],
     )
@@ -252,7 +252,7 @@ def _categories(column: pa.ChunkedArray, top: int) -> CategoryStats:
 MAX_CATEGORY_CHARS = 200
 
 
-def _shown(value: str) -> str:
+def shown_category(value: str) -> str:
     """A category as the profile keeps it: free text is cut (a profile stays small)."""
     if len(value) <= MAX_CATEGORY_CHARS:
         return value

@@ -1,5 +1,5 @@
-"""The datasets' HTTP surface: datasets, version pushes (declare, upload, commit), profiles
-and file downloads."""
+"""The datasets' HTTP surface: datasets, version pushes (declare, upload, commit), profiles,
+validation reports and file downloads."""
 
 from __future__ import annotations
 
@@ -187,6 +187,61 @@ def get_profile(
     """Per column: count, nulls, and min/max/mean/std/quantiles/histogram for numbers or the
     top categories for strings."""
     return _data(request).profile(access.project, dataset, version)
+
+
+@router.post(
+    "/{dataset}/versions/{version}/validations",
+    name="datasets.versions.validate",
+    status_code=201,
+    response_model=s.ValidationRead,
+)
+def validate_version(
+    request: Request,
+    dataset: str,
+    version: str,
+    body: s.ValidationCreate,
+    access: ProjectAccess = Access(Permission.RESOURCE_WRITE),
+) -> s.ValidationRead:
+    """Check a version against validation rules and store the report with it. A version that
+    fails its rules is still a 201: the report says `passed: false` and which rules failed."""
+    return _data(request).validate(
+        access.project, dataset, version, body.rules, actor=access.principal.subject
+    )
+
+
+@router.get(
+    "/{dataset}/versions/{version}/validations",
+    name="datasets.versions.validations",
+    response_model=Page[s.ValidationRead],
+)
+def list_validations(
+    request: Request,
+    dataset: str,
+    version: str,
+    access: ProjectAccess = Access(Permission.RESOURCE_READ),
+    limit: Limit = DEFAULT_LIMIT,
+    page_token: PageToken = None,
+) -> Page[s.ValidationRead]:
+    """A version's validation reports, newest first."""
+    items, token = _data(request).list_validations(
+        access.project, dataset, version, limit, page_token
+    )
+    return Page(items=items, next_page_token=token)
+
+
+@router.get(
+    "/{dataset}/versions/{version}/validations/{validation_id}",
+    name="datasets.versions.validation",
+    response_model=s.ValidationRead,
+)
+def get_validation(
+    request: Request,
+    dataset: str,
+    version: str,
+    validation_id: str,
+    access: ProjectAccess = Access(Permission.RESOURCE_READ),
+) -> s.ValidationRead:
+    return _data(request).get_validation(access.project, dataset, version, validation_id)
 
 
 @router.delete("/{dataset}/versions/{version}", name="datasets.versions.delete", status_code=204)

@@ -8,6 +8,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from stratus.core.resources import Labels, Metadata, Name
+from stratus.data.reports import ValidationReport
+from stratus.data.rules import RuleSet
 
 COLUMN_TAGS = ("pii", "label", "id", "timestamp")
 _SHA256 = r"^[0-9a-f]{64}$"
@@ -130,9 +132,35 @@ class VersionRead(BaseModel):
     created_at: datetime
     created_by: str
     committed_at: datetime | None
+    validation: ValidationSummary | None = Field(
+        None, description="the newest validation of this version"
+    )
 
 
 class ProfileRead(BaseModel):
     dataset: str
     version: int
     profile: dict[str, Any]
+
+
+class ValidationCreate(_Input):
+    rules: RuleSet
+
+
+class ValidationSummary(BaseModel):
+    id: str
+    passed: bool
+    created_at: datetime
+
+
+class ValidationRead(BaseModel):
+    kind: Literal["DatasetValidation"] = "DatasetValidation"
+    id: str
+    dataset: str
+    version: int
+    passed: bool
+    reference: str | None
+    rules: RuleSet
+    report: ValidationReport
+    created_at: datetime
+    created_by: str

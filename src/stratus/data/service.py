@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
@@ -25,10 +26,14 @@ from stratus.core.events import EventBus, guard_project_deletion
 from stratus.core.ids import new_id
 from stratus.core.resources import ProjectScoped, metadata_of, paginate
 from stratus.data import schemas as s
-from stratus.data.tables import DatasetRow, DatasetVersionRow
+from stratus.data.rules import RuleSet
+from stratus.data.tables import DatasetRow, DatasetVersionRow, ValidationRow
 from stratus.storage.blobs import Blobs
 from stratus.storage.blobstore import BlobInfo
 from stratus.storage.uploads import FileUpload, declared_file, record_upload
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 ProjectLookup = Callable[[Session, str], str]  # (the caller's session, project name) -> uid
 
@@ -168,7 +173,6 @@ class DataService:
 
         Each file is read whole into memory (the profile needs every row anyway): fine for
         data that fits a machine's memory; larger datasets will want a streaming profile."""
-        from stratus.data.formats import combine, format_of, read_table
         from stratus.data.profiling import profile_table, schema_of
 
         with self.db.transaction() as session:
@@ -183,18 +187,7 @@ class DataService:
                 raise Conflict(f"{dataset}:{number} cannot be committed: upload {shown} first")
             project_uid, files = row.project_uid, [dict(f) for f in version.files]
         try:
-            tables = [
-                (
-                    f["path"],
-                    read_table(
-                        io.BytesIO(b"".join(self.blobs.open(project_uid, f["sha256"]))),
-                        format_of(f["path"]),
-                        name=f["path"],
-                    ),
-                )
-                for f in sorted(files, key=lambda f: f["path"])
-            ]
-            table = combine(tables)
+            table = self._load_table(project_uid, files)
             schema = [c.model_dump(mode="json") for c in schema_of(table)]
             profile = profile_table(table).model_dump(mode="json")
         except InvalidInput:
@@ -215,6 +208,23 @@ class DataService:
             version.state, version.committed_at = "ready", utcnow()
             session.flush()
             return self._version_read(session, row, version, project)
+
+    def _load_table(self, project_uid: str, files: list[dict[str, Any]]) -> pa.Table:
+        """A version's files, read and joined into one table (in path order)."""
+        from stratus.data.formats import combine, format_of, read_table
+
+        tables = [
+            (
+                f["path"],
+                read_table(
+                    io.BytesIO(b"".join(self.blobs.open(project_uid, f["sha256"]))),
+                    format_of(f["path"]),
+                    name=f["path"],
+                ),
+            )
+            for f in sorted(files, key=lambda f: f["path"])
+        ]
+        return combine(tables)
 
     def _discard(self, project: str, dataset: str, number: int) -> None:
         """Remove a pending version whose files could not be read (and its blob references)."""
@@ -271,6 +281,133 @@ class DataService:
             self._release(session, row.project_uid, version)
             session.execute(delete(DatasetVersionRow).where(DatasetVersionRow.uid == version.uid))
 
+    # --- validating a version ------------------------------------------------------------------
+
+    def validate(
+        self, project: str, dataset: str, ref: str, rules: RuleSet, *, actor: str
+    ) -> s.ValidationRead:
+        """Check a ready version against `rules` and store the report with it (passed or not).
+
+        Raises:
+            Conflict: the version is not committed yet.
+            NotFound: the drift reference names a version that does not exist.
+            InvalidInput: a rule cannot apply to its column.
+        """
+        from stratus.data.validation import validate_table
+
+        with self.db.transaction() as session:
+            row = self._dataset(session, project, dataset)
+            version = self._version(session, row, ref)
+            if version.state != "ready":
+                raise Conflict(f"{dataset}:{version.version} is not committed yet")
+            reference, label = (None, None)
+            if rules.needs_reference():
+                wanted = rules.drift.reference if rules.drift is not None else "previous"
+                reference, label = self._reference(session, project, row, version, wanted)
+            project_uid, files, number = row.project_uid, list(version.files), version.version
+            version_uid = version.uid
+            not_compared = frozenset(
+                column
+                for column, tags in (row.column_tags or {}).items()
+                if {"id", "pii", "timestamp"} & set(tags)
+            )
+        table = self._load_table(project_uid, files)
+        report = validate_table(table, rules, reference, label, not_compared)
+        rules_json = rules.model_dump(mode="json", exclude_unset=True)
+        rules_hash = hashlib.sha256(json.dumps(rules_json, sort_keys=True).encode()).hexdigest()
+        with self.db.transaction() as session:
+            if session.get(DatasetVersionRow, version_uid) is None:
+                raise NotFound(f"{dataset}:{number} was deleted while it was being validated")
+            validation = ValidationRow(
+                uid=new_id("val"),
+                version_uid=version_uid,
+                passed=report.passed,
+                rules=rules_json,
+                rules_sha256=rules_hash,
+                report=report.model_dump(mode="json"),
+                reference=label if reference is not None else None,
+                created_at=utcnow(),
+                created_by=actor,
+            )
+            session.add(validation)
+            session.flush()
+            return self._validation_read(validation, dataset, number)
+
+    def list_validations(
+        self, project: str, dataset: str, ref: str, limit: int | None, page_token: str | None
+    ) -> tuple[list[s.ValidationRead], str | None]:
+        """A version's validations, newest first."""
+        with self.db.transaction() as session:
+            row = self._dataset(session, project, dataset)
+            version = self._version(session, row, ref)
+            stmt = select(ValidationRow).where(ValidationRow.version_uid == version.uid)
+            found, token = paginate(
+                session, stmt, ValidationRow.uid, limit, page_token, descending=True
+            )
+            return [self._validation_read(v, dataset, version.version) for v in found], token
+
+    def get_validation(
+        self, project: str, dataset: str, ref: str, validation_id: str
+    ) -> s.ValidationRead:
+        with self.db.transaction() as session:
+            row = self._dataset(session, project, dataset)
+            version = self._version(session, row, ref)
+            found = session.get(ValidationRow, validation_id)
+            if found is None or found.version_uid != version.uid:
+                raise NotFound(f"{dataset}:{version.version} has no validation {validation_id!r}")
+            return self._validation_read(found, dataset, version.version)
+
+    def _reference(
+        self,
+        session: Session,
+        project: str,
+        dataset: DatasetRow,
+        version: DatasetVersionRow,
+        wanted: str | int,
+    ) -> tuple[dict[str, Any] | None, str | None]:
+        """The profile drift is measured against, and its NAME:VERSION; (None, None) when
+        `previous` is asked for the first version."""
+        if wanted == "previous":
+            earlier = session.scalars(
+                select(DatasetVersionRow)
+                .where(
+                    DatasetVersionRow.dataset_uid == dataset.uid,
+                    DatasetVersionRow.state == "ready",
+                    DatasetVersionRow.version < version.version,
+                )
+                .order_by(DatasetVersionRow.version.desc())
+                .limit(1)
+            ).first()
+            if earlier is None:
+                return None, None
+            return earlier.profile, f"{dataset.name}:{earlier.version}"
+        text = str(wanted)
+        if ":" in text:
+            name, number = text.rsplit(":", 1)
+        elif text.isdigit() or text == "latest":
+            name, number = "", text
+        else:
+            name, number = text, "latest"
+        other = self._dataset(session, project, name) if name else dataset
+        found = self._version(session, other, number or "latest")
+        if found.state != "ready" or found.profile is None:
+            raise Conflict(f"the drift reference {other.name}:{found.version} is not committed")
+        return found.profile, f"{other.name}:{found.version}"
+
+    @staticmethod
+    def _validation_read(row: ValidationRow, dataset: str, version: int) -> s.ValidationRead:
+        return s.ValidationRead(
+            id=row.uid,
+            dataset=dataset,
+            version=version,
+            passed=row.passed,
+            reference=row.reference,
+            rules=RuleSet.model_validate(row.rules),
+            report=row.report,
+            created_at=as_utc(row.created_at),
+            created_by=row.created_by,
+        )
+
     # --- helpers -----------------------------------------------------------------------------
 
     def _dataset(self, session: Session, project: str, name: str) -> DatasetRow:
@@ -282,6 +419,8 @@ class DataService:
         """A version by number, or `latest` (the newest ready one)."""
         stmt = select(DatasetVersionRow).where(DatasetVersionRow.dataset_uid == dataset.uid)
         if ref.isdigit():
+            if int(ref) > 2**31:  # past any version, and past what SQLite compares
+                raise NotFound(f"dataset {dataset.name!r} has no version {ref}")
             stmt = stmt.where(DatasetVersionRow.version == int(ref))
         elif ref == "latest":
             stmt = stmt.where(DatasetVersionRow.state == "ready").order_by(
@@ -334,4 +473,17 @@ class DataService:
             created_at=as_utc(v.created_at),
             created_by=v.created_by,
             committed_at=as_utc(v.committed_at) if v.committed_at else None,
+            validation=DataService._last_validation(session, v.uid),
         )
+
+    @staticmethod
+    def _last_validation(session: Session, version_uid: str) -> s.ValidationSummary | None:
+        last = session.execute(
+            select(ValidationRow.uid, ValidationRow.passed, ValidationRow.created_at)
+            .where(ValidationRow.version_uid == version_uid)
+            .order_by(ValidationRow.uid.desc())
+            .limit(1)
+        ).first()
+        if last is None:
+            return None
+        return s.ValidationSummary(id=last[0], passed=last[1], created_at=as_utc(last[2]))

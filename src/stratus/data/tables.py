@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Integer,
@@ -58,3 +59,21 @@ class DatasetVersionRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     created_by: Mapped[str] = mapped_column(String(160), default="")
     committed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class ValidationRow(Base):
+    """One validation of a version against a rule set: the rules as given, and the report."""
+
+    __tablename__ = "dataset_validations"
+
+    uid: Mapped[str] = mapped_column(String(32), primary_key=True)
+    version_uid: Mapped[str] = mapped_column(
+        ForeignKey("dataset_versions.uid", ondelete="CASCADE"), index=True
+    )
+    passed: Mapped[bool] = mapped_column(Boolean)
+    rules: Mapped[dict[str, Any]] = mapped_column(JSON)
+    rules_sha256: Mapped[str] = mapped_column(String(64))
+    report: Mapped[dict[str, Any]] = mapped_column(JSON)
+    reference: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(160), default="")

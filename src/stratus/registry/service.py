@@ -338,6 +338,8 @@ class RegistryService:
         """A version by number, by alias, or `latest` (the newest committed one)."""
         stmt = select(ModelVersionRow).where(ModelVersionRow.model_uid == model.uid)
         if ref.isdigit():
+            if int(ref) > 2**31:  # past any version, and past what SQLite compares
+                raise version_not_found(model.name, ref)
             stmt = stmt.where(ModelVersionRow.version == int(ref))
         elif ref == "latest":
             stmt = stmt.where(ModelVersionRow.state == "ready").order_by(
