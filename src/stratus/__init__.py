@@ -1,12 +1,13 @@
 """Stratus: a self-hosted cloud for the machine-learning lifecycle.
 
-The public SDK: `stratus.Client`, what it returns from a prediction (`stratus.Prediction`)
-and the error classes it raises (`stratus.errors`).
+The public SDK: `stratus.Client`, what it returns from a prediction (`stratus.Prediction`),
+the error classes it raises (`stratus.errors`), and experiment tracking for training code
+(`stratus.tracking`).
 """
 
 from __future__ import annotations
 
-from stratus import errors
+from stratus import errors, tracking
 from stratus._version import __version__
 from stratus.client import Client, Prediction
 from stratus.errors import (
@@ -37,4 +38,5 @@ __all__ = [
     "Unauthenticated",
     "__version__",
     "errors",
+    "tracking",
 ]

@@ -72,6 +72,16 @@ def world(platform: LocalPlatform, tmp_path_factory: pytest.TempPathFactory) -> 
         for project in (b, a):
             admin.datasets.push(rows, "d1", project=project, column_tags={"label": ["label"]})
         b_validation = admin.datasets.validate("d1:1", {"rows": {"min": 1}}, project=b)
+        # an experiment in each, with a run that has a metric and an artifact
+        b_run = ""
+        for project in (b, a):
+            admin.experiments.create("x1", project=project)
+            run = admin.experiments.create_run("x1", project=project, params={"C": 1.0})
+            admin.experiments.log_batch(
+                run.id, metrics=[{"key": "loss", "value": 0.5}], project=project
+            )
+            admin.experiments.log_artifact(run.id, artifact, project=project)
+            b_run = b_run or run.id
         # an endpoint in each (no replicas: nothing runs, yet every route has a target)
         for project in (b, a):
             created = admin._http.post(
@@ -105,6 +115,9 @@ def world(platform: LocalPlatform, tmp_path_factory: pytest.TempPathFactory) -> 
             "dataset": "d1",
             "variant": "main",
             "validation_id": b_validation.id,
+            "experiment": "x1",
+            "run_id": b_run,
+            "metric": "loss",
         },
         query_values={"version_id": version.version_id},
     )
@@ -234,6 +247,18 @@ def snapshot(admin: Client, world: World) -> dict[str, Any]:
         "datasets": [d.model_dump() for d in admin.datasets.list(project=b)],
         "dataset_versions": [v.model_dump() for v in admin.datasets.versions("d1", project=b)],
         "validations": [v.model_dump() for v in admin.datasets.validations("d1:1", project=b)],
+        "experiments": [e.model_dump() for e in admin.experiments.list(project=b)],
+        "runs": [r.model_dump() for r in admin.experiments.runs("x1", project=b)],
+        "metric_points": [
+            p.model_dump()
+            for r in admin.experiments.runs("x1", project=b)
+            for p in admin.experiments.metric_history(r.id, "loss", project=b)
+        ],
+        "artifacts": [
+            a.model_dump()
+            for r in admin.experiments.runs("x1", project=b)
+            for a in admin.experiments.artifacts(r.id, project=b)
+        ],
         "endpoint": _without_status(admin._http.get(f"/api/v1/projects/{b}/endpoints/e1").json()),
         "endpoint_history": admin._http.get(f"/api/v1/projects/{b}/endpoints/e1/history").json(),
     }

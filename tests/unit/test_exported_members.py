@@ -21,9 +21,30 @@ def test_exported_members() -> None:
         "Unauthenticated",
         "__version__",
         "errors",
+        "tracking",
     ]
     for name in stratus.__all__:
         assert hasattr(stratus, name), name
+
+
+def test_tracking_members() -> None:
+    assert sorted(stratus.tracking.__all__) == [
+        "ActiveRun",
+        "active_run",
+        "end_run",
+        "log_artifact",
+        "log_metric",
+        "log_metrics",
+        "log_model",
+        "log_param",
+        "log_params",
+        "resume_run",
+        "set_tags",
+        "start_run",
+    ]
+    for name in stratus.tracking.__all__:
+        assert callable(getattr(stratus.tracking, name)), name
+    assert stratus.tracking.start_run.__doc__ and "Args:" in stratus.tracking.start_run.__doc__
 
 
 def test_client_methods_are_public_and_documented() -> None:
@@ -36,6 +57,8 @@ def test_client_methods_are_public_and_documented() -> None:
             "service_accounts",
             "buckets",
             "models",
+            "datasets",
+            "experiments",
             "endpoints",
             "audit",
         ):

@@ -18,6 +18,7 @@ from stratus.endpoints.gateway import Gateway
 from stratus.iam import routes as iam_routes
 from stratus.registry import routes as registry_routes
 from stratus.storage import routes as storage_routes
+from stratus.tracking import routes as tracking_routes
 
 
 def create_api(platform: Platform) -> FastAPI:
@@ -47,6 +48,7 @@ def create_api(platform: Platform) -> FastAPI:
     app.state.storage = platform.storage
     app.state.registry = platform.registry
     app.state.data = platform.data
+    app.state.tracking = platform.tracking
     app.state.endpoints = platform.endpoints
     app.state.controller = platform.controller
     problems.install(app)
@@ -56,6 +58,7 @@ def create_api(platform: Platform) -> FastAPI:
     app.include_router(storage_routes.router, responses=problems.ERROR_RESPONSES)
     app.include_router(registry_routes.router, responses=problems.ERROR_RESPONSES)
     app.include_router(data_routes.router, responses=problems.ERROR_RESPONSES)
+    app.include_router(tracking_routes.router, responses=problems.ERROR_RESPONSES)
     app.include_router(endpoint_routes.router, responses=problems.ERROR_RESPONSES)
     app.add_middleware(
         RequestContextMiddleware,

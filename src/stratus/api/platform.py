@@ -32,6 +32,7 @@ from stratus.storage.blobstore import BlobStore, open_store
 from stratus.storage.encryption import load_or_create_master_key
 from stratus.storage.keyring import Keyring
 from stratus.storage.service import StorageService
+from stratus.tracking.service import TrackingService
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class Platform:
     storage: StorageService
     registry: RegistryService
     data: DataService
+    tracking: TrackingService
     endpoints: EndpointService
     routes: RouteTable
     metrics: InferenceMetrics
@@ -68,6 +70,7 @@ class Platform:
         storage = StorageService(db, blobs, bus, project_uid=iam.project_uid)
         registry = RegistryService(db, blobs, bus, project_uid=iam.project_uid)
         data = DataService(db, blobs, bus, project_uid=iam.project_uid)
+        tracking = TrackingService(db, blobs, bus, project_uid=iam.project_uid)
         endpoints = EndpointService(db, registry, bus, project_uid=iam.project_uid)
         backend = LocalBackend(
             LocalBackendConfig(
@@ -106,6 +109,7 @@ class Platform:
             storage=storage,
             registry=registry,
             data=data,
+            tracking=tracking,
             endpoints=endpoints,
             routes=routes,
             metrics=metrics,

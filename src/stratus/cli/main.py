@@ -14,6 +14,7 @@ from stratus.cli import (
     buckets,
     data,
     endpoints,
+    experiments,
     keys,
     login,
     models,
@@ -73,6 +74,7 @@ app.add_typer(users.app, name="users")
 app.add_typer(keys.app, name="keys")
 app.add_typer(buckets.app, name="buckets")
 app.add_typer(data.app, name="data")
+app.add_typer(experiments.app, name="experiments")
 app.add_typer(models.app, name="models")
 app.command("deploy")(endpoints.deploy)
 app.add_typer(endpoints.app, name="endpoints")

@@ -1,5 +1,5 @@
 """The SDK: `Client`, and through it one small API object per resource collection
-(`_iam.py`, `_storage.py`, `_registry.py`, `_endpoints.py`).
+(`_iam.py`, `_storage.py`, `_registry.py`, `_data.py`, `_tracking.py`, `_endpoints.py`).
 
 Every call is one HTTP request through httpx; a problem+json error comes back as the same
 `stratus.errors` class the server raised. Uploads and downloads stream in chunks, so memory
@@ -23,6 +23,7 @@ from stratus.client._endpoints import Endpoints
 from stratus.client._iam import Audit, Keys, Projects, ServiceAccounts, Users
 from stratus.client._registry import Models
 from stratus.client._storage import Buckets
+from stratus.client._tracking import Experiments
 from stratus.client.credentials import DEFAULT_URL, read_credentials
 from stratus.core.errors import DataCorrupted, ServiceUnavailable
 from stratus.iam import schemas as iam
@@ -72,6 +73,7 @@ class Client:
         self.buckets = Buckets(self)
         self.models = Models(self)
         self.datasets = Datasets(self)
+        self.experiments = Experiments(self)
         self.endpoints = Endpoints(self)
         self.audit = Audit(self)
 

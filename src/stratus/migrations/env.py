@@ -10,6 +10,7 @@ import stratus.endpoints.tables  # noqa: F401
 import stratus.iam.tables  # noqa: F401
 import stratus.registry.tables  # noqa: F401
 import stratus.storage.tables  # noqa: F401
+import stratus.tracking.tables  # noqa: F401
 from stratus.core.database import Base
 
 config = context.config
