@@ -1,13 +1,13 @@
 """Stratus: a self-hosted cloud for the machine-learning lifecycle.
 
 The public SDK: `stratus.Client`, what it returns from a prediction (`stratus.Prediction`),
-the error classes it raises (`stratus.errors`), and experiment tracking for training code
-(`stratus.tracking`).
+the error classes it raises (`stratus.errors`), experiment tracking for training code
+(`stratus.tracking`), and checkpoints for code that runs as a training job (`stratus.training`).
 """
 
 from __future__ import annotations
 
-from stratus import errors, tracking
+from stratus import errors, tracking, training
 from stratus._version import __version__
 from stratus.client import Client, Prediction
 from stratus.errors import (
@@ -39,4 +39,5 @@ __all__ = [
     "__version__",
     "errors",
     "tracking",
+    "training",
 ]

@@ -81,6 +81,10 @@ class LocalPlatform:
         return cmd + self.extra_args
 
     def start(self, timeout: float = 60.0) -> LocalPlatform:
+        """Start the platform and wait until it is ready; a running one is left as it is
+        (so `with LocalPlatform(home).start() as p:` starts one process, not two)."""
+        if self.process is not None and self.process.poll() is None:
+            return self
         self.home.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("STRATUS_")}
         # a throwaway platform warms the replica fork server at its first endpoint, not at start

@@ -26,7 +26,8 @@ import orjson
 import pytest
 
 from stratus.compute.backend import ReplicaHandle, ReplicaState, ReplicaStatus
-from stratus.compute.local import LocalBackend, LocalBackendConfig, process_start_ticks
+from stratus.compute.local import LocalBackend, LocalBackendConfig
+from stratus.compute.processes import process_start_ticks
 from stratus.serving.replica import ReplicaSpec
 from stratus.serving.wire import HELLO_ID, RESPONSE, Kind, encode_request
 

@@ -72,6 +72,13 @@ def world(platform: LocalPlatform, tmp_path_factory: pytest.TempPathFactory) -> 
         for project in (b, a):
             admin.datasets.push(rows, "d1", project=project, column_tags={"label": ["label"]})
         b_validation = admin.datasets.validate("d1:1", {"rows": {"min": 1}}, project=b)
+        # a training job in each, waiting for its code (so nothing runs)
+        for project in (b, a):
+            code = {"sha256": "0" * 64, "size": 1, "content_hash": "1" * 64, "entrypoint": "t.py"}
+            created = admin._http.post(
+                f"/api/v1/projects/{project}/jobs", json={"name": "j1", "code": code}
+            )
+            assert created.status_code == 201 and created.json()["status"]["phase"] == "pending"
         # an experiment in each, with a run that has a metric and an artifact
         b_run = ""
         for project in (b, a):
@@ -115,6 +122,7 @@ def world(platform: LocalPlatform, tmp_path_factory: pytest.TempPathFactory) -> 
             "dataset": "d1",
             "variant": "main",
             "validation_id": b_validation.id,
+            "job": "j1",
             "experiment": "x1",
             "run_id": b_run,
             "metric": "loss",
@@ -247,6 +255,7 @@ def snapshot(admin: Client, world: World) -> dict[str, Any]:
         "datasets": [d.model_dump() for d in admin.datasets.list(project=b)],
         "dataset_versions": [v.model_dump() for v in admin.datasets.versions("d1", project=b)],
         "validations": [v.model_dump() for v in admin.datasets.validations("d1:1", project=b)],
+        "jobs": [j.model_dump(exclude={"status": {"cost"}}) for j in admin.jobs.list(project=b)],
         "experiments": [e.model_dump() for e in admin.experiments.list(project=b)],
         "runs": [r.model_dump() for r in admin.experiments.runs("x1", project=b)],
         "metric_points": [

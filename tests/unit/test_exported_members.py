@@ -22,6 +22,7 @@ def test_exported_members() -> None:
         "__version__",
         "errors",
         "tracking",
+        "training",
     ]
     for name in stratus.__all__:
         assert hasattr(stratus, name), name
@@ -47,6 +48,20 @@ def test_tracking_members() -> None:
     assert stratus.tracking.start_run.__doc__ and "Args:" in stratus.tracking.start_run.__doc__
 
 
+def test_training_members() -> None:
+    assert sorted(stratus.training.__all__) == [
+        "Checkpoint",
+        "JobContext",
+        "checkpoint",
+        "current_job",
+        "preempted",
+    ]
+    assert (
+        stratus.training.Checkpoint.save.__doc__
+        and "Args:" in stratus.training.Checkpoint.save.__doc__
+    )
+
+
 def test_client_methods_are_public_and_documented() -> None:
     client = stratus.Client(url="http://127.0.0.1:1", api_key="stk_x_y")
     try:
@@ -60,6 +75,7 @@ def test_client_methods_are_public_and_documented() -> None:
             "datasets",
             "experiments",
             "endpoints",
+            "jobs",
             "audit",
         ):
             assert hasattr(client, api), api

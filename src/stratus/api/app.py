@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from anyio import to_thread
 from fastapi import FastAPI
 
 from stratus._version import __version__
@@ -16,6 +17,7 @@ from stratus.data import routes as data_routes
 from stratus.endpoints import routes as endpoint_routes
 from stratus.endpoints.gateway import Gateway
 from stratus.iam import routes as iam_routes
+from stratus.jobs import routes as job_routes
 from stratus.registry import routes as registry_routes
 from stratus.storage import routes as storage_routes
 from stratus.tracking import routes as tracking_routes
@@ -27,9 +29,11 @@ def create_api(platform: Platform) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await platform.controller.start()
+        platform.job_controller.start()
         try:
             yield
         finally:
+            await to_thread.run_sync(platform.job_controller.stop)
             await platform.controller.stop()
 
     app = FastAPI(
@@ -50,6 +54,7 @@ def create_api(platform: Platform) -> FastAPI:
     app.state.data = platform.data
     app.state.tracking = platform.tracking
     app.state.endpoints = platform.endpoints
+    app.state.jobs = platform.jobs
     app.state.controller = platform.controller
     problems.install(app)
     app.include_router(health.router)
@@ -60,6 +65,8 @@ def create_api(platform: Platform) -> FastAPI:
     app.include_router(data_routes.router, responses=problems.ERROR_RESPONSES)
     app.include_router(tracking_routes.router, responses=problems.ERROR_RESPONSES)
     app.include_router(endpoint_routes.router, responses=problems.ERROR_RESPONSES)
+    app.include_router(job_routes.router, responses=problems.ERROR_RESPONSES)
+    app.include_router(job_routes.catalog_router, responses=problems.ERROR_RESPONSES)
     app.add_middleware(
         RequestContextMiddleware,
         audit=platform.audit,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
 
+from stratus.compute.instance_types import InstanceCatalog
 from stratus.compute.local import LocalBackend, LocalBackendConfig
 from stratus.core.database import Database
 from stratus.core.events import EventBus
@@ -26,6 +27,8 @@ from stratus.iam.authenticating import Authenticator
 from stratus.iam.bootstrap import FirstStart, bootstrap
 from stratus.iam.credentials import TokenSigner, derive_signing_key
 from stratus.iam.service import IamService
+from stratus.jobs.controller import JobController, JobControllerConfig
+from stratus.jobs.service import JobService
 from stratus.registry.service import RegistryService
 from stratus.storage.blobs import Blobs
 from stratus.storage.blobstore import BlobStore, open_store
@@ -52,6 +55,8 @@ class Platform:
     data: DataService
     tracking: TrackingService
     endpoints: EndpointService
+    jobs: JobService
+    job_controller: JobController
     routes: RouteTable
     metrics: InferenceMetrics
     controller: EndpointController
@@ -74,9 +79,37 @@ class Platform:
         endpoints = EndpointService(db, registry, bus, project_uid=iam.project_uid)
         backend = LocalBackend(
             LocalBackendConfig(
-                state_dir=settings.home / "compute", fork_server=settings.serving.fork_server
+                state_dir=settings.home / "compute",
+                fork_server=settings.serving.fork_server,
+                capacity_vcpus=settings.compute.capacity_vcpus,
+                capacity_memory_gib=settings.compute.capacity_memory_gib,
             )
         )
+        catalog = InstanceCatalog.load(
+            settings.compute.instance_types or settings.home / "instance_types.yaml"
+        )
+        jobs = JobService(
+            db,
+            blobs,
+            bus,
+            data,
+            catalog,
+            backend,
+            project_uid=iam.project_uid,
+            project_name=iam.project_name,
+        )
+        job_controller = JobController(
+            jobs,
+            backend,
+            signer,
+            JobControllerConfig(
+                work_dir=settings.home / "jobs",
+                url=settings.internal_url,
+                interval_seconds=settings.compute.scheduler_interval_seconds,
+                stop_on_shutdown=settings.compute.stop_jobs_on_shutdown,
+            ),
+        )
+        jobs.on_change = job_controller.wake
         routes = RouteTable()
         metrics = InferenceMetrics(CollectorRegistry(auto_describe=True))
         controller = EndpointController(
@@ -111,6 +144,8 @@ class Platform:
             data=data,
             tracking=tracking,
             endpoints=endpoints,
+            jobs=jobs,
+            job_controller=job_controller,
             routes=routes,
             metrics=metrics,
             controller=controller,

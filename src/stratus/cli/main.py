@@ -15,6 +15,7 @@ from stratus.cli import (
     data,
     endpoints,
     experiments,
+    jobs,
     keys,
     login,
     models,
@@ -79,6 +80,7 @@ app.add_typer(models.app, name="models")
 app.command("deploy")(endpoints.deploy)
 app.add_typer(endpoints.app, name="endpoints")
 app.command("predict")(predict.predict)
+app.add_typer(jobs.app, name="jobs")
 app.add_typer(audit.app, name="audit")
 
 

@@ -21,6 +21,7 @@ from stratus.client._base import CHUNK, error_of
 from stratus.client._data import Datasets
 from stratus.client._endpoints import Endpoints
 from stratus.client._iam import Audit, Keys, Projects, ServiceAccounts, Users
+from stratus.client._jobs import Jobs
 from stratus.client._registry import Models
 from stratus.client._storage import Buckets
 from stratus.client._tracking import Experiments
@@ -61,7 +62,9 @@ class Client:
         self.api_key = (
             api_key or os.environ.get("STRATUS_API_KEY") or (creds.secret if creds else None)
         )
-        self.default_project = (creds.project if creds else None) or "default"
+        self.default_project = (
+            os.environ.get("STRATUS_PROJECT") or (creds.project if creds else None) or "default"
+        )
         headers = {"user-agent": "stratus-sdk"}
         if self.api_key:
             headers["authorization"] = f"Bearer {self.api_key}"
@@ -75,6 +78,7 @@ class Client:
         self.datasets = Datasets(self)
         self.experiments = Experiments(self)
         self.endpoints = Endpoints(self)
+        self.jobs = Jobs(self)
         self.audit = Audit(self)
 
     # --- plumbing ------------------------------------------------------------------------------
@@ -141,6 +145,21 @@ class Client:
             ) from exc
         if expected and hasher.hexdigest() != expected:
             raise DataCorrupted(f"the bytes of {what!r} do not match their SHA-256 {expected}")
+
+    def _stream(self, path: str, params: dict[str, Any]) -> Iterator[bytes]:
+        """GET a body chunk by chunk as it arrives, with no read timeout (a followed log may
+        be quiet for a long time)."""
+        timeout = httpx.Timeout(self._http.timeout.connect, read=None)
+        try:
+            with self._http.stream("GET", path, params=params, timeout=timeout) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise error_of(response)
+                yield from response.iter_raw()
+        except httpx.TransportError as exc:
+            raise ServiceUnavailable(
+                f"the connection to Stratus at {self.url} broke ({type(exc).__name__})"
+            ) from exc
 
     def health(self) -> dict[str, Any]:
         """The readiness report (`/readyz`): database and store checks."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 import threading
 import time
@@ -87,8 +88,10 @@ class ActiveRun:
         owns_client: bool,
         flush_every: int,
         flush_seconds: float,
+        ends_run: bool = True,
     ) -> None:
         self.client = client
+        self._ends_run = ends_run  # False for a training job's run: the job ends it
         self.project = project
         self.info = run
         self._owns_client = owns_client
@@ -272,9 +275,10 @@ class ActiveRun:
             self._ended = True
             _forget(self)
             try:
-                self.info = self.client.experiments.end_run(
-                    self.id, state, tags=tags, project=self.project
-                )
+                if self._ends_run:
+                    self.info = self.client.experiments.end_run(
+                        self.id, state, tags=tags, project=self.project
+                    )
             finally:
                 if self._owns_client:
                     self.client.close()
@@ -320,7 +324,9 @@ def start_run(
     flush_every: int = ts.MAX_METRICS_PER_CALL,
     flush_seconds: float = 10.0,
 ) -> ActiveRun:
-    """Start a run (or continue a running one) and make it the active run.
+    """Start a run (or continue a running one) and make it the active run. Inside a
+    training job, `start_run()` with neither an experiment nor a run id logs into the job's
+    own run (`STRATUS_RUN_ID`), which the job ends when it ends.
 
     Args:
         experiment: the experiment's name; created if it does not exist.
@@ -342,6 +348,20 @@ def start_run(
         stratus.errors.Conflict: `run_id` names a run that has ended.
         stratus.errors.NotFound: `run_id` names no run of the project.
     """
+    job_run = os.environ.get("STRATUS_RUN_ID") if experiment is None and run_id is None else None
+    if job_run:  # inside a training job: log into the job's run, which the job ends
+        return _open(
+            client,
+            project,
+            None,
+            name,
+            job_run,
+            params,
+            tags,
+            flush_every,
+            flush_seconds,
+            ends_run=False,
+        )
     if (experiment is None) == (run_id is None):
         raise InvalidInput("start_run needs an experiment, or the run_id of a run to continue")
     return _open(
@@ -401,6 +421,7 @@ def _open(
     flush_every: int,
     flush_seconds: float,
     fallback: bool = False,
+    ends_run: bool = True,
 ) -> ActiveRun:
     """Continue `run_id`, or (without one, or with `fallback` when it ended or is gone) start
     a run in `experiment`; then make it the active run."""
@@ -451,6 +472,7 @@ def _open(
         owns_client=owns,
         flush_every=flush_every,
         flush_seconds=flush_seconds,
+        ends_run=ends_run,
     )
     active._next_step.update(next_steps)
     with _active_lock:
@@ -466,6 +488,8 @@ def active_run() -> ActiveRun | None:
 
 def _current() -> ActiveRun:
     run = active_run()
+    if run is None and os.environ.get("STRATUS_RUN_ID"):
+        run = start_run()  # a training job's code logs into the job's run
     if run is None:
         raise RuntimeError("no active run: start one with stratus.tracking.start_run(...)")
     return run

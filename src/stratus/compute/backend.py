@@ -1,15 +1,22 @@
-"""The compute seam: start, watch, stop and re-adopt model replicas.
+"""The compute seam: start, watch, stop and re-adopt model replicas and training jobs.
 
-A backend runs `stratus.serving.replica` processes somewhere; the controller only sees
-`ReplicaHandle`s and `ReplicaStatus`es, so a typed fake can stand in for it in unit tests.
+A backend runs `stratus.serving.replica` processes and job processes (with enforced resource
+limits) somewhere; the controllers only see handles and statuses, so a typed fake can stand in
+for it in unit tests.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
+
+from stratus.compute.limits import Resources
+
+# What replica and job ids look like: safe as file names.
+SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
 class LaunchSpec(Protocol):
@@ -52,8 +59,50 @@ class ReplicaStatus:
     detail: str = ""
 
 
+@dataclass(frozen=True)
+class JobLaunch:
+    """What to run as a job, and with what limits."""
+
+    job_id: str  # file-name-safe (`SAFE_ID`), unique among the backend's jobs
+    argv: list[str]
+    env: dict[str, str]  # added to the control plane's environment minus its STRATUS_* variables
+    cwd: Path
+    resources: Resources
+
+
+@dataclass(frozen=True)
+class JobHandle:
+    """One job a backend started (or re-adopted); all the backend needs to find it again."""
+
+    job_id: str
+    pid: int
+    log_path: Path
+    started_at: float
+    process_start_ticks: int | None
+    enforcement: str  # how its limits are enforced: "cgroup-v2", "rlimit+affinity" or "rlimit"
+    cgroup: str | None = None
+
+
+class JobState(StrEnum):
+    """What a backend observes of a job."""
+
+    running = "running"
+    exited = "exited"
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """An observation of a job; `detail` holds the last log lines once it has exited."""
+
+    state: JobState
+    exit_code: int | None = None  # negative: killed by that signal
+    oom_killed: bool = False
+    detail: str = ""
+
+
 class ComputeBackend(Protocol):
-    """Runs model replicas. Every call from the control plane goes through one instance."""
+    """Runs model replicas and training jobs. Every call from the control plane goes through
+    one instance."""
 
     name: str
 
@@ -124,6 +173,96 @@ class ComputeBackend(Protocol):
         """
         ...
 
+    # --- jobs
+
+    def capacity(self) -> Resources:
+        """What all the jobs on this backend may use together.
+
+        Returns:
+            The vCPUs, memory and GPUs jobs may take in all; a scheduler keeps the sum of the
+            running jobs' resources within it.
+        """
+        ...
+
+    def start_job(self, launch: JobLaunch) -> JobHandle:
+        """Start a job process under its resource limits and return at once.
+
+        The job runs in its own process group with stdin from /dev/null; its stdout and stderr
+        go to one log. It gets the control plane's environment without the STRATUS_* variables,
+        plus `launch.env`.
+
+        Args:
+            launch: what to run, where, and with what resources.
+
+        Returns:
+            The handle to pass to the other job methods; `enforcement` says how the limits are
+            enforced.
+
+        Raises:
+            ValueError: a bad job id, an empty argv or a missing `cwd`, or a job of this id
+                still running.
+            OSError: the process could not be started.
+        """
+        ...
+
+    def job_status(self, handle: JobHandle) -> JobStatus:
+        """Observe a job without changing it (beyond reaping it when it has exited).
+
+        Args:
+            handle: a handle from `start_job` or `running_jobs`.
+
+        Returns:
+            `running` while its process is alive; else `exited`, with the exit code when this
+            backend can know it (not for a job re-adopted after a restart), whether it died of
+            its memory limit, and the tail of its log.
+        """
+        ...
+
+    def stop_job(self, handle: JobHandle, grace_seconds: float) -> int | None:
+        """Stop a job: SIGTERM to its process group, wait up to `grace_seconds` for the group to
+        exit, then SIGKILL the group. Idempotent; signals nothing once the job is gone.
+
+        Args:
+            handle: the job to stop.
+            grace_seconds: how long the job gets to save a checkpoint and exit.
+
+        Returns:
+            The exit code when known (negative: killed by that signal), else None.
+        """
+        ...
+
+    def read_job_log(self, handle: JobHandle, offset: int = 0, limit: int = 1 << 20) -> bytes:
+        """Read a job's log (stdout and stderr together), running or exited.
+
+        Args:
+            handle: the job.
+            offset: the byte to start at.
+            limit: how many bytes at most.
+
+        Returns:
+            Up to `limit` bytes from `offset`; empty at the end of the log, or when there is none.
+        """
+        ...
+
+    def running_jobs(self) -> list[JobHandle]:
+        """The jobs this backend's state records whose process is still the same and alive.
+
+        Used to re-adopt jobs after a control-plane restart; records of dead jobs are dropped
+        (their logs stay until `release_job`).
+        """
+        ...
+
+    def release_job(self, handle: JobHandle) -> None:
+        """Forget a job that has exited: remove its record, its log and its cgroup.
+
+        Args:
+            handle: the job, once `job_status` reports it exited.
+
+        Raises:
+            ValueError: the job is still running.
+        """
+        ...
+
     def close(self) -> None:
-        """Release the backend's own resources. Replicas keep running."""
+        """Release the backend's own resources. Replicas and jobs keep running."""
         ...

@@ -1,8 +1,10 @@
-"""Run replicas as local processes, forked from a pre-warmed fork server or spawned fresh.
+"""Run replicas as local processes, forked from a pre-warmed fork server or spawned fresh;
+and training jobs as local processes under resource limits (`local_jobs.py`).
 
 State lives in `state_dir/replicas/`: `<id>.spec.json`, an atomically written `<id>.json`
 record (pid, socket, log, start ticks) and `<id>.log`, so a restarted control plane can re-adopt
-replicas; the recorded /proc start ticks guard against a reused pid.
+replicas; the recorded /proc start ticks guard against a reused pid. Jobs keep theirs in
+`state_dir/jobs/` the same way.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import logging
 import multiprocessing
 import multiprocessing.process
 import os
-import re
 import signal
 import socket
 import struct
@@ -26,11 +27,23 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from stratus.compute.backend import LaunchSpec, ReplicaHandle, ReplicaState, ReplicaStatus
+from stratus.compute.backend import (
+    SAFE_ID,
+    JobHandle,
+    JobLaunch,
+    JobStatus,
+    LaunchSpec,
+    ReplicaHandle,
+    ReplicaState,
+    ReplicaStatus,
+)
+from stratus.compute.limits import Resources
+from stratus.compute.local_jobs import LocalJobs, machine_memory_bytes
+from stratus.compute.processes import proc_stat, process_start_ticks, tail, tail_lines, write_atomic
 
 log = logging.getLogger("stratus.compute.local")
 
-REPLICA_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+REPLICA_ID = SAFE_ID
 # The replica program, named (not imported): compute sits below serving in the layers.
 REPLICA_MODULE = "stratus.serving.replica"
 ALWAYS_PRELOAD = [REPLICA_MODULE]
@@ -38,7 +51,6 @@ ALWAYS_PRELOAD = [REPLICA_MODULE]
 # (stratus.serving.wire's response header, `!IHI`).
 _GREETING = struct.Struct("!IHI")
 HELLO_TIMEOUT = 2.0
-LOG_TAIL_LINES = 20
 
 
 class LocalBackendConfig(BaseModel):
@@ -47,6 +59,11 @@ class LocalBackendConfig(BaseModel):
     state_dir: Path
     preload: list[str] = Field(default=["numpy", "sklearn", "skops.io", "onnxruntime"])
     fork_server: bool = True
+    # what jobs may use in all; None: this machine's (the CPUs this process may run on, MemTotal)
+    capacity_vcpus: float | None = Field(default=None, gt=0)
+    capacity_memory_gib: float | None = Field(default=None, gt=0)
+    # limit jobs with cgroup v2 where usable; False: always rlimits and CPU affinity
+    prefer_cgroup: bool = True
 
 
 def _run_replica(spec_path: str, log_path: str) -> None:
@@ -71,52 +88,11 @@ def _run_replica(spec_path: str, log_path: str) -> None:
         os._exit(code)
 
 
-def _proc_stat(pid: int) -> tuple[str, int, int] | None:
-    """(state letter, parent pid, start time in clock ticks) of a process, or None if gone."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_bytes().decode()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    rest = raw[raw.rindex(")") + 2 :].split()  # the command name may hold spaces and ")"
-    return rest[0], int(rest[1]), int(rest[19])  # fields 3, 4 and 22
-
-
-def process_start_ticks(pid: int) -> int | None:
-    """Field 22 of /proc/<pid>/stat: when the process started, in clock ticks since boot."""
-    stat = _proc_stat(pid)
-    return stat[2] if stat else None
-
-
 def _importable(module: str) -> bool:
     try:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):
         return False
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _tail_lines(path: Path, lines: int = LOG_TAIL_LINES) -> list[str]:
-    window = max(16384, lines * 512)
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - window))
-            text = f.read().decode(errors="replace")
-    except OSError:
-        return []
-    return text.splitlines()[-lines:]
-
-
-def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    return "\n".join(_tail_lines(path, lines))
 
 
 class LocalBackend:
@@ -131,6 +107,13 @@ class LocalBackend:
         self._processes: dict[int, Any] = {}  # pid -> multiprocessing Process we started
         self._exit_codes: dict[int, int] = {}  # pid -> exit code of a reaped replica
         self._context: Any = None
+        self._jobs = LocalJobs(config.state_dir, self._capacity(), config.prefer_cgroup)
+
+    def _capacity(self) -> Resources:
+        vcpus = self.config.capacity_vcpus or float(len(os.sched_getaffinity(0)))
+        gib = self.config.capacity_memory_gib
+        memory = int(gib * 2**30) if gib is not None else machine_memory_bytes()
+        return Resources(vcpus=vcpus, memory_bytes=memory)
 
     @property
     def supports_adoption(self) -> bool:
@@ -158,7 +141,7 @@ class LocalBackend:
             raise ValueError(f"a replica id must be a file-name-safe name, not {replica_id!r}")
         spec_path = self.dir / f"{replica_id}.spec.json"
         log_path = self.dir / f"{replica_id}.log"
-        _write_atomic(spec_path, spec.model_dump_json(indent=2).encode())
+        write_atomic(spec_path, spec.model_dump_json(indent=2).encode())
         with contextlib.suppress(FileNotFoundError):
             spec.socket.unlink()  # a stale socket would look like a replica that refuses
         started_at = time.time()
@@ -217,7 +200,7 @@ class LocalBackend:
             "started_at": handle.started_at,
             "process_start_ticks": handle.process_start_ticks,
         }
-        _write_atomic(self._record_path(handle.replica_id), json.dumps(record).encode())
+        write_atomic(self._record_path(handle.replica_id), json.dumps(record).encode())
 
     def _read_record(self, path: Path) -> ReplicaHandle | None:
         try:
@@ -267,10 +250,10 @@ class LocalBackend:
 
     def _alive(self, handle: ReplicaHandle) -> bool:
         self._reap(handle.pid)
-        stat = _proc_stat(handle.pid)
+        stat = proc_stat(handle.pid)
         if stat is None or stat[0] in ("Z", "X"):
             return False
-        return handle.process_start_ticks is None or stat[2] == handle.process_start_ticks
+        return handle.process_start_ticks is None or stat[3] == handle.process_start_ticks
 
     def _exit_code_after_death(self, handle: ReplicaHandle) -> int | None:
         """The exit code of a replica seen dead, waiting a moment when it is our child.
@@ -284,7 +267,7 @@ class LocalBackend:
             return self._reap(pid, wait=2.0)
         deadline = time.monotonic() + 2.0
         while (code := self._reap(pid)) is None and time.monotonic() < deadline:
-            stat = _proc_stat(pid)
+            stat = proc_stat(pid)
             if stat is None or stat[1] != os.getpid():
                 break  # gone, or somebody else's child: we cannot learn its exit code
             time.sleep(0.01)
@@ -293,7 +276,7 @@ class LocalBackend:
     def status(self, handle: ReplicaHandle) -> ReplicaStatus:
         if not self._alive(handle):
             code = self._exit_code_after_death(handle)
-            return ReplicaStatus(ReplicaState.exited, code, _tail(handle.log_path))
+            return ReplicaStatus(ReplicaState.exited, code, tail(handle.log_path))
         if self._hello(handle.socket):
             return ReplicaStatus(ReplicaState.ready)
         return ReplicaStatus(ReplicaState.starting)
@@ -316,7 +299,7 @@ class LocalBackend:
             return False
 
     def logs(self, handle: ReplicaHandle, lines: int = 100) -> list[str]:
-        return _tail_lines(handle.log_path, lines)
+        return tail_lines(handle.log_path, lines)
 
     def running(self) -> list[ReplicaHandle]:
         alive: list[ReplicaHandle] = []
@@ -361,6 +344,29 @@ class LocalBackend:
             handle.socket.unlink()  # left behind when the replica was killed
         return code
 
+    # -- jobs (see local_jobs.py)
+
+    def capacity(self) -> Resources:
+        return self._jobs.capacity()
+
+    def start_job(self, launch: JobLaunch) -> JobHandle:
+        return self._jobs.start_job(launch)
+
+    def job_status(self, handle: JobHandle) -> JobStatus:
+        return self._jobs.job_status(handle)
+
+    def stop_job(self, handle: JobHandle, grace_seconds: float) -> int | None:
+        return self._jobs.stop_job(handle, grace_seconds)
+
+    def read_job_log(self, handle: JobHandle, offset: int = 0, limit: int = 1 << 20) -> bytes:
+        return self._jobs.read_job_log(handle, offset, limit)
+
+    def running_jobs(self) -> list[JobHandle]:
+        return self._jobs.running_jobs()
+
+    def release_job(self, handle: JobHandle) -> None:
+        self._jobs.release_job(handle)
+
     def close(self) -> None:
-        # replicas keep running; forget our process objects without waiting for them
+        # replicas and jobs keep running; forget our process objects without waiting for them
         self._processes.clear()

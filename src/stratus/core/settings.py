@@ -1,7 +1,7 @@
 """Settings: flags, then STRATUS_* environment variables, then stratus.toml in the home.
 
 Read once by `stratus up` (`load_settings`) and passed down explicitly; no other module reads
-the environment. Groups: `server`, `db`, `store`, `security`, `serving`.
+the environment. Groups: `server`, `db`, `store`, `security`, `serving`, `compute`.
 """
 
 from __future__ import annotations
@@ -87,6 +87,28 @@ class ServingSettings(BaseModel):
     )
 
 
+class ComputeSettings(BaseModel):
+    capacity_vcpus: float | None = Field(
+        None, gt=0, description="vCPUs training jobs may use in all; default: this machine's"
+    )
+    capacity_memory_gib: float | None = Field(
+        None, gt=0, description="memory training jobs may use in all; default: this machine's"
+    )
+    instance_types: Path | None = Field(
+        None,
+        description="a YAML file of extra instance types; default: instance_types.yaml in "
+        "the home, when it exists",
+    )
+    scheduler_interval_seconds: float = Field(
+        1.0, gt=0, le=60, description="how often the job scheduler looks at the queue"
+    )
+    stop_jobs_on_shutdown: bool = Field(
+        True,
+        description="stop running jobs when the control plane stops; they queue again and "
+        "resume from their checkpoints at the next start (a crash leaves them running)",
+    )
+
+
 class Settings(BaseSettings):
     """The root of all settings."""
 
@@ -106,6 +128,7 @@ class Settings(BaseSettings):
     store: StoreSettings = StoreSettings()
     security: SecuritySettings = SecuritySettings()
     serving: ServingSettings = ServingSettings()
+    compute: ComputeSettings = ComputeSettings()
 
     @field_validator("home")
     @classmethod
@@ -134,6 +157,18 @@ class Settings(BaseSettings):
     @property
     def store_url(self) -> str:
         return self.store.url or str(self.home / "store")
+
+    @property
+    def internal_url(self) -> str:
+        """Where this machine's workers (job runners) reach the control plane."""
+        host = self.server.host
+        if host in ("0.0.0.0", ""):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.server.port}"
 
     @property
     def lock_path(self) -> Path:

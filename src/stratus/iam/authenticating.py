@@ -84,10 +84,19 @@ class Authenticator:
         if looks_like_jwt(credential):
             claims = self.signer.verify(credential)
             with self.db.transaction() as session:
+                if claims.kind == "serviceaccount":
+                    sa = session.get(ServiceAccountRow, claims.user_uid)
+                    if sa is None or claims.project is None:
+                        raise Unauthenticated(INVALID)
+                    principal = self._account_principal(session, sa, claims.workload)
+                    if principal.key_project != claims.project:
+                        raise Unauthenticated(INVALID)
+                    return principal, claims.expires_at
                 user = session.get(UserRow, claims.user_uid)
                 if user is None or user.disabled:
                     raise Unauthenticated(INVALID)
-                return self._user_principal(session, user, None, None), claims.expires_at
+                principal = self._user_principal(session, user, claims.workload, claims.project)
+                return principal, claims.expires_at
         raise Unauthenticated(INVALID)
 
     def _from_key(self, key_id: str, secret: str) -> tuple[Principal, datetime | None]:
@@ -112,18 +121,7 @@ class Authenticator:
                 sa = session.get(ServiceAccountRow, key.service_account_uid)
                 if sa is None or project is None:
                     raise Unauthenticated(INVALID)
-                binding = session.scalar(
-                    select(RoleBindingRow).where(RoleBindingRow.service_account_uid == sa.uid)
-                )
-                roles = {project.name: Role(binding.role)} if binding else {}
-                principal = Principal(
-                    kind="serviceaccount",
-                    uid=sa.uid,
-                    name=f"{project.name}/{sa.name}",
-                    roles=roles,
-                    key_project=project.name,
-                    key_id=key_id,
-                )
+                principal = self._account_principal(session, sa, key_id)
             stale = (
                 key.last_used_at is None or now - as_utc(key.last_used_at) > LAST_USED_GRANULARITY
             )
@@ -132,6 +130,26 @@ class Authenticator:
                     update(ApiKeyRow).where(ApiKeyRow.key_id == key_id).values(last_used_at=now)
                 )
             return principal, as_utc(key.expires_at) if key.expires_at is not None else None
+
+    @staticmethod
+    def _account_principal(
+        session: Session, sa: ServiceAccountRow, key_id: str | None
+    ) -> Principal:
+        project = session.get(ProjectRow, sa.project_uid)
+        if project is None:
+            raise Unauthenticated(INVALID)
+        binding = session.scalar(
+            select(RoleBindingRow).where(RoleBindingRow.service_account_uid == sa.uid)
+        )
+        roles = {project.name: Role(binding.role)} if binding else {}
+        return Principal(
+            kind="serviceaccount",
+            uid=sa.uid,
+            name=f"{project.name}/{sa.name}",
+            roles=roles,
+            key_project=project.name,
+            key_id=key_id,
+        )
 
     @staticmethod
     def _user_principal(

@@ -62,9 +62,12 @@ def derive_signing_key(master_key: bytes) -> bytes:
 
 @dataclass(frozen=True)
 class TokenClaims:
-    user_uid: str
+    user_uid: str  # the subject's uid: a user's, or a service account's for a workload
     username: str
     expires_at: datetime
+    kind: str = "user"  # "user" or "serviceaccount"
+    project: str | None = None  # a workload token works in this project only
+    workload: str | None = None  # e.g. "job/<uid>": what the token was issued to
 
 
 class TokenSigner:
@@ -84,6 +87,24 @@ class TokenSigner:
         }
         return jwt.encode(claims, self._key, algorithm="HS256"), expires
 
+    def issue_workload(
+        self, kind: str, uid: str, name: str, project: str, workload: str, ttl_seconds: int
+    ) -> str:
+        """A token for a workload (a training job) acting as its submitter, in one project
+        only, for as long as the workload may run."""
+        now = utcnow()
+        claims = {
+            "iss": TOKEN_ISSUER,
+            "sub": uid,
+            "name": name,
+            "knd": kind,
+            "prj": project,
+            "wkl": workload,
+            "iat": int(now.timestamp()),
+            "exp": int((now + timedelta(seconds=ttl_seconds)).timestamp()),
+        }
+        return jwt.encode(claims, self._key, algorithm="HS256")
+
     def verify(self, token: str) -> TokenClaims:
         try:
             claims = jwt.decode(
@@ -97,10 +118,14 @@ class TokenSigner:
             raise Unauthenticated("the login token has expired: run `stratus login` again") from exc
         except jwt.InvalidTokenError as exc:
             raise Unauthenticated("the credential is not valid") from exc
+        project = claims.get("prj")
         return TokenClaims(
             user_uid=str(claims["sub"]),
             username=str(claims.get("name", "")),
             expires_at=datetime.fromtimestamp(int(claims["exp"]), tz=utcnow().tzinfo),
+            kind=str(claims.get("knd", "user")),
+            project=str(project) if project is not None else None,
+            workload=str(claims["wkl"]) if claims.get("wkl") is not None else None,
         )
 
 

@@ -90,6 +90,11 @@ class IamService:
         """A project's uid, read in the caller's transaction (for services above IAM)."""
         return self._project(session, name).uid
 
+    def project_name(self, session: Session, uid: str) -> str:
+        """A project's name by uid, read in the caller's transaction ("" when it is gone)."""
+        row = session.get(ProjectRow, uid)
+        return row.name if row is not None else ""
+
     def update_project(self, actor: Principal, name: str, data: s.ProjectUpdate) -> s.ProjectRead:
         with self.db.transaction() as session:
             row = self._project(session, name)

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from stratus.compute.backend import ComputeBackend, ReplicaHandle, ReplicaState
-from stratus.compute.local import LocalBackend, LocalBackendConfig, _tail, process_start_ticks
+from stratus.compute.local import LocalBackend, LocalBackendConfig
+from stratus.compute.processes import process_start_ticks, tail
 from stratus.serving.replica import ReplicaSpec
 
 
@@ -50,7 +51,7 @@ def test_dead_process_reads_exited_with_log_tail(tmp_path: Path) -> None:
     assert status.state == ReplicaState.exited and status.exit_code is None
     assert status.detail.endswith("cannot start: no") and "line 10\n" not in status.detail
     assert backend.stop_replica(dead) is None  # nothing to stop, nothing known
-    assert _tail(tmp_path / "missing.log") == ""
+    assert tail(tmp_path / "missing.log") == ""
     backend.close()
 
 

@@ -140,6 +140,19 @@ def test_token_claims() -> None:
     assert claims["exp"] - claims["iat"] == 60
 
 
+def test_workload_tokens_name_their_project_and_workload() -> None:
+    signer = TokenSigner(KEY, ttl_seconds=60)
+    token = signer.issue_workload("serviceaccount", "sa-1", "ci", "fraud", "job/train-1", 7200)
+    claims = signer.verify(token)
+    assert (claims.user_uid, claims.kind, claims.project, claims.workload) == (
+        "sa-1", "serviceaccount", "fraud", "job/train-1",
+    )  # fmt: skip
+    assert abs(claims.expires_at.timestamp() - time.time() - 7200) < 5  # its own lifetime
+    login, _ = signer.issue("uid-1", "alice")
+    plain = signer.verify(login)
+    assert (plain.kind, plain.project, plain.workload) == ("user", None, None)
+
+
 def test_expired_token_is_refused() -> None:
     signer = TokenSigner(KEY, ttl_seconds=1)
     token, _ = signer.issue("uid-1", "alice")

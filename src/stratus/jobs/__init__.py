@@ -1,0 +1,1 @@
+"""Training jobs: specs, the queue and scheduler, preemption, logs and checkpoints."""

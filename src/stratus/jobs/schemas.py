@@ -1,0 +1,194 @@
+"""The training jobs API's shapes: a job's spec (user code or a built-in trainer, an instance
+type, spot or on-demand) and its status as the scheduler and the job's runner report it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from stratus.core.resources import Labels, Metadata, Name
+
+_SHA256 = r"^[0-9a-f]{64}$"
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class JobPhase(StrEnum):
+    """A job's lifecycle: pending (its code is not uploaded yet) → queued → running →
+    succeeded | failed | cancelled. A preempted spot job goes back to queued."""
+
+    pending = "pending"
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobPhase.succeeded, JobPhase.failed, JobPhase.cancelled)
+
+
+class CodeSpec(_Input):
+    """The user's code: a folder uploaded with the job (as a tar.gz archive, named by content)."""
+
+    sha256: str = Field(pattern=_SHA256, description="SHA-256 of the code archive")
+    size: int = Field(ge=0)
+    content_hash: str = Field(
+        pattern=_SHA256, description="SHA-256 over the folder's files (paths and contents)"
+    )
+    entrypoint: str = Field(
+        min_length=1, max_length=512, description="a script in the folder, e.g. train.py"
+    )
+    args: list[str] = Field(default_factory=list, max_length=1000)
+    requirements: list[str] = Field(
+        default_factory=list, max_length=200, description="pip requirement lines to install"
+    )
+
+    @field_validator("entrypoint")
+    @classmethod
+    def _relative(cls, value: str) -> str:
+        parts = value.split("/")
+        if value.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in value:
+            raise ValueError(f"entrypoint {value!r} must be a relative path inside the code folder")
+        return value
+
+
+class TrainerSpec(_Input):
+    """A built-in trainer: a scikit-learn estimator fitted on a dataset version."""
+
+    estimator: str = Field(
+        pattern=r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$",
+        max_length=256,
+        description="import path, e.g. sklearn.linear_model.LogisticRegression",
+    )
+    params: dict[str, Any] = Field(default_factory=dict)
+    label: str | None = Field(
+        None, max_length=256, description="default: the dataset's column tagged `label`"
+    )
+    features: list[str] | None = Field(
+        None, description="default: every column but the label and id/pii/timestamp columns"
+    )
+    test_size: float = Field(0.2, gt=0, lt=1)
+    random_state: int = 0
+
+
+class JobCreate(_Input):
+    name: Name | None = Field(None, description="default: generated from the trainer or code")
+    labels: Labels = Field(default_factory=dict)
+    instance_type: str = Field("cpu.small", max_length=64)
+    spot: bool = Field(False, description="preemptible: cheaper, may be stopped and resumed")
+    code: CodeSpec | None = None
+    trainer: TrainerSpec | None = None
+    dataset: str | None = Field(
+        None, max_length=200, description="NAME or NAME:VERSION; pinned to a version at submit"
+    )
+    experiment: str | None = Field(None, description="tracking experiment; default: `jobs`")
+    model: Name | None = Field(None, description="register the trained model under this name")
+    env: dict[str, str] = Field(default_factory=dict, max_length=100)
+    timeout_seconds: int = Field(24 * 3600, ge=1, le=30 * 24 * 3600)
+    grace_seconds: int = Field(30, ge=0, le=3600, description="SIGTERM to SIGKILL on a stop")
+    max_retries: int = Field(0, ge=0, le=10, description="runs again after a failure")
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+        import re
+
+        for key in value:
+            if not re.fullmatch(_ENV_NAME, key):
+                raise ValueError(f"environment variable name {key!r} is not valid")
+            if key.startswith("STRATUS_"):
+                raise ValueError(f"{key}: STRATUS_* variables are set by the platform")
+        return value
+
+    @model_validator(mode="after")
+    def _one_program(self) -> JobCreate:
+        if (self.code is None) == (self.trainer is None):
+            raise ValueError("a job runs either `code` or a built-in `trainer`: give exactly one")
+        if self.trainer is not None and self.dataset is None:
+            raise ValueError("a built-in trainer needs a `dataset` to train on")
+        return self
+
+
+class JobSpec(BaseModel):
+    instance_type: str
+    spot: bool
+    code: CodeSpec | None
+    trainer: TrainerSpec | None
+    dataset: str | None
+    experiment: str
+    model: str | None
+    env: dict[str, str]
+    timeout_seconds: int
+    grace_seconds: int
+    max_retries: int
+
+
+class Limits(BaseModel):
+    vcpus: float
+    memory_bytes: int
+    gpus: int
+    enforced_by: str | None = Field(
+        None, description="cgroup-v2, rlimit+affinity or rlimit: how this backend holds the job"
+    )
+
+
+class JobStatus(BaseModel):
+    phase: JobPhase
+    message: str = ""
+    attempts: int = 0
+    preemptions: int = 0
+    limits: Limits
+    queued_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    exit_code: int | None = None
+    checkpoint: CheckpointRead | None = None
+    run_id: str | None = None
+    model_version: str | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    cost: float = Field(0.0, description="price of the time run so far, at the type's rate")
+
+
+class JobRead(BaseModel):
+    kind: Literal["TrainingJob"] = "TrainingJob"
+    metadata: Metadata
+    spec: JobSpec
+    status: JobStatus
+
+
+class CheckpointRead(BaseModel):
+    sha256: str
+    size: int
+    saved_at: datetime
+    step: int | None = None
+
+
+class JobReport(_Input):
+    """What a job's runner tells the control plane about the job (with the job's token)."""
+
+    run_id: str | None = Field(None, max_length=64)
+    model_version: str | None = Field(None, max_length=200)
+    metrics: dict[str, float] | None = None
+    message: str | None = Field(None, max_length=2000)
+    completed: bool = Field(False, description="the job's work is done (the runner is exiting 0)")
+
+
+class InstanceTypeRead(BaseModel):
+    name: str
+    vcpus: float
+    memory_gib: float
+    gpus: int
+    price_per_hour: float
+    spot_price_per_hour: float
+    description: str
+
+
+JobStatus.model_rebuild()

@@ -1,0 +1,533 @@
+"""Training jobs: submit, read, cancel; the code archive, checkpoints and logs they keep.
+
+A job is submitted with its spec; the instance type is looked up in the catalog (and refused
+when it could never fit this backend), a dataset reference is pinned to a version, and the
+job waits in `pending` until its code archive is uploaded (content-addressed: code uploaded
+before is not sent again), then `queued`. The controller (`controller.py`) starts it when
+there is room; the job's runner reports back (run id, metrics, model version, checkpoints)
+through this service with the job's own token.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from stratus.compute.backend import ComputeBackend
+from stratus.compute.instance_types import InstanceCatalog, InstanceType
+from stratus.core.clock import as_utc, utcnow
+from stratus.core.database import Database
+from stratus.core.errors import Conflict, InvalidInput, NotFound
+from stratus.core.events import EventBus, guard_project_deletion
+from stratus.core.resources import ProjectScoped, metadata_of
+from stratus.data.service import DataService
+from stratus.iam.principals import Principal
+from stratus.jobs import schemas as s
+from stratus.jobs.schemas import JobPhase
+from stratus.jobs.tables import JobRow, JobStatusRow
+from stratus.storage.blobs import Blobs
+from stratus.storage.blobstore import BlobInfo, BlobWriter
+
+ProjectLookup = Callable[[Session, str], str]
+ACTIVE = (JobPhase.queued.value, JobPhase.running.value)
+
+
+@dataclass
+class BlobUpload:
+    """An upload in flight: bytes go to `writer`; `finish` records them."""
+
+    writer: BlobWriter
+    project_uid: str
+    job_uid: str
+    expected_sha256: str | None = None
+
+    def write(self, data: bytes) -> None:
+        self.writer.write(data)
+
+    def abort(self) -> None:
+        self.writer.abort()
+
+
+@dataclass(frozen=True)
+class ActiveJob:
+    """What the controller needs of a queued or running job."""
+
+    uid: str
+    project: str
+    name: str
+    spec: s.JobSpec
+    phase: JobPhase
+    principal_kind: str
+    principal_uid: str
+    principal_name: str
+    queued_at: datetime | None
+    started_at: datetime | None
+    attempts: int
+    handle: dict[str, Any] | None
+    stop_reason: str | None
+    completed: bool
+    has_checkpoint: bool
+    instance: InstanceType
+
+
+def default_name(data: s.JobCreate) -> str:
+    if data.trainer is not None:
+        base = data.trainer.estimator.rsplit(".", 1)[-1]
+    else:
+        assert data.code is not None
+        base = data.code.entrypoint.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    base = re.sub(r"[^a-z0-9-]+", "-", base.lower()).strip("-")[:40] or "job"
+    return f"{base}-{secrets.token_hex(3)}"
+
+
+class JobService:
+    def __init__(
+        self,
+        db: Database,
+        blobs: Blobs,
+        bus: EventBus,
+        data: DataService,
+        catalog: InstanceCatalog,
+        backend: ComputeBackend,
+        project_uid: ProjectLookup,
+        project_name: ProjectLookup,
+    ) -> None:
+        self.db = db
+        self.blobs = blobs
+        self.data = data
+        self.catalog = catalog
+        self.backend = backend
+        self._project_uid = project_uid
+        self._project_names = project_name
+        self._jobs = ProjectScoped(JobRow, "job")
+        self.on_change: Callable[[], None] = lambda: None
+        guard_project_deletion(bus, JobRow.project_uid, JobRow.name, "training jobs")
+
+    # --- submitting ----------------------------------------------------------------------------
+
+    def submit(
+        self, project: str, data: s.JobCreate, principal: Principal
+    ) -> tuple[s.JobRead, bool]:
+        """Create a job; (the job, whether its code archive must still be uploaded)."""
+        instance = self.catalog.get(data.instance_type)
+        capacity = self.backend.capacity()
+        if instance.vcpus > capacity.vcpus or instance.memory_bytes > capacity.memory_bytes:
+            raise InvalidInput(
+                f"instance type {instance.name} ({instance.vcpus:g} vCPU, "
+                f"{instance.memory_gib:g} GiB) can never run here: the {self.backend.name} "
+                f"backend has {capacity.vcpus:g} vCPU and "
+                f"{capacity.memory_bytes / 2**30:.1f} GiB for jobs"
+            )
+        if instance.gpus > capacity.gpus:
+            raise InvalidInput(
+                f"instance type {instance.name} needs {instance.gpus} GPU; the "
+                f"{self.backend.name} backend has {capacity.gpus}"
+            )
+        dataset = None
+        if data.dataset is not None:
+            name, _, version = data.dataset.partition(":")
+            if not name or (version and not version.isdigit()):
+                raise InvalidInput(f"dataset {data.dataset!r}: use NAME or NAME:VERSION")
+            pinned = self.data.get_version(project, name, version or "latest")
+            if pinned.state != "ready":
+                raise Conflict(f"dataset {name}:{pinned.version} is not committed yet")
+            dataset = f"{name}:{pinned.version}"
+        spec = s.JobSpec(
+            instance_type=instance.name,
+            spot=data.spot,
+            code=data.code,
+            trainer=data.trainer,
+            dataset=dataset,
+            experiment=data.experiment or "jobs",
+            model=data.model,
+            env=data.env,
+            timeout_seconds=data.timeout_seconds,
+            grace_seconds=data.grace_seconds,
+            max_retries=data.max_retries,
+        )
+        name = data.name or default_name(data)
+        with self.db.transaction() as session:
+            project_uid = self._project_uid(session, project)
+            self._jobs.refuse_duplicate(session, project_uid, project, name)
+            row = JobRow(
+                name=name,
+                project_uid=project_uid,
+                labels=data.labels,
+                spec=spec.model_dump(mode="json"),
+                principal_kind=principal.kind,
+                principal_uid=principal.uid,
+                created_by=principal.subject,
+            )
+            session.add(row)
+            session.flush()
+            needs_code = False
+            if data.code is not None:
+                known = self.blobs.known(session, project_uid, [data.code.sha256])
+                if data.code.sha256 in known:
+                    self._acquire_code(session, project_uid, data.code)
+                else:
+                    needs_code = True
+            now = utcnow()
+            status = JobStatusRow(
+                job_uid=row.uid,
+                phase=JobPhase.pending.value if needs_code else JobPhase.queued.value,
+                message="waiting for the code archive" if needs_code else "waiting for room",
+                code_stored=not needs_code,
+                queued_at=None if needs_code else now,
+                updated_at=now,
+            )
+            session.add(status)
+            session.flush()
+            read = self._read(session, row, status, project)
+        if not needs_code:
+            self.on_change()
+        return read, needs_code
+
+    def begin_code_upload(self, project: str, name: str) -> BlobUpload:
+        with self.db.transaction() as session:
+            row, status = self._job(session, project, name)
+            spec = s.JobSpec.model_validate(row.spec)
+            if spec.code is None:
+                raise Conflict(f"job {name!r} runs a built-in trainer: it has no code to upload")
+            if status.code_stored:
+                raise Conflict(f"job {name!r} has its code already")
+            project_uid, job_uid, sha = row.project_uid, row.uid, spec.code.sha256
+        return BlobUpload(self.blobs.writer(project_uid), project_uid, job_uid, sha)
+
+    def finish_code_upload(self, upload: BlobUpload) -> s.JobRead:
+        info = upload.writer.commit(expected_sha256=upload.expected_sha256)
+        with self.db.transaction() as session:
+            row = session.get(JobRow, upload.job_uid)
+            status = session.get(JobStatusRow, upload.job_uid, with_for_update=True)
+            if row is None or status is None:
+                raise NotFound("the job was deleted during the upload")
+            if not status.code_stored:
+                self.blobs.acquire(session, row.project_uid, info)
+                status.code_stored = True
+                if status.phase == JobPhase.pending.value:
+                    status.phase = JobPhase.queued.value
+                    status.message = "waiting for room"
+                    status.queued_at = utcnow()
+                status.updated_at = utcnow()
+            project = self._project_name(session, row)
+            read = self._read(session, row, status, project)
+        self.on_change()
+        return read
+
+    def _acquire_code(self, session: Session, project_uid: str, code: s.CodeSpec) -> None:
+        self.blobs.acquire(session, project_uid, BlobInfo(sha256=code.sha256, size=code.size))
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def list_jobs(
+        self,
+        project: str,
+        selector: str | None,
+        limit: int | None,
+        page_token: str | None,
+        phase: str | None = None,
+    ) -> tuple[list[s.JobRead], str | None]:
+        if phase is not None and phase not in {p.value for p in JobPhase}:
+            raise InvalidInput(
+                f"phase {phase!r} is not one of {', '.join(p.value for p in JobPhase)}"
+            )
+        with self.db.transaction() as session:
+            project_uid = self._project_uid(session, project)
+            rows, token = self._jobs.page(session, project_uid, selector, limit, page_token)
+            reads = []
+            for row in rows:
+                status = session.get(JobStatusRow, row.uid)
+                assert status is not None
+                if phase is None or status.phase == phase:
+                    reads.append(self._read(session, row, status, project))
+            return reads, token
+
+    def get(self, project: str, name: str) -> s.JobRead:
+        with self.db.transaction() as session:
+            row, status = self._job(session, project, name)
+            return self._read(session, row, status, project)
+
+    def instance_types(self) -> list[s.InstanceTypeRead]:
+        return [s.InstanceTypeRead(**t.model_dump()) for t in self.catalog.list()]
+
+    # --- changing ------------------------------------------------------------------------------
+
+    def cancel(self, project: str, name: str) -> s.JobRead:
+        """Stop a job: a waiting one is cancelled at once, a running one once it has stopped."""
+        with self.db.transaction() as session:
+            row, status = self._job(session, project, name, for_update=True)
+            phase = JobPhase(status.phase)
+            if phase.finished:
+                raise Conflict(f"job {name!r} has already {phase.value}")
+            if phase == JobPhase.running:
+                status.stop_reason = "cancel"
+                status.message = "cancelling: stopping the process"
+            else:
+                status.phase = JobPhase.cancelled.value
+                status.message = "cancelled before it started"
+                status.finished_at = utcnow()
+            status.updated_at = utcnow()
+            read = self._read(session, row, status, project)
+        self.on_change()
+        return read
+
+    def delete(self, project: str, name: str) -> None:
+        with self.db.transaction() as session:
+            row, status = self._job(session, project, name, for_update=True)
+            if status.phase == JobPhase.running.value:
+                raise Conflict(f"job {name!r} is running: cancel it first")
+            spec = s.JobSpec.model_validate(row.spec)
+            if spec.code is not None and status.code_stored:
+                self.blobs.release(session, row.project_uid, spec.code.sha256)
+            for digest in (status.checkpoint_sha256, status.log_sha256):
+                if digest:
+                    self.blobs.release(session, row.project_uid, digest)
+            session.delete(row)
+
+    # --- what the job's runner sends -----------------------------------------------------------
+
+    def report(self, project: str, name: str, body: s.JobReport) -> s.JobRead:
+        with self.db.transaction() as session:
+            row, status = self._job(session, project, name, for_update=True)
+            if status.phase != JobPhase.running.value:
+                raise Conflict(f"job {name!r} is not running")
+            if body.run_id is not None:
+                status.run_id = body.run_id
+            if body.model_version is not None:
+                status.model_version = body.model_version
+            if body.metrics is not None:
+                status.metrics = {**(status.metrics or {}), **body.metrics}
+            if body.message is not None:
+                status.message = body.message
+            if body.completed:
+                status.completed = True
+            status.updated_at = utcnow()
+            return self._read(session, row, status, project)
+
+    def begin_checkpoint(self, project: str, name: str) -> BlobUpload:
+        with self.db.transaction() as session:
+            row, status = self._job(session, project, name)
+            if status.phase != JobPhase.running.value:
+                raise Conflict(f"job {name!r} is not running: only a running job saves checkpoints")
+            project_uid, job_uid = row.project_uid, row.uid
+        return BlobUpload(self.blobs.writer(project_uid), project_uid, job_uid)
+
+    def finish_checkpoint(self, upload: BlobUpload, step: int | None) -> s.CheckpointRead:
+        info = upload.writer.commit()
+        with self.db.transaction() as session:
+            row = session.get(JobRow, upload.job_uid)
+            status = session.get(JobStatusRow, upload.job_uid, with_for_update=True)
+            if row is None or status is None:
+                raise NotFound("the job was deleted during the upload")
+            self.blobs.acquire(session, row.project_uid, info)
+            if status.checkpoint_sha256:
+                self.blobs.release(session, row.project_uid, status.checkpoint_sha256)
+            status.checkpoint_sha256, status.checkpoint_size = info.sha256, info.size
+            status.checkpoint_at, status.checkpoint_step = utcnow(), step
+            status.updated_at = utcnow()
+            checkpoint = _checkpoint_of(status)
+            assert checkpoint is not None
+            return checkpoint
+
+    def open_checkpoint(self, project: str, name: str) -> tuple[s.CheckpointRead, Iterator[bytes]]:
+        with self.db.transaction() as session:
+            row, status = self._job(session, project, name)
+            checkpoint = _checkpoint_of(status)
+            if checkpoint is None:
+                raise NotFound(f"job {name!r} has saved no checkpoint")
+            project_uid = row.project_uid
+        return checkpoint, self.blobs.open(project_uid, checkpoint.sha256)
+
+    def open_code(self, project: str, name: str) -> tuple[int, Iterator[bytes]]:
+        with self.db.transaction() as session:
+            row, status = self._job(session, project, name)
+            spec = s.JobSpec.model_validate(row.spec)
+            if spec.code is None or not status.code_stored:
+                raise NotFound(f"job {name!r} has no code archive")
+            project_uid = row.project_uid
+        return spec.code.size, self.blobs.open(project_uid, spec.code.sha256)
+
+    def read_log(self, project: str, name: str, offset: int) -> tuple[bytes, bool]:
+        """Log bytes from `offset` (of every attempt so far), and whether the job has finished
+        (so a follower knows when to stop)."""
+        if offset < 0:
+            raise InvalidInput("offset must not be negative")
+        with self.db.transaction() as session:
+            row, status = self._job(session, project, name)
+            handle, stored, size = status.handle, status.log_sha256, status.log_size
+            finished = JobPhase(status.phase).finished
+            project_uid = row.project_uid
+        chunks: list[bytes] = []
+        if stored and offset < size:
+            kept = b"".join(self.blobs.open(project_uid, stored))
+            chunks.append(kept[offset:])
+        if handle is not None:
+            from stratus.jobs.controller import handle_of
+
+            live_offset = max(0, offset - size)
+            chunks.append(self.backend.read_job_log(handle_of(handle), live_offset))
+        return b"".join(chunks), finished
+
+    # --- what the controller uses --------------------------------------------------------------
+
+    def active(self) -> list[ActiveJob]:
+        with self.db.transaction() as session:
+            found = session.execute(
+                select(JobRow, JobStatusRow)
+                .join(JobStatusRow, JobStatusRow.job_uid == JobRow.uid)
+                .where(JobStatusRow.phase.in_(ACTIVE))
+            ).all()
+            names: dict[str, str] = {}
+            active = []
+            for row, status in found:
+                if row.project_uid not in names:
+                    names[row.project_uid] = self._project_name(session, row)
+                spec = s.JobSpec.model_validate(row.spec)
+                active.append(
+                    ActiveJob(
+                        uid=row.uid,
+                        project=names[row.project_uid],
+                        name=row.name,
+                        spec=spec,
+                        phase=JobPhase(status.phase),
+                        principal_kind=row.principal_kind,
+                        principal_uid=row.principal_uid,
+                        principal_name=row.created_by.partition(":")[2],
+                        queued_at=as_utc(status.queued_at) if status.queued_at else None,
+                        started_at=as_utc(status.started_at) if status.started_at else None,
+                        attempts=status.attempts,
+                        handle=status.handle,
+                        stop_reason=status.stop_reason,
+                        completed=status.completed,
+                        has_checkpoint=status.checkpoint_sha256 is not None,
+                        instance=self.catalog.get(spec.instance_type),
+                    )
+                )
+            return active
+
+    def mark_started(self, uid: str, handle: dict[str, Any], enforced_by: str) -> None:
+        with self.db.transaction() as session:
+            status = self._status(session, uid)
+            now = utcnow()
+            status.phase, status.handle, status.enforced_by = "running", handle, enforced_by
+            status.attempts += 1
+            status.started_at, status.exit_code = now, None
+            status.stop_reason, status.completed = None, False
+            resumed = (
+                f" (resuming from checkpoint step {status.checkpoint_step})"
+                if (status.checkpoint_sha256 and status.checkpoint_step is not None)
+                else (" (resuming from its checkpoint)" if status.checkpoint_sha256 else "")
+            )
+            status.message = f"running, attempt {status.attempts}{resumed}"
+            status.updated_at = now
+
+    def mark_stopping(self, uid: str, reason: str, message: str) -> None:
+        with self.db.transaction() as session:
+            status = self._status(session, uid)
+            status.stop_reason, status.message = reason, message
+            status.updated_at = utcnow()
+
+    def mark_exited(
+        self, uid: str, *, phase: JobPhase, exit_code: int | None, message: str, log: bytes
+    ) -> None:
+        """The attempt is over: keep its log, free its handle, and land in `phase` (queued again
+        for a preempted or retried job)."""
+        with self.db.transaction() as session:
+            row = session.get(JobRow, uid)
+            status = self._status(session, uid)
+            if row is None:
+                return
+            now = utcnow()
+            if status.started_at is not None:
+                status.seconds_run += max(0.0, (now - as_utc(status.started_at)).total_seconds())
+            if log:
+                kept = b""
+                if status.log_sha256:
+                    kept = b"".join(self.blobs.open(row.project_uid, status.log_sha256))
+                info = self.blobs.write(row.project_uid, [kept, log])
+                self.blobs.acquire(session, row.project_uid, info)
+                if status.log_sha256:
+                    self.blobs.release(session, row.project_uid, status.log_sha256)
+                status.log_sha256, status.log_size = info.sha256, info.size
+            status.handle, status.exit_code, status.stop_reason = None, exit_code, None
+            status.phase, status.message, status.updated_at = phase.value, message, now
+            if phase == JobPhase.queued:
+                status.queued_at = now
+                status.completed = False
+            if phase.finished:
+                status.finished_at = now
+
+    def note_preempted(self, uid: str) -> None:
+        with self.db.transaction() as session:
+            self._status(session, uid).preemptions += 1
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _job(
+        self, session: Session, project: str, name: str, for_update: bool = False
+    ) -> tuple[JobRow, JobStatusRow]:
+        row = self._jobs.find(session, self._project_uid(session, project), project, name)
+        status = session.get(JobStatusRow, row.uid, with_for_update=for_update)
+        assert status is not None
+        return row, status
+
+    @staticmethod
+    def _status(session: Session, uid: str) -> JobStatusRow:
+        status = session.get(JobStatusRow, uid, with_for_update=True)
+        if status is None:
+            raise NotFound(f"job {uid} is gone")
+        return status
+
+    def _project_name(self, session: Session, row: JobRow) -> str:
+        return self._project_names(session, row.project_uid)
+
+    def _read(self, session: Session, row: JobRow, status: JobStatusRow, project: str) -> s.JobRead:
+        spec = s.JobSpec.model_validate(row.spec)
+        instance = self.catalog.get(spec.instance_type)
+        seconds = status.seconds_run
+        if status.phase == JobPhase.running.value and status.started_at is not None:
+            seconds += max(0.0, (utcnow() - as_utc(status.started_at)).total_seconds())
+        rate = instance.spot_price_per_hour if spec.spot else instance.price_per_hour
+        return s.JobRead(
+            metadata=metadata_of(row, project=project),
+            spec=spec,
+            status=s.JobStatus(
+                phase=JobPhase(status.phase),
+                message=status.message,
+                attempts=status.attempts,
+                preemptions=status.preemptions,
+                limits=s.Limits(
+                    vcpus=instance.vcpus,
+                    memory_bytes=instance.memory_bytes,
+                    gpus=instance.gpus,
+                    enforced_by=status.enforced_by,
+                ),
+                queued_at=as_utc(status.queued_at) if status.queued_at else None,
+                started_at=as_utc(status.started_at) if status.started_at else None,
+                finished_at=as_utc(status.finished_at) if status.finished_at else None,
+                exit_code=status.exit_code,
+                checkpoint=_checkpoint_of(status),
+                run_id=status.run_id,
+                model_version=status.model_version,
+                metrics=status.metrics or {},
+                cost=round(seconds / 3600 * rate, 6),
+            ),
+        )
+
+
+def _checkpoint_of(status: JobStatusRow) -> s.CheckpointRead | None:
+    if status.checkpoint_sha256 is None or status.checkpoint_at is None:
+        return None
+    return s.CheckpointRead(
+        sha256=status.checkpoint_sha256,
+        size=status.checkpoint_size or 0,
+        saved_at=as_utc(status.checkpoint_at),
+        step=status.checkpoint_step,
+    )

@@ -1,0 +1,318 @@
+"""The program a training job runs: `python -m stratus.training.runner runner.json`.
+
+The job scheduler starts it under the job's resource limits, with a spec file (mode 0600)
+naming the control plane, a token for this job alone, and the job's spec. It talks to the
+control plane only through the SDK, like any user:
+1. fetches the code archive (and installs extra requirements), pulls the dataset version,
+   restores the last checkpoint when the job resumes;
+2. opens (or, on a resumed attempt, reopens) the job's tracking run;
+3. runs the user's entrypoint as a child process, or the built-in trainer in-process;
+4. registers the model written to `STRATUS_MODEL_DIR` with its lineage (dataset version,
+   run, params, metrics, code hash) and reports the job complete.
+Its exit code is the job's: the child's, or 1 when a step of its own fails (said in the log).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from stratus.client import Client
+from stratus.client._archives import unpack
+from stratus.core.errors import NotFound, StratusError
+from stratus.jobs.schemas import JobSpec
+
+PREEMPTED = 143
+
+
+def say(message: str) -> None:
+    print(f"stratus: {message}", flush=True)
+
+
+class Runner:
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+        self.spec = JobSpec.model_validate(config["spec"])
+        self.project: str = config["project"]
+        self.job: str = config["job"]
+        self.attempt: int = int(config["attempt"])
+        self.work = Path(config["work_dir"])
+        self.client = Client(config["url"], api_key=config["token"])
+        self.code_dir = self.work / "code"
+        self.data_dir = self.work / "data"
+        self.checkpoint_dir = self.work / "checkpoint"
+        self.model_dir = self.work / "model"
+        self.deps_dir = self.work / "deps"
+        self.run_id: str | None = None
+        self.stop_requested = False
+        self.child: subprocess.Popen[bytes] | None = None
+
+    # --- preparing -----------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        instance = self.spec.instance_type + (" (spot)" if self.spec.spot else "")
+        say(f"job {self.job}, attempt {self.attempt}, on {instance}")
+        if self.spec.code is not None:
+            self._fetch_code()
+        if self.spec.dataset is not None:
+            self._pull_dataset()
+        self._restore_checkpoint()
+        shutil.rmtree(self.model_dir, ignore_errors=True)
+        self.model_dir.mkdir(parents=True)
+
+    def _fetch_code(self) -> None:
+        assert self.spec.code is not None
+        marker = self.code_dir / ".stratus-code"
+        if not (marker.is_file() and marker.read_text() == self.spec.code.sha256):
+            shutil.rmtree(self.code_dir, ignore_errors=True)
+            path = f"/api/v1/projects/{self.project}/jobs/{self.job}/code"
+            archive = self.work / "code.tar.gz"
+            with open(archive, "wb") as f:
+                for chunk in self.client._stream(path, {}):
+                    f.write(chunk)
+            with open(archive, "rb") as f:
+                unpack(f, self.code_dir)
+            archive.unlink()
+            marker.write_text(self.spec.code.sha256)
+            say(f"code {self.spec.code.content_hash[:12]} unpacked")
+        requirements = self.spec.code.requirements
+        if requirements:
+            self._install(requirements)
+
+    def _install(self, requirements: list[str]) -> None:
+        digest = hashlib.sha256("\n".join(requirements).encode()).hexdigest()
+        marker = self.deps_dir / ".stratus-requirements"
+        if marker.is_file() and marker.read_text() == digest:
+            return
+        shutil.rmtree(self.deps_dir, ignore_errors=True)
+        say(f"installing {len(requirements)} requirements: {' '.join(requirements)}")
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "--no-input",
+            "--target",
+            str(self.deps_dir),
+            *requirements,
+        ]
+        done = subprocess.run(command, cwd=self.code_dir, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"installing the requirements failed (pip exited {done.returncode})")
+        marker.write_text(digest)
+
+    def _pull_dataset(self) -> None:
+        assert self.spec.dataset is not None
+        marker = self.data_dir / ".stratus-dataset"
+        if marker.is_file() and marker.read_text() == self.spec.dataset:
+            return
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+        say(f"pulling dataset {self.spec.dataset}")
+        self.client.datasets.pull(self.spec.dataset, self.data_dir, project=self.project)
+        marker.write_text(self.spec.dataset)
+
+    def _restore_checkpoint(self) -> None:
+        shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
+        self.checkpoint_dir.mkdir(parents=True)
+        if not self.config.get("resume"):
+            return
+        path = f"/api/v1/projects/{self.project}/jobs/{self.job}/checkpoint"
+        archive = self.work / "checkpoint.tar.gz"
+        try:
+            with open(archive, "wb") as f:
+                for chunk in self.client._stream_verified(path, "the checkpoint"):
+                    f.write(chunk)
+        except NotFound:
+            return
+        with open(archive, "rb") as f:
+            unpack(f, self.checkpoint_dir)
+        archive.unlink()
+        state_file = self.checkpoint_dir / ".stratus-state.json"
+        step = json.loads(state_file.read_text()).get("step") if state_file.is_file() else None
+        say("resumed from the last checkpoint" + (f" (step {step})" if step is not None else ""))
+
+    # --- running -------------------------------------------------------------------------------
+
+    def open_run(self) -> None:
+        from stratus.tracking import resume_run
+
+        job = self.client.jobs.get(self.job, project=self.project)
+        run = resume_run(
+            job.status.run_id,
+            experiment=self.spec.experiment,
+            name=self.job,
+            tags={"stratus.job": self.job, "stratus.instance_type": self.spec.instance_type},
+            client=self.client,
+            project=self.project,
+        )
+        self.run = run
+        self.run_id = run.id
+        if job.status.run_id != run.id:
+            self.client.jobs.report(self.job, project=self.project, run_id=run.id)
+
+    def environment(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STRATUS_")}
+        env.update(self.spec.env)
+        env.update(
+            {
+                "STRATUS_URL": self.config["url"],
+                "STRATUS_API_KEY": self.config["token"],
+                "STRATUS_PROJECT": self.project,
+                "STRATUS_JOB": self.job,
+                "STRATUS_JOB_ATTEMPT": str(self.attempt),
+                "STRATUS_CHECKPOINT_DIR": str(self.checkpoint_dir),
+                "STRATUS_MODEL_DIR": str(self.model_dir),
+                "STRATUS_EXPERIMENT": self.spec.experiment,
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        if self.run_id:
+            env["STRATUS_RUN_ID"] = self.run_id
+        if self.spec.dataset:
+            env["STRATUS_DATA_DIR"] = str(self.data_dir)
+            env["STRATUS_DATASET"] = self.spec.dataset
+        if self.deps_dir.is_dir():
+            env["PYTHONPATH"] = os.pathsep.join(
+                p for p in (str(self.deps_dir), env.get("PYTHONPATH", "")) if p
+            )
+        return env
+
+    def run_code(self) -> int:
+        assert self.spec.code is not None
+        command = [sys.executable, self.spec.code.entrypoint, *self.spec.code.args]
+        say(f"running {' '.join(command[1:])}")
+        self.child = subprocess.Popen(command, cwd=self.code_dir, env=self.environment())
+        while True:
+            try:
+                return self.child.wait()
+            except KeyboardInterrupt:  # pragma: no cover - interactive only
+                continue
+
+    def run_trainer(self) -> dict[str, Any]:
+        from stratus.training.trainers import train
+
+        assert self.spec.trainer is not None and self.spec.dataset is not None
+        trainer = self.spec.trainer
+        version = self.client.datasets.version(self.spec.dataset, project=self.project)
+        tags = {c.name: c.tags for c in version.columns if c.tags}
+        result = train(
+            self.data_dir,
+            self.model_dir,
+            estimator=trainer.estimator,
+            params=trainer.params,
+            label=trainer.label,
+            features=trainer.features,
+            column_tags=tags,
+            test_size=trainer.test_size,
+            random_state=trainer.random_state,
+        )
+        self.run.log_params(result.params)
+        self.run.log_metrics(result.metrics)
+        return {"sample": result.sample, "metrics": result.metrics, "params": result.params}
+
+    # --- finishing -----------------------------------------------------------------------------
+
+    def register(self, trained: dict[str, Any] | None) -> str | None:
+        if self.spec.model is None:
+            return None
+        if not any(self.model_dir.iterdir()):
+            raise RuntimeError(
+                f"the job should register model {self.spec.model!r} but wrote no files to "
+                "STRATUS_MODEL_DIR"
+            )
+        if self.spec.code is not None:
+            code_hash = self.spec.code.content_hash
+        else:
+            trainer = self.spec.trainer.model_dump(mode="json") if self.spec.trainer else {}
+            digest = hashlib.sha256(json.dumps(trainer, sort_keys=True).encode()).hexdigest()
+            code_hash = f"trainer:{digest[:16]}"
+        version = self.run.log_model(
+            self.model_dir,
+            name=self.spec.model,
+            dataset_version=self.spec.dataset,
+            source_commit=code_hash,
+            sample=trained["sample"] if trained else None,
+        )
+        reference = f"{self.spec.model}:{version.version}"
+        say(f"registered model {reference}")
+        return reference
+
+    def main(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_term)
+        try:
+            self.prepare()
+            self.open_run()
+            trained = None
+            if self.spec.trainer is not None:
+                trained = self.run_trainer()
+            else:
+                code = self.run_code()
+                if code != 0:
+                    if code == PREEMPTED or self.stop_requested:
+                        say("stopped before the end; the job resumes from its checkpoint")
+                        return code if code > 0 else PREEMPTED
+                    say(f"the entrypoint exited with code {code}")
+                    self.run.end("failed")
+                    return code if code > 0 else 1
+            if self.stop_requested:
+                say("stopped before the end; the job resumes from its checkpoint")
+                return PREEMPTED
+            model = self.register(trained)
+            metrics = self.run.latest_metrics()
+            self.run.end("finished")
+            self.client.jobs.report(
+                self.job,
+                project=self.project,
+                model_version=model,
+                metrics=metrics,
+                completed=True,
+            )
+            say("done")
+            return 0
+        except StratusError as exc:
+            say(f"failed: {exc}")
+            self._end_run("failed")
+            return 1
+        except Exception as exc:
+            say(f"failed: {type(exc).__name__}: {exc}")
+            self._end_run("failed")
+            raise
+
+    def _end_run(self, state: str) -> None:
+        run = getattr(self, "run", None)
+        if run is not None and not self.stop_requested:
+            try:
+                run.end(state)
+            except Exception as exc:  # the job's failure matters more than the run's state
+                say(f"could not end the tracking run: {exc}")
+
+    def _on_term(self, signum: int, frame: Any) -> None:
+        self.stop_requested = True
+        say("stop requested (SIGTERM)")
+        if self.spec.trainer is not None:
+            raise SystemExit(PREEMPTED)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m stratus.training.runner RUNNER_SPEC.json", file=sys.stderr)
+        return 2
+    config = json.loads(Path(args[0]).read_text(encoding="utf-8"))
+    started = time.monotonic()
+    code = Runner(config).main()
+    say(f"exit {code} after {time.monotonic() - started:.1f} s")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
