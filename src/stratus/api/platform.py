@@ -95,6 +95,7 @@ class Platform:
             data,
             catalog,
             backend,
+            registry=registry,
             project_uid=iam.project_uid,
             project_name=iam.project_name,
         )
@@ -110,8 +111,8 @@ class Platform:
             ),
         )
         jobs.on_change = job_controller.wake
-        routes = RouteTable()
         metrics = InferenceMetrics(CollectorRegistry(auto_describe=True))
+        routes = RouteTable()
         controller = EndpointController(
             endpoints,
             registry,

@@ -1,5 +1,5 @@
-"""`stratus jobs`: run training jobs (user code or a built-in trainer) on the compute backend,
-follow their logs, and see, cancel or delete them."""
+"""`stratus jobs`: run training jobs (user code, a built-in trainer, or an evaluation of model
+versions) on the compute backend, follow their logs, and see, cancel or delete them."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from stratus.core.errors import InvalidInput
 from stratus.jobs.schemas import JobPhase, JobRead
 
 app = typer.Typer(
-    help="Training jobs: run code or a built-in trainer, logs, queue, cancel.",
+    help="Training jobs: run code, a built-in trainer or an evaluation; logs, queue, cancel.",
     no_args_is_help=True,
 )
 
@@ -33,6 +33,7 @@ FILE_KEYS = {
     "args",
     "requirements",
     "trainer",
+    "evaluation",
     "dataset",
     "experiment",
     "model",
@@ -55,6 +56,8 @@ def _duration(job: JobRead) -> str:
 def _program(job: JobRead) -> str:
     if job.spec.trainer is not None:
         return job.spec.trainer.estimator.rsplit(".", 1)[-1]
+    if job.spec.evaluation is not None:
+        return "evaluate " + " ".join(job.spec.evaluation.models)
     assert job.spec.code is not None
     return job.spec.code.entrypoint
 
@@ -71,6 +74,10 @@ JOB_COLUMNS = [
     ("MODEL", lambda j: j.status.model_version or "-"),
     ("CREATED", lambda j: j.metadata.created_at),
 ]
+
+
+def _metrics(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
 
 
 def _key_values(values: list[str] | None, what: str) -> dict[str, Any]:
@@ -138,6 +145,15 @@ def run(
         list[str] | None,
         typer.Option("--param", help="trainer param KEY=VALUE (repeatable)", show_default=False),
     ] = None,
+    evaluate: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--evaluate",
+            help="evaluate a model version on the dataset: NAME:VERSION, NAME@alias or NAME "
+            "(repeatable, up to 5)",
+            show_default=False,
+        ),
+    ] = None,
     label: Annotated[
         str | None,
         typer.Option(
@@ -184,7 +200,8 @@ def run(
     project: ProjectOption = None,
     output: OutputOption = Format.table,
 ) -> None:
-    """Run a training job: user code (a folder and an entrypoint) or a built-in trainer.
+    """Run a training job: user code (a folder and an entrypoint), a built-in trainer, or an
+    evaluation of registered model versions on a dataset.
 
     Flags override the spec file's settings. With --follow, the logs stream until the job
     ends, and the exit status is 0 only if it succeeded.
@@ -193,6 +210,7 @@ def run(
       stratus jobs run --code ./train --entrypoint train.py --dataset churn --model churn
       stratus jobs run --trainer sklearn.linear_model.LogisticRegression --param C=0.5 \\
           --dataset churn:2 --model churn --spot -f
+      stratus jobs run --evaluate churn@production --evaluate churn:4 --dataset churn-holdout -f
       stratus jobs run --file job.yaml --follow
     """
     settings: dict[str, Any] = load_job_file(file) if file is not None else {}
@@ -212,7 +230,17 @@ def run(
         "max_retries": retries,
     }
     settings.update({k: v for k, v in flags.items() if v is not None})
-    if trainer is not None or param or label is not None or test_size is not None:
+    evaluating = bool(evaluate) or settings.get("evaluation") is not None
+    if evaluating and (trainer is not None or param or test_size is not None):
+        raise typer.BadParameter("--evaluate scores registered models: it takes no trainer flags")
+    if evaluating:
+        spec = dict(settings.get("evaluation") or {})
+        if evaluate:
+            spec["models"] = list(evaluate)
+        if label is not None:
+            spec["label"] = label
+        settings["evaluation"] = spec
+    elif trainer is not None or param or label is not None or test_size is not None:
         spec = dict(settings.get("trainer") or {})
         if trainer is not None:
             spec["estimator"] = trainer
@@ -222,10 +250,14 @@ def run(
         if test_size is not None:
             spec["test_size"] = test_size
         settings["trainer"] = spec
-    if settings.get("code") is None and settings.get("trainer") is None:
-        raise typer.BadParameter("give --code (with --entrypoint), --trainer, or --file")
-    if settings.get("code") is not None and settings.get("trainer") is not None:
-        raise typer.BadParameter("give either --code or --trainer, not both")
+    programs = [k for k in ("code", "trainer", "evaluation") if settings.get(k) is not None]
+    if not programs:
+        raise typer.BadParameter(
+            "give --code (with --entrypoint), --trainer, --evaluate, or --file"
+        )
+    if len(programs) > 1:
+        given = " and ".join(f"`{k}`" for k in programs)
+        raise typer.BadParameter(f"give one of --code, --trainer or --evaluate, not {given}")
     sdk = client(ctx)
     where = project_of(ctx, project)
     with waiting("submitting the job…"):
@@ -252,6 +284,8 @@ def _follow(sdk: Client, name: str, project: str) -> None:
     err.print(f"[{colour}]job {escape(name)} {job.status.phase.value}[/]: {escape(first)}")
     if job.status.model_version:
         err.print(f"model: {escape(job.status.model_version)}", highlight=False)
+    for reference, metrics in job.status.evaluations.items():
+        err.print(f"{escape(reference)}: {escape(_metrics(metrics))}", highlight=False)
     if job.status.phase != JobPhase.succeeded:
         raise typer.Exit(1)
 
@@ -305,9 +339,9 @@ def show_(
             f"saved {status.checkpoint.saved_at:%Y-%m-%d %H:%M:%S}"
         )
     if status.metrics:
-        lines.append(
-            "metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(status.metrics.items()))
-        )
+        lines.append("metrics: " + _metrics(status.metrics))
+    for reference, metrics in status.evaluations.items():
+        lines.append(f"evaluated {reference}: {_metrics(metrics)}")
     if status.exit_code is not None:
         lines.append(f"exit code: {status.exit_code}")
     lines.append(f"message: {status.message}")

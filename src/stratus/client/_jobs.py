@@ -1,5 +1,5 @@
-"""The SDK's training jobs API: run user code or a built-in trainer on the compute backend,
-follow its logs, wait for it, cancel it."""
+"""The SDK's training jobs API: run user code, a built-in trainer or an evaluation of model
+versions on the compute backend, follow its logs, wait for it, cancel it."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ class Jobs(API):
         args: builtins.list[str] | None = None,
         requirements: builtins.list[str] | None = None,
         trainer: dict[str, Any] | None = None,
+        evaluation: dict[str, Any] | None = None,
         dataset: str | None = None,
         instance_type: str = "cpu.small",
         spot: bool = False,
@@ -54,6 +55,10 @@ class Jobs(API):
             requirements: pip requirement lines installed for the job.
             trainer: a built-in trainer instead of code: `{"estimator":
                 "sklearn.linear_model.LogisticRegression", "params": {...}, "label": ...}`.
+            evaluation: score registered model versions on `dataset` instead: `{"models":
+                ["churn@production", "churn:4"], "label": ..., "features": [...]}`; each
+                reference is pinned to NAME:VERSION at submit, and the job's
+                `status.evaluations` holds the metrics per NAME:VERSION.
             dataset: `NAME` or `NAME:VERSION`, pulled for the job (pinned at submit).
             instance_type: from the catalog (`instance_types()`): sets enforced limits.
             spot: preemptible and cheaper; the job should save `stratus.training.checkpoint()`.
@@ -95,8 +100,10 @@ class Jobs(API):
                 "args": args or [],
                 "requirements": requirements or [],
             }
-        elif trainer is not None:
+        if trainer is not None:
             body["trainer"] = trainer
+        if evaluation is not None:
+            body["evaluation"] = evaluation
         base = self._base(project)
         try:
             response = self._c._send("POST", base, json=body)

@@ -40,6 +40,16 @@ class ModelVersionDeleting(Event):
     version: int | None
 
 
+@dataclass(frozen=True)
+class DatasetVersionCommitted(Event):
+    """A new dataset version is ready (published in the committing transaction); pipelines
+    that watch the dataset start a run once it has committed."""
+
+    project: str
+    dataset: str
+    version: int
+
+
 E = TypeVar("E", bound=Event)
 Handler = Callable[[Session, Any], None]
 

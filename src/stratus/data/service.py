@@ -22,7 +22,7 @@ from sqlalchemy.orm.attributes import flag_modified
 from stratus.core.clock import as_utc, utcnow
 from stratus.core.database import Database
 from stratus.core.errors import Conflict, InvalidInput, NotFound
-from stratus.core.events import EventBus, guard_project_deletion
+from stratus.core.events import DatasetVersionCommitted, EventBus, guard_project_deletion
 from stratus.core.ids import new_id
 from stratus.core.resources import ProjectScoped, metadata_of, paginate
 from stratus.data import schemas as s
@@ -52,6 +52,7 @@ class DataService:
     ) -> None:
         self.db = db
         self.blobs = blobs
+        self.bus = bus
         self._project_uid = project_uid
         self._datasets = ProjectScoped(DatasetRow, "dataset")
         guard_project_deletion(bus, DatasetRow.project_uid, DatasetRow.name, "datasets")
@@ -207,6 +208,7 @@ class DataService:
             version.schema, version.profile, version.rows = schema, profile, table.num_rows
             version.state, version.committed_at = "ready", utcnow()
             session.flush()
+            self.bus.publish(session, DatasetVersionCommitted(project, dataset, version.version))
             return self._version_read(session, row, version, project)
 
     def _load_table(self, project_uid: str, files: list[dict[str, Any]]) -> pa.Table:

@@ -1,11 +1,12 @@
-"""The training jobs API's shapes: a job's spec (user code or a built-in trainer, an instance
-type, spot or on-demand) and its status as the scheduler and the job's runner report it."""
+"""The training jobs API's shapes: a job's spec (user code, a built-in trainer or an evaluation
+of registered model versions; an instance type, spot or on-demand) and its status as the
+scheduler and the job's runner report it."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -79,6 +80,29 @@ class TrainerSpec(_Input):
     random_state: int = 0
 
 
+ModelReference = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class EvaluationSpec(_Input):
+    """Metrics of registered model versions on a dataset version (a holdout), computed in the
+    job: models are loaded only in a job's process, under its limits."""
+
+    models: list[ModelReference] = Field(
+        min_length=1,
+        max_length=5,
+        description="NAME:VERSION, NAME@alias or NAME (latest); pinned to NAME:VERSION at submit",
+    )
+    label: str | None = Field(
+        None, max_length=256, description="default: the dataset's column tagged `label`"
+    )
+    features: list[str] | None = Field(
+        None,
+        max_length=10_000,
+        description="default: the version's signature inputs, else every column but the label "
+        "and id/pii/timestamp columns",
+    )
+
+
 class JobCreate(_Input):
     name: Name | None = Field(None, description="default: generated from the trainer or code")
     labels: Labels = Field(default_factory=dict)
@@ -86,6 +110,7 @@ class JobCreate(_Input):
     spot: bool = Field(False, description="preemptible: cheaper, may be stopped and resumed")
     code: CodeSpec | None = None
     trainer: TrainerSpec | None = None
+    evaluation: EvaluationSpec | None = None
     dataset: str | None = Field(
         None, max_length=200, description="NAME or NAME:VERSION; pinned to a version at submit"
     )
@@ -110,10 +135,18 @@ class JobCreate(_Input):
 
     @model_validator(mode="after")
     def _one_program(self) -> JobCreate:
-        if (self.code is None) == (self.trainer is None):
-            raise ValueError("a job runs either `code` or a built-in `trainer`: give exactly one")
+        given = [p for p in (self.code, self.trainer, self.evaluation) if p is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "a job runs `code`, a built-in `trainer` or an `evaluation`: give exactly one"
+            )
         if self.trainer is not None and self.dataset is None:
             raise ValueError("a built-in trainer needs a `dataset` to train on")
+        if self.evaluation is not None:
+            if self.dataset is None:
+                raise ValueError("an evaluation needs a `dataset` to evaluate the models on")
+            if self.model is not None:
+                raise ValueError("an evaluation registers no model: drop `model`")
         return self
 
 
@@ -122,6 +155,7 @@ class JobSpec(BaseModel):
     spot: bool
     code: CodeSpec | None
     trainer: TrainerSpec | None
+    evaluation: EvaluationSpec | None = None  # models pinned to NAME:VERSION
     dataset: str | None
     experiment: str
     model: str | None
@@ -154,6 +188,9 @@ class JobStatus(BaseModel):
     run_id: str | None = None
     model_version: str | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
+    evaluations: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="an evaluation's metrics: NAME:VERSION → name → value"
+    )
     cost: float = Field(0.0, description="price of the time run so far, at the type's rate")
 
 
@@ -177,6 +214,9 @@ class JobReport(_Input):
     run_id: str | None = Field(None, max_length=64)
     model_version: str | None = Field(None, max_length=200)
     metrics: dict[str, float] | None = None
+    evaluations: dict[str, dict[str, float]] | None = Field(
+        None, max_length=5, description="an evaluation's metrics per NAME:VERSION"
+    )
     message: str | None = Field(None, max_length=2000)
     completed: bool = Field(False, description="the job's work is done (the runner is exiting 0)")
 

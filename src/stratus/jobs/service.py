@@ -1,11 +1,12 @@
 """Training jobs: submit, read, cancel; the code archive, checkpoints and logs they keep.
 
 A job is submitted with its spec; the instance type is looked up in the catalog (and refused
-when it could never fit this backend), a dataset reference is pinned to a version, and the
-job waits in `pending` until its code archive is uploaded (content-addressed: code uploaded
-before is not sent again), then `queued`. The controller (`controller.py`) starts it when
-there is room; the job's runner reports back (run id, metrics, model version, checkpoints)
-through this service with the job's own token.
+when it could never fit this backend), a dataset reference is pinned to a version (and an
+evaluation's model references to versions it may load), and the job waits in `pending` until
+its code archive is uploaded (content-addressed: code uploaded before is not sent again), then
+`queued`. The controller (`controller.py`) starts it when there is room; the job's runner
+reports back (run id, metrics, an evaluation's results, model version, checkpoints) through
+this service with the job's own token.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from stratus.iam.principals import Principal
 from stratus.jobs import schemas as s
 from stratus.jobs.schemas import JobPhase
 from stratus.jobs.tables import JobRow, JobStatusRow
+from stratus.registry.references import parse_ref
+from stratus.registry.service import RegistryService
 from stratus.storage.blobs import Blobs
 from stratus.storage.blobstore import BlobInfo, BlobWriter
 
@@ -80,6 +83,8 @@ class ActiveJob:
 def default_name(data: s.JobCreate) -> str:
     if data.trainer is not None:
         base = data.trainer.estimator.rsplit(".", 1)[-1]
+    elif data.evaluation is not None:
+        base = "evaluate-" + re.split(r"[:@]", data.evaluation.models[0])[0]
     else:
         assert data.code is not None
         base = data.code.entrypoint.rsplit("/", 1)[-1].rsplit(".", 1)[0]
@@ -96,12 +101,15 @@ class JobService:
         data: DataService,
         catalog: InstanceCatalog,
         backend: ComputeBackend,
+        *,
+        registry: RegistryService,
         project_uid: ProjectLookup,
         project_name: ProjectLookup,
     ) -> None:
         self.db = db
         self.blobs = blobs
         self.data = data
+        self.registry = registry
         self.catalog = catalog
         self.backend = backend
         self._project_uid = project_uid
@@ -139,11 +147,16 @@ class JobService:
             if pinned.state != "ready":
                 raise Conflict(f"dataset {name}:{pinned.version} is not committed yet")
             dataset = f"{name}:{pinned.version}"
+        evaluation = None
+        if data.evaluation is not None:
+            models = self._pin_models(project, data.evaluation.models)
+            evaluation = data.evaluation.model_copy(update={"models": models})
         spec = s.JobSpec(
             instance_type=instance.name,
             spot=data.spot,
             code=data.code,
             trainer=data.trainer,
+            evaluation=evaluation,
             dataset=dataset,
             experiment=data.experiment or "jobs",
             model=data.model,
@@ -195,7 +208,7 @@ class JobService:
             row, status = self._job(session, project, name)
             spec = s.JobSpec.model_validate(row.spec)
             if spec.code is None:
-                raise Conflict(f"job {name!r} runs a built-in trainer: it has no code to upload")
+                raise Conflict(f"job {name!r} runs no code of yours: it has no code to upload")
             if status.code_stored:
                 raise Conflict(f"job {name!r} has its code already")
             project_uid, job_uid, sha = row.project_uid, row.uid, spec.code.sha256
@@ -304,6 +317,8 @@ class JobService:
                 status.model_version = body.model_version
             if body.metrics is not None:
                 status.metrics = {**(status.metrics or {}), **body.metrics}
+            if body.evaluations is not None:
+                status.evaluations = {**(status.evaluations or {}), **body.evaluations}
             if body.message is not None:
                 status.message = body.message
             if body.completed:
@@ -470,6 +485,25 @@ class JobService:
 
     # --- helpers -------------------------------------------------------------------------------
 
+    def _pin_models(self, project: str, references: list[str]) -> list[str]:
+        """Each model reference as the NAME:VERSION it names now (once each, in order), refusing
+        versions that are not committed or would run code without being trusted."""
+        pinned: list[str] = []
+        for reference in references:
+            ref = parse_ref(reference)
+            version = self.registry.get_version(project, ref.model, ref.selector)
+            exact = f"{ref.model}:{version.version}"
+            if version.state != "ready":
+                raise Conflict(f"{exact} is not committed yet")
+            if version.needs_trust and not version.trusted:
+                raise Conflict(
+                    f"{exact} loads code ({', '.join(version.needs_trust)}): an owner must trust "
+                    f"it before a job may load it (stratus models trust {exact})"
+                )
+            if exact not in pinned:
+                pinned.append(exact)
+        return pinned
+
     def _job(
         self, session: Session, project: str, name: str, for_update: bool = False
     ) -> tuple[JobRow, JobStatusRow]:
@@ -517,6 +551,7 @@ class JobService:
                 run_id=status.run_id,
                 model_version=status.model_version,
                 metrics=status.metrics or {},
+                evaluations=status.evaluations or {},
                 cost=round(seconds / 3600 * rate, 6),
             ),
         )

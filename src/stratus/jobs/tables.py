@@ -69,4 +69,8 @@ class JobStatusRow(Base):
     run_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     model_version: Mapped[str | None] = mapped_column(String(200), nullable=True)
     metrics: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
+    # An evaluation job's results: NAME:VERSION → metric → value.
+    evaluations: Mapped[dict[str, dict[str, float]]] = mapped_column(
+        JSON, default=dict, server_default="{}"
+    )
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -6,9 +6,11 @@ control plane only through the SDK, like any user:
 1. fetches the code archive (and installs extra requirements), pulls the dataset version,
    restores the last checkpoint when the job resumes;
 2. opens (or, on a resumed attempt, reopens) the job's tracking run;
-3. runs the user's entrypoint as a child process, or the built-in trainer in-process;
+3. runs the user's entrypoint as a child process, or in-process the built-in trainer or an
+   evaluation (pulling and loading each model version, scoring it on the dataset);
 4. registers the model written to `STRATUS_MODEL_DIR` with its lineage (dataset version,
-   run, params, metrics, code hash) and reports the job complete.
+   run, params, metrics, code hash) and reports the job complete (with an evaluation's
+   metrics per model version).
 Its exit code is the job's: the child's, or 1 when a step of its own fails (said in the log).
 """
 
@@ -31,6 +33,7 @@ from stratus.core.errors import NotFound, StratusError
 from stratus.jobs.schemas import JobSpec
 
 PREEMPTED = 143
+SAMPLE_FILE = "sample.csv"
 
 
 def say(message: str) -> None:
@@ -51,6 +54,7 @@ class Runner:
         self.checkpoint_dir = self.work / "checkpoint"
         self.model_dir = self.work / "model"
         self.deps_dir = self.work / "deps"
+        self.models_dir = self.work / "models"
         self.run_id: str | None = None
         self.stop_requested = False
         self.child: subprocess.Popen[bytes] | None = None
@@ -219,6 +223,43 @@ class Runner:
         self.run.log_metrics(result.metrics)
         return {"sample": result.sample, "metrics": result.metrics, "params": result.params}
 
+    def run_evaluation(self) -> dict[str, dict[str, float]]:
+        from stratus.registry.signatures import Signature
+        from stratus.training.evaluation import evaluate, evaluation_features, load_version
+        from stratus.training.trainers import choose_label, read_frame
+
+        assert self.spec.evaluation is not None and self.spec.dataset is not None
+        spec = self.spec.evaluation
+        dataset = self.client.datasets.version(self.spec.dataset, project=self.project)
+        tags = {c.name: c.tags for c in dataset.columns if c.tags}
+        frame = read_frame(self.data_dir)
+        columns = [str(c) for c in frame.columns]
+        label = choose_label(columns, tags, spec.label)
+        self.run.log_params({"models": ", ".join(spec.models), "label": label})
+        results: dict[str, dict[str, float]] = {}
+        for reference in spec.models:
+            version = self.client.models.version(reference, project=self.project)
+            folder = self.models_dir / f"{version.model}-{version.version}"
+            shutil.rmtree(folder, ignore_errors=True)
+            say(f"pulling model {reference}")
+            self.client.models.pull(reference, folder, project=self.project)
+            model = load_version(
+                folder, flavor=version.flavor, trusted=version.trusted, signature=version.signature
+            )
+            signature = Signature.model_validate(version.signature) if version.signature else None
+            features = evaluation_features(columns, label, tags, signature, spec.features)
+            done = evaluate(model, frame, label=label, features=features, signature=signature)
+            del model
+            shown = " ".join(f"{k}={v:.4g}" for k, v in done.metrics.items())
+            task = "classifier" if done.classification else "regressor"
+            say(
+                f"evaluated {reference} on {self.spec.dataset} ({done.rows} rows, "
+                f"{len(features)} features, as a {task}): {shown}"
+            )
+            results[reference] = done.metrics
+        self.run.log_metrics(results[spec.models[0]])
+        return results
+
     # --- finishing -----------------------------------------------------------------------------
 
     def register(self, trained: dict[str, Any] | None) -> str | None:
@@ -235,25 +276,40 @@ class Runner:
             trainer = self.spec.trainer.model_dump(mode="json") if self.spec.trainer else {}
             digest = hashlib.sha256(json.dumps(trainer, sort_keys=True).encode()).hexdigest()
             code_hash = f"trainer:{digest[:16]}"
+        sample = trained["sample"] if trained else self._sample_file()
         version = self.run.log_model(
             self.model_dir,
             name=self.spec.model,
             dataset_version=self.spec.dataset,
             source_commit=code_hash,
-            sample=trained["sample"] if trained else None,
+            sample=sample,
         )
         reference = f"{self.spec.model}:{version.version}"
         say(f"registered model {reference}")
         return reference
+
+    def _sample_file(self) -> Any:
+        """Rows the user's code left as `sample.csv` in the model folder: the model's input
+        signature is inferred from them (the file is not part of the model)."""
+        path = self.model_dir / SAMPLE_FILE
+        if not path.is_file():
+            return None
+        import pandas as pd
+
+        frame = pd.read_csv(path)
+        path.unlink()
+        return frame
 
     def main(self) -> int:
         signal.signal(signal.SIGTERM, self._on_term)
         try:
             self.prepare()
             self.open_run()
-            trained = None
+            trained, evaluations = None, None
             if self.spec.trainer is not None:
                 trained = self.run_trainer()
+            elif self.spec.evaluation is not None:
+                evaluations = self.run_evaluation()
             else:
                 code = self.run_code()
                 if code != 0:
@@ -274,6 +330,7 @@ class Runner:
                 project=self.project,
                 model_version=model,
                 metrics=metrics,
+                evaluations=evaluations,
                 completed=True,
             )
             say("done")
@@ -298,7 +355,7 @@ class Runner:
     def _on_term(self, signum: int, frame: Any) -> None:
         self.stop_requested = True
         say("stop requested (SIGTERM)")
-        if self.spec.trainer is not None:
+        if self.spec.code is None:  # the trainer or an evaluation runs in this process
             raise SystemExit(PREEMPTED)
 
 

@@ -73,6 +73,37 @@ def read_frame(folder: Path) -> Any:
     return frame
 
 
+def choose_label(columns: list[str], column_tags: dict[str, list[str]], label: str | None) -> str:
+    """The label column: `label` if named, else the one column tagged `label`."""
+    if label is None:
+        tagged = [c for c, tags in column_tags.items() if "label" in tags]
+        if len(tagged) != 1:
+            raise InvalidInput(
+                "name the label column (`label`): the dataset has "
+                + ("no column tagged label" if not tagged else f"several: {', '.join(tagged)}")
+            )
+        label = tagged[0]
+    if label not in columns:
+        raise InvalidInput(f"label column {label!r} is not in the dataset")
+    return label
+
+
+def default_features(
+    columns: list[str], label: str, column_tags: dict[str, list[str]]
+) -> list[str]:
+    """Every column but the label and those tagged `id`, `pii` or `timestamp`."""
+    skipped = {c for c, tags in column_tags.items() if SKIPPED_TAGS & set(tags)}
+    return [c for c in columns if c != label and c not in skipped]
+
+
+def check_features(columns: list[str], features: list[str]) -> None:
+    missing = [c for c in features if c not in columns]
+    if missing:
+        raise InvalidInput(f"feature columns not in the dataset: {', '.join(missing)}")
+    if not features:
+        raise InvalidInput("no feature columns are left to use")
+
+
 def train(
     data_dir: Path,
     model_dir: Path,
@@ -93,24 +124,10 @@ def train(
     from sklearn.preprocessing import OneHotEncoder
 
     frame = read_frame(data_dir)
-    if label is None:
-        tagged = [c for c, tags in column_tags.items() if "label" in tags]
-        if len(tagged) != 1:
-            raise InvalidInput(
-                "name the label column (`label`): the dataset has "
-                + ("no column tagged label" if not tagged else f"several: {', '.join(tagged)}")
-            )
-        label = tagged[0]
-    if label not in frame.columns:
-        raise InvalidInput(f"label column {label!r} is not in the dataset")
+    label = choose_label(list(frame.columns), column_tags, label)
     if features is None:
-        skipped = {c for c, tags in column_tags.items() if SKIPPED_TAGS & set(tags)}
-        features = [c for c in frame.columns if c != label and c not in skipped]
-    missing = [c for c in features if c not in frame.columns]
-    if missing:
-        raise InvalidInput(f"feature columns not in the dataset: {', '.join(missing)}")
-    if not features:
-        raise InvalidInput("no feature columns are left to train on")
+        features = default_features(list(frame.columns), label, column_tags)
+    check_features(list(frame.columns), features)
     frame = frame.dropna(subset=[label])
     x, y = frame[features], frame[label]
     text = [c for c in features if x[c].dtype == object or str(x[c].dtype) == "string"]
@@ -148,15 +165,26 @@ def train(
 def score(model: Any, x: Any, y: Any, *, classifier: bool) -> dict[str, float]:
     """Test-split metrics: accuracy, F1 (macro) and ROC AUC (binary) for classifiers; R², MAE
     and RMSE for regressors."""
+    binary = classifier and hasattr(model, "predict_proba") and len(set(y)) == 2
+    probabilities = model.predict_proba(x) if binary else None
+    return metrics_of(y, model.predict(x), probabilities, classifier=classifier)
+
+
+def metrics_of(
+    y: Any, predicted: Any, probabilities: Any | None, *, classifier: bool
+) -> dict[str, float]:
+    """`score`'s metrics from the labels, the predictions and, for ROC AUC, the class
+    probabilities (rows × sorted classes; used when there are two classes). Non-finite values
+    are left out."""
     from sklearn import metrics as m
 
-    predicted = model.predict(x)
     out: dict[str, float] = {}
     if classifier:
         out["accuracy"] = float(m.accuracy_score(y, predicted))
         out["f1"] = float(m.f1_score(y, predicted, average="macro"))
-        if hasattr(model, "predict_proba") and len(set(y)) == 2:
-            out["roc_auc"] = float(m.roc_auc_score(y, model.predict_proba(x)[:, 1]))
+        binary = len(set(y)) == 2
+        if binary and probabilities is not None and probabilities.shape[1:] == (2,):
+            out["roc_auc"] = float(m.roc_auc_score(y, probabilities[:, 1]))
     else:
         out["r2"] = float(m.r2_score(y, predicted))
         out["mae"] = float(m.mean_absolute_error(y, predicted))

@@ -12,7 +12,7 @@ import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from stratus.core.errors import InvalidInput, PermissionDenied, StratusError
 
@@ -68,6 +68,28 @@ class LoadedModel(Protocol):
             PredictionError: the library or the user's code failed; `extra["traceback"]` holds
                 its traceback.
             InvalidInput: the batch does not suit the model (e.g. strings for a numeric model).
+        """
+        ...
+
+
+@runtime_checkable
+class GivesProbabilities(Protocol):
+    """An optional ability of a `LoadedModel`: a classifier's class probabilities.
+
+    Evaluation jobs use it for ROC AUC; serving does not.
+    """
+
+    def predict_proba(self, batch: Batch) -> np.ndarray | None:
+        """One row of class probabilities per input row, columns in sorted class order.
+
+        Args:
+            batch: rows validated against the version's signature.
+
+        Returns:
+            A 2-D array (rows × classes), or None when this model gives no probabilities.
+
+        Raises:
+            PredictionError: the library or the user's code failed.
         """
         ...
 

@@ -25,6 +25,8 @@ from stratus.registry.flavors.base import (
 )
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from stratus.registry.batches import Batch
     from stratus.registry.flavors.base import Predictions
     from stratus.registry.signatures import Signature
@@ -122,6 +124,7 @@ class SklearnModel:
         import numpy as np
 
         self._predict = model.predict
+        self._predict_proba = getattr(model, "predict_proba", None)
         strings = signature is not None and any(s.dtype == "string" for s in signature.inputs)
         self._dtype: type = object if strings else np.float64
         names = getattr(model, "feature_names_in_", None)
@@ -133,12 +136,28 @@ class SklearnModel:
 
     def predict(self, batch: Batch) -> Predictions:
         try:
-            if not self._frame:
-                return self._predict(batch.matrix(self._dtype))  # type: ignore[no-any-return]
-            if self._order is not None:
-                batch = batch.select(self._order)
-            return self._predict(batch.frame())  # type: ignore[no-any-return]
+            return self._predict(self._inputs(batch))  # type: ignore[no-any-return]
         except StratusError:
             raise
         except Exception as exc:
             raise prediction_failed(exc) from exc
+
+    def predict_proba(self, batch: Batch) -> np.ndarray | None:
+        """Class probabilities (columns in the estimator's sorted `classes_`), or None for an
+        estimator without `predict_proba` (a regressor, an SVC without probability=True: both
+        scikit-learn and its pipelines hide the method then)."""
+        if self._predict_proba is None:
+            return None
+        try:
+            return self._predict_proba(self._inputs(batch))  # type: ignore[no-any-return]
+        except StratusError:
+            raise
+        except Exception as exc:
+            raise prediction_failed(exc) from exc
+
+    def _inputs(self, batch: Batch) -> Any:
+        if not self._frame:
+            return batch.matrix(self._dtype)
+        if self._order is not None:
+            batch = batch.select(self._order)
+        return batch.frame()
