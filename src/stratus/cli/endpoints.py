@@ -294,6 +294,53 @@ def logs(
             typer.echo(line)
 
 
+@app.command("traffic")
+def traffic(
+    ctx: typer.Context,
+    name: str,
+    project: ProjectOption = None,
+    output: OutputOption = Format.table,
+) -> None:
+    """Show each variant's requests, server errors (5xx), client errors (4xx) and latency
+    quantiles since the control plane started, to judge a canary against the main variant.
+
+    Example: stratus endpoints traffic cancer-api -p fraud
+    """
+    found = client(ctx).endpoints.traffic(name, project_of(ctx, project))
+    if output != Format.table:
+        show(found, output)
+        return
+    if not found:
+        err.print(f"endpoint {name} has answered no request yet", markup=False)
+        return
+    rows = [{"variant": variant, **figures} for variant, figures in found.items()]
+    show(
+        rows,
+        Format.table,
+        [
+            ("VARIANT", _getter("variant")),
+            ("REQUESTS", _getter("requests")),
+            ("ERRORS", _errors("errors")),
+            ("CLIENT ERRORS", _errors("client_errors")),
+            ("P50", _latency("p50_ms")),
+            ("P95", _latency("p95_ms")),
+            ("P99", _latency("p99_ms")),
+        ],
+    )
+
+
+def _errors(key: str) -> Callable[[dict[str, Any]], str]:
+    def cell(row: dict[str, Any]) -> str:
+        n, total = row[key], row["requests"]
+        return f"{n} ({n / total:.1%})" if total else str(n)
+
+    return cell
+
+
+def _latency(key: str) -> Callable[[dict[str, Any]], str]:
+    return lambda row: "-" if row[key] is None else f"{row[key]:.3g} ms"
+
+
 @app.command("delete")
 def delete(
     ctx: typer.Context,

@@ -355,6 +355,27 @@ class Endpoints(API):
         data = self._c._json("GET", f"{self._path(name, project)}/logs", params=params)
         return [ep.LogLines.model_validate(item) for item in data or []]
 
+    def traffic(self, name: str, project: str | None = None) -> dict[str, dict[str, float | None]]:
+        """Each variant's traffic since the control plane started, as the gateway measured it.
+
+        Args:
+            name: the endpoint's name.
+            project: the project (default: the client's).
+
+        Returns:
+            `{variant: {"requests", "errors", "client_errors", "p50_ms", "p95_ms", "p99_ms"}}`:
+            `errors` counts server errors (status 500 and above), `client_errors` status 400
+            to 499; the latency quantiles are None for a variant without requests.
+
+        Raises:
+            stratus.errors.NotFound: no endpoint of that name in the project.
+        """
+        data = self._c._json("GET", f"{self._path(name, project)}/traffic")
+        return {
+            variant: ep.VariantTraffic.model_validate(figures).model_dump()
+            for variant, figures in (data or {}).items()
+        }
+
     def wait_ready(
         self,
         name: str,

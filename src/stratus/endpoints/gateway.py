@@ -212,6 +212,7 @@ class Gateway:
                 retry = variant.pick(avoid=link) or None
                 again = (variant, retry) if retry is not None else route.fallback(avoid=link)
                 if again is None:
+                    variant.series.observe(503, time.perf_counter() - started)
                     raise ServiceUnavailable(
                         f"the replica of endpoint {route.name!r} went away and no other "
                         "is ready; retry shortly"
@@ -220,6 +221,7 @@ class Gateway:
                 log.info("replica gone; retrying request %s on %s", request_id, link.id)
                 frame = await link.connection.call(kind, content_type, body, self.timeout)
         except ReplicaGone:
+            variant.series.observe(503, time.perf_counter() - started)
             raise ServiceUnavailable(
                 f"the replicas of endpoint {route.name!r} went away; retry shortly"
             ) from None

@@ -2,11 +2,14 @@
 
 The gateway counts requests, errors, latency and in-flight requests per endpoint, variant and
 model version (label children are cached per variant, so a request costs two dict lookups).
-Replica-side figures (batch sizes) and replica counts are read at scrape time.
+Replica-side figures (batch sizes) and replica counts are read at scrape time. Canary analysis
+reads the same counters back per variant (`variant_totals`), so there is one source of truth.
 """
 
 from __future__ import annotations
 
+import math
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,6 +63,126 @@ class InferenceMetrics:
             latency=self.latency.labels(*labels),
             in_flight=self.in_flight.labels(*labels),
         )
+
+    def variant_totals(self, project: str, endpoint: str) -> dict[str, VariantTotals]:
+        """Each variant's figures since the platform started (all its model versions summed),
+        read back from the counters and the latency histogram."""
+        codes: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
+        for family in self.requests.collect():
+            for sample in family.samples:
+                labels = sample.labels
+                if (
+                    sample.name == f"{family.name}_total"
+                    and labels["project"] == project
+                    and labels["endpoint"] == endpoint
+                ):
+                    codes[labels["variant"]][int(labels["code"])] += sample.value
+        buckets: dict[str, dict[float, float]] = defaultdict(lambda: defaultdict(float))
+        sums: dict[str, float] = defaultdict(float)
+        for family in self.latency.collect():
+            for sample in family.samples:
+                labels = sample.labels
+                if labels["project"] != project or labels["endpoint"] != endpoint:
+                    continue
+                if sample.name == f"{family.name}_bucket":
+                    buckets[labels["variant"]][float(labels["le"])] += sample.value
+                elif sample.name == f"{family.name}_sum":
+                    sums[labels["variant"]] += sample.value
+        return {
+            variant: VariantTotals(
+                requests=round(sum(codes[variant].values())),
+                errors=round(sum(n for code, n in codes[variant].items() if code >= 500)),
+                client_errors=round(
+                    sum(n for code, n in codes[variant].items() if 400 <= code < 500)
+                ),
+                latency_buckets=tuple(
+                    (bound, round(count)) for bound, count in sorted(buckets[variant].items())
+                ),
+                latency_sum=sums[variant],
+            )
+            for variant in sorted(codes.keys() | buckets.keys())
+        }
+
+
+@dataclass(frozen=True)
+class VariantTotals:
+    """One variant's answered requests: all of them, server errors (status 500 and above,
+    the gateway's 503/504 included), client errors (400-499, the callers' mistakes, apart),
+    and the latency histogram (cumulative `(upper bound in seconds, count)`, `+Inf` last)."""
+
+    requests: int
+    errors: int
+    client_errors: int
+    latency_buckets: tuple[tuple[float, int], ...]
+    latency_sum: float
+
+    @classmethod
+    def empty(cls) -> VariantTotals:
+        return cls(0, 0, 0, (), 0.0)
+
+    def as_json(self) -> dict[str, Any]:
+        """A JSON-safe dict (to keep a snapshot in a JSON column): the `+Inf` bound as the
+        string `"+Inf"`, since JSON has no infinity."""
+        return {
+            "requests": self.requests,
+            "errors": self.errors,
+            "client_errors": self.client_errors,
+            "latency_buckets": [
+                ["+Inf" if math.isinf(bound) else bound, count]
+                for bound, count in self.latency_buckets
+            ],
+            "latency_sum": self.latency_sum,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> VariantTotals:
+        """The inverse of `as_json`."""
+        return cls(
+            requests=int(data["requests"]),
+            errors=int(data["errors"]),
+            client_errors=int(data.get("client_errors", 0)),
+            latency_buckets=tuple(
+                (float(bound), int(count)) for bound, count in data.get("latency_buckets", ())
+            ),
+            latency_sum=float(data.get("latency_sum", 0.0)),
+        )
+
+    def minus(self, earlier: VariantTotals) -> VariantTotals:
+        """The window since `earlier` (a snapshot of the same variant). Counters only grow, so
+        fewer requests now than then means the platform restarted: the window is all of now."""
+        if self.requests < earlier.requests:
+            return self
+        before = dict(earlier.latency_buckets)
+        return VariantTotals(
+            requests=self.requests - earlier.requests,
+            errors=max(0, self.errors - earlier.errors),
+            client_errors=max(0, self.client_errors - earlier.client_errors),
+            latency_buckets=tuple(
+                (bound, max(0, count - before.get(bound, 0)))
+                for bound, count in self.latency_buckets
+            ),
+            latency_sum=max(0.0, self.latency_sum - earlier.latency_sum),
+        )
+
+    def quantile(self, q: float) -> float | None:
+        """The `q` quantile of the latency in seconds, as Prometheus' `histogram_quantile`
+        estimates it: linear inside the bucket holding the rank; the highest finite bound when
+        the rank falls in `+Inf`. None without requests."""
+        if not 0 <= q <= 1:
+            raise ValueError(f"a quantile is between 0 and 1, not {q}")
+        if not self.latency_buckets or self.latency_buckets[-1][1] <= 0:
+            return None
+        rank = q * self.latency_buckets[-1][1]
+        lower, below = 0.0, 0
+        for i, (bound, count) in enumerate(self.latency_buckets):
+            if count >= rank:
+                if math.isinf(bound):
+                    return lower if i > 0 else None
+                if count == below:
+                    return lower
+                return lower + (bound - lower) * (rank - below) / (count - below)
+            lower, below = bound, count
+        return lower
 
 
 @dataclass

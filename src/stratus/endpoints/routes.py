@@ -1,5 +1,6 @@
-"""The endpoints' HTTP surface: specs, rollouts (canary, shadow, promote, rollback), history
-and replica logs. Inference itself goes through the gateway (`gateway.py`), not here."""
+"""The endpoints' HTTP surface: specs, rollouts (canary, shadow, promote, rollback), history,
+replica logs and per-variant traffic. Inference itself goes through the gateway (`gateway.py`),
+not here."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from stratus.core.errors import NotFound
 from stratus.core.resources import DEFAULT_LIMIT, Page
 from stratus.endpoints import schemas as s
 from stratus.endpoints.controller import EndpointController
+from stratus.endpoints.metrics import InferenceMetrics
 from stratus.endpoints.service import EndpointService
 from stratus.iam.authorization import Access, ProjectAccess
 from stratus.iam.parameters import Limit, PageToken, Selector
@@ -182,3 +184,30 @@ async def logs(
     if replica is not None and not handles:
         raise NotFound(f"endpoint {endpoint!r} has no replica {replica!r}")
     return await to_thread.run_sync(controller.read_logs, handles, lines)
+
+
+@router.get(
+    "/{endpoint}/traffic", name="endpoints.traffic", response_model=dict[str, s.VariantTraffic]
+)
+def traffic(
+    request: Request, endpoint: str, access: ProjectAccess = Access(Permission.RESOURCE_READ)
+) -> dict[str, s.VariantTraffic]:
+    """Each variant's requests, server errors (status >= 500), client errors (4xx) and latency
+    quantiles since the control plane started, as the gateway measured them."""
+    _service(request).get(access.project, endpoint)  # a NotFound for an unknown endpoint
+    metrics = cast(InferenceMetrics, request.app.state.platform.metrics)
+    return {
+        variant: s.VariantTraffic(
+            requests=totals.requests,
+            errors=totals.errors,
+            client_errors=totals.client_errors,
+            p50_ms=_ms(totals.quantile(0.5)),
+            p95_ms=_ms(totals.quantile(0.95)),
+            p99_ms=_ms(totals.quantile(0.99)),
+        )
+        for variant, totals in metrics.variant_totals(access.project, endpoint).items()
+    }
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)

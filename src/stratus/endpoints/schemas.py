@@ -185,3 +185,14 @@ class RevisionRead(BaseModel):
 class LogLines(BaseModel):
     replica: str
     lines: list[str]
+
+
+class VariantTraffic(BaseModel):
+    """One variant's answered requests since the control plane started (all its versions)."""
+
+    requests: int
+    errors: int = Field(description="server errors: status 500 and above")
+    client_errors: int = Field(description="status 400 to 499: the callers' mistakes")
+    p50_ms: float | None = Field(description="latency quantiles at the gateway; None: no request")
+    p95_ms: float | None
+    p99_ms: float | None
