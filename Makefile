@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
-CODE   := src tests $(wildcard bench scripts)
+CODE   := src tests $(wildcard bench scripts examples)
 
 .DEFAULT_GOAL := help
 .PHONY: help run install install-dev system-deps lint typecheck layers test test-all fmt migration clean

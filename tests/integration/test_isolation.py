@@ -79,6 +79,12 @@ def world(platform: LocalPlatform, tmp_path_factory: pytest.TempPathFactory) -> 
                 f"/api/v1/projects/{project}/jobs", json={"name": "j1", "code": code}
             )
             assert created.status_code == 201 and created.json()["status"]["phase"] == "pending"
+        # a pipeline in each, with a finished run
+        check = {"name": "v", "type": "validate", "dataset": "d1", "rules": {"rows": {"min": 1}}}
+        for project in (b, a):
+            admin.pipelines.apply({"name": "p1", "steps": [check]}, project)
+            run = admin.pipelines.run("p1", project)
+            admin.pipelines.wait("p1", run.number, project, timeout=60)
         # an experiment in each, with a run that has a metric and an artifact
         b_run = ""
         for project in (b, a):
@@ -123,6 +129,9 @@ def world(platform: LocalPlatform, tmp_path_factory: pytest.TempPathFactory) -> 
             "variant": "main",
             "validation_id": b_validation.id,
             "job": "j1",
+            "pipeline": "p1",
+            "run": "1",
+            "sha256": "0" * 64,
             "experiment": "x1",
             "run_id": b_run,
             "metric": "loss",
@@ -256,6 +265,8 @@ def snapshot(admin: Client, world: World) -> dict[str, Any]:
         "dataset_versions": [v.model_dump() for v in admin.datasets.versions("d1", project=b)],
         "validations": [v.model_dump() for v in admin.datasets.validations("d1:1", project=b)],
         "jobs": [j.model_dump(exclude={"status": {"cost"}}) for j in admin.jobs.list(project=b)],
+        "pipelines": [p.model_dump() for p in admin.pipelines.list(project=b)],
+        "pipeline_runs": [r.model_dump() for r in admin.pipelines.runs("p1", project=b)],
         "experiments": [e.model_dump() for e in admin.experiments.list(project=b)],
         "runs": [r.model_dump() for r in admin.experiments.runs("x1", project=b)],
         "metric_points": [
@@ -303,6 +314,12 @@ def test_every_project_route_hides_b_from_a(
                 **kwargs,
             )
             covered.add((path, method))
+            if path.startswith("/api/v1/webhooks/"):
+                # a webhook's credential is its pipeline's secret, not A's key: refused with
+                # the same words whether B, its pipeline or the secret exists or not
+                assert response.status_code == 401, (path, response.text)
+                assert response.json()["detail"] == "the webhook secret is missing or wrong"
+                continue
             if response.status_code != 404:
                 wrong.append(f"{who}: {method.upper()} {path} -> {response.status_code}")
                 continue

@@ -76,6 +76,7 @@ def test_client_methods_are_public_and_documented() -> None:
             "experiments",
             "endpoints",
             "jobs",
+            "pipelines",
             "audit",
         ):
             assert hasattr(client, api), api

@@ -18,6 +18,7 @@ from stratus.endpoints import routes as endpoint_routes
 from stratus.endpoints.gateway import Gateway
 from stratus.iam import routes as iam_routes
 from stratus.jobs import routes as job_routes
+from stratus.pipelines import routes as pipeline_routes
 from stratus.registry import routes as registry_routes
 from stratus.storage import routes as storage_routes
 from stratus.tracking import routes as tracking_routes
@@ -30,9 +31,11 @@ def create_api(platform: Platform) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await platform.controller.start()
         platform.job_controller.start()
+        platform.pipeline_controller.start()
         try:
             yield
         finally:
+            await to_thread.run_sync(platform.pipeline_controller.stop)
             await to_thread.run_sync(platform.job_controller.stop)
             await platform.controller.stop()
 
@@ -55,6 +58,7 @@ def create_api(platform: Platform) -> FastAPI:
     app.state.tracking = platform.tracking
     app.state.endpoints = platform.endpoints
     app.state.jobs = platform.jobs
+    app.state.pipelines = platform.pipelines
     app.state.controller = platform.controller
     problems.install(app)
     app.include_router(health.router)
@@ -67,6 +71,8 @@ def create_api(platform: Platform) -> FastAPI:
     app.include_router(endpoint_routes.router, responses=problems.ERROR_RESPONSES)
     app.include_router(job_routes.router, responses=problems.ERROR_RESPONSES)
     app.include_router(job_routes.catalog_router, responses=problems.ERROR_RESPONSES)
+    app.include_router(pipeline_routes.router, responses=problems.ERROR_RESPONSES)
+    app.include_router(pipeline_routes.webhook_router, responses=problems.ERROR_RESPONSES)
     app.add_middleware(
         RequestContextMiddleware,
         audit=platform.audit,

@@ -29,6 +29,8 @@ from stratus.iam.credentials import TokenSigner, derive_signing_key
 from stratus.iam.service import IamService
 from stratus.jobs.controller import JobController, JobControllerConfig
 from stratus.jobs.service import JobService
+from stratus.pipelines.controller import PipelineController
+from stratus.pipelines.service import PipelineService
 from stratus.registry.service import RegistryService
 from stratus.storage.blobs import Blobs
 from stratus.storage.blobstore import BlobStore, open_store
@@ -57,6 +59,8 @@ class Platform:
     endpoints: EndpointService
     jobs: JobService
     job_controller: JobController
+    pipelines: PipelineService
+    pipeline_controller: PipelineController
     routes: RouteTable
     metrics: InferenceMetrics
     controller: EndpointController
@@ -112,6 +116,26 @@ class Platform:
         )
         jobs.on_change = job_controller.wake
         metrics = InferenceMetrics(CollectorRegistry(auto_describe=True))
+        pipelines = PipelineService(
+            db,
+            blobs,
+            bus,
+            data,
+            jobs,
+            project_uid=iam.project_uid,
+            project_name=iam.project_name,
+        )
+        pipeline_controller = PipelineController(
+            pipelines,
+            data,
+            jobs,
+            registry,
+            endpoints,
+            metrics,
+            interval_seconds=settings.compute.scheduler_interval_seconds,
+        )
+        pipeline_controller.watch(bus)
+        pipelines.on_change = pipeline_controller.wake
         routes = RouteTable()
         controller = EndpointController(
             endpoints,
@@ -147,6 +171,8 @@ class Platform:
             endpoints=endpoints,
             jobs=jobs,
             job_controller=job_controller,
+            pipelines=pipelines,
+            pipeline_controller=pipeline_controller,
             routes=routes,
             metrics=metrics,
             controller=controller,

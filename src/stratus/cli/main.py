@@ -19,6 +19,7 @@ from stratus.cli import (
     keys,
     login,
     models,
+    pipelines,
     predict,
     projects,
     up,
@@ -81,6 +82,7 @@ app.command("deploy")(endpoints.deploy)
 app.add_typer(endpoints.app, name="endpoints")
 app.command("predict")(predict.predict)
 app.add_typer(jobs.app, name="jobs")
+app.add_typer(pipelines.app, name="pipelines")
 app.add_typer(audit.app, name="audit")
 
 

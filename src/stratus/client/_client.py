@@ -22,6 +22,7 @@ from stratus.client._data import Datasets
 from stratus.client._endpoints import Endpoints
 from stratus.client._iam import Audit, Keys, Projects, ServiceAccounts, Users
 from stratus.client._jobs import Jobs
+from stratus.client._pipelines import Pipelines
 from stratus.client._registry import Models
 from stratus.client._storage import Buckets
 from stratus.client._tracking import Experiments
@@ -79,6 +80,7 @@ class Client:
         self.experiments = Experiments(self)
         self.endpoints = Endpoints(self)
         self.jobs = Jobs(self)
+        self.pipelines = Pipelines(self)
         self.audit = Audit(self)
 
     # --- plumbing ------------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Pipelines: declarative steps from data to a rolled-out endpoint, their runs and triggers."""

@@ -1,0 +1,590 @@
+"""The pipeline runner: carries each run's steps out, one after another, and starts scheduled
+runs.
+
+A thread ticks every second (and at once when a run is queued or resumed). For each active
+run it takes the first step that has not succeeded: a pending step starts (a new attempt); a
+running one is polled. Steps that start work elsewhere — a training, evaluation or custom job,
+an endpoint rollout — keep what they started in their outputs and are polled until it ends, so
+a restarted control plane picks up where it was. A failed step runs again while it has retries
+left; then the run fails, and `resume` later runs it again from that step.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from stratus.core.clock import utcnow
+from stratus.core.errors import NotFound, StratusError
+from stratus.core.events import DatasetVersionCommitted, EventBus
+from stratus.data.service import DataService
+from stratus.endpoints import schemas as es
+from stratus.endpoints.canary import CanaryDecision, Verdict, decide
+from stratus.endpoints.metrics import InferenceMetrics, VariantTotals
+from stratus.endpoints.service import EndpointService
+from stratus.jobs import schemas as js
+from stratus.jobs.service import JobService
+from stratus.pipelines import schemas as s
+from stratus.pipelines.gates import judge
+from stratus.pipelines.schemas import RunState, StepState, TriggerKind
+from stratus.pipelines.service import ActiveRun, PipelineService, StepView
+from stratus.registry import schemas as rs
+from stratus.registry.service import RegistryService
+
+log = logging.getLogger("stratus.pipelines")
+
+CANARY = "canary"
+
+
+class StepFailed(Exception):
+    """A step's work failed (the message says why, for the run's record)."""
+
+
+def job_name(run: ActiveRun, step: StepView, attempt: int) -> str:
+    base = f"{run.pipeline[:24]}-r{run.number}-{step.name[:16]}-{attempt}"
+    return re.sub(r"-+", "-", base).strip("-")[:63]
+
+
+class PipelineController:
+    def __init__(
+        self,
+        pipelines: PipelineService,
+        data: DataService,
+        jobs: JobService,
+        registry: RegistryService,
+        endpoints: EndpointService,
+        metrics: InferenceMetrics,
+        interval_seconds: float = 1.0,
+    ) -> None:
+        self.pipelines = pipelines
+        self.data = data
+        self.jobs = jobs
+        self.registry = registry
+        self.endpoints = endpoints
+        self.metrics = metrics
+        self.interval = interval_seconds
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._new_versions: deque[DatasetVersionCommitted] = deque()
+
+    def watch(self, bus: EventBus) -> None:
+        """Start the runs of pipelines that watch a dataset when it gets a new version (after
+        the version's transaction: the event only queues it here)."""
+
+        def queue(session: Any, event: DatasetVersionCommitted) -> None:
+            self._new_versions.append(event)
+            self.wake()
+
+        bus.subscribe(DatasetVersionCommitted, queue)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="stratus-pipelines", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:  # the runner must outlive a passing database error
+                log.exception("a pipeline pass failed; will retry")
+            self._wake.wait(self.interval)
+            self._wake.clear()
+
+    # --- one pass ------------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        while self._new_versions:
+            event = self._new_versions.popleft()
+            try:
+                self.pipelines.on_dataset_version(event.project, event.dataset, event.version)
+            except StratusError as exc:
+                log.warning("dataset trigger %s:%d failed: %s", event.dataset, event.version, exc)
+        for project, name in self.pipelines.due_schedules():
+            try:
+                self.pipelines.start_run(
+                    project, name, trigger=TriggerKind.schedule, actor="trigger:schedule"
+                )
+            except StratusError as exc:
+                log.warning("scheduled run of %s/%s not started: %s", project, name, exc.detail)
+        for run in self.pipelines.active_runs():
+            if self._stop.is_set():
+                return
+            try:
+                self._advance(run)
+            except Exception:
+                log.exception("advancing run %s#%d failed", run.pipeline, run.number)
+
+    def _advance(self, run: ActiveRun) -> None:
+        if run.state == RunState.queued:
+            self.pipelines.mark_run(run.uid, RunState.running, "running")
+        current = next((st for st in run.steps if st.state != StepState.succeeded), None)
+        if current is None:
+            self.pipelines.mark_run(run.uid, RunState.succeeded, "every step succeeded")
+            return
+        spec = run.spec.steps[current.position]
+        try:
+            if current.state in (StepState.pending, StepState.failed):
+                if not self.pipelines.update_step(
+                    current.uid,
+                    state=StepState.running,
+                    message="starting",
+                    new_attempt=True,
+                    log=f"attempt {current.attempts + 1} starts",
+                ):
+                    return
+                current = _attempted(current)
+                self._start(run, current, spec)
+            else:
+                self._poll(run, current, spec)
+        except (StepFailed, StratusError) as exc:
+            text = exc.detail if isinstance(exc, StratusError) else str(exc)
+            self._fail(run, current, spec, text)
+
+    def _fail(self, run: ActiveRun, step: StepView, spec: Any, text: str) -> None:
+        first = text.splitlines()[0] if text else "failed"
+        if step.attempts <= spec.retries:
+            self.pipelines.update_step(
+                step.uid,
+                state=StepState.pending,
+                message=f"attempt {step.attempts} failed: {first}; retrying",
+                log=f"failed: {text}",
+            )
+            return
+        if self.pipelines.update_step(
+            step.uid, state=StepState.failed, message=first, log=f"failed: {text}"
+        ):
+            self.pipelines.mark_run(run.uid, RunState.failed, f"step {step.name} failed: {first}")
+
+    def _succeed(self, step: StepView, message: str, outputs: dict[str, Any]) -> None:
+        self.pipelines.update_step(
+            step.uid, state=StepState.succeeded, message=message, outputs=outputs, log=message
+        )
+
+    # --- starting a step -----------------------------------------------------------------------
+
+    def _start(self, run: ActiveRun, step: StepView, spec: Any) -> None:
+        kind = spec.type
+        if kind == "validate":
+            self._validate(run, step, spec)
+        elif kind == "train":
+            trainer = spec.trainer
+            self._submit(
+                run,
+                step,
+                spec,
+                js.JobCreate(
+                    name=job_name(run, step, step.attempts),
+                    instance_type=spec.instance_type,
+                    spot=spec.spot,
+                    code=spec.code,
+                    trainer=trainer,
+                    dataset=self._dataset(run, spec.dataset),
+                    experiment=spec.experiment or run.pipeline,
+                    model=spec.model,
+                    env=spec.env,
+                    timeout_seconds=spec.timeout_seconds,
+                    labels=self._labels(run),
+                ),
+            )
+        elif kind == "evaluate":
+            candidate = spec.model or self._candidate(run)
+            models = [candidate]
+            baseline = self._baseline(run, candidate, spec.baseline)
+            if baseline is not None and baseline != candidate:
+                models.append(baseline)
+            self._submit(
+                run,
+                step,
+                spec,
+                js.JobCreate(
+                    name=job_name(run, step, step.attempts),
+                    instance_type=spec.instance_type,
+                    spot=spec.spot,
+                    evaluation={"models": models, "label": spec.label},
+                    dataset=self._dataset(run, spec.dataset),
+                    env=spec.env,
+                    timeout_seconds=spec.timeout_seconds,
+                    labels=self._labels(run),
+                ),
+                extra={"candidate": candidate, "baseline": baseline},
+            )
+        elif kind == "gate":
+            self._gate(run, step, spec)
+        elif kind == "register":
+            self._register(run, step, spec)
+        elif kind == "deploy":
+            self._deploy_start(run, step, spec)
+        elif kind == "custom":
+            outputs = {st.name: st.outputs for st in run.steps if st.state == StepState.succeeded}
+            env = {**spec.env, "PIPELINE_OUTPUTS": json.dumps(outputs)[:100_000]}
+            env["PIPELINE_NAME"], env["PIPELINE_RUN"] = run.pipeline, str(run.number)
+            self._submit(
+                run,
+                step,
+                spec,
+                js.JobCreate(
+                    name=job_name(run, step, step.attempts),
+                    instance_type=spec.instance_type,
+                    spot=spec.spot,
+                    code=spec.code,
+                    dataset=self._dataset(run, spec.dataset) if spec.dataset else None,
+                    experiment=run.pipeline,
+                    env=env,
+                    timeout_seconds=spec.timeout_seconds,
+                    labels=self._labels(run),
+                ),
+            )
+        else:  # pragma: no cover - the schema allows no other type
+            raise StepFailed(f"unknown step type {kind!r}")
+
+    def _labels(self, run: ActiveRun) -> dict[str, str]:
+        return {"stratus.pipeline": run.pipeline, "stratus.pipeline-run": str(run.number)}
+
+    def _dataset(self, run: ActiveRun, reference: str) -> str:
+        name, _, version = reference.partition(":")
+        if version:
+            return reference
+        if name not in run.datasets:
+            raise StepFailed(f"dataset {name!r} was not pinned when the run started")
+        return f"{name}:{run.datasets[name]}"
+
+    def _validate(self, run: ActiveRun, step: StepView, spec: s.ValidateStep) -> None:
+        reference = self._dataset(run, spec.dataset)
+        name, _, version = reference.partition(":")
+        report = self.data.validate(
+            run.project, name, version, spec.rules, actor=f"pipeline:{run.pipeline}"
+        )
+        failed = [c for c in report.report.checks if not c.passed]
+        lines = [
+            f"{'ok  ' if c.passed else 'FAIL'} {c.column or '-'} {c.check}: expected "
+            f"{c.expected}, observed {c.observed}"
+            for c in report.report.checks
+        ]
+        outputs = {
+            "dataset": reference,
+            "validation": report.id,
+            "passed": report.passed,
+            "failed_checks": len(failed),
+        }
+        self.pipelines.update_step(step.uid, outputs=outputs, log="\n".join(lines))
+        if not report.passed:
+            shown = "; ".join(f"{c.column or ''} {c.check}: {c.observed}".strip() for c in failed)
+            raise StepFailed(
+                f"{reference} failed {len(failed)} of {len(report.report.checks)} checks: {shown}"
+            )
+        self._succeed(step, f"{reference} passed {len(report.report.checks)} checks", outputs)
+
+    def _submit(
+        self,
+        run: ActiveRun,
+        step: StepView,
+        spec: Any,
+        create: js.JobCreate,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        job, needs_code = self.jobs.submit(run.project, create, run.principal)
+        if needs_code:  # the pipeline holds its code, so this cannot happen unless it was lost
+            self.jobs.cancel(run.project, job.metadata.name)
+            raise StepFailed("the step's code archive is no longer stored: apply the spec again")
+        outputs = {"job": job.metadata.name, **(extra or {})}
+        self.pipelines.update_step(
+            step.uid,
+            outputs=outputs,
+            message=f"job {job.metadata.name} queued",
+            log=f"submitted job {job.metadata.name} ({create.instance_type})",
+        )
+
+    # --- polling a step ------------------------------------------------------------------------
+
+    def _poll(self, run: ActiveRun, step: StepView, spec: Any) -> None:
+        if spec.type == "deploy":
+            self._deploy_poll(run, step, spec)
+            return
+        name = step.outputs.get("job")
+        if not name:  # the control plane stopped between starting the step and the job
+            raise StepFailed("the step's job was never submitted")
+        job = self.jobs.get(run.project, name)
+        phase = job.status.phase
+        if not phase.finished:
+            message = f"job {name} {phase.value}"
+            if step.outputs.get("last_phase") != phase.value:
+                self.pipelines.update_step(
+                    step.uid, message=message, outputs={"last_phase": phase.value}, log=message
+                )
+            return
+        if phase != js.JobPhase.succeeded:
+            raise StepFailed(f"job {name} {phase.value}: {job.status.message}")
+        if spec.type == "train":
+            outputs = {
+                "model_version": job.status.model_version,
+                "run_id": job.status.run_id,
+                "metrics": job.status.metrics,
+            }
+            text = f"job {name} trained {job.status.model_version}"
+            self._succeed(step, text, outputs)
+        elif spec.type == "evaluate":
+            candidate = str(step.outputs.get("candidate"))
+            baseline = step.outputs.get("baseline")
+            results = job.status.evaluations
+            mine = results.get(candidate, {})
+            outputs = {
+                "metrics": mine,
+                "baseline_metrics": results.get(str(baseline)) if baseline else None,
+            }
+            shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(mine.items()))
+            text = f"{candidate}: {shown}"
+            if baseline:
+                base = results.get(str(baseline), {})
+                text += f"; baseline {baseline}: " + ", ".join(
+                    f"{k}={v:.4g}" for k, v in sorted(base.items())
+                )
+            self._succeed(step, text, outputs)
+        else:
+            self._succeed(step, f"job {name} succeeded", {})
+
+    # --- the candidate, gates and aliases ------------------------------------------------------
+
+    @staticmethod
+    def _candidate(run: ActiveRun) -> str:
+        for step in reversed(run.steps):
+            if step.state == StepState.succeeded and step.outputs.get("model_version"):
+                return str(step.outputs["model_version"])
+            if step.type == "evaluate" and step.outputs.get("candidate"):
+                return str(step.outputs["candidate"])
+        raise StepFailed("no earlier step produced a model version")
+
+    def _baseline(self, run: ActiveRun, candidate: str, alias: str | None) -> str | None:
+        if not alias:
+            return None
+        model = candidate.partition(":")[0].partition("@")[0]
+        try:
+            version = self.registry.get_version(run.project, model, alias)
+        except NotFound:
+            return None  # nothing behind the alias yet: the first model has no one to beat
+        return f"{model}:{version.version}"
+
+    def _gate(self, run: ActiveRun, step: StepView, spec: s.GateStep) -> None:
+        evaluation = next(
+            (
+                st
+                for st in reversed(run.steps[: step.position])
+                if st.type == "evaluate" and st.state == StepState.succeeded
+            ),
+            None,
+        )
+        if evaluation is None:
+            raise StepFailed("no evaluation to judge")
+        verdict = judge(
+            spec,
+            evaluation.outputs.get("metrics") or {},
+            evaluation.outputs.get("baseline_metrics"),
+        )
+        lines = "\n".join(
+            f"{'ok  ' if c['passed'] else 'FAIL'} {c['text']}" for c in verdict.checks
+        )
+        outputs = {"passed": verdict.passed, "checks": verdict.checks}
+        self.pipelines.update_step(step.uid, outputs=outputs, log=lines)
+        if not verdict.passed:
+            raise StepFailed(f"the gate refused the candidate: {verdict.reason}")
+        self._succeed(step, f"passed: {verdict.reason}", outputs)
+
+    def _register(self, run: ActiveRun, step: StepView, spec: s.RegisterStep) -> None:
+        candidate = self._candidate(run)
+        model, _, version = candidate.partition(":")
+        self.registry.set_alias(
+            run.project,
+            model,
+            spec.alias,
+            rs.AliasSet(version=int(version), reason=f"pipeline {run.pipeline} run {run.number}"),
+            actor=f"pipeline:{run.pipeline}",
+        )
+        self._succeed(step, f"{model}@{spec.alias} -> {candidate}", {"model_version": candidate})
+
+    # --- deploying -----------------------------------------------------------------------------
+
+    def _deploy_start(self, run: ActiveRun, step: StepView, spec: s.DeployStep) -> None:
+        candidate = self._candidate(run)
+        actor = f"pipeline:{run.pipeline}"
+        reason = f"pipeline {run.pipeline} run {run.number}"
+        try:
+            endpoint = self.endpoints.get(run.project, spec.endpoint)
+        except NotFound:
+            self.endpoints.create(
+                run.project,
+                es.EndpointCreate(
+                    name=spec.endpoint,
+                    variants=[es.VariantSpec(name="main", model=candidate, replicas=spec.replicas)],
+                    reason=reason,
+                ),
+                actor=actor,
+            )
+            self._deploy_record(step, "create", candidate, f"creating endpoint {spec.endpoint}")
+            return
+        serving = [v for v in endpoint.spec.variants if not v.shadow and v.name != CANARY]
+        if any(
+            f"{v.model.partition(':')[0].partition('@')[0]}:{v.version}" == candidate
+            for v in serving
+        ):
+            self._finish_deploy(
+                run, step, spec, candidate, f"{spec.endpoint} already serves {candidate}"
+            )
+            return
+        self.endpoints.canary(
+            run.project,
+            spec.endpoint,
+            es.CanaryCreate(model=candidate, traffic=spec.canary.traffic, reason=reason),
+            actor=actor,
+        )
+        self._deploy_record(
+            step,
+            "canary",
+            candidate,
+            f"canary {candidate} at {spec.canary.traffic}% on {spec.endpoint}: waiting for it",
+        )
+
+    def _deploy_record(self, step: StepView, mode: str, candidate: str, text: str) -> None:
+        self.pipelines.update_step(
+            step.uid,
+            outputs={"mode": mode, "candidate": candidate, "since": time.time()},
+            message=text,
+            log=text,
+        )
+
+    def _deploy_poll(self, run: ActiveRun, step: StepView, spec: s.DeployStep) -> None:
+        mode, candidate = step.outputs.get("mode"), str(step.outputs.get("candidate"))
+        endpoint = self.endpoints.get(run.project, spec.endpoint)
+        waited = time.time() - float(step.outputs.get("since", time.time()))
+        if mode == "create":
+            status = endpoint.status
+            if status.phase == "ready" and status.observed_revision >= endpoint.spec.revision:
+                self._finish_deploy(
+                    run, step, spec, candidate, f"{spec.endpoint} serves {candidate}"
+                )
+            elif status.phase == "failed" or waited > spec.ready_timeout_seconds:
+                raise StepFailed(f"endpoint {spec.endpoint} is not ready: {status.message}")
+            return
+        if "snapshot" not in step.outputs:
+            canary = next((v for v in endpoint.status.variants if v.name == CANARY), None)
+            if canary is None or canary.ready < 1:
+                if waited > spec.ready_timeout_seconds:
+                    self._rollback(run, spec, "the canary never became ready")
+                    raise StepFailed(
+                        f"the canary of {candidate} was not ready within "
+                        f"{spec.ready_timeout_seconds:g} s: rolled back"
+                    )
+                return
+            totals = self.metrics.variant_totals(run.project, spec.endpoint)
+            snapshot = {name: t.as_json() for name, t in totals.items()}
+            text = f"canary ready: watching its traffic ({_policy_text(spec)})"
+            self.pipelines.update_step(
+                step.uid,
+                outputs={"snapshot": snapshot, "watching_since": time.time()},
+                message=text,
+                log=text,
+            )
+            return
+        decision = self._judge_canary(run, step, spec)
+        if decision.verdict == Verdict.wait:
+            seen = decision.canary.requests
+            if step.outputs.get("seen") != seen:
+                self.pipelines.update_step(
+                    step.uid,
+                    outputs={"seen": seen},
+                    message=f"canary: {seen} requests so far; {decision.reason}",
+                )
+            return
+        figures = {
+            "requests": decision.canary.requests,
+            "errors": decision.canary.errors,
+            "p95_ms": _ms(decision.canary.quantile(0.95)),
+        }
+        if decision.verdict == Verdict.promote:
+            self.endpoints.promote(
+                run.project,
+                spec.endpoint,
+                es.RolloutAction(reason=f"pipeline {run.pipeline}: {decision.reason}"),
+                actor=f"pipeline:{run.pipeline}",
+            )
+            self.pipelines.update_step(step.uid, outputs={"canary": figures, "verdict": "promote"})
+            self._finish_deploy(
+                run, step, spec, candidate, f"promoted {candidate}: {decision.reason}"
+            )
+            return
+        self._rollback(run, spec, decision.reason)
+        self.pipelines.update_step(step.uid, outputs={"canary": figures, "verdict": "rollback"})
+        raise StepFailed(f"rolled back {candidate}: {decision.reason}")
+
+    def _judge_canary(self, run: ActiveRun, step: StepView, spec: s.DeployStep) -> CanaryDecision:
+        now = self.metrics.variant_totals(run.project, spec.endpoint)
+        before = {
+            name: VariantTotals.from_json(data)
+            for name, data in (step.outputs.get("snapshot") or {}).items()
+        }
+        empty = VariantTotals.empty()
+        canary = now.get(CANARY, empty).minus(before.get(CANARY, empty))
+        primaries = [n for n in now if n not in (CANARY, "shadow")]
+        primary = now[primaries[0]].minus(before.get(primaries[0], empty)) if primaries else None
+        elapsed = time.time() - float(step.outputs.get("watching_since", time.time()))
+        return decide(spec.canary, canary, primary, elapsed)
+
+    def _rollback(self, run: ActiveRun, spec: s.DeployStep, why: str) -> None:
+        try:
+            self.endpoints.rollback(
+                run.project,
+                spec.endpoint,
+                es.RolloutAction(reason=f"pipeline {run.pipeline}: {why}"),
+                actor=f"pipeline:{run.pipeline}",
+            )
+        except StratusError as exc:
+            log.warning("rolling back %s failed: %s", spec.endpoint, exc.detail)
+
+    def _finish_deploy(
+        self, run: ActiveRun, step: StepView, spec: s.DeployStep, candidate: str, text: str
+    ) -> None:
+        if spec.alias_on_promote:
+            model, _, version = candidate.partition(":")
+            self.registry.set_alias(
+                run.project,
+                model,
+                spec.alias_on_promote,
+                rs.AliasSet(version=int(version), reason=f"serving on {spec.endpoint}"),
+                actor=f"pipeline:{run.pipeline}",
+            )
+            text += f"; {model}@{spec.alias_on_promote} -> {candidate}"
+        self._succeed(step, text, {"endpoint": spec.endpoint, "model_version": candidate})
+
+
+def _attempted(step: StepView) -> StepView:
+    from dataclasses import replace
+
+    return replace(step, attempts=step.attempts + 1, state=StepState.running, started_at=utcnow())
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)
+
+
+def _policy_text(spec: s.DeployStep) -> str:
+    policy = spec.canary
+    parts = [f"promote after {policy.min_requests} requests"]
+    if policy.min_seconds:
+        parts.append(f"and {policy.min_seconds:g} s")
+    parts.append(f"if errors <= {policy.max_error_rate:.1%}")
+    if policy.max_p95_latency_ms is not None:
+        parts.append(f"and p95 <= {policy.max_p95_latency_ms:g} ms")
+    return " ".join(parts)
