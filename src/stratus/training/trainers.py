@@ -30,6 +30,15 @@ class TrainResult:
     sample: Any = field(repr=False)  # a few training rows, for the model's signature
 
 
+def is_text(column: Any) -> bool:
+    """Whether a frame column holds text (object, `string` or pandas 3's `str`), to one-hot
+    encode, rather than numbers or booleans."""
+    import pandas as pd
+
+    dtype = column.dtype
+    return not (pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype))
+
+
 def load_estimator(path: str, params: dict[str, Any]) -> Any:
     module_name, _, attr = path.rpartition(".")
     if not module_name.startswith("sklearn.") and module_name.split(".")[0] not in (
@@ -130,7 +139,7 @@ def train(
     check_features(list(frame.columns), features)
     frame = frame.dropna(subset=[label])
     x, y = frame[features], frame[label]
-    text = [c for c in features if x[c].dtype == object or str(x[c].dtype) == "string"]
+    text = [c for c in features if is_text(x[c])]
     model = load_estimator(estimator, params)
     if text:
         encode = ColumnTransformer(
