@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, BinaryIO
+from typing import IO, TYPE_CHECKING
 
 from stratus.core.errors import InvalidInput
 
@@ -42,7 +42,7 @@ def format_of(path: str) -> str:
     raise InvalidInput(f"{path}: unsupported file type; expected one of {_SUPPORTED}")
 
 
-def read_table(source: BinaryIO | Path, fmt: str, *, name: str = "") -> pa.Table:
+def read_table(source: IO[bytes] | Path, fmt: str, *, name: str = "") -> pa.Table:
     """Parse one file into an Arrow table, with the column types pyarrow infers.
 
     CSV cells read as pandas reads them: an empty cell (or `NA`, `NULL`, …) is null in every

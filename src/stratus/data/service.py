@@ -10,8 +10,8 @@ is removed, so nothing half-made stays behind.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
+import tempfile
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +35,7 @@ from stratus.storage.uploads import FileUpload, declared_file, record_upload
 if TYPE_CHECKING:
     import pyarrow as pa
 
+SPOOL_BYTES = 32 * 2**20  # a version's file is parsed from memory up to this size, else disk
 ProjectLookup = Callable[[Session, str], str]  # (the caller's session, project name) -> uid
 
 
@@ -215,17 +216,17 @@ class DataService:
         """A version's files, read and joined into one table (in path order)."""
         from stratus.data.formats import combine, format_of, read_table
 
-        tables = [
-            (
-                f["path"],
-                read_table(
-                    io.BytesIO(b"".join(self.blobs.open(project_uid, f["sha256"]))),
-                    format_of(f["path"]),
-                    name=f["path"],
-                ),
-            )
-            for f in sorted(files, key=lambda f: f["path"])
-        ]
+        tables = []
+        for f in sorted(files, key=lambda f: f["path"]):
+            # Spooled to a temporary file (in memory while small): the bytes are held once,
+            # by the parser, not also as one joined copy.
+            with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spooled:
+                for chunk in self.blobs.open(project_uid, f["sha256"]):
+                    spooled.write(chunk)
+                spooled.seek(0)
+                tables.append(
+                    (f["path"], read_table(spooled, format_of(f["path"]), name=f["path"]))
+                )
         return combine(tables)
 
     def _discard(self, project: str, dataset: str, number: int) -> None:
