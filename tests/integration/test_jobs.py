@@ -279,7 +279,7 @@ def test_cancel_and_kill_minus_9(client: Client, project: str, counter: Path) ->
 
 
 def _pid_of(client: Client, name: str, project: str) -> int:
-    """The job's process id, from the runner's first log line's attempt (via /proc)."""
+    """The pid of the process running the job (its runner, found in /proc by its spec file)."""
     deadline = time.monotonic() + 30
     marker = f"/jobs/{client.jobs.get(name, project).metadata.uid}/runner.json"
     while time.monotonic() < deadline:
