@@ -2,6 +2,7 @@
 
     StratusError                       (any failure Stratus reports; HTTP 500)
      ├── InvalidInput                  400  a request the server cannot accept
+     │    ├── MethodNotAllowed         405  the path exists, not with this method
      │    └── PayloadTooLarge          413
      ├── Unauthenticated               401  no credential, or a bad one
      ├── PermissionDenied              403  authenticated, but not allowed
@@ -11,6 +12,7 @@
      │    └── StaleResource            409  resource_version did not match
      ├── DataCorrupted                 500  stored bytes failed their integrity check
      ├── ServiceUnavailable            503  a dependency (database, store) is down
+     ├── GatewayTimeout                504  a model replica did not answer in time
      └── ReconcileError                     controllers only, never sent over HTTP
           ├── PermanentError                do not retry
           └── TemporaryError(delay)         retry after `delay` seconds
@@ -76,6 +78,12 @@ class PayloadTooLarge(InvalidInput):
     title = "Payload too large"
 
 
+class MethodNotAllowed(InvalidInput):
+    status = 405
+    code = "method-not-allowed"
+    title = "Method not allowed"
+
+
 class Unauthenticated(StratusError):
     status = 401
     code = "unauthenticated"
@@ -120,6 +128,12 @@ class ServiceUnavailable(StratusError):
     status = 503
     code = "service-unavailable"
     title = "Service unavailable"
+
+
+class GatewayTimeout(StratusError):
+    status = 504
+    code = "gateway-timeout"
+    title = "Gateway timeout"
 
 
 class ReconcileError(StratusError):

@@ -20,7 +20,9 @@ import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from stratus.core.errors import (
+    GatewayTimeout,
     InvalidInput,
+    MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
     PermissionDenied,
@@ -44,18 +46,6 @@ _JSON = b"application/json"
 _PROBLEM = b"application/problem+json"
 _INFER = ("POST",)
 _READ = ("GET", "HEAD")
-
-
-class MethodNotAllowed(InvalidInput):
-    status = 405
-    code = "method-not-allowed"
-    title = "Method not allowed"
-
-
-class GatewayTimeout(StratusError):
-    status = 504
-    code = "gateway-timeout"
-    title = "Gateway timeout"
 
 
 # (what the path asks for) -> (the wire kind, the methods allowed); None: a readiness check
