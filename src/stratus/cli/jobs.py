@@ -15,6 +15,7 @@ from rich.markup import escape
 from stratus.cli.context import ProjectOption, client, project_of
 from stratus.cli.output import Format, OutputOption, console, err, human_size, show, waiting
 from stratus.client import Client
+from stratus.client._base import read_yaml
 from stratus.core.errors import InvalidInput
 from stratus.jobs.schemas import JobPhase, JobRead
 
@@ -94,12 +95,7 @@ def _key_values(values: list[str] | None, what: str) -> dict[str, Any]:
 def load_job_file(path: Path) -> dict[str, Any]:
     """A job spec file (YAML): the keys of `stratus jobs run`'s flags; `code` is a folder
     relative to the file."""
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InvalidInput(f"{path}: cannot be read: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise InvalidInput(f"{path}: not valid YAML: {exc}") from None
+    document = read_yaml(path)
     if not isinstance(document, dict):
         raise InvalidInput(f"{path}: expected a mapping of job settings")
     unknown = sorted(set(document) - FILE_KEYS)

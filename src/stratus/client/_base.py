@@ -7,7 +7,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
@@ -32,6 +32,19 @@ def error_of(response: httpx.Response) -> StratusError:
     if "detail" not in body:
         body["detail"] = f"HTTP {response.status_code}: {response.text[:200]}"
     return error_from_problem(response.status_code, body)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """A YAML file's document, with a one-line InvalidInput naming the file when it cannot be
+    read or parsed (rules, job specs and pipeline specs all come this way)."""
+    import yaml
+
+    try:
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot be read: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise InvalidInput(f"{path}: not valid YAML: {exc}") from None
 
 
 def seg(value: str) -> str:

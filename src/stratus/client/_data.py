@@ -13,6 +13,7 @@ from stratus.client._base import (
     key_path,
     labels_of,
     local_files,
+    read_yaml,
     seg,
     upload_files,
     write_atomically,
@@ -40,7 +41,6 @@ def dataset_ref(ref: str) -> tuple[str, str]:
 
 def load_rules(rules: RuleSet | dict[str, Any] | str | Path) -> RuleSet:
     """A rule set from a model, a dict or a YAML file, with a clear error naming the problem."""
-    import yaml
     from pydantic import ValidationError
 
     if isinstance(rules, RuleSet):
@@ -48,12 +48,7 @@ def load_rules(rules: RuleSet | dict[str, Any] | str | Path) -> RuleSet:
     label = "the rules"
     if isinstance(rules, str | Path):
         label = str(rules)
-        try:
-            document = yaml.safe_load(Path(rules).read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise InvalidInput(f"{label}: cannot be read: {exc.strerror or exc}") from None
-        except yaml.YAMLError as exc:
-            raise InvalidInput(f"{label}: not valid YAML: {exc}") from None
+        document = read_yaml(rules)
     else:
         document = rules
     if document is not None and not isinstance(document, dict):

@@ -8,10 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from stratus.client._archives import code_files, pack
-from stratus.client._base import API, labels_of, seg
+from stratus.client._base import API, labels_of, read_yaml, seg
 from stratus.core.errors import InvalidInput
 from stratus.pipelines import schemas as ps
 
@@ -23,12 +21,7 @@ def load_spec(source: str | Path | dict[str, Any]) -> tuple[dict[str, Any], Path
     if isinstance(source, dict):
         return dict(source), Path.cwd()
     path = Path(source)
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InvalidInput(f"{path}: cannot be read: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise InvalidInput(f"{path}: not valid YAML: {exc}") from None
+    document = read_yaml(path)
     if not isinstance(document, dict):
         raise InvalidInput(f"{path}: expected a mapping (name, triggers, steps)")
     return document, path.parent
@@ -71,13 +64,7 @@ class Pipelines(API):
         step = dict(step)
         rules = step.get("rules")
         if isinstance(rules, str):
-            path = root / rules
-            try:
-                step["rules"] = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-            except OSError as exc:
-                raise InvalidInput(f"{path}: cannot be read: {exc.strerror or exc}") from None
-            except yaml.YAMLError as exc:
-                raise InvalidInput(f"{path}: not valid YAML: {exc}") from None
+            step["rules"] = read_yaml(root / rules) or {}
         code = step.get("code")
         if isinstance(code, str):
             folder = root / code

@@ -417,8 +417,6 @@ class PipelineService:
     # --- what the controller uses ------------------------------------------------------------
 
     def active_runs(self) -> list[ActiveRun]:
-        from stratus.iam.principals import Principal as P
-
         with self.db.transaction() as session:
             found = session.execute(
                 select(PipelineRunRow, PipelineRow)
@@ -429,7 +427,7 @@ class PipelineService:
             active = []
             for run, pipeline in found:
                 project = self._project_name(session, pipeline.project_uid)
-                principal = P(
+                principal = Principal(
                     kind="serviceaccount"
                     if pipeline.principal_kind == "serviceaccount"
                     else "user",
