@@ -19,7 +19,7 @@ import shutil
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -322,8 +322,6 @@ class JobController:
 
 
 def _with_stop(job: ActiveJob, reason: str) -> ActiveJob:
-    from dataclasses import replace
-
     return replace(job, stop_reason=reason)
 
 

@@ -17,6 +17,7 @@ import re
 import threading
 import time
 from collections import deque
+from dataclasses import replace
 from typing import Any
 
 from stratus.core.clock import utcnow
@@ -570,8 +571,6 @@ class PipelineController:
 
 
 def _attempted(step: StepView) -> StepView:
-    from dataclasses import replace
-
     return replace(step, attempts=step.attempts + 1, state=StepState.running, started_at=utcnow())
 
 
