@@ -232,7 +232,7 @@ def test_a_failed_run_resumes_from_the_failed_step(world: dict[str, Any], tmp_pa
     (code / "check.py").write_text(
         "import stratus\n"
         "c = stratus.Client()\n"
-        "c.models.version('churn@approved')  # fails (NotFound) until someone approves\n"
+        "c.datasets.version('approvals')  # fails (NotFound) until someone approves\n"
         "print('approved', flush=True)\n"
     )
     spec = tmp_path / "approval.yaml"
@@ -245,7 +245,9 @@ def test_a_failed_run_resumes_from_the_failed_step(world: dict[str, Any], tmp_pa
     run = client.pipelines.run("approval", project)
     failed = client.pipelines.wait("approval", run.number, project, timeout=RUN_TIMEOUT)
     assert failed.state == RunState.failed and steps(failed)["check"] == StepState.failed
-    client.models.set_alias("churn", "approved", 1, project=project)
+    approvals = tmp_path / "approvals.csv"
+    approvals.write_text("run,approved\n1,yes\n")
+    client.datasets.push(approvals, "approvals", project=project)
     client.pipelines.resume("approval", run.number, project)
     resumed = client.pipelines.wait("approval", run.number, project, timeout=RUN_TIMEOUT)
     assert resumed.state == RunState.succeeded, resumed.message
