@@ -1,0 +1,1 @@
+"""Monitoring: data capture, drift and performance monitors, alert rules, notifications."""
