@@ -30,7 +30,7 @@ install-dev: $(VENV)/.installed-dev ## install Stratus with the test and lint to
 run: install ## install, then start the platform with a demo endpoint (Ctrl-C stops it)
 	$(BIN)/stratus up --demo
 
-system-deps: ## install the system packages the tests need (PostgreSQL)
+system-deps: ## install the system packages the tests need (PostgreSQL, Prometheus)
 	bash scripts/install-system-deps.sh
 
 lint: install-dev ## ruff check and ruff format --check

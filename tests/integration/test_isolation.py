@@ -102,6 +102,27 @@ def world(platform: LocalPlatform, tmp_path_factory: pytest.TempPathFactory) -> 
                 json={"name": "e1", "variants": [{"model": "m1:1", "replicas": 0}]},
             )
             assert created.status_code == 201, created.text
+        # a monitor of each endpoint, and a ground-truth label in B
+        for project in (b, a):
+            admin.monitors.apply(name="mo1", endpoint="e1", project=project)
+        admin.monitors.ground_truth("e1", [{"request_id": "req-b", "label": 1}], project=b)
+        # a notification channel and an alert rule in each, and an alert in B's history
+        for project in (b, a):
+            admin.alerts.channels.apply(
+                project, name="c1", type="webhook", url="http://127.0.0.1:9/hook",
+                headers={"Authorization": "Bearer B-channel-secret"},
+            )  # fmt: skip
+            admin.alerts.apply(
+                project, name="r1", metric="stratus_endpoint_replicas", threshold=1,
+                match={"endpoint": "e1"}, channels=["c1"],
+            )  # fmt: skip
+        admin.alerts.alertmanager(
+            {"version": "4", "status": "firing", "alerts": [{
+                "status": "firing", "labels": {"alertname": "b-alert"},
+                "startsAt": "2026-01-01T00:00:00Z", "fingerprint": "b1",
+            }]},
+            b,
+        )  # fmt: skip
         # alice: owner of A only
         admin.users.create(alice, "alice-password-1")
         admin.projects.set_member(a, "owner", user=alice)
@@ -135,6 +156,11 @@ def world(platform: LocalPlatform, tmp_path_factory: pytest.TempPathFactory) -> 
             "experiment": "x1",
             "run_id": b_run,
             "metric": "loss",
+            "rule": "r1",
+            "channel": "c1",
+            "monitor": "mo1",
+            "result": "1",
+            "file": "01nofile",
         },
         query_values={"version_id": version.version_id},
     )
@@ -281,6 +307,14 @@ def snapshot(admin: Client, world: World) -> dict[str, Any]:
         ],
         "endpoint": _without_status(admin._http.get(f"/api/v1/projects/{b}/endpoints/e1").json()),
         "endpoint_history": admin._http.get(f"/api/v1/projects/{b}/endpoints/e1/history").json(),
+        # the evaluator writes a rule's status: the rule is its metadata and spec
+        "alert_rules": [(r.metadata, r.spec) for r in admin.alerts.list(project=b)],
+        "channels": [c.model_dump() for c in admin.alerts.channels.list(project=b)],
+        "alert_events": [e.model_dump() for e in admin.alerts.history(b, limit=None)],
+        # the controller writes a monitor's status: the monitor is its metadata and spec
+        "monitors": [(m.metadata, m.spec) for m in admin.monitors.list(project=b)],
+        "monitor_results": [r.model_dump() for r in admin.monitors.results("mo1", project=b)],
+        "captures": admin.monitors.capture_files("e1", project=b),
     }
 
 

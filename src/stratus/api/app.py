@@ -18,6 +18,8 @@ from stratus.endpoints import routes as endpoint_routes
 from stratus.endpoints.gateway import Gateway
 from stratus.iam import routes as iam_routes
 from stratus.jobs import routes as job_routes
+from stratus.monitoring import alert_routes
+from stratus.monitoring import routes as monitoring_routes
 from stratus.pipelines import routes as pipeline_routes
 from stratus.registry import routes as registry_routes
 from stratus.storage import routes as storage_routes
@@ -32,9 +34,15 @@ def create_api(platform: Platform) -> FastAPI:
         await platform.controller.start()
         platform.job_controller.start()
         platform.pipeline_controller.start()
+        platform.capture_writer.start()
+        platform.monitor_controller.start()
+        platform.alert_evaluator.start()
         try:
             yield
         finally:
+            await to_thread.run_sync(platform.alert_evaluator.stop)
+            await to_thread.run_sync(platform.monitor_controller.stop)
+            await to_thread.run_sync(platform.capture_writer.stop)
             await to_thread.run_sync(platform.pipeline_controller.stop)
             await to_thread.run_sync(platform.job_controller.stop)
             await platform.controller.stop()
@@ -60,6 +68,9 @@ def create_api(platform: Platform) -> FastAPI:
     app.state.jobs = platform.jobs
     app.state.pipelines = platform.pipelines
     app.state.controller = platform.controller
+    app.state.captures = platform.captures
+    app.state.monitors = platform.monitors
+    app.state.alerts = platform.alerts
     problems.install(app)
     app.include_router(health.router)
     app.include_router(metrics.router, responses=problems.ERROR_RESPONSES)
@@ -73,6 +84,10 @@ def create_api(platform: Platform) -> FastAPI:
     app.include_router(job_routes.catalog_router, responses=problems.ERROR_RESPONSES)
     app.include_router(pipeline_routes.router, responses=problems.ERROR_RESPONSES)
     app.include_router(pipeline_routes.webhook_router, responses=problems.ERROR_RESPONSES)
+    app.include_router(monitoring_routes.endpoint_router, responses=problems.ERROR_RESPONSES)
+    app.include_router(monitoring_routes.router, responses=problems.ERROR_RESPONSES)
+    app.include_router(monitoring_routes.erase_router, responses=problems.ERROR_RESPONSES)
+    app.include_router(alert_routes.router, responses=problems.ERROR_RESPONSES)
     app.add_middleware(
         RequestContextMiddleware,
         audit=platform.audit,
@@ -90,4 +105,5 @@ def create_app(platform: Platform) -> Gateway:
         platform.authenticator,
         max_body_bytes=platform.settings.serving.max_request_bytes,
         timeout_seconds=platform.settings.serving.timeout_seconds,
+        capture=platform.captures.buffer,
     )

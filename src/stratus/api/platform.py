@@ -25,13 +25,22 @@ from stratus.endpoints.service import EndpointService
 from stratus.iam.audit import AuditLog
 from stratus.iam.authenticating import Authenticator
 from stratus.iam.bootstrap import FirstStart, bootstrap
-from stratus.iam.credentials import TokenSigner, derive_signing_key
+from stratus.iam.credentials import TokenSigner, derive_key, derive_signing_key
 from stratus.iam.service import IamService
 from stratus.jobs.controller import JobController, JobControllerConfig
 from stratus.jobs.service import JobService
+from stratus.monitoring.alert_evaluator import AlertEvaluator
+from stratus.monitoring.alerts import AlertService
+from stratus.monitoring.capture import CaptureStore, CaptureWriter
+from stratus.monitoring.channel_secrets import CHANNEL_SECRETS, SecretBox
+from stratus.monitoring.controller import MonitorController
+from stratus.monitoring.gauges import EndpointRates, JobGauges, all_variant_totals
+from stratus.monitoring.metrics import MonitoringCollector
+from stratus.monitoring.service import MonitorService
 from stratus.pipelines.controller import PipelineController
 from stratus.pipelines.service import PipelineService
 from stratus.registry.service import RegistryService
+from stratus.serving.capture import CaptureBuffer
 from stratus.storage.blobs import Blobs
 from stratus.storage.blobstore import BlobStore, open_store
 from stratus.storage.encryption import load_or_create_master_key
@@ -64,6 +73,12 @@ class Platform:
     routes: RouteTable
     metrics: InferenceMetrics
     controller: EndpointController
+    captures: CaptureStore
+    capture_writer: CaptureWriter
+    monitors: MonitorService
+    monitor_controller: MonitorController
+    alerts: AlertService
+    alert_evaluator: AlertEvaluator
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -75,6 +90,7 @@ class Platform:
         signer = TokenSigner(derive_signing_key(master_key), settings.security.token_ttl_seconds)
         authenticator = Authenticator(db, signer, settings.security.auth_cache_seconds)
         iam = IamService(db, bus, on_change=authenticator.clear_cache)
+        audit = AuditLog(db)
         blobs = Blobs(db, store, Keyring(db, master_key), encrypt=settings.store.encryption)
         storage = StorageService(db, blobs, bus, project_uid=iam.project_uid)
         registry = RegistryService(db, blobs, bus, project_uid=iam.project_uid)
@@ -133,6 +149,7 @@ class Platform:
             endpoints,
             metrics,
             interval_seconds=settings.compute.scheduler_interval_seconds,
+            audit=audit.record,
         )
         pipeline_controller.watch(bus)
         pipelines.on_change = pipeline_controller.wake
@@ -155,13 +172,54 @@ class Platform:
         )
         endpoints.on_change = controller.wake
         metrics.registry.register(ServingCollector(controller.counts, controller.last_figures))
+        captures = CaptureStore(
+            db,
+            blobs,
+            bus,
+            endpoints,
+            registry,
+            CaptureBuffer(settings.monitoring.capture_buffer_records),
+            subject_key=derive_key(master_key, "stratus capture subjects"),
+        )
+        monitors = MonitorService(
+            db,
+            captures,
+            data,
+            registry,
+            endpoints,
+            project_uid=iam.project_uid,
+            project_name=iam.project_name,
+        )
+        monitor_controller = MonitorController(monitors, settings.monitoring.interval_seconds)
+        monitors.on_change = monitor_controller.wake
+        metrics.registry.register(MonitoringCollector(monitors, captures))
+        rates = EndpointRates(lambda: all_variant_totals(metrics), controller.counts)
+        job_gauges = JobGauges(jobs.counts_by_phase)
+        metrics.registry.register(rates)
+        metrics.registry.register(job_gauges)
+        alerts = AlertService(
+            db,
+            bus,
+            audit,
+            SecretBox(derive_key(master_key, CHANNEL_SECRETS)),
+            project_uid=iam.project_uid,
+            project_name=iam.project_name,
+            notification_timeout=settings.monitoring.notification_timeout_seconds,
+        )
+        alert_evaluator = AlertEvaluator(
+            alerts,
+            metrics.registry,
+            settings.monitoring.alert_interval_seconds,
+            refresh=[job_gauges.refresh, rates.snapshot],
+        )
+        alerts.on_change = alert_evaluator.wake
         return cls(
             settings=settings,
             db=db,
             store=store,
             bus=bus,
             authenticator=authenticator,
-            audit=AuditLog(db),
+            audit=audit,
             iam=iam,
             blobs=blobs,
             storage=storage,
@@ -176,6 +234,12 @@ class Platform:
             routes=routes,
             metrics=metrics,
             controller=controller,
+            captures=captures,
+            capture_writer=CaptureWriter(captures, settings.monitoring.capture_flush_seconds),
+            monitors=monitors,
+            monitor_controller=monitor_controller,
+            alerts=alerts,
+            alert_evaluator=alert_evaluator,
         )
 
     @staticmethod

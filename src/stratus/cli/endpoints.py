@@ -13,7 +13,14 @@ from rich.table import Table
 from stratus.cli.context import ProjectOption, client, project_of
 from stratus.cli.output import Format, OutputOption, console, err, show, waiting
 from stratus.client import Client
-from stratus.endpoints.schemas import MAX_REPLICAS, EndpointRead, EndpointSpec, VariantSpec
+from stratus.core.errors import NotFound
+from stratus.endpoints.schemas import (
+    MAX_REPLICAS,
+    CaptureSpec,
+    EndpointRead,
+    EndpointSpec,
+    VariantSpec,
+)
 
 app = typer.Typer(
     help="Serving endpoints: status, replicas, rollouts, history, logs.", no_args_is_help=True
@@ -124,6 +131,16 @@ def deploy(
     max_wait_ms: Annotated[
         float | None, typer.Option(min=0, help="how long a batch may wait for more rows")
     ] = None,
+    capture: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="share of requests to capture for monitoring, 0 to 1 (more settings: "
+            "stratus endpoints capture) [default: unchanged; off for new endpoints]",
+            show_default=False,
+        ),
+    ] = None,
     reason: ReasonOption = "",
     wait: Annotated[
         bool, typer.Option("--wait/--no-wait", help="wait until the endpoint is ready")
@@ -139,7 +156,7 @@ def deploy(
     """
     if traffic is not None and canary is None:
         raise typer.BadParameter("--traffic is the canary's share: give --canary too")
-    if model is None and canary is None and shadow is None:
+    if model is None and canary is None and shadow is None and capture is None:
         raise typer.BadParameter(
             "give --model, or --canary / --shadow to change an existing endpoint"
         )
@@ -147,6 +164,13 @@ def deploy(
         raise typer.BadParameter("--max-batch-size and --max-wait-ms apply to --model")
     c = client(ctx)
     project = project_of(ctx, project)
+    capture_spec = None
+    if capture is not None:
+        try:
+            current = c.endpoints.get(name, project).spec.capture
+        except NotFound:
+            current = CaptureSpec()
+        capture_spec = current.model_copy(update={"sample": capture})
     added_replicas = replicas if model is None else None
     endpoint = None
     if model is not None:
@@ -159,9 +183,12 @@ def deploy(
             reason=reason,
             max_batch_size=max_batch_size,
             max_wait_ms=max_wait_ms,
+            capture=capture_spec,
         )
-    elif public is not None:
-        endpoint = c.endpoints.update(name, project=project, public=public, reason=reason)
+    elif public is not None or capture_spec is not None:
+        endpoint = c.endpoints.update(
+            name, project=project, public=public, capture=capture_spec, reason=reason
+        )
     if canary is not None:
         endpoint = c.endpoints.canary(
             name,
@@ -179,6 +206,80 @@ def deploy(
     if wait:
         endpoint = _wait(c, name, project, timeout)
     _show_endpoint(c, endpoint, output)
+
+
+def capture_text(capture: CaptureSpec) -> str:
+    if not capture.enabled:
+        return "off"
+    parts = [f"{capture.sample:.0%} of requests", f"kept {capture.retention_days} days"]
+    if capture.pii:
+        parts.append(f"pii {capture.pii_action}ed: {', '.join(capture.pii)}")
+    if capture.subject:
+        parts.append(f"subject: {capture.subject}")
+    return "; ".join(parts)
+
+
+@app.command("capture")
+def capture_(
+    ctx: typer.Context,
+    name: str,
+    sample: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0, max=1.0, help="share of requests to keep, 0 to 1", show_default=False
+        ),
+    ] = None,
+    off: Annotated[bool, typer.Option("--off", help="stop capturing")] = False,
+    pii: Annotated[
+        list[str] | None,
+        typer.Option(help="an input holding personal data (repeat); replaces the list"),
+    ] = None,
+    pii_action: Annotated[
+        str | None, typer.Option(help="mask (write ***) or drop the pii inputs")
+    ] = None,
+    subject: Annotated[
+        str | None,
+        typer.Option(help="the input that identifies a data subject, for erasure ('' for none)"),
+    ] = None,
+    retention_days: Annotated[
+        int | None, typer.Option(min=1, max=3650, help="delete captures older than this")
+    ] = None,
+    reason: ReasonOption = "",
+    project: ProjectOption = None,
+    output: OutputOption = Format.table,
+) -> None:
+    """Show or change what an endpoint captures for monitoring (a sample of its requests and
+    predictions, written as hourly Parquet files; see stratus monitors capture).
+
+    Example: stratus endpoints capture churn-api --sample 1.0 --pii email --subject customer_id
+    """
+    c = client(ctx)
+    where = project_of(ctx, project)
+    current = c.endpoints.get(name, where).spec.capture
+    change: dict[str, Any] = {}
+    if off:
+        change["sample"] = 0.0
+    elif sample is not None:
+        change["sample"] = sample
+    if pii is not None:
+        change["pii"] = pii
+    if pii_action is not None:
+        if pii_action not in ("mask", "drop"):
+            raise typer.BadParameter("--pii-action is mask or drop")
+        change["pii_action"] = pii_action
+    if subject is not None:
+        change["subject"] = subject or None
+    if retention_days is not None:
+        change["retention_days"] = retention_days
+    if change:
+        wanted = CaptureSpec.model_validate({**current.model_dump(), **change})
+        current = c.endpoints.update(
+            name, project=where, capture=wanted, reason=reason
+        ).spec.capture
+    if output != Format.table:
+        show(current, output)
+        return
+    console.print(f"{name}: capture {capture_text(current)}", markup=False)
 
 
 @app.command("list")
@@ -221,6 +322,7 @@ def show_(
         ("message", status.message or "-"),
         ("revision", f"{endpoint.spec.revision} (status of {status.observed_revision})"),
         ("public", "yes" if endpoint.spec.public else "no"),
+        ("capture", capture_text(endpoint.spec.capture)),
         ("description", endpoint.spec.description or "-"),
     ]:
         summary.add_row(f"[bold]{key}[/]", escape(value))

@@ -10,15 +10,18 @@ from rich.markup import escape
 
 from stratus._version import __version__
 from stratus.cli import (
+    alerts,
     audit,
     buckets,
     data,
     endpoints,
     experiments,
+    export,
     jobs,
     keys,
     login,
     models,
+    monitors,
     pipelines,
     predict,
     projects,
@@ -83,6 +86,9 @@ app.add_typer(endpoints.app, name="endpoints")
 app.command("predict")(predict.predict)
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(pipelines.app, name="pipelines")
+app.add_typer(monitors.app, name="monitors")
+app.add_typer(alerts.app, name="alerts")
+app.add_typer(export.app, name="export")
 app.add_typer(audit.app, name="audit")
 
 

@@ -59,6 +59,7 @@ def _triggers(pipeline: object) -> str:
     parts += [f"dataset {d}" for d in triggers.datasets]
     if triggers.webhook:
         parts.append("webhook")
+    parts += [f"alert {a}" for a in triggers.alerts]
     return ", ".join(parts)
 
 

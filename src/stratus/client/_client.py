@@ -17,11 +17,13 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel
 
+from stratus.client._alerts import Alerts
 from stratus.client._base import CHUNK, error_of
 from stratus.client._data import Datasets
 from stratus.client._endpoints import Endpoints
 from stratus.client._iam import Audit, Keys, Projects, ServiceAccounts, Users
 from stratus.client._jobs import Jobs
+from stratus.client._monitors import Monitors
 from stratus.client._pipelines import Pipelines
 from stratus.client._registry import Models
 from stratus.client._storage import Buckets
@@ -81,6 +83,8 @@ class Client:
         self.endpoints = Endpoints(self)
         self.jobs = Jobs(self)
         self.pipelines = Pipelines(self)
+        self.monitors = Monitors(self)
+        self.alerts = Alerts(self)
         self.audit = Audit(self)
 
     # --- plumbing ------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from stratus.core.resources import MAX_LIMIT
 from stratus.endpoints import schemas as ep
 
 Variant = ep.VariantSpec | Mapping[str, Any]
+Capture = ep.CaptureSpec | Mapping[str, Any]
 
 
 class Endpoints(API):
@@ -55,6 +56,7 @@ class Endpoints(API):
         reason: str = "",
         max_batch_size: int | None = None,
         max_wait_ms: float | None = None,
+        capture: Capture | None = None,
         wait: bool = False,
         timeout: float = 120.0,
     ) -> ep.EndpointRead:
@@ -74,6 +76,9 @@ class Endpoints(API):
             max_batch_size: the most rows the adaptive batcher puts in one predict call;
                 None keeps the current setting (or the server's default).
             max_wait_ms: how long the batcher may wait for more rows; None keeps it.
+            capture: data capture settings (a `CaptureSpec` or a dict of its fields, e.g.
+                `{"sample": 1.0, "pii": ["email"]}`); None keeps the current ones (off for a
+                new endpoint).
             wait: return only once the endpoint serves the new version (see `wait_ready`).
             timeout: seconds to wait when `wait` is true.
 
@@ -101,7 +106,12 @@ class Endpoints(API):
             if batching:
                 variant["batching"] = batching
             endpoint = self.create(
-                name, [variant], project=project, public=bool(public), reason=reason
+                name,
+                [variant],
+                project=project,
+                public=bool(public),
+                capture=capture,
+                reason=reason,
             )
         else:
             variants = rolled_variants(current.spec, model, replicas=replicas, batching=batching)
@@ -110,6 +120,7 @@ class Endpoints(API):
                 project=project,
                 variants=variants,
                 public=public,
+                capture=capture,
                 reason=reason,
                 resource_version=current.metadata.resource_version,
             )
@@ -126,6 +137,7 @@ class Endpoints(API):
         description: str = "",
         labels: dict[str, str] | None = None,
         public: bool = False,
+        capture: Capture | None = None,
         reason: str = "",
     ) -> ep.EndpointRead:
         """Create an endpoint from its variants (their non-shadow traffic adds up to 100).
@@ -138,6 +150,7 @@ class Endpoints(API):
             description: free text.
             labels: key=value labels, for `list(selector=...)`.
             public: callable without a credential.
+            capture: data capture settings (`CaptureSpec` or dict); default off.
             reason: why (kept in the endpoint's history).
 
         Raises:
@@ -152,6 +165,8 @@ class Endpoints(API):
             "variants": [_variant_body(v) for v in variants],
             "reason": reason,
         }
+        if capture is not None:
+            body["capture"] = _capture_body(capture)
         return self._c._model(ep.EndpointRead, "POST", self._base(project), json=body)
 
     def list(
@@ -177,6 +192,7 @@ class Endpoints(API):
         labels: dict[str, str] | None = None,
         public: bool | None = None,
         variants: Sequence[Variant] | None = None,
+        capture: Capture | None = None,
         reason: str = "",
         resource_version: int | None = None,
     ) -> ep.EndpointRead:
@@ -190,6 +206,7 @@ class Endpoints(API):
             public: callable without a credential.
             variants: replace every variant: a rolling update (replicas of unchanged
                 variants keep serving).
+            capture: replace the data capture settings (`CaptureSpec` or dict).
             reason: why (kept in the endpoint's history).
             resource_version: fail with StaleResource unless the endpoint is still at it.
         """
@@ -198,6 +215,7 @@ class Endpoints(API):
             "labels": labels,
             "public": public,
             "variants": None if variants is None else [_variant_body(v) for v in variants],
+            "capture": None if capture is None else _capture_body(capture),
             "resource_version": resource_version,
         }
         body = {k: v for k, v in body.items() if v is not None}
@@ -499,6 +517,12 @@ class Endpoints(API):
 
 def _without_none(body: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in body.items() if v is not None}
+
+
+def _capture_body(capture: Capture) -> dict[str, Any]:
+    if isinstance(capture, ep.CaptureSpec):
+        return capture.model_dump(mode="json")
+    return dict(capture)
 
 
 def _variant_body(variant: Variant) -> dict[str, Any]:

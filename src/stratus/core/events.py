@@ -50,6 +50,18 @@ class DatasetVersionCommitted(Event):
     version: int
 
 
+@dataclass(frozen=True)
+class AlertFired(Event):
+    """An alert started firing (published in the transaction that records it): pipelines
+    with an alert trigger naming `rule` start a run in that same transaction."""
+
+    project_uid: str
+    project: str
+    rule: str
+    labels: tuple[tuple[str, str], ...]
+    value: float | None
+
+
 E = TypeVar("E", bound=Event)
 Handler = Callable[[Session, Any], None]
 

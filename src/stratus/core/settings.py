@@ -1,7 +1,8 @@
 """Settings: flags, then STRATUS_* environment variables, then stratus.toml in the home.
 
 Read once by `stratus up` (`load_settings`) and passed down explicitly; no other module reads
-the environment. Groups: `server`, `db`, `store`, `security`, `serving`, `compute`.
+the environment. Groups: `server`, `db`, `store`, `security`, `serving`, `compute`,
+`monitoring`.
 """
 
 from __future__ import annotations
@@ -109,6 +110,27 @@ class ComputeSettings(BaseModel):
     )
 
 
+class MonitoringSettings(BaseModel):
+    capture_flush_seconds: float = Field(
+        2.0, gt=0, le=300, description="how often captured requests are written out as Parquet"
+    )
+    capture_buffer_records: int = Field(
+        200_000,
+        ge=1000,
+        description="captured requests held in memory before writing; beyond it new ones are "
+        "dropped and counted (stratus_capture_dropped_total)",
+    )
+    interval_seconds: float = Field(
+        15.0, gt=0, le=3600, description="how often the monitor controller looks for due monitors"
+    )
+    alert_interval_seconds: float = Field(
+        5.0, gt=0, le=3600, description="how often alert rules are evaluated"
+    )
+    notification_timeout_seconds: float = Field(
+        10.0, gt=0, le=120, description="longest wait for a webhook or mail server"
+    )
+
+
 class Settings(BaseSettings):
     """The root of all settings."""
 
@@ -129,6 +151,7 @@ class Settings(BaseSettings):
     security: SecuritySettings = SecuritySettings()
     serving: ServingSettings = ServingSettings()
     compute: ComputeSettings = ComputeSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
 
     @field_validator("home")
     @classmethod

@@ -257,6 +257,17 @@ class DataService:
             row = self._dataset(session, project, dataset)
             return self._version_read(session, row, self._version(session, row, ref), project)
 
+    def load_table(self, project: str, dataset: str, ref: str) -> tuple[s.VersionRead, pa.Table]:
+        """A ready version's rows, as one table (the monitors' drift reference)."""
+        with self.db.transaction() as session:
+            row = self._dataset(session, project, dataset)
+            version = self._version(session, row, ref)
+            if version.state != "ready":
+                raise Conflict(f"{dataset}:{version.version} is not committed yet")
+            read = self._version_read(session, row, version, project)
+            project_uid, files = row.project_uid, list(version.files)
+        return read, self._load_table(project_uid, files)
+
     def profile(self, project: str, dataset: str, ref: str) -> s.ProfileRead:
         with self.db.transaction() as session:
             row = self._dataset(session, project, dataset)

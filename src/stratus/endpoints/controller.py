@@ -450,6 +450,7 @@ class EndpointController:
                 public=endpoint.public,
                 variants=variants,
                 phase=phase,
+                capture=endpoint.capture.sample,
             )
         )
 

@@ -5,13 +5,16 @@ path, authenticates from the credential cache (a database lookup only on a miss,
 loop), picks a replica (`routing.py`) and forwards the body untouched over the replica's
 multiplexed unix-socket connection. A connection that breaks mid-request is retried once on
 another replica. Every answer carries `X-Request-Id`, `X-Stratus-Model-Version` and
-`X-Stratus-Variant`. Everything else goes to the wrapped app.
+`X-Stratus-Variant`. When the endpoint captures its traffic, an answered request is appended
+to the capture buffer (references to the bodies already held; parsing and writing happen on
+the monitoring service's writer thread). Everything else goes to the wrapped app.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import re
 import time
 from typing import Any
@@ -36,7 +39,9 @@ from stratus.iam.authenticating import Authenticator
 from stratus.iam.errors import no_credential, project_not_found
 from stratus.iam.principals import Principal
 from stratus.iam.roles import Permission
+from stratus.serving.capture import CaptureBuffer, CaptureRecord
 from stratus.serving.connections import ReplicaGone
+from stratus.serving.protocols import ProtocolName
 from stratus.serving.wire import Kind
 
 log = logging.getLogger("stratus.gateway")
@@ -50,6 +55,12 @@ _READ = ("GET", "HEAD")
 
 # (what the path asks for) -> (the wire kind, the methods allowed); None: a readiness check
 _READY = None
+# the protocol of each kind of inference request, for data capture
+_PROTOCOL: dict[Kind, ProtocolName] = {
+    Kind.PLAIN_PREDICT: "plain",
+    Kind.MLFLOW_INVOCATIONS: "mlflow",
+    Kind.V2_INFER: "v2",
+}
 
 
 def _operation(rest: list[str], endpoint: str) -> tuple[Kind | None, tuple[str, ...]]:
@@ -86,8 +97,10 @@ class Gateway:
         *,
         max_body_bytes: int,
         timeout_seconds: float,
+        capture: CaptureBuffer | None = None,
     ) -> None:
         self.app = app
+        self.capture = capture
         self.routes = routes
         self.authenticator = authenticator
         self.max_body_bytes = max_body_bytes
@@ -230,7 +243,30 @@ class Gateway:
             request_id,
             variant,
         )
-        variant.series.observe(frame.status, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        variant.series.observe(frame.status, seconds)
+        sample = route.capture
+        if (
+            sample
+            and frame.status < 400
+            and self.capture is not None
+            and kind in _PROTOCOL
+            and (sample >= 1.0 or random.random() < sample)
+        ):
+            self.capture.add(
+                CaptureRecord(
+                    time.time(),
+                    request_id,
+                    route.uid,
+                    variant.name,
+                    variant.model_version,
+                    _PROTOCOL[kind],
+                    content_type,
+                    body,
+                    frame.body,
+                    seconds * 1000.0,
+                )
+            )
 
     def _shadow(self, route: EndpointRoute, kind: Kind, content_type: str, body: bytes) -> None:
         for variant in route.shadows:

@@ -63,6 +63,7 @@ class EndpointRoute:
     public: bool
     variants: list[VariantRoute]
     phase: str = "pending"
+    capture: float = 0.0  # the share of answered requests to capture (0: off)
 
     def __post_init__(self) -> None:
         self.live = [v for v in self.variants if not v.shadow and v.traffic > 0]

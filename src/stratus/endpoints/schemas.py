@@ -42,10 +42,32 @@ class VariantSpec(_Input):
     batching: Batching = Field(default_factory=Batching)
 
 
+class CaptureSpec(_Input):
+    """Data capture: a sample of the endpoint's answered requests, with their predictions,
+    written off the request path as hourly Parquet files for the monitors to read.
+
+    `pii` columns are masked (replaced by "***") or dropped before anything is written.
+    `subject` names the input that identifies a data subject (a customer id, say): its keyed
+    hash is kept with every record so that one subject's records can be erased on request,
+    even when the column itself is masked or dropped.
+    """
+
+    sample: float = Field(0.0, ge=0.0, le=1.0, description="share of requests kept; 0 is off")
+    pii: list[str] = Field(default_factory=list, max_length=200, description="input columns")
+    pii_action: Literal["mask", "drop"] = "mask"
+    subject: str | None = Field(None, min_length=1, max_length=200)
+    retention_days: int = Field(30, ge=1, le=3650, description="captures older are deleted")
+
+    @property
+    def enabled(self) -> bool:
+        return self.sample > 0
+
+
 class EndpointSpec(BaseModel):
     description: str = ""
     public: bool = False
     variants: list[VariantSpec]
+    capture: CaptureSpec = Field(default_factory=CaptureSpec)
     revision: int = Field(1, description="set by the server; every change adds one")
 
 
@@ -70,6 +92,7 @@ class EndpointCreate(_Input):
     labels: Labels = Field(default_factory=dict)
     public: bool = Field(False, description="callable without a credential")
     variants: list[VariantSpec] = Field(..., min_length=1, max_length=8)
+    capture: CaptureSpec = Field(default_factory=CaptureSpec)
     reason: str = Field("", max_length=1000)
 
     @model_validator(mode="after")
@@ -85,6 +108,7 @@ class EndpointUpdate(_Input):
     labels: Labels | None = None
     public: bool | None = None
     variants: list[VariantSpec] | None = Field(None, min_length=1, max_length=8)
+    capture: CaptureSpec | None = Field(None, description="replaces the capture settings")
     reason: str = Field("", max_length=1000)
     resource_version: int | None = None
 

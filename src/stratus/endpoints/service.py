@@ -40,6 +40,18 @@ class DesiredEndpoint:
     public: bool
     revision: int
     variants: list[s.VariantSpec]
+    capture: s.CaptureSpec
+
+
+@dataclass(frozen=True)
+class CaptureTarget:
+    """An endpoint's capture settings, and whose it is."""
+
+    endpoint_uid: str
+    project_uid: str
+    project: str
+    endpoint: str
+    capture: s.CaptureSpec
 
 
 class EndpointService:
@@ -103,9 +115,34 @@ class EndpointService:
                     public=row.public,
                     revision=row.revision,
                     variants=[s.VariantSpec.model_validate(v) for v in row.variants],
+                    capture=_capture(row),
                 )
                 for row, project in rows
             ]
+
+    def capture_targets(self, uids: set[str]) -> dict[str, CaptureTarget]:
+        """Where the captured records of these endpoints go, and how (endpoints deleted since
+        are missing from the answer: their last records are dropped)."""
+        from stratus.iam.tables import ProjectRow
+
+        if not uids:
+            return {}
+        with self.db.transaction() as session:
+            rows = session.execute(
+                select(EndpointRow, ProjectRow.name)
+                .join(ProjectRow, ProjectRow.uid == EndpointRow.project_uid)
+                .where(EndpointRow.uid.in_(sorted(uids)))
+            ).all()
+            return {
+                row.uid: CaptureTarget(
+                    endpoint_uid=row.uid,
+                    project_uid=row.project_uid,
+                    project=project,
+                    endpoint=row.name,
+                    capture=_capture(row),
+                )
+                for row, project in rows
+            }
 
     def reset_statuses(self) -> None:
         """Forget what was observed (at control-plane start): every endpoint is `pending` until
@@ -144,6 +181,7 @@ class EndpointService:
                 public=data.public,
                 variants=_dump(variants),
                 revision=1,
+                capture=data.capture.model_dump(mode="json"),
             )
             session.add(row)
             session.flush()
@@ -163,6 +201,8 @@ class EndpointService:
                 row.public = data.public
             if variants is not None:
                 row.variants = _dump(variants)
+            if data.capture is not None:
+                row.capture = data.capture.model_dump(mode="json")
             return "update"
 
         return self._change(project, name, change, actor, data.reason, data.resource_version)
@@ -284,7 +324,7 @@ class EndpointService:
                 raise NotFound(f"endpoint {name!r} has no revision {target}")
             spec = s.EndpointSpec.model_validate(earlier.spec)
             row.variants = _dump(spec.variants)
-            row.public = spec.public
+            row.public = spec.public  # capture settings stay: rolling back a model keeps watching
             return "rollback"
 
         return self._change(project, name, change, actor, data.reason, data.resource_version)
@@ -308,9 +348,9 @@ class EndpointService:
         with self.db.transaction() as session:
             row = self._endpoint(session, project, name)
             check_version(row, resource_version, "endpoint")
-            before = (list(row.variants), row.public)
+            before = (list(row.variants), row.public, dict(row.capture or {}))
             action = change(row)
-            if (list(row.variants), row.public) != before:
+            if (list(row.variants), row.public, dict(row.capture or {})) != before:
                 row.revision += 1
                 session.flush()
                 self._record(session, row, action, actor, reason)
@@ -397,8 +437,13 @@ def _spec(row: EndpointRow) -> s.EndpointSpec:
         description=row.description,
         public=row.public,
         variants=_variants(row),
+        capture=_capture(row),
         revision=row.revision,
     )
+
+
+def _capture(row: EndpointRow) -> s.CaptureSpec:
+    return s.CaptureSpec.model_validate(row.capture or {})
 
 
 def _variants(row: EndpointRow) -> list[s.VariantSpec]:

@@ -36,6 +36,7 @@ class EndpointRow(ResourceMixin, Base):
     public: Mapped[bool] = mapped_column(Boolean, default=False)
     variants: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     revision: Mapped[int] = mapped_column(Integer, default=1)
+    capture: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 class EndpointRevisionRow(Base):

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from stratus.core.clock import as_utc, utcnow
 from stratus.core.database import Database
@@ -83,31 +84,60 @@ class AuditLog:
 
     def append(self, entry: AuditEntry) -> int:
         with self.db.transaction() as session:
-            head = session.scalar(
-                select(AuditHeadRow).where(AuditHeadRow.id == 1).with_for_update()
+            return self.append_in(session, entry)
+
+    def append_in(self, session: Session, entry: AuditEntry) -> int:
+        """Append inside the caller's transaction: the entry is written (or not) with the
+        change it records, and before anything that change sets off."""
+        head = session.scalar(select(AuditHeadRow).where(AuditHeadRow.id == 1).with_for_update())
+        if head is None:
+            head = AuditHeadRow(id=1, last_seq=0, last_hash=GENESIS, count=0)
+            session.add(head)
+        seq = head.last_seq + 1
+        now = utcnow()
+        values = {
+            "actor": _text(entry.actor, 160),
+            "action": _text(entry.action, 80),
+            "resource": _text(entry.resource, 1200),
+            "project": None if entry.project is None else _text(entry.project, 63),
+            "outcome": entry.outcome,
+            "status_code": entry.status_code,
+            "request_id": _text(entry.request_id, 64),
+            "source": _text(entry.source, 64),
+            "details": entry.details,
+        }
+        digest = entry_hash(seq, now, values, head.last_hash)
+        session.add(
+            AuditEventRow(seq=seq, time=now, prev_hash=head.last_hash, hash=digest, **values)
+        )
+        head.last_seq, head.last_hash, head.count = seq, digest, head.count + 1
+        return seq
+
+    def record(
+        self,
+        actor: str,
+        action: str,
+        resource: str,
+        project: str | None,
+        details: dict[str, Any] | None = None,
+    ) -> int:
+        """An entry for something the platform did by itself (a controller acting on a
+        trigger, an alert firing): the same chain as the requests' entries."""
+        from stratus.core.ids import new_request_id
+
+        return self.append(
+            AuditEntry(
+                actor=actor,
+                action=action,
+                resource=resource,
+                project=project,
+                outcome="success",
+                status_code=200,
+                request_id=new_request_id(),
+                source="stratus",
+                details=details or {},
             )
-            if head is None:
-                head = AuditHeadRow(id=1, last_seq=0, last_hash=GENESIS, count=0)
-                session.add(head)
-            seq = head.last_seq + 1
-            now = utcnow()
-            values = {
-                "actor": _text(entry.actor, 160),
-                "action": _text(entry.action, 80),
-                "resource": _text(entry.resource, 1200),
-                "project": None if entry.project is None else _text(entry.project, 63),
-                "outcome": entry.outcome,
-                "status_code": entry.status_code,
-                "request_id": _text(entry.request_id, 64),
-                "source": _text(entry.source, 64),
-                "details": entry.details,
-            }
-            digest = entry_hash(seq, now, values, head.last_hash)
-            session.add(
-                AuditEventRow(seq=seq, time=now, prev_hash=head.last_hash, hash=digest, **values)
-            )
-            head.last_seq, head.last_hash, head.count = seq, digest, head.count + 1
-            return seq
+        )
 
     def list(
         self,

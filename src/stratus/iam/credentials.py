@@ -55,9 +55,15 @@ def secret_matches(secret: str, stored_hash: str) -> bool:
     return hmac.compare_digest(hash_secret(secret), stored_hash)
 
 
-def derive_signing_key(master_key: bytes) -> bytes:
-    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"stratus token signing")
+def derive_key(master_key: bytes, purpose: str) -> bytes:
+    """A 32-byte key for one purpose, derived from the master key (HKDF-SHA256): every control
+    plane sharing the master key derives the same one, and keys of two purposes are unrelated."""
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode())
     return hkdf.derive(master_key)
+
+
+def derive_signing_key(master_key: bytes) -> bytes:
+    return derive_key(master_key, "stratus token signing")
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from stratus.compute.backend import ComputeBackend
@@ -266,6 +266,22 @@ class JobService:
         with self.db.transaction() as session:
             row, status = self._job(session, project, name)
             return self._read(session, row, status, project)
+
+    def counts_by_phase(self) -> dict[tuple[str, str], int]:
+        """(project, phase) → how many jobs, for the platform's gauges."""
+        with self.db.transaction() as session:
+            found = session.execute(
+                select(JobRow.project_uid, JobStatusRow.phase, func.count())
+                .join(JobStatusRow, JobStatusRow.job_uid == JobRow.uid)
+                .group_by(JobRow.project_uid, JobStatusRow.phase)
+            ).all()
+            names: dict[str, str] = {}
+            counts: dict[tuple[str, str], int] = {}
+            for project_uid, phase, count in found:
+                if project_uid not in names:
+                    names[project_uid] = self._project_names(session, project_uid)
+                counts[(names[project_uid], phase)] = int(count)
+            return counts
 
     def instance_types(self) -> list[s.InstanceTypeRead]:
         return [s.InstanceTypeRead(**t.model_dump()) for t in self.catalog.list()]

@@ -9,6 +9,8 @@ import stratus.data.tables  # noqa: F401  (registers tables on Base.metadata)
 import stratus.endpoints.tables  # noqa: F401
 import stratus.iam.tables  # noqa: F401
 import stratus.jobs.tables  # noqa: F401
+import stratus.monitoring.alert_tables  # noqa: F401
+import stratus.monitoring.tables  # noqa: F401
 import stratus.pipelines.tables  # noqa: F401
 import stratus.registry.tables  # noqa: F401
 import stratus.storage.tables  # noqa: F401

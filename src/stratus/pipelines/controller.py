@@ -17,12 +17,13 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from stratus.core.clock import utcnow
 from stratus.core.errors import NotFound, StratusError
-from stratus.core.events import DatasetVersionCommitted, EventBus
+from stratus.core.events import AlertFired, DatasetVersionCommitted, EventBus
 from stratus.data.service import DataService
 from stratus.endpoints import schemas as es
 from stratus.endpoints.canary import CanaryDecision, Verdict, decide
@@ -46,6 +47,10 @@ class StepFailed(Exception):
     """A step's work failed (the message says why, for the run's record)."""
 
 
+# (actor, action, resource, project, details): what the runner did, for the audit log
+Audit = Callable[[str, str, str, str | None, dict[str, Any]], object]
+
+
 def job_name(run: ActiveRun, step: StepView, attempt: int) -> str:
     base = f"{run.pipeline[:24]}-r{run.number}-{step.name[:16]}-{attempt}"
     return re.sub(r"-+", "-", base).strip("-")[:63]
@@ -61,8 +66,10 @@ class PipelineController:
         endpoints: EndpointService,
         metrics: InferenceMetrics,
         interval_seconds: float = 1.0,
+        audit: Audit | None = None,
     ) -> None:
         self.pipelines = pipelines
+        self.audit: Audit = audit or (lambda *args: None)
         self.data = data
         self.jobs = jobs
         self.registry = registry
@@ -73,16 +80,24 @@ class PipelineController:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._new_versions: deque[DatasetVersionCommitted] = deque()
+        self._alerts: deque[AlertFired] = deque()
 
     def watch(self, bus: EventBus) -> None:
-        """Start the runs of pipelines that watch a dataset when it gets a new version (after
-        the version's transaction: the event only queues it here)."""
+        """Start the runs of pipelines that watch a dataset when it gets a new version, or an
+        alert rule when it starts firing (after the publishing transaction: the event only
+        queues it here)."""
 
         def queue(session: Any, event: DatasetVersionCommitted) -> None:
             self._new_versions.append(event)
             self.wake()
 
         bus.subscribe(DatasetVersionCommitted, queue)
+
+        def alert(session: Any, event: AlertFired) -> None:
+            self._alerts.append(event)
+            self.wake()
+
+        bus.subscribe(AlertFired, alert)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="stratus-pipelines", daemon=True)
@@ -115,6 +130,12 @@ class PipelineController:
                 self.pipelines.on_dataset_version(event.project, event.dataset, event.version)
             except StratusError as exc:
                 log.warning("dataset trigger %s:%d failed: %s", event.dataset, event.version, exc)
+        while self._alerts:
+            fired = self._alerts.popleft()
+            try:
+                self.pipelines.on_alert(fired.project, fired.rule, dict(fired.labels), fired.value)
+            except StratusError as exc:
+                log.warning("alert trigger %s/%s failed: %s", fired.project, fired.rule, exc)
         for project, name in self.pipelines.due_schedules():
             try:
                 self.pipelines.start_run(
@@ -133,9 +154,11 @@ class PipelineController:
     def _advance(self, run: ActiveRun) -> None:
         if run.state == RunState.queued:
             self.pipelines.mark_run(run.uid, RunState.running, "running")
+            self._audit(run, "pipelines.run.start", {"trigger": run.trigger, **run.datasets})
         current = next((st for st in run.steps if st.state != StepState.succeeded), None)
         if current is None:
             self.pipelines.mark_run(run.uid, RunState.succeeded, "every step succeeded")
+            self._audit(run, "pipelines.run.succeeded", {})
             return
         spec = run.spec.steps[current.position]
         try:
@@ -170,6 +193,19 @@ class PipelineController:
             step.uid, state=StepState.failed, message=first, log=f"failed: {text}"
         ):
             self.pipelines.mark_run(run.uid, RunState.failed, f"step {step.name} failed: {first}")
+            self._audit(run, "pipelines.run.failed", {"step": step.name, "message": first})
+
+    def _audit(
+        self, run: ActiveRun, action: str, details: dict[str, Any], resource: str | None = None
+    ) -> None:
+        """Record what the runner did in the audit log, as the pipeline."""
+        where = (
+            resource or f"/api/v1/projects/{run.project}/pipelines/{run.pipeline}/runs/{run.number}"
+        )
+        try:
+            self.audit(f"pipeline:{run.pipeline}", action, where, run.project, details)
+        except Exception:  # the audit log must not stop a run half-way
+            log.exception("writing the audit entry %s failed", action)
 
     def _succeed(self, step: StepView, message: str, outputs: dict[str, Any]) -> None:
         self.pipelines.update_step(
@@ -414,6 +450,12 @@ class PipelineController:
             rs.AliasSet(version=int(version), reason=f"pipeline {run.pipeline} run {run.number}"),
             actor=f"pipeline:{run.pipeline}",
         )
+        self._audit(
+            run,
+            "models.alias.set",
+            {"alias": spec.alias, "version": candidate},
+            f"/api/v1/projects/{run.project}/models/{model}/aliases/{spec.alias}",
+        )
         self._succeed(step, f"{model}@{spec.alias} -> {candidate}", {"model_version": candidate})
 
     # --- deploying -----------------------------------------------------------------------------
@@ -434,6 +476,9 @@ class PipelineController:
                 ),
                 actor=actor,
             )
+            self._audit(
+                run, "endpoints.create", {"model_version": candidate}, _endpoint_path(run, spec)
+            )
             self._deploy_record(step, "create", candidate, f"creating endpoint {spec.endpoint}")
             return
         serving = [v for v in endpoint.spec.variants if not v.shadow and v.name != CANARY]
@@ -450,6 +495,12 @@ class PipelineController:
             spec.endpoint,
             es.CanaryCreate(model=candidate, traffic=spec.canary.traffic, reason=reason),
             actor=actor,
+        )
+        self._audit(
+            run,
+            "endpoints.canary",
+            {"model_version": candidate, "traffic": spec.canary.traffic},
+            _endpoint_path(run, spec),
         )
         self._deploy_record(
             step,
@@ -521,6 +572,12 @@ class PipelineController:
                 es.RolloutAction(reason=f"pipeline {run.pipeline}: {decision.reason}"),
                 actor=f"pipeline:{run.pipeline}",
             )
+            self._audit(
+                run,
+                "endpoints.promote",
+                {"model_version": candidate, "reason": decision.reason, **figures},
+                _endpoint_path(run, spec),
+            )
             self.pipelines.update_step(step.uid, outputs={"canary": figures, "verdict": "promote"})
             self._finish_deploy(
                 run, step, spec, candidate, f"promoted {candidate}: {decision.reason}"
@@ -553,6 +610,8 @@ class PipelineController:
             )
         except StratusError as exc:
             log.warning("rolling back %s failed: %s", spec.endpoint, exc.detail)
+            return
+        self._audit(run, "endpoints.rollback", {"reason": why}, _endpoint_path(run, spec))
 
     def _finish_deploy(
         self, run: ActiveRun, step: StepView, spec: s.DeployStep, candidate: str, text: str
@@ -568,6 +627,10 @@ class PipelineController:
             )
             text += f"; {model}@{spec.alias_on_promote} -> {candidate}"
         self._succeed(step, text, {"endpoint": spec.endpoint, "model_version": candidate})
+
+
+def _endpoint_path(run: ActiveRun, spec: s.DeployStep) -> str:
+    return f"/api/v1/projects/{run.project}/endpoints/{spec.endpoint}"
 
 
 def _attempted(step: StepView) -> StepView:

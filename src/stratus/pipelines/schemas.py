@@ -20,7 +20,7 @@ class _Input(BaseModel):
 
 
 class TriggerKind(StrEnum):
-    """What started a run. `alert` is for the monitoring alerts that will start retraining."""
+    """What started a run."""
 
     manual = "manual"
     schedule = "schedule"
@@ -174,6 +174,11 @@ class Triggers(_Input):
         default_factory=list, description="run when one of these datasets gets a new version"
     )
     webhook: bool = Field(False, description="accept POST /api/v1/webhooks/... with a secret")
+    alerts: list[Name] = Field(
+        default_factory=list,
+        max_length=50,
+        description="run when one of these alert rules starts firing (retraining on drift)",
+    )
 
 
 class PipelineApply(_Input):

@@ -1,5 +1,5 @@
 """Pipelines and their runs: apply a spec, start runs (by hand, on a schedule, on a new dataset
-version, from a webhook, later from an alert), read them, cancel or resume them.
+version, from a webhook, or when an alert fires), read them, cancel or resume them.
 
 A run copies the pipeline's spec and pins every dataset its steps name to a version when it
 starts, so it is reproducible; the controller (`controller.py`) carries its steps out one by
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ from stratus.pipelines.schemas import RunState, StepState, TriggerKind
 from stratus.pipelines.tables import PipelineRow, PipelineRunRow, PipelineStepRow
 from stratus.storage.blobs import Blobs
 from stratus.storage.blobstore import BlobInfo, BlobWriter
+
+log = logging.getLogger("stratus.pipelines")
 
 ProjectLookup = Callable[[Session, str], str]
 WEBHOOK_HEADER = "x-stratus-webhook-secret"
@@ -67,6 +70,7 @@ class ActiveRun:
     datasets: dict[str, int]
     principal: Principal
     steps: list[StepView]
+    trigger: str = "manual"
 
 
 @dataclass(frozen=True)
@@ -336,6 +340,45 @@ class PipelineService:
             for name in names
         ]
 
+    def on_alert(
+        self, project: str, rule: str, labels: dict[str, str], value: float | None
+    ) -> list[s.RunRead]:
+        """Start the runs of the pipelines whose alert trigger names this rule; a pipeline
+        that already has an unfinished run started by the same rule gets no second one."""
+        with self.db.transaction() as session:
+            project_uid = self._project_uid(session, project)
+            rows = session.scalars(
+                select(PipelineRow).where(PipelineRow.project_uid == project_uid)
+            ).all()
+            names = []
+            for row in rows:
+                if rule not in s.PipelineSpec.model_validate(row.spec).triggers.alerts:
+                    continue
+                busy = session.scalars(
+                    select(PipelineRunRow.trigger_detail).where(
+                        PipelineRunRow.pipeline_uid == row.uid,
+                        PipelineRunRow.trigger == TriggerKind.alert.value,
+                        PipelineRunRow.state.in_([RunState.queued.value, RunState.running.value]),
+                    )
+                ).all()
+                if any((detail or {}).get("alert") == rule for detail in busy):
+                    log.info("%s/%s already runs for alert %s", project, row.name, rule)
+                    continue
+                names.append(row.name)
+        detail: dict[str, Any] = {"alert": rule, "labels": labels}
+        if value is not None:
+            detail["value"] = value
+        return [
+            self.start_run(
+                project,
+                name,
+                trigger=TriggerKind.alert,
+                detail=detail,
+                actor=f"trigger:alert/{rule}",
+            )
+            for name in names
+        ]
+
     def due_schedules(self) -> list[tuple[str, str]]:
         """(project, pipeline) of schedules that are due; moves each to its next time."""
         now = utcnow()
@@ -445,6 +488,7 @@ class PipelineService:
                         spec=s.PipelineSpec.model_validate(run.spec),
                         datasets=dict(run.datasets or {}),
                         principal=principal,
+                        trigger=run.trigger,
                         steps=[
                             StepView(
                                 uid=step.uid,

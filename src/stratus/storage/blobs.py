@@ -12,8 +12,9 @@ import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any, cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import CursorResult, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -111,6 +112,23 @@ class Blobs:
     def open(self, project_uid: str, sha256: str) -> Iterator[bytes]:
         """Verified plaintext chunks; the first is read (and checked) before this returns."""
         return self.store.open_read(project_uid, sha256, self.keyring.get)
+
+    def purge(self, project_uid: str, sha256: str) -> bool:
+        """Delete a released blob now rather than at the next sweep (erasure of personal data).
+        Safe against a concurrent write of the same bytes: its `acquire` finds the file gone
+        and asks for a retry. True when the blob was deleted."""
+        with self.db.transaction() as session:
+            result = session.execute(
+                delete(BlobRow).where(
+                    BlobRow.project_uid == project_uid,
+                    BlobRow.sha256 == sha256,
+                    BlobRow.refcount == 0,
+                )
+            )
+            gone = cast(CursorResult[Any], result).rowcount
+        if gone:
+            self.store.delete(project_uid, sha256)
+        return bool(gone)
 
     def sweep(self, grace_seconds: float) -> SweepReport:
         """Remove unfinished uploads and unreferenced blobs older than the grace period."""

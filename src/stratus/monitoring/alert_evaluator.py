@@ -1,0 +1,99 @@
+"""The alert evaluator: a thread that, every `monitoring.alert_interval_seconds`, refreshes the
+gauges that read the database, collects every sample of the platform's Prometheus registry
+(what `/metrics` shows) and evaluates each rule against it (`AlertService.evaluate`).
+
+`tick(now)` is one pass, called by the thread and by tests with a time of their choosing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry
+
+from stratus.core.clock import utcnow
+from stratus.monitoring.alert_states import Sample
+from stratus.monitoring.alerts import AlertService
+
+log = logging.getLogger("stratus.alerts")
+
+
+def collect_samples(registry: CollectorRegistry, attempts: int = 3) -> list[Sample]:
+    """Every sample the registry holds now (counters as `<name>_total`)."""
+    for attempt in range(attempts):
+        try:
+            return [
+                Sample(sample.name, dict(sample.labels), float(sample.value))
+                for family in registry.collect()
+                for sample in family.samples
+            ]
+        except RuntimeError:  # a collector met a table changing under it: read again
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+class AlertEvaluator:
+    def __init__(
+        self,
+        alerts: AlertService,
+        registry: CollectorRegistry,
+        interval_seconds: float,
+        refresh: Sequence[Callable[[], object]] = (),
+    ) -> None:
+        self.alerts = alerts
+        self.registry = registry
+        self.interval = interval_seconds
+        self.refresh = list(refresh)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="stratus-alerts", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+        self.alerts.notifier.stop()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick(utcnow())
+            except Exception:  # the evaluator must outlive a passing database error
+                log.exception("an alert evaluation pass failed; will retry")
+            self._wake.wait(self.interval)
+            self._wake.clear()
+
+    def tick(self, now: datetime) -> int:
+        """One pass over every rule; the number of transitions (firing or resolved)."""
+        for refresh in self.refresh:
+            try:
+                refresh()
+            except Exception:
+                log.exception("refreshing a gauge failed")
+        rules = self.alerts.rules_to_evaluate()
+        if not rules:
+            return 0
+        samples = collect_samples(self.registry)
+        changed = 0
+        for rule in rules:
+            if self._stop.is_set():
+                break
+            try:
+                changed += len(self.alerts.evaluate(rule, samples, now))
+            except Exception:
+                log.exception("evaluating alert rule %s/%s failed", rule.project, rule.name)
+        return changed

@@ -1,0 +1,482 @@
+"""Captured requests at rest: hourly Parquet files in the object store, one row per file in
+`capture_files`.
+
+The gateway only appends records to a `CaptureBuffer`; `CaptureStore.flush` (every
+`monitoring.capture_flush_seconds`, on the writer thread) drains it, parses the records
+(`serving.capture.to_rows`), masks or drops the `pii` inputs, adds a keyed hash of the data
+subject, and writes one Parquet file per endpoint and hour. A file is a blob like any other
+(content-addressed, encrypted with the project's key); its row names it by a Hive-style
+partition path, `endpoint=NAME/date=YYYY-MM-DD/hour=HH/part-UID.parquet`, which is also the
+layout `stratus monitors capture --download` writes on disk.
+
+Retention deletes files past their endpoint's `retention_days` (fixed when written). Erasing
+a data subject rewrites each file holding their records without them (a new blob, the row
+repointed in one transaction) and deletes the old blob at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from stratus.core.clock import as_utc, utcnow
+from stratus.core.database import Database
+from stratus.core.errors import NotFound
+from stratus.core.events import EventBus, ProjectDeleting
+from stratus.core.ids import new_id
+from stratus.endpoints.service import CaptureTarget, EndpointService
+from stratus.monitoring import schemas as s
+from stratus.monitoring.tables import CaptureFileRow, GroundTruthRow
+from stratus.registry.references import parse_ref
+from stratus.registry.service import RegistryService
+from stratus.registry.signatures import Signature
+from stratus.serving.capture import RECORD_COLUMNS, CaptureBuffer, CaptureRecord, to_rows
+from stratus.storage.blobs import Blobs
+
+log = logging.getLogger("stratus.capture")
+
+#: Where a captured answer's prediction is, first found wins (dict answers: `prediction.KEY`).
+PREDICTION_COLUMNS = ("prediction", "prediction.label", "prediction.class", "prediction.predict")
+SUBJECT = "_subject"  # the keyed hash of the data subject, when the endpoint names one
+MASK = "***"
+_HIDDEN = (SUBJECT,)
+
+
+@dataclass(frozen=True)
+class Window:
+    """Which captured rows to read: a time range, and/or the newest `rows`."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    rows: int | None = None
+
+
+class CaptureStore:
+    def __init__(
+        self,
+        db: Database,
+        blobs: Blobs,
+        bus: EventBus,
+        endpoints: EndpointService,
+        registry: RegistryService,
+        buffer: CaptureBuffer,
+        subject_key: bytes,
+    ) -> None:
+        self.db = db
+        self.blobs = blobs
+        self.endpoints = endpoints
+        self.registry = registry
+        self.buffer = buffer
+        self._subject_key = subject_key
+        self._signatures: dict[tuple[str, str], Signature | None] = {}
+        self._flushing = threading.Lock()
+        self.written = 0  # rows written since start
+        self.skipped = 0  # records that could not be parsed back
+        bus.subscribe(ProjectDeleting, self._forget_project)
+
+    # --- writing -----------------------------------------------------------------------------
+
+    def flush(self) -> int:
+        """Write out everything buffered; the number of rows written."""
+        with self._flushing:
+            records = self.buffer.drain()
+            if not records:
+                return 0
+            by_endpoint: dict[str, list[CaptureRecord]] = defaultdict(list)
+            for record in records:
+                by_endpoint[record.endpoint_uid].append(record)
+            targets = self.endpoints.capture_targets(set(by_endpoint))
+            written = 0
+            for uid, batch in by_endpoint.items():
+                target = targets.get(uid)
+                if target is None:
+                    continue  # the endpoint was deleted meanwhile
+                try:
+                    written += self._write_endpoint(target, batch)
+                except Exception:  # one endpoint's failure must not lose the others' records
+                    log.exception(
+                        "writing %d captured records of %s/%s failed; they are lost",
+                        len(batch),
+                        target.project,
+                        target.endpoint,
+                    )
+            self.written += written
+            return written
+
+    def _write_endpoint(self, target: CaptureTarget, records: list[CaptureRecord]) -> int:
+        rows = to_rows(records, lambda mv: self._signature(target.project, mv))
+        self.skipped += rows.skipped
+        if rows.skipped:
+            log.warning(
+                "%d captured records of %s/%s could not be read back and were not kept",
+                rows.skipped,
+                target.project,
+                target.endpoint,
+            )
+        if not rows.n_rows:
+            return 0
+        table = self._table(rows.columns, target)
+        hours = pc.floor_temporal(table["time"], unit="hour")
+        written = 0
+        for hour in pc.unique(hours).to_pylist():
+            part = table.filter(pc.equal(hours, pa.scalar(hour, hours.type)))
+            self._write_file(target, as_utc(hour), part)
+            written += part.num_rows
+        return written
+
+    def _table(self, columns: dict[str, list[Any]], target: CaptureTarget) -> pa.Table:
+        spec = target.capture
+        arrays: dict[str, pa.Array] = {}
+        for name, values in columns.items():
+            if name == "time":
+                arrays[name] = pa.array(
+                    (np.asarray(values, dtype=np.float64) * 1e6).astype("int64"),
+                    pa.timestamp("us", tz="UTC"),
+                )
+            elif name in spec.pii:
+                continue  # masked or dropped below, after the subject is hashed
+            else:
+                arrays[name] = _array(values)
+        if spec.subject is not None and spec.subject in columns:
+            arrays[SUBJECT] = pa.array(
+                [None if v is None else self.subject_hash(v) for v in columns[spec.subject]],
+                pa.string(),
+            )
+        if spec.pii_action == "mask":
+            for name in spec.pii:
+                if name in columns:
+                    values = columns[name]
+                    arrays[name] = pa.array(
+                        [None if v is None else MASK for v in values], pa.string()
+                    )
+        return pa.table(arrays)
+
+    def _write_file(self, target: CaptureTarget, hour: datetime, table: pa.Table) -> None:
+        sink = io.BytesIO()
+        pq.write_table(table, sink, compression="zstd")
+        data = sink.getvalue()
+        info = self.blobs.write(target.project_uid, [data])
+        times = table["time"]
+        uid = new_id()
+        now = utcnow()
+        with self.db.transaction() as session:
+            self.blobs.acquire(session, target.project_uid, info)
+            session.add(
+                CaptureFileRow(
+                    uid=uid,
+                    project_uid=target.project_uid,
+                    endpoint=target.endpoint,
+                    endpoint_uid=target.endpoint_uid,
+                    hour=hour,
+                    path=partition_path(target.endpoint, hour, uid),
+                    sha256=info.sha256,
+                    size=info.size,
+                    rows=table.num_rows,
+                    first_time=as_utc(pc.min(times).as_py()),
+                    last_time=as_utc(pc.max(times).as_py()),
+                    has_subjects=SUBJECT in table.column_names,
+                    expires_at=now + timedelta(days=target.capture.retention_days),
+                    created_at=now,
+                )
+            )
+
+    def _signature(self, project: str, model_version: str) -> Signature | None:
+        key = (project, model_version)
+        if key not in self._signatures:
+            ref = parse_ref(model_version)
+            signature: Signature | None = None
+            try:
+                read = self.registry.get_version(project, ref.model, ref.selector or "latest")
+                if read.signature:
+                    signature = Signature.model_validate(read.signature)
+            except NotFound:
+                pass
+            self._signatures[key] = signature
+        return self._signatures[key]
+
+    def subject_hash(self, value: Any) -> str:
+        """The keyed hash of a data subject's identifier (integral floats read as integers,
+        so 42, 42.0 and "42" are the same subject)."""
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        text = value if isinstance(value, str) else orjson.dumps(value).decode()
+        return hmac.new(self._subject_key, text.encode(), hashlib.sha256).hexdigest()[:32]
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def files(
+        self, project_uid: str, endpoint: str, window: Window = Window()
+    ) -> list[CaptureFileRow]:
+        """The endpoint's files that may hold rows of the window, newest first."""
+        with self.db.transaction() as session:
+            query = select(CaptureFileRow).where(
+                CaptureFileRow.project_uid == project_uid, CaptureFileRow.endpoint == endpoint
+            )
+            if window.since is not None:
+                query = query.where(CaptureFileRow.last_time >= window.since)
+            if window.until is not None:
+                query = query.where(CaptureFileRow.first_time <= window.until)
+            rows = session.scalars(
+                query.order_by(CaptureFileRow.last_time.desc(), CaptureFileRow.uid.desc())
+            ).all()
+            session.expunge_all()
+            return list(rows)
+
+    def read(
+        self,
+        project_uid: str,
+        endpoint: str,
+        window: Window = Window(),
+        columns: Sequence[str] | None = None,
+    ) -> pa.Table | None:
+        """The endpoint's captured rows in the window, oldest first (None: there are none)."""
+        tables: list[pa.Table] = []
+        count = 0
+        for row in self.files(project_uid, endpoint, window):
+            table = self._open(project_uid, row)
+            mask = None
+            if window.since is not None:
+                mask = pc.greater_equal(table["time"], pa.scalar(window.since, table["time"].type))
+            if window.until is not None:
+                before = pc.less_equal(table["time"], pa.scalar(window.until, table["time"].type))
+                mask = before if mask is None else pc.and_(mask, before)
+            if mask is not None:
+                table = table.filter(mask)
+            if columns is not None:
+                table = table.select([c for c in table.column_names if c in columns])
+            if table.num_rows:
+                tables.append(table)
+                count += table.num_rows
+            if window.rows is not None and count >= window.rows:
+                break
+        if not tables:
+            return None
+        tables.reverse()
+        merged = pa.concat_tables(tables, promote_options="permissive")
+        merged = merged.sort_by([("time", "ascending")])
+        if window.rows is not None and merged.num_rows > window.rows:
+            merged = merged.slice(merged.num_rows - window.rows)
+        return merged
+
+    def open_file(self, project_uid: str, endpoint: str, uid: str) -> tuple[CaptureFileRow, bytes]:
+        with self.db.transaction() as session:
+            row = session.get(CaptureFileRow, uid)
+            if row is None or row.project_uid != project_uid or row.endpoint != endpoint:
+                raise NotFound(f"endpoint {endpoint!r} has no capture file {uid!r}")
+            session.expunge(row)
+        return row, b"".join(self.blobs.open(project_uid, row.sha256))
+
+    def _open(self, project_uid: str, row: CaptureFileRow) -> pa.Table:
+        data = b"".join(self.blobs.open(project_uid, row.sha256))
+        return pq.read_table(pa.BufferReader(data))
+
+    @staticmethod
+    def records(table: pa.Table | None, limit: int) -> list[dict[str, Any]]:
+        """The newest `limit` rows as JSON-safe objects, newest first (the subject hash is not
+        shown)."""
+        if table is None or limit <= 0:
+            return []
+        tail = table.slice(max(0, table.num_rows - limit))
+        tail = tail.drop_columns([c for c in _HIDDEN if c in tail.column_names])
+        rows: list[dict[str, Any]] = tail.to_pylist()
+        rows.reverse()
+        for row in rows:
+            row["time"] = as_utc(row["time"]).isoformat()
+            for key, value in row.items():
+                if isinstance(value, float) and not np.isfinite(value):
+                    row[key] = None
+        return rows
+
+    # --- retention and erasure ------------------------------------------------------------
+
+    def expire(self, now: datetime | None = None) -> int:
+        """Delete files past their retention; the number deleted."""
+        cutoff = now or utcnow()
+        with self.db.transaction() as session:
+            rows = session.scalars(
+                select(CaptureFileRow).where(CaptureFileRow.expires_at <= cutoff).limit(1000)
+            ).all()
+            gone = [(row.project_uid, row.sha256) for row in rows]
+            for row in rows:
+                self.blobs.release(session, row.project_uid, row.sha256)
+                session.delete(row)
+        for project_uid, sha in gone:
+            self.blobs.purge(project_uid, sha)
+        if gone:
+            log.info("deleted %d capture files past their retention", len(gone))
+        return len(gone)
+
+    def erase(self, project_uid: str, subject: str, endpoint: str | None) -> s.EraseResult:
+        """Remove every captured record (and ground-truth label) of one data subject."""
+        self.flush()  # records still in memory must not escape the erasure
+        key = self.subject_hash(subject)
+        rewritten = removed = 0
+        with self.db.transaction() as session:
+            query = select(CaptureFileRow).where(
+                CaptureFileRow.project_uid == project_uid, CaptureFileRow.has_subjects.is_(True)
+            )
+            if endpoint is not None:
+                query = query.where(CaptureFileRow.endpoint == endpoint)
+            candidates = session.scalars(query).all()
+            session.expunge_all()
+        request_ids: set[tuple[str, str, int]] = set()
+        for row in candidates:
+            table = self._open(project_uid, row)
+            hit = pc.fill_null(pc.equal(table[SUBJECT], key), False)
+            n = pc.sum(hit).as_py() or 0
+            if not n:
+                continue
+            gone = table.filter(hit)
+            for request_id, index in zip(
+                gone["request_id"].to_pylist(), gone["row"].to_pylist(), strict=True
+            ):
+                request_ids.add((row.endpoint, request_id, index))
+            kept = table.filter(pc.invert(hit))
+            self._replace(project_uid, row, kept)
+            rewritten += 1
+            removed += n
+        labels = self._erase_labels(project_uid, request_ids)
+        return s.EraseResult(
+            files_rewritten=rewritten, records_removed=removed, ground_truth_removed=labels
+        )
+
+    def _replace(self, project_uid: str, row: CaptureFileRow, kept: pa.Table) -> None:
+        old = row.sha256
+        info = None
+        if kept.num_rows:
+            sink = io.BytesIO()
+            pq.write_table(kept, sink, compression="zstd")
+            info = self.blobs.write(project_uid, [sink.getvalue()])
+        with self.db.transaction() as session:
+            current = session.get(CaptureFileRow, row.uid)
+            if current is None or current.sha256 != old:
+                return  # expired or erased meanwhile
+            if info is None:
+                session.delete(current)
+            else:
+                self.blobs.acquire(session, project_uid, info)
+                current.sha256, current.size, current.rows = info.sha256, info.size, kept.num_rows
+                times = kept["time"]
+                current.first_time = as_utc(pc.min(times).as_py())
+                current.last_time = as_utc(pc.max(times).as_py())
+            self.blobs.release(session, project_uid, old)
+        self.blobs.purge(project_uid, old)
+
+    def _erase_labels(self, project_uid: str, keys: set[tuple[str, str, int]]) -> int:
+        removed = 0
+        ordered = sorted(keys)
+        with self.db.transaction() as session:
+            for start in range(0, len(ordered), 500):
+                for endpoint, request_id, index in ordered[start : start + 500]:
+                    removed += _rowcount(
+                        session.execute(
+                            delete(GroundTruthRow).where(
+                                GroundTruthRow.project_uid == project_uid,
+                                GroundTruthRow.endpoint == endpoint,
+                                GroundTruthRow.request_id == request_id,
+                                GroundTruthRow.row == index,
+                            )
+                        )
+                    )
+        return removed
+
+    def _forget_project(self, session: Session, event: ProjectDeleting) -> None:
+        """A deleted project's captures go with it (the rows cascade; release the blobs)."""
+        for row in session.scalars(
+            select(CaptureFileRow).where(CaptureFileRow.project_uid == event.project_id)
+        ):
+            self.blobs.release(session, row.project_uid, row.sha256)
+            session.delete(row)
+
+
+class CaptureWriter:
+    """The thread that flushes the capture buffer every `interval` seconds, and applies
+    retention every few minutes."""
+
+    def __init__(self, store: CaptureStore, interval: float) -> None:
+        self.store = store
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="stratus-capture", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        try:
+            self.store.flush()  # what the gateway captured before it stopped
+        except Exception:
+            log.exception("writing the last captured records failed")
+
+    def _loop(self) -> None:
+        expire_every = max(1, int(300 / self.interval))
+        ticks = 0
+        while not self._stop.wait(self.interval):
+            try:
+                self.store.flush()
+                ticks += 1
+                if ticks % expire_every == 1:
+                    self.store.expire()
+            except Exception:  # the writer must outlive a passing database or store error
+                log.exception("capture writer: will retry")
+
+
+def partition_path(endpoint: str, hour: datetime, uid: str) -> str:
+    hour = as_utc(hour)
+    return f"endpoint={endpoint}/date={hour:%Y-%m-%d}/hour={hour:%H}/part-{uid}.parquet"
+
+
+def file_read(row: CaptureFileRow) -> s.CaptureFileRead:
+    return s.CaptureFileRead(
+        uid=row.uid,
+        endpoint=row.endpoint,
+        path=row.path,
+        rows=row.rows,
+        size=row.size,
+        first_time=as_utc(row.first_time),
+        last_time=as_utc(row.last_time),
+        expires_at=as_utc(row.expires_at),
+    )
+
+
+def _array(values: list[Any]) -> pa.Array:
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        # mixed types (a number here, a string there): keep each value's JSON text
+        return pa.array(
+            [None if v is None else v if isinstance(v, str) else orjson.dumps(v).decode()
+             for v in values],
+            pa.string(),
+        )  # fmt: skip
+
+
+def _rowcount(result: Any) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def iter_columns(table: pa.Table) -> Iterator[str]:
+    """The columns of a capture table that hold inputs or predictions."""
+    for name in table.column_names:
+        if name not in RECORD_COLUMNS and name not in _HIDDEN:
+            yield name

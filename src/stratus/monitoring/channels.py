@@ -1,0 +1,207 @@
+"""Notification channels: where alerts go (a webhook, a Slack-compatible webhook, an SMTP
+server). Their secrets — header values, the SMTP password, the URL (a Slack URL's path is its
+credential) — are sealed at rest (`channel_secrets.py`), never shown again (`****`), and
+opened only to send (`config`). A channel a rule names cannot be deleted."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from stratus.core.database import Database
+from stratus.core.errors import Conflict, InvalidInput, NotFound
+from stratus.core.ids import new_id
+from stratus.core.resources import ProjectScoped, metadata_of
+from stratus.monitoring import alert_schemas as s
+from stratus.monitoring.alert_schemas import MASK
+from stratus.monitoring.alert_tables import AlertRuleRow, ChannelRow
+from stratus.monitoring.channel_secrets import SecretBox
+from stratus.monitoring.notifications import ChannelConfig
+
+ProjectLookup = Callable[[Session, str], str]
+
+
+class ChannelService:
+    def __init__(self, db: Database, box: SecretBox, *, project_uid: ProjectLookup) -> None:
+        self.db = db
+        self.box = box
+        self._project_uid = project_uid
+        self._channels = ProjectScoped(ChannelRow, "notification channel")
+
+    def apply(self, project: str, data: s.ChannelApply) -> tuple[s.ChannelRead, bool]:
+        """Create or replace a channel. Secrets are sealed; `****` keeps a stored one."""
+        with self.db.transaction() as session:
+            project_uid = self._project_uid(session, project)
+            row = session.scalar(
+                select(ChannelRow).where(
+                    ChannelRow.project_uid == project_uid, ChannelRow.name == data.name
+                )
+            )
+            created = row is None
+            stored: dict[str, Any] = {}
+            if row is None:
+                row = ChannelRow(uid=new_id(), name=data.name, project_uid=project_uid)
+                session.add(row)
+            elif row.secrets:
+                stored = self.box.open(row.secrets, row.uid)
+            secrets = _merge_secrets(data, stored, row.config or {})
+            row.labels = dict(data.labels)
+            row.type = data.type
+            row.config = {
+                "description": data.description,
+                "url": _display_url(data.type, secrets.get("url")),
+                "headers": sorted(secrets.get("headers", {})),
+                "to": list(data.to),
+                "sender": data.sender,
+                "smtp_host": data.smtp_host,
+                "smtp_port": data.smtp_port,
+                "starttls": data.starttls,
+                "username": data.username,
+                "password": bool(secrets.get("password")),
+            }
+            row.secrets = self.box.seal(secrets, row.uid) if secrets else None
+            session.flush()
+            return self._channel_read(session, row, project), created
+
+    def list(
+        self, project: str, selector: str | None, limit: int | None, page_token: str | None
+    ) -> tuple[builtins.list[s.ChannelRead], str | None]:
+        with self.db.transaction() as session:
+            project_uid = self._project_uid(session, project)
+            rows, token = self._channels.page(session, project_uid, selector, limit, page_token)
+            return [self._channel_read(session, r, project) for r in rows], token
+
+    def get(self, project: str, name: str) -> s.ChannelRead:
+        with self.db.transaction() as session:
+            return self._channel_read(session, self._channel(session, project, name), project)
+
+    def delete(self, project: str, name: str) -> None:
+        with self.db.transaction() as session:
+            row = self._channel(session, project, name)
+            users = rules_using(session, row.project_uid, name)
+            if users:
+                raise Conflict(
+                    f"notification channel {name!r} is used by alert rules ({', '.join(users)}): "
+                    "take it out of them first"
+                )
+            session.delete(row)
+
+    def config(self, project: str, name: str) -> ChannelConfig | None:
+        """The channel with its secrets open, to send through (None when it is gone)."""
+        with self.db.transaction() as session:
+            try:
+                row = self._channel(session, project, name)
+            except NotFound:
+                return None
+            secrets = self.box.open(row.secrets, row.uid) if row.secrets else {}
+            config = row.config or {}
+            return ChannelConfig(
+                name=row.name,
+                type=row.type,
+                url=_str(secrets.get("url")),
+                headers=dict(secrets.get("headers") or {}),
+                to=tuple(config.get("to") or ()),
+                sender=config.get("sender"),
+                smtp_host=config.get("smtp_host"),
+                smtp_port=int(config.get("smtp_port") or 587),
+                starttls=bool(config.get("starttls", True)),
+                username=config.get("username"),
+                password=_str(secrets.get("password")),
+            )
+
+    def _channel(self, session: Session, project: str, name: str) -> ChannelRow:
+        return self._channels.find(session, self._project_uid(session, project), project, name)
+
+    @staticmethod
+    def _channel_read(session: Session, row: ChannelRow, project: str) -> s.ChannelRead:
+        config = row.config or {}
+        return s.ChannelRead(
+            metadata=metadata_of(row, project=project),
+            spec=s.ChannelSpec(
+                description=config.get("description", ""),
+                type=row.type,
+                url=config.get("url"),
+                headers={name: MASK for name in config.get("headers", [])},
+                to=list(config.get("to") or []),
+                sender=config.get("sender"),
+                smtp_host=config.get("smtp_host"),
+                smtp_port=int(config.get("smtp_port") or 587),
+                starttls=bool(config.get("starttls", True)),
+                username=config.get("username"),
+                password=MASK if config.get("password") else None,
+            ),
+            status=s.ChannelStatus(rules=rules_using(session, row.project_uid, row.name)),
+        )
+
+
+# --- pure helpers ----------------------------------------------------------------------------
+
+
+def rules_using(session: Session, project_uid: str, channel: str) -> list[str]:
+    rows = session.execute(
+        select(AlertRuleRow.name, AlertRuleRow.spec)
+        .where(AlertRuleRow.project_uid == project_uid)
+        .order_by(AlertRuleRow.name)
+    ).all()
+    return [name for name, spec in rows if channel in (spec or {}).get("channels", [])]
+
+
+def _merge_secrets(
+    data: s.ChannelApply, stored: dict[str, Any], config: dict[str, Any]
+) -> dict[str, Any]:
+    """The secrets to seal: what was given, with `****` standing for what is stored."""
+    secrets: dict[str, Any] = {}
+    if data.url is not None:
+        url = data.url
+        if MASK in url:
+            if stored.get("url") and url == config.get("url"):
+                url = stored["url"]
+            else:
+                raise InvalidInput(
+                    "url: '****' stands for the stored url, and this is not it: give the url"
+                )
+        secrets["url"] = url
+    headers: dict[str, str] = {}
+    old_headers = stored.get("headers") or {}
+    for name, value in data.headers.items():
+        if value == MASK:
+            if name not in old_headers:
+                raise InvalidInput(
+                    f"headers.{name}: '****' keeps a stored value, and there is none"
+                )
+            value = old_headers[name]
+        headers[name] = value
+    if headers:
+        secrets["headers"] = headers
+    if data.password is not None:
+        password = data.password
+        if password == MASK:
+            if not stored.get("password"):
+                raise InvalidInput("password: '****' keeps a stored password, and there is none")
+            password = stored["password"]
+        secrets["password"] = password
+    return secrets
+
+
+def _display_url(kind: str, url: Any) -> str | None:
+    """How reads show a URL: a Slack URL's path is its credential, a webhook's query may
+    hold one; neither is shown."""
+    if not isinstance(url, str):
+        return None
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    base = f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
+    if kind == "slack":
+        return f"{base}/{MASK}"
+    return base + parts.path + (f"?{MASK}" if parts.query else "")
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None

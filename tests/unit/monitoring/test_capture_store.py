@@ -1,0 +1,220 @@
+"""The capture store on a real (SQLite) database and blob store: hourly Parquet files, masked
+and dropped personal data, windows, erasure of a data subject, retention."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow.parquet as pq
+import pytest
+from sqlalchemy import func, select
+
+from stratus.core.database import Database
+from stratus.core.errors import NotFound
+from stratus.core.events import EventBus, ProjectDeleting
+from stratus.endpoints.schemas import CaptureSpec
+from stratus.endpoints.service import CaptureTarget
+from stratus.iam.tables import ProjectRow
+from stratus.migrations.runner import upgrade
+from stratus.monitoring.capture import MASK, SUBJECT, CaptureStore, Window
+from stratus.monitoring.tables import CaptureFileRow, GroundTruthRow
+from stratus.serving.capture import CaptureBuffer, CaptureRecord
+from stratus.storage.blobs import Blobs
+from stratus.storage.blobstore import open_store
+from stratus.storage.keyring import Keyring
+from stratus.storage.tables import BlobRow
+
+HOUR = datetime(2026, 11, 27, 10, tzinfo=UTC)
+
+
+@dataclass
+class FakeEndpoints:
+    targets: dict[str, CaptureTarget]
+
+    def capture_targets(self, uids: set[str]) -> dict[str, CaptureTarget]:
+        return {u: t for u, t in self.targets.items() if u in uids}
+
+
+class NoRegistry:
+    def get_version(self, project: str, model: str, selector: str) -> Any:
+        raise NotFound("no such model")
+
+
+@dataclass
+class World:
+    db: Database
+    blobs: Blobs
+    bus: EventBus
+    store: CaptureStore
+    project_uid: str
+    endpoints: FakeEndpoints
+
+    def send(self, when: datetime, customer: Any, email: str, x: float, rid: str) -> None:
+        body = {"instances": [{"customer_id": customer, "email": email, "x": x}]}
+        self.store.buffer.add(
+            CaptureRecord(
+                time=when.timestamp(),
+                request_id=rid,
+                endpoint_uid="e1",
+                variant="main",
+                model_version="m:1",
+                protocol="plain",
+                content_type="application/json",
+                body=orjson.dumps(body),
+                response=orjson.dumps({"predictions": [x > 0]}),
+                latency_ms=2.0,
+            )
+        )
+
+    def blob_count(self) -> int:
+        with self.db.transaction() as session:
+            return int(session.scalar(select(func.count()).select_from(BlobRow)) or 0)
+
+    def files(self) -> list[CaptureFileRow]:
+        return self.store.files(self.project_uid, "churn-api")
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    db = Database(f"sqlite:///{tmp_path / 'stratus.db'}")
+    upgrade(db)
+    store = open_store(str(tmp_path / "store"))
+    store.ensure_ready()
+    blobs = Blobs(db, store, Keyring(db, os.urandom(32)), encrypt=True)
+    with db.transaction() as session:
+        project = ProjectRow(name="p")
+        session.add(project)
+        session.flush()
+        project_uid = project.uid
+    spec = CaptureSpec(sample=1.0, pii=["email"], subject="customer_id", retention_days=7)
+    endpoints = FakeEndpoints({"e1": CaptureTarget("e1", project_uid, "p", "churn-api", spec)})
+    bus = EventBus()
+    capture = CaptureStore(
+        db,
+        blobs,
+        bus,
+        endpoints,
+        NoRegistry(),
+        CaptureBuffer(1000),
+        subject_key=b"k" * 32,  # type: ignore[arg-type]
+    )
+    yield World(db, blobs, bus, capture, project_uid, endpoints)
+    db.dispose()
+
+
+def test_records_are_written_per_hour_with_personal_data_masked(world: World) -> None:
+    world.send(HOUR + timedelta(minutes=5), 42, "a@example.com", 1.0, "r1")
+    world.send(HOUR + timedelta(minutes=50), 7, "b@example.com", -1.0, "r2")
+    world.send(HOUR + timedelta(hours=1, minutes=1), 42, "a@example.com", 2.0, "r3")
+    assert world.store.flush() == 3
+    files = world.files()
+    assert [f.rows for f in files] == [1, 2]  # newest first
+    assert files[0].path.startswith("endpoint=churn-api/date=2026-11-27/hour=11/part-")
+    assert files[1].path.startswith("endpoint=churn-api/date=2026-11-27/hour=10/part-")
+    table = world.store.read(world.project_uid, "churn-api")
+    assert table is not None
+    assert table["request_id"].to_pylist() == ["r1", "r2", "r3"]
+    assert set(table["email"].to_pylist()) == {MASK}
+    assert table["customer_id"].to_pylist() == [42, 7, 42]
+    assert table["prediction"].to_pylist() == [True, False, True]
+    hashes = table[SUBJECT].to_pylist()
+    assert hashes[0] == hashes[2] != hashes[1]
+    assert "42" not in hashes[0]
+    records = world.store.records(table, 2)
+    assert [r["request_id"] for r in records] == ["r3", "r2"]
+    assert SUBJECT not in records[0]
+
+
+def test_dropped_personal_data_is_not_written_at_all(world: World) -> None:
+    target = world.endpoints.targets["e1"]
+    spec = target.capture.model_copy(update={"pii_action": "drop"})
+    world.endpoints.targets["e1"] = CaptureTarget("e1", target.project_uid, "p", "churn-api", spec)
+    world.send(HOUR, 1, "secret@example.com", 1.0, "r1")
+    world.store.flush()
+    row, data = world.store.open_file(world.project_uid, "churn-api", world.files()[0].uid)
+    assert b"secret@example.com" not in data
+    table = pq.read_table(__import__("pyarrow").BufferReader(data))
+    assert "email" not in table.column_names
+    assert row.has_subjects
+
+
+def test_windows_by_time_and_by_rows(world: World) -> None:
+    for i in range(10):
+        world.send(HOUR + timedelta(minutes=i), i, "x", float(i), f"r{i}")
+    world.store.flush()
+    since = world.store.read(
+        world.project_uid, "churn-api", Window(since=HOUR + timedelta(minutes=7))
+    )
+    assert since is not None and since["request_id"].to_pylist() == ["r7", "r8", "r9"]
+    newest = world.store.read(world.project_uid, "churn-api", Window(rows=4))
+    assert newest is not None and newest["request_id"].to_pylist() == ["r6", "r7", "r8", "r9"]
+    assert world.store.read(world.project_uid, "other") is None
+
+
+def test_erasing_a_subject_rewrites_its_files_and_removes_its_labels(world: World) -> None:
+    world.send(HOUR, 42, "a", 1.0, "r1")
+    world.send(HOUR + timedelta(minutes=1), 7, "b", 1.0, "r2")
+    world.send(HOUR + timedelta(hours=2), 42, "a", 1.0, "r3")  # a file of its own
+    world.store.flush()
+    with world.db.transaction() as session:
+        for rid in ("r1", "r2"):
+            session.add(
+                GroundTruthRow(
+                    project_uid=world.project_uid,
+                    endpoint="churn-api",
+                    request_id=rid,
+                    row=0,
+                    label=1,
+                )
+            )
+    assert world.blob_count() == 2
+    result = world.store.erase(world.project_uid, "42", None)
+    assert (result.records_removed, result.files_rewritten, result.ground_truth_removed) == (
+        2,
+        2,
+        1,
+    )
+    table = world.store.read(world.project_uid, "churn-api")
+    assert table is not None and table["customer_id"].to_pylist() == [7]
+    assert len(world.files()) == 1  # the file that held only subject 42 is gone
+    assert world.blob_count() == 1  # old blobs deleted at once, not at the next sweep
+    again = world.store.erase(world.project_uid, "42", None)
+    assert again.records_removed == 0
+
+
+def test_subject_ids_compare_by_value(world: World) -> None:
+    assert world.store.subject_hash(42) == world.store.subject_hash(42.0)
+    assert world.store.subject_hash(42) == world.store.subject_hash("42")
+    assert world.store.subject_hash(42) != world.store.subject_hash(43)
+
+
+def test_retention_deletes_expired_files_and_their_blobs(world: World) -> None:
+    world.send(HOUR, 1, "a", 1.0, "r1")
+    world.store.flush()
+    assert world.store.expire(datetime.now(UTC) + timedelta(days=6)) == 0
+    assert world.store.expire(datetime.now(UTC) + timedelta(days=8)) == 1
+    assert world.files() == []
+    assert world.blob_count() == 0
+
+
+def test_a_deleted_project_takes_its_captures_along(world: World) -> None:
+    world.send(HOUR, 1, "a", 1.0, "r1")
+    world.store.flush()
+    with world.db.transaction() as session:
+        world.bus.publish(session, ProjectDeleting(world.project_uid, "p"))
+        assert session.scalar(select(func.count()).select_from(CaptureFileRow)) == 0
+        refs = session.scalars(select(BlobRow.refcount)).all()
+    assert refs == [0]
+
+
+def test_records_of_a_deleted_endpoint_are_dropped(world: World) -> None:
+    world.send(HOUR, 1, "a", 1.0, "r1")
+    world.endpoints.targets.clear()
+    assert world.store.flush() == 0
+    assert len(world.store.buffer) == 0
