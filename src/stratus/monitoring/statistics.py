@@ -22,9 +22,23 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
-from scipy import special, stats
 
 from stratus.core.errors import InvalidInput
+
+
+def _scipy_stats() -> Any:
+    """scipy.stats, imported on first use: it takes a moment, and the control plane should
+    not pay for it at start, only when a monitor first runs."""
+    import scipy.stats
+
+    return scipy.stats
+
+
+def _scipy_special() -> Any:
+    import scipy.special
+
+    return scipy.special
+
 
 NumericMethod = Literal["wasserstein", "ks", "psi"]
 CategoricalMethod = Literal["jensenshannon", "chi2", "psi"]
@@ -420,7 +434,7 @@ def ks_wasserstein(reference: Floats, current: Floats) -> tuple[float, float, fl
         with warnings.catch_warnings():
             # scipy falls back to the asymptotic p-value, as ks_2samp() does by default
             warnings.filterwarnings("ignore", "ks_2samp: Exact calculation", RuntimeWarning)
-            exact = stats.ks_2samp(reference, current)
+            exact = _scipy_stats().ks_2samp(reference, current)
         return float(exact.statistic), float(exact.pvalue), w1
     d = max(float(at_steps.max(initial=0.0)), float(-at_steps.min(initial=0.0)))
     larger, smaller = max(n, m), min(n, m)
@@ -443,19 +457,20 @@ def kstwo_sf(d: float, n: float) -> float:
         if -2 * n * d * d < _MINLOG:
             return 0.0
         return min(max(2.0 * _smirnov_sf(int(n), d), 0.0), 1.0)
-    return float(stats.kstwo.sf(d, n))
+    return float(_scipy_stats().kstwo.sf(d, n))
 
 
 def _smirnov_sf(n: int, x: float) -> float:
     """One-sided Smirnov P(D+_n >= x) by the Birnbaum-Tingey sum, as scipy.special.smirnov,
     for 1 < n x < n - 1: x * sum over v <= n(1-x) of C(n,v) (1-x-v/n)^(n-v) (x+v/n)^(v-1)."""
+    gammaln = _scipy_special().gammaln
     nx = n * x
     last = n - math.floor(nx) - 1  # below n(1-x): the term at a whole n(1-x) is 0
     v = np.arange(last + 1, dtype=np.float64)
     log_terms = (
-        special.gammaln(n + 1.0)
-        - special.gammaln(v + 1.0)
-        - special.gammaln(n - v + 1.0)
+        gammaln(n + 1.0)
+        - gammaln(v + 1.0)
+        - gammaln(n - v + 1.0)
         + (n - v) * np.log(((n - v) - nx) / n)
         + (v - 1) * np.log((nx + v) / n)
     )
@@ -523,14 +538,15 @@ def chi2_homogeneity(expected: Floats, actual: Floats) -> tuple[float, float]:
         return 0.0, 1.0
     frequencies = np.outer(table.sum(axis=1), table.sum(axis=0)) / table.sum()
     statistic = float(np.sum((table - frequencies) ** 2 / frequencies))
-    return statistic, float(stats.chi2.sf(statistic, table.shape[1] - 1))
+    return statistic, float(_scipy_stats().chi2.sf(statistic, table.shape[1] - 1))
 
 
 def jensenshannon(expected: Floats, actual: Floats) -> float:
     """scipy.spatial.distance.jensenshannon (natural log) of two counts' frequencies."""
     p, q = expected / expected.sum(), actual / actual.sum()
     middle = (p + q) / 2.0
-    divergence = np.sum(special.rel_entr(p, middle)) + np.sum(special.rel_entr(q, middle))
+    rel_entr = _scipy_special().rel_entr
+    divergence = np.sum(rel_entr(p, middle)) + np.sum(rel_entr(q, middle))
     return float(np.sqrt(divergence / 2.0))
 
 
