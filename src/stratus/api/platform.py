@@ -31,7 +31,7 @@ from stratus.jobs.controller import JobController, JobControllerConfig
 from stratus.jobs.service import JobService
 from stratus.monitoring.alert_evaluator import AlertEvaluator
 from stratus.monitoring.alerts import AlertService
-from stratus.monitoring.capture import CaptureStore, CaptureWriter
+from stratus.monitoring.capture import CaptureStore, CaptureWriter, EncoderPool
 from stratus.monitoring.channel_secrets import CHANNEL_SECRETS, SecretBox
 from stratus.monitoring.controller import MonitorController
 from stratus.monitoring.gauges import EndpointRates, JobGauges, all_variant_totals
@@ -180,6 +180,7 @@ class Platform:
             registry,
             CaptureBuffer(settings.monitoring.capture_buffer_records),
             subject_key=derive_key(master_key, "stratus capture subjects"),
+            encoder=EncoderPool(),
         )
         monitors = MonitorService(
             db,

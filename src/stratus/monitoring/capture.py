@@ -3,7 +3,7 @@
 
 The gateway only appends records to a `CaptureBuffer`; `CaptureStore.flush` (every
 `monitoring.capture_flush_seconds`, on the writer thread) drains it, parses the records
-(`serving.capture.to_rows`), masks or drops the `pii` inputs, adds a keyed hash of the data
+(`serving.capture.to_table`), masks or drops the `pii` inputs, adds a keyed hash of the data
 subject, and writes one Parquet file per endpoint and hour. A file is a blob like any other
 (content-addressed, encrypted with the project's key); its row names it by a Hive-style
 partition path, `endpoint=NAME/date=YYYY-MM-DD/hour=HH/part-UID.parquet`, which is also the
@@ -16,19 +16,21 @@ repointed in one transaction) and deletes the old blob at once.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import io
 import logging
+import multiprocessing
+import os
 import threading
+import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -46,15 +48,23 @@ from stratus.monitoring.tables import CaptureFileRow, GroundTruthRow
 from stratus.registry.references import parse_ref
 from stratus.registry.service import RegistryService
 from stratus.registry.signatures import Signature
-from stratus.serving.capture import RECORD_COLUMNS, CaptureBuffer, CaptureRecord, to_rows
+from stratus.serving.capture import (
+    RECORD_COLUMNS,
+    SUBJECT,
+    CaptureBuffer,
+    CaptureRecord,
+    Encoded,
+    EncodedFile,
+    EncodeJob,
+    encode,
+    subject_hash,
+)
 from stratus.storage.blobs import Blobs
 
 log = logging.getLogger("stratus.capture")
 
 #: Where a captured answer's prediction is, first found wins (dict answers: `prediction.KEY`).
 PREDICTION_COLUMNS = ("prediction", "prediction.label", "prediction.class", "prediction.predict")
-SUBJECT = "_subject"  # the keyed hash of the data subject, when the endpoint names one
-MASK = "***"
 _HIDDEN = (SUBJECT,)
 
 
@@ -77,6 +87,7 @@ class CaptureStore:
         registry: RegistryService,
         buffer: CaptureBuffer,
         subject_key: bytes,
+        encoder: Callable[[EncodeJob], Encoded] = encode,
     ) -> None:
         self.db = db
         self.blobs = blobs
@@ -84,6 +95,7 @@ class CaptureStore:
         self.registry = registry
         self.buffer = buffer
         self._subject_key = subject_key
+        self.encoder = encoder  # in this thread, or in a worker process (`EncoderPool`)
         self._signatures: dict[tuple[str, str], Signature | None] = {}
         self._flushing = threading.Lock()
         self.written = 0  # rows written since start
@@ -120,59 +132,34 @@ class CaptureStore:
             return written
 
     def _write_endpoint(self, target: CaptureTarget, records: list[CaptureRecord]) -> int:
-        rows = to_rows(records, lambda mv: self._signature(target.project, mv))
-        self.skipped += rows.skipped
-        if rows.skipped:
+        signatures: dict[str, dict[str, Any] | None] = {}
+        for model_version in {r.model_version for r in records}:
+            signature = self._signature(target.project, model_version)
+            signatures[model_version] = None if signature is None else signature.model_dump()
+        spec = target.capture
+        job = EncodeJob.of(
+            records,
+            signatures=signatures,
+            pii=list(spec.pii),
+            pii_action=spec.pii_action,
+            subject=spec.subject,
+            subject_key=self._subject_key,
+        )
+        encoded = self.encoder(job)
+        self.skipped += encoded.skipped
+        if encoded.skipped:
             log.warning(
                 "%d captured records of %s/%s could not be read back and were not kept",
-                rows.skipped,
+                encoded.skipped,
                 target.project,
                 target.endpoint,
             )
-        if not rows.n_rows:
-            return 0
-        table = self._table(rows.columns, target)
-        hours = pc.floor_temporal(table["time"], unit="hour")
-        written = 0
-        for hour in pc.unique(hours).to_pylist():
-            part = table.filter(pc.equal(hours, pa.scalar(hour, hours.type)))
-            self._write_file(target, as_utc(hour), part)
-            written += part.num_rows
-        return written
+        for part in encoded.files:
+            self._write_file(target, part)
+        return sum(part.rows for part in encoded.files)
 
-    def _table(self, columns: dict[str, list[Any]], target: CaptureTarget) -> pa.Table:
-        spec = target.capture
-        arrays: dict[str, pa.Array] = {}
-        for name, values in columns.items():
-            if name == "time":
-                arrays[name] = pa.array(
-                    (np.asarray(values, dtype=np.float64) * 1e6).astype("int64"),
-                    pa.timestamp("us", tz="UTC"),
-                )
-            elif name in spec.pii:
-                continue  # masked or dropped below, after the subject is hashed
-            else:
-                arrays[name] = _array(values)
-        if spec.subject is not None and spec.subject in columns:
-            arrays[SUBJECT] = pa.array(
-                [None if v is None else self.subject_hash(v) for v in columns[spec.subject]],
-                pa.string(),
-            )
-        if spec.pii_action == "mask":
-            for name in spec.pii:
-                if name in columns:
-                    values = columns[name]
-                    arrays[name] = pa.array(
-                        [None if v is None else MASK for v in values], pa.string()
-                    )
-        return pa.table(arrays)
-
-    def _write_file(self, target: CaptureTarget, hour: datetime, table: pa.Table) -> None:
-        sink = io.BytesIO()
-        pq.write_table(table, sink, compression="zstd")
-        data = sink.getvalue()
-        info = self.blobs.write(target.project_uid, [data])
-        times = table["time"]
+    def _write_file(self, target: CaptureTarget, part: EncodedFile) -> None:
+        info = self.blobs.write(target.project_uid, [part.data])
         uid = new_id()
         now = utcnow()
         with self.db.transaction() as session:
@@ -183,14 +170,14 @@ class CaptureStore:
                     project_uid=target.project_uid,
                     endpoint=target.endpoint,
                     endpoint_uid=target.endpoint_uid,
-                    hour=hour,
-                    path=partition_path(target.endpoint, hour, uid),
+                    hour=part.hour,
+                    path=partition_path(target.endpoint, part.hour, uid),
                     sha256=info.sha256,
                     size=info.size,
-                    rows=table.num_rows,
-                    first_time=as_utc(pc.min(times).as_py()),
-                    last_time=as_utc(pc.max(times).as_py()),
-                    has_subjects=SUBJECT in table.column_names,
+                    rows=part.rows,
+                    first_time=part.first_time,
+                    last_time=part.last_time,
+                    has_subjects=part.has_subjects,
                     expires_at=now + timedelta(days=target.capture.retention_days),
                     created_at=now,
                 )
@@ -211,12 +198,8 @@ class CaptureStore:
         return self._signatures[key]
 
     def subject_hash(self, value: Any) -> str:
-        """The keyed hash of a data subject's identifier (integral floats read as integers,
-        so 42, 42.0 and "42" are the same subject)."""
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        text = value if isinstance(value, str) else orjson.dumps(value).decode()
-        return hmac.new(self._subject_key, text.encode(), hashlib.sha256).hexdigest()[:32]
+        """The keyed hash of a data subject's identifier, as the capture files hold it."""
+        return subject_hash(self._subject_key, value)
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -405,6 +388,64 @@ class CaptureStore:
             session.delete(row)
 
 
+#: The encoder runs below the gateway and the replicas: under a load that fills every core,
+#: capture falls behind (the buffer holds it, then drops and counts) rather than serving.
+WORKER_NICENESS = 10
+
+
+def _worker_started(parent: int) -> None:
+    """In the encoder process: a lower priority, and an exit when the control plane is gone
+    (killed, say), so that no worker outlives it."""
+    os.nice(WORKER_NICENESS)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+class EncoderPool:
+    """Encodes captured records in a worker process, at a lower CPU priority.
+
+    Parsing JSON and building columns is CPU work; done on a thread of the control plane it
+    would hold the GIL against the gateway's event loop (and an I/O thread waiting on a CPU
+    thread for the GIL waits far longer than the CPU work takes). The records go to the
+    worker as a few flat lists; the Parquet bytes come back. The worker is started at the
+    first flush (spawned: the control plane has threads) and stopped with the writer; if it
+    dies, the batch it held is logged as lost and a new one starts at the next flush.
+    """
+
+    def __init__(self) -> None:
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, job: EncodeJob) -> Encoded:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(
+                    max_workers=1,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_worker_started,
+                    initargs=(os.getpid(),),
+                )
+            pool = self._pool
+        try:
+            return pool.submit(encode, job).result(timeout=600)
+        except BrokenProcessPool:
+            with self._lock:
+                if self._pool is pool:
+                    self._pool = None
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
 class CaptureWriter:
     """The thread that flushes the capture buffer every `interval` seconds, and applies
     retention every few minutes."""
@@ -427,6 +468,9 @@ class CaptureWriter:
             self.store.flush()  # what the gateway captured before it stopped
         except Exception:
             log.exception("writing the last captured records failed")
+        close = getattr(self.store.encoder, "close", None)
+        if close is not None:
+            close()
 
     def _loop(self) -> None:
         expire_every = max(1, int(300 / self.interval))
@@ -457,18 +501,6 @@ def file_read(row: CaptureFileRow) -> s.CaptureFileRead:
         last_time=as_utc(row.last_time),
         expires_at=as_utc(row.expires_at),
     )
-
-
-def _array(values: list[Any]) -> pa.Array:
-    try:
-        return pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-        # mixed types (a number here, a string there): keep each value's JSON text
-        return pa.array(
-            [None if v is None else v if isinstance(v, str) else orjson.dumps(v).decode()
-             for v in values],
-            pa.string(),
-        )  # fmt: skip
 
 
 def _rowcount(result: Any) -> int:

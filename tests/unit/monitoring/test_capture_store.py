@@ -22,9 +22,9 @@ from stratus.endpoints.schemas import CaptureSpec
 from stratus.endpoints.service import CaptureTarget
 from stratus.iam.tables import ProjectRow
 from stratus.migrations.runner import upgrade
-from stratus.monitoring.capture import MASK, SUBJECT, CaptureStore, Window
+from stratus.monitoring.capture import CaptureStore, EncoderPool, Window
 from stratus.monitoring.tables import CaptureFileRow, GroundTruthRow
-from stratus.serving.capture import CaptureBuffer, CaptureRecord
+from stratus.serving.capture import MASK, SUBJECT, CaptureBuffer, CaptureRecord
 from stratus.storage.blobs import Blobs
 from stratus.storage.blobstore import open_store
 from stratus.storage.keyring import Keyring
@@ -218,3 +218,18 @@ def test_records_of_a_deleted_endpoint_are_dropped(world: World) -> None:
     world.endpoints.targets.clear()
     assert world.store.flush() == 0
     assert len(world.store.buffer) == 0
+
+
+def test_records_can_be_encoded_in_a_worker_process(world: World) -> None:
+    pool = EncoderPool()
+    world.store.encoder = pool
+    try:
+        world.send(HOUR, 42, "a@example.com", 1.0, "r1")
+        world.send(HOUR + timedelta(minutes=1), 7, "b@example.com", -1.0, "r2")
+        assert world.store.flush() == 2
+        table = world.store.read(world.project_uid, "churn-api")
+        assert table is not None and table["request_id"].to_pylist() == ["r1", "r2"]
+        assert set(table["email"].to_pylist()) == {MASK}
+        assert table[SUBJECT].to_pylist()[0] == world.store.subject_hash(42)
+    finally:
+        pool.close()

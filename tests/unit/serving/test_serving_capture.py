@@ -4,9 +4,10 @@ cannot be read, and the bounded buffer."""
 from __future__ import annotations
 
 import orjson
+import pyarrow as pa
 
 from stratus.registry.signatures import Signature
-from stratus.serving.capture import CaptureBuffer, CaptureRecord, to_rows
+from stratus.serving.capture import CaptureBuffer, CaptureRecord, columns_table, to_rows, to_table
 
 SIGNATURE = Signature.model_validate(
     {
@@ -106,3 +107,46 @@ def test_the_buffer_drops_beyond_its_capacity_and_drains_in_order() -> None:
     assert (buffer.accepted, buffer.dropped, len(buffer)) == (3, 2, 3)
     assert [r.request_id for r in buffer.drain()] == ["r0", "r1", "r2"]
     assert len(buffer) == 0
+
+
+def test_the_batch_reader_gives_what_the_careful_one_gives() -> None:
+    records = [
+        record("plain", {"instances": [{"age": 30, "plan": "pro"}]}, {"predictions": [1]}, "a"),
+        record("plain", {"instances": [[41.5, "free"], [7, "pro"]]}, {"predictions": [0, 1]}, "b"),
+        record(
+            "mlflow",
+            {"dataframe_split": {"columns": ["age", "plan"], "data": [[20, "team"]]}},
+            {"predictions": [0]},
+            "c",
+        ),
+        record(
+            "mlflow", {"dataframe_records": [{"age": 5, "plan": "x"}]}, {"predictions": [1]}, "d"
+        ),
+    ]
+    for batch in (records[:1], records[1:2], records[2:]):
+        fast, skipped = to_table(batch, lambda mv: SIGNATURE)
+        careful = columns_table(to_rows(batch, lambda mv: SIGNATURE).columns)
+        assert skipped == 0 and fast is not None
+        assert fast.sort_by("request_id").to_pylist() == careful.sort_by("request_id").to_pylist()
+    table, _ = to_table(records, lambda mv: SIGNATURE)
+    assert table is not None and table.num_rows == 5
+    assert table["age"].type == pa.float64()  # the signature's type, though JSON sent ints
+    pairs = zip(table["request_id"].to_pylist(), table["row"].to_pylist(), strict=True)
+    assert sorted(pairs) == [
+        ("a", 0),
+        ("b", 0),
+        ("b", 1),
+        ("c", 0),
+        ("d", 0),
+    ]
+
+
+def test_odd_batches_fall_back_to_the_careful_reader() -> None:
+    mixed = [
+        record("plain", {"instances": [{"age": 1, "plan": "a"}]}, {"predictions": [0]}, "a"),
+        record("plain", {"instances": [[2, "b"]]}, {"predictions": [1]}, "b"),  # rows, not objects
+        record("plain", {"instances": [{"age": "x", "plan": "a"}]}, {"predictions": [0]}, "c"),
+    ]
+    table, skipped = to_table(mixed, lambda mv: SIGNATURE)
+    assert skipped == 1  # the careful reader refuses "x" for a float, as the replica would have
+    assert table is not None and sorted(table["request_id"].to_pylist()) == ["a", "b"]
