@@ -16,6 +16,7 @@ from rich.table import Table
 from stratus.cli.context import ProjectOption, client, project_of
 from stratus.cli.output import Format, OutputOption, console, err, show
 from stratus.client._monitors import label_from_text
+from stratus.monitoring.html import result_page
 from stratus.monitoring.schemas import MonitorRead, MonitorResultRead
 
 app = typer.Typer(
@@ -211,7 +212,7 @@ def drift(
             "project": where,
         }
         result = sdk.monitors.drift(endpoint, **kwargs)
-        page = None if no_html else sdk.monitors.drift_html(endpoint, **kwargs)
+        page = None if no_html else result_page(result, f"{where}/{endpoint}")
     if output != Format.table:
         show(result, output)
     else:

@@ -227,11 +227,13 @@ class CaptureStore:
         endpoint: str,
         window: Window = Window(),
         columns: Sequence[str] | None = None,
+        files: Sequence[CaptureFileRow] | None = None,
     ) -> pa.Table | None:
-        """The endpoint's captured rows in the window, oldest first (None: there are none)."""
+        """The endpoint's captured rows in the window, oldest first (None: there are none);
+        `files` are the window's files when the caller has listed them already."""
         tables: list[pa.Table] = []
         count = 0
-        for row in self.files(project_uid, endpoint, window):
+        for row in files if files is not None else self.files(project_uid, endpoint, window):
             table = self._open(project_uid, row)
             mask = None
             if window.since is not None:

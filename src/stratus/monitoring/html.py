@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from html import escape
 
+from stratus.monitoring.schemas import MonitorResultRead
 from stratus.monitoring.statistics import P_VALUE_METHODS, DriftReport, FeatureDrift
 
 REFERENCE_COLOUR = "#5b8def"
@@ -54,6 +55,18 @@ def render_drift_html(report: DriftReport, title: str, subtitle: str = "") -> st
         "</div></body></html>",
     ]
     return "\n".join(p for p in parts if p)
+
+
+def result_page(result: MonitorResultRead, title: str) -> str:
+    """The page of a drift result (a monitor's, or an ad hoc report): its window and
+    reference under the title."""
+    report = DriftReport.from_json(result.report)
+    window = ""
+    if result.window_start and result.window_end:
+        window = f"{result.window_start:%Y-%m-%d %H:%M:%S} to {result.window_end:%H:%M:%S} UTC, "
+    return render_drift_html(
+        report, title=f"Drift: {title}", subtitle=f"{window}reference {result.reference}"
+    )
 
 
 def _verdict(report: DriftReport) -> str:

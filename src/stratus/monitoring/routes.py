@@ -19,9 +19,8 @@ from stratus.iam.parameters import Limit, PageToken, Selector
 from stratus.iam.roles import Permission
 from stratus.monitoring import schemas as s
 from stratus.monitoring.capture import CaptureStore, Window, file_read
-from stratus.monitoring.html import render_drift_html
+from stratus.monitoring.html import result_page
 from stratus.monitoring.service import MonitorService
-from stratus.monitoring.statistics import DriftReport
 
 endpoint_router = APIRouter(
     prefix="/api/v1/projects/{project}/endpoints/{endpoint}", tags=["monitoring"]
@@ -66,9 +65,10 @@ def list_captures(
     monitors.endpoints.get(access.project, endpoint)
     uid = monitors.project_uid(access.project)
     window = _window(since, until)
-    window = Window(since=window.since, until=window.until, rows=limit)
-    table = captures.read(uid, endpoint, window)
-    total = sum(f.rows for f in captures.files(uid, endpoint, _window(since, until)))
+    files = captures.files(uid, endpoint, window)
+    newest = Window(since=window.since, until=window.until, rows=limit)
+    table = captures.read(uid, endpoint, newest, files=files)
+    total = sum(f.rows for f in files)
     return s.CaptureRecords(
         endpoint=endpoint,
         records=captures.records(table, limit),
@@ -163,7 +163,7 @@ async def drift_report(
     nowhere; a monitor keeps a history)."""
     result = await to_thread.run_sync(_monitors(request).drift_now, access.project, endpoint, body)
     if format == "html":
-        return HTMLResponse(_html(result, f"{access.project}/{endpoint}"))
+        return HTMLResponse(result_page(result, f"{access.project}/{endpoint}"))
     return JSONResponse(result.model_dump(mode="json"))
 
 
@@ -270,14 +270,4 @@ def get_result_html(
     found = _monitors(request).result(access.project, monitor, result)
     if found.type != "drift":
         raise InvalidInput(f"monitor {monitor!r} is a {found.type} monitor: no drift report")
-    return HTMLResponse(_html(found, f"{access.project}/{found.endpoint} · {monitor}"))
-
-
-def _html(result: s.MonitorResultRead, title: str) -> str:
-    report = DriftReport.from_json(result.report)
-    window = ""
-    if result.window_start and result.window_end:
-        window = f"{result.window_start:%Y-%m-%d %H:%M:%S} to {result.window_end:%H:%M:%S} UTC, "
-    return render_drift_html(
-        report, title=f"Drift: {title}", subtitle=f"{window}reference {result.reference}"
-    )
+    return HTMLResponse(result_page(found, f"{access.project}/{found.endpoint} · {monitor}"))

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from stratus.core.clock import as_utc, utcnow
@@ -603,13 +603,6 @@ class MonitorService:
                         row.label, row.time = latest[key], now
                         replaced += 1
         return s.GroundTruthResult(received=len(data.labels), stored=len(latest), replaced=replaced)
-
-    def delete_ground_truth(self, session: Session, project_uid: str, endpoint: str) -> None:
-        session.execute(
-            delete(GroundTruthRow).where(
-                GroundTruthRow.project_uid == project_uid, GroundTruthRow.endpoint == endpoint
-            )
-        )
 
     # --- metrics ----------------------------------------------------------------------------
 
