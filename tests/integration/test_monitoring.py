@@ -288,3 +288,25 @@ def test_only_owners_erase(world: dict[str, Any], platform: LocalPlatform) -> No
         with pytest.raises(PermissionDenied):
             editor.monitors.erase("1", project=project)
         assert editor.monitors.captures("churn-api", project=project).endpoint == "churn-api"
+
+
+def test_the_cli_drives_capture_and_drift(
+    world: dict[str, Any], platform: LocalPlatform, run_cli: Any, tmp_path: Path
+) -> None:
+    env = {**platform.cli_env(), "STRATUS_PROJECT": world["project"]}
+    send(world, make_frame(150, seed=7, shift=2.0, plans=(0.1, 0.1, 0.8)))
+    wait_captured(world, 150)
+    shown = run_cli("monitors", "capture", "churn-api", "-n", "2", env=env)
+    assert shown.code == 0, shown.stderr
+    assert "REQUEST_ID" in shown.stdout and "***" in shown.stdout
+    page = tmp_path / "drift.html"
+    report = run_cli(
+        "monitors", "drift", "churn-api", "--rows", "150", "--html", str(page), env=env
+    )
+    assert report.code == 1, report.stderr  # drifted
+    assert "DRIFT" in report.stdout and "x1" in report.stdout
+    assert page.read_text().count("<svg") >= 4
+    bad = run_cli("monitors", "drift", "churn-api", "--window", "5x", env=env)
+    assert bad.code == 2 and "Traceback" not in bad.stderr
+    missing = run_cli("monitors", "capture", "nope", env=env)
+    assert missing.code == 1 and "nope" in missing.stderr and "Traceback" not in missing.stderr
