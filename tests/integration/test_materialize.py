@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -83,3 +84,20 @@ def test_corrupted_bytes_leave_no_folder(platform: Platform, tmp_path: Path) -> 
     with pytest.raises(DataCorrupted):
         platform.registry.materialize("default", "m", str(number), cache)
     assert list(cache.iterdir()) == []
+
+
+def test_materialized_files_are_private(platform: Platform, tmp_path: Path) -> None:
+    files = {"model.skops": b"decrypted weights", "extra/vocab.txt": b"a\nb\n"}
+    number = _push(platform, files)
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o755)  # a folder made by an older version, readable by all
+    _, folder = platform.registry.materialize("default", "m", str(number), cache)
+
+    def mode(path: Path) -> int:
+        return stat.S_IMODE(path.stat().st_mode)
+
+    assert mode(cache) == 0o700
+    for path in [folder, *folder.rglob("*")]:
+        expected = 0o700 if path.is_dir() else 0o600
+        assert mode(path) == expected, f"{path.relative_to(cache)} has mode {mode(path):o}"
+    assert (folder / "extra").is_dir() and (folder / ".stratus-version.json").is_file()

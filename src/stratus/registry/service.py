@@ -8,11 +8,12 @@ shared with every other version that has the same bytes.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
@@ -305,18 +306,22 @@ class RegistryService:
             read = self._version_read(session, version, model, project)
             project_uid, uid = row.project_uid, version.uid
         target = cache_root / uid
+        # Decrypted model files: private to this user (0600 files in a 0700 folder), however
+        # the folder was made before.
+        cache_root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        cache_root.chmod(0o700)
         if (target / COMPLETE_MARKER).exists():
             return read, target
-        cache_root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{uid}.", dir=cache_root))
+        staging = Path(tempfile.mkdtemp(prefix=f".{uid}.", dir=cache_root))  # mode 0700
         try:
             for entry in read.files:
                 path = staging / entry.path
-                path.parent.mkdir(parents=True, exist_ok=True)
-                with path.open("wb") as f:
+                path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                with _private_file(path) as f:
                     for chunk in self.blobs.open(project_uid, entry.sha256):
                         f.write(chunk)
-            (staging / COMPLETE_MARKER).write_text(read.model_dump_json())
+            with _private_file(staging / COMPLETE_MARKER) as f:
+                f.write(read.model_dump_json().encode())
             try:
                 staging.rename(target)
             except OSError:  # another caller finished first: theirs is as good as ours
@@ -480,6 +485,11 @@ class RegistryService:
                 )
                 for e in events
             ], token
+
+
+def _private_file(path: Path) -> BinaryIO:
+    """A new file only its owner may read (0600 whatever the umask)."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
 
 
 def _alias_read(row: AliasRow) -> s.AliasRead:
