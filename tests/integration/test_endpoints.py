@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import re
 import signal
 import threading
 import time
@@ -256,6 +257,23 @@ def test_an_onnx_model_behind_two_replicas(served: Served, tmp_path: Path) -> No
     v2 = served.http.post("/inference/default/onnx/v2/models/onnx/infer", json={"inputs": [tensor]})
     assert v2.status_code == 200, v2.text
     assert v2.json()["outputs"][0]["data"] == expected, v2.json()
+
+    # a wrong shape is the caller's mistake, told in the caller's terms: no server internals
+    short = [row[:5] for row in rows[:2]]
+    wrong = [
+        served.predict("onnx", short),
+        served.http.post(
+            "/inference/default/onnx/v2/models/onnx/infer",
+            json={"inputs": [{**tensor, "shape": [2, 5], "data": short}]},
+        ),
+    ]
+    for answer in wrong:
+        assert answer.status_code == 400, answer.text
+        assert answer.headers["content-type"] == "application/problem+json"
+        detail = answer.json()["detail"]
+        assert "'X'" in detail and "[-1, 30]" in detail and "[2, 5]" in detail, detail
+        assert "Traceback" not in answer.text and ".py" not in answer.text, answer.text
+        assert not re.search(r"(?<![\w:/])/[\w.-]+/", detail), detail  # no file paths
     assert served.api("DELETE", "/onnx").status_code == 204
 
 

@@ -5,7 +5,8 @@ path, authenticates from the credential cache (a database lookup only on a miss,
 loop), picks a replica (`routing.py`) and forwards the body untouched over the replica's
 multiplexed unix-socket connection. A connection that breaks mid-request is retried once on
 another replica. Every answer carries `X-Request-Id`, `X-Stratus-Model-Version` and
-`X-Stratus-Variant`. When the endpoint captures its traffic, an answered request is appended
+`X-Stratus-Variant`; any failure, a bug included, is a problem+json answer (a bug's traceback goes
+to the log only). When the endpoint captures its traffic, an answered request is appended
 to the capture buffer (references to the bodies already held; parsing and writing happen on
 the monitoring service's writer thread). Everything else goes to the wrapped app.
 """
@@ -126,10 +127,26 @@ class Gateway:
             if incoming is not None and _SAFE_ID.match(incoming.decode("latin-1"))
             else new_request_id()
         )
+        answered = False
+
+        async def tracked(message: Any) -> None:
+            nonlocal answered
+            answered = True
+            await send(message)
+
         try:
-            await self._serve(scope, receive, send, headers, request_id, started)
+            await self._serve(scope, receive, tracked, headers, request_id, started)
         except StratusError as exc:
-            await _respond(send, exc.status, _problem(exc, scope["path"]), _PROBLEM, request_id)
+            if not answered:
+                await _respond(send, exc.status, _problem(exc, scope["path"]), _PROBLEM, request_id)
+        except Exception:  # a bug in Stratus: the caller gets a problem document, the log the rest
+            log.exception("request %s to %s failed", request_id, scope["path"])
+            if not answered:
+                problem = StratusError(
+                    f"the gateway failed on this request; quote request id {request_id} "
+                    "to the platform's operators"
+                )
+                await _respond(send, 500, _problem(problem, scope["path"]), _PROBLEM, request_id)
 
     async def _serve(
         self,
@@ -271,7 +288,12 @@ class Gateway:
     def _shadow(self, route: EndpointRoute, kind: Kind, content_type: str, body: bytes) -> None:
         for variant in route.shadows:
             link = variant.pick()
-            if link is None:
+            if link is None:  # counted, so a shadow that misses copies shows on /metrics
+                variant.series.shadow_skipped("no_ready_replica")
+                log.debug(
+                    "endpoint %s/%s: no ready replica of shadow %s; copy skipped",
+                    route.project, route.name, variant.name,
+                )  # fmt: skip
                 continue
             task = asyncio.create_task(self._mirror(variant, link, kind, content_type, body))
             self._shadow_tasks.add(task)
@@ -287,6 +309,9 @@ class Gateway:
             status = frame.status
         except (ReplicaGone, TimeoutError):
             status = 503
+        except Exception:  # a bug: logged here, since nobody awaits this task
+            log.exception("the shadow copy to %s failed", link.id)
+            status = 500
         variant.series.observe(status, time.perf_counter() - started)
 
     async def _principal(self, headers: dict[bytes, bytes], required: bool) -> Principal | None:

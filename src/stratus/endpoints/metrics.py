@@ -1,7 +1,8 @@
 """Prometheus metrics of the inference path, with stable names and labels.
 
 The gateway counts requests, errors, latency and in-flight requests per endpoint, variant and
-model version (label children are cached per variant, so a request costs two dict lookups).
+model version (label children are cached per variant, so a request costs two dict lookups),
+and the request copies a shadow variant missed.
 Replica-side figures (batch sizes) and replica counts are read at scrape time. Canary analysis
 reads the same counters back per variant (`variant_totals`), so there is one source of truth.
 """
@@ -52,6 +53,13 @@ class InferenceMetrics:
             "stratus_inference_in_flight_requests",
             "Inference requests being answered now.",
             LABELS,
+            registry=registry,
+        )
+        self.shadow_skips = Counter(
+            "stratus_shadow_skipped",
+            "Copies of requests a shadow variant did not get, by reason "
+            "(no_ready_replica: none of its replicas was routable when the request came).",
+            ["project", "endpoint", "variant", "reason"],
             registry=registry,
         )
 
@@ -208,6 +216,11 @@ class Series:
         if children[1] is not None:
             children[1].inc()
         self.latency.observe(seconds)
+
+    def shadow_skipped(self, reason: str) -> None:
+        """A copy of a request this (shadow) variant did not get."""
+        project, endpoint, variant, _ = self.labels
+        self.metrics.shadow_skips.labels(project, endpoint, variant, reason).inc()
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from stratus.core.errors import ServiceUnavailable
 from stratus.registry.batches import Batch, split_rows
-from stratus.registry.flavors.base import PredictionError
+from stratus.registry.flavors.base import PredictionError, prediction_failed
 
 if TYPE_CHECKING:
     from stratus.registry.flavors.base import LoadedModel, Predictions
@@ -227,7 +227,7 @@ class AdaptiveBatcher:
             try:
                 outcomes = work.result()
             except BaseException as exc:  # SystemExit and the like, which `_run` lets through
-                error = PredictionError(f"the model failed to predict: {type(exc).__name__}: {exc}")
+                error = prediction_failed(exc)
                 outcomes = [([error] * len(taken), sum(p.batch.n_rows for p in taken), 0.0)]
             self._deliver(taken, outcomes)
         finally:

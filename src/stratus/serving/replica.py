@@ -176,11 +176,17 @@ class Replica:
             )
         except StratusError as exc:
             self.stats.errors += 1
+            trace = getattr(exc, "trace", "")
+            if trace:  # the model's library or code failed: its traceback is for this log only
+                log.warning("request %d: %s\n%s", request_id, exc.detail, trace.rstrip())
             return exc.status, orjson.dumps(exc.to_problem())
         except Exception as exc:  # a bug in Stratus, not in the request: say so, keep serving
             self.stats.errors += 1
-            log.exception("replica failed on a request")
-            problem = StratusError(f"the replica failed: {type(exc).__name__}: {exc}")
+            log.exception("replica failed on request %d", request_id)
+            problem = StratusError(
+                f"the replica failed on this request ({type(exc).__name__}); "
+                "the details are in the replica's log"
+            )
             return 500, orjson.dumps(problem.to_problem())
 
     async def close(self) -> None:
@@ -224,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
         spec = ReplicaSpec.model_validate_json(args.spec.read_bytes())
         model = load(spec)
     except StratusError as exc:
+        trace = getattr(exc, "trace", "")
+        if trace:
+            print(trace.rstrip(), file=sys.stderr)
         print(f"replica: cannot start: {exc.detail}", file=sys.stderr)
         return 3
     try:

@@ -109,4 +109,4 @@ def test_a_broken_booster_is_a_model_load_error(
         ModelLoadError, match=f"the {flavor} flavor could not load '{file}'"
     ) as caught:
         get_flavor(flavor).load(folder, trusted=False, signature=None)
-    assert "Traceback" in caught.value.extra["traceback"]
+    assert "Traceback" in caught.value.trace

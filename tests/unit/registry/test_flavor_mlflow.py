@@ -82,7 +82,7 @@ def test_failures_keep_the_library_traceback(
     model = get_flavor("mlflow").load(mlflow_model, trusted=True, signature=None)
     with pytest.raises(PredictionError) as caught:
         model.predict(Batch.from_rows([{"mean radius": 1.0}]))
-    assert "Traceback" in caught.value.extra["traceback"]
+    assert "Traceback" in caught.value.trace
 
     broken = artifact_dir("mlflow-broken")
     (broken / "MLmodel").write_text("flavors: {}\n")

@@ -120,11 +120,51 @@ def test_broken_files_and_bad_batches(
     (folder / "model.onnx").write_bytes(b"\x08\x07garbage")
     with pytest.raises(ModelLoadError, match=r"could not load 'model\.onnx'") as caught:
         get_flavor("onnx").load(folder, trusted=False, signature=None)
-    assert caught.value.extra["traceback"]
+    assert caught.value.trace
 
     with pytest.raises(ModelLoadError, match="found no .onnx file"):
         get_flavor("onnx").load(artifact_dir("empty-onnx"), trusted=False, signature=None)
 
     model = get_flavor("onnx").load(rf_onnx, trusted=False, signature=None)
-    with pytest.raises(PredictionError, match="the model failed to predict"):
+    with pytest.raises(InvalidInput, match=r"input 'X' takes shape \[-1, 30\]") as shape:
         model.predict(Batch.from_rows([[1.0, 2.0]]))
+    assert not isinstance(shape.value, PredictionError)  # checked before onnxruntime runs
+
+
+def test_a_wrong_shape_is_named_in_the_callers_terms(rf_onnx: Path) -> None:
+    model = get_flavor("onnx").load(rf_onnx, trusted=False, signature=None)
+    with pytest.raises(InvalidInput) as caught:
+        model.predict(Batch.from_rows([[0.5] * 5, [0.5] * 5]))
+    problem = caught.value.to_problem()
+    assert problem["detail"] == (
+        "input 'X' takes shape [-1, 30] of float64 (-1: any size); the request gave shape "
+        "[2, 5]: dimension 1 is 5, not 30"
+    )
+    assert (problem["input"], problem["expected_shape"], problem["received_shape"]) == (
+        "X",
+        [-1, 30],
+        [2, 5],
+    )
+    assert "traceback" not in problem and "Traceback" not in str(problem)
+
+
+def test_an_onnxruntime_failure_reaches_the_caller_without_traceback_or_paths(
+    rf_onnx: Path,
+) -> None:
+    model = get_flavor("onnx").load(rf_onnx, trusted=False, signature=None)
+
+    def fail(*_: Any) -> Any:
+        raise RuntimeError(
+            "[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Non-zero status code returned while "
+            "running Gemm node. Status Message: /onnxruntime_src/onnxruntime/core/providers/"
+            "cpu/math/gemm_helper.h:14 GemmHelper left.NumDimensions() == 2 was false"
+        )
+
+    model._run = fail  # type: ignore[attr-defined]
+    with pytest.raises(PredictionError) as caught:
+        model.predict(Batch.from_rows([[0.5] * 30]))
+    body = str(caught.value.to_problem())
+    assert "Gemm node" in body and "RuntimeError" in body
+    assert "/onnxruntime_src" not in body and "gemm_helper.h" not in body, body
+    assert "Traceback" not in body and "traceback" not in body
+    assert "Traceback" in caught.value.trace  # kept for the replica's log

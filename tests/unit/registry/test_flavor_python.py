@@ -93,7 +93,7 @@ def test_an_exception_in_predict_keeps_the_users_traceback(
     model = get_flavor("python").load(python_model, trusted=True, signature=cancer.signature)
     with pytest.raises(PredictionError, match="RuntimeError: unlucky batch size") as caught:
         model.predict(cancer.batch(13))
-    trace = caught.value.extra["traceback"]
+    trace = caught.value.trace
     assert "predictor.py" in trace
     assert 'raise RuntimeError("unlucky batch size")' in trace
     assert "stratus/registry" not in trace  # the user's frames, not ours

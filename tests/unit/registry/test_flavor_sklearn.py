@@ -135,7 +135,7 @@ def test_a_broken_file_is_a_model_load_error_with_the_traceback(
 
     with pytest.raises(ModelLoadError, match=r"could not load 'model\.skops'") as caught:
         get_flavor("sklearn").load(folder, trusted=False, signature=None)
-    assert "Traceback" in caught.value.extra["traceback"]
+    assert "Traceback" in caught.value.trace
     assert caught.value.status == 400
 
 
@@ -143,7 +143,8 @@ def test_a_failing_predict_is_a_prediction_error(lr_skops: Path, cancer: Cancer)
     model = get_flavor("sklearn").load(lr_skops, trusted=False, signature=None)
     with pytest.raises(PredictionError, match="29 features") as caught:
         model.predict(Batch.from_rows([cancer.X[0, :29].tolist()]))
-    assert "ValueError" in caught.value.extra["traceback"]
+    assert "ValueError" in caught.value.trace
+    assert "Traceback" not in str(caught.value.to_problem())  # the trace is for logs only
     with pytest.raises(InvalidInput, match="input 'f0' holds strings"):
         model.predict(Batch.from_rows([["a"]]))
 

@@ -3,11 +3,13 @@
 
 Flavors only look at file names until `load`; libraries are imported inside `load`, so the
 registry server needs none of them. Failures inside a library or the user's code become
-`ModelLoadError` / `PredictionError`, carrying the original traceback for the user's logs.
+`ModelLoadError` / `PredictionError`: a one-line `detail` for the caller (no traceback, no file
+paths) and the original traceback in `trace`, for the replica's or the job's log only.
 """
 
 from __future__ import annotations
 
+import re
 import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -36,12 +38,20 @@ class ModelLoadError(InvalidInput):
     code = "model-load-error"
     title = "The model could not be loaded"
 
+    def __init__(self, detail: str, *, trace: str = "", **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.trace = trace  # the library's traceback: for logs, never in the problem body
+
 
 class PredictionError(InvalidInput):
     """The model (its library or the user's code) failed on a batch."""
 
     code = "prediction-error"
     title = "The model failed to predict"
+
+    def __init__(self, detail: str, *, trace: str = "", **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.trace = trace  # the library's traceback: for logs, never in the problem body
 
 
 class LoadedModel(Protocol):
@@ -65,8 +75,8 @@ class LoadedModel(Protocol):
             An array with one entry per row, or a dict of such arrays for several outputs.
 
         Raises:
-            PredictionError: the library or the user's code failed; `extra["traceback"]` holds
-                its traceback.
+            PredictionError: the library or the user's code failed; its `trace` holds the
+                traceback (for logs; the `detail` a caller sees has none).
             InvalidInput: the batch does not suit the model (e.g. strings for a numeric model).
         """
         ...
@@ -223,17 +233,41 @@ def loading(flavor: str, file: str) -> Iterator[None]:
         raise
     except (Exception, SystemExit) as exc:
         raise ModelLoadError(
-            f"the {flavor} flavor could not load {file!r}: {type(exc).__name__}: {exc}",
-            traceback=user_traceback(exc),
+            f"the {flavor} flavor could not load {file!r}: {describe(exc)}",
+            trace=user_traceback(exc),
         ) from exc
 
 
 def prediction_failed(exc: BaseException) -> PredictionError:
     """The error to raise when a model's predict raised `exc` (callers use `raise ... from`)."""
     return PredictionError(
-        f"the model failed to predict: {type(exc).__name__}: {exc}",
-        traceback=user_traceback(exc),
+        f"the model failed to predict: {describe(exc)}", trace=user_traceback(exc)
     )
+
+
+# an absolute or home- or dot-relative path (/a/b, C:\\x, ~/y, ./z), or a source file with or
+# without its folder and line (onnxruntime/core/gemm.h:14, model.py)
+_PATH = re.compile(
+    r"(?:\b[A-Za-z]:\\|(?<![\w.])~?/|(?<![\w.])\.\.?/)[^\s'\"),;]*"
+    r"|\b[\w./\\-]*\.(?:py|pyx|so|c|cc|cpp|h|hpp|dll|dylib)(?::\d+)?\b"
+)
+_DETAIL_LIMIT = 500
+
+
+def describe(exc: BaseException) -> str:
+    """A library's or user code's exception as one line a caller may read: its type and
+    message, without a traceback, file paths or source locations, and at most ~500 characters.
+    (The whole traceback goes to the log, through `trace`.)"""
+    message = str(exc)
+    lines = message.splitlines()
+    if any(line.startswith("Traceback (most recent call last)") for line in lines):
+        message = lines[-1] if lines else ""  # a traceback inside the message: its last line
+    message = _PATH.sub("<path>", message)
+    message = " ".join(message.split())
+    if len(message) > _DETAIL_LIMIT:
+        message = message[: _DETAIL_LIMIT - 1] + "…"
+    name = type(exc).__name__
+    return f"{name}: {message}" if message else name
 
 
 def as_predictions(result: Any, n_rows: int) -> Predictions:

@@ -3,7 +3,9 @@
 ONNX files hold no code, so they need no trust. A model with a single 2-D input gets the batch's
 matrix cast to the input's type; a model with several inputs is fed the batch's columns by name.
 Tensor outputs are returned (one array, or a dict for several); ZipMap-style outputs (lists of
-dicts) are skipped when a tensor output exists, else turned into a 2-D array.
+dicts) are skipped when a tensor output exists, else turned into a 2-D array. Each fed array is
+checked against the input's declared shape first, so a wrong-shaped request is a 400 that names
+the input and both shapes, not onnxruntime's message.
 """
 
 from __future__ import annotations
@@ -85,6 +87,11 @@ class OnnxModel:
         self._inputs: list[tuple[str, Any, int]] = [
             (i.name, _numpy_type(i.type, f"input {i.name!r}"), len(i.shape)) for i in inputs
         ]
+        # each input's declared shape, -1 for a dimension of any size (None or symbolic)
+        self._shapes: dict[str, tuple[int, ...]] = {
+            i.name: tuple(d if isinstance(d, int) and d >= 0 else -1 for d in i.shape)
+            for i in inputs
+        }
         self._as_matrix = len(inputs) == 1 and len(inputs[0].shape) == 2
         if len(inputs) > 1 and signature is not None:
             for name, _, _ in self._inputs:
@@ -99,8 +106,11 @@ class OnnxModel:
         self._maps = not tensors  # only ZipMap-style outputs: convert them
 
     def predict(self, batch: Batch) -> Predictions:
+        feed = self._feed(batch)
+        for name, array in feed.items():
+            _check_shape(name, array, self._shapes[name])
         try:
-            results = self._run(self._outputs, self._feed(batch))
+            results = self._run(self._outputs, feed)
         except StratusError:
             raise
         except Exception as exc:
@@ -131,6 +141,31 @@ class OnnxModel:
                 column = column.reshape(-1, 1)
             feed[name] = column.astype(dtype, copy=False)
         return feed
+
+
+def _check_shape(name: str, array: np.ndarray, expected: tuple[int, ...]) -> None:
+    """Refuse an array that cannot fit the input's declared shape, in the caller's terms."""
+    got = array.shape
+    if len(got) == len(expected) and all(e in (-1, g) for e, g in zip(expected, got, strict=True)):
+        return
+    shown = "[" + ", ".join(str(d) for d in expected) + "]"
+    why = (
+        f"{len(got)} dimension(s), not {len(expected)}"
+        if len(got) != len(expected)
+        else ", ".join(
+            f"dimension {i} is {g}, not {e}"
+            for i, (e, g) in enumerate(zip(expected, got, strict=True))
+            if e not in (-1, g)
+        )
+    )
+    raise InvalidInput(
+        f"input {name!r} takes shape {shown} of {array.dtype} (-1: any size); the request "
+        f"gave shape {list(got)}: {why}",
+        input=name,
+        expected_shape=list(expected),
+        received_shape=list(got),
+        datatype=str(array.dtype),
+    )
 
 
 def _maps_to_array(rows: Any) -> np.ndarray:
