@@ -129,8 +129,10 @@ def ready_pids(endpoint: dict[str, Any]) -> set[int]:
 
 def all_ready(endpoint: dict[str, Any]) -> bool:
     status = endpoint["status"]
-    return status["phase"] == "ready" and all(
-        v["ready"] == v["desired"] == v["updated"] for v in status["variants"]
+    return (
+        status["phase"] == "ready"
+        and status["observed_revision"] == endpoint["spec"]["revision"]
+        and all(v["ready"] == v["desired"] == v["updated"] for v in status["variants"])
     )
 
 
@@ -417,11 +419,13 @@ def test_rolling_update_canary_promote_rollback(served: Served) -> None:
 def test_shadow_gets_a_copy_and_metrics_keep_it(served: Served) -> None:
     shadowed = served.api("POST", "/lr/shadow", json={"model": "cancer:1", "replicas": 1})
     assert shadowed.status_code == 200, shadowed.text
-    served.wait("lr", all_ready)
+    # the status of the spec before the shadow is not "ready" for the spec with it
+    assert shadowed.json()["status"]["phase"] != "ready", shadowed.json()["status"]
+    served.wait("lr", all_ready)  # ready means routable: every copy below reaches the shadow
     for _ in range(20):
         response = served.predict("lr")
         assert response.headers["x-stratus-variant"] == "main"
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while True:
         metrics = served.http.get("/metrics").text
         line = next(
@@ -435,6 +439,11 @@ def test_shadow_gets_a_copy_and_metrics_keep_it(served: Served) -> None:
             break
         assert time.monotonic() < deadline, metrics
         time.sleep(0.2)
+    skipped = [
+        x for x in metrics.splitlines()
+        if x.startswith("stratus_shadow_skipped_total{") and 'endpoint="lr"' in x
+    ]  # fmt: skip
+    assert all(float(x.rsplit(" ", 1)[1]) == 0 for x in skipped), skipped
     assert "stratus_inference_request_duration_seconds_bucket" in metrics
     assert "stratus_inference_batch_size_bucket" in metrics
     assert 'stratus_endpoint_replicas{endpoint="lr",phase="ready",project="default"' in metrics

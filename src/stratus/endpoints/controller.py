@@ -6,6 +6,10 @@ replaces ones that died (with a backoff when they crash in a loop), plans starts
 with the pure rollout policy (`rollout.py`), rebuilds the gateway's routes and writes the
 status back. Blocking work (database, store, process calls) runs in threads.
 
+Ready means routable: the status counts a replica ready only when the gateway's routing table
+holds a usable link to it (`_routed`), and the table is rebuilt before the status is written,
+so a caller who reads `ready` can send traffic to every replica it counts.
+
 Replica ids carry `endpoint uid.variant.version.template.nonce`, so after a control-plane
 restart the replicas the backend still runs are re-adopted (or stopped if nobody wants them).
 """
@@ -254,10 +258,11 @@ class EndpointController:
     async def _probe(self) -> None:
         """Starting replicas: ready yet, exited, or too slow? Ready ones: still connected?"""
         checks = [
-            r for r in self.replicas.values()
-            if r.phase is Phase.starting or (r.phase is Phase.ready and r.link is not None
-                                             and not r.link.usable)
-        ]  # fmt: skip
+            r
+            for r in self.replicas.values()
+            if r.phase is Phase.starting
+            or (r.phase is Phase.ready and (r.link is None or not r.link.usable))
+        ]  # a ready one without a usable link: reconnect it, or learn that it exited
         statuses = await asyncio.gather(
             *(self._blocking(self.backend.status, r.handle) for r in checks)
         )
@@ -461,14 +466,23 @@ class EndpointController:
             series = self._series[key] = self.metrics.series(*key)
         return series
 
+    def _routed(self, endpoint: DesiredEndpoint) -> set[str]:
+        """The replicas the gateway can send this endpoint's requests to now: those with a
+        usable link in its routing table (the only replicas a status may call ready)."""
+        route = self.routes.get(endpoint.project, endpoint.name)
+        if route is None or route.uid != endpoint.uid:
+            return set()
+        return {link.id for v in route.variants for link in v.replicas if link.usable}
+
     def status_of(self, endpoint: DesiredEndpoint) -> s.EndpointStatus:
         mine = [r for r in self.replicas.values() if r.endpoint_uid == endpoint.uid]
+        routed = self._routed(endpoint)
         variants: list[s.VariantStatus] = []
         failing = False
         for spec in endpoint.variants:
             template = template_of(spec)
             live = [r for r in mine if r.variant == spec.name and r.phase is not Phase.draining]
-            ready = [r for r in live if r.phase is Phase.ready]
+            ready = [r for r in live if r.phase is Phase.ready and r.id in routed]
             updated = sum(1 for r in ready if r.template == template)
             health = self.health.get((endpoint.uid, spec.name), Health())
             if health.failures >= CRASH_LOOP and updated < spec.replicas:
@@ -506,11 +520,16 @@ class EndpointController:
             message=message,
             observed_revision=endpoint.revision,
             variants=variants,
-            replicas=[_replica_read(r) for r in sorted(mine, key=lambda r: r.handle.started_at)],
+            replicas=[
+                _replica_read(r, r.id in routed)
+                for r in sorted(mine, key=lambda r: r.handle.started_at)
+            ],
             observed_at=utcnow(),
         )
 
     async def _write_status(self, known: _Known) -> None:
+        """Write what the routing table holds now (call it after `_route`): a replica the
+        status says is ready is one the gateway already routes to."""
         status = self.status_of(known.endpoint)
         comparable = status.model_dump(
             mode="json", exclude={"observed_at": True, "replicas": {"__all__": {"in_flight"}}}
@@ -594,12 +613,14 @@ class EndpointController:
         return figures
 
 
-def _replica_read(r: Replica) -> s.ReplicaRead:
+def _replica_read(r: Replica, routed: bool) -> s.ReplicaRead:
+    # ready (to the backend) but not yet, or no longer, in the gateway's table: not ready
+    phase = Phase.starting if r.phase is Phase.ready and not routed else r.phase
     return s.ReplicaRead(
         id=r.id,
         variant=r.variant,
         model_version=r.version,
-        phase=r.phase.value,
+        phase=phase.value,
         pid=r.handle.pid,
         started_at=datetime.fromtimestamp(r.handle.started_at, UTC),
         ready_at=datetime.fromtimestamp(r.ready_at, UTC) if r.ready_at else None,

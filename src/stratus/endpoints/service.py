@@ -409,6 +409,15 @@ class EndpointService:
             if status_row is not None
             else s.EndpointStatus(message="waiting for the controller")
         )
+        if status.observed_revision < row.revision and status.phase == "ready":
+            # ready for an older spec is not ready for this one: the controller has not yet
+            # acted on the change (so no reader takes the old replicas for the new spec's)
+            status = status.model_copy(
+                update={
+                    "phase": "updating",
+                    "message": f"the controller has not yet applied revision {row.revision}",
+                }
+            )
         return s.EndpointRead(
             metadata=metadata_of(row, project=project), spec=_spec(row), status=status
         )

@@ -36,6 +36,7 @@ def library_error() -> Exception:
         library_call()
     except ValueError as exc:
         return prediction_failed(exc)
+    raise AssertionError("library_call raises")
 
 
 def answer(tmp_path: Path, error: Exception) -> tuple[int, str]:
