@@ -45,10 +45,19 @@ from stratus.storage.blobs import Blobs
 from stratus.storage.blobstore import BlobStore, open_store
 from stratus.storage.encryption import load_or_create_master_key
 from stratus.storage.keyring import Keyring
+from stratus.storage.reaching import StoreTimeouts
 from stratus.storage.service import StorageService
 from stratus.tracking.service import TrackingService
 
 log = logging.getLogger(__name__)
+
+
+def store_timeouts(settings: Settings) -> StoreTimeouts:
+    return StoreTimeouts(
+        connect_seconds=settings.store.connect_timeout_seconds,
+        read_seconds=settings.store.read_timeout_seconds,
+        attempts=settings.store.attempts,
+    )
 
 
 @dataclass
@@ -85,7 +94,9 @@ class Platform:
     @classmethod
     def build(cls, settings: Settings, master_key: bytes) -> Platform:
         db = Database(settings.database_url, echo=settings.db.echo)
-        store = open_store(settings.store_url, settings.store.s3_endpoint_url)
+        store = open_store(
+            settings.store_url, settings.store.s3_endpoint_url, timeouts=store_timeouts(settings)
+        )
         bus = EventBus()
         signer = TokenSigner(derive_signing_key(master_key), settings.security.token_ttl_seconds)
         authenticator = Authenticator(db, signer, settings.security.auth_cache_seconds)

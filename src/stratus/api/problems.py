@@ -91,7 +91,9 @@ def install(app: FastAPI) -> None:
     async def _stratus(request: Request, exc: StratusError) -> JSONResponse:
         if exc.status >= 500:
             log.error("%s: %s", exc.code, exc.detail)
-        return _response(request, exc.status, exc.to_problem())
+        response = _response(request, exc.status, exc.to_problem())
+        response.headers.update(exc.headers())
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

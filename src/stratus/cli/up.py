@@ -21,6 +21,7 @@ from stratus.cli.output import console, err
 from stratus.client.credentials import Credentials, read_credentials, write_credentials
 from stratus.core.database import Database
 from stratus.core.errors import Conflict, InvalidInput, ServiceUnavailable
+from stratus.core.lease import ControlPlaneLease
 from stratus.core.settings import Settings, load_settings
 
 HomeOption = Annotated[
@@ -165,6 +166,7 @@ def up(
     from stratus.api.app import create_app
     from stratus.api.platform import Platform
     from stratus.migrations.runner import upgrade
+    from stratus.storage.key_check import verify_master_key
 
     settings = _settings(
         home,
@@ -180,6 +182,7 @@ def up(
     settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
     lock = HomeLock(settings.lock_path)
     lock.acquire()
+    lease: ControlPlaneLease | None = None
     try:
         sock = _bind(settings.server.host, settings.server.port)
         actual_port = sock.getsockname()[1]
@@ -188,8 +191,20 @@ def up(
         )
         url = f"http://{host_part}:{actual_port}"
         with database_errors(settings.database_url):
-            platform = Platform.build(settings, Platform.master_key(settings))
+            master_key = Platform.master_key(settings)
+            platform = Platform.build(settings, master_key)
             upgrade(platform.db)
+            # One control plane per database, and only with the data's master key.
+            lease = ControlPlaneLease(
+                platform.db,
+                holder=f"{socket.gethostname()}:{settings.home}",
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                url=url,
+                ttl_seconds=settings.server.lease_ttl_seconds,
+            )
+            lease.acquire()
+            verify_master_key(platform.db, master_key)
         first = platform.start()
         creds = read_credentials(settings.home)
         if first is not None:
@@ -223,6 +238,7 @@ def up(
             server_header=False,
         )
         server = uvicorn.Server(config)
+        lease.keep(on_lost=lambda: setattr(server, "should_exit", True))
         # uvicorn re-raises SIGINT/SIGTERM after its graceful shutdown, which would kill the
         # process (or raise KeyboardInterrupt) before the clean-up below; these handlers (which
         # uvicorn restores before re-raising) ask the server to exit instead, so Ctrl-C and
@@ -235,6 +251,8 @@ def up(
             platform.stop()
             sock.close()
     finally:
+        if lease is not None:
+            lease.release()
         lock.release()
     err.print("Stratus stopped.")
 

@@ -27,6 +27,13 @@ DEFAULT_PORT = 8700
 class ServerSettings(BaseModel):
     host: str = Field("127.0.0.1", description="address to listen on")
     port: int = Field(DEFAULT_PORT, ge=0, le=65535, description="port to listen on")
+    lease_ttl_seconds: float = Field(
+        30.0,
+        ge=1,
+        le=3600,
+        description="one control plane runs per database: it renews its lease every third of "
+        "this; a crashed one's lease is taken over once this has passed",
+    )
     max_request_bytes: int = Field(
         1 << 20, gt=0, description="largest JSON request body accepted (uploads stream apart)"
     )
@@ -50,6 +57,19 @@ class StoreSettings(BaseModel):
         3600.0, ge=0, description="unfinished uploads older than this are swept away"
     )
     sweep_interval_seconds: float = Field(600.0, gt=0)
+    connect_timeout_seconds: float = Field(
+        5.0, gt=0, le=300, description="longest wait to connect to an S3-compatible server"
+    )
+    read_timeout_seconds: float = Field(
+        20.0, gt=0, le=3600, description="longest wait for an S3-compatible server's answer"
+    )
+    attempts: int = Field(
+        2,
+        ge=1,
+        le=10,
+        description="tries of one S3 request before the store is reported unavailable (503)",
+    )
+
 
 
 class SecuritySettings(BaseModel):

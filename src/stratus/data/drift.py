@@ -41,54 +41,98 @@ def psi(expected: list[float], actual: list[float]) -> float:
 def numeric_drift(reference: dict[str, Any], values: np.ndarray[Any, Any]) -> ColumnDrift:
     """Drift of numbers (finite values only; NaN and inf are the `finite` rule's business)
     against a reference column profile (a `ColumnProfile` as stored, i.e. a dict)."""
-    name, stats = reference["name"], reference.get("numeric") or {}
-    edges = (stats.get("histogram") or {}).get("edges") or []
-    counts = (stats.get("histogram") or {}).get("counts") or []
-    good = values[np.isfinite(values)] if values.size else values
-    if not counts or good.size == 0:
-        return ColumnDrift(
-            column=name, kind="number", psi=None, detail="no finite values on one side"
-        )
-    inner = np.asarray(edges, dtype=float)
-    if inner[0] == inner[-1]:  # a constant reference: below, at, above its value
-        at = int(np.count_nonzero(good == inner[0]))
-        below = int(np.count_nonzero(good < inner[0]))
-        actual = [below, at, good.size - at - below]
-        expected = [0, counts[0], 0]
-    else:
-        binned, _ = np.histogram(np.clip(good, inner[0], inner[-1]), bins=inner)
-        below = int(np.count_nonzero(good < inner[0]))
-        above = int(np.count_nonzero(good > inner[-1]))
-        binned[0] -= below  # clipping put the out-of-range values in the end bins
-        binned[-1] -= above
-        actual = [below, *binned.tolist(), above]
-        expected = [0, *counts, 0]
-    shift: float | None = None
-    mean, std = stats.get("mean"), stats.get("std")
-    if mean is not None and std is not None:
-        moved = abs(float(good.mean()) - mean)
-        shift = moved / std if std > 0 else (0.0 if moved == 0 else math.inf)
-        if math.isinf(shift):
-            shift = 1e9  # JSON-safe: "the reference was constant and the mean moved"
-    return ColumnDrift(column=name, kind="number", psi=psi(expected, actual), mean_shift=shift)
+    counter = NumericDrift(reference)
+    counter.add(values)
+    return counter.result()
 
 
 def categorical_drift(reference: dict[str, Any], values: list[str | None]) -> ColumnDrift:
     """Drift of strings or booleans (as "true"/"false") over the reference's top categories;
     values the reference did not list count as one "other" bin."""
-    name, stats = reference["name"], reference.get("categorical") or {}
-    top = [c["value"] for c in stats.get("top", [])]
-    present = reference.get("count", 0) - reference.get("nulls", 0)
-    expected = [float(c["count"]) for c in stats.get("top", [])]
-    expected.append(float(max(present - sum(expected), 0)))
-    index = {value: i for i, value in enumerate(top)}
-    actual = [0.0] * (len(top) + 1)
-    seen = 0
+    counter = CategoricalDrift(reference)
     for value in values:
-        if value is None:
-            continue
-        seen += 1
-        actual[index.get(value, len(top))] += 1
-    if present == 0 or seen == 0:
-        return ColumnDrift(column=name, kind="string", psi=None, detail="no values on one side")
-    return ColumnDrift(column=name, kind="string", psi=psi(expected, actual))
+        if value is not None:
+            counter.add(value, 1)
+    return counter.result()
+
+
+class NumericDrift:
+    """`numeric_drift`, fed a batch of values at a time: the counts over the reference's bins
+    and the sum of the values are all it keeps."""
+
+    def __init__(self, reference: dict[str, Any]) -> None:
+        self.reference = reference
+        stats = reference.get("numeric") or {}
+        self.stats = stats
+        self.edges = np.asarray((stats.get("histogram") or {}).get("edges") or [], dtype=float)
+        self.counts = (stats.get("histogram") or {}).get("counts") or []
+        inner = max(len(self.counts), 1)
+        self.actual = np.zeros(inner + 2, dtype=np.int64)  # below, the bins (or at), above
+        self.n = 0
+        self.total = 0.0
+
+    def add(self, values: np.ndarray[Any, Any]) -> None:
+        good = values[np.isfinite(values)] if values.size else values
+        if not self.counts or good.size == 0:
+            return
+        self.n += good.size
+        self.total += float(good.sum())
+        inner = self.edges
+        below = int(np.count_nonzero(good < inner[0]))
+        above = int(np.count_nonzero(good > inner[-1]))
+        if inner[0] == inner[-1]:  # a constant reference: below, at, above its value
+            self.actual += [below, good.size - below - above, above]
+            return
+        binned, _ = np.histogram(np.clip(good, inner[0], inner[-1]), bins=inner)
+        binned[0] -= below  # clipping put the out-of-range values in the end bins
+        binned[-1] -= above
+        self.actual[0] += below
+        self.actual[1:-1] += binned
+        self.actual[-1] += above
+
+    def result(self) -> ColumnDrift:
+        name = self.reference["name"]
+        if not self.counts or self.n == 0:
+            return ColumnDrift(
+                column=name, kind="number", psi=None, detail="no finite values on one side"
+            )
+        if self.edges[0] == self.edges[-1]:
+            expected = [0, self.counts[0], 0]
+        else:
+            expected = [0, *self.counts, 0]
+        shift: float | None = None
+        mean, std = self.stats.get("mean"), self.stats.get("std")
+        if mean is not None and std is not None:
+            moved = abs(self.total / self.n - mean)
+            if not math.isfinite(moved):  # the sum overflowed: the mean moved past any std
+                moved = math.inf
+            shift = moved / std if std > 0 else (0.0 if moved == 0 else math.inf)
+            if math.isinf(shift):
+                shift = 1e9  # JSON-safe: "the reference was constant and the mean moved"
+        actual = [float(c) for c in self.actual]
+        return ColumnDrift(column=name, kind="number", psi=psi(expected, actual), mean_shift=shift)
+
+
+class CategoricalDrift:
+    """`categorical_drift`, fed (value, how many times) as a batch's value counts give them."""
+
+    def __init__(self, reference: dict[str, Any]) -> None:
+        self.reference = reference
+        stats = reference.get("categorical") or {}
+        self.top = [c["value"] for c in stats.get("top", [])]
+        self.present = reference.get("count", 0) - reference.get("nulls", 0)
+        self.expected = [float(c["count"]) for c in stats.get("top", [])]
+        self.expected.append(float(max(self.present - sum(self.expected), 0)))
+        self.index = {value: i for i, value in enumerate(self.top)}
+        self.actual = [0.0] * (len(self.top) + 1)
+        self.seen = 0
+
+    def add(self, value: str, times: int) -> None:
+        self.seen += times
+        self.actual[self.index.get(value, len(self.top))] += times
+
+    def result(self) -> ColumnDrift:
+        name = self.reference["name"]
+        if self.present == 0 or self.seen == 0:
+            return ColumnDrift(column=name, kind="string", psi=None, detail="no values on one side")
+        return ColumnDrift(column=name, kind="string", psi=psi(self.expected, self.actual))

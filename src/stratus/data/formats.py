@@ -74,8 +74,8 @@ def read_table(source: IO[bytes] | Path, fmt: str, *, name: str = "") -> pa.Tabl
         else:
             table = pa_json.read_json(source)
     except pa.ArrowException as exc:
-        raise InvalidInput(f"{label}: cannot be read as {fmt}: {_first_line(exc)}") from None
-    _refuse_duplicate_columns(table, label)
+        raise InvalidInput(f"{label}: cannot be read as {fmt}: {first_line(exc)}") from None
+    refuse_duplicate_columns(table.column_names, label)
     return table
 
 
@@ -94,21 +94,21 @@ def combine(tables: Sequence[tuple[str, pa.Table]]) -> pa.Table:
     if len(tables) == 1:
         return tables[0][1]
     decoded = [(name, _decode_dictionaries(table)) for name, table in tables]
-    _check_compatible(decoded)
+    check_compatible([(name, table.schema) for name, table in decoded])
     try:
         return pa.concat_tables([table for _, table in decoded], promote_options="permissive")
     except pa.ArrowException as exc:  # e.g. a uint64 too large for the unified int64
-        raise InvalidInput(f"the files cannot be combined: {_first_line(exc)}") from None
+        raise InvalidInput(f"the files cannot be combined: {first_line(exc)}") from None
 
 
-def _first_line(exc: Exception) -> str:
+def first_line(exc: Exception) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _refuse_duplicate_columns(table: pa.Table, label: str) -> None:
+def refuse_duplicate_columns(names: Sequence[str], label: str) -> None:
     seen: set[str] = set()
-    for column in table.column_names:
+    for column in names:
         if column in seen:
             raise InvalidInput(f"{label}: column {column!r} appears more than once")
         seen.add(column)
@@ -124,14 +124,14 @@ def _decode_dictionaries(table: pa.Table) -> pa.Table:
     return table
 
 
-def _check_compatible(tables: Sequence[tuple[str, pa.Table]]) -> None:
+def check_compatible(schemas: Sequence[tuple[str, pa.Schema]]) -> None:
     """Unify column by column, remembering which file set each column's type, to name a clash."""
     import pyarrow as pa
 
     types: dict[str, pa.DataType] = {}
     origins: dict[str, str] = {}
-    for name, table in tables:
-        for field in table.schema:
+    for name, schema in schemas:
+        for field in schema:
             known = types.get(field.name)
             if known is None or pa.types.is_null(known):
                 types[field.name] = field.type

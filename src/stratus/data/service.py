@@ -9,6 +9,7 @@ is removed, so nothing half-made stays behind.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import tempfile
@@ -34,6 +35,8 @@ from stratus.storage.uploads import FileUpload, declared_file, record_upload
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+    from stratus.data.batches import BatchSource
 
 SPOOL_BYTES = 32 * 2**20  # a version's file is parsed from memory up to this size, else disk
 ProjectLookup = Callable[[Session, str], str]  # (the caller's session, project name) -> uid
@@ -173,9 +176,9 @@ class DataService:
     def commit_version(self, project: str, dataset: str, number: int) -> s.VersionRead:
         """Read the files, infer the schema, profile them; then the version is ready.
 
-        Each file is read whole into memory (the profile needs every row anyway): fine for
-        data that fits a machine's memory; larger datasets will want a streaming profile."""
-        from stratus.data.profiling import profile_table, schema_of
+        The files are read a record batch at a time (`batches.py`), so memory is bounded by a
+        batch and the profile's sketches, not by the files' size."""
+        from stratus.data.profiling import profile_batches, schema_of
 
         with self.db.transaction() as session:
             row = self._dataset(session, project, dataset)
@@ -189,9 +192,10 @@ class DataService:
                 raise Conflict(f"{dataset}:{number} cannot be committed: upload {shown} first")
             project_uid, files = row.project_uid, [dict(f) for f in version.files]
         try:
-            table = self._load_table(project_uid, files)
-            schema = [c.model_dump(mode="json") for c in schema_of(table)]
-            profile = profile_table(table).model_dump(mode="json")
+            with self._open_rows(project_uid, files) as source:
+                schema = [c.model_dump(mode="json") for c in schema_of(source)]
+                profiled = profile_batches(source)
+            profile = profiled.model_dump(mode="json")
         except InvalidInput:
             self._discard(project, dataset, number)
             raise
@@ -206,7 +210,7 @@ class DataService:
                     self.blobs.acquire(session, row.project_uid, info)
                     entry["stored"] = True
             flag_modified(version, "files")
-            version.schema, version.profile, version.rows = schema, profile, table.num_rows
+            version.schema, version.profile, version.rows = schema, profile, profiled.rows
             version.state, version.committed_at = "ready", utcnow()
             session.flush()
             self.bus.publish(session, DatasetVersionCommitted(project, dataset, version.version))
@@ -228,6 +232,23 @@ class DataService:
                     (f["path"], read_table(spooled, format_of(f["path"]), name=f["path"]))
                 )
         return combine(tables)
+
+    @contextlib.contextmanager
+    def _open_rows(self, project_uid: str, files: list[dict[str, Any]]) -> Iterator[BatchSource]:
+        """A version's files as one stream of record batches (in path order), readable again
+        for each pass: each file is spooled once to a temporary file (in memory while small)."""
+        from stratus.data.batches import FileSource, open_file, reopener
+        from stratus.data.formats import format_of
+
+        with contextlib.ExitStack() as stack:
+            sources: list[tuple[str, BatchSource]] = []
+            for f in sorted(files, key=lambda f: f["path"]):
+                spooled = stack.enter_context(tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES))
+                for chunk in self.blobs.open(project_uid, f["sha256"]):
+                    spooled.write(chunk)
+                source = open_file(reopener(spooled), format_of(f["path"]), f["path"])
+                sources.append((f["path"], source))
+            yield FileSource(sources)
 
     def _discard(self, project: str, dataset: str, number: int) -> None:
         """Remove a pending version whose files could not be read (and its blob references)."""
@@ -307,7 +328,7 @@ class DataService:
             NotFound: the drift reference names a version that does not exist.
             InvalidInput: a rule cannot apply to its column.
         """
-        from stratus.data.validation import validate_table
+        from stratus.data.validation import validate_batches
 
         with self.db.transaction() as session:
             row = self._dataset(session, project, dataset)
@@ -325,8 +346,8 @@ class DataService:
                 for column, tags in (row.column_tags or {}).items()
                 if {"id", "pii", "timestamp"} & set(tags)
             )
-        table = self._load_table(project_uid, files)
-        report = validate_table(table, rules, reference, label, not_compared)
+        with self._open_rows(project_uid, files) as source:
+            report = validate_batches(source, rules, reference, label, not_compared)
         rules_json = rules.model_dump(mode="json", exclude_unset=True)
         rules_hash = hashlib.sha256(json.dumps(rules_json, sort_keys=True).encode()).hexdigest()
         with self.db.transaction() as session:

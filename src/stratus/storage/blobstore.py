@@ -22,8 +22,9 @@ from typing import Any, BinaryIO, cast
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from stratus.core.errors import DataCorrupted, InvalidInput, ServiceUnavailable
+from stratus.core.errors import DataCorrupted, InvalidInput, ServiceUnavailable, StoreUnavailable
 from stratus.storage.encryption import CHUNK_BYTES, BlobEncoder, decode_blob
+from stratus.storage.reaching import StoreTimeouts, reaching
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _LOCAL_PROTOCOLS = {"file", "local"}
@@ -211,9 +212,7 @@ class BlobStore:
                 f"blob store bucket {bucket!r} does not exist ({self._describe()})"
             ) from exc
         except Exception as exc:
-            raise ServiceUnavailable(
-                f"blob store {self._describe()} is unreachable: {exc}"
-            ) from exc
+            raise StoreUnavailable(f"blob store {self._describe()} is unreachable: {exc}") from exc
 
     # --- writing -------------------------------------------------------------------------------
 
@@ -260,7 +259,7 @@ class BlobStore:
         One chunk is held back so the whole-blob SHA-256 is checked before the final
         chunk leaves: a blob whose content does not match its name never reads in full.
         """
-        return self._chunks(self.blob_path(project, sha256), sha256, keys)
+        return reaching(self._chunks(self.blob_path(project, sha256), sha256, keys), self._describe())
 
     def _chunks(
         self, path: str, sha256: str, keys: Callable[[str], bytes]
@@ -289,7 +288,9 @@ class BlobStore:
 
     def open_read(self, project: str, sha256: str, keys: Callable[[str], bytes]) -> Iterator[bytes]:
         """Like `read`, but the first chunk is read and verified before this returns."""
-        chunks = self._chunks(self.blob_path(project, sha256), sha256, keys)
+        chunks = reaching(
+            self._chunks(self.blob_path(project, sha256), sha256, keys), self._describe()
+        )
         try:
             first = next(chunks)
         except StopIteration:
@@ -366,8 +367,12 @@ def _modified_at(entry: dict[str, Any]) -> float | None:
     return None
 
 
-def open_store(url: str, s3_endpoint_url: str | None = None) -> BlobStore:
-    """A BlobStore for a local path (or file:// URL) or an `s3://bucket/prefix` URL."""
+def open_store(
+    url: str, s3_endpoint_url: str | None = None, *, timeouts: StoreTimeouts | None = None
+) -> BlobStore:
+    """A BlobStore for a local path (or file:// URL) or an `s3://bucket/prefix` URL. Requests
+    to S3 are bounded by `timeouts`."""
+    timeouts = timeouts or StoreTimeouts()
     protocol, _ = fsspec.core.split_protocol(url)
     protocol = (protocol or "file").lower()
     kwargs: dict[str, Any] = {}
@@ -379,6 +384,7 @@ def open_store(url: str, s3_endpoint_url: str | None = None) -> BlobStore:
     elif protocol in _S3_PROTOCOLS:
         # Listings are not cached: other processes add and delete blobs behind our back.
         kwargs["use_listings_cache"] = False
+        kwargs.update(timeouts.s3_options())
         if s3_endpoint_url:
             kwargs["client_kwargs"] = {"endpoint_url": s3_endpoint_url}
     else:
@@ -393,4 +399,6 @@ def open_store(url: str, s3_endpoint_url: str | None = None) -> BlobStore:
     root = str(root).rstrip("/")
     if protocol in _S3_PROTOCOLS and not root:
         raise InvalidInput(f"blob store URL {url!r} names no bucket")
+    if protocol in _S3_PROTOCOLS:
+        timeouts.apply(fs)
     return BlobStore(fs, root)
