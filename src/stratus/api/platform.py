@@ -16,6 +16,7 @@ from stratus.compute.instance_types import InstanceCatalog
 from stratus.compute.local import LocalBackend, LocalBackendConfig
 from stratus.core.database import Database
 from stratus.core.events import EventBus
+from stratus.core.outbox import Outbox
 from stratus.core.settings import Settings
 from stratus.data.service import DataService
 from stratus.endpoints.controller import ControllerConfig, EndpointController
@@ -152,6 +153,7 @@ class Platform:
             project_uid=iam.project_uid,
             project_name=iam.project_name,
         )
+        outbox = Outbox(db, hold_seconds=settings.outbox.hold_seconds)
         pipeline_controller = PipelineController(
             pipelines,
             data,
@@ -159,6 +161,7 @@ class Platform:
             registry,
             endpoints,
             metrics,
+            outbox,
             interval_seconds=settings.compute.scheduler_interval_seconds,
             audit=audit.record,
         )
@@ -214,6 +217,7 @@ class Platform:
             bus,
             audit,
             SecretBox(derive_key(master_key, CHANNEL_SECRETS)),
+            outbox,
             project_uid=iam.project_uid,
             project_name=iam.project_name,
             notification_timeout=settings.monitoring.notification_timeout_seconds,

@@ -151,6 +151,17 @@ class MonitoringSettings(BaseModel):
     )
 
 
+class OutboxSettings(BaseModel):
+    """Work queued in the database with its cause: notifications and triggered pipeline runs."""
+
+    hold_seconds: float = Field(
+        0.0,
+        ge=0,
+        description="how long a queued notification or triggered pipeline start waits before "
+        "it is first delivered (a grace period; 0: at once)",
+    )
+
+
 class Settings(BaseSettings):
     """The root of all settings."""
 
@@ -172,6 +183,7 @@ class Settings(BaseSettings):
     serving: ServingSettings = ServingSettings()
     compute: ComputeSettings = ComputeSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
+    outbox: OutboxSettings = OutboxSettings()
 
     @field_validator("home")
     @classmethod

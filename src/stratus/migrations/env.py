@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine
 
 import stratus.core.lease  # noqa: F401  (registers tables on Base.metadata)
+import stratus.core.outbox  # noqa: F401
 import stratus.data.tables  # noqa: F401
 import stratus.endpoints.tables  # noqa: F401
 import stratus.iam.tables  # noqa: F401

@@ -1,6 +1,7 @@
 """The alert evaluator: a thread that, every `monitoring.alert_interval_seconds`, refreshes the
 gauges that read the database, collects every sample of the platform's Prometheus registry
-(what `/metrics` shows) and evaluates each rule against it (`AlertService.evaluate`).
+(what `/metrics` shows) and evaluates each rule against it (`AlertService.evaluate`). It starts
+and stops the notification dispatcher with it.
 
 `tick(now)` is one pass, called by the thread and by tests with a time of their choosing.
 """
@@ -54,6 +55,7 @@ class AlertEvaluator:
 
     def start(self) -> None:
         self._stop.clear()
+        self.alerts.dispatcher.start()
         self._thread = threading.Thread(target=self._loop, name="stratus-alerts", daemon=True)
         self._thread.start()
 
@@ -66,7 +68,7 @@ class AlertEvaluator:
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
-        self.alerts.notifier.stop()
+        self.alerts.dispatcher.stop()
 
     def _loop(self) -> None:
         while not self._stop.is_set():

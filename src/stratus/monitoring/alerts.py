@@ -3,8 +3,9 @@ a rule (for `alert_evaluator.py`); and the receiver of Alertmanager's webhook, s
 Prometheus and Alertmanager can drive Stratus. Channels are `channels.py`.
 
 Each state change of a rule is one transaction: its history rows, its status and the
-`AlertFired` events (pipelines with an alert trigger start their runs in it). The audit
-entries and the notifications follow once it has committed.
+`AlertFired` events (pipelines with an alert trigger queue their runs in it), its audit
+entries and an outbox row per notification, which `dispatching.py` sends once it has
+committed (at least once, even across a crash).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from stratus.core.database import Database
 from stratus.core.errors import InvalidInput
 from stratus.core.events import AlertFired, EventBus
 from stratus.core.ids import new_request_id
+from stratus.core.outbox import Outbox
 from stratus.core.resources import ProjectScoped, metadata_of, paginate
 from stratus.iam.audit import AuditEntry, AuditLog
 from stratus.monitoring import alert_schemas as s
@@ -44,6 +46,7 @@ from stratus.monitoring.alert_tables import AlertEventRow, AlertRuleRow, Channel
 from stratus.monitoring.alert_templates import TemplateError, render
 from stratus.monitoring.channel_secrets import SecretBox
 from stratus.monitoring.channels import ChannelService
+from stratus.monitoring.dispatching import NotificationDispatcher
 from stratus.monitoring.notifications import (
     Dispatch,
     Notification,
@@ -68,19 +71,6 @@ class RuleView:
     project_uid: str
 
 
-@dataclass(frozen=True)
-class _Change:
-    """A recorded change, to audit and notify once its transaction has committed."""
-
-    event_id: int
-    project: str
-    rule: str
-    notification: Notification
-    channels: tuple[str, ...]
-    actor: str
-    source: str
-
-
 class AlertService:
     def __init__(
         self,
@@ -88,6 +78,7 @@ class AlertService:
         bus: EventBus,
         audit: AuditLog,
         box: SecretBox,
+        outbox: Outbox,
         *,
         project_uid: ProjectLookup,
         project_name: ProjectLookup,
@@ -103,6 +94,7 @@ class AlertService:
         self.notifier = Notifier(
             self.channels.config, self.record_notifications, notification_timeout
         )
+        self.dispatcher = NotificationDispatcher(outbox, self.notifier)
         self.on_change: Callable[[], None] = lambda: None
 
     # --- rules -------------------------------------------------------------------------------
@@ -229,11 +221,14 @@ class AlertService:
             return [_event_read(r) for r in rows], token
 
     def record_notifications(self, event_id: int, results: list[s.NotificationResult]) -> None:
-        """What the channels answered, kept on the history row."""
+        """What the channels answered, kept on the history row (a channel's latest answer
+        replaces its earlier one; the others' stay)."""
+        answered = {r.channel for r in results}
         with self.db.transaction() as session:
             row = session.get(AlertEventRow, event_id, with_for_update=True)
             if row is not None:
-                row.notifications = [r.model_dump(mode="json") for r in results]
+                kept = [n for n in row.notifications or [] if n.get("channel") not in answered]
+                row.notifications = kept + [r.model_dump(mode="json") for r in results]
 
     # --- evaluation --------------------------------------------------------------------------
 
@@ -257,8 +252,7 @@ class AlertService:
     ) -> list[Transition]:
         """One evaluation of one rule, in one transaction: its status, the history rows of
         its transitions and an `AlertFired` per series that started firing; then the audit
-        entries and notifications."""
-        changes: list[_Change] = []
+        entries and the outbox rows of its notifications."""
         with self.db.transaction() as session:
             row = session.get(AlertRuleRow, rule.uid, with_for_update=True)
             if row is None:
@@ -316,18 +310,11 @@ class AlertService:
                             value=t.value,
                         ),
                     )
-                changes.append(
-                    _Change(
-                        event.id,
-                        rule.project,
-                        rule.name,
-                        notification,
-                        tuple(spec.channels),
-                        ACTOR,
-                        "stratus",
-                    )
+                self.dispatcher.enqueue(
+                    session, rule.project, tuple(spec.channels), notification, event.id
                 )
-        self._after_commit(changes)
+        if transitions:
+            self.dispatcher.wake()
         return transitions
 
     def _audit(
@@ -358,13 +345,6 @@ class AlertService:
             ),
         )
 
-    def _after_commit(self, changes: list[_Change]) -> None:
-        for change in changes:
-            n = change.notification
-            self.notifier.submit(
-                Dispatch(change.project, change.channels, n, event_id=change.event_id)
-            )
-
     # --- Alertmanager ------------------------------------------------------------------------
 
     def receive_alertmanager(
@@ -384,7 +364,6 @@ class AlertService:
     ) -> s.AlertmanagerReceipt:
         fired = resolved = duplicates = 0
         matched: set[str] = set()
-        changes: list[_Change] = []
         now = utcnow()
         with self.db.transaction() as session:
             project_uid = self._project_uid(session, project)
@@ -475,18 +454,11 @@ class AlertService:
                     source="alertmanager",
                     description=alert.annotations.get("description", ""),
                 )
-                changes.append(
-                    _Change(
-                        event.id,
-                        project,
-                        name,
-                        notification,
-                        tuple(spec.channels),
-                        actor,
-                        "alertmanager",
-                    )
+                self.dispatcher.enqueue(
+                    session, project, tuple(spec.channels), notification, event.id
                 )
-        self._after_commit(changes)
+        if matched:
+            self.dispatcher.wake()
         return s.AlertmanagerReceipt(
             received=len(payload.alerts),
             fired=fired,

@@ -15,7 +15,6 @@ import smtplib
 import ssl
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
@@ -319,8 +318,9 @@ ResultRecorder = Callable[[int, list[NotificationResult]], None]
 
 
 class Notifier:
-    """Sends dispatches on a small thread pool, each channel up to three times with a short
-    backoff, then records what each channel answered on the event."""
+    """Sends a dispatch to each of its channels, each up to three times with a short backoff,
+    then records what each channel answered on the event. `dispatching.py` calls it for the
+    outbox rows of notifications, on a small thread pool."""
 
     def __init__(
         self,
@@ -337,36 +337,24 @@ class Notifier:
         self.backoff = backoff
         self.sender = sender
         self._stop = threading.Event()
-        self._pool: ThreadPoolExecutor | None = None
-        self._lock = threading.Lock()
 
-    def submit(self, dispatch: Dispatch) -> None:
-        if not dispatch.channels or self._stop.is_set():
-            return
-        with self._lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="stratus-notify")
-            pool = self._pool
-        pool.submit(self._deliver, dispatch)
+    def start(self) -> None:
+        self._stop.clear()
 
     def stop(self) -> None:
+        """Cut short the backoff of deliveries under way."""
         self._stop.set()
-        with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
 
     def deliver_now(self, dispatch: Dispatch, attempts: int = 1) -> list[NotificationResult]:
         """Send on the caller's thread (a test notification); nothing is recorded."""
         return [self._one(dispatch, name, attempts) for name in dispatch.channels]
 
-    def _deliver(self, dispatch: Dispatch) -> None:
-        try:
-            results = [self._one(dispatch, name, ATTEMPTS) for name in dispatch.channels]
-            if dispatch.event_id is not None:
-                self.record(dispatch.event_id, results)
-        except Exception:
-            log.exception("delivering the notifications of %s failed", dispatch.notification.rule)
+    def deliver(self, dispatch: Dispatch) -> list[NotificationResult]:
+        """Send to every channel (with retries), then record the answers on the event."""
+        results = [self._one(dispatch, name, ATTEMPTS) for name in dispatch.channels]
+        if dispatch.event_id is not None:
+            self.record(dispatch.event_id, results)
+        return results
 
     def _one(self, dispatch: Dispatch, name: str, attempts: int) -> NotificationResult:
         channel = self.resolve(dispatch.project, name)

@@ -7,6 +7,10 @@ running one is polled. Steps that start work elsewhere — a training, evaluatio
 an endpoint rollout — keep what they started in their outputs and are polled until it ends, so
 a restarted control plane picks up where it was. A failed step runs again while it has retries
 left; then the run fails, and `resume` later runs it again from that step.
+
+A new dataset version and a firing alert reach it as outbox rows (`core/outbox.py`), written in
+the transaction that commits the version or records the alert; each pass delivers the due ones,
+at least once, and a run remembers the row that started it, so a redelivery starts no second.
 """
 
 from __future__ import annotations
@@ -16,14 +20,14 @@ import logging
 import re
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from stratus.core.clock import utcnow
-from stratus.core.errors import NotFound, StratusError
+from stratus.core.errors import InvalidInput, NotFound, StratusError
 from stratus.core.events import AlertFired, DatasetVersionCommitted, EventBus
+from stratus.core.outbox import Message, Outbox
 from stratus.data.service import DataService
 from stratus.endpoints import schemas as es
 from stratus.endpoints.canary import CanaryDecision, Verdict, decide
@@ -41,6 +45,9 @@ from stratus.registry.service import RegistryService
 log = logging.getLogger("stratus.pipelines")
 
 CANARY = "canary"
+DATASET_TRIGGER = "pipelines.dataset-trigger"
+ALERT_TRIGGER = "pipelines.alert-trigger"
+TRIGGERS = (DATASET_TRIGGER, ALERT_TRIGGER)
 
 
 class StepFailed(Exception):
@@ -65,10 +72,12 @@ class PipelineController:
         registry: RegistryService,
         endpoints: EndpointService,
         metrics: InferenceMetrics,
+        outbox: Outbox,
         interval_seconds: float = 1.0,
         audit: Audit | None = None,
     ) -> None:
         self.pipelines = pipelines
+        self.outbox = outbox
         self.audit: Audit = audit or (lambda *args: None)
         self.data = data
         self.jobs = jobs
@@ -79,27 +88,40 @@ class PipelineController:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._new_versions: deque[DatasetVersionCommitted] = deque()
-        self._alerts: deque[AlertFired] = deque()
 
     def watch(self, bus: EventBus) -> None:
         """Start the runs of pipelines that watch a dataset when it gets a new version, or an
-        alert rule when it starts firing (after the publishing transaction: the event only
-        queues it here)."""
+        alert rule when it starts firing: the event writes an outbox row per pipeline in the
+        publishing transaction, and a pass delivers it once that has committed."""
 
         def queue(session: Any, event: DatasetVersionCommitted) -> None:
-            self._new_versions.append(event)
-            self.wake()
+            for name in self.pipelines.watching_dataset(session, event.project, event.dataset):
+                payload = {"project": event.project, "pipeline": name,
+                           "dataset": event.dataset, "version": event.version}  # fmt: skip
+                self.outbox.add(session, DATASET_TRIGGER, payload)
+                self.wake()
 
         bus.subscribe(DatasetVersionCommitted, queue)
 
         def alert(session: Any, event: AlertFired) -> None:
-            self._alerts.append(event)
-            self.wake()
+            for name in self.pipelines.watching_alert(session, event.project_uid, event.rule):
+                payload = {
+                    "project": event.project,
+                    "pipeline": name,
+                    "rule": event.rule,
+                    "labels": dict(event.labels),
+                    "value": event.value,
+                }
+                self.outbox.add(session, ALERT_TRIGGER, payload)
+                self.wake()
 
         bus.subscribe(AlertFired, alert)
 
     def start(self) -> None:
+        self._stop.clear()
+        released = self.outbox.release(TRIGGERS)
+        if released:
+            log.info("delivering %d pipeline trigger(s) left over from the last run", released)
         self._thread = threading.Thread(target=self._loop, name="stratus-pipelines", daemon=True)
         self._thread.start()
 
@@ -124,18 +146,10 @@ class PipelineController:
     # --- one pass ------------------------------------------------------------------------------
 
     def tick(self) -> None:
-        while self._new_versions:
-            event = self._new_versions.popleft()
-            try:
-                self.pipelines.on_dataset_version(event.project, event.dataset, event.version)
-            except StratusError as exc:
-                log.warning("dataset trigger %s:%d failed: %s", event.dataset, event.version, exc)
-        while self._alerts:
-            fired = self._alerts.popleft()
-            try:
-                self.pipelines.on_alert(fired.project, fired.rule, dict(fired.labels), fired.value)
-            except StratusError as exc:
-                log.warning("alert trigger %s/%s failed: %s", fired.project, fired.rule, exc)
+        for message in self.outbox.claim(TRIGGERS):
+            if self._stop.is_set():
+                return
+            self._trigger(message)
         for project, name in self.pipelines.due_schedules():
             try:
                 self.pipelines.start_run(
@@ -150,6 +164,32 @@ class PipelineController:
                 self._advance(run)
             except Exception:
                 log.exception("advancing run %s#%d failed", run.pipeline, run.number)
+
+    def _trigger(self, message: Message) -> None:
+        """Deliver one trigger: its run starts (once: the run keeps the row's id as its trigger
+        key), then the row goes. A trigger that can never start (its pipeline or dataset is
+        gone) is dropped with a warning; any other failure is tried again later."""
+        p = message.payload
+        key = f"outbox:{message.id}"
+        try:
+            if message.topic == DATASET_TRIGGER:
+                self.pipelines.start_dataset_run(
+                    p["project"], p["pipeline"], p["dataset"], int(p["version"]), key
+                )
+            else:
+                labels = {str(k): str(v) for k, v in (p.get("labels") or {}).items()}
+                self.pipelines.start_alert_run(
+                    p["project"], p["pipeline"], p["rule"], labels, p.get("value"), key
+                )
+        except (NotFound, InvalidInput) as exc:
+            log.warning("%s run of %s/%s not started: %s", message.topic, p["project"],
+                        p["pipeline"], exc.detail)  # fmt: skip
+        except Exception as exc:
+            log.warning("pipeline trigger %s %s failed (attempt %d), will retry: %s",
+                        message.topic, p, message.attempts, exc)  # fmt: skip
+            self.outbox.retry(message, str(exc))
+            return
+        self.outbox.done(message.id)
 
     def _advance(self, run: ActiveRun) -> None:
         if run.state == RunState.queued:

@@ -227,14 +227,23 @@ class PipelineService:
         detail: dict[str, Any] | None = None,
         datasets: dict[str, int] | None = None,
         actor: str,
+        trigger_key: str | None = None,
     ) -> s.RunRead:
         """Queue a run of the pipeline's current spec: the one entry point of every trigger
-        (manual, schedule, dataset, webhook, and the monitoring alerts to come)."""
+        (manual, schedule, dataset, webhook, alert). A `trigger_key` starts one run at most:
+        called again with it (a redelivered trigger), this answers the run it started."""
         with self.db.transaction() as session:
-            spec = s.PipelineSpec.model_validate(self._pipeline(session, project, name).spec)
+            row = self._pipeline(session, project, name)
+            existing = self._triggered(session, row, trigger_key)
+            if existing is not None:
+                return self._run_read(session, existing, name, project)
+            spec = s.PipelineSpec.model_validate(row.spec)
         pinned = self._pin_datasets(project, spec, datasets or {})  # reads in its own transactions
         with self.db.transaction() as session:
             row = self._pipeline(session, project, name)
+            existing = self._triggered(session, row, trigger_key)
+            if existing is not None:
+                return self._run_read(session, existing, name, project)
             if row.spec != spec.model_dump(mode="json"):  # applied again meanwhile
                 spec = s.PipelineSpec.model_validate(row.spec)
             number = row.next_number
@@ -247,6 +256,7 @@ class PipelineService:
                 spec=row.spec,
                 trigger=trigger.value,
                 trigger_detail=detail or {},
+                trigger_key=trigger_key,
                 datasets=pinned,
                 message="queued",
                 created_at=utcnow(),
@@ -269,6 +279,18 @@ class PipelineService:
             read = self._run_read(session, run, name, project)
         self.on_change()
         return read
+
+    @staticmethod
+    def _triggered(
+        session: Session, row: PipelineRow, trigger_key: str | None
+    ) -> PipelineRunRow | None:
+        if trigger_key is None:
+            return None
+        return session.scalar(
+            select(PipelineRunRow).where(
+                PipelineRunRow.pipeline_uid == row.uid, PipelineRunRow.trigger_key == trigger_key
+            )
+        )
 
     def _pin_datasets(
         self, project: str, spec: s.PipelineSpec, given: dict[str, int]
@@ -316,44 +338,61 @@ class PipelineService:
             actor=f"webhook:{name}",
         )
 
-    def on_dataset_version(self, project: str, dataset: str, version: int) -> list[s.RunRead]:
-        """Start the runs of the pipelines that watch this dataset (the data service's event)."""
-        with self.db.transaction() as session:
-            project_uid = self._project_uid(session, project)
-            rows = session.scalars(
-                select(PipelineRow).where(PipelineRow.project_uid == project_uid)
-            ).all()
-            names = [
-                r.name
-                for r in rows
-                if dataset in s.PipelineSpec.model_validate(r.spec).triggers.datasets
-            ]
+    def watching_dataset(self, session: Session, project: str, dataset: str) -> list[str]:
+        """The pipelines that start a run when this dataset gets a new version (read in the
+        transaction that commits it, so a pipeline applied later does not see it)."""
         return [
-            self.start_run(
-                project,
-                name,
-                trigger=TriggerKind.dataset,
-                detail={"dataset": f"{dataset}:{version}"},
-                datasets={dataset: version},
-                actor="trigger:dataset",
-            )
-            for name in names
+            row.name
+            for row in self._project_pipelines(session, self._project_uid(session, project))
+            if dataset in s.PipelineSpec.model_validate(row.spec).triggers.datasets
         ]
 
-    def on_alert(
-        self, project: str, rule: str, labels: dict[str, str], value: float | None
-    ) -> list[s.RunRead]:
-        """Start the runs of the pipelines whose alert trigger names this rule; a pipeline
-        that already has an unfinished run started by the same rule gets no second one."""
+    def watching_alert(self, session: Session, project_uid: str, rule: str) -> list[str]:
+        """The pipelines whose alert trigger names this rule."""
+        return [
+            row.name
+            for row in self._project_pipelines(session, project_uid)
+            if rule in s.PipelineSpec.model_validate(row.spec).triggers.alerts
+        ]
+
+    @staticmethod
+    def _project_pipelines(session: Session, project_uid: str) -> list[PipelineRow]:
+        return list(
+            session.scalars(
+                select(PipelineRow)
+                .where(PipelineRow.project_uid == project_uid)
+                .order_by(PipelineRow.name)
+            )
+        )
+
+    def start_dataset_run(
+        self, project: str, name: str, dataset: str, version: int, trigger_key: str
+    ) -> s.RunRead:
+        """The run a new dataset version starts, once per `trigger_key`."""
+        return self.start_run(
+            project,
+            name,
+            trigger=TriggerKind.dataset,
+            detail={"dataset": f"{dataset}:{version}"},
+            datasets={dataset: version},
+            actor="trigger:dataset",
+            trigger_key=trigger_key,
+        )
+
+    def start_alert_run(
+        self,
+        project: str,
+        name: str,
+        rule: str,
+        labels: dict[str, str],
+        value: float | None,
+        trigger_key: str,
+    ) -> s.RunRead | None:
+        """The run a firing alert starts, once per `trigger_key`; none (None) while the
+        pipeline has an unfinished run started by the same rule."""
         with self.db.transaction() as session:
-            project_uid = self._project_uid(session, project)
-            rows = session.scalars(
-                select(PipelineRow).where(PipelineRow.project_uid == project_uid)
-            ).all()
-            names = []
-            for row in rows:
-                if rule not in s.PipelineSpec.model_validate(row.spec).triggers.alerts:
-                    continue
+            row = self._pipeline(session, project, name)
+            if self._triggered(session, row, trigger_key) is None:
                 busy = session.scalars(
                     select(PipelineRunRow.trigger_detail).where(
                         PipelineRunRow.pipeline_uid == row.uid,
@@ -362,22 +401,19 @@ class PipelineService:
                     )
                 ).all()
                 if any((detail or {}).get("alert") == rule for detail in busy):
-                    log.info("%s/%s already runs for alert %s", project, row.name, rule)
-                    continue
-                names.append(row.name)
+                    log.info("%s/%s already runs for alert %s", project, name, rule)
+                    return None
         detail: dict[str, Any] = {"alert": rule, "labels": labels}
         if value is not None:
             detail["value"] = value
-        return [
-            self.start_run(
-                project,
-                name,
-                trigger=TriggerKind.alert,
-                detail=detail,
-                actor=f"trigger:alert/{rule}",
-            )
-            for name in names
-        ]
+        return self.start_run(
+            project,
+            name,
+            trigger=TriggerKind.alert,
+            detail=detail,
+            actor=f"trigger:alert/{rule}",
+            trigger_key=trigger_key,
+        )
 
     def due_schedules(self) -> list[tuple[str, str]]:
         """(project, pipeline) of schedules that are due; moves each to its next time."""

@@ -34,7 +34,10 @@ class PipelineRow(ResourceMixin, Base):
 
 class PipelineRunRow(Base):
     __tablename__ = "pipeline_runs"
-    __table_args__ = (UniqueConstraint("pipeline_uid", "number"),)
+    __table_args__ = (
+        UniqueConstraint("pipeline_uid", "number"),
+        UniqueConstraint("pipeline_uid", "trigger_key"),
+    )
 
     uid: Mapped[str] = mapped_column(String(32), primary_key=True)
     pipeline_uid: Mapped[str] = mapped_column(
@@ -45,6 +48,9 @@ class PipelineRunRow(Base):
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     trigger: Mapped[str] = mapped_column(String(16))
     trigger_detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # What started it, once: the outbox row of a dataset or alert trigger (a redelivery
+    # finds this run instead of starting another).
+    trigger_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
     datasets: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
     message: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

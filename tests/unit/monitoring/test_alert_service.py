@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from stratus.core.database import Database
 from stratus.core.errors import Conflict, InvalidInput, NotFound
 from stratus.core.events import AlertFired, EventBus
+from stratus.core.outbox import Outbox
 from stratus.iam.audit import AuditLog
 from stratus.iam.tables import ProjectRow
 from stratus.migrations.runner import upgrade
@@ -55,12 +56,11 @@ class World:
         self.fired: list[AlertFired] = []
         self.bus.subscribe(AlertFired, lambda session, event: self.fired.append(event))
         self.audit = AuditLog(self.db)
+        self.outbox = Outbox(self.db)
         self.alerts = AlertService(
-            self.db, self.bus, self.audit, SecretBox(os.urandom(32)),
+            self.db, self.bus, self.audit, SecretBox(os.urandom(32)), self.outbox,
             project_uid=project_uid, project_name=project_name, notification_timeout=1,
         )  # fmt: skip
-        self.sent: list[Dispatch] = []
-        self.alerts.notifier.submit = self.sent.append  # type: ignore[method-assign]
         self.registry = CollectorRegistry()
         self.gauge = Gauge(
             "stratus_endpoint_error_ratio", "test", ["project", "endpoint", "variant"],
@@ -70,6 +70,11 @@ class World:
 
     def tick(self, seconds: float) -> int:
         return self.evaluator.tick(T0 + timedelta(seconds=seconds))
+
+    @property
+    def sent(self) -> list[Dispatch]:
+        """The notifications queued for sending (outbox rows, one per channel)."""
+        return self.alerts.dispatcher.pending()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -219,7 +224,7 @@ def test_channel_secrets_are_write_only_and_masked_values_keep_them(world: World
     mail, _ = world.alerts.channels.apply(
         "p",
         s.ChannelApply(name="mail", type="email", to=["a@example.com"], sender="s@example.com",
-                       smtp_host="127.0.0.1", username="u", password="pw-s3cret"),
+                       smtp_host="smtp.example.com", username="u", password="pw-s3cret"),
     )  # fmt: skip
     assert mail.spec.password == "****"
     world.alerts.apply_rule("p", rule(channels=["mail"]))
@@ -274,3 +279,33 @@ def test_alertmanager_deliveries_are_idempotent_and_fire_once(world: World) -> N
     assert len(world.sent) == 2  # no channels to tell for DiskFull
     # the same alert in another project is another alert
     assert world.alerts.receive_alertmanager("q", firing, "user:admin").fired == 1
+
+
+def test_notifications_wait_in_the_outbox_and_survive_a_crash(world: World) -> None:
+    """A change's notifications are outbox rows (one per channel) of its transaction; one a
+    dead control plane had claimed is sent at the next start; each answer is kept on the
+    event beside the other channel's."""
+    world.alerts.channels.apply("p", hook())
+    world.alerts.channels.apply("p", hook(name="second", url="https://hooks.example.com/b"))
+    world.alerts.apply_rule("p", rule(channels=["hook", "second"]))
+    firing = s.AlertmanagerPayload.model_validate(alertmanager("firing"))
+    world.alerts.receive_alertmanager("p", firing, "user:admin")
+    assert [d.channels for d in world.sent] == [("hook",), ("second",)]
+    sent: list[tuple[str, str, float | None]] = []
+
+    def sender(channel: Any, n: Any, timeout: float) -> s.NotificationResult:
+        sent.append((channel.name, n.state, n.value))
+        return s.NotificationResult(channel=channel.name, ok=True, detail="HTTP 200")
+
+    world.alerts.notifier.sender = sender
+    dispatcher = world.alerts.dispatcher
+    world.outbox.claim(["alerts.notification"])  # claimed by a control plane that then died
+    assert dispatcher.tick() == 0  # leased: not sent twice at once
+    assert world.outbox.release(["alerts.notification"]) == 2  # what `start` does
+    assert dispatcher.tick() == 2
+    assert sorted(sent) == [("hook", "firing", 0.7), ("second", "firing", 0.7)]
+    assert world.sent == []
+    (event,) = world.alerts.history("p", "errors", None, None, None)[0]
+    assert sorted((n.channel, n.ok) for n in event.notifications) == [
+        ("hook", True), ("second", True),
+    ]  # fmt: skip
