@@ -14,9 +14,11 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import Engine, create_engine, text
 
 from stratus.client import Client
 from stratus.core.errors import NotFound, PermissionDenied
+from stratus.iam.audit import GENESIS, entry_hash
 from stratus.iam.schemas import AuditEventRead
 from stratus.testing import LocalPlatform
 
@@ -439,3 +441,113 @@ def test_a_removed_entry_is_reported(tmp_path: Path, run_cli: Callable[..., Any]
         code, _, err = _cli(run_cli, p, "audit", "verify")
         assert code == 1
         assert "removed" in err and "entry 3" in err
+
+
+# --- tampering by someone who can write to the database and knows the unkeyed hash ------------
+
+
+def _rows(engine: Engine) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        found = conn.execute(text("SELECT * FROM audit_events ORDER BY seq")).mappings()
+        return [dict(r) for r in found]
+
+
+def _rechain_unkeyed(engine: Engine, start: int) -> None:
+    """Recompute every hash and link from entry `start` on with the unkeyed `entry_hash` (as
+    `iam/audit.py` had it), and rewrite `audit_head` to match: a forger's best effort."""
+    rows = _rows(engine)
+    prev = GENESIS
+    with engine.begin() as conn:
+        for r in rows:
+            if r["seq"] >= start:
+                fields = {
+                    k: r[k] for k in ("actor", "action", "resource", "project", "outcome", "source")
+                }
+                fields |= {
+                    "status_code": r["status_code"],
+                    "request_id": r["request_id"],
+                    "details": json.loads(r["details"]),
+                }
+                time = datetime.fromisoformat(str(r["time"]))
+                r["prev_hash"], r["hash"] = prev, entry_hash(r["seq"], time, fields, prev)
+                conn.execute(
+                    text("UPDATE audit_events SET prev_hash = :p, hash = :h WHERE seq = :s"),
+                    {"p": r["prev_hash"], "h": r["hash"], "s": r["seq"]},
+                )
+            prev = r["hash"]
+        conn.execute(
+            text("UPDATE audit_head SET last_seq = :s, last_hash = :h, count = :s"),
+            {"s": rows[-1]["seq"], "h": prev},
+        )
+
+
+def _edit(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE audit_events SET actor = 'user:mallory' WHERE seq = 2"))
+    _rechain_unkeyed(engine, 2)
+
+
+def _delete(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_events WHERE seq = 3"))
+        conn.execute(text("UPDATE audit_events SET seq = seq - 1 WHERE seq > 3"))
+    _rechain_unkeyed(engine, 3)
+
+
+def _rechain(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE audit_events SET outcome = 'failure' WHERE seq = 4"))
+    _rechain_unkeyed(engine, 1)
+
+
+def _truncate(engine: Engine) -> None:
+    third = _rows(engine)[2]["hash"]
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_events WHERE seq > 3"))
+        conn.execute(
+            text("UPDATE audit_head SET last_seq = 3, last_hash = :h, count = 3"), {"h": third}
+        )
+
+
+@pytest.mark.parametrize(
+    ("tamper", "bad_seq", "problem"),
+    [
+        pytest.param(_edit, 2, "entry 2 was altered", id="edited"),
+        pytest.param(_delete, 3, "entry 3 was altered", id="deleted"),
+        pytest.param(_rechain, 1, "entry 1 was altered", id="re-chained"),
+        pytest.param(
+            _truncate,
+            4,
+            "entries 4 to 5 were removed from the end "
+            "(the checkpoint in the object store records entry 5)",
+            id="truncated",
+        ),
+    ],
+)
+def test_tampering_with_the_unkeyed_hash_is_reported(
+    tmp_path: Path,
+    run_cli: Callable[..., Any],
+    tamper: Callable[[Engine], None],
+    bad_seq: int,
+    problem: str,
+) -> None:
+    with LocalPlatform(tmp_path / "home") as p:
+        with p.client() as c:
+            _make_changes(c)
+            intact = c.audit.verify()
+            assert intact.ok and intact.checked == 5 and intact.checkpoint_seq == 5
+        p.stop()  # tampered at rest, and the checkpoint outlives the restart
+        engine = create_engine(f"sqlite:///{p.home / 'stratus.db'}")
+        try:
+            tamper(engine)
+        finally:
+            engine.dispose()
+        p.start()
+        with p.client() as c:
+            verdict = c.audit.verify()
+        assert (verdict.ok, verdict.first_bad_seq, verdict.problem) == (False, bad_seq, problem)
+        code, out, err = _cli(run_cli, p, "audit", "verify")
+        assert code == 1 and "intact" not in out
+        assert "tampered" in err and problem.split(" (")[0] in " ".join(err.split())
+        code, out, _ = _cli(run_cli, p, "audit", "verify", "-o", "json")
+        assert code == 1 and json.loads(out)["first_bad_seq"] == bad_seq

@@ -76,7 +76,11 @@ def test_corrupted_bytes_leave_no_folder(platform: Platform, tmp_path: Path) -> 
     data = b"precious weights" * 5000
     number = _push(platform, {"model.skops": data})
     sha = hashlib.sha256(data).hexdigest()
-    blob = next((platform.settings.home / "store" / "blobs").rglob(sha))
+    blob = next(  # files carry keyed names: <project>/<name[:2]>/<name>
+        f
+        for f in (platform.settings.home / "store" / "blobs").rglob("*")
+        if f.is_file() and f.name == platform.store.blob_name(f.parent.parent.name, sha)
+    )
     raw = bytearray(blob.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
     blob.write_bytes(bytes(raw))

@@ -16,6 +16,9 @@ import pytest
 
 from stratus.client import Client
 from stratus.core.errors import AlreadyExists, Conflict, InvalidInput, NotFound, StaleResource
+from stratus.iam.credentials import derive_key
+from stratus.storage.blobstore import BLOB_NAMES, open_store
+from stratus.storage.encryption import load_or_create_master_key
 from stratus.testing import LocalPlatform
 
 CliRunner = Callable[..., Any]  # the `cli` fixture: cli("buckets", "ls", ...) -> CliResult
@@ -551,8 +554,9 @@ def test_wrong_declared_sha256_is_refused(
         admin.buckets.head_object(bucket, "checked.bin", project=project)
     # The refused bytes are not kept in the store either.
     uid = admin.projects.get(project).metadata.uid
-    blob = platform.home / "store" / "blobs" / uid / actual[:2] / actual
-    assert not blob.exists()
+    master = load_or_create_master_key(None, platform.home / "master.key")
+    store = open_store(str(platform.home / "store"), name_key=derive_key(master, BLOB_NAMES))
+    assert not store.exists(uid, actual)
 
     malformed = http.put(
         objects_url(project, bucket, "checked.bin"),
@@ -569,7 +573,7 @@ def test_wrong_declared_sha256_is_refused(
     )
     assert right.status_code == 201, right.text
     assert right.json()["sha256"] == actual
-    assert blob.exists()
+    assert store.exists(uid, actual)
 
 
 # --- the CLI ---------------------------------------------------------------------------------

@@ -16,6 +16,10 @@ import httpx
 import pytest
 
 from stratus.core.errors import DataCorrupted, NotFound
+from stratus.iam.credentials import derive_key
+from stratus.storage.blobs import KEYED_NAMES_MARKER
+from stratus.storage.blobstore import BLOB_NAMES, BlobStore, open_store
+from stratus.storage.encryption import load_or_create_master_key
 from stratus.testing import LocalPlatform
 
 MiB = 1024 * 1024
@@ -26,9 +30,24 @@ def files_under(path: Path) -> list[Path]:
     return sorted(p for p in path.rglob("*") if p.is_file())
 
 
-def blob_path(p: LocalPlatform, sha256: str) -> Path:
+def project_uid(p: LocalPlatform) -> str:
     with p.client() as c:
-        uid = c.projects.get(PROJECT).metadata.uid
+        return c.projects.get(PROJECT).metadata.uid
+
+
+def keyed_store(p: LocalPlatform) -> BlobStore:
+    """The platform's store as the platform names its files (the key comes from the master)."""
+    master = load_or_create_master_key(None, p.home / "master.key")
+    return open_store(str(p.home / "store"), name_key=derive_key(master, BLOB_NAMES))
+
+
+def blob_path(p: LocalPlatform, sha256: str) -> Path:
+    return Path(keyed_store(p).blob_path(project_uid(p), sha256))
+
+
+def legacy_blob_path(p: LocalPlatform, sha256: str) -> Path:
+    """Where a release before keyed names put the blob: named by the content's SHA-256."""
+    uid = project_uid(p)
     return p.home / "store" / "blobs" / uid / sha256[:2] / sha256
 
 
@@ -97,6 +116,53 @@ def test_plaintext_never_reaches_disk(own_platform: LocalPlatform) -> None:
     assert len(files_under(own_platform.home / "store" / "blobs")) == 3
     own_platform.stop()
     assert_clean()  # and after a clean stop has checkpointed the database
+
+
+def test_file_names_do_not_confirm_the_content(own_platform: LocalPlatform) -> None:
+    known = b"a file anyone could have: " + b"public dataset row\n" * 5000
+    with own_platform.client() as c:
+        c.buckets.create("names", project=PROJECT)
+        version = c.buckets.upload("names", "a.csv", known, project=PROJECT)
+        again = c.buckets.upload("names", "copy-of-a.csv", known, project=PROJECT)
+        sha = hashlib.sha256(known).hexdigest()
+        assert version.sha256 == again.sha256 == sha  # the public digest is the content's
+        assert c.buckets.read("names", "copy-of-a.csv", project=PROJECT) == known
+    [stored] = files_under(own_platform.home / "store" / "blobs")  # stored once
+    assert sha not in str(stored)
+    assert stored == blob_path(own_platform, sha)
+
+
+def test_a_store_with_legacy_names_keeps_reading(own_platform: LocalPlatform) -> None:
+    """Files named by their SHA-256, as releases before keyed names wrote them, still read;
+    the next start without the store's marker renames them."""
+    first, second = b"older content " * 3000, b"other older content " * 3000
+    with own_platform.client() as c:
+        c.buckets.create("old", project=PROJECT)
+        c.buckets.upload("old", "first", first, project=PROJECT)
+        c.buckets.upload("old", "second", second, project=PROJECT)
+    shas = [hashlib.sha256(data).hexdigest() for data in (first, second)]
+    keyed = [blob_path(own_platform, sha) for sha in shas]
+    legacy = [legacy_blob_path(own_platform, sha) for sha in shas]
+    own_platform.stop()
+    for old, new in zip(keyed, legacy, strict=True):  # as a release before keyed names had it
+        new.parent.mkdir(parents=True, exist_ok=True)
+        old.rename(new)
+    own_platform.start()
+    with own_platform.client() as c:  # the marker says renaming was done: reads fall back
+        assert c.buckets.read("old", "first", project=PROJECT) == first
+        c.buckets.upload("old", "third", second, project=PROJECT)  # dedup across both names
+        assert c.buckets.read("old", "third", project=PROJECT) == second
+    assert legacy[0].exists() and legacy[1].exists()
+    own_platform.stop()
+    (own_platform.home / "store" / KEYED_NAMES_MARKER).unlink()
+    own_platform.start()
+    assert (own_platform.home / "store" / KEYED_NAMES_MARKER).exists()
+    assert not any(path.exists() for path in legacy)
+    assert all(path.exists() for path in keyed)
+    assert len(files_under(own_platform.home / "store" / "blobs")) == 2
+    with own_platform.client() as c:
+        assert c.buckets.read("old", "first", project=PROJECT) == first
+        assert c.buckets.read("old", "second", project=PROJECT) == second
 
 
 # --- (b) corruption --------------------------------------------------------------------------

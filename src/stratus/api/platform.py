@@ -23,7 +23,7 @@ from stratus.endpoints.controller import ControllerConfig, EndpointController
 from stratus.endpoints.metrics import InferenceMetrics, ServingCollector
 from stratus.endpoints.routing import RouteTable
 from stratus.endpoints.service import EndpointService
-from stratus.iam.audit import AuditLog
+from stratus.iam.audit import AUDIT_CHAIN, AuditLog
 from stratus.iam.authenticating import Authenticator
 from stratus.iam.bootstrap import FirstStart, bootstrap
 from stratus.iam.credentials import TokenSigner, derive_key, derive_signing_key
@@ -43,7 +43,7 @@ from stratus.pipelines.service import PipelineService
 from stratus.registry.service import RegistryService
 from stratus.serving.capture import CaptureBuffer
 from stratus.storage.blobs import Blobs
-from stratus.storage.blobstore import BlobStore, open_store
+from stratus.storage.blobstore import BLOB_NAMES, BlobStore, open_store
 from stratus.storage.encryption import load_or_create_master_key
 from stratus.storage.keyring import Keyring
 from stratus.storage.reaching import StoreTimeouts
@@ -96,13 +96,16 @@ class Platform:
     def build(cls, settings: Settings, master_key: bytes) -> Platform:
         db = Database(settings.database_url, echo=settings.db.echo)
         store = open_store(
-            settings.store_url, settings.store.s3_endpoint_url, timeouts=store_timeouts(settings)
+            settings.store_url,
+            settings.store.s3_endpoint_url,
+            name_key=derive_key(master_key, BLOB_NAMES),
+            timeouts=store_timeouts(settings),
         )
         bus = EventBus()
         signer = TokenSigner(derive_signing_key(master_key), settings.security.token_ttl_seconds)
         authenticator = Authenticator(db, signer, settings.security.auth_cache_seconds)
         iam = IamService(db, bus, on_change=authenticator.clear_cache)
-        audit = AuditLog(db)
+        audit = AuditLog(db, derive_key(master_key, AUDIT_CHAIN), checkpoints=store)
         blobs = Blobs(db, store, Keyring(db, master_key), encrypt=settings.store.encryption)
         storage = StorageService(db, blobs, bus, project_uid=iam.project_uid)
         registry = RegistryService(db, blobs, bus, project_uid=iam.project_uid)
@@ -266,10 +269,17 @@ class Platform:
     def start(self) -> FirstStart | None:
         self.store.ensure_ready()
         first = bootstrap(self.db)
+        self.blobs.adopt_legacy_names()
         self.blobs.sweep(self.settings.store.tmp_max_age_seconds)
         sweeper = threading.Thread(target=self._sweep_forever, name="stratus-sweeper", daemon=True)
         sweeper.start()
         self._threads.append(sweeper)
+        self.audit.checkpoint()
+        anchor = threading.Thread(
+            target=self._checkpoint_audit_forever, name="stratus-audit-checkpoint", daemon=True
+        )
+        anchor.start()
+        self._threads.append(anchor)
         return first
 
     def _sweep_forever(self) -> None:
@@ -279,8 +289,21 @@ class Platform:
             except Exception:  # the sweeper must outlive a passing store or database error
                 log.exception("sweeping the object store failed; will retry")
 
+    def _checkpoint_audit_forever(self) -> None:
+        """Anchor the audit chain's head in the object store every few seconds: entries newer
+        than the last checkpoint are the only ones a truncation of the database could hide."""
+        while not self._stop.wait(self.settings.security.audit_checkpoint_seconds):
+            try:
+                self.audit.checkpoint()
+            except Exception:  # must outlive a passing store or database error
+                log.exception("writing the audit checkpoint failed; will retry")
+
     def stop(self) -> None:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=5)
+        try:
+            self.audit.checkpoint()
+        except Exception:
+            log.exception("writing the audit checkpoint at shutdown failed")
         self.db.dispose()

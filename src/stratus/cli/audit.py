@@ -53,7 +53,8 @@ def list_(
 
 @app.command("verify")
 def verify(ctx: typer.Context, output: OutputOption = Format.table) -> None:
-    """Check the hash chain: prove the log intact, or name the first entry altered or removed.
+    """Check the keyed hash chain and its checkpoint: prove the log intact, or name the first
+    entry altered, removed or replaced.
 
     Example: stratus audit verify
     """
@@ -61,8 +62,14 @@ def verify(ctx: typer.Context, output: OutputOption = Format.table) -> None:
     if output != Format.table:
         show(result, output)
     elif result.ok:
-        console.print(f"[green]audit log intact[/]: {result.checked} entries verified")
+        anchored = (
+            f" (up to entry {result.checkpoint_seq} anchored in the object store)"
+            if result.checkpoint_seq is not None
+            else ""
+        )
+        console.print(f"[green]audit log intact[/]: {result.checked} entries verified{anchored}")
     else:
-        err.print(f"[red]audit log tampered[/]: {result.problem} (entry {result.first_bad_seq})")
+        where = f" (entry {result.first_bad_seq})" if result.first_bad_seq is not None else ""
+        err.print(f"[red]audit log tampered[/]: {result.problem}{where}")
     if not result.ok:
         raise typer.Exit(1)

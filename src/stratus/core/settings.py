@@ -71,11 +71,17 @@ class StoreSettings(BaseModel):
     )
 
 
-
 class SecuritySettings(BaseModel):
     token_ttl_seconds: int = Field(3600, gt=0, description="lifetime of a login token")
     auth_cache_seconds: float = Field(
         5.0, ge=0, description="how long a verified credential is trusted without a lookup"
+    )
+    audit_checkpoint_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description="how often the audit chain's head is anchored in the object store; entries "
+        "newer than the last checkpoint could be removed from the end unnoticed",
     )
 
 

@@ -1,15 +1,22 @@
 """The audit log: an append-only hash chain of every change and every login.
 
-Each entry's hash covers its fields and the previous entry's hash; the head row keeps the last
-seq and hash, so `verify` finds an entry that was altered, one removed from the middle, and
-one removed from the end. Appends serialize on the head row (SQLite: BEGIN IMMEDIATE;
-PostgreSQL: SELECT ... FOR UPDATE).
+Each entry's hash covers its fields and the previous entry's hash, keyed with a secret derived
+from the master key (HMAC-SHA256), so someone who can write to the database cannot recompute
+the chain after editing it. The head row keeps the last seq and hash, and signed checkpoints
+of it in the object store (`audit_checkpoints.py`) show entries removed from the end even when
+the head row was rewritten too. `verify` names the first entry altered, removed or replaced.
+Entries written before the chain was keyed (seq < `audit_head.keyed_from`) keep their plain
+SHA-256 hashes; the first keyed entry's link covers them. Appends serialize on the head row
+(SQLite: BEGIN IMMEDIATE; PostgreSQL: SELECT ... FOR UPDATE).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import logging
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,12 +26,24 @@ from sqlalchemy.orm import Session
 
 from stratus.core.clock import as_utc, utcnow
 from stratus.core.database import Database
-from stratus.core.errors import InvalidInput
+from stratus.core.errors import InvalidInput, ServiceUnavailable
 from stratus.core.resources import check_limit, decode_token, encode_token
+from stratus.iam.audit_checkpoints import (
+    CHECKPOINT_KEY,
+    Checkpoint,
+    CheckpointStore,
+    ForgedCheckpoint,
+    decode_checkpoint,
+    encode_checkpoint,
+)
 from stratus.iam.schemas import AuditEventRead, AuditVerification
 from stratus.iam.tables import AuditEventRow, AuditHeadRow
 
+log = logging.getLogger(__name__)
+
 GENESIS = "0" * 64
+# The purpose the chain's key is derived for (`iam.credentials.derive_key(master, AUDIT_CHAIN)`).
+AUDIT_CHAIN = "stratus audit chain v1"
 
 
 @dataclass
@@ -40,7 +59,11 @@ class AuditEntry:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def entry_hash(seq: int, time: datetime, entry: dict[str, Any], prev_hash: str) -> str:
+def entry_hash(
+    seq: int, time: datetime, entry: dict[str, Any], prev_hash: str, key: bytes | None = None
+) -> str:
+    """HMAC-SHA256 of the entry under `key`; without a key, the legacy plain SHA-256 that
+    entries written before the chain was keyed carry."""
     payload = {
         "seq": seq,
         "time": as_utc(time).isoformat(timespec="microseconds"),
@@ -55,8 +78,10 @@ def entry_hash(seq: int, time: datetime, entry: dict[str, Any], prev_hash: str) 
         "details": entry["details"],
         "prev_hash": prev_hash,
     }
-    raw = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(raw.encode()).hexdigest()
+    raw = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str).encode()
+    if key is None:
+        return hashlib.sha256(raw).hexdigest()
+    return hmac.new(key, raw, hashlib.sha256).hexdigest()
 
 
 def _fields(row: AuditEventRow) -> dict[str, Any]:
@@ -79,8 +104,21 @@ def _text(value: str, limit: int) -> str:
 
 
 class AuditLog:
-    def __init__(self, db: Database) -> None:
+    """The chain; with `chain_key` new entries are keyed, with `checkpoints` its head is
+    anchored in the object store. The platform gives both; without them (tests of other
+    services) the log is the legacy unkeyed chain."""
+
+    def __init__(
+        self,
+        db: Database,
+        chain_key: bytes | None = None,
+        checkpoints: CheckpointStore | None = None,
+    ) -> None:
         self.db = db
+        self._key = chain_key
+        self._checkpoints = checkpoints if chain_key is not None else None
+        self._checkpoint_lock = threading.Lock()
+        self._last_checkpoint: Checkpoint | None = None
 
     def append(self, entry: AuditEntry) -> int:
         with self.db.transaction() as session:
@@ -94,6 +132,10 @@ class AuditLog:
             head = AuditHeadRow(id=1, last_seq=0, last_hash=GENESIS, count=0)
             session.add(head)
         seq = head.last_seq + 1
+        if self._key is not None and head.keyed_from is None:
+            head.keyed_from = seq  # a log written before keyed chains: keyed from here on
+        if self._key is None and head.keyed_from is not None:
+            raise RuntimeError("this audit log's chain is keyed: open it with the chain key")
         now = utcnow()
         values = {
             "actor": _text(entry.actor, 160),
@@ -106,7 +148,7 @@ class AuditLog:
             "source": _text(entry.source, 64),
             "details": entry.details,
         }
-        digest = entry_hash(seq, now, values, head.last_hash)
+        digest = entry_hash(seq, now, values, head.last_hash, self._key)
         session.add(
             AuditEventRow(seq=seq, time=now, prev_hash=head.last_hash, hash=digest, **values)
         )
@@ -205,11 +247,22 @@ class AuditLog:
         )
 
     def verify(self) -> AuditVerification:
-        """Walk the chain from the start; name the first entry altered or removed."""
+        """Walk the chain from the start and name the first entry altered, removed or
+        replaced; then hold the head against the checkpoint in the object store, and on
+        success move the checkpoint up to the head."""
+        known = self._last_checkpoint  # before reading the store: never newer than the store
+        try:
+            anchor = self._read_checkpoint()
+        except ForgedCheckpoint as exc:
+            return AuditVerification(ok=False, checked=0, problem=str(exc))
         checked = 0
         prev_hash, expected_seq = GENESIS, 1
+        anchored_hash: str | None = None
         with self.db.transaction() as session:
             head = session.get(AuditHeadRow, 1)
+            keyed_from = head.keyed_from if head is not None else None
+            if keyed_from is not None and self._key is None:
+                raise RuntimeError("this audit log's chain is keyed: open it with the chain key")
             stmt = (
                 select(AuditEventRow).order_by(AuditEventRow.seq).execution_options(yield_per=1000)
             )
@@ -223,8 +276,11 @@ class AuditLog:
                         f"entry {row.seq - 1} was altered or replaced "
                         f"(entry {row.seq} no longer links to it)",
                     )
-                if entry_hash(row.seq, row.time, _fields(row), row.prev_hash) != row.hash:
+                key = self._key if keyed_from is not None and row.seq >= keyed_from else None
+                if entry_hash(row.seq, row.time, _fields(row), row.prev_hash, key) != row.hash:
                     return _bad(checked, row.seq, f"entry {row.seq} was altered")
+                if anchor is not None and row.seq == anchor.seq:
+                    anchored_hash = row.hash
                 checked += 1
                 prev_hash, expected_seq = row.hash, row.seq + 1
             if head is not None:
@@ -234,7 +290,109 @@ class AuditLog:
                     )
                 if head.last_hash != prev_hash:
                     return _bad(checked, expected_seq - 1, f"entry {expected_seq - 1} was altered")
-        return AuditVerification(ok=True, checked=checked)
+        if known is not None and (anchor is None or anchor.seq < known.seq):
+            return AuditVerification(
+                ok=False,
+                checked=checked,
+                first_bad_seq=min(known.seq, expected_seq),
+                problem=f"the audit checkpoint in the object store was removed or replaced by "
+                f"an older one (this control plane anchored entry {known.seq})",
+            )
+        if anchor is not None:
+            found = _against(anchor, checked, expected_seq - 1, anchored_hash, keyed_from)
+            if found is not None:
+                return found
+        try:
+            anchor = self.checkpoint() or anchor
+        except ServiceUnavailable:
+            log.warning("the audit checkpoint could not be written after a verify; will retry")
+        return AuditVerification(
+            ok=True, checked=checked, checkpoint_seq=anchor.seq if anchor is not None else None
+        )
+
+    # --- checkpoints ---------------------------------------------------------------------------
+
+    def _read_checkpoint(self) -> Checkpoint | None:
+        if self._checkpoints is None or self._key is None:
+            return None
+        data = self._checkpoints.read_small_object(CHECKPOINT_KEY)
+        return None if data is None else decode_checkpoint(self._key, data)
+
+    def checkpoint(self) -> Checkpoint | None:
+        """Anchor the head in the object store when it has moved since the last checkpoint.
+
+        The checkpoint only moves forward along the same chain: a head behind it, a changed
+        `keyed_from`, or a chain that no longer holds the checkpointed entry is never anchored
+        (that would erase the evidence); it is logged and left for `verify` to name. Called
+        every few seconds, on verify and on shutdown: cheap when nothing changed."""
+        if self._checkpoints is None or self._key is None:
+            return None
+        with self._checkpoint_lock:
+            previous = self._last_checkpoint
+            if previous is None:
+                try:
+                    previous = self._read_checkpoint()
+                except ForgedCheckpoint as exc:
+                    log.warning("%s: not replacing it (run `stratus audit verify`)", exc)
+                    return None
+            with self.db.transaction() as session:
+                head = session.get(AuditHeadRow, 1)
+                if head is None or head.last_seq == 0:
+                    return previous
+                now_at = (head.last_seq, head.last_hash, head.keyed_from)
+                if previous is not None:
+                    if now_at == (previous.seq, previous.hash, previous.keyed_from):
+                        self._last_checkpoint = previous
+                        return previous
+                    at = session.get(AuditEventRow, previous.seq)
+                    if (
+                        head.last_seq < previous.seq
+                        or head.keyed_from != previous.keyed_from
+                        or at is None
+                        or at.hash != previous.hash
+                    ):
+                        log.warning(
+                            "the audit log no longer agrees with its checkpoint at entry %d: "
+                            "not moving the checkpoint (run `stratus audit verify`)",
+                            previous.seq,
+                        )
+                        return None
+                new = Checkpoint(
+                    seq=head.last_seq,
+                    hash=head.last_hash,
+                    keyed_from=head.keyed_from,
+                    time=utcnow(),
+                )
+            self._checkpoints.write_small_object(CHECKPOINT_KEY, encode_checkpoint(self._key, new))
+            self._last_checkpoint = new
+            return new
+
+
+def _against(
+    anchor: Checkpoint, checked: int, last: int, anchored_hash: str | None, keyed_from: int | None
+) -> AuditVerification | None:
+    """What the database's chain (walked up to `last`) says against the checkpoint."""
+    where = f"the checkpoint in the object store records entry {anchor.seq}"
+    if anchor.seq > last:
+        removed = (
+            f"entry {last + 1} was"
+            if last + 1 == anchor.seq
+            else (f"entries {last + 1} to {anchor.seq} were")
+        )
+        return _bad(checked, last + 1, f"{removed} removed from the end ({where})")
+    if anchor.keyed_from != keyed_from:
+        moved = [s for s in (anchor.keyed_from, keyed_from) if s is not None]
+        return _bad(
+            checked,
+            min(moved) if moved else 1,
+            f"the keyed chain's start was moved from entry {anchor.keyed_from} to {keyed_from} "
+            f"({where} keyed from entry {anchor.keyed_from})",
+        )
+    if anchor.seq > 0 and anchored_hash != anchor.hash:
+        return _bad(
+            checked, anchor.seq, f"entry {anchor.seq} was replaced (it differs from {where})"
+        )
+    return None
 
 
 def _bad(checked: int, seq: int, problem: str) -> AuditVerification:

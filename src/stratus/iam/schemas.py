@@ -210,3 +210,8 @@ class AuditVerification(BaseModel):
     checked: int = Field(description="entries checked")
     first_bad_seq: int | None = None
     problem: str | None = None
+    checkpoint_seq: int | None = Field(
+        None,
+        description="the newest entry anchored by the signed checkpoint in the object store: "
+        "entries after it could still be removed from the end unnoticed",
+    )

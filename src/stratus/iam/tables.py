@@ -118,7 +118,8 @@ class AuditEventRow(Base):
 
 
 class AuditHeadRow(Base):
-    """The chain head: the last entry's seq and hash, so a removed tail is detected too."""
+    """The chain head: the last entry's seq and hash, so a removed tail is detected too, and
+    the first entry of the keyed chain (older entries carry the legacy unkeyed hash)."""
 
     __tablename__ = "audit_head"
 
@@ -126,3 +127,4 @@ class AuditHeadRow(Base):
     last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     last_hash: Mapped[str] = mapped_column(String(64))
     count: Mapped[int] = mapped_column(BigInteger, default=0)
+    keyed_from: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

@@ -27,6 +27,9 @@ from stratus.storage.tables import BlobRow
 
 log = logging.getLogger(__name__)
 
+# Written to the store once every blob under a legacy (SHA-256) name has its keyed name.
+KEYED_NAMES_MARKER = "meta/keyed-blob-names"
+
 
 @dataclass(frozen=True)
 class SweepReport:
@@ -129,6 +132,21 @@ class Blobs:
         if gone:
             self.store.delete(project_uid, sha256)
         return bool(gone)
+
+    def adopt_legacy_names(self) -> int:
+        """Give every blob a store wrote before keyed names its keyed name (once per store: a
+        marker object records that it was done). Reads fall back to legacy names meanwhile, so
+        an interrupted pass only costs the next start a second look. Returns how many blobs
+        were renamed."""
+        if not self.store.keyed_names or self.store.read_small_object(KEYED_NAMES_MARKER):
+            return 0
+        with self.db.transaction() as session:
+            rows = list(session.execute(select(BlobRow.project_uid, BlobRow.sha256)).tuples())
+        renamed = sum(self.store.adopt_legacy_name(project, sha) for project, sha in rows)
+        self.store.write_small_object(KEYED_NAMES_MARKER, b"blob files carry keyed names\n")
+        if renamed:
+            log.info("renamed %d blobs from their SHA-256 to their keyed names", renamed)
+        return renamed
 
     def sweep(self, grace_seconds: float) -> SweepReport:
         """Remove unfinished uploads and unreferenced blobs older than the grace period."""

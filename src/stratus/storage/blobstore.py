@@ -1,8 +1,12 @@
 """Content-addressed blobs on any fsspec filesystem (a local directory or an S3 bucket).
 
 Writers stream plaintext through `BlobEncoder` into a temp file and move it to
-`blobs/<project>/<sha[:2]>/<sha>` on commit; readers decode and verify every frame and the
-whole-blob SHA-256. Metadata about blobs lives in the database, not here.
+`blobs/<project>/<name[:2]>/<name>` on commit, where the name is a keyed hash of the project
+and the content's SHA-256 (so a file's name does not confirm which content it holds to someone
+who can list the store); readers decode and verify every frame and the whole-blob SHA-256.
+Stores written before keyed names still read: a blob is looked for under its keyed name, then
+under its legacy name (the plain SHA-256), until `adopt_legacy_name` renames it. Metadata
+about blobs lives in the database, not here.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import hmac
 import os
 import re
 import time
@@ -27,6 +32,9 @@ from stratus.storage.encryption import CHUNK_BYTES, BlobEncoder, decode_blob
 from stratus.storage.reaching import StoreTimeouts, reaching
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+# The purpose blob names' key is derived for (`iam.credentials.derive_key(master, BLOB_NAMES)`).
+BLOB_NAMES = "stratus blob names v1"
+_SMALL_OBJECT_KEY = re.compile(r"[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*")
 _LOCAL_PROTOCOLS = {"file", "local"}
 _S3_PROTOCOLS = {"s3", "s3a"}
 
@@ -158,12 +166,20 @@ class _BlobIterator:
 
 
 class BlobStore:
-    """Content-addressed, per-project blob storage under `root` on `fs`."""
+    """Content-addressed, per-project blob storage under `root` on `fs`.
 
-    def __init__(self, fs: fsspec.AbstractFileSystem, root: str) -> None:
+    With a `name_key` (the platform always gives one, derived from the master key) files are
+    named by HMAC-SHA256(name_key, project + "/" + sha256); without one, by the SHA-256 itself
+    (the legacy layout, kept for tools and tests that read a store without the key).
+    """
+
+    def __init__(
+        self, fs: fsspec.AbstractFileSystem, root: str, *, name_key: bytes | None = None
+    ) -> None:
         self._fs = fs
         self.is_local = isinstance(fs, LocalFileSystem)
         self.root = root.rstrip("/") or "/"
+        self._name_key = name_key
 
     def __repr__(self) -> str:
         return f"BlobStore({self._describe()})"
@@ -175,10 +191,39 @@ class BlobStore:
 
     # --- paths ---------------------------------------------------------------------------------
 
+    @property
+    def keyed_names(self) -> bool:
+        return self._name_key is not None
+
+    def blob_name(self, project: str, sha256: str) -> str:
+        """The file name of a blob: keyed, so it is not the SHA-256 of the content."""
+        _check_project(project)
+        _check_sha(sha256)
+        if self._name_key is None:
+            return sha256
+        message = f"{project}/{sha256}".encode()
+        return hmac.new(self._name_key, message, hashlib.sha256).hexdigest()
+
     def blob_path(self, project: str, sha256: str) -> str:
+        """Where a blob is written (and first looked for)."""
+        name = self.blob_name(project, sha256)
+        return f"{self.root}/blobs/{project}/{name[:2]}/{name}"
+
+    def legacy_blob_path(self, project: str, sha256: str) -> str:
+        """Where a store written before keyed names holds the blob: named by its SHA-256."""
         _check_project(project)
         _check_sha(sha256)
         return f"{self.root}/blobs/{project}/{sha256[:2]}/{sha256}"
+
+    def _paths(self, project: str, sha256: str) -> list[str]:
+        keyed = self.blob_path(project, sha256)
+        legacy = self.legacy_blob_path(project, sha256)
+        return [keyed] if keyed == legacy else [keyed, legacy]
+
+    def _small_object_path(self, key: str) -> str:
+        if not _SMALL_OBJECT_KEY.fullmatch(key) or key.split("/", 1)[0] in ("blobs", "tmp"):
+            raise InvalidInput(f"{key!r} cannot name a small object in the store")
+        return f"{self.root}/{key}"
 
     def _tmp_dir(self) -> str:
         return f"{self.root}/tmp"
@@ -259,18 +304,24 @@ class BlobStore:
         One chunk is held back so the whole-blob SHA-256 is checked before the final
         chunk leaves: a blob whose content does not match its name never reads in full.
         """
-        return reaching(self._chunks(self.blob_path(project, sha256), sha256, keys), self._describe())
+        return reaching(self._chunks(project, sha256, keys), self._describe())
+
+    def _open_blob(self, project: str, sha256: str) -> BinaryIO:
+        """The blob's file under its keyed name, else under its legacy name."""
+        for path in self._paths(project, sha256):
+            if not self.is_local:
+                self._fs.invalidate_cache(path)
+            try:
+                return cast(BinaryIO, self._fs.open(path, "rb"))
+            except FileNotFoundError:
+                continue
+        raise DataCorrupted(f"blob {sha256[:12]} is missing from the store")
 
     def _chunks(
-        self, path: str, sha256: str, keys: Callable[[str], bytes]
+        self, project: str, sha256: str, keys: Callable[[str], bytes]
     ) -> Generator[bytes, None, None]:
         what = f"blob {sha256[:12]}"
-        if not self.is_local:
-            self._fs.invalidate_cache(path)
-        try:
-            file = self._fs.open(path, "rb")
-        except FileNotFoundError:
-            raise DataCorrupted(f"{what} is missing from the store") from None
+        file = self._open_blob(project, sha256)
         try:
             digest = hashlib.sha256()
             pending: bytes | None = None
@@ -288,9 +339,7 @@ class BlobStore:
 
     def open_read(self, project: str, sha256: str, keys: Callable[[str], bytes]) -> Iterator[bytes]:
         """Like `read`, but the first chunk is read and verified before this returns."""
-        chunks = reaching(
-            self._chunks(self.blob_path(project, sha256), sha256, keys), self._describe()
-        )
+        chunks = reaching(self._chunks(project, sha256, keys), self._describe())
         try:
             first = next(chunks)
         except StopIteration:
@@ -301,18 +350,78 @@ class BlobStore:
         return _BlobIterator(first, chunks)
 
     def exists(self, project: str, sha256: str) -> bool:
-        path = self.blob_path(project, sha256)
+        return any(self._file_exists(path) for path in self._paths(project, sha256))
+
+    def _file_exists(self, path: str) -> bool:
         if self.is_local:
             return os.path.isfile(path)
         self._fs.invalidate_cache(path)
         return bool(self._fs.exists(path))
 
     def delete(self, project: str, sha256: str) -> None:
-        path = self.blob_path(project, sha256)
-        with contextlib.suppress(FileNotFoundError):
-            self._fs.rm(path)
+        for path in self._paths(project, sha256):
+            with contextlib.suppress(FileNotFoundError):
+                self._fs.rm(path)
+            if not self.is_local:
+                self._fs.invalidate_cache(path)
+
+    def adopt_legacy_name(self, project: str, sha256: str) -> bool:
+        """Rename a blob stored under its legacy name (its SHA-256) to its keyed name; when
+        the keyed file is already there the legacy copy is removed. True when a legacy file
+        was found."""
+        paths = self._paths(project, sha256)
+        if len(paths) == 1 or not self._file_exists(paths[1]):
+            return False
+        keyed, legacy = paths
+        if self._file_exists(keyed):
+            self._remove_quietly(legacy)
+        elif self.is_local:
+            os.makedirs(os.path.dirname(keyed), exist_ok=True)
+            os.replace(legacy, keyed)
+        else:
+            self._fs.mv(legacy, keyed)
+            self._fs.invalidate_cache(legacy)
+        if self.is_local:
+            with contextlib.suppress(OSError):  # only when empty: other blobs may share it
+                os.rmdir(os.path.dirname(legacy))
+        return True
+
+    # --- small objects -------------------------------------------------------------------------
+
+    def read_small_object(self, key: str) -> bytes | None:
+        """A small document kept beside the blobs (e.g. `audit/checkpoint.json`), or None."""
+        path = self._small_object_path(key)
         if not self.is_local:
             self._fs.invalidate_cache(path)
+        try:
+            return bytes(self._fs.cat_file(path))
+        except FileNotFoundError:
+            return None
+        except Exception as exc:
+            raise ServiceUnavailable(
+                f"blob store {self._describe()} is unreachable: {exc}"
+            ) from exc
+
+    def write_small_object(self, key: str, data: bytes) -> None:
+        """Replace a small document atomically: a reader sees the old bytes or the new ones."""
+        path = self._small_object_path(key)
+        try:
+            if self.is_local:
+                os.makedirs(self._tmp_dir(), exist_ok=True)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                tmp = f"{self._tmp_dir()}/{uuid.uuid4().hex}"
+                with open(tmp, "wb") as file:
+                    file.write(data)
+                    file.flush()
+                    os.fsync(file.fileno())
+                os.replace(tmp, path)
+            else:
+                self._fs.pipe_file(path, data)  # one PUT: S3 replaces an object atomically
+                self._fs.invalidate_cache(path)
+        except OSError as exc:
+            raise ServiceUnavailable(
+                f"blob store {self._describe()} cannot be written: {exc}"
+            ) from exc
 
     # --- maintenance ---------------------------------------------------------------------------
 
@@ -340,7 +449,8 @@ class BlobStore:
         return removed
 
     def list_project_blobs(self, project: str) -> Iterator[str]:
-        """SHA-256s of every blob stored for `project` (for garbage collection)."""
+        """File names of every blob stored for `project`: keyed names, and the SHA-256s of
+        blobs still under legacy names."""
         _check_project(project)
         prefix = f"{self.root}/blobs/{project}"
         self._fs.invalidate_cache(prefix)
@@ -368,10 +478,15 @@ def _modified_at(entry: dict[str, Any]) -> float | None:
 
 
 def open_store(
-    url: str, s3_endpoint_url: str | None = None, *, timeouts: StoreTimeouts | None = None
+    url: str,
+    s3_endpoint_url: str | None = None,
+    *,
+    name_key: bytes | None = None,
+    timeouts: StoreTimeouts | None = None,
 ) -> BlobStore:
-    """A BlobStore for a local path (or file:// URL) or an `s3://bucket/prefix` URL. Requests
-    to S3 are bounded by `timeouts`."""
+    """A BlobStore for a local path (or file:// URL) or an `s3://bucket/prefix` URL; with
+    `name_key`, blobs are named by a keyed hash (see `BlobStore`). Requests to S3 are bounded
+    by `timeouts`."""
     timeouts = timeouts or StoreTimeouts()
     protocol, _ = fsspec.core.split_protocol(url)
     protocol = (protocol or "file").lower()
@@ -401,4 +516,4 @@ def open_store(
         raise InvalidInput(f"blob store URL {url!r} names no bucket")
     if protocol in _S3_PROTOCOLS:
         timeouts.apply(fs)
-    return BlobStore(fs, root)
+    return BlobStore(fs, root, name_key=name_key)
