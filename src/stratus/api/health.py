@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from anyio import to_thread
+from anyio import fail_after, to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from stratus.api.platform import store_timeouts
 from stratus.core.errors import ServiceUnavailable
 
 router = APIRouter(tags=["health"])
@@ -32,13 +33,18 @@ def healthz() -> Health:
     responses={503: {"model": Health, "description": "a dependency is down"}},
 )
 async def readyz(request: Request) -> JSONResponse:
-    """The database and the object store answer."""
+    """The database and the object store answer (within the store's request bound: a store
+    that stalls is reported, not waited for)."""
     platform = request.app.state.platform
+    bound = store_timeouts(platform.settings).bound_seconds
     checks: dict[str, str] = {}
     for name, probe in (("database", platform.db.ping), ("store", platform.store.ping)):
         try:
-            await to_thread.run_sync(probe)
+            with fail_after(bound):
+                await to_thread.run_sync(probe, abandon_on_cancel=True)
             checks[name] = "ok"
+        except TimeoutError:
+            checks[name] = f"no answer within {bound:g} s"
         except ServiceUnavailable as exc:
             checks[name] = exc.detail
         except Exception as exc:

@@ -7,8 +7,9 @@ stale-snapshot failures); PostgreSQL runs read-committed with row locks where ne
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -19,6 +20,8 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from stratus.core.errors import InvalidInput, ServiceUnavailable, StaleResource
 
+log = logging.getLogger(__name__)
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -26,6 +29,10 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+_READ_ONLY = "stratus_read_only"
+AfterTransaction = Callable[[bool], None]
 
 
 class Base(DeclarativeBase):
@@ -57,7 +64,12 @@ def _tune_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # A read beside this thread's transaction begins DEFERRED: a WAL reader never waits
+        # for the writer (which may be this very thread).
+        if connection.get_execution_options().get(_READ_ONLY):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class Database:
@@ -67,6 +79,9 @@ class Database:
         self.url = url
         self.engine = make_engine(url, echo=echo)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._readers = sessionmaker(
+            self.engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False
+        )
         self._local = threading.local()
 
     @property
@@ -80,22 +95,75 @@ class Database:
         Transactions do not nest: on SQLite a second one in the same thread would wait for the
         first's write lock forever. Pass the open session down instead.
         """
-        if getattr(self._local, "open", False):
+        if self.open_session() is not None:
             raise RuntimeError("a transaction is already open in this thread: pass its session")
         session = self._sessions()
-        self._local.open = True
+        self._local.session = session
+        self._local.after = []
+        committed = False
         try:
-            with session.begin():
+            with self._translated_errors(), session.begin():
                 yield session
+            committed = True
+        finally:
+            after: list[AfterTransaction] = self._local.after
+            self._local.session, self._local.after = None, []
+            session.close()
+            for callback in after:
+                try:
+                    callback(committed)
+                except Exception:  # the transaction's outcome stands; say what went wrong after
+                    log.exception("a callback after a transaction failed")
+
+    def open_session(self) -> Session | None:
+        """The session of the transaction this thread has open, if any."""
+        session: Session | None = getattr(self._local, "session", None)
+        return session
+
+    def after_transaction(self, callback: AfterTransaction) -> None:
+        """Call `callback(committed)` once this thread's open transaction is over and closed
+        (so the callback may open a transaction of its own)."""
+        if self.open_session() is None:
+            raise RuntimeError("no transaction is open in this thread")
+        self._local.after.append(callback)
+
+    @contextmanager
+    def side_transaction(self) -> Iterator[Session]:
+        """A short transaction on a connection of its own, committed whatever becomes of the
+        transaction this thread may have open: for write-once rows that must be durable before
+        they are used (a data key). Not on SQLite while this thread holds its one write lock:
+        that would wait for itself; join the open session there instead."""
+        if self.dialect == "sqlite" and self.open_session() is not None:
+            raise RuntimeError("SQLite has one writer and this thread holds it: use its session")
+        session = self._sessions()
+        try:
+            with self._translated_errors(), session.begin():
+                yield session
+        finally:
+            session.close()
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """Reads on a connection of their own, beside the transaction this thread may have open
+        (they see committed rows only). On SQLite they never wait for a writer."""
+        session = self._readers()
+        try:
+            with self._translated_errors(), session.begin():
+                yield session
+        finally:
+            session.close()
+
+    @staticmethod
+    @contextmanager
+    def _translated_errors() -> Iterator[None]:
+        try:
+            yield
         except StaleDataError as exc:
             raise StaleResource("the resource was changed by someone else; read it again") from exc
         except OperationalError as exc:
             raise ServiceUnavailable(f"database error: {exc.orig}") from exc
         except DataError as exc:  # a value the database cannot hold, e.g. NUL in PostgreSQL text
             raise InvalidInput(f"the database refused a value in the request: {exc.orig}") from exc
-        finally:
-            self._local.open = False
-            session.close()
 
     def ping(self) -> None:
         with self.engine.connect() as conn:

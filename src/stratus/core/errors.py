@@ -12,6 +12,7 @@
      │    └── StaleResource            409  resource_version did not match
      ├── DataCorrupted                 500  stored bytes failed their integrity check
      ├── ServiceUnavailable            503  a dependency (database, store) is down
+     │    └── StoreUnavailable         503  the object store does not answer (Retry-After)
      ├── GatewayTimeout                504  a model replica did not answer in time
      └── ReconcileError                     controllers only, never sent over HTTP
           ├── PermanentError                do not retry
@@ -61,6 +62,10 @@ class StratusError(Exception):
             body["instance"] = instance
         body.update(self.extra)
         return body
+
+    def headers(self) -> dict[str, str]:
+        """HTTP headers that go with this error's response."""
+        return {}
 
 
 ERRORS[StratusError.code] = StratusError  # first: the fallback for an unknown 5xx code
@@ -128,6 +133,23 @@ class ServiceUnavailable(StratusError):
     status = 503
     code = "service-unavailable"
     title = "Service unavailable"
+
+    def __init__(self, detail: str, retry_after: int | None = None, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {} if self.retry_after is None else {"retry-after": str(self.retry_after)}
+
+
+class StoreUnavailable(ServiceUnavailable):
+    """The object store refuses connections or does not answer in time: try again shortly."""
+
+    code = "store-unavailable"
+    title = "Object store unavailable"
+
+    def __init__(self, detail: str, retry_after: int | None = 5, **extra: Any) -> None:
+        super().__init__(detail, retry_after=retry_after, **extra)
 
 
 class GatewayTimeout(StratusError):

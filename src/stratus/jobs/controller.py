@@ -12,6 +12,7 @@ their last checkpoint at the next start.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -20,12 +21,14 @@ import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from stratus.compute.backend import ComputeBackend, JobHandle, JobLaunch, JobState
+from stratus.compute.backend import ComputeBackend, JobHandle, JobLaunch, JobState, JobStatus
 from stratus.compute.limits import Resources
 from stratus.core.clock import utcnow
+from stratus.core.errors import ServiceUnavailable, TemporaryError
 from stratus.iam.credentials import TokenSigner
 from stratus.jobs.scheduling import Need, Running, Waiting, plan
 from stratus.jobs.schemas import JobPhase
@@ -36,6 +39,7 @@ log = logging.getLogger("stratus.jobs")
 RUNNER_MODULE = "stratus.training.runner"  # named, not imported: the runner is an SDK program
 LOG_TAIL_LINES = 15
 TOKEN_MARGIN_SECONDS = 3600
+FINISH_ATTEMPTS = 3  # passes that may fail to record a job's end before it is marked failed
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,7 @@ class JobController:
         self._thread: threading.Thread | None = None
         self._stops = ThreadPoolExecutor(max_workers=4, thread_name_prefix="stratus-job-stop")
         self._stopping: set[str] = set()
+        self._finish_errors: dict[str, int] = {}  # job uid -> failed attempts at recording its end
         self._lock = threading.Lock()
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -111,33 +116,13 @@ class JobController:
         for job in jobs:
             if job.phase != JobPhase.running or job.handle is None:
                 continue
-            handle = handle_of(job.handle)
-            status = self.backend.job_status(handle)
-            if status.state == JobState.exited:
-                if job.uid not in self._stopping:
-                    self._finish(job, handle, status.exit_code, status.oom_killed, status.detail)
-                continue
-            started = job.started_at or now
-            if (
-                job.stop_reason is None
-                and (now - started).total_seconds() > job.spec.timeout_seconds
-            ):
-                self.service.mark_stopping(
-                    job.uid, "timeout", f"timed out after {job.spec.timeout_seconds} s: stopping"
-                )
-                self._stop_in_background(job.uid, handle, job.spec.grace_seconds)
-                job = _with_stop(job, "timeout")
-            elif job.stop_reason is not None and job.uid not in self._stopping:
-                self._stop_in_background(job.uid, handle, job.spec.grace_seconds)
-            running.append(
-                Running(
-                    job=job.uid,
-                    need=Need(job.instance.vcpus, job.instance.memory_bytes),
-                    spot=job.spec.spot,
-                    started_at=started.timestamp(),
-                    stopping=job.stop_reason is not None,
-                )
-            )
+            try:  # one job's trouble never stalls the others
+                seen = self._observe(job, now)
+            except Exception:
+                log.exception("watching job %s/%s failed; will retry", job.project, job.name)
+                seen = _as_running(job, now)  # it may still hold its room
+            if seen is not None:
+                running.append(seen)
         waiting = [
             Waiting(
                 job=job.uid,
@@ -156,15 +141,73 @@ class JobController:
         for victim, for_whom in decision.preempt:
             job = by_uid[victim]
             assert job.handle is not None
-            self.service.mark_stopping(
-                victim,
-                "preempt",
-                f"preempted: on-demand job {by_uid[for_whom].name} needs the room; "
-                f"stopping within {job.spec.grace_seconds} s",
-            )
+            try:
+                self.service.mark_stopping(
+                    victim,
+                    "preempt",
+                    f"preempted: on-demand job {by_uid[for_whom].name} needs the room; "
+                    f"stopping within {job.spec.grace_seconds} s",
+                )
+            except Exception:
+                log.exception("preempting job %s/%s failed; will retry", job.project, job.name)
+                continue
             self._stop_in_background(victim, handle_of(job.handle), job.spec.grace_seconds)
         for uid in decision.start:
-            self._launch(by_uid[uid])
+            try:
+                self._launch(by_uid[uid])
+            except Exception:
+                job = by_uid[uid]
+                log.exception("launching job %s/%s failed; will retry", job.project, job.name)
+
+    def _observe(self, job: ActiveJob, now: datetime) -> Running | None:
+        """Look at one running job: record its end, or stop it when it is due to stop; the job
+        as the policy sees it while it runs."""
+        assert job.handle is not None
+        handle = handle_of(job.handle)
+        status = self.backend.job_status(handle)
+        if status.state == JobState.exited:
+            if job.uid not in self._stopping:
+                self._finish_or_give_up(job, handle, status)
+            return None
+        started = job.started_at or now
+        if job.stop_reason is None and (now - started).total_seconds() > job.spec.timeout_seconds:
+            self.service.mark_stopping(
+                job.uid, "timeout", f"timed out after {job.spec.timeout_seconds} s: stopping"
+            )
+            self._stop_in_background(job.uid, handle, job.spec.grace_seconds)
+            job = _with_stop(job, "timeout")
+        elif job.stop_reason is not None and job.uid not in self._stopping:
+            self._stop_in_background(job.uid, handle, job.spec.grace_seconds)
+        return _as_running(job, now)
+
+    def _finish_or_give_up(self, job: ActiveJob, handle: JobHandle, status: JobStatus) -> None:
+        """Record how the job ended; a dependency that is down (a temporary error) is retried
+        at every pass, any other error `FINISH_ATTEMPTS` times before the job is failed
+        without its log, so it never stays `running` for ever."""
+        try:
+            self._finish(job, handle, status.exit_code, status.oom_killed, status.detail)
+        except (TemporaryError, ServiceUnavailable) as exc:
+            log.warning("recording the end of job %s/%s: %s; will retry", job.project, job.name,
+                        exc.detail)  # fmt: skip
+            return
+        except Exception as exc:
+            errors = self._finish_errors[job.uid] = self._finish_errors.get(job.uid, 0) + 1
+            if errors < FINISH_ATTEMPTS:
+                log.exception("recording the end of job %s/%s failed (%d of %d); will retry",
+                              job.project, job.name, errors, FINISH_ATTEMPTS)  # fmt: skip
+                return
+            log.exception("recording the end of job %s/%s failed %d times: marking it failed",
+                          job.project, job.name, errors)  # fmt: skip
+            self.service.mark_exited(
+                job.uid,
+                phase=JobPhase.failed,
+                exit_code=status.exit_code,
+                message=f"it ended, but the control plane could not record how: {exc}",
+                log=b"",
+            )
+            with contextlib.suppress(Exception):
+                self.backend.release_job(handle)
+        self._finish_errors.pop(job.uid, None)
 
     # --- starting ------------------------------------------------------------------------------
 
@@ -319,6 +362,16 @@ class JobController:
                 self._finish(_with_stop(job, reason), handle, code, False, "")
             except Exception:
                 log.exception("stopping job %s at shutdown failed", job.uid)
+
+
+def _as_running(job: ActiveJob, now: datetime) -> Running:
+    return Running(
+        job=job.uid,
+        need=Need(job.instance.vcpus, job.instance.memory_bytes),
+        spot=job.spec.spot,
+        started_at=(job.started_at or now).timestamp(),
+        stopping=job.stop_reason is not None,
+    )
 
 
 def _with_stop(job: ActiveJob, reason: str) -> ActiveJob:

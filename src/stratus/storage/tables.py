@@ -27,6 +27,17 @@ from stratus.core.resources import ResourceMixin
 KeyString = String(1024).with_variant(String(1024, collation="C"), "postgresql")
 
 
+class MasterKeyCheckRow(Base):
+    """A check value of the master key the data was written with (never the key itself): a
+    control plane started with another master key refuses to start."""
+
+    __tablename__ = "master_key_check"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # the one row: 1
+    check_value: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class DataKeyRow(Base):
     """A project's data key, wrapped by the master key (envelope encryption)."""
 
