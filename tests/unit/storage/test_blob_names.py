@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import pathlib
+from collections.abc import Iterator
 
 import pytest
 
@@ -133,3 +134,59 @@ def test_small_objects_replace_atomically(keyed: BlobStore, root: pathlib.Path) 
 def test_small_object_keys_stay_outside_the_blobs(keyed: BlobStore, key: str) -> None:
     with pytest.raises(InvalidInput):
         keyed.write_small_object(key, b"x")
+
+
+# --- on an S3-compatible server ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.mark.s3
+def test_keyed_names_legacy_names_and_small_objects_on_s3(
+    s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boto3
+
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    client.create_bucket(Bucket="names")
+    legacy = open_store("s3://names/prefix", s3_endpoint)
+    keyed = open_store("s3://names/prefix", s3_endpoint, name_key=NAME_KEY)
+    keyed.ensure_ready()
+
+    def keys_in_bucket() -> list[str]:
+        listing = client.list_objects_v2(Bucket="names", Prefix="prefix/blobs/")
+        return sorted(o["Key"] for o in listing.get("Contents", []))
+
+    old = put(legacy, b"old" * 1000)
+    new = put(keyed, b"new" * 1000)
+    assert keys_in_bucket() == sorted(
+        [
+            f"prefix/blobs/{PROJECT}/{old[:2]}/{old}",
+            f"prefix/blobs/{PROJECT}/{keyed.blob_name(PROJECT, new)[:2]}/"
+            f"{keyed.blob_name(PROJECT, new)}",
+        ]
+    )
+    assert b"".join(keyed.read(PROJECT, old, keys)) == b"old" * 1000
+    assert keyed.adopt_legacy_name(PROJECT, old)
+    assert all(old not in key and new not in key for key in keys_in_bucket())
+    assert b"".join(keyed.read(PROJECT, old, keys)) == b"old" * 1000
+
+    assert keyed.read_small_object("audit/checkpoint.json") is None
+    keyed.write_small_object("audit/checkpoint.json", b"anchored")
+    assert keyed.read_small_object("audit/checkpoint.json") == b"anchored"
