@@ -17,7 +17,6 @@ exact and what is approximate (docs/datasets.md says the same to users):
 
 from __future__ import annotations
 
-import hashlib
 import math
 from typing import Any
 
@@ -117,21 +116,64 @@ class DistinctSketch:
         self.k = k
         self._smallest = np.empty(0, dtype=np.uint64)
 
-    def add(self, values: list[str]) -> None:
-        hashes = np.fromiter(
-            (
-                int.from_bytes(hashlib.blake2b(v.encode(), digest_size=8).digest(), "little")
-                for v in values
-            ),
-            dtype=np.uint64,
-            count=len(values),
-        )
+    def add(self, values: pa.Array | pa.ChunkedArray) -> None:
+        """Strings (or binary values) without nulls."""
+        hashes = string_hashes(values)
         self._smallest = np.unique(np.concatenate([self._smallest, hashes]))[: self.k]
 
     def estimate(self) -> int:
         if self._smallest.size < self.k:
             return int(self._smallest.size)
         return round((self.k - 1) / (float(self._smallest[-1]) / 2.0**64))
+
+
+_P = np.uint64(0x100000001B3)  # odd: invertible modulo 2**64
+_P_INVERSE = np.uint64(pow(int(_P), -1, 2**64))
+_HASH_CHUNK = 64 * 1024  # strings hashed at once (bounds the temporary arrays)
+
+
+def string_hashes(values: pa.Array | pa.ChunkedArray) -> np.ndarray[Any, Any]:
+    """A 64-bit hash of each value, computed on Arrow's buffers with numpy (no Python object
+    per value): a polynomial over the bytes modulo 2**64, mixed with the length and finished
+    with splitmix64. Deterministic across processes."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    values = values.cast(pa.large_binary())
+    n = len(values)
+    out = np.empty(n, dtype=np.uint64)
+    if n == 0:
+        return out
+    _, offsets_buffer, data_buffer = values.buffers()
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int64)[values.offset : values.offset + n + 1]
+    data = (
+        np.frombuffer(data_buffer, dtype=np.uint8)
+        if data_buffer is not None
+        else np.empty(0, dtype=np.uint8)
+    )
+    for first in range(0, n, _HASH_CHUNK):
+        last = min(first + _HASH_CHUNK, n)
+        low, high = int(offsets[first]), int(offsets[last])
+        size = high - low
+        powers = np.full(size + 1, _P, dtype=np.uint64)
+        powers[0] = 1
+        np.cumprod(powers, out=powers)  # P**k, wrapping modulo 2**64
+        inverses = np.full(size + 1, _P_INVERSE, dtype=np.uint64)
+        inverses[0] = 1
+        np.cumprod(inverses, out=inverses)
+        weighted = (data[low:high].astype(np.uint64) + np.uint64(1)) * powers[:size]
+        sums = np.zeros(size + 1, dtype=np.uint64)
+        np.cumsum(weighted, out=sums[1:])
+        starts = offsets[first:last] - low
+        ends = offsets[first + 1 : last + 1] - low
+        z = (sums[ends] - sums[starts]) * inverses[starts]
+        z ^= (ends - starts).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        z ^= z >> np.uint64(30)
+        z *= np.uint64(0xBF58476D1CE4E5B9)
+        z ^= z >> np.uint64(27)
+        z *= np.uint64(0x94D049BB133111EB)
+        z ^= z >> np.uint64(31)
+        out[first:last] = z
+    return out
 
 
 class ValueCounts:
@@ -154,7 +196,7 @@ class ValueCounts:
         table = pa.table({"value": counted.field("values"), "count": counted.field("counts")})
         table = table.filter(pc.is_valid(table["value"]))
         if self._sketch is not None:
-            self._sketch.add(table["value"].to_pylist())
+            self._sketch.add(table["value"])
         self._pending.append(table)
         self._pending_rows += table.num_rows
         # Merged when the pending counts outgrow the kept ones: linear time over all batches.
@@ -187,7 +229,7 @@ class ValueCounts:
         if self.capacity is not None and merged.num_rows > self.capacity:
             if self._sketch is None:  # every value seen so far is here: start the sketch
                 self._sketch = DistinctSketch()
-                self._sketch.add(merged["value"].to_pylist())
+                self._sketch.add(merged["value"])
             order = [("count", "descending"), ("value", "ascending")]
             ranked = merged.take(pc.sort_indices(merged, sort_keys=order))
             self.floor = max(self.floor, int(ranked["count"][self.capacity].as_py()))
