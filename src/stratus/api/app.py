@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from stratus._version import __version__
 from stratus.api import health, metrics, problems
+from stratus.api.admission import AdmissionMiddleware
 from stratus.api.middleware import RequestContextMiddleware
 from stratus.api.platform import Platform
 from stratus.data import routes as data_routes
@@ -89,10 +90,11 @@ def create_api(platform: Platform) -> FastAPI:
     app.include_router(monitoring_routes.erase_router, responses=problems.ERROR_RESPONSES)
     app.include_router(alert_routes.router, responses=problems.ERROR_RESPONSES)
     app.add_middleware(
-        RequestContextMiddleware,
-        audit=platform.audit,
-        max_json_bytes=platform.settings.server.max_request_bytes,
+        AdmissionMiddleware,
+        authenticator=platform.authenticator,
+        max_body_bytes=platform.settings.server.max_request_bytes,
     )
+    app.add_middleware(RequestContextMiddleware, audit=platform.audit)
     return app
 
 

@@ -1,21 +1,19 @@
 """Request ids and the audit trail, as one pure-ASGI middleware (it never buffers bodies).
 
 Every response carries `X-Request-Id`. Every mutating API request and every login is written
-to the audit log before its response starts, so `stratus audit list` sees it at once.
+to the audit log before its response starts, so `stratus audit list` sees it at once. Who may
+send a body, and how large, is `admission`'s part.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from typing import Any
 
 from anyio import to_thread
-from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from stratus.core.errors import PayloadTooLarge
 from stratus.core.ids import new_request_id
 from stratus.iam.audit import AuditEntry, AuditLog
 
@@ -25,10 +23,9 @@ _READS = {"GET", "HEAD", "OPTIONS"}
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, audit: AuditLog, max_json_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, audit: AuditLog) -> None:
         self.app = app
         self.audit = audit
-        self.max_json_bytes = max_json_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -52,12 +49,6 @@ class RequestContextMiddleware:
                     await self._record(scope, request_id, message["status"])
             await send(message)
 
-        if _is_json(scope):
-            declared = _header(scope, b"content-length")
-            if declared is not None and declared.isdigit() and int(declared) > self.max_json_bytes:
-                await self._too_large(send_with_context)
-                return
-            receive = self._limited(receive)
         try:
             await self.app(scope, receive, send_with_context)
         except BaseException:
@@ -65,42 +56,6 @@ class RequestContextMiddleware:
                 recorded = True
                 await self._record(scope, request_id, 500)
             raise
-
-    def _limited(self, receive: Receive) -> Receive:
-        """Count a JSON body as it arrives, so a chunked one cannot exceed the limit either."""
-        seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_json_bytes:
-                    # FastAPI turns other errors raised while reading a body into a 400.
-                    raise HTTPException(413, self._too_large_detail())
-            return message
-
-        return limited
-
-    def _too_large_detail(self) -> str:
-        return (
-            f"the JSON body is larger than {self.max_json_bytes} bytes "
-            "(STRATUS_SERVER_MAX_REQUEST_BYTES); upload large data as objects"
-        )
-
-    async def _too_large(self, send: Send) -> None:
-        body = json.dumps(PayloadTooLarge(self._too_large_detail()).to_problem()).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/problem+json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
 
     async def _record(self, scope: Scope, request_id: str, status: int) -> None:
         state: dict[str, Any] = scope.get("state", {})
@@ -128,11 +83,6 @@ class RequestContextMiddleware:
         except Exception:
             log.exception("could not write the audit entry for request %s", request_id)
             raise
-
-
-def _is_json(scope: Scope) -> bool:
-    content_type = _header(scope, b"content-type") or ""
-    return scope["method"] not in _READS and "json" in content_type.lower()
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

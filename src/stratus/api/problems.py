@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
+from stratus.api.admission import Refused
 from stratus.core.errors import StratusError
 
 log = logging.getLogger("stratus.api")
@@ -93,6 +94,12 @@ def install(app: FastAPI) -> None:
             log.error("%s: %s", exc.code, exc.detail)
         response = _response(request, exc.status, exc.to_problem())
         response.headers.update(exc.headers())
+        return response
+
+    @app.exception_handler(Refused)
+    async def _refused(request: Request, exc: Refused) -> JSONResponse:
+        response = _response(request, exc.status_code, exc.error.to_problem())
+        response.headers.update(exc.headers or {})
         return response
 
     @app.exception_handler(RequestValidationError)

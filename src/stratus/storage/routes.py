@@ -180,10 +180,16 @@ class Receiving(Protocol):
 
 T = TypeVar("T")
 
+# Set in the request's scope by `receive_body`: the API's admission middleware caps every other
+# body at server.max_request_bytes, whatever its content type; an upload streams to a
+# temporary file, so its size never sits in memory.
+STREAMED_BODY = "stratus.streamed_body"
+
 
 async def receive_body(request: Request, upload: Receiving, finish: Callable[[], T]) -> T:
     """Stream a request body into `upload` (in CHUNK_BYTES pieces, off the event loop), then
     `finish` it; any failure, a client that goes away included, aborts the upload."""
+    request.scope[STREAMED_BODY] = True
     try:
         buffer = bytearray()
         async for piece in request.stream():
