@@ -3,6 +3,8 @@
 `LocalPlatform` starts a real control plane in a subprocess (its own home, a free port on
 127.0.0.1) and stops it by PID. With pytest, add `pytest_plugins = ["stratus.testing"]` to
 your conftest.py and use the `stratus_platform` fixture (one platform per test session).
+Notification channels of such a platform may reach loopback (`LOOPBACK_NETWORKS`), where a
+test's own webhook and mail receivers listen; pass `env` to change that.
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ import httpx
 
 from stratus.client import Client
 from stratus.client.credentials import read_credentials
+
+
+# what a throwaway platform lets notification channels reach besides public addresses
+LOOPBACK_NETWORKS = "127.0.0.0/8,::1/128"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -89,6 +95,8 @@ class LocalPlatform:
         env = {k: v for k, v in os.environ.items() if not k.startswith("STRATUS_")}
         # a throwaway platform warms the replica fork server at its first endpoint, not at start
         env["STRATUS_SERVING_PREWARM"] = "false"
+        # a test's webhook and mail receivers listen on loopback: let notifications reach it
+        env["STRATUS_MONITORING_ALLOWED_NOTIFICATION_NETWORKS"] = LOOPBACK_NETWORKS
         env.update(self.env)
         env["STRATUS_HOME"] = str(self.home)
         log = self.log_path.open("ab")

@@ -46,6 +46,7 @@ from stratus.monitoring.alert_tables import AlertEventRow, AlertRuleRow, Channel
 from stratus.monitoring.alert_templates import TemplateError, render
 from stratus.monitoring.channel_secrets import SecretBox
 from stratus.monitoring.channels import ChannelService
+from stratus.monitoring.destinations import NetworkPolicy
 from stratus.monitoring.dispatching import NotificationDispatcher
 from stratus.monitoring.notifications import (
     Dispatch,
@@ -83,6 +84,7 @@ class AlertService:
         project_uid: ProjectLookup,
         project_name: ProjectLookup,
         notification_timeout: float,
+        notification_networks: NetworkPolicy | None = None,
     ) -> None:
         self.db = db
         self.bus = bus
@@ -90,7 +92,9 @@ class AlertService:
         self._project_uid = project_uid
         self._project_name = project_name
         self._rules = ProjectScoped(AlertRuleRow, "alert rule")
-        self.channels = ChannelService(db, box, project_uid=project_uid)
+        self.channels = ChannelService(
+            db, box, project_uid=project_uid, networks=notification_networks
+        )
         self.notifier = Notifier(
             self.channels.config, self.record_notifications, notification_timeout
         )

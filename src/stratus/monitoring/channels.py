@@ -21,20 +21,31 @@ from stratus.monitoring import alert_schemas as s
 from stratus.monitoring.alert_schemas import MASK
 from stratus.monitoring.alert_tables import AlertRuleRow, ChannelRow
 from stratus.monitoring.channel_secrets import SecretBox
+from stratus.monitoring.destinations import DestinationRefused, NetworkPolicy, Unresolvable
 from stratus.monitoring.notifications import ChannelConfig
 
 ProjectLookup = Callable[[Session, str], str]
 
 
 class ChannelService:
-    def __init__(self, db: Database, box: SecretBox, *, project_uid: ProjectLookup) -> None:
+    def __init__(
+        self,
+        db: Database,
+        box: SecretBox,
+        *,
+        project_uid: ProjectLookup,
+        networks: NetworkPolicy | None = None,
+    ) -> None:
         self.db = db
         self.box = box
+        self.networks = networks or NetworkPolicy()
         self._project_uid = project_uid
         self._channels = ProjectScoped(ChannelRow, "notification channel")
 
     def apply(self, project: str, data: s.ChannelApply) -> tuple[s.ChannelRead, bool]:
-        """Create or replace a channel. Secrets are sealed; `****` keeps a stored one."""
+        """Create or replace a channel. Secrets are sealed; `****` keeps a stored one while
+        the channel still goes to the same place. Its host must not be an internal address."""
+        self._check_destination(data)
         with self.db.transaction() as session:
             project_uid = self._project_uid(session, project)
             row = session.scalar(
@@ -112,7 +123,24 @@ class ChannelService:
                 starttls=bool(config.get("starttls", True)),
                 username=config.get("username"),
                 password=_str(secrets.get("password")),
+                networks=self.networks,
             )
+
+    def _check_destination(self, data: s.ChannelApply) -> None:
+        """Refuse a host that resolves to an internal address (sending checks again, so one
+        that does not resolve yet is let through)."""
+        if data.type == "email":
+            field, host, port = "smtp_host", data.smtp_host, data.smtp_port
+        else:
+            field, host, port = "url", _host(data.url), _port(data.url)
+        if not host:
+            return
+        try:
+            self.networks.check(host, port)
+        except DestinationRefused as exc:
+            raise InvalidInput(f"{field}: {exc}") from None
+        except Unresolvable:
+            pass
 
     def _channel(self, session: Session, project: str, name: str) -> ChannelRow:
         return self._channels.find(session, self._project_uid(session, project), project, name)
@@ -154,7 +182,9 @@ def rules_using(session: Session, project_uid: str, channel: str) -> list[str]:
 def _merge_secrets(
     data: s.ChannelApply, stored: dict[str, Any], config: dict[str, Any]
 ) -> dict[str, Any]:
-    """The secrets to seal: what was given, with `****` standing for what is stored."""
+    """The secrets to seal: what was given, with `****` standing for what is stored — only
+    while the destination is the one the secret was given for (the same URL, or the same
+    SMTP server and user), so a stored secret is never sent anywhere new."""
     secrets: dict[str, Any] = {}
     if data.url is not None:
         url = data.url
@@ -168,11 +198,17 @@ def _merge_secrets(
         secrets["url"] = url
     headers: dict[str, str] = {}
     old_headers = stored.get("headers") or {}
+    same_url = _destination(secrets.get("url")) == _destination(stored.get("url"))
     for name, value in data.headers.items():
         if value == MASK:
             if name not in old_headers:
                 raise InvalidInput(
                     f"headers.{name}: '****' keeps a stored value, and there is none"
+                )
+            if not same_url:
+                raise InvalidInput(
+                    f"headers.{name}: '****' keeps the stored value only while the url stays "
+                    "the same (scheme, host, port and path); the url changed: give the value"
                 )
             value = old_headers[name]
         headers[name] = value
@@ -183,6 +219,15 @@ def _merge_secrets(
         if password == MASK:
             if not stored.get("password"):
                 raise InvalidInput("password: '****' keeps a stored password, and there is none")
+            if _smtp_destination(data.smtp_host, data.smtp_port, data.username) != (
+                _smtp_destination(
+                    config.get("smtp_host"), config.get("smtp_port"), config.get("username")
+                )
+            ):
+                raise InvalidInput(
+                    "password: '****' keeps the stored password only while smtp_host, "
+                    "smtp_port and username stay the same; they changed: give the password"
+                )
             password = stored["password"]
         secrets["password"] = password
     return secrets
@@ -201,6 +246,32 @@ def _display_url(kind: str, url: Any) -> str | None:
     if kind == "slack":
         return f"{base}/{MASK}"
     return base + parts.path + (f"?{MASK}" if parts.query else "")
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _destination(url: Any) -> tuple[str, str, int | None, str] | None:
+    """Where a URL sends: scheme, host, port (the scheme's default spelled out) and path."""
+    if not isinstance(url, str):
+        return None
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port if parts.port is not None else _DEFAULT_PORTS.get(scheme)
+    return scheme, (parts.hostname or "").rstrip("."), port, parts.path or "/"
+
+
+def _smtp_destination(host: Any, port: Any, username: Any) -> tuple[str, int, str | None]:
+    return str(host or "").lower().rstrip("."), int(port or 587), username or None
+
+
+def _host(url: str | None) -> str | None:
+    return urlsplit(url).hostname if url else None
+
+
+def _port(url: str | None) -> int:
+    parts = urlsplit(url or "")
+    return parts.port or _DEFAULT_PORTS.get(parts.scheme.lower(), 80)
 
 
 def _str(value: Any) -> str | None:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import smtplib
+import socket
 import ssl
 import threading
 from collections.abc import Callable
@@ -26,6 +27,12 @@ import httpx
 
 from stratus._version import __version__
 from stratus.monitoring.alert_schemas import NotificationResult
+from stratus.monitoring.destinations import (
+    DestinationRefused,
+    IPAddress,
+    NetworkPolicy,
+    Unresolvable,
+)
 
 log = logging.getLogger("stratus.alerts")
 
@@ -84,6 +91,7 @@ class ChannelConfig:
     starttls: bool = True
     username: str | None = None
     password: str | None = None
+    networks: NetworkPolicy = field(default_factory=NetworkPolicy)  # where it may connect
 
     def __repr__(self) -> str:  # never print a secret, not even in a traceback
         return f"ChannelConfig(name={self.name!r}, type={self.type!r})"
@@ -230,16 +238,49 @@ class _Failed(Exception):
     """A delivery failed; the message is safe to show and store."""
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _address(networks: NetworkPolicy, host: str, port: int, where: str) -> IPAddress:
+    """The address to connect to: `host` resolved now, every answer checked, the first one
+    kept — the connection goes to it, so no second DNS answer can differ."""
+    try:
+        return networks.check(host, port)[0]
+    except DestinationRefused as exc:
+        raise _Failed(f"refused to send to {where}: {exc}") from None
+    except Unresolvable:
+        raise _Failed(f"{where} does not resolve") from None
+
+
 def _post(channel: ChannelConfig, n: Notification, timeout: float) -> str:
     if not channel.url:
         raise _Failed("the channel has no url")
     where = _where(channel.url)
-    body = slack_body(n) if channel.type == "slack" else webhook_body(n, channel.name)
-    headers = {"user-agent": f"stratus/{__version__}", **channel.headers}
     try:
-        response = httpx.post(
-            channel.url, json=body, headers=headers, timeout=timeout, follow_redirects=False
-        )
+        url = httpx.URL(channel.url)
+        host = url.raw_host.decode("ascii")
+    except (httpx.InvalidURL, UnicodeDecodeError):
+        raise _Failed("the channel's url is not valid") from None
+    address = _address(
+        channel.networks, host, url.port or _DEFAULT_PORTS.get(url.scheme, 80), where
+    )
+    body = slack_body(n) if channel.type == "slack" else webhook_body(n, channel.name)
+    headers = {k: v for k, v in channel.headers.items() if k.lower() != "host"}
+    # the request goes to the checked address; Host and TLS (SNI, certificate) name the host
+    headers = {"user-agent": f"stratus/{__version__}", **headers, "host": url.netloc.decode()}
+    extensions = {"sni_hostname": host} if url.scheme == "https" else {}
+    try:
+        with (
+            httpx.Client(timeout=timeout, follow_redirects=False) as client,
+            client.stream(
+                "POST",
+                url.copy_with(host=str(address)),
+                json=body,
+                headers=headers,
+                extensions=extensions,
+            ) as response,
+        ):
+            status = response.status_code  # the answer's body is never read, shown or logged
     except httpx.ConnectError as exc:
         refused = "refused" in str(exc).lower()
         raise _Failed(
@@ -250,12 +291,21 @@ def _post(channel: ChannelConfig, n: Notification, timeout: float) -> str:
         raise _Failed(f"{where} did not answer within {timeout:g}s") from None
     except httpx.HTTPError as exc:
         raise _Failed(f"sending to {where} failed ({type(exc).__name__})") from None
-    if response.status_code >= 300:
-        text = " ".join(response.text[:200].split())
-        raise _Failed(
-            f"{where} answered HTTP {response.status_code}" + (f": {text}" if text else "")
-        )
-    return f"HTTP {response.status_code} from {where}"
+    if status >= 300:
+        raise _Failed(f"{where} answered HTTP {status}")
+    return f"HTTP {status} from {where}"
+
+
+class _PinnedSMTP(smtplib.SMTP):
+    """SMTP with a server at an address checked beforehand, while the session (STARTTLS's
+    server name and certificate check) still names its host."""
+
+    def __init__(self, address: IPAddress, host: str, port: int, timeout: float) -> None:
+        self._address = str(address)
+        super().__init__(host, port, timeout=timeout)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        return socket.create_connection((self._address, port), timeout, self.source_address)
 
 
 def _send_email(channel: ChannelConfig, n: Notification, timeout: float) -> str:
@@ -263,8 +313,9 @@ def _send_email(channel: ChannelConfig, n: Notification, timeout: float) -> str:
         raise _Failed("the channel lacks smtp_host, sender or recipients")
     where = f"{channel.smtp_host}:{channel.smtp_port}"
     message = email_message(n, channel.sender, channel.to)
+    address = _address(channel.networks, channel.smtp_host, channel.smtp_port, where)
     try:
-        with smtplib.SMTP(channel.smtp_host, channel.smtp_port, timeout=timeout) as smtp:
+        with _PinnedSMTP(address, channel.smtp_host, channel.smtp_port, timeout) as smtp:
             if channel.starttls:
                 smtp.starttls(context=ssl.create_default_context())
             if channel.username:
@@ -276,10 +327,8 @@ def _send_email(channel: ChannelConfig, n: Notification, timeout: float) -> str:
         raise _Failed(f"{where} refused the login (SMTP {exc.smtp_code})") from None
     except smtplib.SMTPRecipientsRefused as exc:
         raise _Failed(f"{where} refused every recipient ({', '.join(exc.recipients)})") from None
-    except smtplib.SMTPResponseException as exc:
-        raise _Failed(
-            f"{where} answered SMTP {exc.smtp_code}: {_smtp_text(exc.smtp_error)}"
-        ) from None
+    except smtplib.SMTPResponseException as exc:  # the server's text is not repeated
+        raise _Failed(f"{where} answered SMTP {exc.smtp_code}") from None
     except smtplib.SMTPException as exc:
         raise _Failed(f"SMTP with {where} failed: {type(exc).__name__}") from None
     except ConnectionRefusedError:
@@ -293,11 +342,6 @@ def _send_email(channel: ChannelConfig, n: Notification, timeout: float) -> str:
     if refused:
         return f"sent by {where}; refused: {', '.join(sorted(refused))}"
     return f"sent by {where} to {len(channel.to)} recipient(s)"
-
-
-def _smtp_text(raw: bytes | str) -> str:
-    text = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
-    return " ".join(text.split())[:200]
 
 
 # --- the background sender -------------------------------------------------------------------

@@ -1,0 +1,200 @@
+"""No credential reaches a log: a platform sends notifications (a webhook whose query holds a
+token and whose header holds another, a Slack URL, an SMTP login, a target that answers an
+error page), takes logins (right and wrong passwords) and creates and uses an API key; then
+every log it wrote — its output and every log file under its home — is searched for each
+secret, and for the error page's text."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from stratus.client import Client
+from stratus.core.errors import Unauthenticated
+from stratus.testing import LocalPlatform, free_port
+
+aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller")
+
+TOKEN = "qu3ry-T0KEN-in-url"
+HEADER = "h3ader-S3CRET-value"
+SLACK = "sl4ck-PATH-s3cret"
+SMTP_PASSWORD = "smtp-PA55-word"
+USER_PASSWORD = "user-PA55-word-1"
+WRONG_PASSWORD = "wrong-PA55-word-2"
+ERROR_PAGE = "ERROR-PAGE-from-the-target"
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, list[str]]]:
+    """An HTTP server on 127.0.0.1: 200 for every path but /broken, which answers 500 and
+    an error page."""
+    paths: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            paths.append(self.path)
+            broken = self.path.startswith("/broken")
+            page = f"<h1>{ERROR_PAGE}</h1>".encode() if broken else b""
+            self.send_response(500 if broken else 200)
+            self.send_header("content-length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", paths
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.fixture
+def mailbox() -> Iterator[tuple[int, list[Any]]]:
+    """An SMTP server on 127.0.0.1 that takes any login (without TLS) and keeps messages."""
+    from aiosmtpd.smtp import AuthResult
+
+    messages: list[Any] = []
+    logins: list[Any] = []
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+            messages.append(envelope)
+            return "250 OK"
+
+    def authenticator(*args: Any) -> AuthResult:
+        logins.append(args)
+        return AuthResult(success=True)
+
+    port = free_port()
+    controller = aiosmtpd_controller.Controller(
+        Handler(), hostname="127.0.0.1", port=port, auth_require_tls=False,
+        authenticator=authenticator,
+    )  # fmt: skip
+    controller.start()
+    try:
+        yield port, messages
+    finally:
+        controller.stop()
+
+
+def wait_for(what: str, check: Any, timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (found := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+    return found
+
+
+def test_no_secret_reaches_a_log(
+    tmp_path: Path, receiver: tuple[str, list[str]], mailbox: tuple[int, list[Any]]
+) -> None:
+    url, paths = receiver
+    smtp_port, messages = mailbox
+    platform = LocalPlatform(
+        tmp_path / "home",
+        extra_args=["--log-level", "debug"],  # the most a platform writes
+    )
+    secrets = [TOKEN, HEADER, SLACK, SMTP_PASSWORD, USER_PASSWORD, WRONG_PASSWORD]
+    try:
+        platform.start()
+        with platform.client() as sdk:
+            sdk.projects.create("logs")
+            sdk.alerts.channels.apply(
+                "logs", name="hook", type="webhook", url=f"{url}/hook?token={TOKEN}",
+                headers={"Authorization": f"Bearer {HEADER}"},
+            )  # fmt: skip
+            sdk.alerts.channels.apply(
+                "logs", name="chat", type="slack", url=f"{url}/services/T0/B0/{SLACK}"
+            )
+            sdk.alerts.channels.apply(
+                "logs", name="mail", type="email", to=["oncall@example.com"],
+                sender="stratus@example.com", smtp_host="127.0.0.1", smtp_port=smtp_port,
+                starttls=False, username="stratus", password=SMTP_PASSWORD,
+            )  # fmt: skip
+            sdk.alerts.channels.apply(
+                "logs", name="broken", type="webhook", url=f"{url}/broken?token={TOKEN}"
+            )
+            sdk.alerts.apply(
+                "logs", name="always", metric="stratus_jobs", comparison=">=", threshold=0,
+                channels=["hook", "chat", "mail", "broken"],
+            )  # fmt: skip
+            # the test path (on the request's thread) ...
+            tested = sdk.alerts.test("always", "logs")
+            answers = {r.channel: r for r in tested.results}
+            assert answers["hook"].ok and answers["chat"].ok and answers["mail"].ok, answers
+            assert not answers["broken"].ok
+            assert answers["broken"].detail == f"{url} answered HTTP 500"  # no error page
+            # ... and the background path (an alert from Alertmanager naming the rule), with
+            # retries of the broken one
+            sdk.alerts.alertmanager(
+                {
+                    "version": "4",
+                    "status": "firing",
+                    "alerts": [
+                        {
+                            "status": "firing",
+                            "labels": {"alertname": "always"},
+                            "startsAt": "2026-01-01T00:00:00Z",
+                        }
+                    ],
+                },
+                "logs",
+            )
+            recorded = wait_for(
+                "the firing notifications to be recorded",
+                lambda: [
+                    e
+                    for e in sdk.alerts.history("logs", rule="always", state="firing")
+                    if len(e.notifications) == 4
+                ],
+            )[0]
+            assert [n.ok for n in recorded.notifications].count(False) == 1
+            assert all(ERROR_PAGE not in (n.detail or "") for n in recorded.notifications)
+            assert len(messages) >= 2 and any(p.startswith("/services/") for p in paths)
+
+            # logins, right and wrong
+            sdk.users.create("alice", USER_PASSWORD)
+            with Client(url=platform.url, api_key=None, home=tmp_path / "alice") as alice:
+                alice.login("alice", USER_PASSWORD)
+                with pytest.raises(Unauthenticated):
+                    alice.login("alice", WRONG_PASSWORD)
+            # a key: created, used, and a wrong one tried
+            key = sdk.keys.create("ci").secret
+            secrets += [key, key.split("_", 2)[2]]
+            assert httpx.get(
+                f"{platform.url}/api/v1/auth/whoami", headers={"authorization": f"Bearer {key}"}
+            ).is_success
+            forged = key[:-4] + "zzzz"
+            secrets.append(forged.split("_", 2)[2])
+            assert (
+                httpx.get(
+                    f"{platform.url}/api/v1/auth/whoami",
+                    headers={"authorization": f"Bearer {forged}"},
+                ).status_code
+                == 401
+            )
+    finally:
+        platform.stop()
+
+    logs = {platform.log_path} | set(platform.home.rglob("*.log"))
+    text = {path: path.read_text(errors="replace") for path in logs}
+    # the failures were logged (by channel and status), just without what they must not say
+    assert "notifying channel broken of logs/always failed" in text[platform.log_path]
+    for path, content in text.items():
+        for secret in [*secrets, ERROR_PAGE]:
+            assert secret not in content, f"{secret!r} is in {path}"
