@@ -178,15 +178,21 @@ def test_start_ready_predict_stop(harness: Harness, model_dir: dict[str, Any]) -
     assert hello["pid"] == handle.pid and hello["model"] == "cancer"
     assert status == 200 and out["predictions"] == expected[:4].tolist()
     assert [h.pid for h in backend.running()] == [handle.pid]
+    deadline = time.monotonic() + READY_TIMEOUT  # the log writer is a process of its own
+    while "ready on" not in handle.log_path.read_text():
+        assert time.monotonic() < deadline, "the replica's log never said it was ready"
+        time.sleep(0.05)
+    assert handle.log_path.stat().st_mode & 0o777 == 0o600
 
     assert backend.stop_replica(handle) == 0
     assert not record.exists() and not handle.socket.exists()
+    # its spec and log go with it
+    assert sorted(p.name for p in (harness.state_dir / "replicas").iterdir()) == []
     assert backend.status(handle) == ReplicaStatus(
         ReplicaState.exited, 0, backend.status(handle).detail
     )
     assert backend.stop_replica(handle) == 0  # idempotent
     assert backend.running() == []
-    assert "ready on" in handle.log_path.read_text()
 
 
 def test_untrusted_pickle_exits_with_3(harness: Harness, model_dir: dict[str, Any]) -> None:
@@ -194,7 +200,8 @@ def test_untrusted_pickle_exits_with_3(harness: Harness, model_dir: dict[str, An
     status = wait_for(harness.backend, handle, ReplicaState.exited)
     assert status.exit_code == 3
     assert "cannot start" in status.detail and "trusted" in status.detail
-    assert harness.backend.running() == []  # the record of a dead replica is dropped
+    assert harness.backend.running() == []  # the record of a dead replica is dropped...
+    assert list((harness.state_dir / "replicas").iterdir()) == []  # ...with its files
 
 
 def test_killed_replica_is_seen_exited(harness: Harness, model_dir: dict[str, Any]) -> None:

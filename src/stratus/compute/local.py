@@ -3,8 +3,9 @@ and training jobs as local processes under resource limits (`local_jobs.py`).
 
 State lives in `state_dir/replicas/`: `<id>.spec.json`, an atomically written `<id>.json`
 record (pid, socket, log, start ticks) and `<id>.log`, so a restarted control plane can re-adopt
-replicas; the recorded /proc start ticks guard against a reused pid. Jobs keep theirs in
-`state_dir/jobs/` the same way.
+replicas; the recorded /proc start ticks guard against a reused pid. The log is capped in size
+and rotated (`rotating_logs.py`); the spec, the log and its backups go with their replica.
+Jobs keep theirs in `state_dir/jobs/` the same way.
 """
 
 from __future__ import annotations
@@ -39,7 +40,20 @@ from stratus.compute.backend import (
 )
 from stratus.compute.limits import Resources
 from stratus.compute.local_jobs import LocalJobs, machine_memory_bytes
-from stratus.compute.processes import proc_stat, process_start_ticks, tail, tail_lines, write_atomic
+from stratus.compute.processes import (
+    group_members,
+    proc_stat,
+    process_start_ticks,
+    tail,
+    tail_lines,
+    write_atomic,
+)
+from stratus.compute.rotating_logs import (
+    LOG_BACKUPS,
+    LOG_MAX_BYTES,
+    redirect_output,
+    remove_logs,
+)
 
 log = logging.getLogger("stratus.compute.local")
 
@@ -47,10 +61,12 @@ REPLICA_ID = SAFE_ID
 # The replica program, named (not imported): compute sits below serving in the layers.
 REPLICA_MODULE = "stratus.serving.replica"
 ALWAYS_PRELOAD = [REPLICA_MODULE]
+ROTATING_LOGS = "stratus.compute.rotating_logs"
 # A replica greets every connection first with a HELLO frame: request id 0, status 200
 # (stratus.serving.wire's response header, `!IHI`).
 _GREETING = struct.Struct("!IHI")
 HELLO_TIMEOUT = 2.0
+LOG_WRITER_GRACE = 5.0  # seconds a gone replica's log writer gets to finish
 
 
 class LocalBackendConfig(BaseModel):
@@ -64,17 +80,18 @@ class LocalBackendConfig(BaseModel):
     capacity_memory_gib: float | None = Field(default=None, gt=0)
     # limit jobs with cgroup v2 where usable; False: always rlimits and CPU affinity
     prefer_cgroup: bool = True
+    # a replica's log: rotated past this size, keeping this many older files
+    log_max_bytes: int = Field(default=LOG_MAX_BYTES, ge=1024)
+    log_backups: int = Field(default=LOG_BACKUPS, ge=0, le=20)
 
 
-def _run_replica(spec_path: str, log_path: str) -> None:
-    """The body of a fork-server child: log to the file, leave the session, serve, exit."""
+def _run_replica(spec_path: str, log_path: str, max_bytes: int, backups: int) -> None:
+    """The body of a fork-server child: leave the session, log to the rotating file, serve,
+    exit."""
     code = 1
     try:
-        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        os.close(fd)
         os.setsid()  # signals to the control plane's process group do not reach the replica
+        redirect_output(Path(log_path), max_bytes, backups)
         code = importlib.import_module(REPLICA_MODULE).main(["--spec", spec_path])
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
@@ -148,7 +165,12 @@ class LocalBackend:
         if self.config.fork_server:
             process = self._fork_context().Process(
                 target=_run_replica,
-                args=(str(spec_path), str(log_path)),
+                args=(
+                    str(spec_path),
+                    str(log_path),
+                    self.config.log_max_bytes,
+                    self.config.log_backups,
+                ),
                 name=f"stratus-replica-{replica_id}",
             )
             process.start()
@@ -157,9 +179,11 @@ class LocalBackend:
             pid = int(process.pid)
             self._processes[pid] = process
         else:
+            replica = [sys.executable, "-m", REPLICA_MODULE, "--spec", str(spec_path)]
+            limits = [str(self.config.log_max_bytes), str(self.config.log_backups)]
             pid = os.posix_spawn(
                 sys.executable,
-                [sys.executable, "-m", REPLICA_MODULE, "--spec", str(spec_path)],
+                [sys.executable, "-m", ROTATING_LOGS, str(log_path), *limits, *replica],
                 dict(os.environ),
                 file_actions=[
                     (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
@@ -168,7 +192,7 @@ class LocalBackend:
                         1,
                         str(log_path),
                         os.O_WRONLY | os.O_CREAT | os.O_APPEND,
-                        0o644,
+                        0o600,
                     ),  # fmt: skip
                     (os.POSIX_SPAWN_DUP2, 1, 2),
                 ],
@@ -276,6 +300,7 @@ class LocalBackend:
     def status(self, handle: ReplicaHandle) -> ReplicaStatus:
         if not self._alive(handle):
             code = self._exit_code_after_death(handle)
+            self._wait_log_writer(handle)
             return ReplicaStatus(ReplicaState.exited, code, tail(handle.log_path))
         if self._hello(handle.socket):
             return ReplicaStatus(ReplicaState.ready)
@@ -315,6 +340,7 @@ class LocalBackend:
                 log.info("dropping the record of replica %s (pid %d is gone)",
                          handle.replica_id, handle.pid)  # fmt: skip
                 path.unlink(missing_ok=True)
+                self._remove_files(handle)
         return alive
 
     # -- stopping
@@ -342,7 +368,28 @@ class LocalBackend:
         self._remove_record(handle)
         with contextlib.suppress(FileNotFoundError):
             handle.socket.unlink()  # left behind when the replica was killed
+        self._remove_files(handle)
         return code
+
+    @staticmethod
+    def _wait_log_writer(handle: ReplicaHandle) -> None:
+        """Until the log writer of a replica that is gone (in its process group) has written
+        the last of its output, for a few seconds at most."""
+        deadline = time.monotonic() + LOG_WRITER_GRACE
+        while group_members(handle.pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def _remove_files(self, handle: ReplicaHandle) -> None:
+        """The spec, the log and its backups of a replica that is gone, once its log writer
+        (in the replica's process group) has drained what it printed last."""
+        self._wait_log_writer(handle)
+        path = self._record_path(handle.replica_id)
+        current = self._read_record(path) if path.exists() else None
+        if current is not None and current.pid != handle.pid:
+            return  # the id was started again meanwhile: its files are the new replica's
+        with contextlib.suppress(FileNotFoundError):
+            (self.dir / f"{handle.replica_id}.spec.json").unlink()
+        remove_logs(handle.log_path)
 
     # -- jobs (see local_jobs.py)
 
