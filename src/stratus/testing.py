@@ -24,7 +24,6 @@ import httpx
 from stratus.client import Client
 from stratus.client.credentials import read_credentials
 
-
 # what a throwaway platform lets notification channels reach besides public addresses
 LOOPBACK_NETWORKS = "127.0.0.0/8,::1/128"
 

@@ -35,6 +35,7 @@ from stratus.monitoring.alerts import AlertService
 from stratus.monitoring.capture import CaptureStore, CaptureWriter, EncoderPool
 from stratus.monitoring.channel_secrets import CHANNEL_SECRETS, SecretBox
 from stratus.monitoring.controller import MonitorController
+from stratus.monitoring.destinations import NetworkPolicy
 from stratus.monitoring.gauges import EndpointRates, JobGauges, all_variant_totals
 from stratus.monitoring.metrics import MonitoringCollector
 from stratus.monitoring.service import MonitorService
@@ -224,6 +225,9 @@ class Platform:
             project_uid=iam.project_uid,
             project_name=iam.project_name,
             notification_timeout=settings.monitoring.notification_timeout_seconds,
+            notification_networks=NetworkPolicy.allowing(
+                settings.monitoring.allowed_notification_networks
+            ),
         )
         alert_evaluator = AlertEvaluator(
             alerts,

@@ -22,6 +22,7 @@ from stratus.client.credentials import Credentials, read_credentials, write_cred
 from stratus.core.database import Database
 from stratus.core.errors import Conflict, InvalidInput, ServiceUnavailable
 from stratus.core.lease import ControlPlaneLease
+from stratus.core.redaction import RedactingFormatter
 from stratus.core.settings import Settings, load_settings
 
 HomeOption = Annotated[
@@ -47,6 +48,23 @@ def _settings(home: Path | None, **groups: dict[str, Any]) -> Settings:
         return load_settings(overrides)
     except ValueError as exc:
         raise InvalidInput(f"bad setting: {exc}") from exc
+
+
+# client libraries whose request lines name URLs and headers (a webhook's token, a signed S3
+# request): they log at WARNING and above only, whatever the level of `stratus up`
+QUIET_LOGGERS = ("httpx", "httpcore", "urllib3", "botocore", "aiobotocore", "s3fs", "fsspec")
+
+
+def configure_logging(level: str) -> None:
+    """Log lines of `stratus up`: one format, every line redacted (`core.redaction`), and the
+    HTTP clients' request logging quiet."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    if level.lower() != "debug":
+        logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def safe_url(url: str) -> str:
@@ -174,11 +192,7 @@ def up(
         db={"url": db},
         store={"url": store, "s3_endpoint_url": s3_endpoint_url},
     )
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    if log_level.lower() != "debug":
-        logging.getLogger("alembic").setLevel(logging.WARNING)
+    configure_logging(log_level)
     settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
     lock = HomeLock(settings.lock_path)
     lock.acquire()
@@ -232,6 +246,7 @@ def up(
         app = create_app(platform)
         config = uvicorn.Config(
             app,
+            log_config=None,  # uvicorn's lines go through the root handler (redacted) too
             log_level=log_level.lower(),
             access_log=log_level.lower() == "debug",
             timeout_graceful_shutdown=10,

@@ -8,14 +8,17 @@ the environment. Groups: `server`, `db`, `store`, `security`, `serving`, `comput
 from __future__ import annotations
 
 import hashlib
+import ipaddress
+import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -155,6 +158,30 @@ class MonitoringSettings(BaseModel):
     notification_timeout_seconds: float = Field(
         10.0, gt=0, le=120, description="longest wait for a webhook or mail server"
     )
+    allowed_notification_networks: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="networks (CIDRs, e.g. 127.0.0.0/8) notification channels may reach "
+        "besides public addresses; loopback, private, link-local and other internal addresses "
+        "are refused otherwise. In the environment: a comma-separated list or a JSON array",
+    )
+
+    @field_validator("allowed_notification_networks", mode="before")
+    @classmethod
+    def _networks_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("allowed_notification_networks")
+    @classmethod
+    def _networks_parse(cls, value: list[str]) -> list[str]:
+        try:
+            return [str(ipaddress.ip_network(cidr.strip(), strict=False)) for cidr in value]
+        except ValueError as exc:
+            raise ValueError(f"not a network (CIDR such as 10.1.0.0/16): {exc}") from None
 
 
 class OutboxSettings(BaseModel):
