@@ -1,9 +1,11 @@
 """How a job's end is recorded when things go wrong: after a restart (no data key cached, the
 log blob written inside the job's transaction), and when one job's end cannot be recorded at
-all (the scheduling pass goes on for the others). An in-process platform on SQLite."""
+all (the scheduling pass goes on for the others). An in-process platform on SQLite, and on
+PostgreSQL where the `postgres` marker runs."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,9 +30,28 @@ from stratus.storage.keyring import Keyring
 ADMIN = Principal(kind="user", uid="u-admin", name="admin", is_admin=True)
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """None (SQLite in the home), or a fresh PostgreSQL database of this test's own."""
+    if request.param == "sqlite":
+        yield None
+        return
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(request.getfixturevalue("postgres_url"))
+    name = f"jobs_{uuid.uuid4().hex[:12]}"
+    server = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield url.set(database=name).render_as_string(hide_password=False)
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
-def platform(tmp_path: Path) -> Iterator[Platform]:
-    settings = load_settings({"home": str(tmp_path / "home")})
+def platform(tmp_path: Path, database_url: str | None) -> Iterator[Platform]:
+    settings = load_settings({"home": str(tmp_path / "home"), "db": {"url": database_url}})
     settings.home.mkdir(parents=True)
     built = Platform.build(settings, Platform.master_key(settings))
     upgrade(built.db)
