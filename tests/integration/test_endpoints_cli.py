@@ -77,6 +77,10 @@ def served(platform: LocalPlatform, project: str) -> Iterator[str]:
             _wait_gone(pids)
 
 
+def replica_files(platform: LocalPlatform) -> list[str]:
+    return sorted(p.name for p in (platform.home / "compute" / "replicas").iterdir())
+
+
 def _replica_pids(client: Client, name: str, project: str) -> set[int]:
     try:
         endpoint = client.endpoints.get(name, project)
@@ -371,11 +375,19 @@ def test_cli_deploys_a_public_endpoint_then_deletes_it(
         assert anonymous.headers["x-stratus-model-version"] == "cancer:1"
         pids = _replica_pids(admin, name, project)
         assert pids
+        ids = [r.id for r in admin.endpoints.get(name, project).status.replicas]
+        assert ids and all(f"{i}.log" in replica_files(platform) for i in ids)
     finally:
         deleted = cli("endpoints", "delete", name, "-y", "-p", project)
     assert deleted.code == 0, deleted.stderr
     assert f"deleted endpoint {name}" in deleted.stdout
     _wait_gone(pids)
+
+    def files_gone() -> None:  # the spec, the log and its backups go with the replica
+        left = [f for f in replica_files(platform) if f.startswith(tuple(ids))]
+        assert left == [], left
+
+    eventually(files_gone)
     one_line_error(cli("endpoints", "show", name, "-p", project), name)
     one_line_error(cli("predict", name, "--json", '{"instances": [[1]]}', "-p", project))
 
