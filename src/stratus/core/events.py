@@ -43,7 +43,7 @@ class ModelVersionDeleting(Event):
 @dataclass(frozen=True)
 class DatasetVersionCommitted(Event):
     """A new dataset version is ready (published in the committing transaction); pipelines
-    that watch the dataset start a run once it has committed."""
+    that watch the dataset queue a run in it (an outbox row), started once it has committed."""
 
     project: str
     dataset: str
@@ -53,7 +53,7 @@ class DatasetVersionCommitted(Event):
 @dataclass(frozen=True)
 class AlertFired(Event):
     """An alert started firing (published in the transaction that records it): pipelines
-    with an alert trigger naming `rule` start a run in that same transaction."""
+    with an alert trigger naming `rule` queue a run in that same transaction (an outbox row)."""
 
     project_uid: str
     project: str
