@@ -13,6 +13,7 @@ pipeline run records the row's id as its trigger key, under a unique constraint)
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,6 +27,9 @@ from stratus.core.database import Base, Database
 
 LEASE_SECONDS = 600.0  # longer than any delivery takes: a notifier retries for at most minutes
 RETRY_MAX_SECONDS = 300.0
+MAX_ATTEMPTS = 20  # about an hour and a half of backoff, then the work is given up (logged)
+
+log = logging.getLogger("stratus.outbox")
 
 
 class OutboxRow(Base):
@@ -126,8 +130,14 @@ class Outbox:
             if row is not None:
                 session.delete(row)
 
-    def retry(self, message: Message, error: str, delay: float | None = None) -> None:
-        """The work failed for now: due again after `delay` (default: the backoff)."""
+    def retry(self, message: Message, error: str, delay: float | None = None) -> bool:
+        """The work failed for now: due again after `delay` (default: the backoff); after
+        `MAX_ATTEMPTS` it is given up, with an error in the log (False)."""
+        if message.attempts >= MAX_ATTEMPTS:
+            log.error("giving up %s %d after %d attempts: %s", message.topic, message.id,
+                      message.attempts, error)  # fmt: skip
+            self.done(message.id)
+            return False
         wait = backoff(message.attempts) if delay is None else delay
         with self.db.transaction() as session:
             session.execute(
@@ -138,6 +148,7 @@ class Outbox:
                     last_error=error[:2000],
                 )
             )
+        return True
 
     def release(self, topics: Sequence[str]) -> int:
         """Make every row already tried due now, those claimed by a control plane that is gone

@@ -4,13 +4,14 @@ backoff, a hold keeps new rows back, and a restart releases what a dead process 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from stratus.core.database import Database
-from stratus.core.outbox import Outbox, backoff
+from stratus.core.outbox import MAX_ATTEMPTS, Outbox, backoff
 from stratus.migrations.runner import upgrade
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -56,6 +57,10 @@ def test_claim_lease_retry_hold_and_release(tmp_path: Path) -> None:
         (fourth,) = outbox.claim(["t"])
         outbox.done(fourth.id)
         assert [m.payload for m in outbox.pending(["t", "other"])] == [{"n": 2}]
+        (other,) = outbox.claim(["other"])
+        assert outbox.retry(replace(other, attempts=MAX_ATTEMPTS - 1), "boom")
+        assert not outbox.retry(replace(other, attempts=MAX_ATTEMPTS), "boom")  # given up
+        assert outbox.pending(["other"]) == []
 
         held = Outbox(db, hold_seconds=30, clock=clock)
         with db.transaction() as session:
