@@ -203,7 +203,13 @@ async def serve(spec: ReplicaSpec, model: LoadedModel, stop: asyncio.Event | Non
     spec.socket.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         spec.socket.unlink()
-    server = await asyncio.start_unix_server(replica.handle, path=str(spec.socket))
+    # bound and listening under another name first, then renamed: the socket's path appears
+    # only once it accepts (a path that exists but refuses would look like a broken replica)
+    listening = spec.socket.with_name(spec.socket.name + "~")
+    with contextlib.suppress(FileNotFoundError):
+        listening.unlink()
+    server = await asyncio.start_unix_server(replica.handle, path=str(listening))
+    os.replace(listening, spec.socket)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -230,9 +236,6 @@ def main(argv: list[str] | None = None) -> int:
         spec = ReplicaSpec.model_validate_json(args.spec.read_bytes())
         model = load(spec)
     except StratusError as exc:
-        trace = getattr(exc, "trace", "")
-        if trace:
-            print(trace.rstrip(), file=sys.stderr)
         print(f"replica: cannot start: {exc.detail}", file=sys.stderr)
         return 3
     try:
