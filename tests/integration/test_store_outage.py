@@ -157,8 +157,12 @@ def test_an_unreachable_store_is_a_503_with_retry_after(
             proxy.refuse()  # connection refused
             assert_store_unavailable(*timed_get(http, path))
             assert timed_get(http, "/readyz")[0].status_code == 503
+            started = time.monotonic()
+            put = http.put(path + "-new", content=b"not stored while S3 is down")
+            assert_store_unavailable(put, time.monotonic() - started)
 
-            proxy.forward()  # back: everything reads again
+            proxy.forward()  # back: everything reads and writes again
             assert http.get(path).content == b"kept in S3"
+            assert http.put(path + "-new", content=b"stored").status_code == 201
             assert http.get("/readyz").status_code == 200
-        assert "Traceback" not in p.log_tail(400)
+        assert "unexpected error" not in p.log_tail(400)  # no 500 with a traceback

@@ -29,7 +29,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from stratus.core.errors import DataCorrupted, InvalidInput, ServiceUnavailable, StoreUnavailable
 from stratus.storage.encryption import CHUNK_BYTES, BlobEncoder, decode_blob
-from stratus.storage.reaching import StoreTimeouts, reaching
+from stratus.storage.reaching import StoreTimeouts, reaching, unreachable
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 # The purpose blob names' key is derived for (`iam.credentials.derive_key(master, BLOB_NAMES)`).
@@ -87,7 +87,8 @@ class BlobWriter:
             # A full buffer is only flushed once more data arrives, so the final frame
             # (written by commit) is never empty unless the whole blob is.
             if len(self._buffer) == CHUNK_BYTES:
-                file.write(self._encoder.frame(bytes(self._buffer), last=False))
+                with unreachable(self._store._describe()):
+                    file.write(self._encoder.frame(bytes(self._buffer), last=False))
                 self._buffer.clear()
             take = CHUNK_BYTES - len(self._buffer)
             self._buffer += view[:take]
@@ -97,20 +98,22 @@ class BlobWriter:
         """Publish the blob; with `expected_sha256`, discard it instead if the bytes differ."""
         file = self._check_open()
         try:
-            file.write(self._encoder.frame(bytes(self._buffer), last=True))
-            self._buffer = bytearray()
-            if self._store.is_local:
-                file.flush()
-                os.fsync(file.fileno())
-            self._file = None
-            file.close()
+            with unreachable(self._store._describe()):
+                file.write(self._encoder.frame(bytes(self._buffer), last=True))
+                self._buffer = bytearray()
+                if self._store.is_local:
+                    file.flush()
+                    os.fsync(file.fileno())
+                self._file = None
+                file.close()
             info = BlobInfo(sha256=self._hash.hexdigest(), size=self._size)
             if expected_sha256 is not None and expected_sha256.lower() != info.sha256:
                 raise InvalidInput(
                     f"the upload's SHA-256 is {info.sha256}, not {expected_sha256} as declared: "
                     "the bytes were changed in transit"
                 )
-            self._store._publish(self._tmp, self._store.blob_path(self._project, info.sha256))
+            with unreachable(self._store._describe()):
+                self._store._publish(self._tmp, self._store.blob_path(self._project, info.sha256))
         except BaseException:
             self._file = file
             self.abort()
@@ -267,9 +270,11 @@ class BlobStore:
         tmp = f"{self._tmp_dir()}/{uuid.uuid4().hex}"
         if self.is_local:
             os.makedirs(self._tmp_dir(), exist_ok=True)
-        file = cast(BinaryIO, self._fs.open(tmp, "wb"))
+        with unreachable(self._describe()):
+            file = cast(BinaryIO, self._fs.open(tmp, "wb"))
         try:
-            file.write(encoder.header())
+            with unreachable(self._describe()):
+                file.write(encoder.header())
         except BaseException:
             with contextlib.suppress(Exception):
                 file.close()
