@@ -141,7 +141,8 @@ class Blobs:
         if not self.store.keyed_names or self.store.read_small_object(KEYED_NAMES_MARKER):
             return 0
         with self.db.transaction() as session:
-            rows = list(session.execute(select(BlobRow.project_uid, BlobRow.sha256)).tuples())
+            found = session.execute(select(BlobRow.project_uid, BlobRow.sha256))
+            rows = [(project, sha) for project, sha in found]
         renamed = sum(self.store.adopt_legacy_name(project, sha) for project, sha in rows)
         self.store.write_small_object(KEYED_NAMES_MARKER, b"blob files carry keyed names\n")
         if renamed:
