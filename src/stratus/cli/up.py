@@ -218,6 +218,9 @@ def up(
                 ttl_seconds=settings.server.lease_ttl_seconds,
             )
             lease.acquire()
+            # Renewed from now on: a start longer than the lease's life must not lose it. Should
+            # another control plane take it all the same, this one stops as on SIGTERM.
+            lease.keep(on_lost=lambda: os.kill(os.getpid(), signal.SIGTERM))
             verify_master_key(platform.db, master_key)
         first = platform.start()
         creds = read_credentials(settings.home)
@@ -253,7 +256,6 @@ def up(
             server_header=False,
         )
         server = uvicorn.Server(config)
-        lease.keep(on_lost=lambda: setattr(server, "should_exit", True))
         # uvicorn re-raises SIGINT/SIGTERM after its graceful shutdown, which would kill the
         # process (or raise KeyboardInterrupt) before the clean-up below; these handlers (which
         # uvicorn restores before re-raising) ask the server to exit instead, so Ctrl-C and
