@@ -16,6 +16,8 @@ repointed in one transaction) and deletes the old blob at once.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import io
 import logging
 import multiprocessing
@@ -50,6 +52,7 @@ from stratus.registry.service import RegistryService
 from stratus.registry.signatures import Signature
 from stratus.serving.capture import (
     RECORD_COLUMNS,
+    RECORD_OVERHEAD,
     SUBJECT,
     CaptureBuffer,
     CaptureRecord,
@@ -66,6 +69,21 @@ log = logging.getLogger("stratus.capture")
 #: Where a captured answer's prediction is, first found wins (dict answers: `prediction.KEY`).
 PREDICTION_COLUMNS = ("prediction", "prediction.label", "prediction.class", "prediction.predict")
 _HIDDEN = (SUBJECT,)
+#: After writing at least this many bytes of records, freed memory goes back to the system:
+#: glibc keeps a freed heap (the records are many small objects) for reuse otherwise, and the
+#: control plane would stay at its highest buffer for good.
+TRIM_AFTER_BYTES = 8 * 2**20
+
+
+def give_back_memory() -> bool:
+    """Return freed heap memory to the system (glibc's `malloc_trim`; a no-op elsewhere)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes = [ctypes.c_size_t]
+    return bool(trim(0))
 
 
 @dataclass(frozen=True)
@@ -110,26 +128,35 @@ class CaptureStore:
             records = self.buffer.drain()
             if not records:
                 return 0
-            by_endpoint: dict[str, list[CaptureRecord]] = defaultdict(list)
-            for record in records:
-                by_endpoint[record.endpoint_uid].append(record)
-            targets = self.endpoints.capture_targets(set(by_endpoint))
-            written = 0
-            for uid, batch in by_endpoint.items():
-                target = targets.get(uid)
-                if target is None:
-                    continue  # the endpoint was deleted meanwhile
-                try:
-                    written += self._write_endpoint(target, batch)
-                except Exception:  # one endpoint's failure must not lose the others' records
-                    log.exception(
-                        "writing %d captured records of %s/%s failed; they are lost",
-                        len(batch),
-                        target.project,
-                        target.endpoint,
-                    )
-            self.written += written
-            return written
+            held = sum(len(r.body) + len(r.response) + RECORD_OVERHEAD for r in records)
+            try:
+                return self._write(records)
+            finally:
+                del records
+                if held >= TRIM_AFTER_BYTES:
+                    give_back_memory()
+
+    def _write(self, records: list[CaptureRecord]) -> int:
+        by_endpoint: dict[str, list[CaptureRecord]] = defaultdict(list)
+        for record in records:
+            by_endpoint[record.endpoint_uid].append(record)
+        targets = self.endpoints.capture_targets(set(by_endpoint))
+        written = 0
+        for uid, batch in by_endpoint.items():
+            target = targets.get(uid)
+            if target is None:
+                continue  # the endpoint was deleted meanwhile
+            try:
+                written += self._write_endpoint(target, batch)
+            except Exception:  # one endpoint's failure must not lose the others' records
+                log.exception(
+                    "writing %d captured records of %s/%s failed; they are lost",
+                    len(batch),
+                    target.project,
+                    target.endpoint,
+                )
+        self.written += written
+        return written
 
     def _write_endpoint(self, target: CaptureTarget, records: list[CaptureRecord]) -> int:
         signatures: dict[str, dict[str, Any] | None] = {}

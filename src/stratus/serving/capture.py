@@ -67,35 +67,47 @@ class CaptureRecord(NamedTuple):
     latency_ms: float
 
 
+#: What a buffered record costs beside its two bodies: the tuple, its strings and floats.
+RECORD_OVERHEAD = 400
+#: The most the buffer holds, in bytes of bodies and records, whatever `capacity` says.
+BUFFER_BYTES = 64 * 2**20
+
+
 class CaptureBuffer:
     """Captured requests waiting for the writer: appended by the gateway, drained by a thread.
 
-    Bounded: when the writer falls behind by `capacity` records, new ones are dropped and
-    counted rather than letting memory grow (the gateway never waits for capture).
+    Bounded twice: when the writer falls behind by `capacity` records, or by `max_bytes` of
+    request and answer bodies (plus `RECORD_OVERHEAD` a record), new ones are dropped and
+    counted rather than letting memory grow (the gateway never waits for capture). The byte
+    bound is the one that matters: 200,000 records of 1 KiB bodies are ~300 MB of Python
+    objects, which the process keeps from the allocator after the writer has let them go.
     """
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, max_bytes: int = BUFFER_BYTES) -> None:
         self.capacity = capacity
+        self.max_bytes = max_bytes
         self.accepted = 0
         self.dropped = 0
+        self.bytes = 0  # held now
         self._records: deque[CaptureRecord] = deque()
         self._lock = threading.Lock()
 
     def add(self, record: CaptureRecord) -> None:
-        if len(self._records) >= self.capacity:
-            self.dropped += 1
-            return
-        self._records.append(record)  # deque.append is atomic: no lock on the hot path
-        self.accepted += 1
+        size = len(record.body) + len(record.response) + RECORD_OVERHEAD
+        with self._lock:  # uncontended but for a drain's swap: tens of nanoseconds
+            if len(self._records) >= self.capacity or self.bytes + size > self.max_bytes:
+                self.dropped += 1
+                return
+            self._records.append(record)
+            self.bytes += size
+            self.accepted += 1
 
     def drain(self) -> list[CaptureRecord]:
         """Everything buffered so far, oldest first."""
-        with self._lock:  # one drainer at a time (the writer, or a flush before an erase)
-            records = self._records
-            taken: list[CaptureRecord] = []
-            for _ in range(len(records)):
-                taken.append(records.popleft())
-            return taken
+        with self._lock:
+            records, self._records = self._records, deque()
+            self.bytes = 0
+        return list(records)
 
     def __len__(self) -> int:
         return len(self._records)

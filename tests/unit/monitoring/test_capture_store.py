@@ -22,7 +22,8 @@ from stratus.endpoints.schemas import CaptureSpec
 from stratus.endpoints.service import CaptureTarget
 from stratus.iam.tables import ProjectRow
 from stratus.migrations.runner import upgrade
-from stratus.monitoring.capture import CaptureStore, EncoderPool, Window
+from stratus.monitoring import capture as capture_module
+from stratus.monitoring.capture import CaptureStore, EncoderPool, Window, give_back_memory
 from stratus.monitoring.tables import CaptureFileRow, GroundTruthRow
 from stratus.serving.capture import MASK, SUBJECT, CaptureBuffer, CaptureRecord
 from stratus.storage.blobs import Blobs
@@ -129,6 +130,27 @@ def test_records_are_written_per_hour_with_personal_data_masked(world: World) ->
     records = world.store.records(table, 2)
     assert [r["request_id"] for r in records] == ["r3", "r2"]
     assert SUBJECT not in records[0]
+
+
+def test_a_big_flush_gives_the_freed_memory_back(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[bool] = []
+
+    def trimmed() -> bool:
+        calls.append(True)
+        return True
+
+    monkeypatch.setattr(capture_module, "give_back_memory", trimmed)
+    monkeypatch.setattr(capture_module, "TRIM_AFTER_BYTES", 10**9)
+    world.send(HOUR, 1, "a@example.com", 1.0, "r1")
+    world.store.flush()
+    assert calls == []  # a small flush leaves the allocator alone
+    monkeypatch.setattr(capture_module, "TRIM_AFTER_BYTES", 1)
+    world.send(HOUR, 2, "b@example.com", 1.0, "r2")
+    world.store.flush()
+    assert calls == [True]
+    assert isinstance(give_back_memory(), bool)  # the real one runs (False off glibc)
 
 
 def test_dropped_personal_data_is_not_written_at_all(world: World) -> None:

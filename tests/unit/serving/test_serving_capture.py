@@ -7,7 +7,14 @@ import orjson
 import pyarrow as pa
 
 from stratus.registry.signatures import Signature
-from stratus.serving.capture import CaptureBuffer, CaptureRecord, columns_table, to_rows, to_table
+from stratus.serving.capture import (
+    RECORD_OVERHEAD,
+    CaptureBuffer,
+    CaptureRecord,
+    columns_table,
+    to_rows,
+    to_table,
+)
 
 SIGNATURE = Signature.model_validate(
     {
@@ -107,6 +114,20 @@ def test_the_buffer_drops_beyond_its_capacity_and_drains_in_order() -> None:
     assert (buffer.accepted, buffer.dropped, len(buffer)) == (3, 2, 3)
     assert [r.request_id for r in buffer.drain()] == ["r0", "r1", "r2"]
     assert len(buffer) == 0
+
+
+def test_the_buffer_is_bounded_by_bytes_whatever_its_record_capacity() -> None:
+    big = record("plain", {"instances": [{"text": "x" * 4000}]}, {"predictions": [1]})
+    size = len(big.body) + len(big.response) + RECORD_OVERHEAD
+    buffer = CaptureBuffer(capacity=200_000, max_bytes=100 * size)
+    for _ in range(10_000):
+        buffer.add(big)
+        assert buffer.bytes <= buffer.max_bytes
+    assert (buffer.accepted, buffer.dropped, len(buffer)) == (100, 9_900, 100)
+    assert len(buffer.drain()) == 100
+    assert (buffer.bytes, len(buffer)) == (0, 0)
+    buffer.add(big)  # drained: room again
+    assert (buffer.accepted, len(buffer), buffer.bytes) == (101, 1, size)
 
 
 def test_the_batch_reader_gives_what_the_careful_one_gives() -> None:
