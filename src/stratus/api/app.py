@@ -10,7 +10,7 @@ from anyio import to_thread
 from fastapi import FastAPI
 
 from stratus._version import __version__
-from stratus.api import health, metrics, problems
+from stratus.api import docs, health, metrics, problems
 from stratus.api.admission import AdmissionMiddleware
 from stratus.api.middleware import RequestContextMiddleware
 from stratus.api.platform import Platform
@@ -38,6 +38,7 @@ def create_api(platform: Platform) -> FastAPI:
         platform.capture_writer.start()
         platform.monitor_controller.start()
         platform.alert_evaluator.start()
+        openapi_document.build_in_background()
         try:
             yield
         finally:
@@ -52,8 +53,8 @@ def create_api(platform: Platform) -> FastAPI:
         title="Stratus",
         version=__version__,
         description="A self-hosted cloud for the machine-learning lifecycle.",
-        openapi_url="/api/v1/openapi.json",
-        docs_url="/api/v1/docs",
+        openapi_url=None,  # docs.install serves the document and Swagger UI, offline
+        docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
     )
@@ -73,6 +74,7 @@ def create_api(platform: Platform) -> FastAPI:
     app.state.monitors = platform.monitors
     app.state.alerts = platform.alerts
     problems.install(app)
+    openapi_document = docs.install(app)
     app.include_router(health.router)
     app.include_router(metrics.router, responses=problems.ERROR_RESPONSES)
     app.include_router(iam_routes.router, responses=problems.ERROR_RESPONSES)
