@@ -38,7 +38,10 @@ class ServerSettings(BaseModel):
         "this; a crashed one's lease is taken over once this has passed",
     )
     max_request_bytes: int = Field(
-        1 << 20, gt=0, description="largest JSON request body accepted (uploads stream apart)"
+        1 << 20,
+        gt=0,
+        description="largest request body accepted, whatever its content type (uploads stream "
+        "apart)",
     )
 
 
