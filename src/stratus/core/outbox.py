@@ -7,8 +7,9 @@ event handler on the core bus, so a lower service need not know its consumers). 
 `claim`s due rows of its topics, does the work, and marks each `done` (the row is deleted) or
 `retry`s it later with a backoff. A claimed row is leased: if the control plane dies before it
 is done, the row comes back when the lease ends, or at once when the consumer starts again
-(`release`). Work can thus be done twice, so each consumer is idempotent on its side (a
-pipeline run records the row's id as its trigger key, under a unique constraint).
+(`release`). Work can thus be done twice, so each consumer is idempotent on its side, keyed by
+the row's `uid` — never reused, unlike a deleted row's integer id on SQLite (a pipeline run
+records it as its trigger key, under a unique constraint).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from stratus.core.clock import utcnow
 from stratus.core.database import Base, Database
+from stratus.core.ids import new_id
 
 LEASE_SECONDS = 600.0  # longer than any delivery takes: a notifier retries for at most minutes
 RETRY_MAX_SECONDS = 300.0
@@ -39,6 +41,7 @@ class OutboxRow(Base):
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
     )
+    uid: Mapped[str] = mapped_column(String(32), unique=True)
     topic: Mapped[str] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -49,9 +52,11 @@ class OutboxRow(Base):
 
 @dataclass(frozen=True)
 class Message:
-    """A claimed row: `attempts` counts this claim (1 on the first delivery)."""
+    """A claimed row: `attempts` counts this claim (1 on the first delivery); `uid` names the
+    work for good (the key a consumer dedupes on)."""
 
     id: int
+    uid: str
     topic: str
     payload: dict[str, Any]
     attempts: int
@@ -88,6 +93,7 @@ class Outbox:
         now = self.clock()
         session.add(
             OutboxRow(
+                uid=new_id("obx"),
                 topic=topic,
                 payload=payload,
                 created_at=now,
@@ -118,9 +124,7 @@ class Outbox:
             for row in rows:
                 row.attempts += 1
                 row.next_attempt_at = now + self.lease
-                messages.append(
-                    Message(row.id, row.topic, dict(row.payload), row.attempts, row.created_at)
-                )
+                messages.append(_message(row))
             return messages
 
     def done(self, message_id: int) -> None:
@@ -172,4 +176,8 @@ class Outbox:
             rows = session.scalars(
                 select(OutboxRow).where(OutboxRow.topic.in_(list(topics))).order_by(OutboxRow.id)
             ).all()
-            return [Message(r.id, r.topic, dict(r.payload), r.attempts, r.created_at) for r in rows]
+            return [_message(r) for r in rows]
+
+
+def _message(row: OutboxRow) -> Message:
+    return Message(row.id, row.uid, row.topic, dict(row.payload), row.attempts, row.created_at)

@@ -166,11 +166,11 @@ class PipelineController:
                 log.exception("advancing run %s#%d failed", run.pipeline, run.number)
 
     def _trigger(self, message: Message) -> None:
-        """Deliver one trigger: its run starts (once: the run keeps the row's id as its trigger
+        """Deliver one trigger: its run starts (once: the run keeps the row's uid as its trigger
         key), then the row goes. A trigger that can never start (its pipeline or dataset is
         gone) is dropped with a warning; any other failure is tried again later."""
         p = message.payload
-        key = f"outbox:{message.id}"
+        key = f"outbox:{message.uid}"
         try:
             if message.topic == DATASET_TRIGGER:
                 self.pipelines.start_dataset_run(

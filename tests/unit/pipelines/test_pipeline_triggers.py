@@ -1,7 +1,7 @@
 """Dataset and alert triggers go through the outbox: a row per watching pipeline in the
 transaction of the cause (none if it rolls back), delivered at least once, and a redelivery —
 after a control plane died between starting the run and clearing the row — starts no second
-run (the run keeps the row's id as its trigger key)."""
+run (the run keeps the row's uid as its trigger key)."""
 
 from __future__ import annotations
 
@@ -113,7 +113,7 @@ def test_a_dataset_trigger_is_a_row_with_its_cause_and_starts_one_run(world: Wor
 
     # A control plane claims it, starts the run, and dies before clearing the row...
     (claimed,) = world.outbox.claim(TRIGGERS)
-    world.pipelines.start_dataset_run("p", "on-data", "feed", 2, f"outbox:{claimed.id}")
+    world.pipelines.start_dataset_run("p", "on-data", "feed", 2, f"outbox:{claimed.uid}")
     assert world.outbox.claim(TRIGGERS) == []  # leased
     # ...the next one releases and delivers it again: the run is found, not started twice.
     assert world.outbox.release(TRIGGERS) == 1
@@ -124,6 +124,14 @@ def test_a_dataset_trigger_is_a_row_with_its_cause_and_starts_one_run(world: Wor
     (run,) = world.runs("on-data")
     assert (run.trigger, run.trigger_detail) == ("dataset", {"dataset": "feed:2"})
     assert world.runs("other") == []
+
+    # The next version is another trigger (SQLite hands the deleted row's id out again: the
+    # key is the row's uid, so it is not mistaken for the one delivered).
+    world.publish(DatasetVersionCommitted("p", "feed", 3))
+    (third,) = world.outbox.claim(TRIGGERS)
+    assert third.id == again.id and third.uid != again.uid
+    world.controller._trigger(third)
+    assert [r.trigger_detail["dataset"] for r in world.runs("on-data")] == ["feed:3", "feed:2"]
 
 
 def test_an_alert_trigger_is_delivered_once_and_a_gone_pipeline_drops_it(world: World) -> None:
