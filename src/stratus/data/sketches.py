@@ -129,7 +129,7 @@ class DistinctSketch:
 
 _P = np.uint64(0x100000001B3)  # odd: invertible modulo 2**64
 _P_INVERSE = np.uint64(pow(int(_P), -1, 2**64))
-_HASH_CHUNK = 64 * 1024  # strings hashed at once (bounds the temporary arrays)
+_HASH_CHUNK = 8 * 1024  # strings hashed at once (bounds the temporary arrays)
 
 
 def string_hashes(values: pa.Array | pa.ChunkedArray) -> np.ndarray[Any, Any]:
@@ -224,8 +224,13 @@ class ValueCounts:
             return
         parts = ([self._counts] if self._counts is not None else []) + self._pending
         self._pending, self._pending_rows = [], 0
-        merged = pa.concat_tables(parts).group_by("value").aggregate([("count", "sum")])
-        merged = merged.rename_columns(["value", "count"])
+        # Summed by hashing kernels, not a group_by (an Acero plan, with its thread pool)
+        joined = pa.concat_tables(parts).combine_chunks()
+        values = pc.unique(joined["value"])
+        slots = pc.index_in(joined["value"], value_set=values).to_numpy(zero_copy_only=False)
+        weights = joined["count"].to_numpy(zero_copy_only=False)
+        sums = np.bincount(slots, weights=weights, minlength=len(values)).astype(np.int64)
+        merged = pa.table({"value": values, "count": pa.array(sums, pa.int64())})
         if self.capacity is not None and merged.num_rows > self.capacity:
             if self._sketch is None:  # every value seen so far is here: start the sketch
                 self._sketch = DistinctSketch()
