@@ -461,7 +461,12 @@ class EncoderPool:
                 )
             pool = self._pool
         try:
-            return pool.submit(encode, job).result(timeout=600)
+            encoded = pool.submit(encode, job).result(timeout=600)
+            # multiprocessing's queue feeder thread keeps the last object it pickled until it
+            # sends the next: an empty call lets this batch's pickled bodies go now, not at
+            # the next flush (with a full buffer, tens of MB held between flushes)
+            pool.submit(int).result(timeout=60)
+            return encoded
         except BrokenProcessPool:
             with self._lock:
                 if self._pool is pool:

@@ -4,10 +4,12 @@ and dropped personal data, windows, erasure of a data subject, retention."""
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import orjson
@@ -240,6 +242,34 @@ def test_records_of_a_deleted_endpoint_are_dropped(world: World) -> None:
     world.endpoints.targets.clear()
     assert world.store.flush() == 0
     assert len(world.store.buffer) == 0
+
+
+def big_bytes_in_thread_frames(at_least: int) -> list[int]:
+    """Sizes of the bytes (or views of bytes) any running thread's frames hold in locals."""
+    sizes = []
+    for frame in sys._current_frames().values():
+        walked: FrameType | None = frame
+        while walked is not None:
+            for value in walked.f_locals.values():
+                if isinstance(value, bytes | bytearray | memoryview):
+                    size = memoryview(value).nbytes
+                    if size >= at_least:
+                        sizes.append(size)
+            walked = walked.f_back
+    return sizes
+
+
+def test_the_encoder_process_keeps_no_copy_of_a_batch_between_flushes(world: World) -> None:
+    pool = EncoderPool()
+    world.store.encoder = pool
+    try:
+        for i in range(4):
+            world.send(HOUR, i, "x" * 2**20, 1.0, f"r{i}")  # 4 MiB of bodies
+        assert world.store.flush() == 4
+        # multiprocessing's feeder thread would hold the pickled batch until the next flush
+        assert big_bytes_in_thread_frames(2**20) == []
+    finally:
+        pool.close()
 
 
 def test_records_can_be_encoded_in_a_worker_process(world: World) -> None:
