@@ -17,6 +17,7 @@ import pytest
 from stratus.core.errors import DataCorrupted
 from stratus.monitoring.alert_schemas import AlertmanagerPayload, NotificationResult
 from stratus.monitoring.channel_secrets import SecretBox
+from stratus.monitoring.destinations import NetworkPolicy
 from stratus.monitoring.notifications import (
     ChannelConfig,
     Dispatch,
@@ -27,7 +28,6 @@ from stratus.monitoring.notifications import (
     slack_body,
     webhook_body,
 )
-from stratus.monitoring.destinations import NetworkPolicy
 from stratus.testing import free_port
 
 STARTED = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
