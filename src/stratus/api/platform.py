@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from stratus.compute.instance_types import InstanceCatalog
 from stratus.compute.local import LocalBackend, LocalBackendConfig
 from stratus.core.database import Database
+from stratus.core.errors import StoreUnavailable
 from stratus.core.events import EventBus
 from stratus.core.outbox import Outbox
 from stratus.core.settings import Settings
@@ -287,20 +288,18 @@ class Platform:
         return first
 
     def _sweep_forever(self) -> None:
+        outage = _Outage("sweeping the object store")
         while not self._stop.wait(self.settings.store.sweep_interval_seconds):
-            try:
+            with outage:  # the sweeper must outlive a passing store or database error
                 self.blobs.sweep(self.settings.store.tmp_max_age_seconds)
-            except Exception:  # the sweeper must outlive a passing store or database error
-                log.exception("sweeping the object store failed; will retry")
 
     def _checkpoint_audit_forever(self) -> None:
         """Anchor the audit chain's head in the object store every few seconds: entries newer
         than the last checkpoint are the only ones a truncation of the database could hide."""
+        outage = _Outage("writing the audit checkpoint")
         while not self._stop.wait(self.settings.security.audit_checkpoint_seconds):
-            try:
+            with outage:  # must outlive a passing store or database error
                 self.audit.checkpoint()
-            except Exception:  # must outlive a passing store or database error
-                log.exception("writing the audit checkpoint failed; will retry")
 
     def stop(self) -> None:
         self._stop.set()
@@ -311,3 +310,34 @@ class Platform:
         except Exception:
             log.exception("writing the audit checkpoint at shutdown failed")
         self.db.dispose()
+
+
+class _Outage:
+    """Wraps one pass of a background loop: an unreachable object store is logged as one line
+    when it starts and one when it ends (not a traceback every few seconds); any other error
+    is logged in full. The loop goes on either way."""
+
+    def __init__(self, work: str) -> None:
+        self.work = work
+        self.store_down = False
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> bool:
+        if kind is None:
+            if self.store_down:
+                log.warning("%s works again: the object store answers", self.work)
+                self.store_down = False
+            return False
+        if not issubclass(kind, Exception):
+            return False
+        if isinstance(exc, StoreUnavailable):
+            if not self.store_down:
+                log.warning("%s failed: %s; will retry quietly until it answers", self.work, exc)
+                self.store_down = True
+            return True
+        log.error("%s failed; will retry", self.work, exc_info=exc)
+        return True
