@@ -24,7 +24,7 @@ from stratus.client._inference import (
     request_body,
 )
 from stratus.core.errors import InvalidInput, NotFound, ServiceUnavailable, StratusError
-from stratus.core.resources import MAX_LIMIT
+from stratus.core.resource_schemas import MAX_LIMIT
 from stratus.endpoints import schemas as ep
 
 Variant = ep.VariantSpec | Mapping[str, Any]

@@ -1,5 +1,8 @@
 """The resource base: metadata columns, names, labels, selectors, pagination, concurrency.
 
+The pydantic face (names, labels, `Metadata`, `Page`, page tokens) lives in
+`core/resource_schemas.py`, free of SQLAlchemy so the SDK can load it; it is re-exported here.
+
 Every kind is a row with `uid`, `name`, `labels`, `resource_version` and timestamps
 (`ResourceMixin`), shown to users as `metadata` + `spec` + `status`. A write names the
 `resource_version` it read; a stale one is refused with a 409 that names the current version.
@@ -7,15 +10,12 @@ Every kind is a row with `uid`, `name`, `labels`, `resource_version` and timesta
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
-from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema
 from sqlalchemy import JSON, DateTime, Integer, String, and_, not_, or_, select
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql import ColumnElement
@@ -23,64 +23,20 @@ from sqlalchemy.sql import ColumnElement
 from stratus.core.clock import as_utc, utcnow
 from stratus.core.errors import AlreadyExists, InvalidInput, NotFound, StaleResource
 from stratus.core.ids import new_id
-
-NAME_MAX = 63
-_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_LABEL_KEY_RE = re.compile(
-    r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
-)
-_LABEL_VALUE_RE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
-
-NAME_PATTERN = _NAME_RE.pattern
-
-
-def validate_name(name: str, what: str = "name") -> str:
-    """DNS-label names: 1-63 of a-z, 0-9 and '-', starting and ending alphanumeric."""
-    if not isinstance(name, str) or not name:
-        raise InvalidInput(f"{what} must not be empty")
-    if len(name) > NAME_MAX:
-        raise InvalidInput(f"{what} {name!r} is longer than {NAME_MAX} characters")
-    if not _NAME_RE.fullmatch(name):
-        raise InvalidInput(
-            f"{what} {name!r} is not valid: use lower-case letters, digits and '-', "
-            "starting and ending with a letter or digit"
-        )
-    return name
-
-
-def validate_labels(labels: dict[str, str]) -> dict[str, str]:
-    for key, value in labels.items():
-        if len(key) > 253 or not _LABEL_KEY_RE.fullmatch(key):
-            raise InvalidInput(f"label key {key!r} is not valid")
-        if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE_RE.fullmatch(value):
-            raise InvalidInput(f"label value {value!r} of {key!r} is not valid")
-    return labels
-
-
-def _name_value(value: str) -> str:
-    try:
-        return validate_name(value)
-    except InvalidInput as exc:
-        raise ValueError(exc.detail) from exc
-
-
-def _labels_value(value: dict[str, str]) -> dict[str, str]:
-    try:
-        return validate_labels(value)
-    except InvalidInput as exc:
-        raise ValueError(exc.detail) from exc
-
-
-Name = Annotated[
-    str,
-    AfterValidator(_name_value),
-    WithJsonSchema(
-        {"type": "string", "pattern": NAME_PATTERN, "minLength": 1, "maxLength": NAME_MAX}
-    ),
-]
-"""A resource name in a pydantic schema: validated with a message that says what is allowed."""
-
-Labels = Annotated[dict[str, str], AfterValidator(_labels_value)]
+from stratus.core.resource_schemas import _LABEL_KEY_RE
+from stratus.core.resource_schemas import DEFAULT_LIMIT as DEFAULT_LIMIT
+from stratus.core.resource_schemas import MAX_LIMIT as MAX_LIMIT
+from stratus.core.resource_schemas import NAME_MAX as NAME_MAX
+from stratus.core.resource_schemas import NAME_PATTERN as NAME_PATTERN
+from stratus.core.resource_schemas import Labels as Labels
+from stratus.core.resource_schemas import Metadata as Metadata
+from stratus.core.resource_schemas import Name as Name
+from stratus.core.resource_schemas import Page as Page
+from stratus.core.resource_schemas import check_limit as check_limit
+from stratus.core.resource_schemas import decode_token as decode_token
+from stratus.core.resource_schemas import encode_token as encode_token
+from stratus.core.resource_schemas import validate_labels as validate_labels
+from stratus.core.resource_schemas import validate_name as validate_name
 
 
 class ResourceMixin:
@@ -106,18 +62,6 @@ def check_version(row: ResourceMixin, expected: int | None, kind: str) -> None:
             f"not {expected}: read it again and retry",
             current_resource_version=row.resource_version,
         )
-
-
-class Metadata(BaseModel):
-    """What every resource shows as `metadata`."""
-
-    name: str
-    uid: str
-    project: str | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
-    resource_version: int
-    created_at: datetime
-    updated_at: datetime
 
 
 def metadata_of(row: ResourceMixin, project: str | None = None) -> Metadata:
@@ -226,41 +170,6 @@ def selector_clause(column: Any, reqs: list[Requirement], dialect: str) -> Colum
 
 # --- pagination ------------------------------------------------------------------------------
 
-DEFAULT_LIMIT = 100
-MAX_LIMIT = 1000
-
-T = TypeVar("T")
-
-
-class Page(BaseModel, Generic[T]):
-    """One page of a list; pass `next_page_token` back as `page_token` for the next."""
-
-    items: list[T]
-    next_page_token: str | None = None
-
-
-def encode_token(position: Any) -> str:
-    raw = json.dumps(position, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_token(token: str | None) -> Any:
-    if not token:
-        return None
-    try:
-        padded = token + "=" * (-len(token) % 4)
-        return json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # deep nesting: RecursionError
-        raise InvalidInput(f"page_token {token!r} is not valid") from exc
-
-
-def check_limit(limit: int | None) -> int:
-    if limit is None:
-        return DEFAULT_LIMIT
-    if limit < 1 or limit > MAX_LIMIT:
-        raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}, not {limit}")
-    return limit
-
 
 def paginate(
     session: Any,
@@ -304,6 +213,7 @@ def paginate_list(
     return page, token
 
 
+T = TypeVar("T")
 R = TypeVar("R", bound=ResourceMixin)
 
 

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from stratus.endpoints.metrics import VariantTotals
+if TYPE_CHECKING:  # the policy is part of a pipeline's spec, which the SDK loads without
+    # prometheus_client: the figures' type is only named here
+    from stratus.endpoints.metrics import VariantTotals
 
 
 class CanaryPolicy(BaseModel):

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from stratus.core.resources import Labels, Metadata, Name
+from stratus.core.resource_schemas import Labels, Metadata, Name
 
 MAX_REPLICAS = 64
 

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from stratus.core.resources import Labels, Metadata, Name
+from stratus.core.resource_schemas import Labels, Metadata, Name
 from stratus.iam.roles import Role
 
 

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from stratus.core.resources import Labels, Metadata, Name
+from stratus.core.resource_schemas import Labels, Metadata, Name
 from stratus.monitoring.alert_templates import DEFAULT_SUMMARY, TemplateError, check_template
 
 METRIC_PATTERN = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from stratus.core.resources import Labels, Metadata, Name
+from stratus.core.resource_schemas import Labels, Metadata, Name
 
 
 class _Input(BaseModel):

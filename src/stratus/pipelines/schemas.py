@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from stratus.core.resources import Labels, Metadata, Name
+from stratus.core.resource_schemas import Labels, Metadata, Name
 from stratus.data.rules import RuleSet
 from stratus.endpoints.canary import CanaryPolicy
 from stratus.jobs.schemas import CodeSpec, TrainerSpec

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from stratus.core.errors import InvalidInput
-from stratus.core.resources import validate_name
+from stratus.core.resource_schemas import validate_name
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from stratus.core.errors import InvalidInput
-from stratus.core.resources import Labels, Metadata, Name, validate_name
+from stratus.core.resource_schemas import Labels, Metadata, Name, validate_name
 
 _SHA256 = r"^[0-9a-f]{64}$"
 RESERVED_ALIASES = {"latest"}

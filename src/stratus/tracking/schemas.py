@@ -22,7 +22,7 @@ from pydantic import (
 )
 
 from stratus.core.clock import as_utc
-from stratus.core.resources import Labels, Metadata, Name
+from stratus.core.resource_schemas import Labels, Metadata, Name
 
 RunState = Literal["running", "finished", "failed", "killed"]
 EndState = Literal["finished", "failed", "killed"]
