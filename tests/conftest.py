@@ -40,7 +40,13 @@ class CliResult:
 CliRunner = Callable[..., CliResult]
 
 
-_CLI_VARIABLES = ("STRATUS_HOME", "STRATUS_URL", "STRATUS_API_KEY", "STRATUS_PROJECT")
+_CLI_VARIABLES = (
+    "STRATUS_HOME",
+    "STRATUS_URL",
+    "STRATUS_API_KEY",
+    "STRATUS_PROJECT",
+    "STRATUS_PROFILE",
+)
 
 
 @pytest.fixture

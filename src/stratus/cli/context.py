@@ -1,4 +1,5 @@
-"""The SDK client each command uses, built from the global `--url` and `--api-key`."""
+"""The SDK client each command uses, built from the global `--url`, `--api-key` and
+`--profile`."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ class Globals:
     url: str | None = None
     api_key: str | None = None
     debug: bool = False
+    profile: str | None = None
     _client: Client | None = None
 
     def close(self) -> None:
@@ -24,7 +26,7 @@ class Globals:
 
     def client(self) -> Client:
         if self._client is None:
-            self._client = Client(url=self.url, api_key=self.api_key)
+            self._client = Client(url=self.url, api_key=self.api_key, profile=self.profile)
         return self._client
 
 

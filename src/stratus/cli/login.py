@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 
 from stratus.cli.context import client
-from stratus.cli.output import Format, OutputOption, console, show
+from stratus.cli.output import Format, OutputOption, console, err, show
 from stratus.client import Client
-from stratus.client.credentials import Credentials, default_home, write_credentials
+from stratus.client.credentials import (
+    DEFAULT_URL,
+    Credentials,
+    check_profile_name,
+    chosen_profile,
+    default_home,
+    load_profiles,
+    write_credentials,
+)
 from stratus.core.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from stratus.iam.schemas import WhoAmI
 
 
 def login(
@@ -22,22 +34,51 @@ def login(
     api_key: Annotated[
         str | None, typer.Option("--api-key", "-k", help="store this API key instead")
     ] = None,
-    project: Annotated[str | None, typer.Option("--project", "-p", help="default project")] = None,
+    project: Annotated[
+        str | None,
+        typer.Option(
+            "--project",
+            "-p",
+            help="default project (default: the key's project when it is restricted to one, "
+            "else your only project, else 'default')",
+        ),
+    ] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            help="save the login as this profile and make it current (default: the current "
+            "profile)",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Log in: exchange a username and password for a short-lived token, or store an API key.
 
-    Both are saved in $STRATUS_HOME/credentials (mode 0600) for later commands.
+    Both are saved in $STRATUS_HOME/credentials (mode 0600) for later commands, as a profile:
+    `--profile NAME` keeps several identities side by side (`stratus profiles list`).
 
-    Example: stratus login --url http://stratus.internal:8700 -u alice
+    Example: stratus login --url http://stratus.internal:8700 -u alice --profile alice
     """
     root = ctx.find_root()
-    url = root.params.get("url")
+    home = default_home()
+    saved = load_profiles(home)
+    target = check_profile_name(
+        profile or chosen_profile(root.params.get("profile")) or saved.current
+    )
+    before = saved.profiles.get(target)
+    current = saved.profiles.get(saved.current)
+    url = (
+        root.params.get("url")
+        or (before.url if before else None)
+        or (current.url if current else None)
+        or DEFAULT_URL
+    )
     if api_key is None and username is None:
         username = typer.prompt("Username")
     if api_key is not None:
         with Client(url=url, api_key=api_key) as c:
             me = c.whoami()
-            creds = Credentials(url=c.url, api_key=api_key, user=me.name, project=project)
+            creds = Credentials(url=c.url, api_key=api_key, user=me.name)
     else:
         assert username is not None
         if password is None:
@@ -46,9 +87,41 @@ def login(
             raise InvalidInput("a password is needed")
         with Client(url=url, api_key="") as c:
             token = c.login(username, password)
-            creds = Credentials(url=c.url, token=token.token, user=username, project=project)
-    path = write_credentials(creds, default_home())
-    console.print(f"logged in to {creds.url} as [bold]{creds.user}[/] (saved to {path})")
+            me = c.whoami()
+            creds = Credentials(url=c.url, token=token.token, user=username)
+    creds.project = project or home_project(me)
+    path = write_credentials(creds, home, target, make_current=True)
+    console.print(
+        f"logged in to {creds.url} as [bold]{escape(creds.user or '')}[/] "
+        f"(profile {escape(target)}, default project {escape(creds.project or 'default')}; "
+        f"saved to {path})",
+        highlight=False,
+    )
+    if before is not None and (before.url, before.user) != (creds.url, creds.user):
+        err.print(
+            f"replaced the login of profile '{escape(target)}': it was "
+            f"{escape(before.user or '?')} "
+            f"at {escape(before.url)}; keep both with `stratus login --profile NAME`",
+            highlight=False,
+        )
+    if target != saved.current:
+        err.print(
+            f"now using profile '{escape(target)}' (it was '{escape(saved.current)}': "
+            f"`stratus profiles use {escape(saved.current)}` to go back)",
+            highlight=False,
+        )
+
+
+def home_project(me: WhoAmI) -> str | None:
+    """The project a login should work in when none is named: the one its key is restricted
+    to, a service account's own, or the user's only project when not a member of 'default'."""
+    if me.key_project:
+        return me.key_project
+    if me.kind == "serviceaccount" and "/" in me.name:
+        return me.name.split("/", 1)[0]
+    if "default" not in me.roles and len(me.roles) == 1 and not me.is_admin:
+        return next(iter(me.roles))
+    return None
 
 
 def status(ctx: typer.Context, output: OutputOption = Format.table) -> None:
@@ -66,6 +139,9 @@ def status(ctx: typer.Context, output: OutputOption = Format.table) -> None:
         "you": me.subject,
         "admin": me.is_admin,
         "roles": me.roles,
+        "profile": chosen_profile(ctx.find_root().params.get("profile"))
+        or load_profiles(default_home()).current,
+        "project": c.default_project,
     }
     show(
         data,
@@ -77,5 +153,7 @@ def status(ctx: typer.Context, output: OutputOption = Format.table) -> None:
             ("STORE", lambda d: d["checks"].get("store")),
             ("YOU", lambda d: d["you"]),
             ("ADMIN", lambda d: d["admin"]),
+            ("PROFILE", lambda d: d["profile"]),
+            ("PROJECT", lambda d: d["project"]),
         ],
     )

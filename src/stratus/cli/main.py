@@ -24,6 +24,7 @@ from stratus.cli import (
     monitors,
     pipelines,
     predict,
+    profiles,
     projects,
     up,
     users,
@@ -57,6 +58,14 @@ def main(
         str | None,
         typer.Option(envvar="STRATUS_API_KEY", help="API key or token", show_default=False),
     ] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            envvar="STRATUS_PROFILE",
+            help="the credentials file's profile to use (default: the current one)",
+            show_default=False,
+        ),
+    ] = None,
     debug: Annotated[bool, typer.Option(help="show tracebacks on errors")] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version")
@@ -66,12 +75,13 @@ def main(
 
     Example: stratus --url http://127.0.0.1:8700 projects list
     """
-    ctx.obj = Globals(url=url, api_key=api_key, debug=debug)
+    ctx.obj = Globals(url=url, api_key=api_key, debug=debug, profile=profile)
 
 
 app.command("up")(up.up)
 app.command("login")(login.login)
 app.command("status")(login.status)
+app.add_typer(profiles.app, name="profiles")
 app.add_typer(up.db_app, name="db")
 app.add_typer(projects.app, name="projects")
 app.add_typer(projects.sa_app, name="serviceaccounts")

@@ -18,7 +18,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from stratus.cli.output import console, err
-from stratus.client.credentials import Credentials, read_credentials, write_credentials
+from stratus.client.credentials import (
+    DEFAULT_PROFILE,
+    Credentials,
+    read_credentials,
+    write_credentials,
+)
 from stratus.core.database import Database
 from stratus.core.errors import Conflict, InvalidInput, ServiceUnavailable
 from stratus.core.lease import ControlPlaneLease
@@ -223,7 +228,7 @@ def up(
             lease.keep(on_lost=lambda: os.kill(os.getpid(), signal.SIGTERM))
             verify_master_key(platform.db, master_key)
         first = platform.start()
-        creds = read_credentials(settings.home)
+        creds = read_credentials(settings.home, DEFAULT_PROFILE)
         if first is not None:
             creds = Credentials(url=url, api_key=first.api_key, user="admin", project="default")
             write_credentials(creds, settings.home)

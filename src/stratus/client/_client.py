@@ -28,8 +28,13 @@ from stratus.client._pipelines import Pipelines
 from stratus.client._registry import Models
 from stratus.client._storage import Buckets
 from stratus.client._tracking import Experiments
-from stratus.client.credentials import DEFAULT_URL, read_credentials
-from stratus.core.errors import DataCorrupted, ServiceUnavailable
+from stratus.client.credentials import (
+    DEFAULT_URL,
+    chosen_profile,
+    credentials_path,
+    read_credentials,
+)
+from stratus.core.errors import DataCorrupted, InvalidInput, ServiceUnavailable
 from stratus.iam import schemas as iam
 
 M = TypeVar("M", bound=BaseModel)
@@ -45,8 +50,13 @@ class Client:
             file in `STRATUS_HOME` (written by `stratus up` and `stratus login`).
         home: the Stratus home whose credentials file to read.
         timeout: seconds to wait for the server on each request.
+        profile: the credentials file's profile to use; default `STRATUS_PROFILE`, then the
+            file's current profile (`stratus profiles use`). `STRATUS_URL`,
+            `STRATUS_API_KEY` and `STRATUS_PROJECT` still win over the profile's values.
 
     Raises:
+        stratus.errors.InvalidInput: `profile` (or `STRATUS_PROFILE`) names no profile of
+            the file, and no key was given otherwise.
         stratus.errors.StratusError: every method raises the server's error class on failure.
     """
 
@@ -57,8 +67,16 @@ class Client:
         *,
         home: str | Path | None = None,
         timeout: float = 60.0,
+        profile: str | None = None,
     ) -> None:
-        creds = read_credentials(Path(home) if home else None)
+        creds = read_credentials(Path(home) if home else None, profile)
+        wanted = chosen_profile(profile)
+        if creds is None and wanted and api_key is None and not os.environ.get("STRATUS_API_KEY"):
+            where = credentials_path(Path(home) if home else None)
+            raise InvalidInput(
+                f"no profile {wanted!r} in {where}: log in to it with "
+                f"`stratus login --profile {wanted}`, or see `stratus profiles list`"
+            )
         self.url = (
             url or os.environ.get("STRATUS_URL") or (creds.url if creds else None) or DEFAULT_URL
         ).rstrip("/")
