@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 
 from stratus.cli.context import ProjectOption, client, project_of
+from stratus.cli.listing import AllProjectsOption, cut, in_scope, say_cut, with_project
 from stratus.cli.output import Format, OutputOption, console, show
 from stratus.monitoring.alert_schemas import AlertRuleRead, ChannelRead
 
@@ -93,10 +94,14 @@ def apply(
 
 @app.command("list")
 def list_(
-    ctx: typer.Context, project: ProjectOption = None, output: OutputOption = Format.table
+    ctx: typer.Context,
+    project: ProjectOption = None,
+    all_projects: AllProjectsOption = False,
+    output: OutputOption = Format.table,
 ) -> None:
     """List alert rules with their state (the worst over their series)."""
-    show(client(ctx).alerts.list(project_of(ctx, project)), output, RULE_COLUMNS)
+    found = client(ctx).alerts.list(in_scope(ctx, project, all_projects), all_projects=all_projects)
+    show(found, output, with_project(RULE_COLUMNS, all_projects))
 
 
 @app.command("show")
@@ -158,10 +163,15 @@ def history(
     """
     if state is not None and state not in ("firing", "resolved"):
         raise typer.BadParameter("--state is firing or resolved")
-    events = client(ctx).alerts.history(
-        project_of(ctx, project), rule=rule, state=state, limit=limit
+    events, more = cut(
+        client(ctx).alerts.history(
+            project_of(ctx, project), rule=rule, state=state, limit=limit + 1
+        ),
+        limit,
     )
     show(events, output, EVENT_COLUMNS)
+    if more:
+        say_cut(len(events), "changes", "use --limit N (up to 10000) to see more")
 
 
 @app.command("test")
@@ -212,10 +222,16 @@ def channels_apply(
 
 @channels_app.command("list")
 def channels_list(
-    ctx: typer.Context, project: ProjectOption = None, output: OutputOption = Format.table
+    ctx: typer.Context,
+    project: ProjectOption = None,
+    all_projects: AllProjectsOption = False,
+    output: OutputOption = Format.table,
 ) -> None:
     """List notification channels and the rules that use them."""
-    show(client(ctx).alerts.channels.list(project_of(ctx, project)), output, CHANNEL_COLUMNS)
+    found = client(ctx).alerts.channels.list(
+        in_scope(ctx, project, all_projects), all_projects=all_projects
+    )
+    show(found, output, with_project(CHANNEL_COLUMNS, all_projects))
 
 
 @channels_app.command("delete")

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from stratus.cli.context import client
+from stratus.cli.listing import cut, iso, parse_optional_time, say_cut
 from stratus.cli.output import Format, OutputOption, console, err, show
 
 app = typer.Typer(help="The audit log of every change and login.", no_args_is_help=True)
@@ -29,26 +30,36 @@ def list_(
     project: Annotated[str | None, typer.Option("--project", "-p")] = None,
     actor: Annotated[str | None, typer.Option(help="e.g. user:alice")] = None,
     action: Annotated[str | None, typer.Option(help="e.g. buckets.create, or objects.*")] = None,
-    since: Annotated[str | None, typer.Option(help="ISO time, e.g. 2026-11-21T09:00:00Z")] = None,
-    until: Annotated[str | None, typer.Option(help="ISO time")] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n")] = 50,
+    since: Annotated[
+        str | None, typer.Option(help="from this time: 30m, 1h, 2d, 1w ago, or an ISO time")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="before this time: 30m, 1h, 2d, 1w ago, or an ISO time")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="at most this many")] = 50,
+    all_: Annotated[bool, typer.Option("--all", help="every matching entry (no --limit)")] = False,
     oldest_first: Annotated[bool, typer.Option("--oldest-first")] = False,
     output: OutputOption = Format.table,
 ) -> None:
-    """List audit entries, newest first.
+    """List audit entries, newest first (the first 50 unless --limit or --all; a list that
+    is cut says so on stderr).
 
-    Example: stratus audit list -p fraud --actor user:alice --action 'objects.*'
+    Example: stratus audit list -p fraud --since 1h --actor user:alice --action 'objects.*'
     """
+    wanted = None if all_ else limit
     events = client(ctx).audit.list(
         project=project,
         actor=actor,
         action=action,
-        since=since,
-        until=until,
+        since=iso(parse_optional_time(since, "--since")),
+        until=iso(parse_optional_time(until, "--until")),
         order="asc" if oldest_first else "desc",
-        limit=limit,
+        limit=None if wanted is None else wanted + 1,
     )
+    events, more = cut(events, wanted)
     show(events, output, EVENT_COLUMNS)
+    if more:
+        say_cut(len(events), "entries", "use --limit N to see more, or --all")
 
 
 @app.command("verify")

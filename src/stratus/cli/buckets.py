@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from stratus.cli.context import ProjectOption, client, project_of
+from stratus.cli.listing import AllProjectsOption, in_scope, with_project
 from stratus.cli.output import (
     Format,
     OutputOption,
@@ -61,6 +62,7 @@ def create(
 def list_(
     ctx: typer.Context,
     project: ProjectOption = None,
+    all_projects: AllProjectsOption = False,
     selector: Annotated[str | None, typer.Option("--selector", "-s")] = None,
     output: OutputOption = Format.table,
 ) -> None:
@@ -68,7 +70,10 @@ def list_(
 
     Example: stratus buckets list -p fraud
     """
-    show(client(ctx).buckets.list(project_of(ctx, project), selector), output, BUCKET_COLUMNS)
+    found = client(ctx).buckets.list(
+        in_scope(ctx, project, all_projects), selector, all_projects=all_projects
+    )
+    show(found, output, with_project(BUCKET_COLUMNS, all_projects))
 
 
 @app.command("show")

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from stratus.cli.context import ProjectOption, client, project_of
+from stratus.cli.listing import AllProjectsOption, in_scope, with_project
 from stratus.cli.output import (
     Format,
     OutputOption,
@@ -108,6 +109,7 @@ def push(
 def list_(
     ctx: typer.Context,
     project: ProjectOption = None,
+    all_projects: AllProjectsOption = False,
     selector: Annotated[str | None, typer.Option("--selector", "-s")] = None,
     output: OutputOption = Format.table,
 ) -> None:
@@ -115,7 +117,10 @@ def list_(
 
     Example: stratus data list -p fraud
     """
-    show(client(ctx).datasets.list(project_of(ctx, project), selector), output, DATASET_COLUMNS)
+    found = client(ctx).datasets.list(
+        in_scope(ctx, project, all_projects), selector, all_projects=all_projects
+    )
+    show(found, output, with_project(DATASET_COLUMNS, all_projects))
 
 
 @app.command("versions")

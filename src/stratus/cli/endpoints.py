@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from stratus.cli.context import ProjectOption, client, project_of
+from stratus.cli.listing import AllProjectsOption, cut, in_scope, say_cut, with_project
 from stratus.cli.output import Format, OutputOption, console, err, show, waiting
 from stratus.client import Client
 from stratus.core.errors import NotFound
@@ -286,6 +287,7 @@ def capture_(
 def list_(
     ctx: typer.Context,
     project: ProjectOption = None,
+    all_projects: AllProjectsOption = False,
     selector: Annotated[str | None, typer.Option("--selector", "-s")] = None,
     output: OutputOption = Format.table,
 ) -> None:
@@ -293,7 +295,10 @@ def list_(
 
     Example: stratus endpoints list -p fraud
     """
-    show(client(ctx).endpoints.list(project_of(ctx, project), selector), output, ENDPOINT_COLUMNS)
+    found = client(ctx).endpoints.list(
+        in_scope(ctx, project, all_projects), selector, all_projects=all_projects
+    )
+    show(found, output, with_project(ENDPOINT_COLUMNS, all_projects))
 
 
 @app.command("show")
@@ -542,7 +547,12 @@ def history(
 
     Example: stratus endpoints history cancer-api -p fraud
     """
-    revisions = client(ctx).endpoints.history(name, project=project_of(ctx, project), limit=limit)
+    revisions, more = cut(
+        client(ctx).endpoints.history(
+            name, project=project_of(ctx, project), limit=None if limit is None else limit + 1
+        ),
+        limit,
+    )
     show(
         revisions,
         output,
@@ -555,3 +565,5 @@ def history(
             ("VARIANTS", lambda r: variants_summary(r.spec)),
         ],
     )
+    if more:
+        say_cut(len(revisions), "revisions", "leave out --limit to see every one")

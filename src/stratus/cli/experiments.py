@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from stratus.cli.context import ProjectOption, client, project_of
+from stratus.cli.listing import AllProjectsOption, in_scope, with_project
 from stratus.cli.output import Format, OutputOption, console, human_size, parse_labels, show
 
 app = typer.Typer(
@@ -82,6 +83,7 @@ def _when(value: datetime | None) -> str:
 def list_(
     ctx: typer.Context,
     project: ProjectOption = None,
+    all_projects: AllProjectsOption = False,
     selector: Annotated[str | None, typer.Option("--selector", "-s")] = None,
     output: OutputOption = Format.table,
 ) -> None:
@@ -89,8 +91,10 @@ def list_(
 
     Example: stratus experiments list -p fraud
     """
-    found = client(ctx).experiments.list(project_of(ctx, project), selector)
-    show(found, output, EXPERIMENT_COLUMNS)
+    found = client(ctx).experiments.list(
+        in_scope(ctx, project, all_projects), selector, all_projects=all_projects
+    )
+    show(found, output, with_project(EXPERIMENT_COLUMNS, all_projects))
 
 
 @app.command("create")

@@ -13,6 +13,7 @@ import yaml
 from rich.markup import escape
 
 from stratus.cli.context import ProjectOption, client, project_of
+from stratus.cli.listing import AllProjectsOption, in_scope, with_project
 from stratus.cli.output import Format, OutputOption, console, err, human_size, show, waiting
 from stratus.client import Client
 from stratus.client._base import read_yaml
@@ -293,13 +294,17 @@ def list_(
         str | None, typer.Option("--phase", help="only jobs in this phase", show_default=False)
     ] = None,
     project: ProjectOption = None,
+    all_projects: AllProjectsOption = False,
     output: OutputOption = Format.table,
 ) -> None:
     """List training jobs.
 
     Example: stratus jobs list --phase running
     """
-    show(client(ctx).jobs.list(project_of(ctx, project), phase=phase), output, JOB_COLUMNS)
+    found = client(ctx).jobs.list(
+        in_scope(ctx, project, all_projects), phase=phase, all_projects=all_projects
+    )
+    show(found, output, with_project(JOB_COLUMNS, all_projects))
 
 
 @app.command("show")

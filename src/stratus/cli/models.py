@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from stratus.cli.context import ProjectOption, client, project_of
+from stratus.cli.listing import AllProjectsOption, in_scope, with_project
 from stratus.cli.output import (
     Format,
     OutputOption,
@@ -135,6 +136,7 @@ def push(
 def list_(
     ctx: typer.Context,
     project: ProjectOption = None,
+    all_projects: AllProjectsOption = False,
     selector: Annotated[str | None, typer.Option("--selector", "-s")] = None,
     output: OutputOption = Format.table,
 ) -> None:
@@ -142,7 +144,10 @@ def list_(
 
     Example: stratus models list -p fraud
     """
-    show(client(ctx).models.list(project_of(ctx, project), selector), output, MODEL_COLUMNS)
+    found = client(ctx).models.list(
+        in_scope(ctx, project, all_projects), selector, all_projects=all_projects
+    )
+    show(found, output, with_project(MODEL_COLUMNS, all_projects))
 
 
 @app.command("versions")

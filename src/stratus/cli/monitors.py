@@ -5,7 +5,6 @@ data subject's records."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,6 +13,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from stratus.cli.context import ProjectOption, client, project_of
+from stratus.cli.listing import (
+    AllProjectsOption,
+    cut,
+    in_scope,
+    parse_optional_time,
+    say_cut,
+    with_project,
+)
 from stratus.cli.output import Format, OutputOption, console, err, show
 from stratus.client._monitors import label_from_text
 from stratus.monitoring.html import result_page
@@ -96,7 +103,8 @@ def capture(
     endpoint: str,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000)] = 20,
     since: Annotated[
-        str | None, typer.Option(help="only records newer than this: 15m, 1h, 7d")
+        str | None,
+        typer.Option(help="only records from this time on: 15m, 1h, 2d, 1w ago, or an ISO time"),
     ] = None,
     download: Annotated[
         Path | None,
@@ -113,9 +121,7 @@ def capture(
     """
     sdk = client(ctx)
     where = project_of(ctx, project)
-    start = (
-        datetime.now(UTC) - timedelta(seconds=parse_duration(since, "--since")) if since else None
-    )
+    start = parse_optional_time(since, "--since")
     if download is not None:
         written = sdk.monitors.download_captures(endpoint, download, since=start, project=where)
         files = sdk.monitors.capture_files(endpoint, since=start, project=where)
@@ -150,6 +156,11 @@ def capture(
     console.print(table)
     console.print(
         f"{len(found.records)} of {found.total} captured rows"
+        + (
+            "; --limit N (up to 1000) shows more, --download DIR writes them all"
+            if len(found.records) < found.total
+            else ""
+        )
         + (f"; {found.pending} more waiting to be written" if found.pending else ""),
         markup=False,
         style="dim",
@@ -349,11 +360,14 @@ def list_(
     ctx: typer.Context,
     endpoint: Annotated[str | None, typer.Option("--endpoint", "-e")] = None,
     project: ProjectOption = None,
+    all_projects: AllProjectsOption = False,
     output: OutputOption = Format.table,
 ) -> None:
     """List monitors with their state and last result."""
-    monitors = client(ctx).monitors.list(project_of(ctx, project), endpoint)
-    show(monitors, output, MONITOR_COLUMNS)
+    monitors = client(ctx).monitors.list(
+        in_scope(ctx, project, all_projects), endpoint, all_projects=all_projects
+    )
+    show(monitors, output, with_project(MONITOR_COLUMNS, all_projects))
 
 
 @app.command("show")
@@ -435,9 +449,14 @@ def history(
     project: ProjectOption = None,
     output: OutputOption = Format.table,
 ) -> None:
-    """A monitor's results, newest first."""
-    results = client(ctx).monitors.results(name, limit=limit, project=project_of(ctx, project))
+    """A monitor's results, newest first (a list cut at --limit says so on stderr)."""
+    results, more = cut(
+        client(ctx).monitors.results(name, limit=limit + 1, project=project_of(ctx, project)),
+        limit,
+    )
     show(results, output, RESULT_COLUMNS)
+    if more:
+        say_cut(len(results), "results", "use --limit N (up to 500) to see more")
 
 
 @app.command("delete")

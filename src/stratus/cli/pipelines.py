@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from stratus.cli.context import ProjectOption, client, project_of
+from stratus.cli.listing import AllProjectsOption, in_scope, with_project
 from stratus.cli.output import Format, OutputOption, console, err, show
 from stratus.client import Client
 from stratus.pipelines.schemas import RunRead, RunState, StepState
@@ -95,10 +96,16 @@ def apply(
 
 @app.command("list")
 def list_(
-    ctx: typer.Context, project: ProjectOption = None, output: OutputOption = Format.table
+    ctx: typer.Context,
+    project: ProjectOption = None,
+    all_projects: AllProjectsOption = False,
+    output: OutputOption = Format.table,
 ) -> None:
     """List pipelines with their steps, triggers and last run."""
-    show(client(ctx).pipelines.list(project_of(ctx, project)), output, PIPELINE_COLUMNS)
+    found = client(ctx).pipelines.list(
+        in_scope(ctx, project, all_projects), all_projects=all_projects
+    )
+    show(found, output, with_project(PIPELINE_COLUMNS, all_projects))
 
 
 @app.command("show")

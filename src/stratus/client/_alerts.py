@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from stratus.client._base import API, labels_of, read_yaml, seg
 from stratus.core.errors import InvalidInput
+from stratus.iam.schemas import ALL_PROJECTS
 from stratus.monitoring import alert_schemas as al
 
 if TYPE_CHECKING:
@@ -59,10 +60,18 @@ class Channels(API):
         return [self.apply(project, **item) for item in documents(path, "channels")]
 
     def list(
-        self, project: str | None = None, labels: dict[str, str] | None = None
+        self,
+        project: str | None = None,
+        labels: dict[str, str] | None = None,
+        *,
+        all_projects: bool = False,
     ) -> builtins.list[al.ChannelRead]:
         params = {"selector": labels_of(labels)} if labels else {}
-        return list(self._c._pages(al.ChannelRead, self._base(project), params))
+        return list(
+            self._c._pages(
+                al.ChannelRead, self._base(ALL_PROJECTS if all_projects else project), params
+            )
+        )
 
     def get(self, name: str, project: str | None = None) -> al.ChannelRead:
         return self._c._model(al.ChannelRead, "GET", f"{self._base(project)}/{seg(name)}")
@@ -111,10 +120,18 @@ class Alerts(API):
         return [self.apply(project, **item) for item in documents(path, "rules")]
 
     def list(
-        self, project: str | None = None, labels: dict[str, str] | None = None
+        self,
+        project: str | None = None,
+        labels: dict[str, str] | None = None,
+        *,
+        all_projects: bool = False,
     ) -> builtins.list[al.AlertRuleRead]:
         params = {"selector": labels_of(labels)} if labels else {}
-        return list(self._c._pages(al.AlertRuleRead, self._base(project), params))
+        return list(
+            self._c._pages(
+                al.AlertRuleRead, self._base(ALL_PROJECTS if all_projects else project), params
+            )
+        )
 
     def get(self, name: str, project: str | None = None) -> al.AlertRuleRead:
         return self._c._model(al.AlertRuleRead, "GET", f"{self._base(project)}/{seg(name)}")

@@ -21,6 +21,7 @@ from stratus.client._base import (
 from stratus.core.errors import InvalidInput, NotFound
 from stratus.data import schemas as ds
 from stratus.data.rules import RuleSet, parse_rules
+from stratus.iam.schemas import ALL_PROJECTS
 
 SUPPORTED = (".csv", ".parquet", ".pq", ".jsonl", ".ndjson")
 
@@ -91,9 +92,15 @@ class Datasets(API):
         return self._c._model(ds.DatasetRead, "POST", self._base(project), json=body)
 
     def list(
-        self, project: str | None = None, selector: str | None = None
+        self, project: str | None = None, selector: str | None = None, *, all_projects: bool = False
     ) -> builtins.list[ds.DatasetRead]:
-        return list(self._c._pages(ds.DatasetRead, self._base(project), {"selector": selector}))
+        return list(
+            self._c._pages(
+                ds.DatasetRead,
+                self._base(ALL_PROJECTS if all_projects else project),
+                {"selector": selector},
+            )
+        )
 
     def get(self, name: str, project: str | None = None) -> ds.DatasetRead:
         return self._c._model(ds.DatasetRead, "GET", f"{self._base(project)}/{seg(name)}")

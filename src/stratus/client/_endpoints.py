@@ -26,6 +26,7 @@ from stratus.client._inference import (
 from stratus.core.errors import InvalidInput, NotFound, ServiceUnavailable, StratusError
 from stratus.core.resource_schemas import MAX_LIMIT
 from stratus.endpoints import schemas as ep
+from stratus.iam.schemas import ALL_PROJECTS
 
 Variant = ep.VariantSpec | Mapping[str, Any]
 Capture = ep.CaptureSpec | Mapping[str, Any]
@@ -170,10 +171,16 @@ class Endpoints(API):
         return self._c._model(ep.EndpointRead, "POST", self._base(project), json=body)
 
     def list(
-        self, project: str | None = None, selector: str | None = None
+        self, project: str | None = None, selector: str | None = None, *, all_projects: bool = False
     ) -> builtins.list[ep.EndpointRead]:
         """A project's endpoints (every page), optionally those matching a label selector."""
-        return list(self._c._pages(ep.EndpointRead, self._base(project), {"selector": selector}))
+        return list(
+            self._c._pages(
+                ep.EndpointRead,
+                self._base(ALL_PROJECTS if all_projects else project),
+                {"selector": selector},
+            )
+        )
 
     def get(self, name: str, project: str | None = None) -> ep.EndpointRead:
         """An endpoint: its spec, and its status (phase, variants, replicas).

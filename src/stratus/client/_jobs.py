@@ -14,6 +14,7 @@ import httpx
 from stratus.client._archives import code_files, pack
 from stratus.client._base import API, Progress, labels_of, seg
 from stratus.core.errors import InvalidInput, ServiceUnavailable
+from stratus.iam.schemas import ALL_PROJECTS
 from stratus.jobs import schemas as js
 
 
@@ -134,13 +135,19 @@ class Jobs(API):
         project: str | None = None,
         phase: str | None = None,
         labels: dict[str, str] | None = None,
+        *,
+        all_projects: bool = False,
     ) -> builtins.list[js.JobRead]:
         params: dict[str, Any] = {}
         if phase:
             params["phase"] = phase
         if labels:
             params["selector"] = labels_of(labels)
-        return list(self._c._pages(js.JobRead, self._base(project), params))
+        return list(
+            self._c._pages(
+                js.JobRead, self._base(ALL_PROJECTS if all_projects else project), params
+            )
+        )
 
     def get(self, name: str, project: str | None = None) -> js.JobRead:
         return self._c._model(js.JobRead, "GET", f"{self._base(project)}/{seg(name)}")

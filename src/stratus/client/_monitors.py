@@ -15,6 +15,7 @@ import orjson
 
 from stratus.client._base import API, labels_of, read_yaml, seg, write_atomically
 from stratus.core.errors import InvalidInput
+from stratus.iam.schemas import ALL_PROJECTS
 from stratus.monitoring import schemas as ms
 
 _LABEL_CHUNK = 10_000
@@ -233,10 +234,16 @@ class Monitors(API):
         return ms.MonitorRead.model_validate(response.json())
 
     def list(
-        self, project: str | None = None, endpoint: str | None = None
+        self, project: str | None = None, endpoint: str | None = None, *, all_projects: bool = False
     ) -> builtins.list[ms.MonitorRead]:
         """A project's monitors (or one endpoint's)."""
-        return list(self._c._pages(ms.MonitorRead, self._base(project), {"endpoint": endpoint}))
+        return list(
+            self._c._pages(
+                ms.MonitorRead,
+                self._base(ALL_PROJECTS if all_projects else project),
+                {"endpoint": endpoint},
+            )
+        )
 
     def get(self, name: str, project: str | None = None) -> ms.MonitorRead:
         return self._c._model(ms.MonitorRead, "GET", f"{self._base(project)}/{seg(name)}")

@@ -11,6 +11,7 @@ from typing import Any
 from stratus.client._archives import code_files, pack
 from stratus.client._base import API, labels_of, read_yaml, seg
 from stratus.core.errors import InvalidInput
+from stratus.iam.schemas import ALL_PROJECTS
 from stratus.pipelines import schemas as ps
 
 CODE_KEYS = ("entrypoint", "args", "requirements")
@@ -95,10 +96,18 @@ class Pipelines(API):
         return step
 
     def list(
-        self, project: str | None = None, labels: dict[str, str] | None = None
+        self,
+        project: str | None = None,
+        labels: dict[str, str] | None = None,
+        *,
+        all_projects: bool = False,
     ) -> builtins.list[ps.PipelineRead]:
         params = {"selector": labels_of(labels)} if labels else {}
-        return list(self._c._pages(ps.PipelineRead, self._base(project), params))
+        return list(
+            self._c._pages(
+                ps.PipelineRead, self._base(ALL_PROJECTS if all_projects else project), params
+            )
+        )
 
     def get(self, name: str, project: str | None = None) -> ps.PipelineRead:
         return self._c._model(ps.PipelineRead, "GET", f"{self._base(project)}/{seg(name)}")

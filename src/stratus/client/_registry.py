@@ -17,6 +17,7 @@ from stratus.client._base import (
     write_atomically,
 )
 from stratus.core.errors import NotFound
+from stratus.iam.schemas import ALL_PROJECTS
 from stratus.registry import schemas as rg
 from stratus.registry.references import ModelRef, parse_ref
 
@@ -42,9 +43,15 @@ class Models(API):
         return self._c._model(rg.ModelRead, "POST", self._base(project), json=body)
 
     def list(
-        self, project: str | None = None, selector: str | None = None
+        self, project: str | None = None, selector: str | None = None, *, all_projects: bool = False
     ) -> builtins.list[rg.ModelRead]:
-        return list(self._c._pages(rg.ModelRead, self._base(project), {"selector": selector}))
+        return list(
+            self._c._pages(
+                rg.ModelRead,
+                self._base(ALL_PROJECTS if all_projects else project),
+                {"selector": selector},
+            )
+        )
 
     def get(self, name: str, project: str | None = None) -> rg.ModelRead:
         return self._c._model(rg.ModelRead, "GET", f"{self._base(project)}/{seg(name)}")

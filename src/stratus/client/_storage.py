@@ -22,6 +22,7 @@ from stratus.client._base import (
     write_atomically,
 )
 from stratus.core.errors import DataCorrupted, StratusError
+from stratus.iam.schemas import ALL_PROJECTS
 from stratus.storage import schemas as st
 
 Source = bytes | str | Path | IO[bytes] | Iterable[bytes]
@@ -45,8 +46,16 @@ class Buckets(API):
         body = {"name": name, "description": description, "labels": labels_of(labels)}
         return self._c._model(st.BucketRead, "POST", self._base(project), json=body)
 
-    def list(self, project: str | None = None, selector: str | None = None) -> list[st.BucketRead]:
-        return list(self._c._pages(st.BucketRead, self._base(project), {"selector": selector}))
+    def list(
+        self, project: str | None = None, selector: str | None = None, *, all_projects: bool = False
+    ) -> list[st.BucketRead]:
+        return list(
+            self._c._pages(
+                st.BucketRead,
+                self._base(ALL_PROJECTS if all_projects else project),
+                {"selector": selector},
+            )
+        )
 
     def get(self, name: str, project: str | None = None) -> st.BucketRead:
         return self._c._model(st.BucketRead, "GET", f"{self._base(project)}/{seg(name)}")

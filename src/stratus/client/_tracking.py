@@ -22,6 +22,7 @@ from stratus.client._base import (
     write_atomically,
 )
 from stratus.core.errors import InvalidInput, NotFound
+from stratus.iam.schemas import ALL_PROJECTS
 from stratus.tracking import schemas as ts
 
 MetricPoint = Mapping[str, Any]  # {"key", "value", "step"?, "timestamp"?}
@@ -60,9 +61,15 @@ class Experiments(API):
         return self._c._model(ts.ExperimentRead, "POST", self._base(project), json=body)
 
     def list(
-        self, project: str | None = None, selector: str | None = None
+        self, project: str | None = None, selector: str | None = None, *, all_projects: bool = False
     ) -> builtins.list[ts.ExperimentRead]:
-        return list(self._c._pages(ts.ExperimentRead, self._base(project), {"selector": selector}))
+        return list(
+            self._c._pages(
+                ts.ExperimentRead,
+                self._base(ALL_PROJECTS if all_projects else project),
+                {"selector": selector},
+            )
+        )
 
     def get(self, name: str, project: str | None = None) -> ts.ExperimentRead:
         return self._c._model(ts.ExperimentRead, "GET", f"{self._base(project)}/{seg(name)}")

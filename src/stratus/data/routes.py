@@ -13,7 +13,7 @@ from stratus.core.errors import InvalidInput
 from stratus.core.resources import DEFAULT_LIMIT, Page
 from stratus.data import schemas as s
 from stratus.data.service import DataService
-from stratus.iam.authorization import Access, ProjectAccess
+from stratus.iam.authorization import Access, ListAccess, ListScope, ProjectAccess
 from stratus.iam.parameters import Limit, PageToken, Selector
 from stratus.iam.roles import Permission
 from stratus.storage.routes import ANY_PATH, receive_body
@@ -45,7 +45,7 @@ def create_dataset(
 @router.get("", name="datasets.list", response_model=Page[s.DatasetRead])
 def list_datasets(
     request: Request,
-    access: ProjectAccess = Access(Permission.RESOURCE_READ),
+    access: ListScope = ListAccess(Permission.RESOURCE_READ),
     selector: Selector = None,
     limit: Limit = DEFAULT_LIMIT,
     page_token: PageToken = None,

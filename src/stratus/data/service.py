@@ -25,6 +25,7 @@ from stratus.core.database import Database
 from stratus.core.errors import Conflict, InvalidInput, NotFound
 from stratus.core.events import DatasetVersionCommitted, EventBus, guard_project_deletion
 from stratus.core.ids import new_id
+from stratus.core.project_lists import page_in_projects
 from stratus.core.resources import ProjectScoped, metadata_of, paginate
 from stratus.data import schemas as s
 from stratus.data.rules import RuleSet
@@ -79,12 +80,13 @@ class DataService:
             return self._read(session, row, project)
 
     def list_datasets(
-        self, project: str, selector: str | None, limit: int | None, page_token: str | None
+        self, project: str | None, selector: str | None, limit: int | None, page_token: str | None
     ) -> tuple[list[s.DatasetRead], str | None]:
         with self.db.transaction() as session:
-            project_uid = self._project_uid(session, project)
-            rows, token = self._datasets.page(session, project_uid, selector, limit, page_token)
-            return [self._read(session, r, project) for r in rows], token
+            pairs, token = page_in_projects(
+                self._datasets, session, project, self._project_uid, selector, limit, page_token
+            )
+            return [self._read(session, r, p) for r, p in pairs], token
 
     def get(self, project: str, name: str) -> s.DatasetRead:
         with self.db.transaction() as session:

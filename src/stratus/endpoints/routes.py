@@ -14,7 +14,7 @@ from stratus.endpoints import schemas as s
 from stratus.endpoints.controller import EndpointController
 from stratus.endpoints.metrics import InferenceMetrics
 from stratus.endpoints.service import EndpointService
-from stratus.iam.authorization import Access, ProjectAccess
+from stratus.iam.authorization import Access, ListAccess, ListScope, ProjectAccess
 from stratus.iam.parameters import Limit, PageToken, Selector
 from stratus.iam.roles import Permission
 
@@ -47,7 +47,7 @@ def create_endpoint(
 @router.get("", name="endpoints.list", response_model=Page[s.EndpointRead])
 def list_endpoints(
     request: Request,
-    access: ProjectAccess = Access(Permission.RESOURCE_READ),
+    access: ListScope = ListAccess(Permission.RESOURCE_READ),
     selector: Selector = None,
     limit: Limit = DEFAULT_LIMIT,
     page_token: PageToken = None,

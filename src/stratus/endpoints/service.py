@@ -18,6 +18,7 @@ from stratus.core.clock import as_utc, utcnow
 from stratus.core.database import Database
 from stratus.core.errors import Conflict, InvalidInput, NotFound
 from stratus.core.events import EventBus, ModelVersionDeleting, guard_project_deletion
+from stratus.core.project_lists import page_in_projects
 from stratus.core.resources import ProjectScoped, check_version, metadata_of, paginate
 from stratus.endpoints import schemas as s
 from stratus.endpoints.tables import EndpointRevisionRow, EndpointRow, EndpointStatusRow
@@ -78,12 +79,13 @@ class EndpointService:
             return self._read(session, self._endpoint(session, project, name), project)
 
     def list_endpoints(
-        self, project: str, selector: str | None, limit: int | None, page_token: str | None
+        self, project: str | None, selector: str | None, limit: int | None, page_token: str | None
     ) -> tuple[list[s.EndpointRead], str | None]:
         with self.db.transaction() as session:
-            project_uid = self._project_uid(session, project)
-            rows, token = self._endpoints.page(session, project_uid, selector, limit, page_token)
-            return [self._read(session, r, project) for r in rows], token
+            pairs, token = page_in_projects(
+                self._endpoints, session, project, self._project_uid, selector, limit, page_token
+            )
+            return [self._read(session, r, p) for r, p in pairs], token
 
     def history(
         self, project: str, name: str, limit: int | None, page_token: str | None

@@ -19,6 +19,7 @@ from stratus.iam.authenticating import Authenticator
 from stratus.iam.errors import admins_only, no_credential, project_not_found
 from stratus.iam.principals import Principal
 from stratus.iam.roles import Permission
+from stratus.iam.schemas import ALL_PROJECTS
 
 ProjectName = Annotated[str, Path(description="project name", max_length=63)]
 
@@ -98,3 +99,30 @@ def project_access(permission: Permission) -> Callable[..., Any]:
 
 def Access(permission: Permission) -> Any:  # noqa: N802 - reads like a type in signatures
     return Depends(project_access(permission))
+
+
+@dataclass(frozen=True)
+class ListScope:
+    """Where a list route lists: one project, or (None) every project."""
+
+    principal: Principal
+    project: str | None
+
+
+def list_access(permission: Permission) -> Callable[..., Any]:
+    """Dependency factory for list routes: the path's `{project}`, as `project_access`, or
+    `-` (ALL_PROJECTS) for every project, which only a platform admin may ask (403)."""
+
+    def dependency(principal: Caller, project: ProjectName) -> ListScope:
+        if project == ALL_PROJECTS:
+            if not principal.acts_as_admin:
+                raise admins_only("list across every project (project '-')")
+            return ListScope(principal, None)
+        check_project(principal, project, permission)
+        return ListScope(principal, project)
+
+    return dependency
+
+
+def ListAccess(permission: Permission) -> Any:  # noqa: N802 - reads like a type in signatures
+    return Depends(list_access(permission))

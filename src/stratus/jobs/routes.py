@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from stratus.core.resources import DEFAULT_LIMIT, Page
-from stratus.iam.authorization import Access, Caller, ProjectAccess
+from stratus.iam.authorization import Access, Caller, ListAccess, ListScope, ProjectAccess
 from stratus.iam.parameters import Limit, PageToken, Selector
 from stratus.iam.roles import Permission
 from stratus.jobs import schemas as s
@@ -86,7 +86,7 @@ def download_code(
 @router.get("", name="jobs.list", response_model=Page[s.JobRead])
 def list_jobs(
     request: Request,
-    access: ProjectAccess = Access(Permission.RESOURCE_READ),
+    access: ListScope = ListAccess(Permission.RESOURCE_READ),
     selector: Selector = None,
     phase: str | None = Query(None, description="only jobs in this phase"),
     limit: Limit = DEFAULT_LIMIT,

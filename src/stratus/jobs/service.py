@@ -27,6 +27,7 @@ from stratus.core.clock import as_utc, utcnow
 from stratus.core.database import Database
 from stratus.core.errors import Conflict, InvalidInput, NotFound
 from stratus.core.events import EventBus, guard_project_deletion
+from stratus.core.project_lists import page_in_projects
 from stratus.core.resources import ProjectScoped, metadata_of
 from stratus.data.service import DataService
 from stratus.iam.principals import Principal
@@ -241,7 +242,7 @@ class JobService:
 
     def list_jobs(
         self,
-        project: str,
+        project: str | None,
         selector: str | None,
         limit: int | None,
         page_token: str | None,
@@ -252,14 +253,15 @@ class JobService:
                 f"phase {phase!r} is not one of {', '.join(p.value for p in JobPhase)}"
             )
         with self.db.transaction() as session:
-            project_uid = self._project_uid(session, project)
-            rows, token = self._jobs.page(session, project_uid, selector, limit, page_token)
+            pairs, token = page_in_projects(
+                self._jobs, session, project, self._project_uid, selector, limit, page_token
+            )
             reads = []
-            for row in rows:
+            for row, in_project in pairs:
                 status = session.get(JobStatusRow, row.uid)
                 assert status is not None
                 if phase is None or status.phase == phase:
-                    reads.append(self._read(session, row, status, project))
+                    reads.append(self._read(session, row, status, in_project))
             return reads, token
 
     def get(self, project: str, name: str) -> s.JobRead:
@@ -509,7 +511,7 @@ class JobService:
             ref = parse_ref(reference)
             version = self.registry.get_version(project, ref.model, ref.selector)
             exact = f"{ref.model}:{version.version}"
-            if version.state != "ready":
+            if version.state == "pending":  # a rejected version may still be evaluated
                 raise Conflict(f"{exact} is not committed yet")
             if version.needs_trust and not version.trusted:
                 raise Conflict(

@@ -28,6 +28,7 @@ from stratus.core.errors import InvalidInput
 from stratus.core.events import AlertFired, EventBus
 from stratus.core.ids import new_request_id
 from stratus.core.outbox import Outbox
+from stratus.core.project_lists import page_in_projects
 from stratus.core.resources import ProjectScoped, metadata_of, paginate
 from stratus.iam.audit import AuditEntry, AuditLog
 from stratus.monitoring import alert_schemas as s
@@ -158,12 +159,13 @@ class AlertService:
         return read, created
 
     def list_rules(
-        self, project: str, selector: str | None, limit: int | None, page_token: str | None
+        self, project: str | None, selector: str | None, limit: int | None, page_token: str | None
     ) -> tuple[list[s.AlertRuleRead], str | None]:
         with self.db.transaction() as session:
-            project_uid = self._project_uid(session, project)
-            rows, token = self._rules.page(session, project_uid, selector, limit, page_token)
-            return [self._rule_read(r, project) for r in rows], token
+            pairs, token = page_in_projects(
+                self._rules, session, project, self._project_uid, selector, limit, page_token
+            )
+            return [self._rule_read(r, p) for r, p in pairs], token
 
     def get_rule(self, project: str, name: str) -> s.AlertRuleRead:
         with self.db.transaction() as session:

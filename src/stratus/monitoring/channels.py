@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from stratus.core.database import Database
 from stratus.core.errors import Conflict, InvalidInput, NotFound
 from stratus.core.ids import new_id
+from stratus.core.project_lists import page_in_projects
 from stratus.core.resources import ProjectScoped, metadata_of
 from stratus.monitoring import alert_schemas as s
 from stratus.monitoring.alert_schemas import MASK
@@ -80,12 +81,13 @@ class ChannelService:
             return self._channel_read(session, row, project), created
 
     def list(
-        self, project: str, selector: str | None, limit: int | None, page_token: str | None
+        self, project: str | None, selector: str | None, limit: int | None, page_token: str | None
     ) -> tuple[builtins.list[s.ChannelRead], str | None]:
         with self.db.transaction() as session:
-            project_uid = self._project_uid(session, project)
-            rows, token = self._channels.page(session, project_uid, selector, limit, page_token)
-            return [self._channel_read(session, r, project) for r in rows], token
+            pairs, token = page_in_projects(
+                self._channels, session, project, self._project_uid, selector, limit, page_token
+            )
+            return [self._channel_read(session, r, p) for r, p in pairs], token
 
     def get(self, project: str, name: str) -> s.ChannelRead:
         with self.db.transaction() as session:

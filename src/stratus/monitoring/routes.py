@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from stratus.core.clock import as_utc
 from stratus.core.errors import InvalidInput
 from stratus.core.resources import DEFAULT_LIMIT, Page
-from stratus.iam.authorization import Access, ProjectAccess
+from stratus.iam.authorization import Access, ListAccess, ListScope, ProjectAccess
 from stratus.iam.parameters import Limit, PageToken, Selector
 from stratus.iam.roles import Permission
 from stratus.monitoring import schemas as s
@@ -191,7 +191,7 @@ def apply_monitor(
 def list_monitors(
     request: Request,
     endpoint: str | None = None,
-    access: ProjectAccess = Access(Permission.RESOURCE_READ),
+    access: ListScope = ListAccess(Permission.RESOURCE_READ),
     selector: Selector = None,
     limit: Limit = DEFAULT_LIMIT,
     page_token: PageToken = None,

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from stratus.core.clock import as_utc, utcnow
 from stratus.core.database import Database
 from stratus.core.errors import Conflict, InvalidInput, NotFound, StratusError
+from stratus.core.project_lists import page_in_projects
 from stratus.core.resources import (
     ProjectScoped,
     check_limit,
@@ -137,28 +138,34 @@ class MonitorService:
 
     def list_monitors(
         self,
-        project: str,
+        project: str | None,
         endpoint: str | None = None,
         selector: str | None = None,
         limit: int | None = None,
         page_token: str | None = None,
     ) -> tuple[list[s.MonitorRead], str | None]:
         with self.db.transaction() as session:
-            project_uid = self._project_uid(session, project)
-            if endpoint is None:
-                rows, token = self._monitors.page(session, project_uid, selector, limit, page_token)
-            else:  # an endpoint has a few monitors: all of them, no pages
-                rows = list(
-                    session.scalars(
-                        select(MonitorRow)
-                        .where(
-                            MonitorRow.project_uid == project_uid, MonitorRow.endpoint == endpoint
-                        )
-                        .order_by(MonitorRow.name)
-                    )
+            if endpoint is None or project is None:  # None: every project's (an admin's)
+                where = () if endpoint is None else (MonitorRow.endpoint == endpoint,)
+                pairs, token = page_in_projects(
+                    self._monitors,
+                    session,
+                    project,
+                    self._project_uid,
+                    selector,
+                    limit,
+                    page_token,
+                    where=where,
                 )
-                token = None
-            return [self._read(session, row, project) for row in rows], token
+                return [self._read(session, row, p) for row, p in pairs], token
+            # an endpoint of one project has a few monitors: all of them, no pages
+            project_uid = self._project_uid(session, project)
+            rows = session.scalars(
+                select(MonitorRow)
+                .where(MonitorRow.project_uid == project_uid, MonitorRow.endpoint == endpoint)
+                .order_by(MonitorRow.name)
+            )
+            return [self._read(session, row, project) for row in rows], None
 
     def get(self, project: str, name: str) -> s.MonitorRead:
         with self.db.transaction() as session:

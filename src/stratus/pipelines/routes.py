@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 
 from stratus.core.errors import InvalidInput
 from stratus.core.resources import DEFAULT_LIMIT, Page
-from stratus.iam.authorization import Access, ProjectAccess
+from stratus.iam.authorization import Access, ListAccess, ListScope, ProjectAccess
 from stratus.iam.parameters import Limit, PageToken, Selector
 from stratus.iam.roles import Permission
 from stratus.pipelines import schemas as s
@@ -77,7 +77,7 @@ async def upload_code(
 @router.get("", name="pipelines.list", response_model=Page[s.PipelineRead])
 def list_pipelines(
     request: Request,
-    access: ProjectAccess = Access(Permission.RESOURCE_READ),
+    access: ListScope = ListAccess(Permission.RESOURCE_READ),
     selector: Selector = None,
     limit: Limit = DEFAULT_LIMIT,
     page_token: PageToken = None,

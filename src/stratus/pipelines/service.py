@@ -26,6 +26,7 @@ from stratus.core.database import Database
 from stratus.core.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from stratus.core.events import EventBus, guard_project_deletion
 from stratus.core.ids import new_id
+from stratus.core.project_lists import page_in_projects
 from stratus.core.resources import ProjectScoped, metadata_of, paginate
 from stratus.data.service import DataService
 from stratus.iam.principals import Principal
@@ -191,12 +192,13 @@ class PipelineService:
             return read
 
     def list_pipelines(
-        self, project: str, selector: str | None, limit: int | None, page_token: str | None
+        self, project: str | None, selector: str | None, limit: int | None, page_token: str | None
     ) -> tuple[list[s.PipelineRead], str | None]:
         with self.db.transaction() as session:
-            project_uid = self._project_uid(session, project)
-            rows, token = self._pipelines.page(session, project_uid, selector, limit, page_token)
-            return [self._read(session, r, project) for r in rows], token
+            pairs, token = page_in_projects(
+                self._pipelines, session, project, self._project_uid, selector, limit, page_token
+            )
+            return [self._read(session, r, p) for r, p in pairs], token
 
     def get(self, project: str, name: str) -> s.PipelineRead:
         with self.db.transaction() as session:

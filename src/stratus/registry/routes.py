@@ -10,7 +10,7 @@ from fastapi.responses import StreamingResponse
 
 from stratus.core.errors import InvalidInput
 from stratus.core.resources import DEFAULT_LIMIT, Page
-from stratus.iam.authorization import Access, ProjectAccess
+from stratus.iam.authorization import Access, ListAccess, ListScope, ProjectAccess
 from stratus.iam.parameters import Limit, PageToken, Selector
 from stratus.iam.roles import Permission
 from stratus.registry import schemas as s
@@ -43,7 +43,7 @@ def create_model(
 @router.get("", name="models.list", response_model=Page[s.ModelRead])
 def list_models(
     request: Request,
-    access: ProjectAccess = Access(Permission.RESOURCE_READ),
+    access: ListScope = ListAccess(Permission.RESOURCE_READ),
     selector: Selector = None,
     limit: Limit = DEFAULT_LIMIT,
     page_token: PageToken = None,

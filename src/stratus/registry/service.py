@@ -24,6 +24,7 @@ from stratus.core.database import Database
 from stratus.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from stratus.core.events import EventBus, ModelVersionDeleting, guard_project_deletion
 from stratus.core.ids import new_id
+from stratus.core.project_lists import page_in_projects
 from stratus.core.resources import (
     ProjectScoped,
     metadata_of,
@@ -70,12 +71,13 @@ class RegistryService:
             return self._model_read(session, row, project)
 
     def list_models(
-        self, project: str, selector: str | None, limit: int | None, page_token: str | None
+        self, project: str | None, selector: str | None, limit: int | None, page_token: str | None
     ) -> tuple[list[s.ModelRead], str | None]:
         with self.db.transaction() as session:
-            project_uid = self._project_uid(session, project)
-            rows, token = self._models.page(session, project_uid, selector, limit, page_token)
-            return [self._model_read(session, r, project) for r in rows], token
+            pairs, token = page_in_projects(
+                self._models, session, project, self._project_uid, selector, limit, page_token
+            )
+            return [self._model_read(session, r, p) for r, p in pairs], token
 
     def get_model(self, project: str, name: str) -> s.ModelRead:
         with self.db.transaction() as session:

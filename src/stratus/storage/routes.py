@@ -14,7 +14,7 @@ from starlette.requests import ClientDisconnect
 
 from stratus.core.errors import InvalidInput
 from stratus.core.resources import DEFAULT_LIMIT, Page
-from stratus.iam.authorization import Access, ProjectAccess
+from stratus.iam.authorization import Access, ListAccess, ListScope, ProjectAccess
 from stratus.iam.parameters import Limit, PageToken, Selector
 from stratus.iam.roles import Permission
 from stratus.storage import schemas as s
@@ -56,7 +56,7 @@ def create_bucket(
 @router.get("", name="buckets.list", response_model=Page[s.BucketRead])
 def list_buckets(
     request: Request,
-    access: ProjectAccess = Access(Permission.RESOURCE_READ),
+    access: ListScope = ListAccess(Permission.RESOURCE_READ),
     selector: Selector = None,
     limit: Limit = DEFAULT_LIMIT,
     page_token: PageToken = None,

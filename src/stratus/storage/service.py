@@ -19,6 +19,7 @@ from stratus.core.database import Database
 from stratus.core.errors import Conflict, InvalidInput, NotFound
 from stratus.core.events import EventBus, guard_project_deletion
 from stratus.core.ids import new_id
+from stratus.core.project_lists import page_in_projects
 from stratus.core.resources import (
     ProjectScoped,
     check_limit,
@@ -81,12 +82,13 @@ class StorageService:
             return self._bucket_read(session, row, project)
 
     def list_buckets(
-        self, project: str, selector: str | None, limit: int | None, page_token: str | None
+        self, project: str | None, selector: str | None, limit: int | None, page_token: str | None
     ) -> tuple[list[s.BucketRead], str | None]:
         with self.db.transaction() as session:
-            project_uid = self._project_uid(session, project)
-            rows, token = self._buckets.page(session, project_uid, selector, limit, page_token)
-            return [self._bucket_read(session, r, project) for r in rows], token
+            pairs, token = page_in_projects(
+                self._buckets, session, project, self._project_uid, selector, limit, page_token
+            )
+            return [self._bucket_read(session, r, p) for r, p in pairs], token
 
     def get_bucket(self, project: str, name: str) -> s.BucketRead:
         with self.db.transaction() as session:

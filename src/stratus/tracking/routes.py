@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from stratus.core.resources import DEFAULT_LIMIT, Page
-from stratus.iam.authorization import Access, ProjectAccess
+from stratus.iam.authorization import Access, ListAccess, ListScope, ProjectAccess
 from stratus.iam.parameters import Limit, PageToken, Selector
 from stratus.iam.roles import Permission
 from stratus.storage.routes import ANY_PATH, receive_body
@@ -44,7 +44,7 @@ def create_experiment(
 @experiments.get("", name="experiments.list", response_model=Page[s.ExperimentRead])
 def list_experiments(
     request: Request,
-    access: ProjectAccess = Access(Permission.RESOURCE_READ),
+    access: ListScope = ListAccess(Permission.RESOURCE_READ),
     selector: Selector = None,
     limit: Limit = DEFAULT_LIMIT,
     page_token: PageToken = None,

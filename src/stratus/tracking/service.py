@@ -22,6 +22,7 @@ from stratus.core.database import Database
 from stratus.core.errors import Conflict, InvalidInput, NotFound
 from stratus.core.events import EventBus, guard_project_deletion
 from stratus.core.ids import new_id
+from stratus.core.project_lists import page_in_projects
 from stratus.core.resources import (
     ProjectScoped,
     check_limit,
@@ -84,12 +85,13 @@ class TrackingService:
             return self._experiment_read(session, row, project)
 
     def list_experiments(
-        self, project: str, selector: str | None, limit: int | None, page_token: str | None
+        self, project: str | None, selector: str | None, limit: int | None, page_token: str | None
     ) -> tuple[list[s.ExperimentRead], str | None]:
         with self.db.transaction() as session:
-            project_uid = self._project_uid(session, project)
-            rows, token = self._experiments.page(session, project_uid, selector, limit, page_token)
-            return [self._experiment_read(session, r, project) for r in rows], token
+            pairs, token = page_in_projects(
+                self._experiments, session, project, self._project_uid, selector, limit, page_token
+            )
+            return [self._experiment_read(session, r, p) for r, p in pairs], token
 
     def get_experiment(self, project: str, name: str) -> s.ExperimentRead:
         with self.db.transaction() as session:
