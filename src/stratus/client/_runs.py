@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import re
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -323,10 +324,14 @@ def start_run(
     project: str | None = None,
     flush_every: int = ts.MAX_METRICS_PER_CALL,
     flush_seconds: float = 10.0,
+    quiet: bool = False,
 ) -> ActiveRun:
     """Start a run (or continue a running one) and make it the active run. Inside a
     training job, `start_run()` with neither an experiment nor a run id logs into the job's
     own run (`STRATUS_RUN_ID`), which the job ends when it ends.
+
+    It prints one line to stderr naming the run and how to see it (`stratus experiments show
+    RUN_ID`), unless `quiet` (or inside a job, whose run the job already names).
 
     Args:
         experiment: the experiment's name; created if it does not exist.
@@ -340,6 +345,7 @@ def start_run(
         project: the project (default: the client's).
         flush_every: send buffered metric points once this many wait (at most 1000).
         flush_seconds: ...or once this long has passed since the last send.
+        quiet: print nothing (by default one line on stderr names the run).
 
     Returns:
         The run; use it as a context manager so it ends `finished` or `failed`.
@@ -365,7 +371,16 @@ def start_run(
     if (experiment is None) == (run_id is None):
         raise InvalidInput("start_run needs an experiment, or the run_id of a run to continue")
     return _open(
-        client, project, experiment, name, run_id, params, tags, flush_every, flush_seconds
+        client,
+        project,
+        experiment,
+        name,
+        run_id,
+        params,
+        tags,
+        flush_every,
+        flush_seconds,
+        announce=not quiet,
     )
 
 
@@ -380,6 +395,7 @@ def resume_run(
     project: str | None = None,
     flush_every: int = ts.MAX_METRICS_PER_CALL,
     flush_seconds: float = 10.0,
+    quiet: bool = False,
 ) -> ActiveRun:
     """Continue the run `run_id` if it is still running; else (no id, or a run that ended or
     is gone) start a new run in `experiment`. For work that restarts, such as a preempted
@@ -395,6 +411,7 @@ def resume_run(
         project: as for `start_run`.
         flush_every: as for `start_run`.
         flush_seconds: as for `start_run`.
+        quiet: as for `start_run`.
     """
     return _open(
         client,
@@ -407,6 +424,7 @@ def resume_run(
         flush_every,
         flush_seconds,
         fallback=True,
+        announce=not quiet,
     )
 
 
@@ -422,6 +440,7 @@ def _open(
     flush_seconds: float,
     fallback: bool = False,
     ends_run: bool = True,
+    announce: bool = False,
 ) -> ActiveRun:
     """Continue `run_id`, or (without one, or with `fallback` when it ended or is gone) start
     a run in `experiment`; then make it the active run."""
@@ -477,7 +496,22 @@ def _open(
     active._next_step.update(next_steps)
     with _active_lock:
         _active.append(active)
+    if announce:
+        _announce(run, continued=run_id is not None and run.id == run_id)
     return active
+
+
+def _announce(run: ts.RunRead, continued: bool) -> None:
+    """One line on stderr naming the run and how to see it (as MLflow's "View run ...")."""
+    what = "continuing" if continued else "started"
+    named = f" {run.name!r}" if run.name else ""
+    print(
+        f"stratus: {what} run {run.id}{named} in experiment {run.experiment!r} "
+        f"(project {run.project}); see it with: stratus experiments show {run.id} "
+        f"-p {run.project}",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def active_run() -> ActiveRun | None:
