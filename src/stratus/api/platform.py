@@ -214,7 +214,7 @@ class Platform:
         monitors.on_change = monitor_controller.wake
         metrics.registry.register(MonitoringCollector(monitors, captures))
         rates = EndpointRates(lambda: all_variant_totals(metrics), controller.counts)
-        job_gauges = JobGauges(jobs.counts_by_phase)
+        job_gauges = JobGauges(jobs.counts_by_phase, iam.project_names)
         metrics.registry.register(rates)
         metrics.registry.register(job_gauges)
         alerts = AlertService(

@@ -95,6 +95,11 @@ class IamService:
         row = session.get(ProjectRow, uid)
         return row.name if row is not None else ""
 
+    def project_names(self) -> list[str]:
+        """Every project's name, for gauges that report each project (0 included)."""
+        with self.db.transaction() as session:
+            return list(session.scalars(select(ProjectRow.name).order_by(ProjectRow.name)))
+
     def update_project(self, actor: Principal, name: str, data: s.ProjectUpdate) -> s.ProjectRead:
         with self.db.transaction() as session:
             row = self._project(session, name)

@@ -134,15 +134,24 @@ class EndpointRates(Collector):
 
 
 class JobGauges(Collector):
-    """`stratus_jobs{project,state}` and `stratus_job_queue_length{project}`, from the last
-    `refresh` (the database is never read while Prometheus waits)."""
+    """`stratus_jobs{project,state}` (each project that has a job) and
+    `stratus_job_queue_length{project}` (every project, 0 when nothing waits, so the
+    platform's queue reads 0 rather than nothing), from the last `refresh` (the database is
+    never read while Prometheus waits)."""
 
-    def __init__(self, count: Callable[[], dict[tuple[str, str], int]]) -> None:
+    def __init__(
+        self,
+        count: Callable[[], dict[tuple[str, str], int]],
+        projects: Callable[[], Iterable[str]] = lambda: (),
+    ) -> None:
         self.count = count
+        self.projects = projects
         self._counts: dict[tuple[str, str], int] = {}
+        self._projects: list[str] = []
 
     def refresh(self) -> None:
         self._counts = self.count()
+        self._projects = list(self.projects())
 
     def collect(self) -> Iterator[Any]:
         counts = self._counts
@@ -154,9 +163,11 @@ class JobGauges(Collector):
             "Jobs queued for capacity (waiting to start).",
             labels=["project"],
         )
-        for project in sorted({p for p, _ in counts}):
-            for phase in JobPhase:
-                jobs.add_metric([project, phase.value], counts.get((project, phase.value), 0))
+        with_jobs = {p for p, _ in counts}
+        for project in sorted(with_jobs | set(self._projects)):
+            if project in with_jobs:
+                for phase in JobPhase:
+                    jobs.add_metric([project, phase.value], counts.get((project, phase.value), 0))
             queue.add_metric([project], counts.get((project, JobPhase.queued.value), 0))
         yield from (jobs, queue)
 

@@ -87,3 +87,15 @@ def test_job_gauges_come_from_the_last_refresh() -> None:
     registry.register(gauges)
     text = generate_latest(registry).decode()
     assert 'stratus_jobs{project="p",state="queued"} 3.0' in text
+
+
+def test_the_queue_length_is_zero_for_every_project_without_a_queue() -> None:
+    counts = {("p", "running"): 1}
+    gauges = JobGauges(lambda: counts, lambda: ["default", "p", "q"])
+    gauges.refresh()
+    found = samples(gauges)
+    assert found[("stratus_job_queue_length", (("project", "default"),))] == 0
+    assert found[("stratus_job_queue_length", (("project", "q"),))] == 0
+    assert found[("stratus_job_queue_length", (("project", "p"),))] == 0
+    assert ("stratus_jobs", (("project", "q"), ("state", "queued"))) not in found
+    assert found[("stratus_jobs", (("project", "p"), ("state", "running")))] == 1
