@@ -296,23 +296,64 @@ def test_cli_rollout_canary_promote_rollback_history(
             ("canary", "cancer:2"),
         }
 
-    promoted = cli("endpoints", "promote", served, "-r", "v2 is good", "--wait",
+    start = admin.endpoints.get(served, project).spec.revision  # the canary's revision
+    # promote waits (no --wait needed) until the new revision is rolled out: its replica
+    # ready and routable, the old main and the canary's replicas gone
+    promoted = cli("endpoints", "promote", served, "-r", "v2 is good",
                    "--timeout", str(READY_TIMEOUT), "-p", project)  # fmt: skip
     assert promoted.code == 0, promoted.stderr
     assert "main=cancer:2 (100%)" in promoted.stdout
+    now = admin.endpoints.get(served, project)
+    assert (now.status.phase, now.status.observed_revision) == ("ready", start + 1)
+    assert [(r.variant, r.model_version, r.phase) for r in now.status.replicas] == [
+        ("main", 2, "ready")
+    ]
+    listed = next(line for line in promoted.stdout.splitlines() if line.startswith(served))
+    assert listed.split()[:3] == [served, "ready", "1/1"]
+    assert f"endpoint {served}: revision {start + 1}: cancer:2 serves 100% (variant main)" in (
+        promoted.stdout
+    )
 
-    back = cli("endpoints", "rollback", served, "-r", "undo the promotion", "--wait",
+    # the default rollback after a promote brings the canary back, and says so
+    back = cli("endpoints", "rollback", served, "-r", "undo the promotion",
                "--timeout", str(READY_TIMEOUT), "-p", project)  # fmt: skip
     assert back.code == 0, back.stderr
     assert "main=cancer:1 (90%), canary=cancer:2 (10%)" in back.stdout
+    assert f"endpoint {served}: rolled back to revision {start} (now revision {start + 2})" in (
+        back.stdout
+    )
+    assert (
+        f"endpoint {served}: revision {start + 2}: cancer:1 serves 90% (variant main), "
+        "cancer:2 serves 10% (variant canary)"
+    ) in back.stdout
+    assert f"the canary cancer:2 serves 10% again: `stratus endpoints rollback {served}`" in (
+        back.stdout
+    )
+    now = admin.endpoints.get(served, project)
+    assert sorted((r.variant, r.model_version, r.phase) for r in now.status.replicas) == [
+        ("canary", 2, "ready"),
+        ("main", 1, "ready"),
+    ]
 
-    history = json.loads(cli("endpoints", "history", served, "-p", project, "-o", "json").stdout)
-    start = next(r["revision"] for r in history if r["reason"] == "try v2")
-    back_to = cli("endpoints", "rollback", served, "--to-revision", str(start - 1), "--wait",
-                  "--timeout", str(READY_TIMEOUT), "-p", project, "-o", "json")  # fmt: skip
+    # --to-revision picks one; --no-wait returns at once, saying the rollout is under way
+    back_to = cli("endpoints", "rollback", served, "--to-revision", str(start - 1), "--no-wait",
+                  "-p", project)  # fmt: skip
     assert back_to.code == 0, back_to.stderr
-    variants = json.loads(back_to.stdout)["spec"]["variants"]
-    assert [(v["name"], v["version"], v["traffic"]) for v in variants] == [("main", 1, 100)]
+    listed = next(line for line in back_to.stdout.splitlines() if line.startswith(served))
+    assert listed.split()[1] != "ready"  # the controller has not applied it yet
+    assert f"rolled back to revision {start - 1} (now revision {start + 3})" in back_to.stdout
+    assert (
+        f"revision {start + 3} is rolling out (not waited for): "
+        "cancer:1 will serve 100% (variant main)"
+    ) in back_to.stdout
+    rolled = admin.endpoints.wait_ready(served, timeout=READY_TIMEOUT, project=project)
+    variants = rolled.spec.variants
+    assert [(v.name, v.version, v.traffic) for v in variants] == [("main", 1, 100)]
+    one_line_error(
+        cli("endpoints", "rollback", served, "--to-revision", "999", "-p", project),
+        "to_revision 999",
+        "does not exist",
+    )
 
     history = json.loads(cli("endpoints", "history", served, "-p", project, "-o", "json").stdout)
     assert [(r["action"], r["reason"]) for r in history[:4]] == [

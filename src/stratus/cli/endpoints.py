@@ -52,8 +52,31 @@ def variants_summary(spec: EndpointSpec) -> str:
 
 
 def ready_count(endpoint: EndpointRead) -> str:
-    variants = endpoint.status.variants
-    return f"{sum(v.ready for v in variants)}/{sum(v.replicas for v in endpoint.spec.variants)}"
+    """Ready replicas of the current spec / replicas it wants (never more than it wants:
+    replicas of an earlier revision still serving during a rollout are not counted)."""
+    seen = {v.name: v for v in endpoint.status.variants}
+    ready = 0
+    for variant in endpoint.spec.variants:
+        status = seen.get(variant.name)
+        if status is not None and status.version == variant.version:
+            ready += min(status.updated, variant.replicas)
+    return f"{ready}/{sum(v.replicas for v in endpoint.spec.variants)}"
+
+
+def serving_text(endpoint: EndpointRead, *, rolled_out: bool) -> str:
+    """e.g. `endpoint churn: revision 5: churn:1 serves 90% (variant main), churn:2 serves
+    10% (variant canary)`; before the rollout is done, what it *will* serve."""
+    serves, copied = ("serves", "gets") if rolled_out else ("will serve", "will get")
+    parts = [
+        f"{model_label(v)} {copied} a copy of each request (variant {v.name})"
+        if v.shadow
+        else f"{model_label(v)} {serves} {v.traffic}% (variant {v.name})"
+        for v in endpoint.spec.variants
+        if v.shadow or v.traffic > 0
+    ]
+    state = "" if rolled_out else " is rolling out (not waited for)"
+    head = f"endpoint {endpoint.metadata.name}: revision {endpoint.spec.revision}{state}"
+    return f"{head}: {', '.join(parts)}"
 
 
 def url_of(c: Client, endpoint: EndpointRead) -> str:
@@ -83,8 +106,17 @@ def _show_endpoint(c: Client, endpoint: EndpointRead, output: Format) -> None:
 
 
 def _wait(c: Client, name: str, project: str, timeout: float) -> EndpointRead:
-    with waiting(f"waiting for endpoint {name} to be ready…"):
-        return c.endpoints.wait_ready(name, timeout=timeout, project=project)
+    """Wait with a spinner that shows the rollout's progress; the SDK's error (the phase, and
+    what each variant still waits for) when it fails or `timeout` passes."""
+    with waiting(f"waiting for endpoint {name} to be ready…") as update:
+
+        def progress(endpoint: EndpointRead, _: str) -> None:
+            update(
+                f"waiting for endpoint {name} (revision {endpoint.spec.revision}): "
+                f"{ready_count(endpoint)} ready, {endpoint.status.phase}…"
+            )
+
+        return c.endpoints.wait_ready(name, timeout=timeout, project=project, progress=progress)
 
 
 def deploy(
@@ -465,17 +497,28 @@ def delete(
     console.print(f"deleted endpoint {name}", markup=False)
 
 
+RolloutWaitOption = Annotated[
+    bool,
+    typer.Option(
+        "--wait/--no-wait",
+        help="wait until the new revision is rolled out: its replicas ready and routable, "
+        "the old ones stopped",
+    ),
+]
+
+
 @app.command("promote")
 def promote(
     ctx: typer.Context,
     name: str,
     reason: ReasonOption = "",
-    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="wait until ready")] = False,
+    wait: RolloutWaitOption = True,
     timeout: TimeoutOption = 300.0,
     project: ProjectOption = None,
     output: OutputOption = Format.table,
 ) -> None:
-    """Make the canary's version the main one, serving all the traffic (a rolling update).
+    """Make the canary's version the main one, serving all the traffic (a rolling update),
+    and wait until it does.
 
     Example: stratus endpoints promote cancer-api -r "canary error rate is flat" -p fraud
     """
@@ -485,6 +528,8 @@ def promote(
     if wait:
         endpoint = _wait(c, name, project, timeout)
     _show_endpoint(c, endpoint, output)
+    if output == Format.table:
+        console.print(serving_text(endpoint, rolled_out=wait), markup=False, soft_wrap=True)
 
 
 @app.command("rollback")
@@ -498,21 +543,57 @@ def rollback(
         ),
     ] = None,
     reason: ReasonOption = "",
-    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="wait until ready")] = False,
+    wait: RolloutWaitOption = True,
     timeout: TimeoutOption = 300.0,
     project: ProjectOption = None,
     output: OutputOption = Format.table,
 ) -> None:
-    """Drop the canary; with none, go back to the previous revision (or to --to-revision).
+    """Roll back, and wait until it is rolled out. Without --to-revision: drop the canary if
+    there is one; else go back to the revision before the current one (after a promote,
+    that is the canary's: the canary comes back). --to-revision N serves revision N's
+    variants again. It prints which revision serves what, with which traffic.
 
     Example: stratus endpoints rollback cancer-api --to-revision 3 -p fraud
     """
     c = client(ctx)
     project = project_of(ctx, project)
-    endpoint = c.endpoints.rollback(name, to_revision=to_revision, project=project, reason=reason)
+    before = c.endpoints.get(name, project)
+    endpoint = c.endpoints.rollback(
+        name,
+        to_revision=to_revision,
+        project=project,
+        reason=reason,
+        resource_version=before.metadata.resource_version,  # so `done` says what happened
+    )
+    done = rollback_text(before, endpoint, to_revision)
     if wait:
         endpoint = _wait(c, name, project, timeout)
     _show_endpoint(c, endpoint, output)
+    if output != Format.table:
+        return
+    for line in (done, serving_text(endpoint, rolled_out=wait)):
+        console.print(line, markup=False, soft_wrap=True)
+    canary = next((v for v in endpoint.spec.variants if v.name == "canary"), None)
+    if canary is not None and endpoint.spec.revision != before.spec.revision:
+        console.print(
+            f"the canary {model_label(canary)} serves {canary.traffic}% again: "
+            f"`stratus endpoints rollback {name}` drops it; --to-revision N picks another "
+            f"revision (stratus endpoints history {name})",
+            markup=False,
+            soft_wrap=True,
+        )
+
+
+def rollback_text(before: EndpointRead, after: EndpointRead, to_revision: int | None) -> str:
+    """What a rollback did, from the endpoint before it and after it."""
+    name, now = after.metadata.name, after.spec.revision
+    if now == before.spec.revision:
+        return f"endpoint {name}: nothing changed (revision {now} already serves that)"
+    canary = next((v for v in before.spec.variants if v.name == "canary"), None)
+    if to_revision is None and canary is not None:
+        return f"endpoint {name}: dropped the canary {model_label(canary)} (now revision {now})"
+    target = to_revision or before.spec.revision - 1
+    return f"endpoint {name}: rolled back to revision {target} (now revision {now})"
 
 
 @app.command("remove-variant")

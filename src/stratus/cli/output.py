@@ -155,10 +155,11 @@ def count_progress(label: str, total: int | None, quiet: bool) -> Iterator[Calla
 
 
 @contextmanager
-def waiting(label: str, quiet: bool = False) -> Iterator[None]:
-    """A Rich spinner on stderr while something slow happens (none when not a terminal)."""
+def waiting(label: str, quiet: bool = False) -> Iterator[Callable[[str], None]]:
+    """A Rich spinner on stderr while something slow happens (none when not a terminal);
+    yields `update(text)`, which replaces the label (and does nothing without a spinner)."""
     if quiet or not err.is_terminal:
-        yield
+        yield lambda text: None
         return
-    with err.status(label):
-        yield
+    with err.status(label) as status:
+        yield lambda text: status.update(text)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import builtins
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -316,15 +316,31 @@ class Endpoints(API):
         project: str | None = None,
         reason: str = "",
         resource_version: int | None = None,
+        wait: bool = False,
+        timeout: float = 120.0,
     ) -> ep.EndpointRead:
-        """Make the canary's version the main one, serving all the traffic.
+        """Make the canary's version the main one, serving all the traffic (a rolling
+        update of the main variant).
+
+        Args:
+            name: the endpoint's name.
+            project: the project (default: the client's).
+            reason: why (kept in the endpoint's history).
+            resource_version: fail with StaleResource unless the endpoint is still at it.
+            wait: return only once the new revision is rolled out (see `wait_ready`): its
+                replicas ready and routable, the old ones gone.
+            timeout: seconds to wait when `wait` is true.
 
         Raises:
             stratus.errors.Conflict: the endpoint has no canary.
+            stratus.errors.ServiceUnavailable: `wait` timed out, or the rollout failed.
         """
         body = _without_none({"reason": reason, "resource_version": resource_version})
         path = f"{self._path(name, project)}/promote"
-        return self._c._model(ep.EndpointRead, "POST", path, json=body)
+        endpoint = self._c._model(ep.EndpointRead, "POST", path, json=body)
+        if wait:
+            return self.wait_ready(name, timeout=timeout, project=project)
+        return endpoint
 
     def rollback(
         self,
@@ -334,19 +350,37 @@ class Endpoints(API):
         project: str | None = None,
         reason: str = "",
         resource_version: int | None = None,
+        wait: bool = False,
+        timeout: float = 120.0,
     ) -> ep.EndpointRead:
-        """Drop the canary; with none, return to the revision before the current one, or to
-        `to_revision` (see `history`).
+        """Roll back. Without `to_revision`: drop the canary if there is one (the main
+        variant takes its traffic back), else re-apply the revision before the current one
+        (after a `promote`, that is the canary's revision: the canary comes back). With
+        `to_revision`: re-apply that revision's variants (see `history`). Either way the
+        result is a new revision.
+
+        Args:
+            name: the endpoint's name.
+            to_revision: the revision whose variants to serve again.
+            project: the project (default: the client's).
+            reason: why (kept in the endpoint's history).
+            resource_version: fail with StaleResource unless the endpoint is still at it.
+            wait: return only once the new revision is rolled out (see `wait_ready`).
+            timeout: seconds to wait when `wait` is true.
 
         Raises:
-            stratus.errors.NotFound: no such revision.
+            stratus.errors.InvalidInput: `to_revision` is not an earlier revision.
             stratus.errors.Conflict: there is nothing to roll back to.
+            stratus.errors.ServiceUnavailable: `wait` timed out, or the rollout failed.
         """
         body = _without_none(
             {"reason": reason, "to_revision": to_revision, "resource_version": resource_version}
         )
         path = f"{self._path(name, project)}/rollback"
-        return self._c._model(ep.EndpointRead, "POST", path, json=body)
+        endpoint = self._c._model(ep.EndpointRead, "POST", path, json=body)
+        if wait:
+            return self.wait_ready(name, timeout=timeout, project=project)
+        return endpoint
 
     def history(
         self, name: str, *, project: str | None = None, limit: int | None = None
@@ -408,15 +442,19 @@ class Endpoints(API):
         project: str | None = None,
         *,
         interval: float = 0.5,
+        progress: Callable[[ep.EndpointRead, str], None] | None = None,
     ) -> ep.EndpointRead:
-        """Poll until the endpoint serves its current spec: phase `ready`, and every variant's
-        replicas ready and on the variant's version.
+        """Poll until the endpoint serves its current spec: the controller has applied the
+        latest revision, phase `ready`, every variant's replicas ready (routable) and on the
+        variant's version, and no other replica left (those of earlier revisions stopped).
 
         Args:
             name: the endpoint's name.
             timeout: seconds to wait.
             project: the project (default: the client's).
             interval: seconds between polls.
+            progress: called after each poll that is not yet ready, with the endpoint and
+                what it still waits for (e.g. to show it).
 
         Returns:
             The ready endpoint.
@@ -440,6 +478,8 @@ class Endpoints(API):
                 raise ServiceUnavailable(
                     f"endpoint {name!r} was not ready after {timeout:g}s: {waiting_for}"
                 )
+            if progress is not None:
+                progress(endpoint, waiting_for)
             time.sleep(max(0.0, min(interval, start + timeout - now)))
 
     # --- inference -------------------------------------------------------------------------------
@@ -589,6 +629,9 @@ def not_ready(endpoint: ep.EndpointRead) -> str | None:
         if seen.desired != desired or seen.ready != desired or seen.updated != desired:
             note = f"variant {variant.name}: {seen.ready}/{desired} ready, {seen.updated} updated"
             problems.append(note + (f" ({seen.message})" if seen.message else ""))
+    extra = len(status.replicas) - sum(v.replicas for v in endpoint.spec.variants)
+    if not problems and extra > 0:  # every variant has its replicas: these are older ones
+        problems.append(f"{extra} replica(s) of an earlier spec still stopping")
     if status.phase == "ready" and not problems:
         return None
     head = f"phase {status.phase}" + (f": {status.message}" if status.message else "")

@@ -298,7 +298,10 @@ class EndpointService:
     def rollback(
         self, project: str, name: str, data: s.RolloutAction, *, actor: str
     ) -> s.EndpointRead:
-        """Drop the canary; with none (or with `to_revision`), return to an earlier spec."""
+        """Without `to_revision`: drop the canary if there is one, else re-apply the revision
+        before the current one (after a promote, the canary's: it comes back, as it was).
+        With `to_revision`: re-apply that revision's variants. Kept this way since the first
+        release; the CLI says which revision serves what after it."""
 
         def change(row: EndpointRow) -> str:
             variants = _variants(row)
@@ -312,9 +315,15 @@ class EndpointService:
             if target < 1 or target >= row.revision:
                 if data.to_revision is None:
                     raise Conflict(f"endpoint {name!r} has no earlier revision to roll back to")
+                earlier = (
+                    f"roll back to one of 1 to {row.revision - 1}"
+                    if row.revision > 1
+                    else "it has no earlier one"
+                )
+                what = "is the current one" if target == row.revision else "does not exist"
                 raise InvalidInput(
-                    f"to_revision must be an earlier revision (1 to {row.revision - 1}), "
-                    f"not {target}"
+                    f"to_revision {target}: revision {target} of endpoint {name!r} {what} "
+                    f"({earlier}; see stratus endpoints history {name})"
                 )
             earlier = session.scalar(
                 select(EndpointRevisionRow).where(

@@ -90,3 +90,19 @@ def test_not_ready_compares_the_status_with_the_spec(
     expected: str | None,
 ) -> None:
     assert not_ready(_endpoint(phase, spec_version, seen_version, ready, observed)) == expected
+
+
+def test_not_ready_until_the_replicas_of_an_earlier_spec_are_gone() -> None:
+    done = _endpoint("ready", 2, 2, 2)
+    replicas = [
+        ep.ReplicaRead(id=f"r{i}", variant="main", model_version=version, phase=phase)
+        for i, (version, phase) in enumerate([(2, "ready"), (2, "ready"), (1, "draining")])
+    ]
+    draining = done.model_copy(
+        update={"status": done.status.model_copy(update={"replicas": replicas})}
+    )
+    assert not_ready(draining) == "phase ready; 1 replica(s) of an earlier spec still stopping"
+    gone = done.model_copy(
+        update={"status": done.status.model_copy(update={"replicas": replicas[:2]})}
+    )
+    assert not_ready(gone) is None
