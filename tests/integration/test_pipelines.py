@@ -8,10 +8,12 @@ run with its secret and refuses a wrong one."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -289,6 +291,63 @@ def wait_step(client: Client, project: str, number: int, name: str) -> Any:
         assert not run.state.finished, run.message
         time.sleep(0.2)
     raise AssertionError(f"step {name} of run {number} never started its job")
+
+
+def test_the_cli_waits_for_and_follows_triggered_runs(
+    world: dict[str, Any], cli: Any, tmp_path: Path
+) -> None:
+    """What a script does after pushing data a pipeline watches: wait for the run it starts,
+    then for its end; the exit code says how it ended."""
+    client, project = world["client"], world["project"]
+    client.pipelines.apply(
+        {"name": "checked", "triggers": {"datasets": ["checked-data"]},
+         "steps": [{"name": "validate", "type": "validate", "dataset": "checked-data",
+                    "rules": {"columns": {"x": {"min": 0}}}}]},
+        project,
+    )  # fmt: skip
+    nothing = cli("pipelines", "wait", "checked", "--next-run", "--timeout", "1", "-p", project)
+    assert nothing.code == 1, (nothing.stdout, nothing.stderr)
+    assert "error: pipeline 'checked': no run started within 1s (it has no runs)" in (
+        nothing.stderr
+    )
+
+    since = datetime.now(UTC).isoformat()
+    (tmp_path / "good.csv").write_text("x\n1\n2\n")
+    client.datasets.push(tmp_path / "good.csv", "checked-data", project=project)
+    good = cli("pipelines", "wait", "checked", "--since", since, "--trigger", "dataset",
+               "--timeout", str(RUN_TIMEOUT), "-p", project)  # fmt: skip
+    assert good.code == 0, (good.stdout, good.stderr)
+    assert "run #1 of checked (dataset checked-data:1)" in good.stderr
+    assert "✓ validate" in good.stderr
+    assert good.stdout.startswith("checked run #1: succeeded (dataset)")
+
+    (tmp_path / "bad.csv").write_text("x\n-1\n2\n")
+    client.datasets.push(tmp_path / "bad.csv", "checked-data", project=project)
+    # run 2 may not have started yet: --run waits for it to exist, then for its end
+    bad = cli("pipelines", "wait", "checked", "--run", "2", "--timeout", str(RUN_TIMEOUT),
+              "-p", project, "-o", "json")  # fmt: skip
+    assert bad.code == 1, (bad.stdout, bad.stderr)
+    assert json.loads(bad.stdout)["state"] == "failed"
+    followed = cli("pipelines", "show", "checked", "--run", "2", "--follow", "-p", project)
+    assert followed.code == 1, (followed.stdout, followed.stderr)
+    assert "✗ validate" in followed.stderr and "run #2 failed" in followed.stderr
+    assert followed.stdout.startswith("checked run #2: failed (dataset)")
+
+    started = cli("pipelines", "run", "checked", "--dataset", "checked-data=1", "-p", project)
+    assert started.code == 0 and "run #3 of checked started" in started.stdout, started.stderr
+    newest = cli("pipelines", "show", "checked", "--follow", "-p", project)  # the newest run
+    assert newest.code == 0, (newest.stdout, newest.stderr)
+    assert "✓ validate" in newest.stderr and "run #3 succeeded" in newest.stderr
+    manual = cli("pipelines", "wait", "checked", "--trigger", "manual", "--for", "started",
+                 "-p", project, "-o", "json")  # fmt: skip
+    assert manual.code == 0, manual.stderr
+    assert json.loads(manual.stdout)["number"] == 3
+
+    late = cli("pipelines", "wait", "checked", "--run", "9", "--timeout", "0.5", "-p", project)
+    assert late.code == 1
+    assert "run #9 did not start within 0.5s (the newest is #3)" in late.stderr
+    usage = cli("pipelines", "wait", "checked", "--run", "2", "--next-run", "-p", project)
+    assert usage.code == 2
 
 
 def test_bad_specs_are_clear_errors(world: dict[str, Any], tmp_path: Path) -> None:

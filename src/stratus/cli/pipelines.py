@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import sys
 import time
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.markup import escape
@@ -14,9 +16,9 @@ from rich.table import Table
 
 from stratus.cli.context import ProjectOption, client, project_of
 from stratus.cli.listing import AllProjectsOption, in_scope, with_project
-from stratus.cli.output import Format, OutputOption, console, err, show
+from stratus.cli.output import Format, OutputOption, console, err, show, waiting
 from stratus.client import Client
-from stratus.pipelines.schemas import RunRead, RunState, StepState
+from stratus.pipelines.schemas import RunRead, RunState, StepState, TriggerKind
 
 app = typer.Typer(
     help="Pipelines: apply specs, run them, follow runs, resume failed ones.",
@@ -115,15 +117,28 @@ def show_(
     run: Annotated[
         int | None, typer.Option("--run", "-r", help="show this run's steps", show_default=False)
     ] = None,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            "-f",
+            help="print the run's steps as they go until it ends (the newest run without "
+            "--run); exit 1 if it fails",
+        ),
+    ] = False,
     project: ProjectOption = None,
     output: OutputOption = Format.table,
 ) -> None:
-    """Show a pipeline (its steps, triggers and recent runs), or one run's steps.
+    """Show a pipeline (its steps, triggers and recent runs), or one run's steps; --follow
+    prints a run's progress until it ends.
 
-    Example: stratus pipelines show churn --run 3
+    Example: stratus pipelines show churn --run 3 --follow
     """
     sdk = client(ctx)
     where = project_of(ctx, project)
+    if follow:
+        number = run if run is not None else sdk.pipelines.get_run(name, None, where).number
+        _end(_follow_run(sdk, name, number, where), output)
     if run is not None:
         found = sdk.pipelines.get_run(name, run, where)
         if output != Format.table:
@@ -204,6 +219,15 @@ def run(
 
 
 def _follow(sdk: Client, name: str, number: int, project: str) -> None:
+    if _follow_run(sdk, name, number, project).state != RunState.succeeded:
+        raise typer.Exit(1)
+
+
+def _follow_run(
+    sdk: Client, name: str, number: int, project: str, deadline: float | None = None
+) -> RunRead:
+    """Print each step on stderr as its state or message changes until the run ends, then
+    its end; the finished run. TimeoutError once `deadline` (monotonic) passes first."""
     seen: dict[str, tuple[str, str]] = {}
     while True:
         current = sdk.pipelines.get_run(name, number, project)
@@ -215,11 +239,129 @@ def _follow(sdk: Client, name: str, number: int, project: str) -> None:
                 err.print(f"{_MARKS[step.state]} {escape(step.name)}: {escape(first)}")
         if current.state.finished:
             break
-        time.sleep(1.0)
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            raise TimeoutError(
+                f"run #{number} of pipeline {name!r} is still {current.state.value} "
+                f"(at step {_current(current)}) when the --timeout ran out"
+            )
+        time.sleep(1.0 if deadline is None else max(0.0, min(1.0, deadline - now)))
     colour = "green" if current.state == RunState.succeeded else "red"
     err.print(f"[{colour}]run #{number} {current.state.value}[/]: {escape(current.message)}")
-    if current.state != RunState.succeeded:
-        raise typer.Exit(1)
+    return current
+
+
+def _end(run: RunRead, output: Format) -> NoReturn:
+    """Print a finished run (its steps, or JSON/YAML) and exit: 0 if it succeeded, else 1."""
+    if output != Format.table:
+        show(run, output)
+    else:
+        _print_run(run)
+    raise typer.Exit(0 if run.state == RunState.succeeded else 1)
+
+
+def _trigger_text(run: RunRead) -> str:
+    """e.g. `dataset churn:2`, `alert churn-drift, value 1.0`, `manual, reason retrain`."""
+    kind, detail = run.trigger.value, run.trigger_detail
+    head = f"{kind} {detail[kind]}" if kind in detail else kind
+    rest = [f"{k} {v}" for k, v in detail.items() if k not in (kind, "labels")]
+    return ", ".join([head, *rest])
+
+
+class Until(StrEnum):
+    started = "started"
+    finished = "finished"
+
+
+def _moment(text: str) -> datetime:
+    """An ISO 8601 time (naive: local time), or a span before now: 90s, 10m, 2h, 1d."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        from stratus.cli.monitors import parse_duration  # one syntax for spans everywhere
+
+        try:
+            seconds = parse_duration(text, "--since")
+        except typer.BadParameter:
+            raise typer.BadParameter(
+                f"--since: {text!r} is neither an ISO 8601 time (2026-05-01T09:00:00Z) nor a "
+                "span before now (90s, 10m, 1h)"
+            ) from None
+        return datetime.now(UTC) - timedelta(seconds=seconds)
+    return moment.astimezone(UTC)
+
+
+@app.command("wait")
+def wait(
+    ctx: typer.Context,
+    name: str,
+    run: Annotated[
+        int | None,
+        typer.Option("--run", "-r", help="wait for this run (it may not have started yet)"),
+    ] = None,
+    next_run: Annotated[
+        bool, typer.Option("--next-run", help="wait for the first run to start after this")
+    ] = False,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            help="wait for the first run created since this time: ISO 8601 "
+            "(2026-05-01T09:00:00Z) or a span before now (90s, 10m, 1h)",
+            show_default=False,
+        ),
+    ] = None,
+    trigger: Annotated[
+        TriggerKind | None,
+        typer.Option(help="only a run started by this trigger", show_default=False),
+    ] = None,
+    until: Annotated[
+        Until,
+        typer.Option("--for", help="finished: until the run ends; started: until it exists"),
+    ] = Until.finished,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0, help="seconds to wait in all")
+    ] = 600.0,
+    project: ProjectOption = None,
+    output: OutputOption = Format.table,
+) -> None:
+    """Wait for a pipeline run, in a script: for the run to exist, then (unless --for
+    started) to end, printing its steps on stderr as they go. Exit 0 when it succeeded, 1
+    when it failed or was cancelled, or when --timeout ran out first (the message says what
+    it still waited for). Without --run, --next-run or --since: the newest run, or the first
+    to start.
+
+    A run that new data starts begins a second or so after the push: note the time before
+    pushing (or use --since 5m), so the run is not missed.
+
+    Example: stratus pipelines wait churn --since 5m --trigger dataset --timeout 600
+    """
+    if run is not None and (next_run or since is not None or trigger is not None):
+        raise typer.BadParameter("--run names the run: give no --next-run, --since or --trigger")
+    if next_run and since is not None:
+        raise typer.BadParameter("--next-run and --since both say which run: give one")
+    start = _moment(since) if since is not None else None
+    sdk = client(ctx)
+    where = project_of(ctx, project)
+    deadline = time.monotonic() + timeout
+    with waiting(f"waiting for a run of {name} to start…"):
+        found = sdk.pipelines.wait_for_run(
+            name,
+            where,
+            number=run,
+            next_run=next_run,
+            since=start,
+            trigger=trigger,
+            timeout=timeout,
+        )
+    err.print(
+        f"run #{found.number} of {name} ({_trigger_text(found)}): {found.state.value}",
+        markup=False,
+        highlight=False,
+    )
+    if until == Until.started:
+        show(found, output, RUN_COLUMNS)
+        return
+    _end(_follow_run(sdk, name, found.number, where, deadline), output)
 
 
 @app.command("runs")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import builtins
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from stratus.iam.schemas import ALL_PROJECTS
 from stratus.pipelines import schemas as ps
 
 CODE_KEYS = ("entrypoint", "args", "requirements")
+UNBOUNDED_SCAN = 100  # runs `wait_for_run` looks through for the newest match of a trigger
 
 
 def load_spec(source: str | Path | dict[str, Any]) -> tuple[dict[str, Any], Path]:
@@ -30,7 +32,7 @@ def load_spec(source: str | Path | dict[str, Any]) -> tuple[dict[str, Any], Path
 
 class Pipelines(API):
     """Pipelines: `apply`, `list`, `get`, `delete`, `run`, `runs`, `get_run`, `wait`,
-    `resume`, `cancel`, `rotate_webhook`, `trigger_webhook`."""
+    `wait_for_run`, `resume`, `cancel`, `rotate_webhook`, `trigger_webhook`."""
 
     def _base(self, project: str | None) -> str:
         return f"/api/v1/projects/{self._project(project)}/pipelines"
@@ -147,17 +149,131 @@ class Pipelines(API):
         return self._c._model(ps.RunRead, "GET", f"{self._base(project)}/{seg(name)}/runs/{number}")
 
     def wait(
-        self, name: str, number: int, project: str | None = None, *, timeout: float | None = None
+        self,
+        name: str,
+        number: int,
+        project: str | None = None,
+        *,
+        timeout: float | None = None,
+        interval: float = 1.0,
     ) -> ps.RunRead:
-        """Poll until the run has finished (succeeded, failed or cancelled)."""
+        """Poll until the run has finished (succeeded, failed or cancelled).
+
+        Raises:
+            TimeoutError: it had not finished after `timeout` seconds (the message names the
+                step it is at).
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             run = self.get_run(name, number, project)
             if run.state.finished:
                 return run
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"run {name}#{number} is still {run.state.value}")
-            time.sleep(1.0)
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                raise TimeoutError(
+                    f"run #{number} of pipeline {name!r} is still {run.state.value} after "
+                    f"{timeout:g}s{at_step(run)}"
+                )
+            time.sleep(interval if deadline is None else max(0.0, min(interval, deadline - now)))
+
+    def wait_for_run(
+        self,
+        name: str,
+        project: str | None = None,
+        *,
+        number: int | None = None,
+        next_run: bool = False,
+        since: datetime | None = None,
+        trigger: ps.TriggerKind | str | None = None,
+        timeout: float | None = None,
+        interval: float = 1.0,
+    ) -> ps.RunRead:
+        """Wait until a run exists that matches, and return it, whatever its state (then
+        `wait` for its end). What a script needs after pushing data that a pipeline watches:
+        note the time, push, then `wait_for_run(name, since=that_time, trigger="dataset")`.
+
+        Args:
+            name: the pipeline.
+            project: the project (default: the client's).
+            number: that run (it may not have started yet).
+            next_run: the first run to start after this call.
+            since: the first run created at or after this time (naive: local time). Compared
+                with the control plane's clock.
+            trigger: only runs started by this trigger (`manual`, `schedule`, `dataset`,
+                `webhook`, `alert`).
+            timeout: seconds to wait (None: no limit).
+            interval: seconds between polls.
+
+        Returns:
+            With `number`, that run; with `next_run` or `since`, the oldest run that matches;
+            with neither, the newest run that matches (or the first to start).
+
+        Raises:
+            stratus.errors.NotFound: no such pipeline.
+            stratus.errors.InvalidInput: `number` with `next_run` or `since`, or an unknown
+                trigger.
+            TimeoutError: no such run within `timeout` seconds.
+        """
+        if number is not None and (next_run or since is not None or trigger is not None):
+            raise InvalidInput("give a run number, or what the run is like (next_run, since, …)")
+        try:
+            kind = None if trigger is None else ps.TriggerKind(trigger)
+        except ValueError:
+            kinds = ", ".join(k.value for k in ps.TriggerKind)
+            raise InvalidInput(f"trigger {trigger!r} is not one of {kinds}") from None
+        after = None
+        if next_run:
+            newest = self._newest_runs(name, project, 1)
+            after = newest[0].number if newest else 0
+        start = None if since is None else since.astimezone(UTC)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            found, newest_number = self._matching_run(name, project, number, after, start, kind)
+            if found is not None:
+                return found
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                what = describe_wanted(number, after, start, kind)
+                seen = f"the newest is #{newest_number}" if newest_number else "it has no runs"
+                raise TimeoutError(f"pipeline {name!r}: {what} within {timeout:g}s ({seen})")
+            time.sleep(interval if deadline is None else max(0.0, min(interval, deadline - now)))
+
+    def _newest_runs(self, name: str, project: str | None, limit: int) -> builtins.list[ps.RunRead]:
+        path = f"{self._base(project)}/{seg(name)}/runs"
+        page = self._c._json("GET", path, params={"limit": limit})
+        return [ps.RunRead.model_validate(item) for item in page["items"]]
+
+    def _matching_run(
+        self,
+        name: str,
+        project: str | None,
+        number: int | None,
+        after: int | None,
+        since: datetime | None,
+        kind: ps.TriggerKind | None,
+    ) -> tuple[ps.RunRead | None, int]:
+        """The run wanted, if it exists yet, and the newest run's number (0: none)."""
+        path = f"{self._base(project)}/{seg(name)}/runs"
+        newest = 0
+        match = None
+        runs = self._c._pages(ps.RunRead, path, {"limit": 20})  # newest first
+        for seen, run in enumerate(runs):
+            newest = newest or run.number
+            if number is None and after is None and since is None and seen >= UNBOUNDED_SCAN:
+                break  # nothing bounds the search: the newest runs only
+            if number is not None:
+                if run.number <= number:
+                    return (run if run.number == number else None), newest
+                continue
+            if (after is not None and run.number <= after) or (
+                since is not None and run.created_at < since
+            ):
+                break
+            if kind is None or run.trigger == kind:
+                match = run  # going back in time: the last one kept is the oldest
+                if after is None and since is None:
+                    break  # the newest that matches
+        return match, newest
 
     def resume(self, name: str, number: int, project: str | None = None) -> ps.RunRead:
         """Run a failed run again from the step that failed."""
@@ -191,3 +307,26 @@ class Pipelines(API):
 
             raise error_of(response)
         return ps.RunRead.model_validate(response.json())
+
+
+def at_step(run: ps.RunRead) -> str:
+    """`` (step train: running)`` for the first step that has not succeeded, or nothing."""
+    step = next((st for st in run.steps if st.state != ps.StepState.succeeded), None)
+    return "" if step is None else f" (step {step.name}: {step.state.value})"
+
+
+def describe_wanted(
+    number: int | None, after: int | None, since: datetime | None, kind: ps.TriggerKind | None
+) -> str:
+    """What `wait_for_run` waited for, in words: `run #4 did not start`, `no run started by
+    the dataset trigger after run #3 since 2026-05-01 09:00:00 UTC`."""
+    if number is not None:
+        return f"run #{number} did not start"
+    parts = ["no run started"]
+    if kind is not None:
+        parts.append(f"by the {kind.value} trigger")
+    if after:
+        parts.append(f"after run #{after}")
+    if since is not None:
+        parts.append(f"since {since:%Y-%m-%d %H:%M:%S} UTC")
+    return " ".join(parts)
