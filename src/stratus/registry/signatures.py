@@ -12,7 +12,15 @@ from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from stratus.core.errors import InvalidInput
 
@@ -23,14 +31,32 @@ DType = Literal["float64", "float32", "int64", "int32", "bool", "string"]
 DTYPES: tuple[str, ...] = get_args(DType)
 
 
+ClassLabel = bool | int | float | str
+
+#: The names of a classifier's two outputs in signatures and v2 answers: the predicted class,
+#: and one probability per class (`classes` lists the classes in column order).
+LABEL_OUTPUT = "label"
+PROBABILITIES_OUTPUT = "probabilities"
+
+
 class TensorSpec(BaseModel):
-    """One named input or output. `shape` counts rows first; -1 means any size."""
+    """One named input or output. `shape` counts rows first; -1 means any size.
+
+    A classifier's probabilities output lists its classes, in the order of its columns."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=256)
     dtype: DType
     shape: list[int] = Field(default_factory=lambda: [-1], min_length=1, max_length=8)
+    classes: list[ClassLabel] | None = Field(None, max_length=100_000)
+
+    @model_serializer(mode="wrap")
+    def _without_absent_classes(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if isinstance(data, dict) and data.get("classes", 0) is None:
+            del data["classes"]  # inputs and most outputs have none: stored JSON as before
+        return data
 
     @field_validator("shape")
     @classmethod
@@ -38,6 +64,19 @@ class TensorSpec(BaseModel):
         if any(d == 0 or d < -1 for d in shape):
             raise ValueError(f"dimensions are positive sizes or -1 (any), got {shape}")
         return shape
+
+    @model_validator(mode="after")
+    def _one_class_per_column(self) -> TensorSpec:
+        if self.classes is not None:
+            if len(self.shape) != 2 or self.shape[1] not in (-1, len(self.classes)):
+                raise ValueError(
+                    f"{self.name!r} lists {len(self.classes)} classes: its shape must be "
+                    f"[-1, {len(self.classes)}], got {self.shape}"
+                )
+            names = [class_name(c) for c in self.classes]
+            if len(set(names)) != len(names):
+                raise ValueError(f"{self.name!r} lists the same class twice")
+        return self
 
     @property
     def is_scalar(self) -> bool:
@@ -82,6 +121,11 @@ class Signature(BaseModel):
         """True when there is a single input holding an array per row (e.g. shape [-1, 30])."""
         return len(self.inputs) == 1 and not self.inputs[0].is_scalar
 
+    @property
+    def classes(self) -> list[ClassLabel] | None:
+        """The classes of the model's probabilities output, when its outputs list them."""
+        return next((spec.classes for spec in self.outputs if spec.classes is not None), None)
+
     @cached_property
     def common_dtype(self) -> str | None:
         """The dtype every input shares when the signature is tabular and numeric, else None."""
@@ -92,10 +136,60 @@ class Signature(BaseModel):
         return None if dtype == "string" else dtype
 
 
+def class_name(label: Any) -> str:
+    """A class label as text: the key of its probability in an answer, and the name a monitor
+    uses for it (`probability:NAME`). Integral floats read as integers (1.0 is "1"), booleans
+    as "true"/"false", numpy scalars as their Python values."""
+    if hasattr(label, "item") and not isinstance(label, str | bytes):
+        label = label.item()
+    if isinstance(label, bytes):
+        label = label.decode("utf-8", errors="replace")
+    if isinstance(label, bool):
+        return "true" if label else "false"
+    if isinstance(label, float) and label.is_integer():
+        return str(int(label))
+    return str(label)
+
+
+def classifier_outputs(
+    classes: Sequence[Any], label_dtype: DType | None = None
+) -> list[TensorSpec]:
+    """The outputs of a classifier with `classes`: its label, and its probabilities."""
+    values: list[ClassLabel] = [_plain_label(c) for c in classes]
+    if label_dtype is None:
+        label_dtype = _label_dtype(values)
+    return [
+        TensorSpec(name=LABEL_OUTPUT, dtype=label_dtype),
+        TensorSpec(
+            name=PROBABILITIES_OUTPUT, dtype="float64", shape=[-1, len(values)], classes=values
+        ),
+    ]
+
+
+def _plain_label(label: Any) -> ClassLabel:
+    if hasattr(label, "item") and not isinstance(label, str | bytes):
+        label = label.item()
+    if isinstance(label, bytes):
+        label = label.decode("utf-8", errors="replace")
+    if isinstance(label, bool | int | float | str):
+        return label
+    return str(label)
+
+
+def _label_dtype(values: Sequence[ClassLabel]) -> DType:
+    if all(isinstance(v, bool) for v in values):
+        return "bool"
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return "int64"
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        return "float64"
+    return "string"
+
+
 # --- inference from a sample ------------------------------------------------------------------
 
 
-def infer_signature(sample: Any, predictions: Any = None) -> Signature:
+def infer_signature(sample: Any, predictions: Any = None, classes: Any = None) -> Signature:
     """Describe the inputs of `sample` (and the outputs in `predictions`, if given).
 
     Args:
@@ -103,6 +197,8 @@ def infer_signature(sample: Any, predictions: Any = None) -> Signature:
             of row dicts, or a 2-D numpy array (whose columns are named f0..fN-1).
         predictions: what the model returned for the sample: an array, a list, a dict of arrays
             or a pandas DataFrame/Series. Outputs are left empty when omitted.
+        classes: a classifier's classes, in the order of its probabilities' columns (e.g.
+            `model.classes_`): the outputs are then its `label` and its `probabilities`.
 
     Returns:
         The signature, one scalar input per column (a 2-D column of a dict becomes a tensor).
@@ -112,6 +208,11 @@ def infer_signature(sample: Any, predictions: Any = None) -> Signature:
     """
     inputs = _specs_of(sample, what="sample", array_name="f")
     outputs = [] if predictions is None else _specs_of(predictions, what="predictions")
+    if classes is not None:
+        labels = list(classes)
+        if not labels:
+            raise InvalidInput("a classifier needs at least one class")
+        outputs = classifier_outputs(labels)
     return Signature(inputs=inputs, outputs=outputs)
 
 

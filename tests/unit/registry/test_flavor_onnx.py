@@ -55,27 +55,43 @@ def test_a_zipmap_model_returns_its_labels(lr_onnx: Path, cancer: Cancer, n_rows
 
 
 @pytest.mark.parametrize("n_rows", [1, 64])
-def test_several_tensor_outputs_come_back_as_a_dict(
+def test_a_classifier_without_zipmap_answers_its_labels(
     rf_onnx: Path, forest: Any, cancer: Cancer, n_rows: int
 ) -> None:
+    # its probabilities, a second tensor output, come through predict_proba only
     model = get_flavor("onnx").load(rf_onnx, trusted=False, signature=cancer.signature)
 
     got = model.predict(cancer.batch(n_rows))
 
-    assert isinstance(got, dict)
-    assert sorted(got) == ["label", "probabilities"]
-    np.testing.assert_array_equal(got["label"], forest.predict(cancer.X[:n_rows]))
-    np.testing.assert_allclose(
-        got["probabilities"], forest.predict_proba(cancer.X[:n_rows]), atol=1e-6
+    np.testing.assert_array_equal(single(got), forest.predict(cancer.X[:n_rows]))
+
+
+def test_several_tensor_outputs_come_back_as_a_dict(artifact_dir: ArtifactMaker) -> None:
+    x = helper.make_tensor_value_info("x", TensorProto.DOUBLE, [None, 2])
+    outputs = [helper.make_tensor_value_info(n, TensorProto.DOUBLE, [None, 2]) for n in "ab"]
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "x"], ["a"]), helper.make_node("Mul", ["x", "x"], ["b"])],
+        "two",
+        [x],
+        outputs,
     )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    loaded = get_flavor("onnx").load(
+        save(model, artifact_dir("two-outputs")), trusted=False, signature=None
+    )
+
+    got = loaded.predict(Batch.from_rows([[1.0, 3.0]]))
+
+    assert isinstance(got, dict)
+    np.testing.assert_allclose(got["a"], [[2.0, 6.0]])
+    np.testing.assert_allclose(got["b"], [[1.0, 9.0]])
 
 
 def test_a_tensor_batch_is_fed_as_is(rf_onnx: Path, forest: Any, cancer: Cancer) -> None:
     signature = Signature(inputs=[TensorSpec(name="X", dtype="float64", shape=[-1, 30])])
     model = get_flavor("onnx").load(rf_onnx, trusted=False, signature=signature)
     got = model.predict(Batch.from_tensor("X", cancer.X[:10], signature))
-    assert isinstance(got, dict)
-    np.testing.assert_array_equal(got["label"], forest.predict(cancer.X[:10]))
+    np.testing.assert_array_equal(single(got), forest.predict(cancer.X[:10]))
 
 
 def two_inputs_model() -> onnx.ModelProto:

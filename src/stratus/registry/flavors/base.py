@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from stratus.registry.batches import Batch
-    from stratus.registry.signatures import Signature
+    from stratus.registry.signatures import Signature, TensorSpec
 
     Predictions: TypeAlias = np.ndarray | dict[str, np.ndarray]
 
@@ -86,11 +86,25 @@ class LoadedModel(Protocol):
 class GivesProbabilities(Protocol):
     """An optional ability of a `LoadedModel`: a classifier's class probabilities.
 
-    Evaluation jobs use it for ROC AUC; serving does not.
+    Serving answers them when a request asks (`method: predict_proba`); evaluation jobs use
+    them for ROC AUC. A model of a flavor that has the ability may still give none (a
+    regressor): its `classes` is then None and `no_probabilities` says why.
     """
 
+    @property
+    def classes(self) -> Sequence[Any] | None:
+        """The class labels, in the order of `predict_proba`'s columns; None when this model
+        gives no probabilities."""
+        ...
+
+    @property
+    def no_probabilities(self) -> str:
+        """Why this model gives no probabilities, completing "the model gives no class
+        probabilities: …" (e.g. "it is a regressor (objective reg:squarederror)")."""
+        ...
+
     def predict_proba(self, batch: Batch) -> np.ndarray | None:
-        """One row of class probabilities per input row, columns in sorted class order.
+        """One row of class probabilities per input row, columns in `classes` order.
 
         Args:
             batch: rows validated against the version's signature.
@@ -102,6 +116,27 @@ class GivesProbabilities(Protocol):
             PredictionError: the library or the user's code failed.
         """
         ...
+
+
+def probabilities_of(model: LoadedModel) -> tuple[GivesProbabilities, Sequence[Any]] | str:
+    """The model and its classes when it gives class probabilities; else why it does not."""
+    if not isinstance(model, GivesProbabilities):
+        return "its flavor does not give probabilities (only labels or values)"
+    classes = model.classes
+    if classes is None:
+        return model.no_probabilities
+    return model, classes
+
+
+def model_outputs(model: LoadedModel) -> list[TensorSpec]:
+    """What a loaded model says it returns: a classifier's label and probabilities (with its
+    classes), else nothing (no flavor knows more without predicting)."""
+    from stratus.registry.signatures import classifier_outputs
+
+    found = probabilities_of(model)
+    if isinstance(found, str):
+        return []
+    return classifier_outputs(found[1])
 
 
 class Flavor(Protocol):

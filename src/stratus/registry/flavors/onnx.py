@@ -3,9 +3,11 @@
 ONNX files hold no code, so they need no trust. A model with a single 2-D input gets the batch's
 matrix cast to the input's type; a model with several inputs is fed the batch's columns by name.
 Tensor outputs are returned (one array, or a dict for several); ZipMap-style outputs (lists of
-dicts) are skipped when a tensor output exists, else turned into a 2-D array. Each fed array is
-checked against the input's declared shape first, so a wrong-shaped request is a 400 that names
-the input and both shapes, not onnxruntime's message.
+dicts) are skipped when a tensor output exists, else turned into a 2-D array. A classifier (its
+graph names classes, and its second output is probabilities: `onnx_graph`) predicts its label
+alone, and gives its probabilities (a tensor, or ZipMap's maps) through `predict_proba`. Each
+fed array is checked against the input's declared shape first, so a wrong-shaped request is a
+400 that names the input and both shapes, not onnxruntime's message.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from stratus.registry.flavors.base import (
     pick_file,
     prediction_failed,
 )
+from stratus.registry.flavors.onnx_graph import GraphInfo, read_graph
 
 if TYPE_CHECKING:
     import numpy as np
@@ -51,7 +54,12 @@ class OnnxFlavor:
             session = ort.InferenceSession(
                 str(path / file), sess_options=options, providers=["CPUExecutionProvider"]
             )
-        return OnnxModel(session, signature)
+        try:
+            with open(path / file, "rb") as stream:
+                graph: GraphInfo | None = read_graph(stream)
+        except (OSError, ValueError):  # onnxruntime reads it: only its classes go unknown
+            graph = None
+        return OnnxModel(session, signature, graph)
 
 
 def _numpy_type(onnx_type: str, what: str) -> Any:
@@ -81,7 +89,9 @@ class OnnxModel:
 
     supports_batching = True
 
-    def __init__(self, session: Any, signature: Signature | None) -> None:
+    def __init__(
+        self, session: Any, signature: Signature | None, graph: GraphInfo | None = None
+    ) -> None:
         self._run = session.run
         inputs = session.get_inputs()
         self._inputs: list[tuple[str, Any, int]] = [
@@ -104,11 +114,21 @@ class OnnxModel:
         tensors = [o.name for o in outputs if o.type.startswith("tensor(")]
         self._outputs = tensors or [o.name for o in outputs]
         self._maps = not tensors  # only ZipMap-style outputs: convert them
+        # A classifier (a label, then probabilities): predict answers the label alone,
+        # predict_proba the probabilities, a tensor or ZipMap's maps keyed by class.
+        self.classes: list[Any] | None = None
+        self.no_probabilities = (
+            "the ONNX model is not a classifier (it has no probabilities as its second output)"
+        )
+        classes = graph.classes if graph is not None else None
+        if classes is not None and len(outputs) >= 2 and outputs[0].type.startswith("tensor("):
+            self.classes = classes
+            self._outputs, self._maps = [outputs[0].name], False
+            self._probabilities = outputs[1].name
+            self._probability_maps = not outputs[1].type.startswith("tensor(")
 
     def predict(self, batch: Batch) -> Predictions:
-        feed = self._feed(batch)
-        for name, array in feed.items():
-            _check_shape(name, array, self._shapes[name])
+        feed = self._checked_feed(batch)
         try:
             results = self._run(self._outputs, feed)
         except StratusError:
@@ -120,6 +140,31 @@ class OnnxModel:
         if len(results) == 1:
             return results[0]  # type: ignore[no-any-return]
         return dict(zip(self._outputs, results, strict=True))
+
+    def predict_proba(self, batch: Batch) -> np.ndarray | None:
+        """One column per class, in `classes` order (None when the model is no classifier)."""
+        if self.classes is None:
+            return None
+        import numpy as np
+
+        feed = self._checked_feed(batch)
+        try:
+            (result,) = self._run([self._probabilities], feed)
+            if self._probability_maps:
+                classes = self.classes
+                # ZipMap's maps hold floats (its values are tensor(float))
+                return np.array([[row[c] for c in classes] for row in result], dtype=np.float32)
+        except StratusError:
+            raise
+        except Exception as exc:
+            raise prediction_failed(exc) from exc
+        return np.asarray(result)
+
+    def _checked_feed(self, batch: Batch) -> dict[str, np.ndarray]:
+        feed = self._feed(batch)
+        for name, array in feed.items():
+            _check_shape(name, array, self._shapes[name])
+        return feed
 
     def _feed(self, batch: Batch) -> dict[str, np.ndarray]:
         if self._as_matrix:

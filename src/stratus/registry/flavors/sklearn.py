@@ -125,6 +125,14 @@ class SklearnModel:
 
         self._predict = model.predict
         self._predict_proba = getattr(model, "predict_proba", None)
+        classes = getattr(model, "classes_", None)
+        self.classes: list[Any] | None = None
+        self.no_probabilities = _why_no_probabilities(model)
+        if self._predict_proba is not None and classes is not None and np.ndim(classes) == 1:
+            self.classes = list(classes)
+        elif self._predict_proba is not None:
+            self._predict_proba = None
+            self.no_probabilities = f"{type(model).__name__} lists no classes (classes_)"
         strings = signature is not None and any(s.dtype == "string" for s in signature.inputs)
         self._dtype: type = object if strings else np.float64
         names = getattr(model, "feature_names_in_", None)
@@ -161,3 +169,17 @@ class SklearnModel:
         if self._order is not None:
             batch = batch.select(self._order)
         return batch.frame()
+
+
+def _why_no_probabilities(model: Any) -> str:
+    """Why an estimator gives no probabilities, naming it (a pipeline by its last step)."""
+    estimator = getattr(model, "_final_estimator", model)
+    name = type(estimator).__name__
+    try:
+        from sklearn.base import is_regressor
+
+        if is_regressor(model):
+            return f"it is a regressor ({name})"
+    except Exception:  # an estimator that sklearn cannot classify: say what it lacks
+        pass
+    return f"{name} has no predict_proba"
