@@ -235,7 +235,7 @@ def test_cli_predicts_a_json_body(
     assert result.code == 0, result.stderr
     answer = json.loads(result.stdout)
     if protocol == "v2":
-        assert answer["model_name"] == "cancer" and answer["outputs"][0]["data"] == expected(
+        assert answer["model_name"] == served and answer["outputs"][0]["data"] == expected(
             trained, 3
         )
     else:

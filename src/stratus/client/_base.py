@@ -30,7 +30,12 @@ def error_of(response: httpx.Response) -> StratusError:
     if not isinstance(body, dict):
         body = {}
     if "detail" not in body:
-        body["detail"] = f"HTTP {response.status_code}: {response.text[:200]}"
+        error = body.get("error")  # the Open Inference Protocol's error body, on v2 paths
+        body["detail"] = (
+            error
+            if isinstance(error, str)
+            else f"HTTP {response.status_code}: {response.text[:200]}"
+        )
     return error_from_problem(response.status_code, body)
 
 

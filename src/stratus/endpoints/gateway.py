@@ -1,14 +1,16 @@
 """The inference gateway: a raw ASGI fast path in front of the FastAPI app.
 
-`/inference/{project}/{endpoint}/…` and `/v2/…` never reach FastAPI: the gateway parses the
+`/inference/{project}/{endpoint}/…` and `/v2…` never reach FastAPI: the gateway parses the
 path, authenticates from the credential cache (a database lookup only on a miss, off the event
-loop), picks a replica (`routing.py`) and forwards the body untouched over the replica's
-multiplexed unix-socket connection. A connection that breaks mid-request is retried once on
-another replica. Every answer carries `X-Request-Id`, `X-Stratus-Model-Version` and
-`X-Stratus-Variant`; any failure, a bug included, is a problem+json answer (a bug's traceback goes
-to the log only). When the endpoint captures its traffic, an answered request is appended
-to the capture buffer (references to the bodies already held; parsing and writing happen on
-the monitoring service's writer thread). Everything else goes to the wrapped app.
+loop), picks a replica (`routing.py`; of the registry version a v2 `/versions/{v}/` path names)
+and forwards the body untouched over the replica's multiplexed unix-socket connection (a
+binary v2 body's `Inference-Header-Content-Length` rides in the content type). A connection
+that breaks mid-request is retried once on another replica. Every answer carries
+`X-Request-Id`, `X-Stratus-Model-Version` and `X-Stratus-Variant`; any failure, a bug included,
+is a problem+json answer, or `{"error": ...}` on v2 paths as that protocol wants (a bug's
+traceback goes to the log only). When the endpoint captures its traffic, an answered request
+is appended to the capture buffer (references to the bodies already held; parsing and writing
+happen on the monitoring service's writer thread). Everything else goes to the wrapped app.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import logging
 import random
 import re
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -40,9 +42,10 @@ from stratus.iam.authenticating import Authenticator
 from stratus.iam.errors import no_credential, project_not_found
 from stratus.iam.principals import Principal
 from stratus.iam.roles import Permission
+from stratus.serving import binary_tensors
 from stratus.serving.capture import CaptureBuffer, CaptureRecord
 from stratus.serving.connections import ReplicaGone
-from stratus.serving.protocols import ProtocolName
+from stratus.serving.protocols import ProtocolName, v2_error, v2_server_metadata
 from stratus.serving.wire import Kind
 
 log = logging.getLogger("stratus.gateway")
@@ -50,42 +53,63 @@ log = logging.getLogger("stratus.gateway")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _JSON = b"application/json"
 _PROBLEM = b"application/problem+json"
+_OCTETS = binary_tensors.BINARY_CONTENT_TYPE.encode()
+_INFERENCE_HEADER = binary_tensors.HEADER.lower().encode()
+_SERVER_METADATA = orjson.dumps(v2_server_metadata())
 _INFER = ("POST",)
 _READ = ("GET", "HEAD")
 
 
-# (what the path asks for) -> (the wire kind, the methods allowed); None: a readiness check
-_READY = None
+class _Op(NamedTuple):
+    """What an endpoint-relative path asks for."""
+
+    kind: Kind | None  # the wire kind; None: the gateway answers (readiness, server metadata)
+    methods: tuple[str, ...]  # the methods allowed
+    version: str | None = None  # v2 …/versions/{v}/…: the registry version asked for
+    server: bool = False  # v2 `GET …/v2`: the server's metadata
+
+
+_PREDICT = _Op(Kind.PLAIN_PREDICT, _INFER)
+_INVOCATIONS = _Op(Kind.MLFLOW_INVOCATIONS, _INFER)
+_READY = _Op(None, _READ)
+_SERVER = _Op(None, _READ, server=True)
+# v2 paths under /v2/models/{endpoint}[/versions/{v}]
+_MODEL_OPS = {
+    ("infer",): _Op(Kind.V2_INFER, _INFER),
+    (): _Op(Kind.METADATA, _READ),
+    ("ready",): _READY,
+}
 # the protocol of each kind of inference request, for data capture
 _PROTOCOL: dict[Kind, ProtocolName] = {
     Kind.PLAIN_PREDICT: "plain",
     Kind.MLFLOW_INVOCATIONS: "mlflow",
     Kind.V2_INFER: "v2",
 }
+_V2_KINDS = (Kind.V2_INFER, Kind.METADATA)  # whose errors are written as v2 ones
 
 
-def _operation(rest: list[str], endpoint: str) -> tuple[Kind | None, tuple[str, ...]]:
+def _operation(rest: list[str], endpoint: str) -> _Op:
     """What an endpoint-relative path asks for. Raises NotFound for any other path."""
     if rest == ["predict"]:
-        return Kind.PLAIN_PREDICT, _INFER
+        return _PREDICT
     if rest == ["invocations"]:
-        return Kind.MLFLOW_INVOCATIONS, _INFER
+        return _INVOCATIONS
     if len(rest) >= 3 and rest[0] == "v2" and rest[1] == "models":
         model, tail = rest[2], rest[3:]
         if model != endpoint:
             raise NotFound(
                 f"this endpoint serves the model {endpoint!r}: use /v2/models/{endpoint}"
             )
-        if len(tail) == 3 and tail[0] == "versions":  # /versions/{v}/infer: one version served
-            tail = tail[2:]
-        if tail == ["infer"]:
-            return Kind.V2_INFER, _INFER
-        if tail == []:
-            return Kind.METADATA, _READ
-        if tail == ["ready"]:
-            return _READY, _READ
+        version = None
+        if len(tail) >= 2 and tail[0] == "versions":  # one registry version of those served
+            version, tail = tail[1], tail[2:]
+        op = _MODEL_OPS.get(tuple(tail))
+        if op is not None:
+            return op if version is None else op._replace(version=version)
     if rest in (["v2", "health", "ready"], ["v2", "health", "live"]):
-        return _READY, _READ
+        return _READY
+    if rest == ["v2"]:
+        return _SERVER
     raise NotFound(f"no inference route {'/'.join(rest)!r}: use predict, invocations or v2")
 
 
@@ -111,7 +135,7 @@ class Gateway:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path: str = scope["path"]
-            if path.startswith("/inference/") or path.startswith("/v2/"):
+            if path.startswith("/inference/") or path.startswith("/v2/") or path == "/v2":
                 await self.handle(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -138,7 +162,7 @@ class Gateway:
             await self._serve(scope, receive, tracked, headers, request_id, started)
         except StratusError as exc:
             if not answered:
-                await _respond(send, exc.status, _problem(exc, scope["path"]), _PROBLEM, request_id)
+                await _respond(send, exc.status, *_error(exc, scope["path"]), request_id)
         except Exception:  # a bug in Stratus: the caller gets a problem document, the log the rest
             log.exception("request %s to %s failed", request_id, scope["path"])
             if not answered:
@@ -146,7 +170,7 @@ class Gateway:
                     f"the gateway failed on this request; quote request id {request_id} "
                     "to the platform's operators"
                 )
-                await _respond(send, 500, _problem(problem, scope["path"]), _PROBLEM, request_id)
+                await _respond(send, 500, *_error(problem, scope["path"]), request_id)
 
     async def _serve(
         self,
@@ -159,11 +183,15 @@ class Gateway:
     ) -> None:
         path: str = scope["path"]
         method: str = scope["method"]
-        if path.startswith("/v2/"):
+        if path.startswith("/v2/") or path == "/v2":
             parts = path[1:].split("/")
             if parts[:2] == ["v2", "health"] and parts[2:] in (["live"], ["ready"]):
                 _allow(method, _READ)
                 await _respond(send, 200, b'{"live":true}', _JSON, request_id)
+                return
+            if parts == ["v2"]:  # the server's metadata: what answers, no endpoint's data
+                _allow(method, _READ)
+                await _respond(send, 200, _SERVER_METADATA, _JSON, request_id)
                 return
             if len(parts) < 3 or parts[1] != "models":
                 raise NotFound(f"no inference route {path!r}")
@@ -179,7 +207,7 @@ class Gateway:
                 )
             project, endpoint, parts = parts[0], parts[1], parts[2:]
             principal = None
-        kind, methods = _operation(parts, endpoint)
+        op = _operation(parts, endpoint)
         route = self.routes.get(project, endpoint)
         if route is None or not route.public:
             if principal is None:
@@ -194,16 +222,33 @@ class Gateway:
                 )
         if route is None:
             raise NotFound(f"endpoint {endpoint!r} not found in project {project!r}")
-        _allow(method, methods)
-        if kind is _READY:
-            ready = route.fallback(avoid=None) is not None
-            body = orjson.dumps({"name": endpoint, "ready": ready, "phase": route.phase})
-            await _respond(send, 200 if ready else 503, body, _JSON, request_id)
+        _allow(method, op.methods)
+        version = op.version
+        if version is not None and version not in route.versions:
+            served = ", ".join(route.versions) or "none yet"
+            raise NotFound(
+                f"endpoint {endpoint!r} serves no version {version!r} (versions served: {served})"
+            )
+        kind = op.kind
+        if kind is None:
+            if op.server:
+                await _respond(send, 200, _SERVER_METADATA, _JSON, request_id)
+                return
+            ready = route.fallback(avoid=None, version=version) is not None
+            answer: dict[str, Any] = {"name": endpoint, "ready": ready, "phase": route.phase}
+            if version is not None:
+                answer["version"] = version
+            await _respond(send, 200 if ready else 503, orjson.dumps(answer), _JSON, request_id)
             return
-        assert kind is not None
         body = await self._body(receive, headers) if kind is not Kind.METADATA else b""
         content_type = headers.get(b"content-type", b"application/json").decode("latin-1")
-        await self._forward(route, kind, content_type, body, send, request_id, started)
+        if kind is Kind.V2_INFER:
+            header_length = headers.get(_INFERENCE_HEADER)
+            if header_length is not None:  # binary tensors follow the JSON: tell the replica
+                content_type = binary_tensors.content_type_with_header(
+                    content_type, header_length.decode("latin-1")
+                )
+        await self._forward(route, kind, content_type, body, send, request_id, started, version)
 
     async def _forward(
         self,
@@ -214,11 +259,14 @@ class Gateway:
         send: Send,
         request_id: str,
         started: float,
+        version: str | None = None,
     ) -> None:
-        picked = route.pick()
+        picked = route.pick() if version is None else route.fallback(avoid=None, version=version)
         if picked is None:
+            which = "" if version is None else f" of version {version}"
             raise ServiceUnavailable(
-                f"endpoint {route.name!r} has no ready replica ({route.phase}); retry shortly"
+                f"endpoint {route.name!r} has no ready replica{which} ({route.phase}); "
+                "retry shortly"
             )
         variant, link = picked
         if route.shadows and kind is not Kind.METADATA:
@@ -230,7 +278,11 @@ class Gateway:
                 frame = await link.connection.call(kind, content_type, body, self.timeout)
             except ReplicaGone:
                 retry = variant.pick(avoid=link) or None
-                again = (variant, retry) if retry is not None else route.fallback(avoid=link)
+                again = (
+                    (variant, retry)
+                    if retry is not None
+                    else route.fallback(avoid=link, version=version)
+                )
                 if again is None:
                     variant.series.observe(503, time.perf_counter() - started)
                     raise ServiceUnavailable(
@@ -252,13 +304,15 @@ class Gateway:
             ) from None
         finally:
             series.in_flight.dec()
+        answer, content_type_out, header_length = frame.body, _JSON, None
+        if frame.status >= 400:
+            content_type_out = _JSON if kind in _V2_KINDS else _PROBLEM
+        elif answer[:1] == b"\x00" and kind is Kind.V2_INFER:  # binary outputs, framed
+            unframed = binary_tensors.unframe_answer(answer)
+            if unframed is not None:
+                (answer, header_length), content_type_out = unframed, _OCTETS
         await _respond(
-            send,
-            frame.status,
-            frame.body,
-            _JSON if frame.status < 400 else _PROBLEM,
-            request_id,
-            variant,
+            send, frame.status, answer, content_type_out, request_id, variant, header_length
         )
         seconds = time.perf_counter() - started
         variant.series.observe(frame.status, seconds)
@@ -383,8 +437,19 @@ def _root_project(headers: dict[bytes, bytes], principal: Principal | None, endp
     )
 
 
-def _problem(exc: StratusError, path: str) -> bytes:
-    return orjson.dumps(exc.to_problem(instance=path))
+def _error(exc: StratusError, path: str) -> tuple[bytes, bytes]:
+    """An error's body and content type: `{"error": ...}` on v2 paths (what Triton's and
+    KServe's clients read), problem+json elsewhere."""
+    if _is_v2(path):
+        return v2_error(exc), _JSON
+    return orjson.dumps(exc.to_problem(instance=path)), _PROBLEM
+
+
+def _is_v2(path: str) -> bool:
+    if path == "/v2" or path.startswith("/v2/"):
+        return True
+    parts = path.split("/", 5)  # "", "inference", project, endpoint, "v2", …
+    return len(parts) > 4 and parts[1] == "inference" and parts[4] == "v2"
 
 
 async def _respond(
@@ -394,12 +459,15 @@ async def _respond(
     content_type: bytes,
     request_id: str,
     variant: VariantRoute | None = None,
+    header_length: int | None = None,
 ) -> None:
     headers: list[tuple[bytes, bytes]] = [
         (b"content-type", content_type),
         (b"content-length", str(len(body)).encode()),
         (b"x-request-id", request_id.encode()),
     ]
+    if header_length is not None:  # a v2 answer with binary outputs: where its JSON ends
+        headers.append((_INFERENCE_HEADER, str(header_length).encode()))
     if variant is not None:
         headers.append((b"x-stratus-model-version", variant.model_version.encode()))
         headers.append((b"x-stratus-variant", variant.name.encode()))

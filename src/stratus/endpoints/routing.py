@@ -36,6 +36,11 @@ class VariantRoute:
     replicas: list[ReplicaLink] = field(default_factory=list)
     _turn: int = 0
 
+    @property
+    def version(self) -> str:
+        """The registry version it serves (what a v2 `/versions/{v}/` path names)."""
+        return self.model_version.rpartition(":")[2]
+
     def pick(self, avoid: ReplicaLink | None = None) -> ReplicaLink | None:
         """The usable replica with the fewest requests in flight (ties rotate)."""
         best: ReplicaLink | None = None
@@ -68,6 +73,9 @@ class EndpointRoute:
     def __post_init__(self) -> None:
         self.live = [v for v in self.variants if not v.shadow and v.traffic > 0]
         self.shadows = [v for v in self.variants if v.shadow]
+        # the registry versions a caller may name, whatever their traffic weight
+        self.serving = [v for v in self.variants if not v.shadow]
+        self.versions = tuple(sorted({v.version for v in self.serving}, key=lambda v: (len(v), v)))
         self._bounds: list[int] = []
         total = 0
         for variant in self.live:
@@ -95,7 +103,18 @@ class EndpointRoute:
             return chosen, link
         return self.fallback(avoid=None)
 
-    def fallback(self, avoid: ReplicaLink | None) -> tuple[VariantRoute, ReplicaLink] | None:
+    def fallback(
+        self, avoid: ReplicaLink | None, version: str | None = None
+    ) -> tuple[VariantRoute, ReplicaLink] | None:
+        """A usable replica of any live variant; with `version`, of any variant serving that
+        registry version (at any traffic weight: a caller may name a version on purpose)."""
+        if version is not None:
+            for variant in self.serving:
+                if variant.version == version:
+                    link = variant.pick(avoid)
+                    if link is not None:
+                        return variant, link
+            return None
         for variant in self.live:
             link = variant.pick(avoid)
             if link is not None:

@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 
 from stratus.core.errors import StratusError
 from stratus.registry.signatures import Signature
+from stratus.serving.binary_tensors import answer_document
 from stratus.serving.protocols import ProtocolName, parse_request
 
 #: The column names a capture file always has, ahead of the request's inputs.
@@ -472,7 +473,12 @@ def _read(
     )
     batch = request.batch
     inputs = {_input_name(name): _values(batch[name]) for name in batch.names}
-    answer = orjson.loads(record.response)
+    # a v2 answer with binary outputs was kept framed: its outputs are read back into "data"
+    answer = (
+        answer_document(record.response)
+        if record.protocol == "v2"
+        else orjson.loads(record.response)
+    )
     return inputs, _predictions(record.protocol, answer, batch.n_rows)
 
 

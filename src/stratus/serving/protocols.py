@@ -12,7 +12,7 @@ import csv
 import io
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain
 from operator import itemgetter
 from typing import Any, Literal
@@ -20,9 +20,11 @@ from typing import Any, Literal
 import numpy as np
 import orjson
 
-from stratus.core.errors import InvalidInput, PayloadTooLarge
+from stratus._version import __version__
+from stratus.core.errors import InvalidInput, PayloadTooLarge, StratusError
 from stratus.registry.batches import Batch
 from stratus.registry.signatures import Signature, TensorSpec, key_problem
+from stratus.serving import binary_tensors
 
 ProtocolName = Literal["v2", "mlflow", "plain"]
 PROTOCOLS: tuple[ProtocolName, ...] = ("v2", "mlflow", "plain")
@@ -38,6 +40,10 @@ class Request:
     batch: Batch
     id: str | None = None  # v2: the request's own "id", echoed in the response
     outputs: tuple[str, ...] | None = None  # v2: the outputs asked for, by name
+    # v2, binary tensor extension: every output as binary (`binary_data_output`), and the
+    # outputs that say for themselves (`binary_data` in their parameters)
+    binary_data_output: bool = False
+    binary_data: Mapping[str, bool] = field(default_factory=dict)
 
 
 def parse(
@@ -67,9 +73,11 @@ def parse_request(
     the inputs are named by the request (object keys, columns, v2 tensor names) or f0..fN-1.
 
     A v2 tensor's datatype must be one its input's dtype accepts (integers or any FP for
-    floats, INT/UINT for integers, BOOL, BYTES for strings). With a tabular signature the values
-    are then checked against the signature's dtypes only (so INT64 data holding 1.5 is read as
-    the float the input wants); for tensors and without a signature, against the datatype too.
+    floats, INT/UINT for integers, BOOL, BYTES for strings), and its values must fit the
+    datatype (1000 is no INT8, 1.5 no INT64, 1e39 no FP32); then they are checked against the
+    signature's dtypes (so INT8 data is read as the floats a float input wants). A v2 body
+    may carry tensors as binary data after its JSON (the binary tensor extension): the gateway
+    puts the JSON's length in `content_type` (`binary_tensors.content_type_with_header`).
 
     Raises:
         InvalidInput: the body is not valid JSON or CSV, is not shaped as the protocol wants, or
@@ -78,9 +86,10 @@ def parse_request(
     """
     if protocol == "mlflow" and _is_csv(content_type):
         return Request(_parse_csv(body, signature, max_rows))
-    document = _load_json(body)
     if protocol == "v2":
-        return _parse_v2(document, signature, max_rows)
+        document, binary = v2_document(body, content_type)
+        return _parse_v2(document, signature, max_rows, binary)
+    document = _load_json(body)
     if protocol == "mlflow":
         return Request(_parse_mlflow(document, signature, max_rows))
     if protocol == "plain":
@@ -103,7 +112,9 @@ def render(
     MLflow and plain give `{"predictions": [...]}`, a list of per-row objects for a dict. v2
     gives one output per array, named after the dict keys, else the signature's first output,
     else "predict"; its "id" is the request's own id when it sent one, else `request_id`.
-    Float NaN and infinities are written as null (JSON has no spelling for them).
+    Float NaN and infinities are written as null (JSON has no spelling for them). Outputs a v2
+    request asked for as binary data (`binary_data`, `binary_data_output`) go as bytes after
+    the JSON, and the body is framed (`binary_tensors.frame_answer`) for the gateway.
 
     Raises:
         InvalidInput: a v2 request asked for an output the model does not return.
@@ -124,6 +135,27 @@ def v2_model_metadata(name: str, version: str, signature: Signature | None) -> d
         "inputs": [] if signature is None else [_spec_metadata(s) for s in signature.inputs],
         "outputs": [] if signature is None else [_spec_metadata(s) for s in signature.outputs],
     }
+
+
+def v2_server_metadata() -> dict[str, Any]:
+    """The body of `GET /v2`: who answers, and the protocol extensions it supports."""
+    return {"name": "stratus", "version": __version__, "extensions": ["binary_tensor_data"]}
+
+
+def v2_error(error: StratusError) -> bytes:
+    """An error as the v2 protocol writes it, `{"error": "..."}` (what Triton's and KServe's
+    clients show), with the error's code and facts beside it."""
+    return orjson.dumps({**error.extra, "code": error.code, "error": error.detail})
+
+
+def v2_document(body: bytes, content_type: str | None) -> tuple[Any, memoryview | None]:
+    """A v2 body's JSON document, and the binary tensor data after it when the gateway said
+    (in `content_type`) where the JSON ends."""
+    length = binary_tensors.header_length(content_type)
+    if length is None:
+        return _load_json(body), None
+    header, binary = binary_tensors.split_body(body, length)
+    return _load_json(header), binary
 
 
 # --- JSON and row limits ---------------------------------------------------------------------
@@ -475,40 +507,104 @@ class _Tensor:
     shape: list[int]
     datatype: str
     data: list[Any]
+    array: np.ndarray | None = None  # binary data, already of its datatype and shape
 
     @property
     def n_rows(self) -> int:
         return self.shape[0]
 
 
-def _parse_v2(document: Any, signature: Signature | None, max_rows: int) -> Request:
+class _BinaryData:
+    """The bytes after a v2 body's JSON, handed to the binary inputs in their order."""
+
+    __slots__ = ("view", "taken")
+
+    def __init__(self, view: memoryview) -> None:
+        self.view = view
+        self.taken = 0
+
+    def take(self, name: str, size: Any) -> memoryview:
+        if type(size) is not int or size < 0:
+            raise InvalidInput(
+                f"input {name!r}: 'binary_data_size' must be a number of bytes, got {_show(size)}"
+            )
+        left = len(self.view) - self.taken
+        if size > left:
+            raise InvalidInput(
+                f"input {name!r}: binary_data_size is {size} bytes; only {left} bytes of binary "
+                "data are left after the JSON header and the inputs before it"
+            )
+        self.taken += size
+        return self.view[self.taken - size : self.taken]
+
+    def check_all_taken(self) -> None:
+        extra = len(self.view) - self.taken
+        if extra:
+            raise InvalidInput(
+                f"the body holds {extra} bytes of binary data that no input claims: the inputs' "
+                f"binary_data_size add up to {self.taken} of the {len(self.view)} bytes after "
+                "the JSON header (Inference-Header-Content-Length)"
+            )
+
+
+def _parse_v2(
+    document: Any,
+    signature: Signature | None,
+    max_rows: int,
+    binary: memoryview | None = None,
+) -> Request:
     if not isinstance(document, dict):
         raise InvalidInput(f"the body is {_json_type(document)}; {_V2_SHAPE}")
     _check_fields(document, ("id", "parameters", "inputs", "outputs"), _V2_SHAPE)
     request_id = document.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise InvalidInput(f"'id' must be a string, got {_json_type(request_id)}")
-    if not isinstance(document.get("parameters", {}), dict):
+    parameters = document.get("parameters", {})
+    if not isinstance(parameters, dict):
         raise InvalidInput("'parameters' must be an object")
+    binary_data_output = parameters.get("binary_data_output", False)
+    if type(binary_data_output) is not bool:
+        raise InvalidInput(
+            f"parameter 'binary_data_output' must be true or false, got {_show(binary_data_output)}"
+        )
     inputs = document.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         got = "none" if inputs is None else _json_type(inputs)
         raise InvalidInput(f"'inputs' must be a non-empty list of tensors, got {got}; {_V2_SHAPE}")
-    tensors = [_v2_tensor(i, tensor, max_rows) for i, tensor in enumerate(inputs)]
+    data = None if binary is None else _BinaryData(binary)
+    tensors = [_v2_tensor(i, tensor, max_rows, data) for i, tensor in enumerate(inputs)]
+    if data is not None:
+        data.check_all_taken()
     names = [t.name for t in tensors]
     if len(set(names)) != len(names):
         twice = next(n for i, n in enumerate(names) if n in names[:i])
         raise InvalidInput(f"input {twice!r} appears twice in 'inputs'")
     batch = _v2_batch(tensors, signature)
-    return Request(batch, request_id, _v2_outputs(document.get("outputs")))
+    outputs, binary_data = _v2_outputs(document.get("outputs"))
+    return Request(
+        batch,
+        request_id,
+        outputs,
+        binary_data_output=binary_data_output,
+        binary_data=binary_data,
+    )
 
 
-def _v2_tensor(index: int, tensor: Any, max_rows: int) -> _Tensor:
+def _v2_tensor(
+    index: int, tensor: Any, max_rows: int, binary: _BinaryData | None = None
+) -> _Tensor:
     if type(tensor) is not dict:
         raise InvalidInput(f"inputs[{index}] is {_json_type(tensor)}; {_V2_SHAPE}")
     name = tensor.get("name")
     if type(name) is not str or not name:
         raise InvalidInput(f"inputs[{index}]: 'name' must be a non-empty string")
+    parameters = tensor.get("parameters")
+    if parameters is not None:
+        if type(parameters) is not dict:
+            raise InvalidInput(f"input {name!r}: 'parameters' must be an object")
+        if "binary_data_size" in parameters:
+            size = parameters["binary_data_size"]
+            return _v2_binary_tensor(name, tensor, size, max_rows, binary)
     try:
         shape, datatype, data = tensor["shape"], tensor["datatype"], tensor["data"]
     except KeyError as exc:
@@ -530,6 +626,40 @@ def _v2_tensor(index: int, tensor: Any, max_rows: int) -> _Tensor:
     return _Tensor(name, shape, datatype, data)
 
 
+def _v2_binary_tensor(
+    name: str, tensor: dict[str, Any], size: Any, max_rows: int, binary: _BinaryData | None
+) -> _Tensor:
+    """An input whose values come as binary data after the JSON header."""
+    if "data" in tensor:
+        raise InvalidInput(
+            f"input {name!r} has both 'data' and a binary_data_size; send its values one way"
+        )
+    if binary is None:
+        raise InvalidInput(
+            f"input {name!r} has a binary_data_size, but the request has no "
+            "Inference-Header-Content-Length header to say where its JSON ends"
+        )
+    try:
+        shape, datatype = tensor["shape"], tensor["datatype"]
+    except KeyError as exc:
+        raise InvalidInput(f"input {name!r}: missing field {exc.args[0]!r}") from None
+    if type(shape) is not list or not shape or not _is_shape(shape):
+        raise InvalidInput(
+            f"input {name!r}: 'shape' must be a list of sizes (rows first), got {_show(shape)}"
+        )
+    if datatype not in _V2_DTYPES:
+        raise InvalidInput(
+            f"input {name!r}: unknown datatype {_show(datatype)}; "
+            f"expected one of {', '.join(_V2_DTYPES)}"
+        )
+    raw = binary.take(name, size)
+    _check_rows(shape[0], max_rows)
+    if shape[0] == 0:
+        raise InvalidInput(f"input {name!r} holds no rows (shape {shape})")
+    array = binary_tensors.decode(name, datatype, shape, raw)
+    return _Tensor(name, shape, datatype, [], array)
+
+
 def _is_shape(shape: list[Any]) -> bool:
     if len(shape) == 2:  # the common case, without a generator
         a, b = shape
@@ -537,14 +667,35 @@ def _is_shape(shape: list[Any]) -> bool:
     return all(type(d) is int and d >= 0 for d in shape)
 
 
-def _v2_outputs(outputs: Any) -> tuple[str, ...] | None:
+def _v2_outputs(outputs: Any) -> tuple[tuple[str, ...] | None, dict[str, bool]]:
+    """The outputs asked for by name, and those that say whether they want binary data."""
     if outputs is None:
-        return None
+        return None, {}
     if not isinstance(outputs, list) or not all(
         isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs
     ):
         raise InvalidInput("'outputs' must be a list of objects with a 'name'")
-    return tuple(o["name"] for o in outputs) or None
+    binary: dict[str, bool] = {}
+    for output in outputs:
+        parameters = output.get("parameters")
+        if parameters is None:
+            continue
+        name = output["name"]
+        if not isinstance(parameters, dict):
+            raise InvalidInput(f"output {name!r}: 'parameters' must be an object")
+        if parameters.get("classification"):
+            raise InvalidInput(
+                f"output {name!r}: the classification extension (top classes) is not "
+                "supported; ask for the output itself"
+            )
+        flag = parameters.get("binary_data")
+        if flag is not None:
+            if type(flag) is not bool:
+                raise InvalidInput(
+                    f"output {name!r}: 'binary_data' must be true or false, got {_show(flag)}"
+                )
+            binary[name] = flag
+    return tuple(o["name"] for o in outputs) or None, binary
 
 
 def _v2_batch(tensors: list[_Tensor], signature: Signature | None) -> Batch:
@@ -600,6 +751,7 @@ def _v2_columns(tensors: list[_Tensor], signature: Signature) -> Batch:
                 f"input {tensor.name!r}: shape {tensor.shape} does not fit one value per row; "
                 f"expected [{n}] or [{n}, 1]"
             )
+        _check_values(tensor)
         columns.append(_flat(tensor))
     if len(columns) == 1:
         return Batch.from_columns({first.name: columns[0]}, signature)
@@ -615,6 +767,7 @@ def _v2_table(tensor: _Tensor, signature: Signature) -> Batch:
         for spec in signature.inputs:
             _check_datatype(tensor, spec)
     shape, n = tensor.shape, tensor.n_rows
+    _check_values(tensor)
     if width == 1 and shape in ([n], [n, 1]):
         return Batch.from_columns({signature.inputs[0].name: _flat(tensor)}, signature)
     if len(shape) != 2 or shape[1] != width:
@@ -623,7 +776,9 @@ def _v2_table(tensor: _Tensor, signature: Signature) -> Batch:
             f"send shape [n, {width}] (columns in signature order) or one tensor per input"
         )
     data = tensor.data
-    if len(data) == n and all(type(row) is list and len(row) == width for row in data):
+    if tensor.array is not None:  # binary: rows straight from the array
+        rows = tensor.array.reshape(n, width).tolist()
+    elif len(data) == n and all(type(row) is list and len(row) == width for row in data):
         rows = data  # nested already, one list per row
     else:
         flat = _flat(tensor)
@@ -645,8 +800,18 @@ def _v2_unsigned(tensors: list[_Tensor]) -> Batch:
     return Batch.from_columns(columns)
 
 
+def _check_values(tensor: _Tensor) -> None:
+    """JSON values that a table's signature reads must still fit the datatype they came as
+    (FP64 and BYTES the signature's own check covers; binary data fits by construction)."""
+    if tensor.array is None and tensor.datatype not in ("FP64", "BYTES"):
+        _typed_array(tensor)
+
+
 def _flat(tensor: _Tensor) -> list[Any]:
     """The tensor's values in row-major order, checked against its shape."""
+    if tensor.array is not None:
+        values: list[Any] = tensor.array.ravel().tolist()
+        return values
     flat = tensor.data
     for _ in range(len(tensor.shape) - 1):
         if not flat or not all(type(item) is list for item in flat):
@@ -670,6 +835,8 @@ def _typed(tensor: _Tensor, spec: TensorSpec | None = None) -> np.ndarray:
 
 def _typed_array(tensor: _Tensor) -> np.ndarray:
     """The tensor as an array of its datatype and shape; values must fit the datatype."""
+    if tensor.array is not None:
+        return tensor.array
     flat = _flat(tensor)
     datatype = tensor.datatype
     target = _V2_DTYPES[datatype]
@@ -702,6 +869,12 @@ def _typed_array(tensor: _Tensor) -> np.ndarray:
         if out_of_range.any():
             i = int(np.flatnonzero(out_of_range)[0])
             raise _bad_value(tensor, i, flat[i], f"integers from {info.min} to {info.max}")
+    elif datatype in ("FP16", "FP32") and array.size:
+        largest = float(np.finfo(target).max)
+        too_large = np.abs(array) > largest  # NaN (a null) compares false
+        if too_large.any():
+            i = int(np.flatnonzero(too_large)[0])
+            raise _bad_value(tensor, i, flat[i], f"numbers from -{largest:g} to {largest:g}")
     return array.astype(target, copy=False).reshape(tensor.shape)
 
 
@@ -753,23 +926,31 @@ def _render_v2(
                 returned = ", ".join(map(repr, named))
                 raise InvalidInput(f"output {name!r} was asked for; the model returns {returned}")
         named = {name: named[name] for name in wanted}
+    # the binary tensor extension: outputs asked for as binary go after the JSON
+    binary_default = request is not None and request.binary_data_output
+    binary_named = request.binary_data if request is not None else {}
+    blobs: list[bytes] = []
     outputs = []
     for name, value in named.items():
         array = np.asarray(value)
-        outputs.append(
-            {
-                "name": name,
-                "shape": list(array.shape),
-                "datatype": _datatype_of(array.dtype),
-                "data": array.ravel(),
-            }
-        )
+        datatype = _datatype_of(array.dtype)
+        output: dict[str, Any] = {"name": name, "shape": list(array.shape), "datatype": datatype}
+        if binary_named.get(name, binary_default):
+            blob = binary_tensors.encode(array, datatype)
+            output["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            output["data"] = array.ravel()
+        outputs.append(output)
     body = {
         "model_name": model_name,
         "model_version": str(model_version),
         "id": request.id if request is not None and request.id is not None else request_id,
         "outputs": outputs,
     }
+    if blobs:  # framed, for the gateway to send with Inference-Header-Content-Length
+        header = orjson.dumps(body, option=_DUMP, default=_default)
+        return binary_tensors.frame_answer(header, blobs)
     return orjson.dumps(body, option=_DUMP, default=_default)
 
 

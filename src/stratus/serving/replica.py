@@ -95,6 +95,8 @@ class Replica:
         self.model = model
         self.signature = Signature.model_validate(spec.signature) if spec.signature else None
         self.stats = ReplicaStats()
+        # the name callers use, and v2 answers give back: the endpoint's ("project/name")
+        self.served_name = spec.endpoint.rpartition("/")[2] or spec.model_name
         self.runner = runner_for(
             model,
             max_batch_size=spec.max_batch_size,
@@ -155,7 +157,7 @@ class Replica:
             return 200, orjson.dumps(self.stats.as_dict())
         if kind == Kind.METADATA:
             meta = protocols.v2_model_metadata(
-                self.spec.model_name, str(self.spec.model_version), self.signature
+                self.served_name, str(self.spec.model_version), self.signature
             )
             return 200, orjson.dumps(meta)
         protocol = PROTOCOL_OF[kind]
@@ -168,7 +170,7 @@ class Replica:
             return 200, protocols.render(
                 protocol,
                 predictions,
-                model_name=self.spec.model_name,
+                model_name=self.served_name,
                 model_version=str(self.spec.model_version),
                 request_id=str(request_id),
                 signature=self.signature,
@@ -179,7 +181,7 @@ class Replica:
             trace = getattr(exc, "trace", "")
             if trace:  # the model's library or code failed: its traceback is for this log only
                 log.warning("request %d: %s\n%s", request_id, exc.detail, trace.rstrip())
-            return exc.status, orjson.dumps(exc.to_problem())
+            return exc.status, _error_body(protocol, exc)
         except Exception as exc:  # a bug in Stratus, not in the request: say so, keep serving
             self.stats.errors += 1
             log.exception("replica failed on request %d", request_id)
@@ -187,10 +189,15 @@ class Replica:
                 f"the replica failed on this request ({type(exc).__name__}); "
                 "the details are in the replica's log"
             )
-            return 500, orjson.dumps(problem.to_problem())
+            return 500, _error_body(protocol, problem)
 
     async def close(self) -> None:
         await self.runner.close()
+
+
+def _error_body(protocol: str, error: StratusError) -> bytes:
+    """v2 errors as that protocol writes them (`{"error": ...}`), others as problem+json."""
+    return protocols.v2_error(error) if protocol == "v2" else orjson.dumps(error.to_problem())
 
 
 def load(spec: ReplicaSpec) -> LoadedModel:
