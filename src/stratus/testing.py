@@ -4,18 +4,23 @@
 127.0.0.1) and stops it by PID. With pytest, add `pytest_plugins = ["stratus.testing"]` to
 your conftest.py and use the `stratus_platform` fixture (one platform per test session).
 Notification channels of such a platform may reach loopback (`LOOPBACK_NETWORKS`), where a
-test's own webhook and mail receivers listen; pass `env` to change that.
+test's own webhook and mail receivers listen; pass `env` to change that. `WebhookReceiver`
+is such a receiver: an HTTP server on 127.0.0.1 that keeps every request it is sent.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -164,6 +169,85 @@ class LocalPlatform:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+@dataclass(frozen=True)
+class ReceivedRequest:
+    """One request a `WebhookReceiver` was sent."""
+
+    path: str
+    headers: httpx.Headers  # names are case-insensitive
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body or b"null")
+
+
+class WebhookReceiver:
+    """An HTTP server on 127.0.0.1, in a thread, that keeps every POST it is sent: point a
+    notification channel or a webhook at `url`, then read `requests` or `wait_for` them.
+
+    Each request is answered `status` with an empty body, or what `answer(path)` returns
+    (a status and a body) when given. Use it as a context manager, or call `close`.
+    """
+
+    def __init__(
+        self, status: int = 200, answer: Callable[[str], tuple[int, bytes]] | None = None
+    ) -> None:
+        self.status = status
+        self.requests: list[ReceivedRequest] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                headers = httpx.Headers(list(self.headers.items()))
+                receiver.requests.append(ReceivedRequest(self.path, headers, body))
+                code, page = answer(self.path) if answer else (receiver.status, b"")
+                self.send_response(code)
+                self.send_header("content-length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = int(self._server.server_port)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="webhook-receiver", daemon=True
+        )
+        self._thread.start()
+
+    def bodies(self, path: str | None = None) -> list[Any]:
+        """The JSON bodies received so far, of every path or only of `path`."""
+        return [r.json() for r in list(self.requests) if path is None or r.path == path]
+
+    def wait_for(
+        self, count: int = 1, path: str | None = None, timeout: float = 30.0
+    ) -> list[ReceivedRequest]:
+        """Wait until `count` requests (to `path`, if given) have arrived; return them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            seen = [r for r in list(self.requests) if path is None or r.path == path]
+            if len(seen) >= count:
+                return seen
+            if time.monotonic() > deadline:
+                where = f" to {path}" if path else ""
+                raise TimeoutError(f"{len(seen)} of {count} requests{where} in {timeout:.0f} s")
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+
+    def __enter__(self) -> WebhookReceiver:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
 
 try:

@@ -6,12 +6,10 @@ server, test notifications, history, and secrets that no read ever returns."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,7 @@ import pytest
 from stratus.client import Client
 from stratus.core.errors import Conflict, InvalidInput, NotFound
 from stratus.monitoring.alert_schemas import AlertEventRead
-from stratus.testing import LocalPlatform, free_port
+from stratus.testing import LocalPlatform, WebhookReceiver, free_port
 
 pytest.importorskip("sklearn")
 skops_io = pytest.importorskip("skops.io")
@@ -35,42 +33,11 @@ PASSWORD = "smtp-pa55word"
 # --- local receivers -------------------------------------------------------------------------
 
 
-@dataclass
-class WebhookServer:
-    url: str
-    requests: list[tuple[str, dict[str, str], Any]] = field(default_factory=list)
-    status: int = 200
-
-    def bodies(self, path: str) -> list[Any]:
-        return [body for p, _, body in list(self.requests) if p == path]
-
-
 @pytest.fixture(scope="module")
-def webhooks() -> Iterator[WebhookServer]:
-    """A tiny threaded HTTP server on 127.0.0.1 that records what it is sent."""
-    server_state = WebhookServer(url="")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
-            length = int(self.headers.get("content-length", 0))
-            body = json.loads(self.rfile.read(length) or b"null")
-            server_state.requests.append((self.path, dict(self.headers), body))
-            self.send_response(server_state.status if self.path != "/broken" else 500)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    server_state.url = f"http://127.0.0.1:{server.server_port}"
-    try:
-        yield server_state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+def webhooks() -> Iterator[WebhookReceiver]:
+    """A webhook receiver on 127.0.0.1: 200 for every path but /broken, which answers 500."""
+    with WebhookReceiver(answer=lambda path: (500 if path == "/broken" else 200, b"")) as hooks:
+        yield hooks
 
 
 @dataclass
@@ -164,7 +131,7 @@ def events(sdk: Client, project: str, rule: str, state: str) -> list[AlertEventR
 
 
 def test_rules_and_channels_crud_with_errors_that_name_the_field(
-    sdk: Client, platform: LocalPlatform, webhooks: WebhookServer
+    sdk: Client, platform: LocalPlatform, webhooks: WebhookReceiver
 ) -> None:
     project = project_of(sdk)
     http = httpx.Client(
@@ -267,7 +234,7 @@ def test_secrets_are_never_returned(sdk: Client, platform: LocalPlatform) -> Non
 
 
 def test_a_rule_on_a_real_endpoint_fires_notifies_everywhere_and_resolves(
-    sdk: Client, model: str, webhooks: WebhookServer, mailbox: Mailbox, platform: LocalPlatform
+    sdk: Client, model: str, webhooks: WebhookReceiver, mailbox: Mailbox, platform: LocalPlatform
 ) -> None:
     project = "default"  # where the model is
     endpoint = f"ep-{uuid.uuid4().hex[:6]}"
@@ -307,7 +274,7 @@ def test_a_rule_on_a_real_endpoint_fires_notifies_everywhere_and_resolves(
     assert hook["alerts"][0]["labels"]["team"] == "ml"
     assert hook["alerts"][0]["annotations"]["summary"] == f"{endpoint} has 1 ready replica(s)"
     assert hook["stratus"]["metric"] == "stratus_endpoint_replicas"
-    sent_headers = next(h for p, h, _ in webhooks.requests if p == f"/{endpoint}/hook")
+    sent_headers = webhooks.wait_for(path=f"/{endpoint}/hook")[0].headers
     assert sent_headers["X-Token"] == SECRET
     slack = wait_for("the Slack message", lambda: webhooks.bodies(f"/{endpoint}/slack"))[0]
     assert set(slack) == {"text", "blocks"} and rule in slack["text"]
@@ -360,7 +327,7 @@ def test_a_rule_on_a_real_endpoint_fires_notifies_everywhere_and_resolves(
 
 
 def test_cli_apply_list_show_history_test(
-    cli: Any, sdk: Client, webhooks: WebhookServer, tmp_path: Path
+    cli: Any, sdk: Client, webhooks: WebhookReceiver, tmp_path: Path
 ) -> None:
     project = project_of(sdk)
     channels = tmp_path / "channels.yaml"

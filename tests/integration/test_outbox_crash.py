@@ -4,18 +4,15 @@ before it delivers them, restarted on the same home, and each is delivered exact
 
 from __future__ import annotations
 
-import json
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from stratus.testing import LocalPlatform
+from stratus.testing import LocalPlatform, WebhookReceiver
 
 WAIT = 60.0
 PROJECT = "default"
@@ -32,29 +29,9 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = WAIT) -> Any:
 
 
 @pytest.fixture
-def receiver() -> Iterator[tuple[str, list[Any]]]:
-    """A webhook receiver on 127.0.0.1 keeping every body it is sent."""
-    bodies: list[Any] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
-            length = int(self.headers.get("content-length", 0))
-            bodies.append(json.loads(self.rfile.read(length) or b"null"))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/hook", bodies
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+def receiver() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver() as hooks:
+        yield hooks
 
 
 def outbox_topics(home: Path) -> list[str]:
@@ -63,9 +40,9 @@ def outbox_topics(home: Path) -> list[str]:
 
 
 def test_deliveries_survive_a_kill_between_cause_and_delivery(
-    tmp_path: Path, receiver: tuple[str, list[Any]]
+    tmp_path: Path, receiver: WebhookReceiver
 ) -> None:
-    url, bodies = receiver
+    url = f"{receiver.url}/hook"
     allow = {"STRATUS_MONITORING_ALLOWED_NOTIFICATION_NETWORKS": "127.0.0.0/8"}
     home = tmp_path / "home"
     # Deliveries held for an hour: the crash is sure to come between cause and delivery.
@@ -122,7 +99,7 @@ def test_deliveries_survive_a_kill_between_cause_and_delivery(
             ]
             assert c.pipelines.runs("on-data", PROJECT) == []
             assert c.pipelines.runs("on-alert", PROJECT) == []
-        assert bodies == []
+        assert receiver.requests == []
 
         p.kill()  # SIGKILL, by PID
         p.env = dict(allow)  # a restart with the default settings: deliver at once
@@ -141,7 +118,7 @@ def test_deliveries_survive_a_kill_between_cause_and_delivery(
                 PROJECT, rule="disk-full")[0].notifications)  # fmt: skip
             (answer,) = c.alerts.history(PROJECT, rule="disk-full")[0].notifications
             assert answer.ok and answer.channel == "hook"
-        (body,) = bodies
+        (body,) = receiver.bodies()
         assert body["status"] == "firing" and body["commonLabels"]["alertname"] == "disk-full"
         assert body["commonLabels"]["instance"] == "db-1"
     finally:

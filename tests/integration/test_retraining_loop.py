@@ -7,12 +7,10 @@ promotes it; the alert resolves; and the audit log tells the story in order."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,7 @@ import pytest
 from stratus.client import Client
 from stratus.client._base import read_yaml
 from stratus.pipelines.schemas import RunState, TriggerKind
-from stratus.testing import LocalPlatform
+from stratus.testing import LocalPlatform, WebhookReceiver
 
 pd = pytest.importorskip("pandas")
 pytest.importorskip("sklearn")
@@ -61,32 +59,6 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform
         yield platform
     finally:
         platform.stop(timeout=60)
-
-
-class Hook:
-    """A webhook receiver on 127.0.0.1 that keeps what it is sent."""
-
-    def __init__(self) -> None:
-        received = self.received = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("content-length") or 0))
-                received.append(json.loads(body))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 class Traffic:
@@ -136,15 +108,11 @@ def test_drift_fires_an_alert_that_retrains_and_rolls_out_a_better_model(
     platform: LocalPlatform, data_dir: Path
 ) -> None:
     project = f"loop-{uuid.uuid4().hex[:6]}"
-    hook = Hook()
-    with platform.client() as client:
-        try:
-            _loop(client, project, data_dir, hook)
-        finally:
-            hook.close()
+    with platform.client() as client, WebhookReceiver() as hook:
+        _loop(client, project, data_dir, hook)
 
 
-def _loop(client: Client, project: str, data: Path, hook: Hook) -> None:
+def _loop(client: Client, project: str, data: Path, hook: WebhookReceiver) -> None:
     client.projects.create(project)
     tags = {"churned": ["label"], "customer_id": ["id"]}
     client.datasets.push(data / "train.csv", "churn", project=project, column_tags=tags)
@@ -160,7 +128,7 @@ def _loop(client: Client, project: str, data: Path, hook: Hook) -> None:
     monitor = read_yaml(EXAMPLE / "monitor.yaml")
     client.monitors.apply({**monitor, "interval_seconds": 5}, project=project)
     channel = read_yaml(EXAMPLE / "channel.yaml")
-    client.alerts.channels.apply(project, **{**channel, "url": hook.url})
+    client.alerts.channels.apply(project, **{**channel, "url": f"{hook.url}/alerts"})
     client.alerts.apply_file(EXAMPLE / "alerts.yaml", project)
     client.datasets.push(data / "live.csv", "churn-live", project=project, column_tags=tags)
     client.datasets.push(data / "live-holdout.csv", "churn-live-holdout", project=project)
@@ -173,7 +141,7 @@ def _loop(client: Client, project: str, data: Path, hook: Hook) -> None:
             lambda: client.alerts.history(project, rule="churn-drift", state="firing"),
         )
         assert fired[0].labels["endpoint"] == "churn-api"
-        notified = wait_for("the webhook", lambda: hook.received)
+        notified = wait_for("the webhook", lambda: hook.bodies())
         assert notified[0]["status"] == "firing"
         assert notified[0]["alerts"][0]["labels"]["alertname"] == "churn-drift"
         result = client.monitors.results("churn-drift", project=project)[0]

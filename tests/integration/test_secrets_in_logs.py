@@ -6,10 +6,8 @@ secret, and for the error page's text."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,7 @@ import pytest
 
 from stratus.client import Client
 from stratus.core.errors import Unauthenticated
-from stratus.testing import LocalPlatform, free_port
+from stratus.testing import LocalPlatform, WebhookReceiver, free_port
 
 aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller")
 
@@ -31,35 +29,16 @@ WRONG_PASSWORD = "wrong-PA55-word-2"
 ERROR_PAGE = "ERROR-PAGE-from-the-target"
 
 
+def _answer(path: str) -> tuple[int, bytes]:
+    """200 for every path but /broken, which answers 500 and an error page."""
+    broken = path.startswith("/broken")
+    return (500, f"<h1>{ERROR_PAGE}</h1>".encode()) if broken else (200, b"")
+
+
 @pytest.fixture
-def receiver() -> Iterator[tuple[str, list[str]]]:
-    """An HTTP server on 127.0.0.1: 200 for every path but /broken, which answers 500 and
-    an error page."""
-    paths: list[str] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
-            self.rfile.read(int(self.headers.get("content-length", 0)))
-            paths.append(self.path)
-            broken = self.path.startswith("/broken")
-            page = f"<h1>{ERROR_PAGE}</h1>".encode() if broken else b""
-            self.send_response(500 if broken else 200)
-            self.send_header("content-length", str(len(page)))
-            self.end_headers()
-            self.wfile.write(page)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", paths
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+def receiver() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver(answer=_answer) as hooks:
+        yield hooks
 
 
 @pytest.fixture
@@ -101,9 +80,9 @@ def wait_for(what: str, check: Any, timeout: float = 60.0) -> Any:
 
 
 def test_no_secret_reaches_a_log(
-    tmp_path: Path, receiver: tuple[str, list[str]], mailbox: tuple[int, list[Any]]
+    tmp_path: Path, receiver: WebhookReceiver, mailbox: tuple[int, list[Any]]
 ) -> None:
-    url, paths = receiver
+    url = receiver.url
     smtp_port, messages = mailbox
     platform = LocalPlatform(
         tmp_path / "home",
@@ -165,7 +144,9 @@ def test_no_secret_reaches_a_log(
             )[0]
             assert [n.ok for n in recorded.notifications].count(False) == 1
             assert all(ERROR_PAGE not in (n.detail or "") for n in recorded.notifications)
-            assert len(messages) >= 2 and any(p.startswith("/services/") for p in paths)
+            assert len(messages) >= 2 and any(
+                r.path.startswith("/services/") for r in receiver.requests
+            )
 
             # logins, right and wrong
             sdk.users.create("alice", USER_PASSWORD)

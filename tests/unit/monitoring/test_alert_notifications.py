@@ -4,13 +4,9 @@ and channel secrets sealed at rest."""
 
 from __future__ import annotations
 
-import json
 import os
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 
@@ -28,7 +24,7 @@ from stratus.monitoring.notifications import (
     slack_body,
     webhook_body,
 )
-from stratus.testing import free_port
+from stratus.testing import WebhookReceiver, free_port
 
 STARTED = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 LOOPBACK = NetworkPolicy.allowing(["127.0.0.0/8"])  # where these tests' receivers listen
@@ -92,54 +88,33 @@ def test_email_subject_and_body() -> None:
 # --- sending over real sockets on 127.0.0.1 --------------------------------------------------
 
 
-class Receiver:
-    def __init__(self, status: int) -> None:
-        self.status = status
-        self.requests: list[tuple[dict[str, str], Any]] = []
-
-
 @pytest.fixture
-def receiver() -> Iterator[tuple[Receiver, str]]:
-    state = Receiver(200)
+def receiver() -> Iterator[WebhookReceiver]:
+    """Answers its `status`, with a body ("nope") when that is an error."""
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
-            length = int(self.headers.get("content-length", 0))
-            state.requests.append((dict(self.headers), json.loads(self.rfile.read(length))))
-            self.send_response(state.status)
-            self.end_headers()
-            self.wfile.write(b"nope" if state.status >= 300 else b"")
+    def answer(path: str) -> tuple[int, bytes]:
+        return hooks.status, (b"nope" if hooks.status >= 300 else b"")
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state, f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with WebhookReceiver(answer=answer) as hooks:
+        yield hooks
 
 
-def test_webhook_is_posted_with_its_headers(receiver: tuple[Receiver, str]) -> None:
-    state, url = receiver
+def test_webhook_is_posted_with_its_headers(receiver: WebhookReceiver) -> None:
+    url = receiver.url
     channel = ChannelConfig("hook", "webhook", url=f"{url}/alerts?token=s3cret",
                             headers={"Authorization": "Bearer s3cret"},
                             networks=LOOPBACK)  # fmt: skip
     result = send(channel, N, timeout=5)
     assert result.ok, result.detail
     assert result.detail == f"HTTP 200 from {url}"
-    headers, body = state.requests[0]
+    headers, body = receiver.requests[0].headers, receiver.requests[0].json()
     assert headers["Authorization"] == "Bearer s3cret"
     assert body["alerts"][0]["labels"]["alertname"] == "high-errors"
 
 
-def test_failures_name_the_cause_and_no_secret(receiver: tuple[Receiver, str]) -> None:
-    state, url = receiver
-    state.status = 500
+def test_failures_name_the_cause_and_no_secret(receiver: WebhookReceiver) -> None:
+    url = receiver.url
+    receiver.status = 500
     slack = ChannelConfig("chat", "slack", url=f"{url}/services/T0/B0/s3cret", networks=LOOPBACK)
     result = send(slack, N, timeout=5)
     assert not result.ok

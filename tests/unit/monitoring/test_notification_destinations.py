@@ -9,7 +9,6 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -19,6 +18,7 @@ from stratus.monitoring.alert_schemas import ChannelApply
 from stratus.monitoring.channels import _merge_secrets
 from stratus.monitoring.destinations import DestinationRefused, NetworkPolicy
 from stratus.monitoring.notifications import ChannelConfig, Notification, send
+from stratus.testing import WebhookReceiver
 
 N = Notification(
     rule="r", project="p", state="firing", severity="info", metric="m", comparison=">",
@@ -68,29 +68,10 @@ def test_the_message_names_the_name_and_the_address() -> None:
 
 
 @pytest.fixture
-def receiver() -> Iterator[tuple[list[dict[str, str]], int]]:
-    seen: list[dict[str, str]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
-            self.rfile.read(int(self.headers.get("content-length", 0)))
-            seen.append({k.lower(): v for k, v in self.headers.items()})
-            self.send_response(502)
-            self.end_headers()
-            self.wfile.write(b"internal secret page: root:x:0:0")
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield seen, server.server_port
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+def receiver() -> Iterator[WebhookReceiver]:
+    """Answers 502 with a page the sender must neither read nor show."""
+    with WebhookReceiver(answer=lambda path: (502, b"internal secret page: root:x:0:0")) as hooks:
+        yield hooks
 
 
 Answers = Callable[[], list[str]]
@@ -111,8 +92,8 @@ def dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, Answers]:
     return names
 
 
-def test_sending_refuses_an_internal_address(receiver: tuple[list[Any], int]) -> None:
-    seen, port = receiver
+def test_sending_refuses_an_internal_address(receiver: WebhookReceiver) -> None:
+    port = receiver.port
     for url in (f"http://127.0.0.1:{port}/x", f"http://localhost:{port}/x"):
         result = send(ChannelConfig("hook", "webhook", url=url, networks=STRICT), N, timeout=5)
         assert not result.ok and "refused to send to" in result.detail
@@ -121,13 +102,13 @@ def test_sending_refuses_an_internal_address(receiver: tuple[list[Any], int]) ->
                          smtp_host="127.0.0.1", smtp_port=port, networks=STRICT)  # fmt: skip
     result = send(mail, N, timeout=5)
     assert not result.ok and "loopback" in result.detail
-    assert seen == []
+    assert receiver.requests == []
 
 
 def test_a_dns_answer_that_turns_inward_is_refused_when_sending(
-    receiver: tuple[list[Any], int], dns: dict[str, Answers]
+    receiver: WebhookReceiver, dns: dict[str, Answers]
 ) -> None:
-    seen, port = receiver
+    port = receiver.port
     answers = iter([["93.184.216.34"], ["127.0.0.1"]])  # public when applied, loopback later
     dns["rebind.example.test"] = lambda: next(answers)
     STRICT.check("rebind.example.test", port)  # what applying the channel sees
@@ -137,13 +118,13 @@ def test_a_dns_answer_that_turns_inward_is_refused_when_sending(
     result = send(channel, N, timeout=5)
     assert not result.ok
     assert "rebind.example.test resolves to 127.0.0.1, a loopback address" in result.detail
-    assert seen == []
+    assert receiver.requests == []
 
 
 def test_sending_connects_to_the_checked_address_and_names_the_host(
-    receiver: tuple[list[Any], int], dns: dict[str, Answers]
+    receiver: WebhookReceiver, dns: dict[str, Answers]
 ) -> None:
-    seen, port = receiver
+    port = receiver.port
     lookups: list[str] = []
     dns["hooks.example.test"] = lambda: lookups.append("x") or ["127.0.0.1"]
     channel = ChannelConfig(
@@ -151,7 +132,7 @@ def test_sending_connects_to_the_checked_address_and_names_the_host(
     )
     result = send(channel, N, timeout=5)
     assert len(lookups) == 1  # resolved once, to check; the connection used that answer
-    assert seen and seen[0]["host"] == f"hooks.example.test:{port}"
+    assert receiver.requests[0].headers["host"] == f"hooks.example.test:{port}"
     # the answer's status is kept, its body ("internal secret page…") is neither read nor shown
     assert result.detail == f"http://hooks.example.test:{port} answered HTTP 502"
 
