@@ -57,7 +57,7 @@ def login(
     Both are saved in $STRATUS_HOME/credentials (mode 0600) for later commands, as a profile:
     `--profile NAME` keeps several identities side by side (`stratus profiles list`).
 
-    Example: stratus login --url http://stratus.internal:8700 -u alice --profile alice
+    Example: stratus --url http://stratus.internal:8700 login -u alice --profile alice
     """
     root = ctx.find_root()
     home = default_home()

@@ -363,7 +363,8 @@ class MonitorService:
             rows = 0 if current is None else current.num_rows
             return (
                 f"{rows} captured rows in the window, fewer than min_rows ({spec.min_rows}); "
-                "is capture on (stratus endpoints update --capture 1)?"
+                f"is capture on? (`stratus endpoints capture {spec.endpoint}` shows it, "
+                "`--sample 1` turns it on)"
             )
         reference, label, ref_name = self._reference(project, reference_name, spec, current)
         columns = [c for c in reference.names if c != "prediction"]
