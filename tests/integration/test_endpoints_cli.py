@@ -462,3 +462,24 @@ def test_cli_errors_are_one_line(cli: Any, project: str, served: str, tmp_path: 
 def test_cli_bad_usage_exits_2(cli: Any, project: str, args: tuple[str, ...]) -> None:
     result = cli(*args, "-p", project)
     assert result.code == 2, (result.stdout, result.stderr)
+
+
+def test_cli_quiet_prints_results_and_errors_only(
+    cli: Any, project: str, served: str, trained: dict[str, Any], tmp_path: Path
+) -> None:
+    """-q (the global one, or the command's own) keeps the results on stdout and the errors on
+    stderr, and nothing else: no "answered by" line per call, no summary of a file."""
+    body = json.dumps({"instances": trained["frame"].head(2).values.tolist()})
+    loud = cli("predict", served, "--json", body, "-p", project)
+    assert loud.code == 0 and "answered by cancer:1" in loud.stderr
+    for args in (("-q", "predict", served), ("predict", served, "-q")):
+        quiet = cli(*args, "--json", body, "-p", project)
+        assert quiet.code == 0 and quiet.stderr == "", quiet.stderr
+        assert quiet.stdout == loud.stdout  # the predictions, as without -q
+    source, scored = tmp_path / "rows.csv", tmp_path / "scored.csv"
+    trained["frame"].head(5).to_csv(source, index=False)
+    done = cli("-q", "predict", served, "--file", str(source), "--output-file", str(scored),
+               "-p", project)  # fmt: skip
+    assert (done.code, done.stdout, done.stderr) == (0, "", "")
+    assert len(scored.read_text().splitlines()) == 6
+    one_line_error(cli("-q", "predict", "nope", "--json", body, "-p", project))

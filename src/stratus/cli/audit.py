@@ -8,7 +8,7 @@ import typer
 
 from stratus.cli.context import client
 from stratus.cli.listing import cut, iso, parse_optional_time, say_cut
-from stratus.cli.output import Format, OutputOption, console, err, show
+from stratus.cli.output import Format, OutputOption, console, errors, show
 
 app = typer.Typer(help="The audit log of every change and login.", no_args_is_help=True)
 
@@ -81,6 +81,6 @@ def verify(ctx: typer.Context, output: OutputOption = Format.table) -> None:
         console.print(f"[green]audit log intact[/]: {result.checked} entries verified{anchored}")
     else:
         where = f" (entry {result.first_bad_seq})" if result.first_bad_seq is not None else ""
-        err.print(f"[red]audit log tampered[/]: {result.problem}{where}")
+        errors.print(f"[red]audit log tampered[/]: {result.problem}{where}")
     if not result.ok:
         raise typer.Exit(1)

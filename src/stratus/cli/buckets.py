@@ -13,6 +13,7 @@ from stratus.cli.listing import AllProjectsOption, in_scope, with_project
 from stratus.cli.output import (
     Format,
     OutputOption,
+    QuietOption,
     console,
     err,
     human_size,
@@ -110,7 +111,7 @@ def put(
     key: Annotated[str | None, typer.Argument(help="object key (default: the file name)")] = None,
     project: ProjectOption = None,
     content_type: Annotated[str | None, typer.Option(help="MIME type")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+    quiet: QuietOption = False,
     output: OutputOption = Format.table,
 ) -> None:
     """Upload a file as a new version of an object (streamed, with a progress bar).
@@ -149,7 +150,7 @@ def get(
     ] = None,
     version: Annotated[str | None, typer.Option("--version", "-v", help="a version id")] = None,
     project: ProjectOption = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Download an object (the latest version, or --version), verified as it arrives.
 

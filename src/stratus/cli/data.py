@@ -15,6 +15,7 @@ from stratus.cli.listing import AllProjectsOption, in_scope, with_project
 from stratus.cli.output import (
     Format,
     OutputOption,
+    QuietOption,
     console,
     human_size,
     show,
@@ -77,7 +78,7 @@ def push(
     tag: TagsOption = None,
     description: Annotated[str, typer.Option("--description", "-d")] = "",
     project: ProjectOption = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+    quiet: QuietOption = False,
     output: OutputOption = Format.table,
 ) -> None:
     """Push data as a new immutable version (the same content again makes none).

@@ -14,7 +14,16 @@ from rich.markup import escape
 
 from stratus.cli.context import ProjectOption, client, project_of
 from stratus.cli.listing import AllProjectsOption, in_scope, with_project
-from stratus.cli.output import Format, OutputOption, console, err, human_size, show, waiting
+from stratus.cli.output import (
+    Format,
+    OutputOption,
+    console,
+    err,
+    errors,
+    human_size,
+    show,
+    waiting,
+)
 from stratus.client import Client
 from stratus.client._base import read_yaml
 from stratus.core.errors import InvalidInput
@@ -276,14 +285,17 @@ def _follow(sdk: Client, name: str, project: str) -> None:
         sys.stdout.write(chunk.decode(errors="replace"))
         sys.stdout.flush()
     job = sdk.jobs.wait(name, project)
-    colour = "green" if job.status.phase == JobPhase.succeeded else "red"
+    succeeded = job.status.phase == JobPhase.succeeded
     first = (job.status.message or job.status.phase.value).splitlines()[0]
-    err.print(f"[{colour}]job {escape(name)} {job.status.phase.value}[/]: {escape(first)}")
+    (err if succeeded else errors).print(  # a failure is an error, which -q does not silence
+        f"[{'green' if succeeded else 'red'}]job {escape(name)} {job.status.phase.value}[/]: "
+        f"{escape(first)}"
+    )
     if job.status.model_version:
         err.print(f"model: {escape(job.status.model_version)}", highlight=False)
     for reference, metrics in job.status.evaluations.items():
         err.print(f"{escape(reference)}: {escape(_metrics(metrics))}", highlight=False)
-    if job.status.phase != JobPhase.succeeded:
+    if not succeeded:
         raise typer.Exit(1)
 
 

@@ -30,7 +30,7 @@ from stratus.cli import (
     users,
 )
 from stratus.cli.context import Globals
-from stratus.cli.output import err
+from stratus.cli.output import QuietOption, errors, set_quiet
 from stratus.core.errors import StratusError
 
 app = typer.Typer(
@@ -67,6 +67,7 @@ def main(
         ),
     ] = None,
     debug: Annotated[bool, typer.Option(help="show tracebacks on errors")] = False,
+    quiet: QuietOption = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version")
     ] = False,
@@ -110,18 +111,19 @@ def run(argv: list[str] | None = None) -> None:
     """
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    set_quiet(False)  # until -q says otherwise (tests run many commands in one process)
     try:
         app(args=args, prog_name="stratus")
     except StratusError as exc:
         if debug:
             raise
-        err.print(f"[red]error:[/] {escape(exc.detail)}", highlight=False, soft_wrap=True)
+        errors.print(f"[red]error:[/] {escape(exc.detail)}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except OSError as exc:
         if debug:
             raise
-        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        errors.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
-        err.print("interrupted")
+        errors.print("interrupted")
         sys.exit(130)

@@ -27,7 +27,30 @@ from rich.table import Table
 console = Console()
 if not console.is_terminal:
     console = Console(width=250)  # piped output: do not wrap tables at 80 columns
-err = Console(stderr=True)
+err = Console(stderr=True)  # notes, progress bars and spinners: silenced by -q
+errors = Console(stderr=True)  # errors: never silenced
+
+
+def set_quiet(quiet: bool = True) -> None:
+    """`-q`: print only results (stdout) and errors; no notes, progress bars or spinners."""
+    err.quiet = quiet
+
+
+def _quiet_option(value: bool) -> bool:
+    if value:
+        set_quiet()
+    return value
+
+
+QuietOption = Annotated[
+    bool,
+    typer.Option(
+        "--quiet",
+        "-q",
+        callback=_quiet_option,
+        help="print only results and errors: no progress bars, spinners or notes",
+    ),
+]
 
 
 class Format(StrEnum):
@@ -115,7 +138,7 @@ def transfer_progress(
 
     No bar when quiet or when stderr is not a terminal (`advance` then does nothing).
     """
-    if quiet or not err.is_terminal:
+    if quiet or err.quiet or not err.is_terminal:
         yield lambda n: None
         return
     progress = Progress(
@@ -138,7 +161,7 @@ def count_progress(label: str, total: int | None, quiet: bool) -> Iterator[Calla
 
     No bar when quiet or when stderr is not a terminal (`advance` then does nothing).
     """
-    if quiet or not err.is_terminal:
+    if quiet or err.quiet or not err.is_terminal:
         yield lambda n: None
         return
     progress = Progress(
@@ -158,7 +181,7 @@ def count_progress(label: str, total: int | None, quiet: bool) -> Iterator[Calla
 def waiting(label: str, quiet: bool = False) -> Iterator[Callable[[str], None]]:
     """A Rich spinner on stderr while something slow happens (none when not a terminal);
     yields `update(text)`, which replaces the label (and does nothing without a spinner)."""
-    if quiet or not err.is_terminal:
+    if quiet or err.quiet or not err.is_terminal:
         yield lambda text: None
         return
     with err.status(label) as status:

@@ -21,7 +21,7 @@ from stratus.cli.data_files import (
     with_predictions,
     write_rows,
 )
-from stratus.cli.output import Format, OutputOption, count_progress, err, show
+from stratus.cli.output import Format, OutputOption, QuietOption, count_progress, err, show
 from stratus.client import Client
 from stratus.core.errors import InvalidInput, StratusError
 
@@ -59,7 +59,7 @@ def predict(
         ProtocolChoice,
         typer.Option(case_sensitive=False, help="plain, mlflow or v2 (Open Inference Protocol)"),
     ] = ProtocolChoice.plain,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+    quiet: QuietOption = False,
     project: ProjectOption = None,
     output: OutputOption = Format.table,
 ) -> None:
