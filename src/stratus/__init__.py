@@ -7,9 +7,10 @@ the error classes it raises (`stratus.errors`), experiment tracking for training
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from stratus import errors, tracking, training
 from stratus._version import __version__
-from stratus.client import Client, Prediction
 from stratus.errors import (
     AlreadyExists,
     Conflict,
@@ -22,6 +23,9 @@ from stratus.errors import (
     StratusError,
     Unauthenticated,
 )
+
+if TYPE_CHECKING:
+    from stratus.client import Client, Prediction
 
 __all__ = [
     "AlreadyExists",
@@ -41,3 +45,13 @@ __all__ = [
     "tracking",
     "training",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """`Client` and `Prediction`, imported on first use: the `stratus` command imports this
+    package for every command, `stratus --version` included, and the SDK takes a moment."""
+    if name in ("Client", "Prediction"):
+        import stratus.client
+
+        return getattr(stratus.client, name)
+    raise AttributeError(f"module 'stratus' has no attribute {name!r}")

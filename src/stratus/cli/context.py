@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from stratus.client import Client
+if TYPE_CHECKING:
+    from stratus.client import Client
 
 
 @dataclass
@@ -26,6 +27,8 @@ class Globals:
 
     def client(self) -> Client:
         if self._client is None:
+            from stratus.client import Client  # httpx: not for `stratus --version`
+
             self._client = Client(url=self.url, api_key=self.api_key, profile=self.profile)
         return self._client
 

@@ -9,32 +9,41 @@ import typer
 from rich.markup import escape
 
 from stratus._version import __version__
-from stratus.cli import (
-    alerts,
-    audit,
-    buckets,
-    data,
-    endpoints,
-    experiments,
-    export,
-    jobs,
-    keys,
-    login,
-    models,
-    monitors,
-    pipelines,
-    predict,
-    profiles,
-    projects,
-    up,
-    users,
-)
 from stratus.cli.context import Globals
+from stratus.cli.lazy_group import lazy_group
 from stratus.cli.output import QuietOption, errors, set_quiet
 from stratus.core.errors import StratusError
 
+# Every command, as `module:attribute` (a Typer app or a command function), in the order help
+# lists them: a module is imported only when its command runs (`lazy_group.py`).
+COMMANDS = {
+    "up": "stratus.cli.up:up",
+    "login": "stratus.cli.login:login",
+    "status": "stratus.cli.login:status",
+    "profiles": "stratus.cli.profiles:app",
+    "db": "stratus.cli.up:db_app",
+    "projects": "stratus.cli.projects:app",
+    "serviceaccounts": "stratus.cli.projects:sa_app",
+    "users": "stratus.cli.users:app",
+    "keys": "stratus.cli.keys:app",
+    "buckets": "stratus.cli.buckets:app",
+    "data": "stratus.cli.data:app",
+    "experiments": "stratus.cli.experiments:app",
+    "models": "stratus.cli.models:app",
+    "deploy": "stratus.cli.endpoints:deploy",
+    "endpoints": "stratus.cli.endpoints:app",
+    "predict": "stratus.cli.predict:predict",
+    "jobs": "stratus.cli.jobs:app",
+    "pipelines": "stratus.cli.pipelines:app",
+    "monitors": "stratus.cli.monitors:app",
+    "alerts": "stratus.cli.alerts:app",
+    "export": "stratus.cli.export:app",
+    "audit": "stratus.cli.audit:app",
+}
+
 app = typer.Typer(
     name="stratus",
+    cls=lazy_group(COMMANDS),
     help="Stratus: a self-hosted cloud for the machine-learning lifecycle.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -77,30 +86,6 @@ def main(
     Example: stratus --url http://127.0.0.1:8700 projects list
     """
     ctx.obj = Globals(url=url, api_key=api_key, debug=debug, profile=profile)
-
-
-app.command("up")(up.up)
-app.command("login")(login.login)
-app.command("status")(login.status)
-app.add_typer(profiles.app, name="profiles")
-app.add_typer(up.db_app, name="db")
-app.add_typer(projects.app, name="projects")
-app.add_typer(projects.sa_app, name="serviceaccounts")
-app.add_typer(users.app, name="users")
-app.add_typer(keys.app, name="keys")
-app.add_typer(buckets.app, name="buckets")
-app.add_typer(data.app, name="data")
-app.add_typer(experiments.app, name="experiments")
-app.add_typer(models.app, name="models")
-app.command("deploy")(endpoints.deploy)
-app.add_typer(endpoints.app, name="endpoints")
-app.command("predict")(predict.predict)
-app.add_typer(jobs.app, name="jobs")
-app.add_typer(pipelines.app, name="pipelines")
-app.add_typer(monitors.app, name="monitors")
-app.add_typer(alerts.app, name="alerts")
-app.add_typer(export.app, name="export")
-app.add_typer(audit.app, name="audit")
 
 
 def run(argv: list[str] | None = None) -> None:

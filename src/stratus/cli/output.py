@@ -10,19 +10,12 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
-import yaml
 from pydantic import BaseModel
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 from rich.table import Table
+
+# yaml and rich.progress are imported where they are used: most commands print neither, and
+# every module imported here is paid by every command at start (`stratus --version` too).
 
 console = Console()
 if not console.is_terminal:
@@ -88,18 +81,24 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _yaml(data: Any) -> str:
+    import yaml
+
+    return yaml.safe_dump(_plain(data), sort_keys=False).rstrip()
+
+
 def show(data: Any, output: Format, columns: Sequence[Column] | None = None) -> None:
     """Print one item or a list, as a table (with `columns`) or as JSON/YAML."""
     if output == Format.json:
         typer.echo(json.dumps(_plain(data), indent=2))
         return
     if output == Format.yaml:
-        typer.echo(yaml.safe_dump(_plain(data), sort_keys=False).rstrip())
+        typer.echo(_yaml(data))
         return
     items = data if isinstance(data, list) else [data]
     if columns is None:
         for item in items:
-            typer.echo(yaml.safe_dump(_plain(item), sort_keys=False).rstrip())
+            typer.echo(_yaml(item))
         return
     table = Table(box=None, header_style="bold", pad_edge=False)
     for header, _ in columns:
@@ -141,6 +140,15 @@ def transfer_progress(
     if quiet or err.quiet or not err.is_terminal:
         yield lambda n: None
         return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -164,6 +172,14 @@ def count_progress(label: str, total: int | None, quiet: bool) -> Iterator[Calla
     if quiet or err.quiet or not err.is_terminal:
         yield lambda n: None
         return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),

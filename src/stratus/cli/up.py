@@ -10,12 +10,9 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import IO, TYPE_CHECKING, Annotated, Any
 
 import typer
-import uvicorn
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from stratus.cli.output import console, err
 from stratus.client.credentials import (
@@ -24,11 +21,14 @@ from stratus.client.credentials import (
     read_credentials,
     write_credentials,
 )
-from stratus.core.database import Database
 from stratus.core.errors import Conflict, InvalidInput, ServiceUnavailable
-from stratus.core.lease import ControlPlaneLease
-from stratus.core.redaction import RedactingFormatter
-from stratus.core.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from stratus.core.lease import ControlPlaneLease
+    from stratus.core.settings import Settings
+
+# The server (SQLAlchemy, uvicorn, FastAPI, the platform) is imported inside the commands that
+# run it, so that `stratus --help` and every command that only talks to the API start fast.
 
 HomeOption = Annotated[
     Path | None, typer.Option("--home", envvar="STRATUS_HOME", help="Stratus home (state dir)")
@@ -44,6 +44,8 @@ DbOption = Annotated[
 
 
 def _settings(home: Path | None, **groups: dict[str, Any]) -> Settings:
+    from stratus.core.settings import load_settings
+
     overrides: dict[str, Any] = {"home": str(home) if home else None}
     for group, values in groups.items():
         clean = {k: v for k, v in values.items() if v is not None}
@@ -63,6 +65,8 @@ QUIET_LOGGERS = ("httpx", "httpcore", "urllib3", "botocore", "aiobotocore", "s3f
 def configure_logging(level: str) -> None:
     """Log lines of `stratus up`: one format, every line redacted (`core.redaction`), and the
     HTTP clients' request logging quiet."""
+    from stratus.core.redaction import RedactingFormatter
+
     handler = logging.StreamHandler()
     handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
@@ -73,6 +77,8 @@ def configure_logging(level: str) -> None:
 
 
 def safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
     if "://" not in url or url.startswith(("file://", "s3://")):
         return url
     try:
@@ -84,6 +90,8 @@ def safe_url(url: str) -> str:
 @contextmanager
 def database_errors(url: str) -> Iterator[None]:
     """Turn the database driver's failures at start-up into one clear line."""
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+
     shown = safe_url(url)
     try:
         yield
@@ -186,8 +194,11 @@ def up(
 
     Example: stratus up --demo    (then: stratus predict demo --json '{"instances": [[...]]}')
     """
+    import uvicorn
+
     from stratus.api.app import create_app
     from stratus.api.platform import Platform
+    from stratus.core.lease import ControlPlaneLease
     from stratus.migrations.runner import upgrade
     from stratus.storage.key_check import verify_master_key
 
@@ -288,6 +299,7 @@ def db_upgrade(home: HomeOption = None, db: DbOption = None) -> None:
 
     Example: stratus db upgrade --db postgresql+psycopg://stratus@127.0.0.1/stratus
     """
+    from stratus.core.database import Database
     from stratus.migrations.runner import current_revision, upgrade
 
     settings = _settings(home, db={"url": db})
@@ -312,6 +324,7 @@ def db_current(home: HomeOption = None, db: DbOption = None) -> None:
 
     Example: stratus db current
     """
+    from stratus.core.database import Database
     from stratus.migrations.runner import current_revision, head_revision
 
     settings = _settings(home, db={"url": db})

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from stratus.client._base import API, labels_of, read_yaml, seg
 from stratus.core.errors import InvalidInput
-from stratus.iam.schemas import ALL_PROJECTS
+from stratus.core.resource_schemas import ALL_PROJECTS
 from stratus.monitoring import alert_schemas as al
 
 if TYPE_CHECKING:

@@ -9,25 +9,16 @@ stays flat whatever the object's size.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import httpx
 from pydantic import BaseModel
 
-from stratus.client._alerts import Alerts
 from stratus.client._base import CHUNK, error_of
-from stratus.client._data import Datasets
-from stratus.client._endpoints import Endpoints
-from stratus.client._iam import Audit, Keys, Projects, ServiceAccounts, Users
-from stratus.client._jobs import Jobs
-from stratus.client._monitors import Monitors
-from stratus.client._pipelines import Pipelines
-from stratus.client._registry import Models
-from stratus.client._storage import Buckets
-from stratus.client._tracking import Experiments
 from stratus.client.credentials import (
     DEFAULT_URL,
     chosen_profile,
@@ -35,9 +26,46 @@ from stratus.client.credentials import (
     read_credentials,
 )
 from stratus.core.errors import DataCorrupted, InvalidInput, ServiceUnavailable
-from stratus.iam import schemas as iam
+
+if TYPE_CHECKING:
+    from stratus.client._alerts import Alerts
+    from stratus.client._data import Datasets
+    from stratus.client._endpoints import Endpoints
+    from stratus.client._iam import Audit, Keys, Projects, ServiceAccounts, Users
+    from stratus.client._jobs import Jobs
+    from stratus.client._monitors import Monitors
+    from stratus.client._pipelines import Pipelines
+    from stratus.client._registry import Models
+    from stratus.client._storage import Buckets
+    from stratus.client._tracking import Experiments
+    from stratus.iam import schemas as iam
 
 M = TypeVar("M", bound=BaseModel)
+F = TypeVar("F")
+
+
+class _Family(Generic[F]):
+    """A resource family of the client (`client.endpoints`, ...), imported and made on first
+    use: a command that calls one family loads only its module and schemas."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where  # module:class
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, client: None, owner: type) -> _Family[F]: ...
+    @overload
+    def __get__(self, client: Client, owner: type) -> F: ...
+    def __get__(self, client: Client | None, owner: type) -> _Family[F] | F:
+        if client is None:
+            return self
+        module, _, name = self.where.partition(":")
+        family: F = getattr(importlib.import_module(module), name)(client)
+        client.__dict__[self.name] = family  # from now on an attribute like any other
+        return family
 
 
 class Client:
@@ -90,20 +118,21 @@ class Client:
         if self.api_key:
             headers["authorization"] = f"Bearer {self.api_key}"
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
-        self.projects = Projects(self)
-        self.users = Users(self)
-        self.keys = Keys(self)
-        self.service_accounts = ServiceAccounts(self)
-        self.buckets = Buckets(self)
-        self.models = Models(self)
-        self.datasets = Datasets(self)
-        self.experiments = Experiments(self)
-        self.endpoints = Endpoints(self)
-        self.jobs = Jobs(self)
-        self.pipelines = Pipelines(self)
-        self.monitors = Monitors(self)
-        self.alerts = Alerts(self)
-        self.audit = Audit(self)
+
+    projects: _Family[Projects] = _Family("stratus.client._iam:Projects")
+    users: _Family[Users] = _Family("stratus.client._iam:Users")
+    keys: _Family[Keys] = _Family("stratus.client._iam:Keys")
+    service_accounts: _Family[ServiceAccounts] = _Family("stratus.client._iam:ServiceAccounts")
+    buckets: _Family[Buckets] = _Family("stratus.client._storage:Buckets")
+    models: _Family[Models] = _Family("stratus.client._registry:Models")
+    datasets: _Family[Datasets] = _Family("stratus.client._data:Datasets")
+    experiments: _Family[Experiments] = _Family("stratus.client._tracking:Experiments")
+    endpoints: _Family[Endpoints] = _Family("stratus.client._endpoints:Endpoints")
+    jobs: _Family[Jobs] = _Family("stratus.client._jobs:Jobs")
+    pipelines: _Family[Pipelines] = _Family("stratus.client._pipelines:Pipelines")
+    monitors: _Family[Monitors] = _Family("stratus.client._monitors:Monitors")
+    alerts: _Family[Alerts] = _Family("stratus.client._alerts:Alerts")
+    audit: _Family[Audit] = _Family("stratus.client._iam:Audit")
 
     # --- plumbing ------------------------------------------------------------------------------
 
@@ -195,10 +224,14 @@ class Client:
         return result
 
     def whoami(self) -> iam.WhoAmI:
+        from stratus.iam import schemas as iam
+
         return self._model(iam.WhoAmI, "GET", "/api/v1/auth/whoami")
 
     def login(self, username: str, password: str) -> iam.TokenRead:
         """Exchange a password for a short-lived token, and use it from now on."""
+        from stratus.iam import schemas as iam
+
         token = self._model(
             iam.TokenRead,
             "POST",

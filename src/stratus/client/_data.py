@@ -19,9 +19,9 @@ from stratus.client._base import (
     write_atomically,
 )
 from stratus.core.errors import InvalidInput, NotFound
+from stratus.core.resource_schemas import ALL_PROJECTS
 from stratus.data import schemas as ds
 from stratus.data.rules import RuleSet, parse_rules
-from stratus.iam.schemas import ALL_PROJECTS
 
 SUPPORTED = (".csv", ".parquet", ".pq", ".jsonl", ".ndjson")
 

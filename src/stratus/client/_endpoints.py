@@ -24,9 +24,8 @@ from stratus.client._inference import (
     request_body,
 )
 from stratus.core.errors import InvalidInput, NotFound, ServiceUnavailable, StratusError
-from stratus.core.resource_schemas import MAX_LIMIT
+from stratus.core.resource_schemas import ALL_PROJECTS, MAX_LIMIT
 from stratus.endpoints import schemas as ep
-from stratus.iam.schemas import ALL_PROJECTS
 
 Variant = ep.VariantSpec | Mapping[str, Any]
 Capture = ep.CaptureSpec | Mapping[str, Any]

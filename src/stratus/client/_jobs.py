@@ -14,7 +14,7 @@ import httpx
 from stratus.client._archives import code_files, pack
 from stratus.client._base import API, Progress, labels_of, seg
 from stratus.core.errors import InvalidInput, ServiceUnavailable
-from stratus.iam.schemas import ALL_PROJECTS
+from stratus.core.resource_schemas import ALL_PROJECTS
 from stratus.jobs import schemas as js
 
 

@@ -15,7 +15,7 @@ import orjson
 
 from stratus.client._base import API, labels_of, read_yaml, seg, write_atomically
 from stratus.core.errors import InvalidInput
-from stratus.iam.schemas import ALL_PROJECTS
+from stratus.core.resource_schemas import ALL_PROJECTS
 from stratus.monitoring import schemas as ms
 
 _LABEL_CHUNK = 10_000

@@ -12,7 +12,7 @@ from typing import Any
 from stratus.client._archives import code_files, pack
 from stratus.client._base import API, labels_of, read_yaml, seg
 from stratus.core.errors import InvalidInput
-from stratus.iam.schemas import ALL_PROJECTS
+from stratus.core.resource_schemas import ALL_PROJECTS
 from stratus.pipelines import schemas as ps
 
 CODE_KEYS = ("entrypoint", "args", "requirements")

@@ -22,7 +22,7 @@ from stratus.client._base import (
     write_atomically,
 )
 from stratus.core.errors import DataCorrupted, StratusError
-from stratus.iam.schemas import ALL_PROJECTS
+from stratus.core.resource_schemas import ALL_PROJECTS
 from stratus.storage import schemas as st
 
 Source = bytes | str | Path | IO[bytes] | Iterable[bytes]

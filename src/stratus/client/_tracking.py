@@ -22,7 +22,7 @@ from stratus.client._base import (
     write_atomically,
 )
 from stratus.core.errors import InvalidInput, NotFound
-from stratus.iam.schemas import ALL_PROJECTS
+from stratus.core.resource_schemas import ALL_PROJECTS
 from stratus.tracking import schemas as ts
 
 MetricPoint = Mapping[str, Any]  # {"key", "value", "step"?, "timestamp"?}

@@ -26,6 +26,10 @@ _LABEL_VALUE_RE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 
 NAME_PATTERN = _NAME_RE.pattern
 
+# The project segment of a list route that means every project (`/projects/-/endpoints`, as
+# in Google's AIP-159): platform admins only. A project name never is '-' (a DNS label).
+ALL_PROJECTS = "-"
+
 
 def validate_name(name: str, what: str = "name") -> str:
     """DNS-label names: 1-63 of a-z, 0-9 and '-', starting and ending alphanumeric."""

@@ -7,12 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from stratus.core.resource_schemas import ALL_PROJECTS as ALL_PROJECTS
 from stratus.core.resource_schemas import Labels, Metadata, Name
 from stratus.iam.roles import Role
-
-# The project segment of a list route that means every project (`/projects/-/endpoints`, as
-# in Google's AIP-159): platform admins only. A project name never is '-' (a DNS label).
-ALL_PROJECTS = "-"
 
 
 class _Input(BaseModel):

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from html import escape
 
+from stratus.monitoring.drift_reports import P_VALUE_METHODS, DriftReport, FeatureDrift
 from stratus.monitoring.schemas import MonitorResultRead
-from stratus.monitoring.statistics import P_VALUE_METHODS, DriftReport, FeatureDrift
 
 REFERENCE_COLOUR = "#5b8def"
 CURRENT_COLOUR = "#f28e2b"

@@ -15,8 +15,8 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal, TypeAlias, get_args
+from dataclasses import dataclass
+from typing import Any, TypeAlias, get_args
 
 import numpy as np
 import numpy.typing as npt
@@ -24,6 +24,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from stratus.core.errors import InvalidInput
+from stratus.monitoring.drift_reports import P_VALUE_METHODS, FeatureDrift, Kind
+from stratus.monitoring.drift_reports import DriftReport as DriftReport
+from stratus.monitoring.drift_reports import DriftSettings as DriftSettings
 
 
 def _scipy_stats() -> Any:
@@ -40,15 +43,9 @@ def _scipy_special() -> Any:
     return scipy.special
 
 
-NumericMethod = Literal["wasserstein", "ks", "psi"]
-CategoricalMethod = Literal["jensenshannon", "chi2", "psi"]
-Kind = Literal["numeric", "categorical"]
 Floats = npt.NDArray[np.float64]
 Column: TypeAlias = "np.ndarray[Any, Any] | pa.Array | pa.ChunkedArray"
 
-# The score of these methods is a p-value: a feature drifts when it falls below the threshold.
-# The other scores are distances: a feature drifts when one reaches the threshold.
-P_VALUE_METHODS = frozenset({"ks", "chi2"})
 # A bin empty on one side would make PSI infinite; the usual floor keeps it finite and large.
 PSI_FLOOR = 1e-4
 # Evidently norms the Wasserstein distance by the reference's standard deviation, at least this.
@@ -58,102 +55,6 @@ KS_EXACT_MAX = 10_000
 CHART_BINS = 20
 CHART_CATEGORIES = 20
 OTHER = "(other)"
-
-
-@dataclass(frozen=True)
-class DriftSettings:
-    """How a feature's verdict is reached, and when the whole dataset counts as drifted.
-
-    `ks` and `chi2` drift when their p-value is below the threshold; `wasserstein` (normed),
-    `jensenshannon` and `psi` when the value is at or above it. `psi_bins` reference-quantile
-    bins carry the PSI of numbers.
-    """
-
-    numeric_method: NumericMethod = "wasserstein"
-    numeric_threshold: float = 0.1
-    categorical_method: CategoricalMethod = "jensenshannon"
-    categorical_threshold: float = 0.1
-    drift_share: float = 0.5
-    psi_bins: int = 10
-
-    def __post_init__(self) -> None:
-        if self.numeric_method not in get_args(NumericMethod):
-            raise InvalidInput(f"unknown numeric drift method {self.numeric_method!r}")
-        if self.categorical_method not in get_args(CategoricalMethod):
-            raise InvalidInput(f"unknown categorical drift method {self.categorical_method!r}")
-        for name in ("numeric_threshold", "categorical_threshold"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise InvalidInput(f"{name} must be a finite number >= 0, got {value}")
-        if not 0 <= self.drift_share <= 1:
-            raise InvalidInput(f"drift_share must be between 0 and 1, got {self.drift_share}")
-        if self.psi_bins < 2:
-            raise InvalidInput(f"PSI needs at least 2 bins, got psi_bins={self.psi_bins}")
-
-
-@dataclass(frozen=True)
-class FeatureDrift:
-    """One feature's tests. `score` is the verdict method's value, None (and no drift) when a
-    side has no values; every number is finite or None, so the report is JSON as it stands.
-
-    `wasserstein` is normed: the W1 distance over max(reference std, 0.001), as in Evidently.
-    `chart` holds shares for the HTML report: numbers over ~20 equal bins of the two sides'
-    joint range (`edges`), categories for the 20 most frequent (both sides' shares added) and
-    "(other)" for the rest.
-    """
-
-    name: str
-    kind: Kind
-    method: str
-    score: float | None
-    threshold: float
-    drifted: bool
-    reference_count: int  # values used (numbers: finite ones only)
-    current_count: int
-    missing_share: float  # current values null, NaN or infinite, as a share of current rows
-    ks_statistic: float | None = None
-    ks_p_value: float | None = None
-    wasserstein: float | None = None
-    psi: float | None = None
-    chi2_statistic: float | None = None
-    chi2_p_value: float | None = None
-    jensenshannon: float | None = None
-    chart: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class DriftReport:
-    """Every feature's tests and the dataset's verdict: drifted when at least `drift_share` of
-    the features with a score drifted (and there is at least one)."""
-
-    features: list[FeatureDrift]
-    drifted_features: int
-    share: float
-    drifted: bool
-    reference_rows: int
-    current_rows: int
-    settings: DriftSettings
-
-    def as_json(self) -> dict[str, Any]:
-        body = asdict(self)
-        body["features"] = [_json_safe(f) for f in body["features"]]
-        return body
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> DriftReport:
-        """The report `as_json` wrote; keys this version does not know are left out."""
-        known = {f.name for f in fields(FeatureDrift)}
-        return cls(
-            features=[
-                FeatureDrift(**{k: v for k, v in f.items() if k in known}) for f in data["features"]
-            ],
-            drifted_features=int(data["drifted_features"]),
-            share=float(data["share"]),
-            drifted=bool(data["drifted"]),
-            reference_rows=int(data["reference_rows"]),
-            current_rows=int(data["current_rows"]),
-            settings=DriftSettings(**data["settings"]),
-        )
 
 
 # --- the reference ----------------------------------------------------------------------------
@@ -705,13 +606,3 @@ def _shares(counts: npt.NDArray[np.int64]) -> list[float]:
     total = counts.sum()
     shares: list[float] = np.round(counts / total if total else counts * 0.0, 6).tolist()
     return shares
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value
