@@ -44,6 +44,7 @@ from stratus.core.database import Database
 from stratus.core.errors import NotFound
 from stratus.core.events import EventBus, ProjectDeleting
 from stratus.core.ids import new_id
+from stratus.core.interrupts import children_ignore_ctrl_c, ignore_ctrl_c
 from stratus.endpoints.service import CaptureTarget, EndpointService
 from stratus.monitoring import schemas as s
 from stratus.monitoring.tables import CaptureFileRow, GroundTruthRow
@@ -423,8 +424,9 @@ WORKER_NICENESS = 10
 
 
 def _worker_started(parent: int) -> None:
-    """In the encoder process: a lower priority, and an exit when the control plane is gone
-    (killed, say), so that no worker outlives it."""
+    """In the encoder process: a lower priority, no Ctrl-C (the control plane stops it), and
+    an exit when the control plane is gone (killed, say), so that no worker outlives it."""
+    ignore_ctrl_c()
     os.nice(WORKER_NICENESS)
 
     def watch() -> None:
@@ -461,7 +463,9 @@ class EncoderPool:
                 )
             pool = self._pool
         try:
-            encoded = pool.submit(encode, job).result(timeout=600)
+            with children_ignore_ctrl_c():  # the first submit starts the worker process
+                future = pool.submit(encode, job)
+            encoded = future.result(timeout=600)
             # multiprocessing's queue feeder thread keeps the last object it pickled until it
             # sends the next: an empty call lets this batch's pickled bodies go now, not at
             # the next flush (with a full buffer, tens of MB held between flushes)
