@@ -27,6 +27,18 @@ def admin(platform: LocalPlatform) -> Iterator[Client]:
         yield client
 
 
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real, small model file (a skops LogisticRegression on inputs a and b): pushes are
+    loaded before they are committed, so tests that only need some model push this one."""
+    skops_io = pytest.importorskip("skops.io")
+    from sklearn.linear_model import LogisticRegression
+
+    path = tmp_path_factory.mktemp("tiny-model") / "model.skops"
+    skops_io.dump(LogisticRegression().fit([[0.0, 1.0], [1.0, 0.0]], [0, 1]), path)
+    return path
+
+
 # --- the CLI, in-process ---------------------------------------------------------------------
 
 

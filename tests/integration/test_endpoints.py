@@ -47,7 +47,8 @@ def subreaper() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Two LogisticRegressions that disagree on some rows, and a file that is no model."""
+    """Two LogisticRegressions that disagree on some rows, and a model that loads only while
+    the file `switch` exists (it loads when pushed, then no longer: a push proves it loads)."""
     from sklearn.datasets import load_breast_cancer
     from sklearn.linear_model import LogisticRegression
 
@@ -59,10 +60,20 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         paths[name] = root / name / "model.skops"
         paths[name].parent.mkdir()
         skops_io.dump(model, paths[name])
-    broken = root / "broken" / "model.skops"
-    broken.parent.mkdir()
-    broken.write_bytes(b"this is not a zip file")
-    return {"paths": paths, "broken": broken, "frame": data.data}
+    broken = root / "broken"
+    broken.mkdir()
+    switch = root / "loadable"
+    switch.touch()
+    (broken / "predictor.py").write_text(
+        "from pathlib import Path\n"
+        "class Predictor:\n"
+        "    def load(self, path):\n"
+        f"        if not Path({str(switch)!r}).exists():\n"
+        "            raise RuntimeError('the feature store it needs is gone')\n"
+        "    def predict(self, batch):\n"
+        "        return batch.matrix()[:, 0]\n"
+    )
+    return {"paths": paths, "broken": broken, "switch": switch, "frame": data.data}
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +88,8 @@ def served(tmp_path_factory: pytest.TempPathFactory, models: dict[str, Any]) -> 
         with platform.client() as client:
             client.models.push(models["paths"]["v1"], "cancer", sample=frame.head(20))
             client.models.push(models["paths"]["v2"], "cancer", sample=frame.head(20))
-            client.models.push(models["broken"], "broken", sample=frame.head(20))
+            client.models.push(models["broken"], "broken", sample=frame.head(20), trusted=True)
+        models["switch"].unlink()
         served = Served(platform, frame)
         yield served
         served.http.close()

@@ -15,6 +15,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -45,7 +46,9 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(platform: LocalPlatform, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def world(
+    platform: LocalPlatform, tmp_path_factory: pytest.TempPathFactory, tiny_model: Path
+) -> Iterator[World]:
     a, b, alice = uniq("iso-a"), uniq("iso-b"), uniq("alice")
     with platform.client() as admin:
         admin.projects.create(a, "project A")
@@ -56,7 +59,7 @@ def world(platform: LocalPlatform, tmp_path_factory: pytest.TempPathFactory) -> 
         admin.service_accounts.create("sa1", project=b, role="editor")
         b_sa_key = admin.service_accounts.create_key("sa1", project=b)
         artifact = tmp_path_factory.mktemp("iso-model") / "model.skops"
-        artifact.write_bytes(b"B's model bytes")
+        artifact.write_bytes(tiny_model.read_bytes())
         admin.models.push(artifact, "m1", project=b, flavor="sklearn", card="B's card")
         admin.models.set_alias("m1", "production", 1, project=b, reason="B ships it")
         # A has resources of the same names, so a lookup that ignored the project would hit A's

@@ -35,13 +35,11 @@ def walk(http: httpx.Client, path: str, **params: Any) -> list[list[Any]]:
         query["page_token"] = body["next_page_token"]
 
 
-def test_registry_lists_page(admin: Client, http: httpx.Client, tmp_path: Path) -> None:
+def test_registry_lists_page(admin: Client, http: httpx.Client, tiny_model: Path) -> None:
     project = f"pages-{uuid.uuid4().hex[:8]}"
     admin.projects.create(project)
-    artifact = tmp_path / "model.skops"
-    for i in range(5):
-        artifact.write_bytes(f"weights {i}".encode())
-        admin.models.push(artifact, "m", project=project, flavor="sklearn")
+    for _ in range(5):
+        admin.models.push(tiny_model, "m", project=project, flavor="sklearn")
     for alias in ("a1", "a2", "a3"):
         admin.models.set_alias("m", alias, 1, project=project, reason=alias)
     base = f"/api/v1/projects/{project}/models/m"

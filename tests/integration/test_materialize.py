@@ -52,8 +52,10 @@ def _push(platform: Platform, files: dict[str, bytes], commit: bool = True) -> i
     return version.version
 
 
-def test_materialize_writes_verified_files_once(platform: Platform, tmp_path: Path) -> None:
-    files = {"model.skops": b"weights" * 1000, "extra/vocab.txt": b"a\nb\n"}
+def test_materialize_writes_verified_files_once(
+    platform: Platform, tmp_path: Path, tiny_model: Path
+) -> None:
+    files = {"model.skops": tiny_model.read_bytes(), "extra/vocab.txt": b"a\nb\n"}
     number = _push(platform, files)
     cache = tmp_path / "cache"
     read, folder = platform.registry.materialize("default", "m", str(number), cache)
@@ -72,8 +74,10 @@ def test_pending_versions_are_not_materialized(platform: Platform, tmp_path: Pat
         platform.registry.materialize("default", "m", str(number), tmp_path / "cache")
 
 
-def test_corrupted_bytes_leave_no_folder(platform: Platform, tmp_path: Path) -> None:
-    data = b"precious weights" * 5000
+def test_corrupted_bytes_leave_no_folder(
+    platform: Platform, tmp_path: Path, tiny_model: Path
+) -> None:
+    data = tiny_model.read_bytes()
     number = _push(platform, {"model.skops": data})
     sha = hashlib.sha256(data).hexdigest()
     blob = next(  # files carry keyed names: <project>/<name[:2]>/<name>
@@ -90,8 +94,10 @@ def test_corrupted_bytes_leave_no_folder(platform: Platform, tmp_path: Path) -> 
     assert list(cache.iterdir()) == []
 
 
-def test_materialized_files_are_private(platform: Platform, tmp_path: Path) -> None:
-    files = {"model.skops": b"decrypted weights", "extra/vocab.txt": b"a\nb\n"}
+def test_materialized_files_are_private(
+    platform: Platform, tmp_path: Path, tiny_model: Path
+) -> None:
+    files = {"model.skops": tiny_model.read_bytes(), "extra/vocab.txt": b"a\nb\n"}
     number = _push(platform, files)
     cache = tmp_path / "cache"
     cache.mkdir(mode=0o755)  # a folder made by an older version, readable by all

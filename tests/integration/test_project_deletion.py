@@ -11,13 +11,11 @@ from stratus.client import Client
 from stratus.core.errors import Conflict, NotFound
 
 
-def test_project_with_buckets_or_models_is_not_deleted(admin: Client, tmp_path: Path) -> None:
+def test_project_with_buckets_or_models_is_not_deleted(admin: Client, tiny_model: Path) -> None:
     project = f"del-{uuid.uuid4().hex[:8]}"
     admin.projects.create(project)
     admin.buckets.create("data", project=project)
-    artifact = tmp_path / "model.skops"
-    artifact.write_bytes(b"weights")
-    admin.models.push(artifact, "churn", project=project, flavor="sklearn")
+    admin.models.push(tiny_model, "churn", project=project, flavor="sklearn")
 
     with pytest.raises(Conflict, match="still has buckets \\(data\\)"):
         admin.projects.delete(project)

@@ -54,8 +54,11 @@ def project(admin: Client) -> Iterator[str]:
 
 
 def test_push_a_sklearn_model_with_signature_and_lineage(
-    admin: Client, project: str, trained: dict[str, Any]
+    admin: Client, project: str, trained: dict[str, Any], tmp_path: Path
 ) -> None:
+    rows = tmp_path / "breast-cancer.csv"
+    trained["frame"].head(50).to_csv(rows, index=False)
+    admin.datasets.push(rows, "breast-cancer", project=project)  # breast-cancer:1
     version = admin.models.push(
         trained["skops"],
         "churn",
@@ -187,9 +190,11 @@ def test_version_references(admin: Client, project: str, trained: dict[str, Any]
         admin.models.version("refs:x", project=project)
 
 
-def test_a_push_is_atomic(platform: LocalPlatform, project: str, admin: Client) -> None:
+def test_a_push_is_atomic(
+    platform: LocalPlatform, project: str, admin: Client, trained: dict[str, Any]
+) -> None:
     admin.models.create("atomic", project=project)
-    good = b"real model bytes"
+    good = trained["skops"].read_bytes()
     body = {
         "files": [
             {"path": "model.skops", "sha256": hashlib.sha256(good).hexdigest(), "size": len(good)}

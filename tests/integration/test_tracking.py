@@ -41,7 +41,7 @@ def api(platform: LocalPlatform, project: str) -> httpx.Client:
 
 
 def test_a_training_script_logs_a_run_and_its_model(
-    admin: Client, project: str, tmp_path: Path
+    admin: Client, project: str, tmp_path: Path, tiny_model: Path
 ) -> None:
     plots = tmp_path / "plots"
     plots.mkdir()
@@ -50,7 +50,11 @@ def test_a_training_script_logs_a_run_and_its_model(
     notes = tmp_path / "notes.txt"
     notes.write_text("trained on a laptop")
     model = tmp_path / "model.skops"
-    model.write_bytes(b"weights " * 100)
+    model.write_bytes(tiny_model.read_bytes())
+    rows = tmp_path / "churn.csv"
+    for n in range(3):  # the data the model names in its lineage: churn:3
+        rows.write_text("a,b,y\n" + "".join(f"{n},{i},{i % 2}\n" for i in range(4)))
+        admin.datasets.push(rows, "churn", project=project)
 
     with tracking.start_run(
         experiment="churn", name="lr-c1", client=admin, project=project, flush_every=50

@@ -42,6 +42,7 @@ from stratus.monitoring.metrics import MonitoringCollector
 from stratus.monitoring.service import MonitorService
 from stratus.pipelines.controller import PipelineController
 from stratus.pipelines.service import PipelineService
+from stratus.registry.load_checks import LoadChecker, LoadLimits
 from stratus.registry.service import RegistryService
 from stratus.serving.capture import CaptureBuffer
 from stratus.storage.blobs import Blobs
@@ -110,10 +111,6 @@ class Platform:
         audit = AuditLog(db, derive_key(master_key, AUDIT_CHAIN), checkpoints=store)
         blobs = Blobs(db, store, Keyring(db, master_key), encrypt=settings.store.encryption)
         storage = StorageService(db, blobs, bus, project_uid=iam.project_uid)
-        registry = RegistryService(db, blobs, bus, project_uid=iam.project_uid)
-        data = DataService(db, blobs, bus, project_uid=iam.project_uid)
-        tracking = TrackingService(db, blobs, bus, project_uid=iam.project_uid)
-        endpoints = EndpointService(db, registry, bus, project_uid=iam.project_uid)
         backend = LocalBackend(
             LocalBackendConfig(
                 state_dir=settings.home / "compute",
@@ -122,6 +119,25 @@ class Platform:
                 capacity_memory_gib=settings.compute.capacity_memory_gib,
             )
         )
+        data = DataService(db, blobs, bus, project_uid=iam.project_uid)
+        model_cache = settings.home / "cache" / "models"  # replicas load from here
+        registry = RegistryService(
+            db,
+            blobs,
+            bus,
+            project_uid=iam.project_uid,
+            datasets=data,
+            load_checker=LoadChecker(
+                LoadLimits(
+                    memory_bytes=settings.registry.load_check_memory_mib << 20,
+                    seconds=settings.registry.load_check_seconds,
+                ),
+                context=backend.process_context,
+            ),
+            cache_dir=model_cache,
+        )
+        tracking = TrackingService(db, blobs, bus, project_uid=iam.project_uid)
+        endpoints = EndpointService(db, registry, bus, project_uid=iam.project_uid)
         catalog = InstanceCatalog.load(
             settings.compute.instance_types or settings.home / "instance_types.yaml"
         )
@@ -181,7 +197,7 @@ class Platform:
             metrics,
             ControllerConfig(
                 runtime_dir=settings.runtime_dir,
-                cache_dir=settings.home / "cache" / "models",
+                cache_dir=model_cache,
                 interval_seconds=settings.serving.reconcile_interval_seconds,
                 start_timeout_seconds=settings.serving.start_timeout_seconds,
                 drain_seconds=settings.serving.drain_seconds,

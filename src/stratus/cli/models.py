@@ -12,7 +12,6 @@ from stratus.cli.listing import AllProjectsOption, in_scope, with_project
 from stratus.cli.output import (
     Format,
     OutputOption,
-    QuietOption,
     console,
     human_size,
     parse_labels,
@@ -36,6 +35,7 @@ MODEL_COLUMNS = [
 VERSION_COLUMNS = [
     ("VERSION", lambda v: v.version),
     ("STATE", lambda v: v.state),
+    ("GATE", lambda v: v.verdict.status if v.verdict else "-"),
     ("FLAVOR", lambda v: v.flavor),
     ("TRUSTED", lambda v: v.trusted if v.needs_trust else "-"),
     ("SIZE", lambda v: human_size(v.size)),
@@ -93,7 +93,7 @@ def push(
     description: Annotated[str, typer.Option("--description", "-d")] = "",
     card: Annotated[Path | None, typer.Option(help="a markdown model card")] = None,
     alias: Annotated[str | None, typer.Option(help="point this alias at the new version")] = None,
-    quiet: QuietOption = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
     output: OutputOption = Format.table,
 ) -> None:
     """Push a model file or folder as a new immutable version (uploads only new files).
@@ -172,7 +172,7 @@ def show_(
     project: ProjectOption = None,
     output: OutputOption = Format.yaml,
 ) -> None:
-    """Show a version: flavor, files, signature, metrics, params, lineage.
+    """Show a version: flavor, files, signature, metrics, params, lineage, a gate's verdict.
 
     Example: stratus models show churn@production
     """
@@ -278,6 +278,23 @@ def trust(
     version = client(ctx).models.update_version(
         ref, project=project_of(ctx, project), trusted=not revoke
     )
+    show(version, output, VERSION_COLUMNS)
+
+
+@app.command("accept")
+def accept(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="NAME:VERSION")],
+    reason: Annotated[str, typer.Option("--reason", "-r", help="why (kept with the verdict)")],
+    project: ProjectOption = None,
+    output: OutputOption = Format.table,
+) -> None:
+    """Accept a version a pipeline gate rejected, so it may get aliases and be deployed
+    (owners only; the verdict keeps the refusal and your reason).
+
+    Example: stratus models accept churn:4 -r "the holdout was mislabelled"
+    """
+    version = client(ctx).models.accept(ref, reason, project=project_of(ctx, project))
     show(version, output, VERSION_COLUMNS)
 
 

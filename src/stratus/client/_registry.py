@@ -17,7 +17,7 @@ from stratus.client._base import (
     write_atomically,
 )
 from stratus.core.errors import NotFound
-from stratus.core.resource_schemas import ALL_PROJECTS
+from stratus.iam.schemas import ALL_PROJECTS
 from stratus.registry import schemas as rg
 from stratus.registry.references import ModelRef, parse_ref
 
@@ -87,6 +87,11 @@ class Models(API):
 
         Returns:
             The committed version.
+
+        Raises:
+            NotFound: `dataset_version` is not a dataset version of the project.
+            ModelLoadError: the version does not load (the server tries, under limits, before
+                it commits; the message says why). Nothing is registered then.
         """
         files = local_files(Path(path))
         if signature is None and sample is not None:
@@ -141,6 +146,17 @@ class Models(API):
         body = {k: v for k, v in body.items() if v is not None}
         path = self._version_path(parse_ref(ref), project)
         return self._c._model(rg.VersionRead, "PATCH", path, json=body)
+
+    def accept(self, ref: str, reason: str, project: str | None = None) -> rg.VersionRead:
+        """Accept a version a pipeline gate rejected (owners only), so it may get aliases and
+        be deployed; its verdict keeps the refusal and who overrode it, when and why.
+
+        Raises:
+            Conflict: the version is not rejected.
+            PermissionDenied: the caller is not an owner of the project.
+        """
+        path = self._version_path(parse_ref(ref), project) + "/accept"
+        return self._c._model(rg.VersionRead, "POST", path, json={"reason": reason})
 
     def delete_version(self, ref: str, project: str | None = None, force: bool = False) -> None:
         params = {"force": "true"} if force else None

@@ -15,7 +15,6 @@ import importlib.util
 import json
 import logging
 import multiprocessing
-import multiprocessing.forkserver
 import multiprocessing.process
 import os
 import signal
@@ -55,7 +54,6 @@ from stratus.compute.rotating_logs import (
     redirect_output,
     remove_logs,
 )
-from stratus.core.interrupts import children_ignore_ctrl_c, take_ctrl_c_again
 
 log = logging.getLogger("stratus.compute.local")
 
@@ -93,7 +91,6 @@ def _run_replica(spec_path: str, log_path: str, max_bytes: int, backups: int) ->
     code = 1
     try:
         os.setsid()  # signals to the control plane's process group do not reach the replica
-        take_ctrl_c_again()  # blocked in the fork server (core/interrupts.py), not here
         redirect_output(Path(log_path), max_bytes, backups)
         code = importlib.import_module(REPLICA_MODULE).main(["--spec", spec_path])
     except SystemExit as exc:
@@ -143,7 +140,17 @@ class LocalBackend:
 
     def prepare(self) -> None:
         if self.config.fork_server:
-            self._fork_context()  # starts the fork server, which imports the preload
+            import multiprocessing.forkserver
+
+            self._fork_context()
+            multiprocessing.forkserver.ensure_running()  # imports the preload in the background
+
+    def process_context(self) -> Any:
+        """The `multiprocessing` context for short-lived helper processes (the registry's load
+        checks): the warm fork server when replicas use it, else a fresh spawn."""
+        if self.config.fork_server:
+            return self._fork_context()
+        return multiprocessing.get_context("spawn")
 
     def _fork_context(self) -> Any:
         if self._context is None:
@@ -151,10 +158,6 @@ class LocalBackend:
             modules = [m for m in [*ALWAYS_PRELOAD, *self.config.preload] if _importable(m)]
             context.set_forkserver_preload(modules)
             self._context = context
-        # Started here rather than by the first Process.start(), with Ctrl-C blocked: the fork
-        # server and every process it forks stay deaf to a Ctrl-C meant for `stratus up`.
-        with children_ignore_ctrl_c():
-            multiprocessing.forkserver.ensure_running()
         return self._context
 
     def start_replica(self, replica_id: str, spec: LaunchSpec) -> ReplicaHandle:

@@ -91,6 +91,18 @@ class SecuritySettings(BaseModel):
     )
 
 
+class RegistrySettings(BaseModel):
+    load_check_memory_mib: int = Field(
+        4096,
+        ge=64,
+        description="memory a push's load check may take to load a model (on top of what its "
+        "process holds when it starts)",
+    )
+    load_check_seconds: float = Field(
+        120.0, gt=0, description="wall-clock and CPU time a push's load check may take to load"
+    )
+
+
 class ServingSettings(BaseModel):
     max_request_bytes: int = Field(
         32 << 20, gt=0, description="largest inference request body accepted"
@@ -216,6 +228,7 @@ class Settings(BaseSettings):
     db: DatabaseSettings = DatabaseSettings()
     store: StoreSettings = StoreSettings()
     security: SecuritySettings = SecuritySettings()
+    registry: RegistrySettings = RegistrySettings()
     serving: ServingSettings = ServingSettings()
     compute: ComputeSettings = ComputeSettings()
     monitoring: MonitoringSettings = MonitoringSettings()

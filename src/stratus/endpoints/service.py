@@ -22,6 +22,7 @@ from stratus.core.project_lists import page_in_projects
 from stratus.core.resources import ProjectScoped, check_version, metadata_of, paginate
 from stratus.endpoints import schemas as s
 from stratus.endpoints.tables import EndpointRevisionRow, EndpointRow, EndpointStatusRow
+from stratus.registry.errors import rejected_version
 from stratus.registry.references import parse_ref
 from stratus.registry.service import RegistryService
 
@@ -382,6 +383,9 @@ class EndpointService:
                     f"{variant.version} disagree"
                 )
             version = self.registry.get_version(project, ref.model, selector)
+            if version.state == "rejected":
+                verdict = version.verdict.model_dump(mode="json") if version.verdict else {}
+                raise rejected_version(ref.model, version.version, verdict)
             if version.state != "ready":
                 raise Conflict(f"{ref.model}:{version.version} is not committed yet")
             if version.needs_trust and not version.trusted:

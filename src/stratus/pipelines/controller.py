@@ -36,10 +36,11 @@ from stratus.endpoints.service import EndpointService
 from stratus.jobs import schemas as js
 from stratus.jobs.service import JobService
 from stratus.pipelines import schemas as s
-from stratus.pipelines.gates import judge
+from stratus.pipelines.gates import GateVerdict, judge
 from stratus.pipelines.schemas import RunState, StepState, TriggerKind
 from stratus.pipelines.service import ActiveRun, PipelineService, StepView
 from stratus.registry import schemas as rs
+from stratus.registry.references import parse_ref
 from stratus.registry.service import RegistryService
 
 log = logging.getLogger("stratus.pipelines")
@@ -476,9 +477,45 @@ class PipelineController:
         )
         outputs = {"passed": verdict.passed, "checks": verdict.checks}
         self.pipelines.update_step(step.uid, outputs=outputs, log=lines)
+        candidate = evaluation.outputs.get("candidate")
+        if candidate:
+            self._keep_verdict(run, step, str(candidate), verdict)
         if not verdict.passed:
             raise StepFailed(f"the gate refused the candidate: {verdict.reason}")
         self._succeed(step, f"passed: {verdict.reason}", outputs)
+
+    def _keep_verdict(
+        self, run: ActiveRun, step: StepView, candidate: str, verdict: GateVerdict
+    ) -> None:
+        """Record the gate's verdict with the candidate version in the registry (a refused one
+        becomes `rejected`); a failure to record it is logged and does not change the verdict."""
+        try:
+            ref = parse_ref(candidate)
+            number = ref.version
+            if number is None:
+                number = self.registry.get_version(run.project, ref.model, ref.selector).version
+            self.registry.record_verdict(
+                run.project,
+                ref.model,
+                number,
+                passed=verdict.passed,
+                reason=verdict.reason,
+                checks=verdict.checks,
+                source=f"pipeline {run.pipeline} run {run.number}, step {step.name}",
+            )
+        except StratusError as exc:
+            log.warning("keeping the gate's verdict on %s failed: %s", candidate, exc.detail)
+            return
+        self._audit(
+            run,
+            "models.versions.verdict",
+            {
+                "version": f"{ref.model}:{number}",
+                "passed": verdict.passed,
+                "reason": verdict.reason,
+            },
+            f"/api/v1/projects/{run.project}/models/{ref.model}/versions/{number}",
+        )
 
     def _register(self, run: ActiveRun, step: StepView, spec: s.RegisterStep) -> None:
         candidate = self._candidate(run)

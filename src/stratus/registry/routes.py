@@ -138,7 +138,9 @@ def commit_version(
     version: str,
     access: ProjectAccess = Access(Permission.RESOURCE_WRITE),
 ) -> s.VersionRead:
-    """Make a pending version ready (and immutable) once every file is stored."""
+    """Make a pending version ready (and immutable) once every file is stored and it loads
+    (tried in a child process under limits; one that does not load is a 400 naming the reason,
+    and is deleted)."""
     return _registry(request).commit_version(access.project, model, _number(version))
 
 
@@ -183,6 +185,30 @@ def update_version(
         version,
         body,
         can_trust=access.principal.can(Permission.PROJECT_ADMIN, access.project),
+    )
+
+
+@router.post(
+    "/{model}/versions/{version}/accept",
+    name="models.versions.accept",
+    response_model=s.VersionRead,
+)
+def accept_version(
+    request: Request,
+    model: str,
+    version: str,
+    body: s.VersionAccept,
+    access: ProjectAccess = Access(Permission.RESOURCE_WRITE),
+) -> s.VersionRead:
+    """Accept a version a gate rejected (owners only): it may get aliases and be deployed again;
+    the verdict keeps the refusal and who overrode it, when and why."""
+    return _registry(request).accept_version(
+        access.project,
+        model,
+        version,
+        body,
+        actor=access.principal.subject,
+        can_override=access.principal.can(Permission.PROJECT_ADMIN, access.project),
     )
 
 

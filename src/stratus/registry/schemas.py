@@ -117,12 +117,34 @@ class VersionFile(BaseModel):
     stored: bool
 
 
+class Verdict(BaseModel):
+    """A gate's judgement of a version: `rejected` keeps it from aliases and new deployments
+    until an owner accepts it anyway (`overridden`, with who, when and why)."""
+
+    status: Literal["passed", "rejected", "overridden"]
+    reason: str
+    checks: list[dict[str, Any]] = Field(
+        default_factory=list, description="each check: passed, text, and the figures it used"
+    )
+    source: str = Field(description="who judged, e.g. 'pipeline churn-retrain run 3, step gate'")
+    time: datetime
+    override_reason: str | None = None
+    overridden_by: str | None = None
+    overridden_at: datetime | None = None
+
+
+class VersionAccept(_Input):
+    reason: str = Field(min_length=1, max_length=2000, description="why, kept with the verdict")
+
+
 class VersionRead(BaseModel):
     kind: Literal["ModelVersion"] = "ModelVersion"
     model: str
     project: str
     version: int
-    state: Literal["pending", "ready"]
+    state: Literal["pending", "ready", "rejected"] = Field(
+        description="pending until committed; rejected: committed, but a gate refused it"
+    )
     flavor: str | None
     trusted: bool
     needs_trust: list[str] = Field(description="files that load only when the version is trusted")
@@ -138,6 +160,7 @@ class VersionRead(BaseModel):
     created_at: datetime
     created_by: str
     committed_at: datetime | None
+    verdict: Verdict | None = Field(None, description="the last gate's judgement, if any")
 
 
 class CardRead(BaseModel):

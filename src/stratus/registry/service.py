@@ -2,8 +2,11 @@
 
 A push is three steps, so big artifacts stream and nothing half-written is ever visible:
 declare the version's files (the answer says which the project does not store yet), upload
-those, commit. Committed versions are immutable; their files are content-addressed blobs,
-shared with every other version that has the same bytes.
+those, commit. Committing loads the version once, in a child process under limits
+(`load_checks.py`): a version that does not load is refused and deleted. Committed versions are
+immutable; their files are content-addressed blobs, shared with every other version that has the
+same bytes. A gate's verdict can mark a committed version `rejected` (no alias, no new
+deployment) until an owner accepts it.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
@@ -31,8 +34,9 @@ from stratus.core.resources import (
     paginate,
 )
 from stratus.registry import schemas as s
-from stratus.registry.errors import version_not_found
-from stratus.registry.flavors import detect_flavor, get_flavor
+from stratus.registry.errors import rejected_version, version_not_found
+from stratus.registry.flavors import ModelLoadError, detect_flavor, get_flavor
+from stratus.registry.load_checks import LoadChecker
 from stratus.registry.signatures import Signature
 from stratus.registry.tables import AliasEventRow, AliasRow, ModelRow, ModelVersionRow
 from stratus.storage.blobs import Blobs
@@ -41,16 +45,46 @@ from stratus.storage.uploads import FileUpload, declared_file, record_upload
 
 COMPLETE_MARKER = ".stratus-version.json"
 ProjectLookup = Callable[[Session, str], str]  # (the caller's session, project name) -> uid
+COMMITTED = ("ready", "rejected")
+
+
+class DatasetVersion(Protocol):
+    @property
+    def version(self) -> int: ...
+
+    @property
+    def state(self) -> str: ...
+
+
+class DatasetVersions(Protocol):
+    """Where lineage finds dataset versions (the data service; the registry does not import it)."""
+
+    def get_version(self, project: str, dataset: str, ref: str) -> DatasetVersion: ...
 
 
 class RegistryService:
     def __init__(
-        self, db: Database, blobs: Blobs, bus: EventBus, project_uid: ProjectLookup
+        self,
+        db: Database,
+        blobs: Blobs,
+        bus: EventBus,
+        project_uid: ProjectLookup,
+        *,
+        datasets: DatasetVersions | None = None,
+        load_checker: LoadChecker | None = None,
+        cache_dir: Path | None = None,
     ) -> None:
+        """`datasets` checks lineage's dataset versions; `load_checker` loads each version
+        before it is committed, from its files written into `cache_dir` (the folder replicas
+        load from, so a deploy after the push finds them in place). Without them, neither is
+        checked."""
         self.db = db
         self.blobs = blobs
         self.bus = bus
         self._project_uid = project_uid
+        self._datasets = datasets
+        self._load_checker = load_checker
+        self._cache_dir = cache_dir
         guard_project_deletion(bus, ModelRow.project_uid, ModelRow.name, "models")
         self._models = ProjectScoped(ModelRow, "model")
 
@@ -111,11 +145,16 @@ class RegistryService:
 
     @staticmethod
     def _model_read(session: Session, row: ModelRow, project: str) -> s.ModelRead:
-        count, latest = session.execute(
-            select(func.count(), func.max(ModelVersionRow.version)).where(
+        count = session.scalar(
+            select(func.count())
+            .select_from(ModelVersionRow)
+            .where(ModelVersionRow.model_uid == row.uid, ModelVersionRow.state.in_(COMMITTED))
+        )
+        latest = session.scalar(
+            select(func.max(ModelVersionRow.version)).where(
                 ModelVersionRow.model_uid == row.uid, ModelVersionRow.state == "ready"
             )
-        ).one()
+        )
         aliases = {
             a.name: a.version
             for a in session.scalars(select(AliasRow).where(AliasRow.model_uid == row.uid))
@@ -123,7 +162,7 @@ class RegistryService:
         return s.ModelRead(
             metadata=metadata_of(row, project=project),
             spec=s.ModelSpec(description=row.description),
-            status=s.ModelStatus(versions=int(count), latest_version=latest, aliases=aliases),
+            status=s.ModelStatus(versions=count or 0, latest_version=latest, aliases=aliases),
         )
 
     # --- versions: pushing -------------------------------------------------------------------
@@ -145,6 +184,11 @@ class RegistryService:
                 signature = Signature.model_validate(data.signature).model_dump(mode="json")
             except ValueError as exc:
                 raise InvalidInput(f"signature is not valid: {exc}") from None
+        lineage = data.lineage.model_dump()
+        if data.lineage.dataset_version is not None:
+            lineage["dataset_version"] = self._dataset_version(
+                project, data.lineage.dataset_version
+            )
         with self.db.transaction() as session:
             row = self._model(session, project, model)
             project_uid = row.project_uid
@@ -163,7 +207,7 @@ class RegistryService:
                 metrics=data.metrics,
                 params=data.params,
                 tags=data.tags,
-                lineage=data.lineage.model_dump(),
+                lineage=lineage,
                 description=data.description,
                 card=data.card,
                 created_by=actor,
@@ -177,6 +221,29 @@ class RegistryService:
         for f in read.files:
             f.stored = f.sha256 in known
         return read
+
+    def _dataset_version(self, project: str, reference: str) -> str:
+        """A lineage's dataset version as the NAME:VERSION it names (NAME alone or NAME:latest:
+        the newest ready one), refused unless it exists in the project and is committed."""
+        if self._datasets is None:
+            return reference
+        name, _, ref = reference.partition(":")
+        missing = NotFound(
+            f"dataset version {reference!r} not found in project {project!r}",
+            dataset_version=reference,
+        )
+        if not name or not (ref.isdigit() or ref in ("", "latest")):
+            raise InvalidInput(
+                f"lineage dataset_version {reference!r}: give NAME:VERSION (a dataset of the "
+                "project and one of its version numbers), NAME or NAME:latest"
+            )
+        try:
+            found = self._datasets.get_version(project, name, ref or "latest")
+        except NotFound:
+            raise missing from None
+        if found.state != "ready":
+            raise Conflict(f"dataset version {name}:{found.version} is not committed yet")
+        return f"{name}:{found.version}"
 
     def begin_upload(self, project: str, model: str, number: int, path: str) -> FileUpload:
         with self.db.transaction() as session:
@@ -193,11 +260,19 @@ class RegistryService:
             return s.VersionFile(**record_upload(self.blobs, session, version, upload, info))
 
     def commit_version(self, project: str, model: str, number: int) -> s.VersionRead:
+        """Make a pending version ready once every file is stored and it loads.
+
+        Raises:
+            Conflict: a declared file is not uploaded yet.
+            ModelLoadError: the version does not load (it is deleted: a push that fails here
+                leaves nothing behind but its number).
+        """
         with self.db.transaction() as session:
             row = self._model(session, project, model)
             version = self._version(session, row, str(number), for_update=True)
-            if version.state == "ready":
-                return self._version_read(session, version, model, project)
+            read = self._version_read(session, version, model, project)
+            if version.state != "pending":
+                return read
             missing = []
             known = self.blobs.known(session, row.project_uid, (f["sha256"] for f in version.files))
             for entry in version.files:
@@ -213,10 +288,47 @@ class RegistryService:
                 shown = ", ".join(missing[:5]) + (" …" if len(missing) > 5 else "")
                 raise Conflict(f"{model}:{number} cannot be committed: upload {shown} first")
             flag_modified(version, "files")
-            version.state = "ready"
-            version.committed_at = utcnow()
-            session.flush()
-            return self._version_read(session, version, model, project)
+            read = self._version_read(session, version, model, project)
+            project_uid, uid = row.project_uid, version.uid
+        # Every file is held now (a crash from here on leaves a pending version whose commit
+        # can be tried again); load it outside any transaction: it may take a while.
+        failure = self._load_failure(project_uid, uid, read, trusted=read.trusted)
+        with self.db.transaction() as session:
+            row = self._model(session, project, model)
+            version = self._version(session, row, str(number), for_update=True)
+            if version.state == "pending" and failure is None:
+                version.state = "ready"
+                version.committed_at = utcnow()
+                session.flush()
+            elif version.state == "pending":
+                self._release_files(session, row.project_uid, version)
+                session.delete(version)
+            if failure is None or version.state != "pending":
+                return self._version_read(session, version, model, project)
+        raise ModelLoadError(
+            f"{model}:{number} does not load, so it was not registered: {failure}",
+            model=model,
+            version=number,
+        )
+
+    def _load_failure(
+        self, project_uid: str, uid: str, read: s.VersionRead, *, trusted: bool
+    ) -> str | None:
+        """Why the version does not load, or None when it does — or when it cannot be tried:
+        no load checker, or files that need a trust the version does not have (they are never
+        loaded untrusted, not even in a check)."""
+        if self._load_checker is None or self._cache_dir is None or not read.flavor:
+            return None
+        if read.needs_trust and not trusted:
+            return None
+        folder = self._write_folder(project_uid, uid, read, self._cache_dir)
+        outcome = self._load_checker.check(
+            folder, read.flavor, trusted=trusted, signature=read.signature
+        )
+        if outcome.loaded or outcome.needs_trust:  # a skops file of unknown types, untrusted
+            return None
+        shutil.rmtree(folder, ignore_errors=True)
+        return outcome.detail
 
     # --- versions: reading and changing ------------------------------------------------------
 
@@ -244,6 +356,8 @@ class RegistryService:
             raise PermissionDenied(
                 "only the project's owners may change whether a version is trusted"
             )
+        if data.trusted:
+            self._refuse_unloadable_trust(project, model, ref)
         with self.db.transaction() as session:
             row = self._model(session, project, model)
             version = self._version(session, row, ref, for_update=True)
@@ -251,6 +365,87 @@ class RegistryService:
                 value = getattr(data, field)
                 if value is not None:
                     setattr(version, field, value)
+            session.flush()
+            return self._version_read(session, version, model, project)
+
+    def _refuse_unloadable_trust(self, project: str, model: str, ref: str) -> None:
+        """Before a version is first trusted, load it trusted (its pickles or code were never
+        loaded before): one that does not load is refused, and stays untrusted."""
+        with self.db.transaction() as session:
+            row = self._model(session, project, model)
+            version = self._version(session, row, ref)
+            if version.trusted or version.state not in COMMITTED:
+                return
+            read = self._version_read(session, version, model, project)
+            project_uid, uid = row.project_uid, version.uid
+        failure = self._load_failure(project_uid, uid, read, trusted=True)
+        if failure is not None:
+            raise ModelLoadError(
+                f"{model}:{read.version} does not load, so it was not marked trusted: {failure}",
+                model=model,
+                version=read.version,
+            )
+
+    # --- versions: gate verdicts -------------------------------------------------------------
+
+    def record_verdict(
+        self,
+        project: str,
+        model: str,
+        number: int,
+        *,
+        passed: bool,
+        reason: str,
+        checks: list[dict[str, Any]],
+        source: str,
+    ) -> s.VersionRead:
+        """Keep a gate's judgement with the version: a refusal makes it `rejected` (no new
+        alias, no new deployment; aliases and endpoints that already use it are left alone),
+        a pass makes a rejected version `ready` again. The last verdict stands."""
+        verdict = s.Verdict(
+            status="passed" if passed else "rejected",
+            reason=reason,
+            checks=checks,
+            source=source,
+            time=utcnow(),
+        )
+        with self.db.transaction() as session:
+            row = self._model(session, project, model)
+            version = self._version(session, row, str(number), for_update=True)
+            if version.state not in COMMITTED:
+                raise Conflict(f"{model}:{version.version} is not committed yet")
+            version.verdict = verdict.model_dump(mode="json")
+            version.state = "ready" if passed else "rejected"
+            session.flush()
+            return self._version_read(session, version, model, project)
+
+    def accept_version(
+        self, project: str, model: str, ref: str, data: s.VersionAccept, *, actor: str,
+        can_override: bool,
+    ) -> s.VersionRead:  # fmt: skip
+        """An owner's override of a gate's refusal: the version is `ready` again, and its
+        verdict keeps the refusal with who accepted it, when and why."""
+        if not can_override:
+            raise PermissionDenied("only the project's owners may accept a rejected version")
+        with self.db.transaction() as session:
+            row = self._model(session, project, model)
+            version = self._version(session, row, ref, for_update=True)
+            if version.state != "rejected":
+                raise Conflict(
+                    f"{model}:{version.version} is {version.state}, not rejected: "
+                    "there is nothing to accept"
+                )
+            verdict = s.Verdict.model_validate(version.verdict or {})
+            verdict = verdict.model_copy(
+                update={
+                    "status": "overridden",
+                    "override_reason": data.reason,
+                    "overridden_by": actor,
+                    "overridden_at": utcnow(),
+                }
+            )
+            version.verdict = verdict.model_dump(mode="json")
+            version.state = "ready"
             session.flush()
             return self._version_read(session, version, model, project)
 
@@ -303,17 +498,23 @@ class RegistryService:
         with self.db.transaction() as session:
             row = self._model(session, project, model)
             version = self._version(session, row, ref)
-            if version.state != "ready":
+            if version.state not in COMMITTED:
                 raise Conflict(f"{model}:{version.version} is not committed yet")
             read = self._version_read(session, version, model, project)
             project_uid, uid = row.project_uid, version.uid
+        return read, self._write_folder(project_uid, uid, read, cache_root)
+
+    def _write_folder(
+        self, project_uid: str, uid: str, read: s.VersionRead, cache_root: Path
+    ) -> Path:
+        """The version's files in `cache_root/uid`, written (verified) unless already there."""
         target = cache_root / uid
         # Decrypted model files: private to this user (0600 files in a 0700 folder), however
         # the folder was made before.
         cache_root.mkdir(mode=0o700, parents=True, exist_ok=True)
         cache_root.chmod(0o700)
         if (target / COMPLETE_MARKER).exists():
-            return read, target
+            return target
         staging = Path(tempfile.mkdtemp(prefix=f".{uid}.", dir=cache_root))  # mode 0700
         try:
             for entry in read.files:
@@ -332,7 +533,7 @@ class RegistryService:
         finally:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
-        return read, target
+        return target
 
     def _release_files(self, session: Session, project_uid: str, version: ModelVersionRow) -> None:
         for entry in version.files:
@@ -395,6 +596,7 @@ class RegistryService:
             created_at=as_utc(v.created_at),
             created_by=v.created_by,
             committed_at=as_utc(v.committed_at) if v.committed_at else None,
+            verdict=s.Verdict.model_validate(v.verdict) if v.verdict else None,
         )
 
     # --- aliases -----------------------------------------------------------------------------
@@ -405,6 +607,8 @@ class RegistryService:
         with self.db.transaction() as session:
             row = self._model(session, project, model)
             target = self._version(session, row, str(data.version))
+            if target.state == "rejected":
+                raise rejected_version(model, target.version, target.verdict or {})
             if target.state != "ready":
                 raise Conflict(f"{model}:{data.version} is not committed yet")
             current = session.get(AliasRow, (row.uid, alias), with_for_update=True)

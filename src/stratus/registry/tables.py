@@ -36,7 +36,8 @@ class ModelRow(ResourceMixin, Base):
 
 
 class ModelVersionRow(Base):
-    """One version: `files` is the manifest [{path, sha256, size, stored}], immutable once ready."""
+    """One version: `files` is the manifest [{path, sha256, size, stored}], immutable once
+    committed (`ready`, or `rejected` by a gate)."""
 
     __tablename__ = "model_versions"
     __table_args__ = (UniqueConstraint("model_uid", "version"),)
@@ -59,6 +60,8 @@ class ModelVersionRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     created_by: Mapped[str] = mapped_column(String(160), default="")
     committed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # the last gate's judgement (schemas.Verdict); state "rejected" while it stands
+    verdict: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class AliasRow(Base):
