@@ -15,6 +15,7 @@ import importlib.util
 import json
 import logging
 import multiprocessing
+import multiprocessing.forkserver
 import multiprocessing.process
 import os
 import signal
@@ -54,6 +55,7 @@ from stratus.compute.rotating_logs import (
     redirect_output,
     remove_logs,
 )
+from stratus.core.interrupts import children_ignore_ctrl_c, take_ctrl_c_again
 
 log = logging.getLogger("stratus.compute.local")
 
@@ -91,6 +93,7 @@ def _run_replica(spec_path: str, log_path: str, max_bytes: int, backups: int) ->
     code = 1
     try:
         os.setsid()  # signals to the control plane's process group do not reach the replica
+        take_ctrl_c_again()  # blocked in the fork server (core/interrupts.py), not here
         redirect_output(Path(log_path), max_bytes, backups)
         code = importlib.import_module(REPLICA_MODULE).main(["--spec", spec_path])
     except SystemExit as exc:
@@ -140,10 +143,7 @@ class LocalBackend:
 
     def prepare(self) -> None:
         if self.config.fork_server:
-            import multiprocessing.forkserver
-
-            self._fork_context()
-            multiprocessing.forkserver.ensure_running()  # imports the preload in the background
+            self._fork_context()  # starts the fork server, which imports the preload
 
     def process_context(self) -> Any:
         """The `multiprocessing` context for short-lived helper processes (the registry's load
@@ -158,6 +158,10 @@ class LocalBackend:
             modules = [m for m in [*ALWAYS_PRELOAD, *self.config.preload] if _importable(m)]
             context.set_forkserver_preload(modules)
             self._context = context
+        # Started here rather than by the first Process.start(), with Ctrl-C blocked: the fork
+        # server and every process it forks stay deaf to a Ctrl-C meant for `stratus up`.
+        with children_ignore_ctrl_c():
+            multiprocessing.forkserver.ensure_running()
         return self._context
 
     def start_replica(self, replica_id: str, spec: LaunchSpec) -> ReplicaHandle:
