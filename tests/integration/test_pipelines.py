@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from stratus.client import Client
-from stratus.core.errors import InvalidInput, Unauthenticated
+from stratus.core.errors import Conflict, InvalidInput, Unauthenticated
 from stratus.pipelines.schemas import RunRead, RunState, StepState, TriggerKind
 from stratus.testing import LocalPlatform
 
@@ -135,7 +135,7 @@ def holdout_rows(data_dir: Path) -> list[dict[str, Any]]:
     return frame[columns].to_dict(orient="records")
 
 
-def test_the_example_pipeline_end_to_end(world: dict[str, Any], data_dir: Path) -> None:
+def test_the_example_pipeline_end_to_end(world: dict[str, Any], data_dir: Path, cli: Any) -> None:
     client, project = world["client"], world["project"]
 
     # 1. A first run: every step; the endpoint is created with the model.
@@ -192,6 +192,27 @@ def test_the_example_pipeline_end_to_end(world: dict[str, Any], data_dir: Path) 
     gate = {s.name: s for s in refused.steps}["gate"]
     assert "does not hold up against" in gate.message
     assert client.models.version("churn@production", project=project).version == 2
+    #    The registry keeps the verdict: the candidate is `rejected`, with the failed checks;
+    #    it gets no alias until an owner accepts it.
+    weak_model = str({s.name: s for s in refused.steps}["train"].outputs["model_version"])
+    rejected = client.models.version(weak_model, project=project)
+    assert rejected.state == "rejected" and rejected.verdict is not None
+    assert rejected.verdict.status == "rejected"
+    assert "does not hold up against" in rejected.verdict.reason
+    assert rejected.verdict.source == f"pipeline churn run {refused.number}, step gate"
+    assert [c["text"] for c in rejected.verdict.checks if not c["passed"]]
+    assert client.models.version("churn", project=project).version == 2  # latest passes it by
+    with pytest.raises(Conflict, match=f"{weak_model} was rejected by pipeline churn"):
+        client.models.set_alias("churn", "staging", rejected.version, project=project)
+    listed = cli("models", "versions", "churn", "-p", project, "-o", "json")
+    assert {v["version"]: v["state"] for v in json.loads(listed.stdout)}[rejected.version] == (
+        "rejected"
+    )
+    accepted = cli("models", "accept", weak_model, "-r", "reviewed by hand", "-p", project)
+    assert accepted.code == 0, accepted.stderr
+    overridden = client.models.version(weak_model, project=project).verdict
+    assert overridden is not None and overridden.status == "overridden"
+    assert overridden.override_reason == "reviewed by hand"
     client.pipelines.apply(EXAMPLE / "pipeline.yaml", project)
 
     # 5. The CLI shows runs and logs.
