@@ -314,6 +314,14 @@ def create(
     maximum: Annotated[
         list[str] | None, typer.Option("--max", help="performance: highest, e.g. rmse=3.5")
     ] = None,
+    prediction: Annotated[
+        str,
+        typer.Option(
+            "--prediction",
+            help="what counts as the prediction: label, or probability:CLASS (the probability "
+            "answers gave CLASS when asked with --proba / method predict_proba)",
+        ),
+    ] = "label",
     project: ProjectOption = None,
     output: OutputOption = Format.table,
 ) -> None:
@@ -331,6 +339,7 @@ def create(
         "window": {"seconds": parse_duration(window) if window else None, "rows": rows},
         "interval_seconds": parse_duration(every, "--every"),
         "min_rows": min_rows,
+        "prediction_source": prediction,
     }
     if drift_share is not None:
         spec["drift"] = {"drift_share": drift_share}

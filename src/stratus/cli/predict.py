@@ -59,6 +59,14 @@ def predict(
         ProtocolChoice,
         typer.Option(case_sensitive=False, help="plain, mlflow or v2 (Open Inference Protocol)"),
     ] = ProtocolChoice.plain,
+    proba: Annotated[
+        bool,
+        typer.Option(
+            "--proba",
+            help="a classifier's class probabilities instead of its labels "
+            "(a probability.CLASS column per class)",
+        ),
+    ] = False,
     quiet: QuietOption = False,
     project: ProjectOption = None,
     output: OutputOption = Format.table,
@@ -76,7 +84,8 @@ def predict(
     c = client(ctx)
     project = project_of(ctx, project)
     if json_body is not None:
-        _predict_body(c, endpoint, project, protocol.value, _body_text(json_body), output)
+        body = _body_text(json_body)
+        _predict_body(c, endpoint, project, protocol.value, body, output, proba=proba)
         return
     assert file is not None
     for path, hint in ((file, "--file"), (output_file, "--output-file")):
@@ -87,7 +96,9 @@ def predict(
                 raise typer.BadParameter(str(exc), param_hint=hint) from None
     if not file.is_file():
         raise typer.BadParameter(f"{file} is not a file", param_hint="--file")
-    rows, added = _predict_file(c, endpoint, project, protocol.value, file, batch_size, quiet)
+    rows, added = _predict_file(
+        c, endpoint, project, protocol.value, file, batch_size, quiet, proba=proba
+    )
     if output_file is not None:
         write_rows(output_file, rows)
         err.print(
@@ -101,6 +112,17 @@ def predict(
         show(numbered, output, [(key.upper(), _getter(key)) for key in ["row", *added]])
     else:
         show(rows, output)
+
+
+def _named(predictions: Any) -> Any:
+    """Class probabilities (an object per row keyed by class) as `probability.CLASS` columns:
+    the names capture and monitors give them."""
+    if not isinstance(predictions, list):
+        return predictions
+    return [
+        {f"probability.{k}": v for k, v in p.items()} if isinstance(p, dict) else p
+        for p in predictions
+    ]
 
 
 def _getter(key: str) -> Callable[[dict[str, Any]], Any]:
@@ -121,13 +143,22 @@ def _body_text(value: str) -> str:
 
 
 def _predict_body(
-    c: Client, endpoint: str, project: str, protocol: Any, body: str, output: Format
+    c: Client,
+    endpoint: str,
+    project: str,
+    protocol: Any,
+    body: str,
+    output: Format,
+    *,
+    proba: bool = False,
 ) -> None:
-    answer = c.endpoints.predict(endpoint, project=project, protocol=protocol, body=body)
+    answer = c.endpoints.predict(
+        endpoint, project=project, protocol=protocol, body=body, proba=proba
+    )
     if output != Format.table:
         show(answer.body, output)
         return
-    predictions = answer.predictions
+    predictions = _named(answer.predictions) if proba else answer.predictions
     if not isinstance(predictions, list):
         show(answer.body, Format.yaml)
     else:
@@ -153,6 +184,8 @@ def _predict_file(
     file: Path,
     batch_size: int,
     quiet: bool,
+    *,
+    proba: bool = False,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """The rows with their predictions, and the names of the columns the predictions added."""
     source = open_rows(file)
@@ -162,13 +195,16 @@ def _predict_file(
     with count_progress(f"predict {file.name}", source.total, quiet) as advance:
         for batch in source.batches(batch_size):
             inputs.update(k for row in batch if isinstance(row, dict) for k in row)
-            answer = c.endpoints.predict(endpoint, batch, project=project, protocol=protocol)
+            answer = c.endpoints.predict(
+                endpoint, batch, project=project, protocol=protocol, proba=proba
+            )
             if not isinstance(answer.predictions, list):
                 raise StratusError(
                     f"endpoint {endpoint!r} answered without a list of predictions "
                     f"(request {answer.request_id})"
                 )
-            results += with_predictions(batch, answer.predictions)
+            predictions = _named(answer.predictions) if proba else answer.predictions
+            results += with_predictions(batch, predictions)
             answered[f"{answer.model_version} ({answer.variant})"] += len(batch)
             advance(len(batch))
     if not results:

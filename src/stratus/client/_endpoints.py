@@ -18,6 +18,7 @@ from stratus.client._base import API, labels_of, seg
 from stratus.client._inference import (
     Prediction,
     Protocol,
+    asking_probabilities,
     dump_json,
     path_of,
     predictions_of,
@@ -492,12 +493,16 @@ class Endpoints(API):
         protocol: Protocol = "plain",
         body: Any = None,
         content_type: str | None = None,
+        proba: bool = False,
     ) -> Prediction:
         """Call the endpoint through the gateway.
 
         Give either `instances` (rows as lists or as {column: value} objects, a pandas
         DataFrame, a pyarrow Table or a numpy array), which the SDK puts in the body
         `protocol` wants, or a ready `body` sent as it is.
+
+        With `proba`, a classifier answers its class probabilities: one object per row keyed
+        by class name (`{"0": 0.12, "1": 0.88}`), whatever the protocol.
 
         Args:
             name: the endpoint's name.
@@ -509,6 +514,8 @@ class Endpoints(API):
             body: the request body instead of `instances`: bytes or str sent as they are
                 (say CSV for `mlflow` with content_type="text/csv"), anything else as JSON.
             content_type: the body's MIME type (default: application/json).
+            proba: ask for class probabilities (`method: predict_proba` in the request's
+                parameters); a JSON `body` gets the parameter added.
 
         Returns:
             A `Prediction`: one prediction per row, which version and variant answered, and
@@ -516,16 +523,19 @@ class Endpoints(API):
 
         Raises:
             stratus.errors.InvalidInput: the rows do not fit the model's signature (the
-                message names the input and the row).
+                message names the input and the row), or `proba` was asked of a model that
+                gives no probabilities (a regressor).
             stratus.errors.NotFound: no such endpoint (or one you may not call).
             stratus.errors.ServiceUnavailable: the endpoint has no ready replica.
         """
         if (instances is None) == (body is None):
             raise InvalidInput("give either instances or body")
         path = self._inference(name, project) + path_of(protocol, seg(name))
+        if proba and body is not None:
+            body = _asking_probabilities(protocol, body, content_type)
         try:
             if body is None:
-                content = dump_json(request_body(protocol, instances))
+                content = dump_json(request_body(protocol, instances, proba=proba))
             elif isinstance(body, bytes):
                 content = body
             elif isinstance(body, str):
@@ -559,6 +569,24 @@ class Endpoints(API):
 
 
 # --- pure helpers ----------------------------------------------------------------------------
+
+
+def _asking_probabilities(protocol: str, body: Any, content_type: str | None) -> Any:
+    """A ready JSON body, made to ask for class probabilities."""
+    if content_type is not None and "json" not in content_type.lower():
+        raise InvalidInput(f"proba needs a JSON body; a {content_type} body has no parameters")
+    document = body
+    if isinstance(body, bytes | str):
+        try:
+            document = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidInput(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise InvalidInput("proba needs the body to be a JSON object")
+    try:
+        return asking_probabilities(protocol, document)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
 
 
 def _without_none(body: dict[str, Any]) -> dict[str, Any]:

@@ -70,18 +70,39 @@ def rows_of(instances: Any) -> list[Any]:
     return list(instances)
 
 
-def request_body(protocol: str, instances: Any) -> dict[str, Any]:
-    """The JSON request body carrying `instances` (rows as lists, objects or single values)."""
+def request_body(protocol: str, instances: Any, *, proba: bool = False) -> dict[str, Any]:
+    """The JSON request body carrying `instances` (rows as lists, objects or single values);
+    with `proba`, asking for class probabilities."""
     rows = rows_of(instances)
+    body: dict[str, Any]
     if protocol == "plain":
-        return {"instances": rows}
-    if protocol == "mlflow":
+        body = {"instances": rows}
+    elif protocol == "mlflow":
         if rows and all(isinstance(row, Mapping) for row in rows):
-            return {"dataframe_records": rows}
-        return {"instances": rows}
-    if protocol == "v2":
-        return {"inputs": v2_inputs(rows)}
-    raise ValueError(f"unknown protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
+            body = {"dataframe_records": rows}
+        else:
+            body = {"instances": rows}
+    elif protocol == "v2":
+        body = {"inputs": v2_inputs(rows)}
+    else:
+        raise ValueError(f"unknown protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
+    return asking_probabilities(protocol, body) if proba else body
+
+
+#: Where each protocol's request carries its parameters, `{"method": "predict_proba"}` among them.
+PARAMETERS_FIELD = {"plain": "parameters", "mlflow": "params", "v2": "parameters"}
+
+
+def asking_probabilities(protocol: str, body: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the JSON body that asks for class probabilities (`method: predict_proba` in the
+    protocol's parameters, which are kept)."""
+    field_name = PARAMETERS_FIELD.get(protocol)
+    if field_name is None:
+        raise ValueError(f"unknown protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
+    parameters = body.get(field_name) or {}
+    if not isinstance(parameters, Mapping):
+        raise ValueError(f"the body's {field_name!r} must be an object")
+    return {**body, field_name: {**parameters, "method": "predict_proba"}}
 
 
 def v2_inputs(rows: Sequence[Any]) -> list[dict[str, Any]]:
@@ -132,14 +153,33 @@ def predictions_of(body: Any) -> Any:
     outputs = body.get("outputs")
     if not isinstance(outputs, list) or not outputs:
         return body
-    per_output = {
-        str(out.get("name")): reshape(out.get("data", []), out.get("shape") or [])
-        for out in outputs
-    }
+    per_output = {str(out.get("name")): _output_rows(out) for out in outputs}
     if len(per_output) == 1:
         return next(iter(per_output.values()))
     names = list(per_output)
     return [dict(zip(names, row, strict=False)) for row in zip(*per_output.values(), strict=False)]
+
+
+def _output_rows(output: Mapping[str, Any]) -> list[Any]:
+    """A v2 output's values per row; class probabilities (an output whose parameters list its
+    classes) as one object per row keyed by class, as the other protocols give them."""
+    rows = reshape(output.get("data", []), output.get("shape") or [])
+    parameters = output.get("parameters")
+    classes = parameters.get("classes") if isinstance(parameters, Mapping) else None
+    if not isinstance(classes, list) or not rows or not isinstance(rows[0], list):
+        return rows
+    keys = [class_name(c) for c in classes]
+    return [dict(zip(keys, row, strict=False)) for row in rows]
+
+
+def class_name(label: Any) -> str:
+    """A class label as the key of its probability (1.0 is "1", True is "true"), as the
+    server writes it."""
+    if isinstance(label, bool):
+        return "true" if label else "false"
+    if isinstance(label, float) and label.is_integer():
+        return str(int(label))
+    return str(label)
 
 
 def reshape(data: list[Any], shape: Sequence[int]) -> list[Any]:

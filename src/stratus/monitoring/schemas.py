@@ -107,6 +107,13 @@ class PerformanceBounds(_Input):
 
 
 MonitorType = Literal["drift", "performance"]
+PREDICTION_SOURCE_DEFAULT = "label"
+PREDICTION_SOURCE_HELP = (
+    "what the monitor takes as the prediction: 'label' (the answer's prediction), or "
+    "'probability:CLASS' (the probability the answer gave CLASS; the endpoint is asked with "
+    "method predict_proba). Drift compares it with the reference's column probability.CLASS; "
+    "performance scores ROC AUC with it and takes the most probable class as the label"
+)
 Task = Literal["classification", "regression"]
 
 
@@ -131,6 +138,9 @@ class MonitorApply(_Input):
         "timestamps and pii",
     )
     prediction: bool = Field(True, description="also compare the predictions (prediction drift)")
+    prediction_source: str = Field(
+        PREDICTION_SOURCE_DEFAULT, max_length=300, description=PREDICTION_SOURCE_HELP
+    )
     window: Window = Field(default_factory=lambda: Window(seconds=3600, rows=None))
     interval_seconds: int = Field(300, ge=5, le=7 * 86400, description="how often it runs")
     min_rows: int = Field(50, ge=1, le=1_000_000, description="fewer rows: no verdict yet")
@@ -172,6 +182,7 @@ class MonitorSpec(BaseModel):
     reference: str | None = None
     features: list[str] = Field(default_factory=list)
     prediction: bool = True
+    prediction_source: str = PREDICTION_SOURCE_DEFAULT
     window: Window
     interval_seconds: int
     min_rows: int
@@ -224,6 +235,9 @@ class DriftRequest(_Input):
     reference: str | None = Field(None, max_length=200, description="as a monitor's")
     features: list[str] = Field(default_factory=list, max_length=1000)
     prediction: bool = True
+    prediction_source: str = Field(
+        PREDICTION_SOURCE_DEFAULT, max_length=300, description=PREDICTION_SOURCE_HELP
+    )
     window: Window = Field(default_factory=lambda: Window(seconds=3600, rows=None))
     min_rows: int = Field(10, ge=1, le=1_000_000)
     drift: DriftThresholds = Field(default_factory=DriftThresholds)

@@ -53,6 +53,8 @@ from stratus.monitoring.tables import (
 )
 from stratus.registry.references import parse_ref
 from stratus.registry.service import RegistryService
+from stratus.registry.signatures import class_name
+from stratus.serving.capture import PROBABILITY
 
 log = logging.getLogger("stratus.monitors")
 
@@ -106,6 +108,7 @@ class MonitorService:
 
     def apply(self, project: str, data: s.MonitorApply) -> tuple[s.MonitorRead, bool]:
         self.endpoints.get(project, data.endpoint)  # NotFound names the endpoint
+        self._check_prediction_source(project, data.endpoint, data.prediction_source)
         spec = s.MonitorSpec.model_validate(
             data.model_dump(exclude={"name", "labels"}, exclude_unset=False)
         )
@@ -232,12 +235,14 @@ class MonitorService:
     def drift_now(self, project: str, endpoint: str, data: s.DriftRequest) -> s.MonitorResultRead:
         """A drift report over the endpoint's recent captures, kept nowhere."""
         self.endpoints.get(project, endpoint)
+        self._check_prediction_source(project, endpoint, data.prediction_source)
         spec = s.MonitorSpec(
             endpoint=endpoint,
             type="drift",
             reference=data.reference,
             features=data.features,
             prediction=data.prediction,
+            prediction_source=data.prediction_source,
             window=data.window,
             interval_seconds=300,
             min_rows=data.min_rows,
@@ -368,7 +373,11 @@ class MonitorService:
             )
         reference, label, ref_name = self._reference(project, reference_name, spec, current)
         columns = [c for c in reference.names if c != "prediction"]
-        if "prediction" in reference.names and PREDICTION_COLUMNS[0] in current.column_names:
+        predicted = _predicted_column(spec)
+        if spec.prediction and predicted != PREDICTION_COLUMNS[0]:
+            if predicted not in current.column_names:
+                raise InvalidInput(_no_probabilities(spec.endpoint, predicted))
+        if "prediction" in reference.names and predicted in current.column_names:
             columns.append("prediction")
         if not columns:
             raise InvalidInput(
@@ -383,7 +392,7 @@ class MonitorService:
         )
         values = {c: current[c] for c in columns if c != "prediction"}
         if "prediction" in columns:
-            values["prediction"] = current[PREDICTION_COLUMNS[0]]
+            values["prediction"] = current[predicted]
         report = compute_drift(reference, values, settings, columns=columns)
         times = current["time"]
         drifted = [f.name for f in report.features if f.drifted]
@@ -407,6 +416,36 @@ class MonitorService:
             message=message,
             drift=report,
         )
+
+    def _check_prediction_source(self, project: str, endpoint: str, source: str) -> None:
+        """Refuse a prediction source that is not `label` or `probability:CLASS`, or names a
+        class the served model does not have (when its signature lists its classes)."""
+        wanted = _probability_class(source)
+        if wanted is None:
+            return
+        classes = self._served_classes(project, endpoint)
+        if classes is not None and wanted not in classes:
+            raise InvalidInput(
+                f"prediction_source {source!r}: the model endpoint {endpoint!r} serves has no "
+                f"class {wanted!r} (its classes: {', '.join(classes)})"
+            )
+
+    def _served_classes(self, project: str, endpoint: str) -> list[str] | None:
+        """The class names of the endpoint's main model version, when its signature lists them."""
+        try:
+            read = self.endpoints.get(project, endpoint)
+            live = [v for v in read.spec.variants if not v.shadow and v.name != "canary"]
+            variant = next((v for v in live if v.name == "main"), live[0] if live else None)
+            if variant is None or variant.version is None:
+                return None
+            model = parse_ref(variant.model).model
+            version = self.registry.get_version(project, model, str(variant.version))
+        except StratusError:
+            return None
+        for output in (version.signature or {}).get("outputs") or []:
+            if isinstance(output, dict) and isinstance(output.get("classes"), list):
+                return [class_name(c) for c in output["classes"]]
+        return None
 
     def _training_dataset(self, project: str, endpoint: str) -> str:
         read = self.endpoints.get(project, endpoint)
@@ -440,8 +479,16 @@ class MonitorService:
             features = list(spec.features)
         else:
             features = [c for c in tags if c in captured and not (tags[c] & _SKIPPED_TAGS)]
-        want_prediction = spec.prediction and label is not None
-        key = (project, ref_name, tuple(features), want_prediction)
+        predicted = _predicted_column(spec)
+        probability = predicted != PREDICTION_COLUMNS[0]
+        want_prediction = spec.prediction and (label is not None or probability)
+        if want_prediction and probability and predicted not in tags:
+            raise InvalidInput(
+                f"{ref_name} has no column {predicted!r} to compare the captured probabilities "
+                "with: give the monitor a reference dataset version that has one (a window of "
+                "captures, or the training data scored with the model's predict_proba)"
+            )
+        key = (project, ref_name, tuple(features), want_prediction, predicted)
         with self._lock:
             cached = self._references.get(key)
             if cached is not None:
@@ -455,7 +502,10 @@ class MonitorService:
             table = table.take(pa.array(picked))
         columns: dict[str, Any] = {f: table[f] for f in features if f in table.column_names}
         kinds: dict[str, str] = {}
-        if want_prediction and label is not None and label in table.column_names:
+        if want_prediction and probability and predicted in table.column_names:
+            columns["prediction"] = table[predicted]
+            kinds["prediction"] = "numeric"
+        elif want_prediction and label is not None and label in table.column_names:
             columns["prediction"] = table[label]
             kinds["prediction"] = _label_kind(table[label])
         reference = Reference.from_columns(columns, kinds=kinds or None)
@@ -471,7 +521,13 @@ class MonitorService:
         current = self.captures.read(project_uid, spec.endpoint, window)
         if current is None or not current.num_rows:
             return "no captured rows in the window; is capture on?"
+        probability = _probability_class(spec.prediction_source)
         prediction = next((c for c in PREDICTION_COLUMNS if c in current.column_names), None)
+        if probability is not None:
+            prediction = _predicted_column(spec)
+            if prediction not in current.column_names:
+                return _no_probabilities(spec.endpoint, prediction)
+            current = current.filter(pc.is_valid(current[prediction]))  # answered with them
         if prediction is None:
             return "the captured answers carry no single prediction to compare"
         request_ids = current["request_id"].to_pylist()
@@ -486,22 +542,33 @@ class MonitorService:
         taken = current.take(pa.array(matched))
         truth = [labels[(r, i)] for r, i in zip(
             taken["request_id"].to_pylist(), taken["row"].to_pylist(), strict=True)]  # fmt: skip
-        predicted = taken[prediction].to_pylist()
-        scores = _scores(taken)
+        positive = spec.positive
+        if probability is None:
+            predicted = taken[prediction].to_pylist()
+            scores = _scores(taken)
+        else:  # the most probable class is the label; the class's probability the score
+            predicted, scores = _from_probabilities(taken, prediction, truth)
+            if positive is None:
+                positive = _as_label(probability, truth)
         task = spec.task or performance.infer_task(truth)
+        if probability is not None and task == "regression":
+            raise InvalidInput(
+                f"prediction_source {spec.prediction_source!r} scores a classifier; a "
+                "regression monitor compares values: set prediction_source: label"
+            )
         by_version: dict[str, dict[str, float | None]] = {}
         versions = taken["model_version"].to_pylist()
         groups: dict[str, list[int]] = {}
         for i, version in enumerate(versions):
             groups.setdefault(version, []).append(i)
-        overall = self._metrics(task, truth, predicted, scores, spec.positive)
+        overall = self._metrics(task, truth, predicted, scores, positive)
         for version, rows in sorted(groups.items()):
             by_version[version] = self._metrics(
                 task,
                 [truth[i] for i in rows],
                 [predicted[i] for i in rows],
                 None if scores is None else [scores[i] for i in rows],
-                spec.positive,
+                positive,
             )
         breaches = _breaches(overall, spec.bounds)
         headline = "accuracy" if task == "classification" else "rmse"
@@ -726,6 +793,63 @@ def _scores(table: pa.Table) -> list[float] | None:
             if all(isinstance(v, (int, float)) for v in values):
                 return [float(v) for v in values]
     return None
+
+
+def _probability_class(source: str) -> str | None:
+    """The class whose probability a monitor takes as the prediction (None: the label).
+
+    Raises:
+        InvalidInput: `source` is neither `label` nor `probability:CLASS`.
+    """
+    if source == s.PREDICTION_SOURCE_DEFAULT:
+        return None
+    kind, colon, name = source.partition(":")
+    if kind.strip() != "probability" or not colon or not name.strip():
+        raise InvalidInput(
+            f"prediction_source {source!r} is not 'label' or 'probability:CLASS' (the "
+            "probability the answer gave one class, e.g. probability:1)",
+            prediction_source=source,
+        )
+    return name.strip()
+
+
+def _predicted_column(spec: s.MonitorSpec) -> str:
+    """The capture column holding what the monitor takes as the prediction."""
+    wanted = _probability_class(spec.prediction_source)
+    return PREDICTION_COLUMNS[0] if wanted is None else f"{PROBABILITY}.{wanted}"
+
+
+def _no_probabilities(endpoint: str, column: str) -> str:
+    return (
+        f"the captured answers of {endpoint!r} in the window carry no {column!r}: call the "
+        "endpoint with method predict_proba (stratus predict --proba; v2 and plain: "
+        '"parameters": {"method": "predict_proba"}; MLflow: "params") so that its probabilities '
+        "are captured, or check the class name"
+    )
+
+
+def _from_probabilities(
+    table: pa.Table, column: str, truth: list[Any]
+) -> tuple[list[Any], list[float]]:
+    """The most probable class of each row (as the truth spells it) and one class's
+    probability, from the `probability.CLASS` columns of `predict_proba` answers."""
+    names = [c for c in table.column_names if c.startswith(f"{PROBABILITY}.")]
+    matrix = np.column_stack(
+        [np.asarray(table[c].to_numpy(zero_copy_only=False), dtype=np.float64) for c in names]
+    )
+    best = np.nanargmax(np.where(np.isnan(matrix), -np.inf, matrix), axis=1)
+    classes = [_as_label(c[len(PROBABILITY) + 1 :], truth) for c in names]
+    predicted = [classes[i] for i in best]
+    scores = np.asarray(table[column].to_numpy(zero_copy_only=False), dtype=np.float64)
+    return predicted, scores.tolist()
+
+
+def _as_label(name: str, truth: list[Any]) -> Any:
+    """A class name as the ground truth spells that class (1 for "1"), else the name."""
+    for label in truth:
+        if class_name(label) == name:
+            return label
+    return name
 
 
 def _breaches(metrics: dict[str, float | None], bounds: s.PerformanceBounds) -> list[str]:

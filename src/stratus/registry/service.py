@@ -11,6 +11,7 @@ deployment) until an owner accepts it.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -35,13 +36,16 @@ from stratus.core.resources import (
 )
 from stratus.registry import schemas as s
 from stratus.registry.errors import rejected_version, version_not_found
-from stratus.registry.flavors import ModelLoadError, detect_flavor, get_flavor
+from stratus.registry.flavors import ModelLoadError, detect_flavor, get_flavor, onnx_graph
+from stratus.registry.flavors.base import pick_file
 from stratus.registry.load_checks import LoadChecker
 from stratus.registry.signatures import Signature
 from stratus.registry.tables import AliasEventRow, AliasRow, ModelRow, ModelVersionRow
 from stratus.storage.blobs import Blobs
 from stratus.storage.blobstore import BlobInfo
 from stratus.storage.uploads import FileUpload, declared_file, record_upload
+
+log = logging.getLogger("stratus.registry")
 
 COMPLETE_MARKER = ".stratus-version.json"
 ProjectLookup = Callable[[Session, str], str]  # (the caller's session, project name) -> uid
@@ -293,10 +297,13 @@ class RegistryService:
         # Every file is held now (a crash from here on leaves a pending version whose commit
         # can be tried again); load it outside any transaction: it may take a while.
         failure = self._load_failure(project_uid, uid, read, trusted=read.trusted)
+        described = self._described(project_uid, read) if failure is None else None
         with self.db.transaction() as session:
             row = self._model(session, project, model)
             version = self._version(session, row, str(number), for_update=True)
             if version.state == "pending" and failure is None:
+                if described is not None:
+                    version.signature = described
                 version.state = "ready"
                 version.committed_at = utcnow()
                 session.flush()
@@ -329,6 +336,21 @@ class RegistryService:
             return None
         shutil.rmtree(folder, ignore_errors=True)
         return outcome.detail
+
+    def _described(self, project_uid: str, read: s.VersionRead) -> dict[str, Any] | None:
+        """An ONNX version's signature completed from its graph (inputs and outputs, a
+        classifier's classes), read from the stored bytes without loading the model; None
+        when there is nothing to add (other flavors, or a signature that lists outputs)."""
+        if read.flavor != "onnx" or (read.signature and read.signature.get("outputs")):
+            return None
+        try:
+            file = pick_file([f.path for f in read.files], [".onnx"], "onnx")
+            entry = next(f for f in read.files if f.path == file)
+            graph = onnx_graph.read_chunks(self.blobs.open(project_uid, entry.sha256))
+        except (ModelLoadError, ValueError) as exc:  # the load check speaks for broken files
+            log.info("no signature read from the ONNX graph of %s: %s", read.model, exc)
+            return None
+        return onnx_graph.described(graph, read.signature)
 
     # --- versions: reading and changing ------------------------------------------------------
 

@@ -34,13 +34,16 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from stratus.core.errors import StratusError
-from stratus.registry.signatures import Signature
+from stratus.registry.signatures import PROBABILITIES_OUTPUT, Signature, class_name
 from stratus.serving.binary_tensors import answer_document
 from stratus.serving.protocols import ProtocolName, parse_request
 
 #: The column names a capture file always has, ahead of the request's inputs.
 RECORD_COLUMNS = ("time", "request_id", "row", "variant", "model_version", "latency_ms")
 PREDICTION = "prediction"
+#: A `predict_proba` answer is kept as one column per class, `probability.CLASS` (the class's
+#: `class_name`): what a monitor's `prediction: probability:CLASS` reads.
+PROBABILITY = "probability"
 SUBJECT = "_subject"  # the keyed hash of the data subject, when the endpoint names one
 MASK = "***"
 # Requests that made it through the gateway's size limit, parsed again: no row limit here.
@@ -344,6 +347,8 @@ def _fast_table(records: Sequence[CaptureRecord], signature: Signature | None) -
     predictions: list[Any] = []
     counts = np.empty(len(records), dtype=np.int64)
     for i, (doc, answer) in enumerate(zip(docs, answers, strict=True)):
+        if type(doc) is dict and _asks_probabilities(doc):
+            return None  # read one by one, its answer's classes named
         found = _json_rows(doc, signature)
         if found is None:
             return None
@@ -479,12 +484,37 @@ def _read(
         if record.protocol == "v2"
         else orjson.loads(record.response)
     )
+    if request.method == "predict_proba":
+        return inputs, _probabilities(record.protocol, answer, batch.n_rows)
     return inputs, _predictions(record.protocol, answer, batch.n_rows)
 
 
 def _input_name(name: str) -> str:
     """An input named like a record column (`time`, say) is kept as `input.time`."""
-    return f"input.{name}" if name in RECORD_COLUMNS or name.startswith(PREDICTION) else name
+    if name in RECORD_COLUMNS or name.startswith((PREDICTION, f"{PROBABILITY}.")):
+        return f"input.{name}"
+    return name
+
+
+def _asks_probabilities(doc: dict[str, Any]) -> bool:
+    parameters = doc.get("parameters", doc.get("params"))
+    return type(parameters) is dict and parameters.get("method") == "predict_proba"
+
+
+def _probabilities(protocol: ProtocolName, answer: Any, n_rows: int) -> dict[str, list[Any]]:
+    """A `predict_proba` answer as `probability.CLASS` columns: v2's `probabilities` output
+    (its classes in its parameters), or MLflow's and plain's objects keyed by class."""
+    if protocol == "v2":
+        output = next(o for o in answer["outputs"] if o["name"] == PROBABILITIES_OUTPUT)
+        keys = [class_name(c) for c in output["parameters"]["classes"]]
+        data, width = output["data"], len(keys)
+        rows = [data[i : i + width] for i in range(0, len(data), width)]
+    else:
+        predictions = answer["predictions"]
+        keys = list(predictions[0]) if predictions else []
+        rows = [[p.get(key) for key in keys] for p in predictions]
+    _fit(rows, n_rows)
+    return {f"{PROBABILITY}.{key}": [row[j] for row in rows] for j, key in enumerate(keys)}
 
 
 def _values(column: np.ndarray) -> list[Any]:

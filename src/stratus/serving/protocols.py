@@ -23,7 +23,13 @@ import orjson
 from stratus._version import __version__
 from stratus.core.errors import InvalidInput, PayloadTooLarge, StratusError
 from stratus.registry.batches import Batch
-from stratus.registry.signatures import Signature, TensorSpec, key_problem
+from stratus.registry.signatures import (
+    PROBABILITIES_OUTPUT,
+    Signature,
+    TensorSpec,
+    class_name,
+    key_problem,
+)
 from stratus.serving import binary_tensors
 
 ProtocolName = Literal["v2", "mlflow", "plain"]
@@ -31,6 +37,32 @@ PROTOCOLS: tuple[ProtocolName, ...] = ("v2", "mlflow", "plain")
 
 #: The name of the output in a v2 response when neither the signature nor the model names it.
 DEFAULT_OUTPUT = "predict"
+
+Method = Literal["predict", "predict_proba"]
+METHODS: tuple[Method, ...] = ("predict", "predict_proba")
+#: Where each protocol's request carries its parameters (`{"method": "predict_proba"}`).
+PARAMETERS_FIELD: dict[ProtocolName, str] = {
+    "v2": "parameters",
+    "mlflow": "params",
+    "plain": "parameters",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Probabilities:
+    """A classifier's answer to `predict_proba`: one row per input row, one column per class.
+
+    v2 renders it as the output `probabilities` ([n, classes], FP32 or FP64) with the classes
+    in the output's `parameters`; MLflow and plain as one object per row keyed by class name
+    (`class_name`: 1.0 is "1", True is "true").
+    """
+
+    values: np.ndarray
+    classes: Sequence[Any]
+
+    def records(self) -> list[dict[str, Any]]:
+        keys = [class_name(c) for c in self.classes]
+        return [dict(zip(keys, row, strict=True)) for row in self.values]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +72,8 @@ class Request:
     batch: Batch
     id: str | None = None  # v2: the request's own "id", echoed in the response
     outputs: tuple[str, ...] | None = None  # v2: the outputs asked for, by name
+    #: what the request asks of the model: `predict` (labels, values) or `predict_proba`
+    method: Method = "predict"
     # v2, binary tensor extension: every output as binary (`binary_data_output`), and the
     # outputs that say for themselves (`binary_data` in their parameters)
     binary_data_output: bool = False
@@ -91,9 +125,11 @@ def parse_request(
         return _parse_v2(document, signature, max_rows, binary)
     document = _load_json(body)
     if protocol == "mlflow":
-        return Request(_parse_mlflow(document, signature, max_rows))
+        batch = _parse_mlflow(document, signature, max_rows)
+        return Request(batch, method=method_of("mlflow", document))
     if protocol == "plain":
-        return Request(_parse_plain(document, signature, max_rows))
+        batch = _parse_plain(document, signature, max_rows)
+        return Request(batch, method=method_of("plain", document))
     raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
 
 
@@ -116,12 +152,16 @@ def render(
     request asked for as binary data (`binary_data`, `binary_data_output`) go as bytes after
     the JSON, and the body is framed (`binary_tensors.frame_answer`) for the gateway.
 
+    `Probabilities` (a `predict_proba` answer) render as that class says.
+
     Raises:
         InvalidInput: a v2 request asked for an output the model does not return.
     """
     if protocol == "v2":
         return _render_v2(predictions, model_name, model_version, request_id, signature, request)
-    if isinstance(predictions, Mapping):
+    if isinstance(predictions, Probabilities):
+        predictions = predictions.records()
+    elif isinstance(predictions, Mapping):
         predictions = _per_row_objects(predictions)
     return orjson.dumps({"predictions": predictions}, option=_DUMP, default=_default)
 
@@ -156,6 +196,29 @@ def v2_document(body: bytes, content_type: str | None) -> tuple[Any, memoryview 
         return _load_json(body), None
     header, binary = binary_tensors.split_body(body, length)
     return _load_json(header), binary
+
+
+def method_of(protocol: ProtocolName, document: Any) -> Method:
+    """What a JSON request asks of the model: its parameters' `method` (v2 and plain:
+    `parameters`, MLflow: `params`), `predict` by default. Other parameters are left alone.
+
+    Raises:
+        InvalidInput: the parameters are not an object, or `method` is neither `predict` nor
+            `predict_proba`.
+    """
+    field_name = PARAMETERS_FIELD[protocol]
+    parameters = document.get(field_name) if type(document) is dict else None
+    if parameters is None:
+        return "predict"
+    if type(parameters) is not dict:
+        raise InvalidInput(f"{field_name!r} must be an object, got {_json_type(parameters)}")
+    method = parameters.get("method", "predict")
+    if method not in METHODS:
+        raise InvalidInput(
+            f"parameter 'method' must be 'predict' (labels or values) or 'predict_proba' "
+            f"(class probabilities), got {_show(method)}"
+        )
+    return method  # type: ignore[no-any-return]
 
 
 # --- JSON and row limits ---------------------------------------------------------------------
@@ -201,13 +264,13 @@ def _check_fields(document: dict[str, Any], allowed: Sequence[str], expected: st
 
 # --- plain JSON ------------------------------------------------------------------------------
 
-_PLAIN_SHAPE = 'the plain protocol expects {"instances": [row, ...]}'
+_PLAIN_SHAPE = 'the plain protocol expects {"instances": [row, ...]} (optional: "parameters")'
 
 
 def _parse_plain(document: Any, signature: Signature | None, max_rows: int) -> Batch:
     if not isinstance(document, dict):
         raise InvalidInput(f"the body is {_json_type(document)}; {_PLAIN_SHAPE}")
-    _check_fields(document, ("instances",), _PLAIN_SHAPE)
+    _check_fields(document, ("instances", "parameters"), _PLAIN_SHAPE)
     if "instances" not in document:
         raise InvalidInput(f"missing field 'instances'; {_PLAIN_SHAPE}")
     return _instances(document["instances"], "instances", signature, max_rows)
@@ -587,6 +650,7 @@ def _parse_v2(
         outputs,
         binary_data_output=binary_data_output,
         binary_data=binary_data,
+        method=method_of("v2", document),
     )
 
 
@@ -900,7 +964,14 @@ def _bad_value(tensor: _Tensor, index: int, value: Any, wants: str) -> InvalidIn
 
 
 def _spec_metadata(spec: TensorSpec) -> dict[str, Any]:
-    return {"name": spec.name, "datatype": _SPEC_DATATYPES[spec.dtype], "shape": spec.shape}
+    meta: dict[str, Any] = {
+        "name": spec.name,
+        "datatype": _SPEC_DATATYPES[spec.dtype],
+        "shape": spec.shape,
+    }
+    if spec.classes is not None:
+        meta["parameters"] = {"classes": spec.classes}
+    return meta
 
 
 # --- rendering -------------------------------------------------------------------------------
@@ -914,7 +985,10 @@ def _render_v2(
     signature: Signature | None,
     request: Request | None,
 ) -> bytes:
-    if isinstance(predictions, Mapping):
+    classes = None
+    if isinstance(predictions, Probabilities):
+        classes, named = list(predictions.classes), {PROBABILITIES_OUTPUT: predictions.values}
+    elif isinstance(predictions, Mapping):
         named = {str(key): value for key, value in predictions.items()}
     else:
         name = signature.outputs[0].name if signature and signature.outputs else DEFAULT_OUTPUT
@@ -941,6 +1015,8 @@ def _render_v2(
             blobs.append(blob)
         else:
             output["data"] = array.ravel()
+        if classes is not None and name == PROBABILITIES_OUTPUT:
+            output.setdefault("parameters", {})["classes"] = [_plain(c) for c in classes]
         outputs.append(output)
     body = {
         "model_name": model_name,
@@ -968,6 +1044,11 @@ def _per_row_objects(predictions: Mapping[str, Any]) -> list[dict[str, Any]]:
     keys = [str(key) for key in predictions]
     columns = [np.asarray(value).tolist() for value in predictions.values()]
     return [dict(zip(keys, row, strict=True)) for row in zip(*columns, strict=True)]
+
+
+def _plain(value: Any) -> Any:
+    """A class label as JSON: numpy scalars as Python values."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _default(value: Any) -> Any:

@@ -17,18 +17,25 @@ import signal
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import orjson
 from pydantic import BaseModel, Field
 
-from stratus.core.errors import StratusError
+from stratus.core.errors import InvalidInput, StratusError
+from stratus.registry.batches import Batch
 from stratus.registry.flavors import get_flavor
-from stratus.registry.flavors.base import LoadedModel
+from stratus.registry.flavors.base import (
+    GivesProbabilities,
+    LoadedModel,
+    model_outputs,
+    probabilities_of,
+)
 from stratus.registry.signatures import Signature
 from stratus.serving import protocols
-from stratus.serving.batching import runner_for
+from stratus.serving.batching import Runner, runner_for
 from stratus.serving.wire import (
     HELLO_ID,
     Kind,
@@ -104,6 +111,15 @@ class Replica:
             on_batch=self.stats.on_batch,
             on_loop=True,
         )
+        self._proba: tuple[Runner, Sequence[Any]] | None = None  # predict_proba's batcher
+        # what v2 metadata lists: a signature without outputs gets those the model itself
+        # names (a classifier's label, answered as "predict", and its probabilities)
+        self.described = self.signature
+        if self.signature is not None and not self.signature.outputs:
+            outputs = model_outputs(model)
+            if outputs:
+                outputs[0] = outputs[0].model_copy(update={"name": protocols.DEFAULT_OUTPUT})
+                self.described = self.signature.model_copy(update={"outputs": outputs})
         self.hello = orjson.dumps(
             {
                 "model": spec.model_name,
@@ -157,7 +173,7 @@ class Replica:
             return 200, orjson.dumps(self.stats.as_dict())
         if kind == Kind.METADATA:
             meta = protocols.v2_model_metadata(
-                self.served_name, str(self.spec.model_version), self.signature
+                self.served_name, str(self.spec.model_version), self.described
             )
             return 200, orjson.dumps(meta)
         protocol = PROTOCOL_OF[kind]
@@ -166,7 +182,11 @@ class Replica:
             request = protocols.parse_request(
                 protocol, body, content_type, self.signature, max_rows=self.spec.max_rows
             )
-            predictions = await self.runner.submit(request.batch)
+            predictions: Any
+            if request.method == "predict":
+                predictions = await self.runner.submit(request.batch)
+            else:
+                predictions = await self._probabilities(request.batch)
             return 200, protocols.render(
                 protocol,
                 predictions,
@@ -191,13 +211,55 @@ class Replica:
             )
             return 500, _error_body(protocol, problem)
 
+    async def _probabilities(self, batch: Batch) -> protocols.Probabilities:
+        """A `predict_proba` request, through a batcher of its own (made on first use)."""
+        if self._proba is None:
+            found = probabilities_of(self.model)
+            if isinstance(found, str):
+                version = f"{self.spec.model_name}:{self.spec.model_version}"
+                raise InvalidInput(
+                    f"{version} gives no class probabilities: {found}; "
+                    "ask for predictions without method predict_proba"
+                )
+            model, classes = found
+            self._proba = (
+                runner_for(
+                    _ProbabilityModel(model, self.model.supports_batching),
+                    max_batch_size=self.spec.max_batch_size,
+                    max_wait_ms=self.spec.max_wait_ms,
+                    on_batch=self.stats.on_batch,
+                    on_loop=True,
+                ),
+                classes,
+            )
+        runner, classes = self._proba
+        values = await runner.submit(batch)
+        assert not isinstance(values, dict)
+        return protocols.Probabilities(values, classes)
+
     async def close(self) -> None:
         await self.runner.close()
+        if self._proba is not None:
+            await self._proba[0].close()
 
 
 def _error_body(protocol: str, error: StratusError) -> bytes:
     """v2 errors as that protocol writes them (`{"error": ...}`), others as problem+json."""
     return protocols.v2_error(error) if protocol == "v2" else orjson.dumps(error.to_problem())
+
+
+class _ProbabilityModel:
+    """A classifier's predict_proba, for a batcher (which calls `predict`)."""
+
+    def __init__(self, model: GivesProbabilities, supports_batching: bool) -> None:
+        self._predict_proba = model.predict_proba
+        self.supports_batching = supports_batching
+
+    def predict(self, batch: Batch) -> Any:
+        values = self._predict_proba(batch)
+        if values is None:
+            raise InvalidInput("the model gave no class probabilities for this request")
+        return values
 
 
 def load(spec: ReplicaSpec) -> LoadedModel:
