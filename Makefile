@@ -16,7 +16,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(BIN)/pip install --quiet -e '.[postgres,s3,models]'
+	$(BIN)/pip install --quiet -e '.[postgres,s3,models,tour]'
 	@touch $@
 
 $(VENV)/.installed-dev: $(BIN)/python pyproject.toml
