@@ -148,3 +148,22 @@ def test_a_monitor_takes_the_probability_of_a_class_as_the_prediction(
     metrics = result.report["metrics"]
     assert metrics["roc_auc"] == pytest.approx(roc_auc_score(truth, scores))
     assert metrics["accuracy"] == pytest.approx(accuracy_score(truth, scores > 0.5))
+
+
+def test_an_onnx_version_gets_its_signature_from_its_graph(
+    served: dict[str, Any], admin: Client, tmp_path: Any
+) -> None:
+    skl2onnx = pytest.importorskip("skl2onnx")
+    onx = skl2onnx.to_onnx(served["model"], served["x"][:1].astype(np.float32))
+    (tmp_path / "model.onnx").write_bytes(onx.SerializeToString())
+
+    version = admin.models.push(tmp_path / "model.onnx", "cancer-onnx", project=served["project"])
+
+    assert version.signature == {
+        "inputs": [{"name": "X", "dtype": "float32", "shape": [-1, 30]}],
+        "outputs": [
+            {"name": "label", "dtype": "int64", "shape": [-1]},
+            {"name": "probabilities", "dtype": "float32", "shape": [-1, 2], "classes": [0, 1]},
+        ],
+        "description": "",
+    }
