@@ -9,8 +9,9 @@ for its operation; each failure is printed with its operation and a curl command
 
 The run deletes and revokes freely, so it gets a platform of its own rather than the shared
 one, on SQLite and on PostgreSQL (whose stricter types found bugs SQLite hides).
-`openapi_fuzz_hooks.py` keeps the admin from locking itself out (see there). The profile is
-quick and deterministic: the same cases on every run, in well under a minute per backend.
+`openapi_fuzz_hooks.py` keeps the admin from locking itself out (see there). The CI profile is
+quick and deterministic: the same cases on every run, in about a minute per backend; a deeper
+one runs with the slow tests (`make test-all`).
 
 To dig deeper by hand, start a platform (`stratus up`) and run the same command with more
 examples and a random seed, e.g.
@@ -45,7 +46,13 @@ CHECKS = (
     "response_schema_conformance",
     "unsupported_method",  # a method the path lacks: 405 with an Allow header
 )
-MAX_EXAMPLES = 15  # per operation and phase: a quick profile for CI
+# The CI profile: every phase on SQLite, with 5 examples per operation where a phase takes a
+# number (the coverage phase's ~7,500 boundary and negative cases do not depend on it); the
+# random phases only on PostgreSQL, whose stricter types are what it adds. The deep profile,
+# behind the `slow` marker (`make test-all`), runs every phase on both with 25 examples.
+QUICK, DEEP = 5, 25
+ALL_PHASES = "examples,coverage,fuzzing,stateful"
+QUICK_PHASES = {"sqlite": ALL_PHASES, "postgres": "examples,fuzzing,stateful"}
 PROBLEM = "application/problem+json"
 
 
@@ -180,7 +187,18 @@ def _server_log(platform: LocalPlatform) -> str:
     return "\n".join(line for line in lines if not any(s in line for s in secrets))
 
 
-def test_openapi_fuzz(fuzz_platform: LocalPlatform, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "examples",
+    [
+        pytest.param(QUICK, id="quick", marks=pytest.mark.timeout(600)),
+        pytest.param(DEEP, id="deep", marks=[pytest.mark.slow, pytest.mark.timeout(1800)]),
+    ],
+)
+def test_openapi_fuzz(
+    fuzz_platform: LocalPlatform, tmp_path: Path, examples: int, request: pytest.FixtureRequest
+) -> None:
+    backend = request.node.callspec.params["fuzz_platform"]
+    phases = QUICK_PHASES[backend] if examples == QUICK else ALL_PHASES
     st = _schemathesis()
     api_key = fuzz_platform.api_key
     parts = split_key(api_key)
@@ -190,7 +208,8 @@ def test_openapi_fuzz(fuzz_platform: LocalPlatform, tmp_path: Path) -> None:
         st, "run", f"{fuzz_platform.url}/api/v1/openapi.json",
         "--header", f"Authorization: Bearer {api_key}",
         "--checks", ",".join(CHECKS),
-        "--max-examples", str(MAX_EXAMPLES),
+        "--max-examples", str(examples),
+        "--phases", phases,
         "--generation-deterministic",  # the same cases on every run, and no example database
         "--suppress-health-check", "all",  # they judge generation speed, not the API: no flakes
         "--workers", "1",  # Python 3.11's ast.parse is not thread-safe, and hypothesis uses it
@@ -206,8 +225,9 @@ def test_openapi_fuzz(fuzz_platform: LocalPlatform, tmp_path: Path) -> None:
     }
     # cwd: schemathesis writes its files there, and must not pick up a project config file.
     run = subprocess.run(
-        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=280
-    )
+        command, cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=560 if examples == QUICK else 1750,
+    )  # fmt: skip
     output = run.stdout + run.stderr
     assert junit.exists(), f"schemathesis wrote no report (exit {run.returncode}):\n{output}"
     tested, failures = _report(junit)
