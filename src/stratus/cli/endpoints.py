@@ -34,6 +34,17 @@ TimeoutOption = Annotated[
     float, typer.Option("--timeout", min=0, help="seconds to wait for the endpoint to be ready")
 ]
 
+PassthroughOption = Annotated[
+    str | None,
+    typer.Option(
+        "--passthrough",
+        help="columns a request may carry beside the model's inputs, comma-separated (ids, "
+        "subjects, timestamps): captured and echoed in the answer, never given to the model "
+        "('' for none) [default: unchanged; none for new endpoints]",
+        show_default=False,
+    ),
+]
+
 
 def model_label(variant: VariantSpec) -> str:
     """`MODEL:VERSION` once the server pinned the version, else the reference as written."""
@@ -174,6 +185,7 @@ def deploy(
             show_default=False,
         ),
     ] = None,
+    passthrough: PassthroughOption = None,
     reason: ReasonOption = "",
     wait: Annotated[
         bool, typer.Option("--wait/--no-wait", help="wait until the endpoint is ready")
@@ -189,7 +201,8 @@ def deploy(
     """
     if traffic is not None and canary is None:
         raise typer.BadParameter("--traffic is the canary's share: give --canary too")
-    if model is None and canary is None and shadow is None and capture is None:
+    columns = passthrough_columns(passthrough)
+    if model is None and canary is None and shadow is None and capture is None and columns is None:
         raise typer.BadParameter(
             "give --model, or --canary / --shadow to change an existing endpoint"
         )
@@ -217,10 +230,16 @@ def deploy(
             max_batch_size=max_batch_size,
             max_wait_ms=max_wait_ms,
             capture=capture_spec,
+            passthrough=columns,
         )
-    elif public is not None or capture_spec is not None:
+    elif public is not None or capture_spec is not None or columns is not None:
         endpoint = c.endpoints.update(
-            name, project=project, public=public, capture=capture_spec, reason=reason
+            name,
+            project=project,
+            public=public,
+            capture=capture_spec,
+            passthrough=columns,
+            reason=reason,
         )
     if canary is not None:
         endpoint = c.endpoints.canary(
@@ -239,6 +258,13 @@ def deploy(
     if wait:
         endpoint = _wait(c, name, project, timeout)
     _show_endpoint(c, endpoint, output)
+
+
+def passthrough_columns(value: str | None) -> list[str] | None:
+    """`--passthrough customer_id,ts` as a list (None: unchanged; '' clears it)."""
+    if value is None:
+        return None
+    return [name.strip() for name in value.split(",") if name.strip()]
 
 
 def capture_text(capture: CaptureSpec) -> str:
@@ -272,11 +298,15 @@ def capture_(
     ] = None,
     subject: Annotated[
         str | None,
-        typer.Option(help="the input that identifies a data subject, for erasure ('' for none)"),
+        typer.Option(
+            help="the column that identifies a data subject, for erasure: an input or a "
+            "pass-through column ('' for none)"
+        ),
     ] = None,
     retention_days: Annotated[
         int | None, typer.Option(min=1, max=3650, help="delete captures older than this")
     ] = None,
+    passthrough: PassthroughOption = None,
     reason: ReasonOption = "",
     project: ProjectOption = None,
     output: OutputOption = Format.table,
@@ -284,10 +314,11 @@ def capture_(
     """Show or change what an endpoint captures for monitoring (a sample of its requests and
     predictions, written as hourly Parquet files; see stratus monitors capture).
 
-    Example: stratus endpoints capture churn-api --sample 1.0 --pii email --subject customer_id
+    Example: stratus endpoints capture churn-api --sample 1 --subject cid --passthrough cid
     """
     c = client(ctx)
     where = project_of(ctx, project)
+    columns = passthrough_columns(passthrough)
     current = c.endpoints.get(name, where).spec.capture
     change: dict[str, Any] = {}
     if off:
@@ -304,10 +335,10 @@ def capture_(
         change["subject"] = subject or None
     if retention_days is not None:
         change["retention_days"] = retention_days
-    if change:
+    if change or columns is not None:
         wanted = CaptureSpec.model_validate({**current.model_dump(), **change})
         current = c.endpoints.update(
-            name, project=where, capture=wanted, reason=reason
+            name, project=where, capture=wanted, passthrough=columns, reason=reason
         ).spec.capture
     if output != Format.table:
         show(current, output)
@@ -360,6 +391,7 @@ def show_(
         ("revision", f"{endpoint.spec.revision} (status of {status.observed_revision})"),
         ("public", "yes" if endpoint.spec.public else "no"),
         ("capture", capture_text(endpoint.spec.capture)),
+        ("passthrough", ", ".join(endpoint.spec.passthrough) or "-"),
         ("description", endpoint.spec.description or "-"),
     ]:
         summary.add_row(f"[bold]{key}[/]", escape(value))

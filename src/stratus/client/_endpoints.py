@@ -58,6 +58,7 @@ class Endpoints(API):
         max_batch_size: int | None = None,
         max_wait_ms: float | None = None,
         capture: Capture | None = None,
+        passthrough: Sequence[str] | None = None,
         wait: bool = False,
         timeout: float = 120.0,
     ) -> ep.EndpointRead:
@@ -80,6 +81,9 @@ class Endpoints(API):
             capture: data capture settings (a `CaptureSpec` or a dict of its fields, e.g.
                 `{"sample": 1.0, "pii": ["email"]}`); None keeps the current ones (off for a
                 new endpoint).
+            passthrough: columns a request may carry beside the model's inputs (ids,
+                subjects, timestamps): captured and echoed in the answer, never given to the
+                model; None keeps the current ones (none for a new endpoint).
             wait: return only once the endpoint serves the new version (see `wait_ready`).
             timeout: seconds to wait when `wait` is true.
 
@@ -112,6 +116,7 @@ class Endpoints(API):
                 project=project,
                 public=bool(public),
                 capture=capture,
+                passthrough=passthrough,
                 reason=reason,
             )
         else:
@@ -122,6 +127,7 @@ class Endpoints(API):
                 variants=variants,
                 public=public,
                 capture=capture,
+                passthrough=passthrough,
                 reason=reason,
                 resource_version=current.metadata.resource_version,
             )
@@ -139,6 +145,7 @@ class Endpoints(API):
         labels: dict[str, str] | None = None,
         public: bool = False,
         capture: Capture | None = None,
+        passthrough: Sequence[str] | None = None,
         reason: str = "",
     ) -> ep.EndpointRead:
         """Create an endpoint from its variants (their non-shadow traffic adds up to 100).
@@ -152,6 +159,8 @@ class Endpoints(API):
             labels: key=value labels, for `list(selector=...)`.
             public: callable without a credential.
             capture: data capture settings (`CaptureSpec` or dict); default off.
+            passthrough: columns a request may carry beside the model's inputs (ids,
+                subjects, timestamps): captured and echoed, never given to the model.
             reason: why (kept in the endpoint's history).
 
         Raises:
@@ -168,6 +177,8 @@ class Endpoints(API):
         }
         if capture is not None:
             body["capture"] = _capture_body(capture)
+        if passthrough is not None:
+            body["passthrough"] = list(passthrough)
         return self._c._model(ep.EndpointRead, "POST", self._base(project), json=body)
 
     def list(
@@ -200,6 +211,7 @@ class Endpoints(API):
         public: bool | None = None,
         variants: Sequence[Variant] | None = None,
         capture: Capture | None = None,
+        passthrough: Sequence[str] | None = None,
         reason: str = "",
         resource_version: int | None = None,
     ) -> ep.EndpointRead:
@@ -214,6 +226,7 @@ class Endpoints(API):
             variants: replace every variant: a rolling update (replicas of unchanged
                 variants keep serving).
             capture: replace the data capture settings (`CaptureSpec` or dict).
+            passthrough: replace the pass-through columns (`[]` for none).
             reason: why (kept in the endpoint's history).
             resource_version: fail with StaleResource unless the endpoint is still at it.
         """
@@ -223,6 +236,7 @@ class Endpoints(API):
             "public": public,
             "variants": None if variants is None else [_variant_body(v) for v in variants],
             "capture": None if capture is None else _capture_body(capture),
+            "passthrough": None if passthrough is None else list(passthrough),
             "resource_version": resource_version,
         }
         body = {k: v for k, v in body.items() if v is not None}

@@ -22,7 +22,7 @@ import hashlib
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -96,9 +96,11 @@ class _Known:
     written_at: float = 0.0
 
 
-def template_of(variant: s.VariantSpec) -> str:
+def template_of(variant: s.VariantSpec, passthrough: Sequence[str] = ()) -> str:
     """What tells a variant's replicas of one spec from another's (a new one rolls)."""
     key = f"{variant.model}|{variant.version}|{variant.batching.model_dump_json()}"
+    if passthrough:  # (endpoints without any keep the templates they had)
+        key += "|passthrough=" + ",".join(sorted(passthrough))
     return hashlib.sha256(key.encode()).hexdigest()[:8]
 
 
@@ -319,7 +321,10 @@ class EndpointController:
 
     async def _reconcile_endpoint(self, endpoint: DesiredEndpoint) -> None:
         mine = [r for r in self.replicas.values() if r.endpoint_uid == endpoint.uid]
-        wants = [Want(v.name, template_of(v), v.replicas) for v in endpoint.variants]
+        wants = [
+            Want(v.name, template_of(v, endpoint.passthrough), v.replicas)
+            for v in endpoint.variants
+        ]
         seen = [Seen(r.id, r.variant, r.template, r.phase, r.handle.started_at) for r in mine]
         decided = plan(wants, seen)
         for replica_id in decided.drain:
@@ -351,7 +356,7 @@ class EndpointController:
             str(variant.version),
             self.config.cache_dir,
         )
-        template = template_of(variant)
+        template = template_of(variant, endpoint.passthrough)
         replica_id = (
             f"{endpoint.uid}.{variant.name}.{variant.version}.{template}.{secrets.token_hex(3)}"
         )
@@ -370,6 +375,7 @@ class EndpointController:
             socket=socket,
             max_batch_size=variant.batching.max_batch_size,
             max_wait_ms=variant.batching.max_wait_ms,
+            passthrough=list(endpoint.passthrough),
         )
         handle = await self._blocking(self.backend.start_replica, replica_id, spec)
         self.replicas[replica_id] = Replica(
@@ -480,7 +486,7 @@ class EndpointController:
         variants: list[s.VariantStatus] = []
         failing = False
         for spec in endpoint.variants:
-            template = template_of(spec)
+            template = template_of(spec, endpoint.passthrough)
             live = [r for r in mine if r.variant == spec.name and r.phase is not Phase.draining]
             ready = [r for r in live if r.phase is Phase.ready and r.id in routed]
             updated = sum(1 for r in ready if r.template == template)
@@ -499,7 +505,7 @@ class EndpointController:
                     message=health.message if health.failures else "",
                 )
             )
-        wanted = {(v.name, template_of(v)) for v in endpoint.variants}
+        wanted = {(v.name, template_of(v, endpoint.passthrough)) for v in endpoint.variants}
         stale = any((r.variant, r.template) not in wanted for r in mine)
         complete = all(v.updated == v.desired for v in variants)
         serving = any(v.ready for v in variants)

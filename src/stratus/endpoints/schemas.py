@@ -5,9 +5,9 @@ a copy of it."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from stratus.core.resource_schemas import Labels, Metadata, Name
 
@@ -47,9 +47,10 @@ class CaptureSpec(_Input):
     written off the request path as hourly Parquet files for the monitors to read.
 
     `pii` columns are masked (replaced by "***") or dropped before anything is written.
-    `subject` names the input that identifies a data subject (a customer id, say): its keyed
-    hash is kept with every record so that one subject's records can be erased on request,
-    even when the column itself is masked or dropped.
+    `subject` names the column that identifies a data subject (a customer id, say): a model
+    input or one of the endpoint's pass-through columns. Its keyed hash is kept with every
+    record so that one subject's records can be erased on request, even when the column itself
+    is masked or dropped.
     """
 
     sample: float = Field(0.0, ge=0.0, le=1.0, description="share of requests kept; 0 is off")
@@ -63,11 +64,39 @@ class CaptureSpec(_Input):
         return self.sample > 0
 
 
+def check_passthrough(names: list[str]) -> list[str]:
+    for name in names:
+        if not name or len(name) > 200 or name != name.strip():
+            raise ValueError(
+                f"pass-through column {name!r}: names are 1 to 200 characters, no outer spaces"
+            )
+    if len(set(names)) != len(names):
+        twice = next(n for i, n in enumerate(names) if n in names[:i])
+        raise ValueError(f"pass-through column {twice!r} is named twice")
+    return names
+
+
+Passthrough = Annotated[
+    list[str],
+    Field(
+        max_length=50,
+        description="columns a request may carry beside the model's inputs (ids, subjects, "
+        "timestamps): captured and echoed in the answer, never given to the model",
+    ),
+    AfterValidator(check_passthrough),
+]
+
+
 class EndpointSpec(BaseModel):
     description: str = ""
     public: bool = False
     variants: list[VariantSpec]
     capture: CaptureSpec = Field(default_factory=CaptureSpec)
+    passthrough: list[str] = Field(
+        default_factory=list,
+        description="columns a request may carry beside the model's inputs (ids, subjects, "
+        "timestamps): captured and echoed in the answer, never given to the model",
+    )
     revision: int = Field(1, description="set by the server; every change adds one")
 
 
@@ -93,6 +122,7 @@ class EndpointCreate(_Input):
     public: bool = Field(False, description="callable without a credential")
     variants: list[VariantSpec] = Field(..., min_length=1, max_length=8)
     capture: CaptureSpec = Field(default_factory=CaptureSpec)
+    passthrough: Passthrough = Field(default_factory=list)
     reason: str = Field("", max_length=1000)
 
     @model_validator(mode="after")
@@ -109,6 +139,7 @@ class EndpointUpdate(_Input):
     public: bool | None = None
     variants: list[VariantSpec] | None = Field(None, min_length=1, max_length=8)
     capture: CaptureSpec | None = Field(None, description="replaces the capture settings")
+    passthrough: Passthrough | None = Field(None, description="replaces the pass-through columns")
     reason: str = Field("", max_length=1000)
     resource_version: int | None = None
 

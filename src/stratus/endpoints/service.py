@@ -43,6 +43,7 @@ class DesiredEndpoint:
     revision: int
     variants: list[s.VariantSpec]
     capture: s.CaptureSpec
+    passthrough: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class CaptureTarget:
     project: str
     endpoint: str
     capture: s.CaptureSpec
+    passthrough: tuple[str, ...] = ()
 
 
 class EndpointService:
@@ -119,6 +121,7 @@ class EndpointService:
                     revision=row.revision,
                     variants=[s.VariantSpec.model_validate(v) for v in row.variants],
                     capture=_capture(row),
+                    passthrough=tuple(row.passthrough or ()),
                 )
                 for row, project in rows
             ]
@@ -143,6 +146,7 @@ class EndpointService:
                     project=project,
                     endpoint=row.name,
                     capture=_capture(row),
+                    passthrough=tuple(row.passthrough or ()),
                 )
                 for row, project in rows
             }
@@ -173,6 +177,7 @@ class EndpointService:
 
     def create(self, project: str, data: s.EndpointCreate, *, actor: str) -> s.EndpointRead:
         variants = self._pin(project, data.variants)
+        self._check_columns(project, variants, data.capture, data.passthrough)
         with self.db.transaction() as session:
             project_uid = self._project_uid(session, project)
             self._endpoints.refuse_duplicate(session, project_uid, project, data.name)
@@ -185,6 +190,7 @@ class EndpointService:
                 variants=_dump(variants),
                 revision=1,
                 capture=data.capture.model_dump(mode="json"),
+                passthrough=list(data.passthrough),
             )
             session.add(row)
             session.flush()
@@ -197,6 +203,14 @@ class EndpointService:
         self, project: str, name: str, data: s.EndpointUpdate, *, actor: str
     ) -> s.EndpointRead:
         variants = self._pin(project, data.variants) if data.variants is not None else None
+        if variants is not None or data.capture is not None or data.passthrough is not None:
+            current = self.get(project, name).spec
+            self._check_columns(
+                project,
+                current.variants if variants is None else variants,
+                current.capture if data.capture is None else data.capture,
+                current.passthrough if data.passthrough is None else data.passthrough,
+            )
 
         def change(row: EndpointRow) -> str:
             self._endpoints.update(row, data)
@@ -206,6 +220,8 @@ class EndpointService:
                 row.variants = _dump(variants)
             if data.capture is not None:
                 row.capture = data.capture.model_dump(mode="json")
+            if data.passthrough is not None:
+                row.passthrough = list(data.passthrough)
             return "update"
 
         return self._change(project, name, change, actor, data.reason, data.resource_version)
@@ -214,6 +230,8 @@ class EndpointService:
         self, project: str, name: str, data: s.CanaryCreate, *, actor: str
     ) -> s.EndpointRead:
         pinned = self._pin(project, [s.VariantSpec(name=CANARY, model=data.model)])[0]
+        current = self.get(project, name).spec
+        self._check_columns(project, [pinned], current.capture, current.passthrough)
 
         def change(row: EndpointRow) -> str:
             variants = _variants(row)
@@ -247,6 +265,8 @@ class EndpointService:
             name=SHADOW, model=data.model, replicas=data.replicas, traffic=0, shadow=True
         )
         pinned = self._pin(project, [shadow])
+        current = self.get(project, name).spec
+        self._check_columns(project, pinned, current.capture, current.passthrough)
 
         def change(row: EndpointRow) -> str:
             others = [v for v in _variants(row) if v.name != SHADOW]
@@ -360,9 +380,9 @@ class EndpointService:
         with self.db.transaction() as session:
             row = self._endpoint(session, project, name)
             check_version(row, resource_version, "endpoint")
-            before = (list(row.variants), row.public, dict(row.capture or {}))
+            before = _compared(row)
             action = change(row)
-            if (list(row.variants), row.public, dict(row.capture or {})) != before:
+            if _compared(row) != before:
                 row.revision += 1
                 session.flush()
                 self._record(session, row, action, actor, reason)
@@ -398,6 +418,36 @@ class EndpointService:
                 variant.model_copy(update={"model": str(ref), "version": version.version})
             )
         return pinned
+
+    def _check_columns(
+        self,
+        project: str,
+        variants: list[s.VariantSpec],
+        capture: s.CaptureSpec,
+        passthrough: list[str],
+    ) -> None:
+        """The capture subject must be a column every served version's requests carry: one of
+        its inputs, or a declared pass-through column (a version without a signature is taken
+        at its word)."""
+        if capture.subject is None or capture.subject in passthrough:
+            return
+        for variant in variants:
+            ref = parse_ref(variant.model)
+            version = self.registry.get_version(project, ref.model, str(variant.version))
+            if not version.signature:
+                continue
+            inputs = [spec["name"] for spec in version.signature.get("inputs", [])]
+            if capture.subject in inputs:
+                continue
+            declared = ", ".join(passthrough) or "none"
+            raise InvalidInput(
+                f"capture subject {capture.subject!r} is neither an input of "
+                f"{ref.model}:{version.version} ({', '.join(inputs)}) nor a pass-through column "
+                f"of the endpoint ({declared}); declare it as one (passthrough, or --passthrough "
+                f"{capture.subject} on stratus deploy) or name another subject",
+                subject=capture.subject,
+                allowed=sorted({*inputs, *passthrough}),
+            )
 
     def _endpoint(self, session: Session, project: str, name: str) -> EndpointRow:
         return self._endpoints.find(session, self._project_uid(session, project), project, name)
@@ -462,8 +512,14 @@ def _spec(row: EndpointRow) -> s.EndpointSpec:
         public=row.public,
         variants=_variants(row),
         capture=_capture(row),
+        passthrough=list(row.passthrough or ()),
         revision=row.revision,
     )
+
+
+def _compared(row: EndpointRow) -> tuple[Any, ...]:
+    """What a change must alter to make a new revision."""
+    return (list(row.variants), row.public, dict(row.capture or {}), list(row.passthrough or ()))
 
 
 def _capture(row: EndpointRow) -> s.CaptureSpec:

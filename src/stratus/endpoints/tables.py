@@ -37,6 +37,7 @@ class EndpointRow(ResourceMixin, Base):
     variants: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     revision: Mapped[int] = mapped_column(Integer, default=1)
     capture: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    passthrough: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
 
 
 class EndpointRevisionRow(Base):

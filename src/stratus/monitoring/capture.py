@@ -25,7 +25,7 @@ import os
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -36,7 +36,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from stratus.core.clock import as_utc, utcnow
@@ -47,10 +47,13 @@ from stratus.core.ids import new_id
 from stratus.core.interrupts import children_ignore_ctrl_c, ignore_ctrl_c
 from stratus.endpoints.service import CaptureTarget, EndpointService
 from stratus.monitoring import schemas as s
-from stratus.monitoring.tables import CaptureFileRow, GroundTruthRow
+from stratus.monitoring.tables import CaptureFileRow, CaptureRequestRow, GroundTruthRow
 from stratus.registry.references import parse_ref
 from stratus.registry.service import RegistryService
 from stratus.registry.signatures import Signature
+from stratus.serving.capture import (
+    PREDICTION_COLUMNS as PREDICTION_COLUMNS,  # where a prediction is, first found wins
+)
 from stratus.serving.capture import (
     RECORD_COLUMNS,
     RECORD_OVERHEAD,
@@ -61,14 +64,14 @@ from stratus.serving.capture import (
     EncodedFile,
     EncodeJob,
     encode,
+    label_kind,
+    request_counts,
     subject_hash,
 )
 from stratus.storage.blobs import Blobs
 
 log = logging.getLogger("stratus.capture")
 
-#: Where a captured answer's prediction is, first found wins (dict answers: `prediction.KEY`).
-PREDICTION_COLUMNS = ("prediction", "prediction.label", "prediction.class", "prediction.predict")
 _HIDDEN = (SUBJECT,)
 #: After writing at least this many bytes of records, freed memory goes back to the system:
 #: glibc keeps a freed heap (the records are many small objects) for reuse otherwise, and the
@@ -172,6 +175,7 @@ class CaptureStore:
             pii_action=spec.pii_action,
             subject=spec.subject,
             subject_key=self._subject_key,
+            passthrough=list(target.passthrough),
         )
         encoded = self.encoder(job)
         self.skipped += encoded.skipped
@@ -210,6 +214,16 @@ class CaptureStore:
                     created_at=now,
                 )
             )
+            session.flush()  # the file's row first: its requests refer to it
+            _add_requests(
+                session,
+                uid,
+                target.project_uid,
+                target.endpoint,
+                part.request_ids,
+                part.request_rows,
+                part.label_kind,
+            )
 
     def _signature(self, project: str, model_version: str) -> Signature | None:
         key = (project, model_version)
@@ -224,6 +238,77 @@ class CaptureStore:
                 pass
             self._signatures[key] = signature
         return self._signatures[key]
+
+    # --- which requests were captured --------------------------------------------------------
+
+    def captured(
+        self, project_uid: str, endpoint: str, request_ids: Iterable[str]
+    ) -> dict[str, CapturedRequest]:
+        """What was captured of these requests of the endpoint (those never captured, or
+        expired or erased since, are missing from the answer).
+
+        A request answered a moment ago may still wait in the buffer (the writer flushes every
+        `capture_flush_seconds`): when some are not found, the buffer is flushed now and they
+        are looked for again, so a label posted right after its request is never refused for
+        that. Files written before requests were indexed are indexed then too.
+        """
+        wanted = sorted(set(request_ids))
+        found = self._lookup(project_uid, endpoint, wanted)
+        if len(found) < len(wanted):
+            missing = [r for r in wanted if r not in found]
+            # (the writer may be writing them now: `flush` waits for it, and then they are in)
+            self.flush()
+            self._index_legacy_files(project_uid, endpoint)
+            found.update(self._lookup(project_uid, endpoint, missing))
+        return found
+
+    def _lookup(
+        self, project_uid: str, endpoint: str, request_ids: Sequence[str]
+    ) -> dict[str, CapturedRequest]:
+        found: dict[str, CapturedRequest] = {}
+        with self.db.transaction() as session:
+            for start in range(0, len(request_ids), 500):
+                rows = session.execute(
+                    select(
+                        CaptureRequestRow.request_id,
+                        CaptureRequestRow.rows,
+                        CaptureRequestRow.label_kind,
+                    ).where(
+                        CaptureRequestRow.project_uid == project_uid,
+                        CaptureRequestRow.endpoint == endpoint,
+                        CaptureRequestRow.request_id.in_(request_ids[start : start + 500]),
+                    )
+                ).all()
+                for request_id, rows_of, kind in rows:
+                    seen = found.get(request_id)
+                    if seen is None or rows_of > seen.rows:  # an id a caller sent twice
+                        found[request_id] = CapturedRequest(rows_of, kind)
+        return found
+
+    def _index_legacy_files(self, project_uid: str, endpoint: str) -> int:
+        """Index the requests of the endpoint's files written before `capture_requests`
+        existed; how many files that took."""
+        with self.db.transaction() as session:
+            legacy = session.scalars(
+                select(CaptureFileRow).where(
+                    CaptureFileRow.project_uid == project_uid,
+                    CaptureFileRow.endpoint == endpoint,
+                    CaptureFileRow.indexed.is_(False),
+                )
+            ).all()
+            session.expunge_all()
+        for row in legacy:
+            table = self._open(project_uid, row)
+            ids, counts = request_counts(table)
+            with self.db.transaction() as session:
+                current = session.get(CaptureFileRow, row.uid)
+                if current is None or current.indexed:
+                    continue  # expired, or indexed by another call meanwhile
+                _add_requests(
+                    session, row.uid, project_uid, endpoint, ids, counts, label_kind(table)
+                )
+                current.indexed = True
+        return len(legacy)
 
     def subject_hash(self, value: Any) -> str:
         """The keyed hash of a data subject's identifier, as the capture files hold it."""
@@ -349,6 +434,7 @@ class CaptureStore:
             candidates = session.scalars(query).all()
             session.expunge_all()
         request_ids: set[tuple[str, str, int]] = set()
+        gone_requests: list[tuple[str, set[str]]] = []  # per file: requests with no row left
         for row in candidates:
             table = self._open(project_uid, row)
             hit = pc.fill_null(pc.equal(table[SUBJECT], key), False)
@@ -361,10 +447,13 @@ class CaptureStore:
             ):
                 request_ids.add((row.endpoint, request_id, index))
             kept = table.filter(pc.invert(hit))
+            left = set(kept["request_id"].to_pylist())
+            gone_requests.append((row.uid, set(gone["request_id"].to_pylist()) - left))
             self._replace(project_uid, row, kept)
             rewritten += 1
             removed += n
         labels = self._erase_labels(project_uid, request_ids)
+        self._forget_requests(gone_requests)
         return s.EraseResult(
             files_rewritten=rewritten, records_removed=removed, ground_truth_removed=labels
         )
@@ -390,6 +479,19 @@ class CaptureStore:
                 current.last_time = as_utc(pc.max(times).as_py())
             self.blobs.release(session, project_uid, old)
         self.blobs.purge(project_uid, old)
+
+    def _forget_requests(self, per_file: list[tuple[str, set[str]]]) -> None:
+        """Erased requests are no longer known as captured: ground truth for them is refused."""
+        with self.db.transaction() as session:
+            for file_uid, request_ids in per_file:
+                ordered = sorted(request_ids)
+                for start in range(0, len(ordered), 500):
+                    session.execute(
+                        delete(CaptureRequestRow).where(
+                            CaptureRequestRow.file_uid == file_uid,
+                            CaptureRequestRow.request_id.in_(ordered[start : start + 500]),
+                        )
+                    )
 
     def _erase_labels(self, project_uid: str, keys: set[tuple[str, str, int]]) -> int:
         removed = 0
@@ -538,6 +640,41 @@ def file_read(row: CaptureFileRow) -> s.CaptureFileRead:
         first_time=as_utc(row.first_time),
         last_time=as_utc(row.last_time),
         expires_at=as_utc(row.expires_at),
+    )
+
+
+@dataclass(frozen=True)
+class CapturedRequest:
+    """What capture kept of one request: how many rows, and the kind of its predictions."""
+
+    rows: int
+    label_kind: str
+
+
+def _add_requests(
+    session: Session,
+    file_uid: str,
+    project_uid: str,
+    endpoint: str,
+    request_ids: Sequence[str],
+    rows: Sequence[int],
+    kind: str,
+) -> None:
+    if not request_ids:
+        return
+    session.execute(
+        insert(CaptureRequestRow),
+        [
+            {
+                "file_uid": file_uid,
+                "project_uid": project_uid,
+                "endpoint": endpoint,
+                "request_id": request_id,
+                "rows": count,
+                "label_kind": kind,
+            }
+            for request_id, count in zip(request_ids, rows, strict=True)
+        ],
     )
 
 

@@ -43,7 +43,13 @@ from stratus.data.service import DataService
 from stratus.endpoints.service import EndpointService
 from stratus.monitoring import performance
 from stratus.monitoring import schemas as s
-from stratus.monitoring.capture import PREDICTION_COLUMNS, CaptureStore, Window, iter_columns
+from stratus.monitoring.capture import (
+    PREDICTION_COLUMNS,
+    CapturedRequest,
+    CaptureStore,
+    Window,
+    iter_columns,
+)
 from stratus.monitoring.statistics import DriftReport, DriftSettings, Reference, compute_drift
 from stratus.monitoring.tables import (
     GroundTruthRow,
@@ -638,13 +644,20 @@ class MonitorService:
     def post_ground_truth(
         self, project: str, endpoint: str, data: s.GroundTruthPost
     ) -> s.GroundTruthResult:
-        """Store (or replace) the true outcome of captured rows, by request id and row."""
+        """Store (or replace) the true outcome of captured rows, by request id and row.
+
+        Every (request id, row) must have been captured (else NotFound naming it, nothing is
+        stored), and each label must be of the kind the model predicts (InvalidInput).
+        """
         self.endpoints.get(project, endpoint)
         latest: dict[tuple[str, int], Any] = {}
         for item in data.labels:
             latest[(item.request_id, item.row)] = item.label  # the last one given wins
+        project_uid = self.project_uid(project)
+        captured = self.captures.captured(project_uid, endpoint, {rid for rid, _ in latest})
+        _check_captured(endpoint, latest, captured)
+        _check_kinds(latest, captured, self._tasks(project_uid, endpoint))
         with self.db.transaction() as session:
-            project_uid = self._project_uid(session, project)
             keys = sorted(latest)
             replaced = 0
             for start in range(0, len(keys), 500):
@@ -678,6 +691,20 @@ class MonitorService:
                         row.label, row.time = latest[key], now
                         replaced += 1
         return s.GroundTruthResult(received=len(data.labels), stored=len(latest), replaced=replaced)
+
+    def _tasks(self, project_uid: str, endpoint: str) -> set[str]:
+        """The tasks the endpoint's performance monitors name (`task`), if any."""
+        with self.db.transaction() as session:
+            specs = session.scalars(
+                select(MonitorRow.spec).where(
+                    MonitorRow.project_uid == project_uid, MonitorRow.endpoint == endpoint
+                )
+            ).all()
+        return {
+            str(spec["task"])
+            for spec in specs
+            if spec.get("type") == "performance" and spec.get("task")
+        }
 
     # --- metrics ----------------------------------------------------------------------------
 
@@ -850,6 +877,70 @@ def _as_label(name: str, truth: list[Any]) -> Any:
         if class_name(label) == name:
             return label
     return name
+
+
+def _check_captured(
+    endpoint: str, labels: dict[tuple[str, int], Any], captured: dict[str, CapturedRequest]
+) -> None:
+    """Each labelled (request id, row) was captured: else NotFound, naming the first."""
+    unknown = sorted({rid for rid, _ in labels if rid not in captured})
+    if unknown:
+        more = f" (and {len(unknown) - 1} more request ids)" if len(unknown) > 1 else ""
+        raise NotFound(
+            f"endpoint {endpoint!r} captured no request {unknown[0]!r}{more}: ground truth is "
+            "kept only for captured requests (is capture on, did the sample take it, has it "
+            "expired or been erased?)",
+            request_ids=unknown[:100],
+        )
+    for (rid, row), _ in sorted(labels.items()):
+        rows = captured[rid].rows
+        if row >= rows:
+            had = "1 row (row 0)" if rows == 1 else f"{rows} rows (0 to {rows - 1})"
+            raise NotFound(
+                f"request {rid!r} of endpoint {endpoint!r} had {had}: it has no row {row}",
+                request_id=rid,
+                row=row,
+            )
+
+
+#: The label kinds each kind of captured prediction accepts (CSV readers turn "1" into 1).
+_LABEL_KINDS: dict[str, tuple[str, str]] = {
+    "integer": ("int", "an integer class, like its predictions"),
+    "bool": ("int", "a class: true/false or 1/0, like its predictions"),
+    "number": ("number", "a number, like its predictions"),
+    "string": ("class", "a class name, like its predictions"),
+}
+
+
+def _check_kinds(
+    labels: dict[tuple[str, int], Any], captured: dict[str, CapturedRequest], tasks: set[str]
+) -> None:
+    """A label of the wrong kind for the task is refused (a string for a regressor, `banana`
+    for a classifier of integer classes): it could never match a prediction."""
+    for (rid, row), label in sorted(labels.items(), key=lambda kv: kv[0]):
+        kind = captured[rid].label_kind
+        if "regression" in tasks and "classification" not in tasks:
+            kind = "number"
+        if kind not in _LABEL_KINDS:
+            continue
+        wants, say = _LABEL_KINDS[kind]
+        if _label_fits(label, wants):
+            continue
+        task = "regressor" if kind == "number" else "classifier"
+        raise InvalidInput(
+            f"label {label!r} for request {rid!r} row {row} is not of this {task}'s kind: "
+            f"it needs {say}",
+            request_id=rid,
+            row=row,
+        )
+
+
+def _label_fits(label: Any, wants: str) -> bool:
+    if wants == "number":
+        return type(label) in (int, float)
+    if wants == "int":
+        return type(label) in (int, bool) or (type(label) is float and label.is_integer())
+    return type(label) in (str, int, bool)  # class names; "1" may have been read as 1
 
 
 def _breaches(metrics: dict[str, float | None], bounds: s.PerformanceBounds) -> list[str]:

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -52,6 +53,31 @@ class CaptureFileRow(Base):
     has_subjects: Mapped[bool] = mapped_column(Boolean, default=False)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # its requests are in `capture_requests` (files written before that table are indexed
+    # when ground truth first looks for a request it does not find)
+    indexed: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+
+
+class CaptureRequestRow(Base):
+    """One captured request: the file holding its rows, how many it had, and what kind of
+    value its prediction is, so ground truth is checked against what was captured without
+    reading any file. Goes with its file (expiry, erasure, a deleted project)."""
+
+    __tablename__ = "capture_requests"
+    __table_args__ = (
+        Index("ix_capture_requests_request", "project_uid", "endpoint", "request_id"),
+    )
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    file_uid: Mapped[str] = mapped_column(
+        ForeignKey("capture_files.uid", ondelete="CASCADE"), index=True
+    )
+    project_uid: Mapped[str] = mapped_column(String(32))
+    endpoint: Mapped[str] = mapped_column(String(63))
+    request_id: Mapped[str] = mapped_column(String(64))
+    rows: Mapped[int] = mapped_column(Integer)
+    # the prediction's kind: integer, number, bool, string, or "" (several outputs, say)
+    label_kind: Mapped[str] = mapped_column(String(16), default="")
 
 
 class MonitorRow(ResourceMixin, Base):

@@ -36,6 +36,8 @@ import pyarrow.parquet as pq
 from stratus.core.errors import StratusError
 from stratus.registry.signatures import PROBABILITIES_OUTPUT, Signature, class_name
 from stratus.serving.binary_tensors import answer_document
+from stratus.serving.passthrough import FIELD as PASSTHROUGH_FIELD
+from stratus.serving.passthrough import carried_by
 from stratus.serving.protocols import ProtocolName, parse_request
 
 #: The column names a capture file always has, ahead of the request's inputs.
@@ -44,6 +46,8 @@ PREDICTION = "prediction"
 #: A `predict_proba` answer is kept as one column per class, `probability.CLASS` (the class's
 #: `class_name`): what a monitor's `prediction: probability:CLASS` reads.
 PROBABILITY = "probability"
+#: Where a captured answer's prediction is, first found wins (dict answers: `prediction.KEY`).
+PREDICTION_COLUMNS = ("prediction", "prediction.label", "prediction.class", "prediction.predict")
 SUBJECT = "_subject"  # the keyed hash of the data subject, when the endpoint names one
 MASK = "***"
 # Requests that made it through the gateway's size limit, parsed again: no row limit here.
@@ -142,6 +146,7 @@ class EncodeJob:
     pii_action: str = "mask"
     subject: str | None = None
     subject_key: bytes = b""
+    passthrough: list[str] = field(default_factory=list)
 
     @classmethod
     def of(cls, records: Sequence[CaptureRecord], **settings: Any) -> EncodeJob:
@@ -179,6 +184,9 @@ class EncodedFile:
     first_time: datetime
     last_time: datetime
     has_subjects: bool
+    request_ids: list[str] = field(default_factory=list)  # its requests, each once
+    request_rows: list[int] = field(default_factory=list)  # and how many rows each had
+    label_kind: str = ""  # what its predictions are (`label_kind`)
 
 
 @dataclass(frozen=True)
@@ -193,7 +201,7 @@ def encode(job: EncodeJob) -> Encoded:
         mv: None if sig is None else Signature.model_validate(sig)
         for mv, sig in job.signatures.items()
     }
-    table, skipped = to_table(job.records(), lambda mv: signatures.get(mv))
+    table, skipped = to_table(job.records(), lambda mv: signatures.get(mv), job.passthrough)
     if table is None or not table.num_rows:
         return Encoded([], skipped)
     table = protect(table, job.pii, job.pii_action, job.subject, job.subject_key)
@@ -204,6 +212,7 @@ def encode(job: EncodeJob) -> Encoded:
         sink = io.BytesIO()
         pq.write_table(part, sink, compression="zstd")
         times = part["time"]
+        ids, rows = request_counts(part)
         files.append(
             EncodedFile(
                 hour=_utc(hour),
@@ -212,9 +221,40 @@ def encode(job: EncodeJob) -> Encoded:
                 first_time=_utc(pc.min(times).as_py()),
                 last_time=_utc(pc.max(times).as_py()),
                 has_subjects=SUBJECT in part.column_names,
+                request_ids=ids,
+                request_rows=rows,
+                label_kind=label_kind(part),
             )
         )
     return Encoded(files, skipped)
+
+
+def request_counts(table: pa.Table) -> tuple[list[str], list[int]]:
+    """Each request id of a capture table once, with how many rows it had (its highest row
+    index plus one)."""
+    if not table.num_rows:
+        return [], []
+    pairs = table.select(["request_id", "row"])
+    counted = pairs.group_by("request_id").aggregate([("row", "max")])
+    return counted["request_id"].to_pylist(), [n + 1 for n in counted["row_max"].to_pylist()]
+
+
+def label_kind(table: pa.Table) -> str:
+    """What a capture table's predictions are: `integer`, `number`, `bool` or `string`
+    (class labels or values, for telling a label of the wrong kind), else ""."""
+    name = next((c for c in PREDICTION_COLUMNS if c in table.column_names), None)
+    if name is None:
+        return ""
+    kind = table[name].type
+    if pa.types.is_boolean(kind):
+        return "bool"
+    if pa.types.is_integer(kind):
+        return "integer"
+    if pa.types.is_floating(kind):
+        return "number"
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return "string"
+    return ""
 
 
 def protect(
@@ -272,10 +312,10 @@ class Rows:
 
 
 def to_table(
-    records: Sequence[CaptureRecord], signature_of: SignatureOf
+    records: Sequence[CaptureRecord], signature_of: SignatureOf, passthrough: Sequence[str] = ()
 ) -> tuple[pa.Table | None, int]:
     """The records as one table (None when no row could be read), and how many records could
-    not be read back."""
+    not be read back. The endpoint's `passthrough` columns are kept like inputs."""
     groups: dict[tuple[str, str], list[CaptureRecord]] = {}
     for record in records:
         groups.setdefault((record.protocol, record.model_version), []).append(record)
@@ -286,11 +326,11 @@ def to_table(
         table = None
         if protocol in ("plain", "mlflow") and (signature is None or signature.is_tabular):
             try:
-                table = _fast_table(group, signature)
+                table = _fast_table(group, signature, bool(passthrough))
             except (ValueError, TypeError, KeyError, IndexError, pa.ArrowException):
                 table = None  # the careful way below names nothing: it only reads
         if table is None:
-            rows = to_rows(group, signature_of)
+            rows = to_rows(group, signature_of, passthrough)
             skipped += rows.skipped
             table = columns_table(rows.columns) if rows.n_rows else None
         if table is not None:
@@ -338,15 +378,20 @@ _ARROW_TYPES = {
 }
 
 
-def _fast_table(records: Sequence[CaptureRecord], signature: Signature | None) -> pa.Table | None:
+def _fast_table(
+    records: Sequence[CaptureRecord], signature: Signature | None, carrying: bool = False
+) -> pa.Table | None:
     """A batch of plain or MLflow JSON requests as one table, or None when a record is not one
-    of the shapes read here (the caller then reads them one by one)."""
+    of the shapes read here (the caller then reads them one by one). Pass-through columns
+    (`carrying`) are read here only as keys of row objects."""
     docs = orjson.loads(b"[" + b",".join(r.body for r in records) + b"]")
     answers = orjson.loads(b"[" + b",".join(r.response for r in records) + b"]")
     rows: list[Any] = []
     predictions: list[Any] = []
     counts = np.empty(len(records), dtype=np.int64)
     for i, (doc, answer) in enumerate(zip(docs, answers, strict=True)):
+        if carrying and type(doc) is dict and PASSTHROUGH_FIELD in doc:
+            return None
         if type(doc) is dict and _asks_probabilities(doc):
             return None  # read one by one, its answer's classes named
         found = _json_rows(doc, signature)
@@ -437,15 +482,18 @@ def _typed(table: pa.Table, signature: Signature) -> pa.Table:
     return table
 
 
-def to_rows(records: Sequence[CaptureRecord], signature_of: SignatureOf) -> Rows:
+def to_rows(
+    records: Sequence[CaptureRecord], signature_of: SignatureOf, passthrough: Sequence[str] = ()
+) -> Rows:
     """Parse captured requests and answers into columns: the record columns, one column per
-    input, and the prediction (`prediction`, or `prediction.<output>` for several outputs)."""
+    input and per pass-through column the request carried, and the prediction (`prediction`,
+    or `prediction.<output>` for several outputs)."""
     columns: dict[str, list[Any]] = {name: [] for name in RECORD_COLUMNS}
     skipped = 0
     n = 0
     for record in records:
         try:
-            inputs, predictions = _read(record, signature_of(record.model_version))
+            inputs, predictions = _read(record, signature_of(record.model_version), passthrough)
         except (StratusError, ValueError, TypeError, KeyError, IndexError):
             skipped += 1
             continue
@@ -471,13 +519,21 @@ def to_rows(records: Sequence[CaptureRecord], signature_of: SignatureOf) -> Rows
 
 
 def _read(
-    record: CaptureRecord, signature: Signature | None
+    record: CaptureRecord, signature: Signature | None, passthrough: Sequence[str] = ()
 ) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
     request = parse_request(
-        record.protocol, record.body, record.content_type, signature, max_rows=_NO_LIMIT
+        record.protocol,
+        record.body,
+        record.content_type,
+        signature,
+        max_rows=_NO_LIMIT,
+        passthrough=carried_by(passthrough, signature),
     )
     batch = request.batch
     inputs = {_input_name(name): _values(batch[name]) for name in batch.names}
+    carried = request.passthrough or {}
+    for name, values in carried.items():
+        inputs[_input_name(name)] = list(values)
     # a v2 answer with binary outputs was kept framed: its outputs are read back into "data"
     answer = (
         answer_document(record.response)
@@ -486,7 +542,7 @@ def _read(
     )
     if request.method == "predict_proba":
         return inputs, _probabilities(record.protocol, answer, batch.n_rows)
-    return inputs, _predictions(record.protocol, answer, batch.n_rows)
+    return inputs, _predictions(record.protocol, answer, batch.n_rows, frozenset(carried))
 
 
 def _input_name(name: str) -> str:
@@ -524,11 +580,15 @@ def _values(column: np.ndarray) -> list[Any]:
     return [row.tolist() for row in column]  # a tensor input: a list per row
 
 
-def _predictions(protocol: ProtocolName, answer: Any, n_rows: int) -> dict[str, list[Any]]:
+def _predictions(
+    protocol: ProtocolName, answer: Any, n_rows: int, carried: frozenset[str] = frozenset()
+) -> dict[str, list[Any]]:
     if protocol == "v2":
         outputs = answer["outputs"]
         found: dict[str, list[Any]] = {}
         for output in outputs:
+            if output["name"] in carried:
+                continue  # a pass-through column echoed, not a prediction
             data = output["data"]
             shape = output.get("shape") or [len(data)]
             width = int(np.prod(shape[1:])) if len(shape) > 1 else 1

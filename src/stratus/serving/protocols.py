@@ -31,6 +31,7 @@ from stratus.registry.signatures import (
     key_problem,
 )
 from stratus.serving import binary_tensors
+from stratus.serving import passthrough as pass_through
 
 ProtocolName = Literal["v2", "mlflow", "plain"]
 PROTOCOLS: tuple[ProtocolName, ...] = ("v2", "mlflow", "plain")
@@ -78,6 +79,9 @@ class Request:
     # outputs that say for themselves (`binary_data` in their parameters)
     binary_data_output: bool = False
     binary_data: Mapping[str, bool] = field(default_factory=dict)
+    #: the endpoint's declared pass-through columns this request carried (ids, timestamps),
+    #: one value per row: taken out before the model sees the rows, echoed in the answer
+    passthrough: dict[str, list[Any]] | None = None
 
 
 def parse(
@@ -99,6 +103,7 @@ def parse_request(
     signature: Signature | None,
     *,
     max_rows: int,
+    passthrough: frozenset[str] = frozenset(),
 ) -> Request:
     """Read a request body of `protocol`, checked against `signature`.
 
@@ -113,16 +118,24 @@ def parse_request(
     may carry tensors as binary data after its JSON (the binary tensor extension): the gateway
     puts the JSON's length in `content_type` (`binary_tensors.content_type_with_header`).
 
+    `passthrough` names columns the endpoint lets a request carry beside the model's inputs (a
+    customer id, a timestamp): a v2 tensor, a column of an MLflow frame or CSV, a key of row
+    objects, or, for plain rows as lists, `{"passthrough": {"NAME": [one value per row]}}`.
+    They are taken out before the rows are checked (the model never sees them) and returned
+    in `Request.passthrough`, which `render` echoes. Without any, nothing is looked for.
+
     Raises:
         InvalidInput: the body is not valid JSON or CSV, is not shaped as the protocol wants, or
             its values do not fit the signature; the detail names the field, input and row.
         PayloadTooLarge: the request holds more than `max_rows` rows.
     """
+    if passthrough and protocol != "v2":
+        return _parse_carrying(protocol, body, content_type, signature, max_rows, passthrough)
     if protocol == "mlflow" and _is_csv(content_type):
         return Request(_parse_csv(body, signature, max_rows))
     if protocol == "v2":
         document, binary = v2_document(body, content_type)
-        return _parse_v2(document, signature, max_rows, binary)
+        return _parse_v2(document, signature, max_rows, binary, passthrough)
     document = _load_json(body)
     if protocol == "mlflow":
         batch = _parse_mlflow(document, signature, max_rows)
@@ -148,9 +161,11 @@ def render(
     MLflow and plain give `{"predictions": [...]}`, a list of per-row objects for a dict. v2
     gives one output per array, named after the dict keys, else the signature's first output,
     else "predict"; its "id" is the request's own id when it sent one, else `request_id`.
-    Float NaN and infinities are written as null (JSON has no spelling for them). Outputs a v2
-    request asked for as binary data (`binary_data`, `binary_data_output`) go as bytes after
-    the JSON, and the body is framed (`binary_tensors.frame_answer`) for the gateway.
+    Float NaN and infinities are written as null (JSON has no spelling for them). The request's
+    pass-through columns come back beside the predictions: MLflow and plain as
+    `"passthrough": {"NAME": [...]}`, v2 as one more output tensor each. Outputs a v2 request
+    asked for as binary data (`binary_data`, `binary_data_output`) go as bytes after the JSON,
+    and the body is framed (`binary_tensors.frame_answer`) for the gateway.
 
     `Probabilities` (a `predict_proba` answer) render as that class says.
 
@@ -163,6 +178,9 @@ def render(
         predictions = predictions.records()
     elif isinstance(predictions, Mapping):
         predictions = _per_row_objects(predictions)
+    if request is not None and request.passthrough:
+        answer = {"predictions": predictions, pass_through.FIELD: request.passthrough}
+        return orjson.dumps(answer, option=_DUMP, default=_default)
     return orjson.dumps({"predictions": predictions}, option=_DUMP, default=_default)
 
 
@@ -260,6 +278,36 @@ def _check_fields(document: dict[str, Any], allowed: Sequence[str], expected: st
     for key in document:
         if key not in allowed:
             raise InvalidInput(f"unknown field {key!r}; {expected}")
+
+
+# --- pass-through columns (plain and MLflow; v2 in `_parse_v2`) ------------------------------
+
+
+def _parse_carrying(
+    protocol: ProtocolName,
+    body: bytes,
+    content_type: str | None,
+    signature: Signature | None,
+    max_rows: int,
+    names: frozenset[str],
+) -> Request:
+    """A plain or MLflow request whose declared pass-through columns are taken out first."""
+    method: Method = "predict"
+    if protocol == "mlflow" and _is_csv(content_type):
+        body, carried = pass_through.from_csv(body, names)
+        batch = _parse_csv(body, signature, max_rows)
+    else:
+        document = _load_json(body)
+        method = method_of(protocol, document)
+        carried = pass_through.from_json(protocol, document, names)
+        if protocol == "mlflow":
+            batch = _parse_mlflow(document, signature, max_rows)
+        elif protocol == "plain":
+            batch = _parse_plain(document, signature, max_rows)
+        else:
+            raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
+    pass_through.check_rows(carried, batch.n_rows)
+    return Request(batch, passthrough=carried or None, method=method)
 
 
 # --- plain JSON ------------------------------------------------------------------------------
@@ -615,6 +663,7 @@ def _parse_v2(
     signature: Signature | None,
     max_rows: int,
     binary: memoryview | None = None,
+    passthrough: frozenset[str] = frozenset(),
 ) -> Request:
     if not isinstance(document, dict):
         raise InvalidInput(f"the body is {_json_type(document)}; {_V2_SHAPE}")
@@ -642,7 +691,11 @@ def _parse_v2(
     if len(set(names)) != len(names):
         twice = next(n for i, n in enumerate(names) if n in names[:i])
         raise InvalidInput(f"input {twice!r} appears twice in 'inputs'")
+    carried = None
+    if passthrough:
+        tensors, carried = _v2_passthrough(tensors, passthrough)
     batch = _v2_batch(tensors, signature)
+    pass_through.check_rows(carried, batch.n_rows)
     outputs, binary_data = _v2_outputs(document.get("outputs"))
     return Request(
         batch,
@@ -650,8 +703,35 @@ def _parse_v2(
         outputs,
         binary_data_output=binary_data_output,
         binary_data=binary_data,
+        passthrough=carried or None,
         method=method_of("v2", document),
     )
+
+
+def _v2_passthrough(
+    tensors: list[_Tensor], names: frozenset[str]
+) -> tuple[list[_Tensor], dict[str, list[Any]]]:
+    """The model's tensors, and the values of the pass-through ones (one value per row)."""
+    kept: list[_Tensor] = []
+    carried: dict[str, list[Any]] = {}
+    for tensor in tensors:
+        if tensor.name not in names:
+            kept.append(tensor)
+            continue
+        n = tensor.n_rows
+        if tensor.shape != [n] and tensor.shape != [n, 1]:
+            raise InvalidInput(
+                f"pass-through input {tensor.name!r}: shape {tensor.shape} does not fit one "
+                f"value per row; expected [{n}] or [{n}, 1]"
+            )
+        array = tensor.array
+        carried[tensor.name] = _flat(tensor) if array is None else array.reshape(-1).tolist()
+    if not kept:
+        raise InvalidInput(
+            f"'inputs' holds only pass-through columns ({', '.join(carried)}); send the "
+            "model's inputs too"
+        )
+    return kept, carried
 
 
 def _v2_tensor(
@@ -994,12 +1074,13 @@ def _render_v2(
         name = signature.outputs[0].name if signature and signature.outputs else DEFAULT_OUTPUT
         named = {name: predictions}
     wanted = request.outputs if request is not None else None
+    carried = (request.passthrough if request is not None else None) or {}
     if wanted:
         for name in wanted:
-            if name not in named:
+            if name not in named and name not in carried:
                 returned = ", ".join(map(repr, named))
                 raise InvalidInput(f"output {name!r} was asked for; the model returns {returned}")
-        named = {name: named[name] for name in wanted}
+        named = {name: named[name] for name in wanted if name in named}
     # the binary tensor extension: outputs asked for as binary go after the JSON
     binary_default = request is not None and request.binary_data_output
     binary_named = request.binary_data if request is not None else {}
@@ -1018,6 +1099,9 @@ def _render_v2(
         if classes is not None and name == PROBABILITIES_OUTPUT:
             output.setdefault("parameters", {})["classes"] = [_plain(c) for c in classes]
         outputs.append(output)
+    for name, values in carried.items():  # pass-through columns, echoed as JSON as they came
+        datatype = pass_through.v2_datatype(values)
+        outputs.append({"name": name, "shape": [len(values)], "datatype": datatype, "data": values})
     body = {
         "model_name": model_name,
         "model_version": str(model_version),

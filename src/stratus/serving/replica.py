@@ -36,6 +36,7 @@ from stratus.registry.flavors.base import (
 from stratus.registry.signatures import Signature
 from stratus.serving import protocols
 from stratus.serving.batching import Runner, runner_for
+from stratus.serving.passthrough import carried_by
 from stratus.serving.wire import (
     HELLO_ID,
     Kind,
@@ -68,6 +69,9 @@ class ReplicaSpec(BaseModel):
     max_batch_size: int = Field(64, ge=1, le=100_000)
     max_wait_ms: float = Field(0.0, ge=0, le=1000)
     max_rows: int = Field(10_000, ge=1)
+    passthrough: list[str] = Field(
+        default_factory=list, description="columns a request may carry that the model never sees"
+    )
 
 
 class ReplicaStats:
@@ -101,6 +105,7 @@ class Replica:
         self.spec = spec
         self.model = model
         self.signature = Signature.model_validate(spec.signature) if spec.signature else None
+        self.passthrough = carried_by(spec.passthrough, self.signature)
         self.stats = ReplicaStats()
         # the name callers use, and v2 answers give back: the endpoint's ("project/name")
         self.served_name = spec.endpoint.rpartition("/")[2] or spec.model_name
@@ -180,7 +185,12 @@ class Replica:
         self.stats.requests += 1
         try:
             request = protocols.parse_request(
-                protocol, body, content_type, self.signature, max_rows=self.spec.max_rows
+                protocol,
+                body,
+                content_type,
+                self.signature,
+                max_rows=self.spec.max_rows,
+                passthrough=self.passthrough,
             )
             predictions: Any
             if request.method == "predict":

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import pyarrow.parquet as pq
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from stratus.core.database import Database
 from stratus.core.errors import NotFound
@@ -25,8 +25,14 @@ from stratus.endpoints.service import CaptureTarget
 from stratus.iam.tables import ProjectRow
 from stratus.migrations.runner import upgrade
 from stratus.monitoring import capture as capture_module
-from stratus.monitoring.capture import CaptureStore, EncoderPool, Window, give_back_memory
-from stratus.monitoring.tables import CaptureFileRow, GroundTruthRow
+from stratus.monitoring.capture import (
+    CapturedRequest,
+    CaptureStore,
+    EncoderPool,
+    Window,
+    give_back_memory,
+)
+from stratus.monitoring.tables import CaptureFileRow, CaptureRequestRow, GroundTruthRow
 from stratus.serving.capture import MASK, SUBJECT, CaptureBuffer, CaptureRecord
 from stratus.storage.blobs import Blobs
 from stratus.storage.blobstore import open_store
@@ -285,3 +291,38 @@ def test_records_can_be_encoded_in_a_worker_process(world: World) -> None:
         assert table[SUBJECT].to_pylist()[0] == world.store.subject_hash(42)
     finally:
         pool.close()
+
+
+def test_captured_requests_are_found_even_while_still_buffered(world: World) -> None:
+    world.send(HOUR, 42, "a", 1.0, "r1")
+    world.store.flush()
+    world.send(HOUR, 7, "b", -1.0, "r2")  # answered a moment ago: not written yet
+    found = world.store.captured(world.project_uid, "churn-api", ["r1", "r2", "never"])
+    assert found == {
+        "r1": CapturedRequest(rows=1, label_kind="bool"),
+        "r2": CapturedRequest(rows=1, label_kind="bool"),
+    }
+    assert len(world.store.buffer) == 0  # written out to answer
+    assert world.store.captured(world.project_uid, "other-endpoint", ["r1"]) == {}
+
+
+def test_expired_and_erased_requests_are_no_longer_captured(world: World) -> None:
+    world.send(HOUR, 42, "a", 1.0, "r1")
+    world.send(HOUR + timedelta(hours=3), 7, "b", 1.0, "r2")
+    world.store.flush()
+    world.store.erase(world.project_uid, "42", None)
+    assert set(world.store.captured(world.project_uid, "churn-api", ["r1", "r2"])) == {"r2"}
+    world.store.expire(datetime.now(UTC) + timedelta(days=8))
+    assert world.store.captured(world.project_uid, "churn-api", ["r2"]) == {}
+
+
+def test_files_written_before_the_index_are_indexed_when_looked_for(world: World) -> None:
+    world.send(HOUR, 42, "a", 1.0, "r1")
+    world.store.flush()
+    with world.db.transaction() as session:  # as migration 0016 leaves an older file
+        session.execute(delete(CaptureRequestRow))
+        for row in session.scalars(select(CaptureFileRow)):
+            row.indexed = False
+    found = world.store.captured(world.project_uid, "churn-api", ["r1"])
+    assert found == {"r1": CapturedRequest(rows=1, label_kind="bool")}
+    assert all(f.indexed for f in world.files())
