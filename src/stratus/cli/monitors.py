@@ -314,6 +314,14 @@ def create(
     maximum: Annotated[
         list[str] | None, typer.Option("--max", help="performance: highest, e.g. rmse=3.5")
     ] = None,
+    per_version: Annotated[
+        bool,
+        typer.Option(
+            "--per-version/--overall-only",
+            help="performance: also hold each served model version to the bounds on its own "
+            "(a failing canary alarms while the whole holds)",
+        ),
+    ] = True,
     prediction: Annotated[
         str,
         typer.Option(
@@ -339,6 +347,7 @@ def create(
         "window": {"seconds": parse_duration(window) if window else None, "rows": rows},
         "interval_seconds": parse_duration(every, "--every"),
         "min_rows": min_rows,
+        "per_version": per_version,
         "prediction_source": prediction,
     }
     if drift_share is not None:

@@ -44,6 +44,11 @@ class MonitoringCollector(Collector):
         alarm = GaugeMetricFamily(
             "stratus_monitor_alarm", "1 when a monitor's last run raised an alarm", labels=_MONITOR
         )
+        version_alarm = GaugeMetricFamily(
+            "stratus_monitor_version_alarm",
+            "1 when a performance monitor's last run found this model version out of bounds",
+            labels=[*_MONITOR, "model_version"],
+        )
         for latest in list(self.monitors.latest.values()):
             labels = [latest.project, latest.endpoint, latest.monitor]
             alarm.add_metric(labels, 1.0 if latest.alarm else 0.0)
@@ -56,7 +61,9 @@ class MonitoringCollector(Collector):
                 for version, metrics in latest.performance.items():
                     for metric, value in metrics.items():
                         perf.add_metric([*labels, version, metric], value)
-        yield from (share, detected, score, perf, alarm)
+                for version, out in latest.version_alarms.items():
+                    version_alarm.add_metric([*labels, version], 1.0 if out else 0.0)
+        yield from (share, detected, score, perf, alarm, version_alarm)
         buffer = self.captures.buffer
         yield CounterMetricFamily(
             "stratus_capture_records", "requests captured by the gateway", value=buffer.accepted

@@ -148,6 +148,11 @@ class MonitorApply(_Input):
     task: Task | None = Field(None, description="performance: default from the labels")
     positive: Any = Field(None, description="performance: the positive class (default 1/true)")
     bounds: PerformanceBounds = Field(default_factory=PerformanceBounds)
+    per_version: bool = Field(
+        True,
+        description="performance: also hold each served model version to the bounds on its own "
+        "(once it has min_rows labelled rows), so a failing canary alarms while the whole holds",
+    )
     enabled: bool = True
 
     @field_validator("features")
@@ -190,6 +195,7 @@ class MonitorSpec(BaseModel):
     task: Task | None = None
     positive: Any = None
     bounds: PerformanceBounds = Field(default_factory=PerformanceBounds)
+    per_version: bool = True
     enabled: bool = True
 
 

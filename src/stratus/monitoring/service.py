@@ -83,6 +83,7 @@ class Latest:
     score: float | None
     features: dict[str, float] = field(default_factory=dict)  # drift: per-feature score
     performance: dict[str, dict[str, float]] = field(default_factory=dict)  # version → metrics
+    version_alarms: dict[str, bool] = field(default_factory=dict)  # version → out of bounds
 
 
 class MonitorService:
@@ -577,6 +578,12 @@ class MonitorService:
                 positive,
             )
         breaches = _breaches(overall, spec.bounds)
+        judged = {  # each version on its own: a canary may fail while the whole holds
+            v: _breaches(m, spec.bounds)
+            for v, m in by_version.items()
+            if spec.per_version and len(by_version) > 1 and len(groups[v]) >= spec.min_rows
+        }
+        breaches += [f"{v}: {b}" for v, found in judged.items() for b in found]
         headline = "accuracy" if task == "classification" else "rmse"
         message = f"{len(matched)} labelled rows; {headline} {_fmt(overall.get(headline))}" + (
             f"; out of bounds: {', '.join(breaches)}" if breaches else ""
@@ -595,7 +602,13 @@ class MonitorService:
                 "captured_rows": current.num_rows,
                 "metrics": overall,
                 "versions": {
-                    v: {"rows": len(groups[v]), "metrics": m} for v, m in by_version.items()
+                    v: {
+                        "rows": len(groups[v]),
+                        "metrics": m,
+                        "judged": v in judged,
+                        "breaches": judged.get(v, []),
+                    }
+                    for v, m in by_version.items()
                 },
                 "breaches": breaches,
             },
@@ -763,7 +776,10 @@ class Outcome:
             v: {k: x for k, x in body["metrics"].items() if x is not None}
             for v, body in self.report.get("versions", {}).items()
         }
-        return Latest(project, endpoint, monitor, kind, self.alarm, self.score, features, versions)
+        alarms = _version_alarms(self.report)
+        return Latest(
+            project, endpoint, monitor, kind, self.alarm, self.score, features, versions, alarms
+        )
 
 
 def _latest_of(project: str, row: MonitorRow, kind: str, result: MonitorResultRow) -> Latest:
@@ -776,8 +792,25 @@ def _latest_of(project: str, row: MonitorRow, kind: str, result: MonitorResultRo
         for v, body in report.get("versions", {}).items()
     }
     return Latest(
-        project, row.endpoint, row.name, kind, result.alarm, result.score, features, versions
+        project,
+        row.endpoint,
+        row.name,
+        kind,
+        result.alarm,
+        result.score,
+        features,
+        versions,
+        _version_alarms(report),
     )
+
+
+def _version_alarms(report: dict[str, Any]) -> dict[str, bool]:
+    """Per model version a performance monitor judged on its own: whether it broke a bound."""
+    return {
+        v: bool(body.get("breaches"))
+        for v, body in report.get("versions", {}).items()
+        if body.get("judged")
+    }
 
 
 def _result_read(result: MonitorResultRow, monitor: MonitorRow) -> s.MonitorResultRead:
