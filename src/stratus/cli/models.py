@@ -12,6 +12,7 @@ from stratus.cli.listing import AllProjectsOption, in_scope, with_project
 from stratus.cli.output import (
     Format,
     OutputOption,
+    QuietOption,
     console,
     human_size,
     parse_labels,
@@ -93,7 +94,7 @@ def push(
     description: Annotated[str, typer.Option("--description", "-d")] = "",
     card: Annotated[Path | None, typer.Option(help="a markdown model card")] = None,
     alias: Annotated[str | None, typer.Option(help="point this alias at the new version")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    quiet: QuietOption = False,
     output: OutputOption = Format.table,
 ) -> None:
     """Push a model file or folder as a new immutable version (uploads only new files).

@@ -17,7 +17,7 @@ from stratus.client._base import (
     write_atomically,
 )
 from stratus.core.errors import NotFound
-from stratus.iam.schemas import ALL_PROJECTS
+from stratus.core.resource_schemas import ALL_PROJECTS
 from stratus.registry import schemas as rg
 from stratus.registry.references import ModelRef, parse_ref
 
