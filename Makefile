@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
+# the suite on two workers, each test file on one of them (its module fixtures are shared);
+# `make test PYTEST_PARALLEL=` runs it in one process
+PYTEST_PARALLEL ?= -n 2 --dist loadfile
 CODE   := src tests $(wildcard bench scripts examples)
 
 .DEFAULT_GOAL := help
@@ -44,10 +47,10 @@ layers: install-dev ## import-linter: the layers point one way
 	$(BIN)/lint-imports
 
 test: install-dev system-deps lint typecheck layers ## everything CI runs: lint, types, layers, pytest
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 test-all: install-dev system-deps ## pytest including slow tests
-	$(BIN)/pytest -m '' $(PYTEST_ARGS)
+	$(BIN)/pytest -m '' $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 fmt: install-dev ## format the code and fix what ruff can
 	$(BIN)/ruff format $(CODE)
