@@ -25,12 +25,14 @@ def _stratus(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        (f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/x", "cannot reach the database"),
+        ("postgresql+psycopg://nobody@127.0.0.1:{port}/x", "cannot reach the database"),
         ("mysql://x@127.0.0.1:1/x", "Stratus runs on SQLite and PostgreSQL"),
         ("not a url", "is not a database URL"),
     ],
 )
 def test_bad_database_is_one_line(tmp_path: Path, url: str, expected: str) -> None:
+    # the closed port is picked when the test runs: test ids must be the same in every worker
+    url = url.format(port=free_port())
     result = _stratus("db", "current", "--db", url, home=tmp_path)
     assert result.returncode == 1
     assert expected in result.stderr
