@@ -98,17 +98,22 @@ def world(
             )
             admin.experiments.log_artifact(run.id, artifact, project=project)
             b_run = b_run or run.id
-        # an endpoint in each (no replicas: nothing runs, yet every route has a target)
+        # an endpoint in each (A's with no replicas: nothing runs, yet every route has a
+        # target; B's with one, capturing, so that it has an answered request to label)
         for project in (b, a):
-            created = admin._http.post(
-                f"/api/v1/projects/{project}/endpoints",
-                json={"name": "e1", "variants": [{"model": "m1:1", "replicas": 0}]},
-            )
+            spec: dict[str, Any] = {"name": "e1", "variants": [{"model": "m1:1", "replicas": 0}]}
+            if project == b:
+                spec = {"name": "e1", "variants": [{"model": "m1:1"}], "capture": {"sample": 1.0}}
+            created = admin._http.post(f"/api/v1/projects/{project}/endpoints", json=spec)
             assert created.status_code == 201, created.text
-        # a monitor of each endpoint, and a ground-truth label in B
+        admin.endpoints.wait_ready("e1", project=b)
+        answered = admin._http.post(f"/inference/{b}/e1/predict", json={"instances": [[0.2, 0.8]]})
+        assert answered.status_code == 200, answered.text
+        # a monitor of each endpoint, and a ground-truth label in B (for the captured request)
         for project in (b, a):
             admin.monitors.apply(name="mo1", endpoint="e1", project=project)
-        admin.monitors.ground_truth("e1", [{"request_id": "req-b", "label": 1}], project=b)
+        label = {"request_id": answered.headers["x-request-id"], "label": 1}
+        admin.monitors.ground_truth("e1", [label], project=b)
         # a notification channel and an alert rule in each, and an alert in B's history
         for project in (b, a):
             admin.alerts.channels.apply(

@@ -630,7 +630,7 @@ def test_cli_bucket_and_object_flow(
     assert [v["is_latest"] for v in found] == [True, False]
 
     latest = tmp_path / "latest.csv"
-    got = cli("buckets", "get", name, "data/train.csv", str(latest), "-p", project, "-q")
+    got = cli("buckets", "get", name, "data/train.csv", str(latest), "-p", project)
     assert got.code == 0, got.stderr
     assert latest.read_bytes() == second.read_bytes()
     assert v2["version_id"] in got.stderr
