@@ -753,15 +753,7 @@ def _v2_tensor(
         shape, datatype, data = tensor["shape"], tensor["datatype"], tensor["data"]
     except KeyError as exc:
         raise InvalidInput(f"input {name!r}: missing field {exc.args[0]!r}") from None
-    if type(shape) is not list or not shape or not _is_shape(shape):
-        raise InvalidInput(
-            f"input {name!r}: 'shape' must be a list of sizes (rows first), got {_show(shape)}"
-        )
-    if datatype not in _V2_DTYPES:
-        raise InvalidInput(
-            f"input {name!r}: unknown datatype {_show(datatype)}; "
-            f"expected one of {', '.join(_V2_DTYPES)}"
-        )
+    _check_v2_header(name, shape, datatype)
     if type(data) is not list:
         raise InvalidInput(f"input {name!r}: 'data' must be a list, got {_json_type(data)}")
     _check_rows(shape[0], max_rows)
@@ -787,6 +779,17 @@ def _v2_binary_tensor(
         shape, datatype = tensor["shape"], tensor["datatype"]
     except KeyError as exc:
         raise InvalidInput(f"input {name!r}: missing field {exc.args[0]!r}") from None
+    _check_v2_header(name, shape, datatype)
+    raw = binary.take(name, size)
+    _check_rows(shape[0], max_rows)
+    if shape[0] == 0:
+        raise InvalidInput(f"input {name!r} holds no rows (shape {shape})")
+    array = binary_tensors.decode(name, datatype, shape, raw)
+    return _Tensor(name, shape, datatype, [], array)
+
+
+def _check_v2_header(name: str, shape: Any, datatype: Any) -> None:
+    """A tensor's shape is a list of sizes, rows first, and its datatype one v2 knows."""
     if type(shape) is not list or not shape or not _is_shape(shape):
         raise InvalidInput(
             f"input {name!r}: 'shape' must be a list of sizes (rows first), got {_show(shape)}"
@@ -796,12 +799,6 @@ def _v2_binary_tensor(
             f"input {name!r}: unknown datatype {_show(datatype)}; "
             f"expected one of {', '.join(_V2_DTYPES)}"
         )
-    raw = binary.take(name, size)
-    _check_rows(shape[0], max_rows)
-    if shape[0] == 0:
-        raise InvalidInput(f"input {name!r} holds no rows (shape {shape})")
-    array = binary_tensors.decode(name, datatype, shape, raw)
-    return _Tensor(name, shape, datatype, [], array)
 
 
 def _is_shape(shape: list[Any]) -> bool:
