@@ -9,6 +9,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,6 +38,33 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("tiny-model") / "model.skops"
     skops_io.dump(LogisticRegression().fit([[0.0, 1.0], [1.0, 0.0]], [0, 1]), path)
     return path
+
+
+# --- a control plane in this process -----------------------------------------------------------
+
+
+@pytest.fixture
+def embedded_platform(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Build, migrate and start `Platform`s in this process (a home under tmp_path; settings
+    given as `load_settings` overrides); each is stopped at the end of the test."""
+    from stratus.api.platform import Platform
+    from stratus.core.settings import load_settings
+    from stratus.migrations.runner import upgrade
+
+    started: list[Platform] = []
+
+    def build(**overrides: Any) -> Platform:
+        settings = load_settings({"home": str(tmp_path / f"home{len(started) or ''}"), **overrides})
+        settings.home.mkdir(parents=True)
+        platform = Platform.build(settings, Platform.master_key(settings))
+        upgrade(platform.db)
+        platform.start()
+        started.append(platform)
+        return platform
+
+    yield build
+    for platform in reversed(started):
+        platform.stop()
 
 
 # --- the CLI, in-process ---------------------------------------------------------------------

@@ -6,7 +6,7 @@ PostgreSQL where the `postgres` marker runs."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +14,6 @@ import pytest
 from stratus.api.platform import Platform
 from stratus.compute.backend import JobHandle, JobState, JobStatus
 from stratus.core.errors import ServiceUnavailable
-from stratus.core.settings import load_settings
 from stratus.iam.principals import Principal
 from stratus.jobs import schemas as s
 from stratus.jobs.controller import (
@@ -24,7 +23,6 @@ from stratus.jobs.controller import (
     _handle_dict,
 )
 from stratus.jobs.schemas import JobPhase
-from stratus.migrations.runner import upgrade
 from stratus.storage.keyring import Keyring
 
 ADMIN = Principal(kind="user", uid="u-admin", name="admin", is_admin=True)
@@ -50,16 +48,8 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
 
 
 @pytest.fixture
-def platform(tmp_path: Path, database_url: str | None) -> Iterator[Platform]:
-    settings = load_settings({"home": str(tmp_path / "home"), "db": {"url": database_url}})
-    settings.home.mkdir(parents=True)
-    built = Platform.build(settings, Platform.master_key(settings))
-    upgrade(built.db)
-    built.start()
-    try:
-        yield built
-    finally:
-        built.stop()
+def platform(embedded_platform: Callable[..., Platform], database_url: str | None) -> Platform:
+    return embedded_platform(db={"url": database_url})
 
 
 def running_job(platform: Platform, name: str) -> str:

@@ -4,29 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from stratus.api.platform import Platform
 from stratus.core.errors import Conflict, DataCorrupted
-from stratus.core.settings import load_settings
-from stratus.migrations.runner import upgrade
 from stratus.registry import schemas as s
 
 
 @pytest.fixture
-def platform(tmp_path: Path) -> Iterator[Platform]:
-    settings = load_settings({"home": str(tmp_path / "home")})
-    settings.home.mkdir(parents=True)
-    built = Platform.build(settings, Platform.master_key(settings))
-    upgrade(built.db)
-    built.start()
-    try:
-        yield built
-    finally:
-        built.stop()
+def platform(embedded_platform: Callable[..., Platform]) -> Platform:
+    return embedded_platform()
 
 
 def _push(platform: Platform, files: dict[str, bytes], commit: bool = True) -> int:

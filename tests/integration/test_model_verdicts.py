@@ -5,32 +5,22 @@ and a later passing verdict makes it ready again. Driven in-process through the 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from stratus.api.platform import Platform
 from stratus.core.errors import Conflict, PermissionDenied
-from stratus.core.settings import load_settings
 from stratus.endpoints import schemas as es
-from stratus.migrations.runner import upgrade
 from stratus.registry import schemas as s
 
 CHECKS = [{"passed": False, "text": "accuracy 0.61 < 0.8", "metric": "accuracy", "value": 0.61}]
 
 
 @pytest.fixture
-def platform(tmp_path: Path) -> Iterator[Platform]:
-    settings = load_settings({"home": str(tmp_path / "home")})
-    settings.home.mkdir(parents=True)
-    built = Platform.build(settings, Platform.master_key(settings))
-    upgrade(built.db)
-    built.start()
-    try:
-        yield built
-    finally:
-        built.stop()
+def platform(embedded_platform: Callable[..., Platform]) -> Platform:
+    return embedded_platform()
 
 
 def push(platform: Platform, model: Path) -> int:
