@@ -171,6 +171,21 @@ class LocalPlatform:
         self.stop()
 
 
+def wait_for(
+    what: str, check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.2
+) -> Any:
+    """Call `check` until it returns something truthy, and return that; after `timeout`
+    seconds, fail with an AssertionError naming `what` was waited for."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
 @dataclass(frozen=True)
 class ReceivedRequest:
     """One request a `WebhookReceiver` was sent."""

@@ -6,9 +6,8 @@ server, test notifications, history, and secrets that no read ever returns."""
 from __future__ import annotations
 
 import json
-import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from stratus import testing
 from stratus.client import Client
 from stratus.core.errors import Conflict, InvalidInput, NotFound
 from stratus.monitoring.alert_schemas import AlertEventRead
@@ -28,6 +28,10 @@ aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller")
 WAIT = 90.0
 SECRET = "s3cret-header-value"
 PASSWORD = "smtp-pa55word"
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = WAIT) -> Any:
+    return testing.wait_for(what, check, timeout)
 
 
 # --- local receivers -------------------------------------------------------------------------
@@ -110,17 +114,6 @@ def project_of(sdk: Client) -> str:
     name = f"al-{uuid.uuid4().hex[:6]}"
     sdk.projects.create(name)
     return name
-
-
-def wait_for(what: str, check: Any, timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def events(sdk: Client, project: str, rule: str, state: str) -> list[AlertEventRead]:

@@ -5,27 +5,15 @@ before it delivers them, restarted on the same home, and each is delivered exact
 from __future__ import annotations
 
 import sqlite3
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from stratus.testing import LocalPlatform, WebhookReceiver
+from stratus.testing import LocalPlatform, WebhookReceiver, wait_for
 
 WAIT = 60.0
 PROJECT = "default"
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 @pytest.fixture

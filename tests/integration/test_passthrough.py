@@ -6,7 +6,6 @@ or of the wrong kind, is refused; a canary failing its bounds alarms on its own,
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ import pytest
 
 from stratus.client import Client
 from stratus.core.errors import InvalidInput, NotFound
-from stratus.testing import LocalPlatform
+from stratus.testing import LocalPlatform, wait_for
 
 np = pytest.importorskip("numpy")
 pd = pytest.importorskip("pandas")
@@ -33,17 +32,6 @@ def frame(n: int, seed: int) -> Any:
     data = pd.DataFrame({"x1": rng.normal(0, 1, n), "x2": rng.normal(0, 1, n)})
     data["y"] = (data["x1"] > 0).astype(int)
     return data
-
-
-def wait_for(what: str, check: Any, timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,14 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from stratus import testing
 from stratus.client import Client
 from stratus.client._base import read_yaml
 from stratus.pipelines.schemas import RunState, TriggerKind
@@ -27,6 +28,10 @@ pytest.importorskip("sklearn")
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "churn"
 TIMEOUT = 300.0
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = TIMEOUT) -> Any:
+    return testing.wait_for(what, check, timeout, interval=0.5)
 
 
 @pytest.fixture(scope="module")
@@ -92,16 +97,6 @@ class Traffic:
     def __exit__(self, *exc: Any) -> None:
         self.stop.set()
         self.thread.join(timeout=30)
-
-
-def wait_for(what: str, check: Any, timeout: float = TIMEOUT) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_drift_fires_an_alert_that_retrains_and_rolls_out_a_better_model(

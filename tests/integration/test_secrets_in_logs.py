@@ -6,7 +6,6 @@ secret, and for the error page's text."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import pytest
 
 from stratus.client import Client
 from stratus.core.errors import Unauthenticated
-from stratus.testing import LocalPlatform, WebhookReceiver, free_port
+from stratus.testing import LocalPlatform, WebhookReceiver, free_port, wait_for
 
 aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller")
 
@@ -68,15 +67,6 @@ def mailbox() -> Iterator[tuple[int, list[Any]]]:
         yield port, messages
     finally:
         controller.stop()
-
-
-def wait_for(what: str, check: Any, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (found := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-    return found
 
 
 def test_no_secret_reaches_a_log(
