@@ -7,9 +7,10 @@ the error classes it raises (`stratus.errors`), experiment tracking for training
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from stratus import errors, tracking, training
+from stratus import errors
 from stratus._version import __version__
 from stratus.errors import (
     AlreadyExists,
@@ -25,6 +26,7 @@ from stratus.errors import (
 )
 
 if TYPE_CHECKING:
+    from stratus import tracking, training
     from stratus.client import Client, Prediction
 
 __all__ = [
@@ -48,10 +50,13 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """`Client` and `Prediction`, imported on first use: the `stratus` command imports this
-    package for every command, `stratus --version` included, and the SDK takes a moment."""
+    """`Client`, `Prediction`, `tracking` and `training`, imported on first use: the `stratus`
+    command imports this package for every command, `stratus --version` included, and the
+    SDK and its schemas take a moment to import."""
     if name in ("Client", "Prediction"):
         import stratus.client
 
         return getattr(stratus.client, name)
+    if name in ("tracking", "training"):
+        return importlib.import_module(f"stratus.{name}")
     raise AttributeError(f"module 'stratus' has no attribute {name!r}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
+from difflib import get_close_matches
 from typing import Any
 
 import typer
@@ -49,9 +50,12 @@ def lazy_group(commands: Mapping[str, str]) -> type[typer.core.TyperGroup]:
             return super().get_command(ctx, cmd_name)
 
         def resolve_command(self, ctx: Any, args: list[str]) -> Any:
-            if args and args[0] not in commands:  # a typo: "did you mean" needs every name
-                for name in commands:
-                    self.get_command(ctx, name)
+            name = args[0] if args else ""
+            if name and not name.startswith("-") and name not in self.list_commands(ctx):
+                # a typo: suggest from the names, without importing every command's module
+                matches = get_close_matches(name, self.list_commands(ctx))
+                hint = f" Did you mean {', '.join(repr(m) for m in matches)}?" if matches else ""
+                ctx.fail(f"No such command {name!r}.{hint}")
             return super().resolve_command(ctx, args)
 
     return LazyGroup

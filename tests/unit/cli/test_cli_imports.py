@@ -78,3 +78,22 @@ def test_the_check_sees_a_heavy_import(tmp_path: Path) -> None:
     """`stratus db current` runs the database code, so it loads SQLAlchemy: seen."""
     packages, _ = imported(["db", "current", "--db", "sqlite:///:memory:"], tmp_path)
     assert "sqlalchemy" in packages
+
+
+def test_a_typo_suggests_the_command_without_importing_every_command(tmp_path: Path) -> None:
+    """ "Did you mean" comes from the names alone: a mistyped command does not import the
+    module of every command (the server's and the numerics' among them) to suggest one."""
+    packages, done = imported(["endpoint", "list"], tmp_path)
+    assert done.returncode == 2
+    assert "No such command 'endpoint'. Did you mean 'endpoints'?" in done.stderr
+    modules = {
+        line.rsplit("|", 1)[1].strip()
+        for line in done.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    assert not {m for m in modules if m.startswith("stratus.cli.") and m != "stratus.cli.main"} - {
+        "stratus.cli.context",
+        "stratus.cli.lazy_group",
+        "stratus.cli.output",
+    }
+    assert packages & HEAVY == set()
