@@ -8,8 +8,9 @@ content never loses its file. Datasets and model artifacts use these helpers too
 
 from __future__ import annotations
 
+import base64
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, cast
@@ -20,10 +21,16 @@ from sqlalchemy.orm import Session
 
 from stratus.core.clock import as_utc, utcnow
 from stratus.core.database import Database
-from stratus.core.errors import TemporaryError
+from stratus.core.errors import DataCorrupted, InvalidInput, TemporaryError
 from stratus.storage.blobstore import BlobInfo, BlobStore, BlobWriter
+from stratus.storage.grants import (
+    DEFAULT_TTL_SECONDS,
+    MAX_TTL_SECONDS,
+    ArtifactGrant,
+    GrantedFile,
+)
 from stratus.storage.keyring import Keyring
-from stratus.storage.tables import BlobRow
+from stratus.storage.tables import BlobRow, DataKeyRow
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +122,58 @@ class Blobs:
     def open(self, project_uid: str, sha256: str) -> Iterator[bytes]:
         """Verified plaintext chunks; the first is read (and checked) before this returns."""
         return self.store.open_read(project_uid, sha256, self.keyring.get)
+
+    def grant(
+        self,
+        project_uid: str,
+        files: Iterable[tuple[str, str, int]],
+        ttl_seconds: int = DEFAULT_TTL_SECONDS,
+    ) -> ArtifactGrant:
+        """A grant that lets a worker fetch these files `(path, sha256, size)` on its own
+        (`grants.fetch`) for `ttl_seconds`: a URL per blob that reads that blob only, and the
+        project's data keys its blobs' headers name (only those). Reads each header from the
+        store (one small read per blob), so call it outside any transaction."""
+        if not 1 <= ttl_seconds <= MAX_TTL_SECONDS:
+            raise InvalidInput(f"a grant lasts 1 to {MAX_TTL_SECONDS} seconds, not {ttl_seconds}")
+        entries = list(files)
+        expires_at = utcnow() + timedelta(seconds=ttl_seconds)  # before any URL is signed
+        located = self.store.locate(project_uid, [sha for _, sha, _ in entries])
+        key_ids = sorted({blob.key_id for blob in located.values() if blob.key_id is not None})
+        keys = self._project_keys(project_uid, key_ids)
+        urls = {
+            sha: self.store.presigned_url(blob.path, ttl_seconds) for sha, blob in located.items()
+        }
+        return ArtifactGrant(
+            expires_at=expires_at,
+            files=[
+                GrantedFile(
+                    path=path, sha256=sha, size=size, url=urls[sha], key_id=located[sha].key_id
+                )
+                for path, sha, size in entries
+            ],
+            keys={key_id: base64.b64encode(key).decode("ascii") for key_id, key in keys.items()},
+        )
+
+    def _project_keys(self, project_uid: str, key_ids: Sequence[str]) -> dict[str, bytes]:
+        """The data keys by id, refused unless each is the project's own: a blob header that
+        names another project's key (a store someone wrote into) must not hand that key out."""
+        if not key_ids:
+            return {}
+        with self.db.reading() as session:
+            owned = set(
+                session.scalars(
+                    select(DataKeyRow.key_id).where(
+                        DataKeyRow.project_uid == project_uid, DataKeyRow.key_id.in_(key_ids)
+                    )
+                )
+            )
+        for key_id in key_ids:
+            if key_id not in owned:
+                raise DataCorrupted(
+                    f"a blob of the project names data key {key_id}, which is not the "
+                    "project's: the store was altered"
+                )
+        return {key_id: self.keyring.get(key_id) for key_id in key_ids}
 
     def purge(self, project_uid: str, sha256: str) -> bool:
         """Delete a released blob now rather than at the next sweep (erasure of personal data).

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import hmac
+import io
 import os
+import pathlib
 import re
 import time
 import uuid
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, BinaryIO, cast
@@ -28,7 +31,14 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from stratus.core.errors import DataCorrupted, InvalidInput, ServiceUnavailable, StoreUnavailable
-from stratus.storage.encryption import CHUNK_BYTES, BlobEncoder, decode_blob
+from stratus.storage.encryption import (
+    CHUNK_BYTES,
+    MAGIC,
+    MODE_AES_GCM,
+    BlobDecoder,
+    BlobEncoder,
+    decode_blob,
+)
 from stratus.storage.reaching import StoreTimeouts, reaching, unreachable
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -37,12 +47,23 @@ BLOB_NAMES = "stratus blob names v1"
 _SMALL_OBJECT_KEY = re.compile(r"[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*")
 _LOCAL_PROTOCOLS = {"file", "local"}
 _S3_PROTOCOLS = {"s3", "s3a"}
+# The longest blob header: magic, version, mode, key id length, and a key id of 255 bytes.
+_HEADER_BYTES = len(MAGIC) + 3 + 255
 
 
 @dataclass(frozen=True)
 class BlobInfo:
     sha256: str
     size: int  # plaintext bytes
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    """Where a blob's file is in the store and which data key its header names."""
+
+    sha256: str
+    path: str  # under its keyed name, or its legacy name until adopted
+    key_id: str | None  # None: a plain (unencrypted) blob
 
 
 def _check_sha(sha256: str) -> None:
@@ -391,6 +412,53 @@ class BlobStore:
                 os.rmdir(os.path.dirname(legacy))
         return True
 
+    # --- handing blobs to workers ----------------------------------------------------------------
+
+    def locate(self, project: str, sha256s: Sequence[str]) -> dict[str, StoredBlob]:
+        """Each blob's file and the key id its header names, from one small ranged read per
+        blob (run concurrently on S3); a blob under its legacy name costs a second read."""
+        paths = {sha: self._paths(project, sha) for sha in sorted(set(sha256s))}
+        found: dict[str, StoredBlob] = {}
+        for attempt in (0, 1):  # keyed names, then legacy ones for the blobs not found
+            tried = [
+                sha for sha, names in paths.items() if sha not in found and len(names) > attempt
+            ]
+            if not tried:
+                continue
+            chosen = [paths[sha][attempt] for sha in tried]
+            with unreachable(self._describe()):
+                heads = self._fs.cat_ranges(chosen, 0, _HEADER_BYTES, on_error="return")
+            for sha, path, head in zip(tried, chosen, heads, strict=True):
+                if isinstance(head, FileNotFoundError):
+                    continue
+                if isinstance(head, BaseException):
+                    with unreachable(self._describe()):
+                        raise head
+                found[sha] = StoredBlob(sha, path, _header_key_id(bytes(head), sha))
+        missing = [sha for sha in paths if sha not in found]
+        if missing:
+            raise DataCorrupted(f"blob {missing[0][:12]} is missing from the store")
+        return found
+
+    def presigned_url(self, path: str, expires_seconds: int) -> str:
+        """A URL that reads this one object and nothing else: on S3, a GET presigned with
+        SigV4 for `expires_seconds`; on a local store, its file:// URL (for workers on this
+        machine, which read it directly)."""
+        if self.is_local:
+            return pathlib.Path(path).as_uri()
+        with unreachable(self._describe()):
+            return str(self._presigning_fs.url(path, expires=expires_seconds))
+
+    @functools.cached_property
+    def _presigning_fs(self) -> Any:
+        """The store's filesystem, signing with SigV4: botocore would presign with SigV2 in
+        the regions that still take it, which buckets made since 2020 refuse."""
+        options = dict(self._fs.storage_options)
+        config = dict(options.get("config_kwargs") or {})
+        config["signature_version"] = "s3v4"
+        options["config_kwargs"] = config
+        return type(self._fs)(**options)
+
     # --- small objects -------------------------------------------------------------------------
 
     def read_small_object(self, key: str) -> bytes | None:
@@ -467,6 +535,18 @@ class BlobStore:
             parent, _, name = path.rstrip("/").rpartition("/")
             if _SHA256.fullmatch(name) and parent.endswith(f"/{name[:2]}"):
                 yield name
+
+
+def _header_key_id(head: bytes, sha256: str) -> str | None:
+    """The data key id a blob's header names (None for a plain blob), checked by the decoder
+    itself so the header's rules live in one place."""
+    decoder = BlobDecoder(io.BytesIO(head).read, _no_keys, f"blob {sha256[:12]}")
+    mode, key_id = decoder._header()
+    return key_id.decode("ascii") if mode == MODE_AES_GCM else None
+
+
+def _no_keys(key_id: str) -> bytes:
+    raise AssertionError("only the header is read")
 
 
 def _modified_at(entry: dict[str, Any]) -> float | None:
