@@ -32,6 +32,7 @@ from stratus.data.rules import RuleSet
 from stratus.data.tables import DatasetRow, DatasetVersionRow, ValidationRow
 from stratus.storage.blobs import Blobs
 from stratus.storage.blobstore import BlobInfo
+from stratus.storage.grants import DEFAULT_TTL_SECONDS, ArtifactGrant
 from stratus.storage.uploads import FileUpload, declared_file, record_upload
 
 if TYPE_CHECKING:
@@ -290,6 +291,21 @@ class DataService:
             read = self._version_read(session, row, version, project)
             project_uid, files = row.project_uid, list(version.files)
         return read, self._load_table(project_uid, files)
+
+    def grant(
+        self, project: str, dataset: str, ref: str, ttl_seconds: int = DEFAULT_TTL_SECONDS
+    ) -> tuple[s.VersionRead, ArtifactGrant]:
+        """A ready version and a grant to its files, with which a job fetches them from the
+        store itself (`stratus.storage.grants.fetch`) for `ttl_seconds`."""
+        with self.db.transaction() as session:
+            row = self._dataset(session, project, dataset)
+            version = self._version(session, row, ref)
+            if version.state != "ready":
+                raise Conflict(f"{dataset}:{version.version} is not committed yet")
+            read = self._version_read(session, row, version, project)
+            project_uid = row.project_uid
+        files = [(f.path, f.sha256, f.size) for f in read.files]
+        return read, self.blobs.grant(project_uid, files, ttl_seconds)
 
     def profile(self, project: str, dataset: str, ref: str) -> s.ProfileRead:
         with self.db.transaction() as session:

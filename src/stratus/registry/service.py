@@ -43,6 +43,7 @@ from stratus.registry.signatures import Signature
 from stratus.registry.tables import AliasEventRow, AliasRow, ModelRow, ModelVersionRow
 from stratus.storage.blobs import Blobs
 from stratus.storage.blobstore import BlobInfo
+from stratus.storage.grants import DEFAULT_TTL_SECONDS, ArtifactGrant
 from stratus.storage.uploads import FileUpload, declared_file, record_upload
 
 log = logging.getLogger("stratus.registry")
@@ -525,6 +526,21 @@ class RegistryService:
             read = self._version_read(session, version, model, project)
             project_uid, uid = row.project_uid, version.uid
         return read, self._write_folder(project_uid, uid, read, cache_root)
+
+    def grant(
+        self, project: str, model: str, ref: str, ttl_seconds: int = DEFAULT_TTL_SECONDS
+    ) -> tuple[s.VersionRead, ArtifactGrant]:
+        """A committed version and a grant to its files, with which a worker fetches them
+        from the store itself (`stratus.storage.grants.fetch`) for `ttl_seconds`."""
+        with self.db.transaction() as session:
+            row = self._model(session, project, model)
+            version = self._version(session, row, ref)
+            if version.state not in COMMITTED:
+                raise Conflict(f"{model}:{version.version} is not committed yet")
+            read = self._version_read(session, version, model, project)
+            project_uid = row.project_uid
+        files = [(f.path, f.sha256, f.size) for f in read.files]
+        return read, self.blobs.grant(project_uid, files, ttl_seconds)
 
     def _write_folder(
         self, project_uid: str, uid: str, read: s.VersionRead, cache_root: Path
