@@ -1,21 +1,22 @@
-"""The alert evaluator: a thread that, every `monitoring.alert_interval_seconds`, refreshes the
-gauges that read the database, collects every sample of the platform's Prometheus registry
-(what `/metrics` shows) and evaluates each rule against it (`AlertService.evaluate`). It starts
-and stops the notification dispatcher with it.
+"""The alert evaluator: a background loop (`core/loop.py`) that, every
+`monitoring.alert_interval_seconds`, refreshes the gauges that read the database, collects
+every sample of the platform's Prometheus registry (what `/metrics` shows) and evaluates each
+rule against it (`AlertService.evaluate`). It starts and stops the notification dispatcher with
+it.
 
-`tick(now)` is one pass, called by the thread and by tests with a time of their choosing.
+`tick(now)` is one pass, called by the loop and by tests with a time of their choosing.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry
 
 from stratus.core.clock import utcnow
+from stratus.core.loop import BackgroundLoop
 from stratus.monitoring.alert_states import Sample
 from stratus.monitoring.alerts import AlertService
 
@@ -47,37 +48,28 @@ class AlertEvaluator:
     ) -> None:
         self.alerts = alerts
         self.registry = registry
-        self.interval = interval_seconds
         self.refresh = list(refresh)
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = BackgroundLoop(
+            "evaluating alerts",
+            self._pass,
+            interval_seconds,
+            thread_name="stratus-alerts",
+            log=log,
+        )
 
     def start(self) -> None:
-        self._stop.clear()
         self.alerts.dispatcher.start()
-        self._thread = threading.Thread(target=self._loop, name="stratus-alerts", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def wake(self) -> None:
-        self._wake.set()
+        self._loop.wake()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
+        self._loop.stop(timeout=30)
         self.alerts.dispatcher.stop()
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.tick(utcnow())
-            except Exception:  # the evaluator must outlive a passing database error
-                log.exception("an alert evaluation pass failed; will retry")
-            self._wake.wait(self.interval)
-            self._wake.clear()
+    def _pass(self) -> None:
+        self.tick(utcnow())
 
     def tick(self, now: datetime) -> int:
         """One pass over every rule; the number of transitions (firing or resolved)."""
@@ -92,7 +84,7 @@ class AlertEvaluator:
         samples = collect_samples(self.registry)
         changed = 0
         for rule in rules:
-            if self._stop.is_set():
+            if self._loop.stopping:
                 break
             try:
                 changed += len(self.alerts.evaluate(rule, samples, now))

@@ -45,6 +45,7 @@ from stratus.core.errors import NotFound
 from stratus.core.events import EventBus, ProjectDeleting
 from stratus.core.ids import new_id
 from stratus.core.interrupts import children_ignore_ctrl_c, ignore_ctrl_c
+from stratus.core.loop import BackgroundLoop
 from stratus.endpoints.service import CaptureTarget, EndpointService
 from stratus.monitoring import schemas as s
 from stratus.monitoring.tables import CaptureFileRow, CaptureRequestRow, GroundTruthRow
@@ -587,23 +588,27 @@ class EncoderPool:
 
 
 class CaptureWriter:
-    """The thread that flushes the capture buffer every `interval` seconds, and applies
-    retention every few minutes."""
+    """The background loop that flushes the capture buffer every `interval` seconds, and
+    applies retention every few minutes."""
 
     def __init__(self, store: CaptureStore, interval: float) -> None:
         self.store = store
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._expire_every = max(1, int(300 / interval))  # passes
+        self._passes = 0
+        self._loop = BackgroundLoop(
+            "writing captured requests",
+            self._pass,
+            interval,
+            thread_name="stratus-capture",
+            initial_delay_seconds=interval,
+            log=log,
+        )
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="stratus-capture", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+        self._loop.stop(timeout=30)
         try:
             self.store.flush()  # what the gateway captured before it stopped
         except Exception:
@@ -612,17 +617,12 @@ class CaptureWriter:
         if close is not None:
             close()
 
-    def _loop(self) -> None:
-        expire_every = max(1, int(300 / self.interval))
-        ticks = 0
-        while not self._stop.wait(self.interval):
-            try:
-                self.store.flush()
-                ticks += 1
-                if ticks % expire_every == 1:
-                    self.store.expire()
-            except Exception:  # the writer must outlive a passing database or store error
-                log.exception("capture writer: will retry")
+    def _pass(self) -> None:
+        self.store.flush()
+        expire = self._passes % self._expire_every == 0  # the first pass, then every few minutes
+        self._passes += 1
+        if expire:
+            self.store.expire()
 
 
 def partition_path(endpoint: str, hour: datetime, uid: str) -> str:

@@ -1,15 +1,15 @@
 """Notifications through the outbox: an alert's state change writes one outbox row per channel
-in the transaction that records it (`AlertService`), and the dispatcher here — a thread woken
-after that commit — claims the due rows and has the `Notifier` send them, a few channels at a
-time. A row goes once its channel has answered (or failed every quick retry, which is recorded
-on the event); a crash before that sends it again at the next start: at least once.
+in the transaction that records it (`AlertService`), and the dispatcher here — a background
+loop (`core/loop.py`) woken after that commit — claims the due rows and has the `Notifier` send
+them, a few channels at a time. A row goes once its channel has answered (or failed every quick
+retry, which is recorded on the event); a crash before that sends it again at the next start:
+at least once.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import threading
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from stratus.core.loop import BackgroundLoop
 from stratus.core.outbox import Message, Outbox
 from stratus.monitoring.notifications import Dispatch, Notification, Notifier
 
@@ -85,10 +86,15 @@ class NotificationDispatcher:
     def __init__(self, outbox: Outbox, notifier: Notifier, interval_seconds: float = 5.0) -> None:
         self.outbox = outbox
         self.notifier = notifier
-        self.interval = interval_seconds
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._pool: ThreadPoolExecutor | None = None  # while started: sends channels at once
+        self._loop = BackgroundLoop(
+            "sending notifications",
+            self._pass,
+            interval_seconds,
+            thread_name="stratus-notify",
+            interrupt=lambda: self.notifier.stop(),  # cuts short the backoff of a send
+            log=log,
+        )
 
     def enqueue(
         self,
@@ -106,34 +112,25 @@ class NotificationDispatcher:
         return [decode(m.payload) for m in self.outbox.pending([TOPIC])]
 
     def start(self) -> None:
-        self._stop.clear()
         self.notifier.start()
         released = self.outbox.release([TOPIC])
         if released:
             log.info("sending %d notification(s) left over from the last run", released)
-        self._thread = threading.Thread(target=self._loop, name="stratus-notify", daemon=True)
-        self._thread.start()
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="stratus-notify")
+        self._loop.start()
 
     def wake(self) -> None:
-        self._wake.set()
+        self._loop.wake()
 
     def stop(self) -> None:
-        self._stop.set()
-        self.notifier.stop()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=60)
-            self._thread = None
+        self._loop.stop(timeout=60)
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
 
-    def _loop(self) -> None:
-        with ThreadPoolExecutor(WORKERS, thread_name_prefix="stratus-notify") as pool:
-            while not self._stop.is_set():
-                try:
-                    self.tick(pool)
-                except Exception:  # the dispatcher must outlive a passing database error
-                    log.exception("a notification pass failed; will retry")
-                self._wake.wait(self.interval)
-                self._wake.clear()
+    def _pass(self) -> None:
+        self.tick(self._pool)
 
     def tick(self, pool: ThreadPoolExecutor | None = None) -> int:
         """Send the due notifications; how many rows were claimed. One channel's rows go in
@@ -152,7 +149,7 @@ class NotificationDispatcher:
 
     def _send(self, lane: list[Message]) -> None:
         for message in lane:
-            if self._stop.is_set():
+            if self._loop.stopping:
                 return  # claimed, not sent: released at the next start
             try:
                 results = self.notifier.deliver(decode(message.payload))
@@ -160,6 +157,6 @@ class NotificationDispatcher:
                 log.exception("sending notification %d failed; will retry", message.id)
                 self.outbox.retry(message, f"{type(exc).__name__}: {exc}")
                 continue
-            if self._stop.is_set() and not all(r.ok for r in results):
+            if self._loop.stopping and not all(r.ok for r in results):
                 return  # cut short by the shutdown: sent again at the next start
             self.outbox.done(message.id)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -27,6 +26,7 @@ from typing import Any
 from stratus.core.clock import utcnow
 from stratus.core.errors import InvalidInput, NotFound, StratusError
 from stratus.core.events import AlertFired, DatasetVersionCommitted, EventBus
+from stratus.core.loop import BackgroundLoop
 from stratus.core.outbox import Message, Outbox
 from stratus.data.service import DataService
 from stratus.endpoints import schemas as es
@@ -85,10 +85,13 @@ class PipelineController:
         self.registry = registry
         self.endpoints = endpoints
         self.metrics = metrics
-        self.interval = interval_seconds
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = BackgroundLoop(
+            "running pipelines",
+            lambda: self.tick(),
+            interval_seconds,
+            thread_name="stratus-pipelines",
+            log=log,
+        )
 
     def watch(self, bus: EventBus) -> None:
         """Start the runs of pipelines that watch a dataset when it gets a new version, or an
@@ -119,36 +122,22 @@ class PipelineController:
         bus.subscribe(AlertFired, alert)
 
     def start(self) -> None:
-        self._stop.clear()
         released = self.outbox.release(TRIGGERS)
         if released:
             log.info("delivering %d pipeline trigger(s) left over from the last run", released)
-        self._thread = threading.Thread(target=self._loop, name="stratus-pipelines", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def wake(self) -> None:
-        self._wake.set()
+        self._loop.wake()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.tick()
-            except Exception:  # the runner must outlive a passing database error
-                log.exception("a pipeline pass failed; will retry")
-            self._wake.wait(self.interval)
-            self._wake.clear()
+        self._loop.stop(timeout=30)
 
     # --- one pass ------------------------------------------------------------------------------
 
     def tick(self) -> None:
         for message in self.outbox.claim(TRIGGERS):
-            if self._stop.is_set():
+            if self._loop.stopping:
                 return
             self._trigger(message)
         for project, name in self.pipelines.due_schedules():
@@ -159,7 +148,7 @@ class PipelineController:
             except StratusError as exc:
                 log.warning("scheduled run of %s/%s not started: %s", project, name, exc.detail)
         for run in self.pipelines.active_runs():
-            if self._stop.is_set():
+            if self._loop.stopping:
                 return
             try:
                 self._advance(run)
