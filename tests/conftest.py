@@ -231,3 +231,8 @@ def s3_server() -> Iterator[S3Server]:
     finally:
         process.terminate()
         process.wait(10)
+
+
+# --- Ray (tests marked `ray`): a real 3-node cluster on loopback addresses, see ray_cluster.py --
+
+from ray_cluster import ray_cluster  # noqa: E402, F401
