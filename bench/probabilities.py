@@ -54,7 +54,7 @@ def main() -> None:
         signature=signature.model_dump(mode="json"),
         model_name="lr",
         model_version=1,
-        socket=folder / "r.sock",
+        secret="s" * 32,
     )
     replica = Replica(spec, SklearnModel(model, signature))
     row = x[0].tolist()

@@ -48,6 +48,21 @@ def test_up_with_unreachable_database_is_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--backend", "nope"], "unknown compute backend 'nope'; choose one of: local"),
+        (["--backend", "Bad Name"], "bad setting"),
+    ],
+    ids=["unknown", "malformed"],
+)
+def test_up_with_a_bad_backend_is_one_line(tmp_path: Path, args: list[str], expected: str) -> None:
+    result = _stratus("up", "--port", str(free_port()), *args, home=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize("key", ["a\nb", "line\r\nbreak"])
 def test_keys_with_line_breaks_are_a_400(platform: LocalPlatform, key: str) -> None:
     headers = {"authorization": f"Bearer {platform.api_key}"}

@@ -25,8 +25,8 @@ from typing import Any
 import orjson
 import pytest
 
-from stratus.compute.backend import ReplicaHandle, ReplicaState, ReplicaStatus
-from stratus.compute.local import LocalBackend, LocalBackendConfig
+from stratus.compute.backend import ReplicaState, ReplicaStatus
+from stratus.compute.local import LocalBackend, LocalBackendConfig, LocalReplicaHandle
 from stratus.compute.processes import process_start_ticks
 from stratus.serving.replica import ReplicaSpec
 from stratus.serving.wire import HELLO_ID, RESPONSE, Kind, encode_request
@@ -78,12 +78,17 @@ def short_dir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+SECRET = "s" * 32
+
+
 class Harness:
     def __init__(self, state_dir: Path, fork_server: bool) -> None:
-        self.config = LocalBackendConfig(state_dir=state_dir, fork_server=fork_server)
+        self.config = LocalBackendConfig(
+            state_dir=state_dir, socket_dir=state_dir / "run", fork_server=fork_server
+        )
         self.backend = LocalBackend(self.config)
         self.state_dir = state_dir
-        self.handles: list[tuple[LocalBackend, ReplicaHandle]] = []
+        self.handles: list[tuple[LocalBackend, LocalReplicaHandle]] = []
 
     def spec(self, model_dir: Path, name: str = "r1") -> ReplicaSpec:
         return ReplicaSpec(
@@ -91,11 +96,12 @@ class Harness:
             flavor="sklearn",
             model_name="cancer",
             model_version=1,
-            socket=self.state_dir / f"{name}.sock",
+            secret=SECRET,
         )
 
-    def start(self, replica_id: str, spec: ReplicaSpec) -> ReplicaHandle:
+    def start(self, replica_id: str, spec: ReplicaSpec) -> LocalReplicaHandle:
         handle = self.backend.start_replica(replica_id, spec)
+        assert isinstance(handle, LocalReplicaHandle)
         self.handles.append((self.backend, handle))
         return handle
 
@@ -114,7 +120,9 @@ def harness(request: pytest.FixtureRequest, short_dir: Path) -> Iterator[Harness
         h.backend.close()
 
 
-def wait_for(backend: LocalBackend, handle: ReplicaHandle, state: ReplicaState) -> ReplicaStatus:
+def wait_for(
+    backend: LocalBackend, handle: LocalReplicaHandle, state: ReplicaState
+) -> ReplicaStatus:
     deadline = time.monotonic() + READY_TIMEOUT
     while True:
         status = backend.status(handle)
@@ -139,10 +147,13 @@ def _recv_frame(sock: socket.socket) -> tuple[int, int, bytes]:
     return request_id, status, _recv_exactly(sock, length)
 
 
-def predict(path: Path, rows: list[list[float]]) -> tuple[dict[str, Any], int, Any]:
+def predict(
+    path: Path, rows: list[list[float]], secret: str = SECRET
+) -> tuple[dict[str, Any], int, Any]:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(10)
         sock.connect(str(path))
+        sock.sendall(encode_request(HELLO_ID, Kind.AUTH, "", secret.encode()))
         request_id, _, hello = _recv_frame(sock)
         assert request_id == HELLO_ID
         body = orjson.dumps({"instances": rows})
@@ -172,12 +183,16 @@ def test_start_ready_predict_stop(harness: Harness, model_dir: dict[str, Any]) -
     assert json.loads(record.read_text())["pid"] == handle.pid
     assert (harness.state_dir / "replicas" / "r1.spec.json").exists()
 
-    wait_for(backend, handle, ReplicaState.ready)
+    ready = wait_for(backend, handle, ReplicaState.ready)
+    assert ready.address == handle.address == f"unix://{handle.socket}"
+    assert handle.socket.parent == harness.state_dir / "run" and handle.details() == {
+        "pid": handle.pid
+    }
     x, expected = model_dir["x"], model_dir["expected"]
     hello, status, out = predict(handle.socket, x[:4].tolist())
     assert hello["pid"] == handle.pid and hello["model"] == "cancer"
     assert status == 200 and out["predictions"] == expected[:4].tolist()
-    assert [h.pid for h in backend.running()] == [handle.pid]
+    assert backend.running() == [handle]
     deadline = time.monotonic() + READY_TIMEOUT  # the log writer is a process of its own
     while "ready on" not in handle.log_path.read_text():
         assert time.monotonic() < deadline, "the replica's log never said it was ready"
@@ -195,6 +210,25 @@ def test_start_ready_predict_stop(harness: Harness, model_dir: dict[str, Any]) -
     assert backend.running() == []
 
 
+def test_a_connection_without_the_secret_gets_nothing(
+    harness: Harness, model_dir: dict[str, Any]
+) -> None:
+    """The replica greets only a connection whose first frame carries its secret; any other
+    is closed without a byte (no HELLO, so nothing about the model leaks either)."""
+    handle = harness.start("sec", harness.spec(model_dir["dir"], "sec"))
+    wait_for(harness.backend, handle, ReplicaState.ready)
+    with pytest.raises(AssertionError, match="closed the connection"):
+        predict(handle.socket, [[0.0] * 30], secret="w" * 32)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:  # a request, no AUTH
+        sock.settimeout(10)
+        sock.connect(str(handle.socket))
+        sock.sendall(encode_request(1, Kind.PLAIN_PREDICT, "application/json", b"{}"))
+        assert sock.recv(100) == b""
+    hello, status, _ = predict(handle.socket, model_dir["x"][:1].tolist())
+    assert status == 200 and hello["model"] == "cancer"  # and it still serves the right one
+    assert "refused a connection" in handle.log_path.read_text()
+
+
 def test_untrusted_pickle_exits_with_3(harness: Harness, model_dir: dict[str, Any]) -> None:
     handle = harness.start("bad", harness.spec(model_dir["untrusted"], "bad"))
     status = wait_for(harness.backend, handle, ReplicaState.exited)
@@ -210,6 +244,7 @@ def test_killed_replica_is_seen_exited(harness: Harness, model_dir: dict[str, An
     os.kill(handle.pid, signal.SIGKILL)
     status = wait_for(harness.backend, handle, ReplicaState.exited)
     assert status.exit_code == -signal.SIGKILL
+    assert not handle.socket.exists()  # seeing it dead removes the socket it left
     assert harness.backend.stop_replica(handle) == -signal.SIGKILL
     assert not (harness.state_dir / "replicas" / "k.json").exists()
     assert not handle.socket.exists()
@@ -225,6 +260,7 @@ def test_adoption_by_a_new_backend(harness: Harness, model_dir: dict[str, Any]) 
     harness.backend = second
     adopted = second.running()
     assert adopted == [handle]
+    assert isinstance(adopted[0], LocalReplicaHandle)
     assert second.status(adopted[0]).state == ReplicaState.ready
     code = second.stop_replica(adopted[0])
     # a fork-server child's exit code went to the Process object the first backend dropped;
@@ -244,9 +280,10 @@ CONTROL_PLANE = textwrap.dedent(
     from stratus.compute.backend import ReplicaState
     from stratus.serving.replica import ReplicaSpec
     state, model, fork = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] == "1"
-    backend = LocalBackend(LocalBackendConfig(state_dir=state, fork_server=fork))
+    backend = LocalBackend(LocalBackendConfig(state_dir=state, socket_dir=state / "run",
+                                              fork_server=fork))
     spec = ReplicaSpec(model_dir=model, flavor="sklearn", model_name="cancer",
-                       model_version=1, socket=state / "cp.sock")
+                       model_version=1, secret="s" * 32)
     handle = backend.start_replica("cp", spec)
     deadline = time.monotonic() + 60
     while backend.status(handle).state != ReplicaState.ready and time.monotonic() < deadline:
@@ -301,8 +338,10 @@ def test_replica_survives_a_control_plane_exit(harness: Harness, model_dir: dict
     try:
         backend = harness.backend
         adopted = backend.running()
-        assert [h.pid for h in adopted] == [pids["pid"]]
+        assert all(isinstance(h, LocalReplicaHandle) for h in adopted)
+        assert [h.details()["pid"] for h in adopted] == [pids["pid"]]
         assert backend.status(adopted[0]).state == ReplicaState.ready
+        assert isinstance(adopted[0], LocalReplicaHandle)
         hello, status, out = predict(adopted[0].socket, model_dir["x"][:2].tolist())
         assert status == 200 and out["predictions"] == model_dir["expected"][:2].tolist()
         if fork:
@@ -322,10 +361,11 @@ def test_replica_survives_a_control_plane_exit(harness: Harness, model_dir: dict
     assert all(_proc_gone(pid) for pid in orphans)  # the old fork server left with its replica
 
 
-def _handle_for(harness: Harness, pid: int) -> ReplicaHandle:
+def _handle_for(harness: Harness, pid: int) -> LocalReplicaHandle:
     """A handle for teardown, even if the test fails before adopting the replica."""
-    return ReplicaHandle("cp", pid, harness.state_dir / "cp.sock", Path("/nonexistent"),
-                         time.time(), process_start_ticks(pid))  # fmt: skip
+    return LocalReplicaHandle("cp", f"unix://{harness.state_dir}/run/cp.sock", "here",
+                              time.time(), pid, Path("/nonexistent"),
+                              process_start_ticks(pid))  # fmt: skip
 
 
 def _ppid(pid: int) -> int:
@@ -356,7 +396,7 @@ def test_pid_reuse_guard(short_dir: Path) -> None:
 def test_bad_replica_id_is_refused(short_dir: Path, model_dir: dict[str, Any]) -> None:
     backend = LocalBackend(LocalBackendConfig(state_dir=short_dir, fork_server=False))
     spec = ReplicaSpec(model_dir=model_dir["dir"], flavor="sklearn", model_name="m",
-                       model_version=1, socket=short_dir / "s.sock")  # fmt: skip
+                       model_version=1, secret=SECRET)  # fmt: skip
     with pytest.raises(ValueError):
         backend.start_replica("../escape", spec)
     backend.close()

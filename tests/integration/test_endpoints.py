@@ -208,6 +208,13 @@ def test_deploy_and_call_in_three_protocols(served: Served) -> None:
     assert endpoint["spec"]["variants"][0]["version"] == 1
     assert endpoint["status"]["url"].endswith("/inference/default/lr")
     assert len(ready_pids(endpoint)) == 2
+    for replica in endpoint["status"]["replicas"]:  # backend-neutral: where, and how reached
+        assert replica["node"] and replica["address"].startswith("unix:///")
+    # the replicas fetched the version from the store themselves, into the node's cache (one
+    # copy for both); the control plane copied nothing
+    home = served.platform.home
+    assert not any((home / "cache" / "models").glob("*"))  # the push's load check cleaned up
+    assert len(list((home / "cache" / "node" / "artifacts").iterdir())) == 1
 
     plain = served.predict("lr", [served.row(0), served.row(1)])
     assert plain.status_code == 200, plain.text

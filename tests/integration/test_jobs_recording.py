@@ -8,11 +8,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from stratus.api.platform import Platform
 from stratus.compute.backend import JobHandle, JobState, JobStatus
+from stratus.compute.local_jobs import LocalJobHandle
 from stratus.core.errors import ServiceUnavailable
 from stratus.iam.principals import Principal
 from stratus.jobs import schemas as s
@@ -20,7 +22,6 @@ from stratus.jobs.controller import (
     FINISH_ATTEMPTS,
     JobController,
     JobControllerConfig,
-    _handle_dict,
 )
 from stratus.jobs.schemas import JobPhase
 from stratus.storage.keyring import Keyring
@@ -59,15 +60,16 @@ def running_job(platform: Platform, name: str) -> str:
     data = s.JobCreate.model_construct(name=name, trainer=trainer)
     job, _ = platform.jobs.submit("default", data, ADMIN)
     uid = job.metadata.uid
-    handle = JobHandle(
+    handle = LocalJobHandle(
         job_id=uid,
+        node="here",
         pid=1,
         log_path=Path("/nonexistent") / f"{uid}.log",
         started_at=0.0,
         process_start_ticks=None,
         enforcement="rlimit",
     )
-    platform.jobs.mark_started(uid, _handle_dict(handle), "rlimit")
+    platform.jobs.mark_started(uid, platform.jobs.backend.job_record(handle), "rlimit")
     return uid
 
 
@@ -118,6 +120,9 @@ class Backend:
     def __init__(self, failures: dict[str, Exception]) -> None:
         self.failures = failures
         self.released: list[str] = []
+
+    def job_from_record(self, record: dict[str, Any]) -> JobHandle:
+        return LocalJobHandle(**{**record, "log_path": Path(record["log_path"])})
 
     def job_status(self, handle: JobHandle) -> JobStatus:
         return JobStatus(JobState.exited, exit_code=0)

@@ -43,6 +43,9 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             "columns": list(data.data.columns)}  # fmt: skip
 
 
+SECRET = "replica-secret-for-tests"
+
+
 def _spec(tmp: Path, model: dict[str, Any], **extra: Any) -> Path:
     spec = {
         "model_dir": str(model["dir"]),
@@ -50,7 +53,8 @@ def _spec(tmp: Path, model: dict[str, Any], **extra: Any) -> Path:
         "signature": model["signature"],
         "model_name": "cancer",
         "model_version": 3,
-        "socket": str(tmp / "replica.sock"),
+        "address": f"unix://{tmp / 'replica.sock'}",
+        "secret": SECRET,
         **extra,
     }
     path = tmp / "spec.json"
@@ -92,7 +96,7 @@ class WireClient:
 
     @classmethod
     async def connect(cls, socket: Path) -> WireClient:
-        return cls(await ReplicaConnection.open(socket))
+        return cls(await ReplicaConnection.open(f"unix://{socket}", SECRET))
 
     async def call(
         self, kind: Kind, body: bytes, ctype: str = "application/json"
@@ -216,7 +220,7 @@ def test_a_dying_replica_fails_pending_calls_at_once(replica: Any) -> None:
     process, socket = replica
 
     async def scenario() -> None:
-        connection = await ReplicaConnection.open(socket)
+        connection = await ReplicaConnection.open(f"unix://{socket}", SECRET)
         assert connection.in_flight == 0
         body = orjson.dumps({"instances": [[1.0] * 30]})
         assert (await connection.call(Kind.PLAIN_PREDICT, "application/json", body)).status == 200

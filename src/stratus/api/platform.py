@@ -7,16 +7,19 @@ seed the first admin, start background sweeping) and `stop` undoes it.
 from __future__ import annotations
 
 import logging
-import threading
+import multiprocessing
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from stratus.compute.backends import open_backend
 from stratus.compute.instance_types import InstanceCatalog
-from stratus.compute.local import LocalBackend, LocalBackendConfig
 from stratus.core.database import Database
 from stratus.core.errors import StoreUnavailable
 from stratus.core.events import EventBus
+from stratus.core.loop import BackgroundLoop
 from stratus.core.outbox import Outbox
 from stratus.core.settings import Settings
 from stratus.data.service import DataService
@@ -64,6 +67,28 @@ def store_timeouts(settings: Settings) -> StoreTimeouts:
     )
 
 
+def backend_options(settings: Settings) -> dict[str, Any]:
+    """The chosen compute backend's options, from the settings."""
+    if settings.compute.backend == "ray":
+        return {
+            "address": settings.compute.ray.address,
+            "namespace": settings.compute.ray.namespace,
+            "state_dir": settings.home / "compute",
+        }
+    return {
+        "state_dir": settings.home / "compute",
+        "socket_dir": settings.runtime_dir,
+        "cache_dir": settings.home / "cache" / "node",
+        "fork_server": settings.serving.fork_server,
+        "capacity_vcpus": settings.compute.capacity_vcpus,
+        "capacity_memory_gib": settings.compute.capacity_memory_gib,
+    }
+
+
+def _spawn_context() -> Any:
+    return multiprocessing.get_context("spawn")
+
+
 @dataclass
 class Platform:
     settings: Settings
@@ -92,8 +117,7 @@ class Platform:
     monitor_controller: MonitorController
     alerts: AlertService
     alert_evaluator: AlertEvaluator
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _threads: list[threading.Thread] = field(default_factory=list)
+    _loops: list[BackgroundLoop] = field(default_factory=list)
 
     @classmethod
     def build(cls, settings: Settings, master_key: bytes) -> Platform:
@@ -111,14 +135,7 @@ class Platform:
         audit = AuditLog(db, derive_key(master_key, AUDIT_CHAIN), checkpoints=store)
         blobs = Blobs(db, store, Keyring(db, master_key), encrypt=settings.store.encryption)
         storage = StorageService(db, blobs, bus, project_uid=iam.project_uid)
-        backend = LocalBackend(
-            LocalBackendConfig(
-                state_dir=settings.home / "compute",
-                fork_server=settings.serving.fork_server,
-                capacity_vcpus=settings.compute.capacity_vcpus,
-                capacity_memory_gib=settings.compute.capacity_memory_gib,
-            )
-        )
+        backend = open_backend(settings.compute.backend, backend_options(settings))
         data = DataService(db, blobs, bus, project_uid=iam.project_uid)
         model_cache = settings.home / "cache" / "models"  # replicas load from here
         registry = RegistryService(
@@ -132,7 +149,8 @@ class Platform:
                     memory_bytes=settings.registry.load_check_memory_mib << 20,
                     seconds=settings.registry.load_check_seconds,
                 ),
-                context=backend.process_context,
+                # the local backend's warm fork server, else a fresh process of this machine
+                context=getattr(backend, "process_context", None) or _spawn_context,
             ),
             cache_dir=model_cache,
         )
@@ -196,8 +214,7 @@ class Platform:
             routes,
             metrics,
             ControllerConfig(
-                runtime_dir=settings.runtime_dir,
-                cache_dir=model_cache,
+                secret_key=derive_key(master_key, "stratus replica secrets"),
                 interval_seconds=settings.serving.reconcile_interval_seconds,
                 start_timeout_seconds=settings.serving.start_timeout_seconds,
                 drain_seconds=settings.serving.drain_seconds,
@@ -292,35 +309,34 @@ class Platform:
         first = bootstrap(self.db)
         self.blobs.adopt_legacy_names()
         self.blobs.sweep(self.settings.store.tmp_max_age_seconds)
-        sweeper = threading.Thread(target=self._sweep_forever, name="stratus-sweeper", daemon=True)
-        sweeper.start()
-        self._threads.append(sweeper)
-        self.audit.checkpoint()
-        anchor = threading.Thread(
-            target=self._checkpoint_audit_forever, name="stratus-audit-checkpoint", daemon=True
+        self._start_loop(
+            store_loop(
+                "sweeping the object store",
+                lambda: self.blobs.sweep(self.settings.store.tmp_max_age_seconds),
+                self.settings.store.sweep_interval_seconds,
+                thread_name="stratus-sweeper",
+            )
         )
-        anchor.start()
-        self._threads.append(anchor)
+        self.audit.checkpoint()
+        # Anchor the audit chain's head in the object store every few seconds: entries newer
+        # than the last checkpoint are the only ones a truncation of the database could hide.
+        self._start_loop(
+            store_loop(
+                "writing the audit checkpoint",
+                self.audit.checkpoint,
+                self.settings.security.audit_checkpoint_seconds,
+                thread_name="stratus-audit-checkpoint",
+            )
+        )
         return first
 
-    def _sweep_forever(self) -> None:
-        outage = _Outage("sweeping the object store")
-        while not self._stop.wait(self.settings.store.sweep_interval_seconds):
-            with outage:  # the sweeper must outlive a passing store or database error
-                self.blobs.sweep(self.settings.store.tmp_max_age_seconds)
-
-    def _checkpoint_audit_forever(self) -> None:
-        """Anchor the audit chain's head in the object store every few seconds: entries newer
-        than the last checkpoint are the only ones a truncation of the database could hide."""
-        outage = _Outage("writing the audit checkpoint")
-        while not self._stop.wait(self.settings.security.audit_checkpoint_seconds):
-            with outage:  # must outlive a passing store or database error
-                self.audit.checkpoint()
+    def _start_loop(self, loop: BackgroundLoop) -> None:
+        self._loops.append(loop)  # first: `stop` stops it even if starting it fails
+        loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=5)
+        for loop in self._loops:
+            loop.stop(timeout=5)
         try:
             self.audit.checkpoint()
         except Exception:
@@ -328,32 +344,22 @@ class Platform:
         self.db.dispose()
 
 
-class _Outage:
-    """Wraps one pass of a background loop: an unreachable object store is logged as one line
-    when it starts and one when it ends (not a traceback every few seconds); any other error
-    is logged in full. The loop goes on either way."""
+def store_loop(
+    name: str, work: Callable[[], object], interval_seconds: float, *, thread_name: str
+) -> BackgroundLoop:
+    """A loop of work on the object store, its first pass after one interval. An unreachable
+    store is an outage: one line when it starts and one when it ends, not a traceback every
+    pass. Any other error is logged as every loop logs one; the loop goes on either way."""
 
-    def __init__(self, work: str) -> None:
-        self.work = work
-        self.store_down = False
+    def tick() -> None:
+        work()
 
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
-    ) -> bool:
-        if kind is None:
-            if self.store_down:
-                log.warning("%s works again: the object store answers", self.work)
-                self.store_down = False
-            return False
-        if not issubclass(kind, Exception):
-            return False
-        if isinstance(exc, StoreUnavailable):
-            if not self.store_down:
-                log.warning("%s failed: %s; will retry quietly until it answers", self.work, exc)
-                self.store_down = True
-            return True
-        log.error("%s failed; will retry", self.work, exc_info=exc)
-        return True
+    return BackgroundLoop(
+        name,
+        tick,
+        interval_seconds,
+        thread_name=thread_name,
+        initial_delay_seconds=interval_seconds,
+        quiet=(StoreUnavailable,),
+        log=log,
+    )

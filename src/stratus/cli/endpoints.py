@@ -417,20 +417,21 @@ def show_(
     show(rows, Format.table, [(key.upper(), _getter(key)) for key in rows[0]] if rows else [])
     if status.replicas:
         console.print()
-        show(
-            status.replicas,
-            Format.table,
-            [
-                ("REPLICA", lambda r: r.id),
-                ("VARIANT", lambda r: r.variant),
-                ("VERSION", lambda r: r.model_version),
-                ("PHASE", lambda r: r.phase),
-                ("PID", lambda r: r.pid),
-                ("IN FLIGHT", lambda r: r.in_flight),
-                ("STARTED", lambda r: r.started_at),
-                ("DETAIL", lambda r: r.detail or "-"),
-            ],
-        )
+        columns: list[tuple[str, Callable[[Any], Any]]] = [
+            ("REPLICA", lambda r: r.id),
+            ("VARIANT", lambda r: r.variant),
+            ("VERSION", lambda r: r.model_version),
+            ("PHASE", lambda r: r.phase),
+            ("NODE", lambda r: r.node or "-"),
+        ]
+        if any(r.pid is not None for r in status.replicas):  # the local backend's processes
+            columns.append(("PID", lambda r: r.pid if r.pid is not None else "-"))
+        columns += [
+            ("IN FLIGHT", lambda r: r.in_flight),
+            ("STARTED", lambda r: r.started_at),
+            ("DETAIL", lambda r: r.detail or "-"),
+        ]
+        show(status.replicas, Format.table, columns)
 
 
 def _getter(key: str) -> Callable[[dict[str, Any]], Any]:

@@ -175,6 +175,22 @@ def up(
     s3_endpoint_url: Annotated[
         str | None, typer.Option(help="endpoint of an S3-compatible server")
     ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            "--backend",
+            help="where replicas and jobs run: local (this machine) or ray (a Ray cluster) [local]",
+            show_default=False,
+        ),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="the Ray cluster's address (HOST:PORT of `ray start --head`), with --backend ray",
+            show_default=False,
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error")] = "info",
     demo: Annotated[
         bool,
@@ -193,6 +209,8 @@ def up(
     Example: stratus up --db postgresql+psycopg://stratus@127.0.0.1/stratus --store s3://ml/stratus
 
     Example: stratus up --demo    (then: stratus predict demo --json '{"instances": [[...]]}')
+
+    Example: stratus up --backend ray --ray-address 10.0.0.2:6379 --store s3://ml/stratus
     """
     import uvicorn
 
@@ -202,11 +220,15 @@ def up(
     from stratus.migrations.runner import upgrade
     from stratus.storage.key_check import verify_master_key
 
+    compute: dict[str, Any] = {"backend": backend}
+    if ray_address is not None:
+        compute["ray"] = {"address": ray_address}
     settings = _settings(
         home,
         server={"host": host, "port": port},
         db={"url": db},
         store={"url": store, "s3_endpoint_url": s3_endpoint_url},
+        compute=compute,
     )
     configure_logging(log_level)
     settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -259,7 +281,8 @@ def up(
             console.print(seed_demo(platform), highlight=False)
         console.print(
             f"[bold]Stratus[/] is up at [bold cyan]{url}[/]  (database: "
-            f"{safe_url(settings.database_url)}, store: {settings.store_url}); Ctrl-C stops it",
+            f"{safe_url(settings.database_url)}, store: {settings.store_url}, compute: "
+            f"{settings.compute.backend}); Ctrl-C stops it",
             highlight=False,
         )
         app = create_app(platform)

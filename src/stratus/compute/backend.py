@@ -8,10 +8,11 @@ for it in unit tests.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, Self
 
 from stratus.compute.limits import Resources
 
@@ -20,12 +21,22 @@ SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
 class LaunchSpec(Protocol):
-    """What a backend needs of a replica's spec: where the replica will listen, and the spec
-    itself, to hand over. `stratus.serving.replica.ReplicaSpec` is one; compute stays below
-    serving and never imports it."""
+    """What a backend needs of a replica's spec: the address it will listen on (empty until the
+    backend chooses one, which it sets with `model_copy`), and the spec itself, to hand over.
+    `stratus.serving.replica.ReplicaSpec` is one; compute stays below serving and never
+    imports it."""
 
     @property
-    def socket(self) -> Path: ...
+    def address(self) -> str: ...
+
+    @property
+    def cache_dir(self) -> Path | None:
+        """Where the replica keeps the artifacts it fetches on its node (the backend sets it)."""
+        ...
+
+    def model_copy(
+        self, *, update: Mapping[str, Any] | None = None, deep: bool = False
+    ) -> Self: ...
 
     def model_dump_json(self, *, indent: int | None = None) -> str: ...
 
@@ -40,23 +51,33 @@ class ReplicaState(StrEnum):
 
 @dataclass(frozen=True)
 class ReplicaHandle:
-    """One replica a backend started (or re-adopted); all the backend needs to find it again."""
+    """One replica a backend started (or re-adopted).
+
+    Backends subclass it with what they need to find the replica again (a local process's pid
+    and start ticks, a Ray actor's name); code above `compute` reads only these fields and
+    `details()`.
+    """
 
     replica_id: str
-    pid: int
-    socket: Path
-    log_path: Path
+    address: str  # where it listens (`addresses.py`); empty until the backend knows
+    node: str  # where it runs: a host name, a Ray node's address
     started_at: float
-    process_start_ticks: int | None
+
+    def details(self) -> dict[str, str | int]:
+        """What this backend can show of the replica besides the common fields (the local
+        backend's pid)."""
+        return {}
 
 
 @dataclass(frozen=True)
 class ReplicaStatus:
-    """An observation of a replica; `detail` holds the last log lines once it has exited."""
+    """An observation of a replica; `detail` holds the last log lines once it has exited, and
+    `address` where to dial it once it is ready."""
 
     state: ReplicaState
     exit_code: int | None = None
     detail: str = ""
+    address: str = ""
 
 
 @dataclass(frozen=True)
@@ -72,15 +93,17 @@ class JobLaunch:
 
 @dataclass(frozen=True)
 class JobHandle:
-    """One job a backend started (or re-adopted); all the backend needs to find it again."""
+    """One job a backend started (or re-adopted). Backends subclass it with what they need to
+    find the job again; `ComputeBackend.job_record` and `job_from_record` turn it into JSON for
+    the database and back."""
 
     job_id: str
-    pid: int
-    log_path: Path
+    node: str
     started_at: float
-    process_start_ticks: int | None
-    enforcement: str  # how its limits are enforced: "cgroup-v2", "rlimit+affinity" or "rlimit"
-    cgroup: str | None = None
+    enforcement: str  # how its limits are enforced: "cgroup-v2", "rlimit+affinity", "ray", ...
+
+    def details(self) -> dict[str, str | int]:
+        return {}
 
 
 class JobState(StrEnum):
@@ -116,7 +139,7 @@ class ComputeBackend(Protocol):
 
         Args:
             replica_id: a unique, file-name-safe id chosen by the controller.
-            spec: what to serve and where to listen.
+            spec: what to serve; the backend sets where it listens.
 
         Returns:
             The handle to pass to `status` and `stop_replica`.
@@ -130,14 +153,16 @@ class ComputeBackend(Protocol):
             handle: a handle from `start_replica` or `running`.
 
         Returns:
-            `ready` when its socket accepts and a HELLO frame arrives within a short timeout;
-            `exited` when the process is gone (with its exit code when this backend can know
-            it, and the tail of its log); otherwise `starting`.
+            `ready`, with the address to dial, once the replica has loaded its model and
+            listens (the gateway then connects with the replica's secret, which proves it);
+            `exited` when it is gone (with its exit code when this backend can know it, and
+            the tail of its log); otherwise `starting`.
         """
         ...
 
     def stop_replica(self, handle: ReplicaHandle, grace_seconds: float = 10.0) -> int | None:
-        """Stop a replica: SIGTERM, wait up to `grace_seconds`, then SIGKILL. Idempotent.
+        """Stop a replica: ask it to stop (it answers what it holds), wait up to
+        `grace_seconds`, then kill it. Idempotent.
 
         Args:
             handle: the replica to stop.
@@ -166,7 +191,7 @@ class ComputeBackend(Protocol):
         ...
 
     def running(self) -> list[ReplicaHandle]:
-        """The replicas this backend's state records whose process is still the same and alive.
+        """The replicas this backend runs for this control plane that are still alive.
 
         Used to re-adopt replicas after a control-plane restart; records of dead replicas
         are dropped.
@@ -244,8 +269,20 @@ class ComputeBackend(Protocol):
         """
         ...
 
+    def job_record(self, handle: JobHandle) -> dict[str, Any]:
+        """The handle as JSON-able data, for the job's row in the database."""
+        ...
+
+    def job_from_record(self, record: Mapping[str, Any]) -> JobHandle:
+        """A handle from `job_record`'s data (also from what older versions recorded).
+
+        Raises:
+            ValueError: the record is not one of this backend's.
+        """
+        ...
+
     def running_jobs(self) -> list[JobHandle]:
-        """The jobs this backend's state records whose process is still the same and alive.
+        """The jobs this backend runs for this control plane that are still alive.
 
         Used to re-adopt jobs after a control-plane restart; records of dead jobs are dropped
         (their logs stay until `release_job`).

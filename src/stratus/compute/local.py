@@ -11,6 +11,7 @@ Jobs keep theirs in `state_dir/jobs/` the same way.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import json
 import logging
@@ -20,15 +21,18 @@ import multiprocessing.process
 import os
 import signal
 import socket
-import struct
 import sys
+import tempfile
 import time
 import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
+from stratus.compute.addresses import parse_address, unix_address
 from stratus.compute.backend import (
     SAFE_ID,
     JobHandle,
@@ -40,7 +44,7 @@ from stratus.compute.backend import (
     ReplicaStatus,
 )
 from stratus.compute.limits import Resources
-from stratus.compute.local_jobs import LocalJobs, machine_memory_bytes
+from stratus.compute.local_jobs import LocalJobHandle, LocalJobs, machine_memory_bytes
 from stratus.compute.processes import (
     group_members,
     proc_stat,
@@ -64,10 +68,6 @@ REPLICA_ID = SAFE_ID
 REPLICA_MODULE = "stratus.serving.replica"
 ALWAYS_PRELOAD = [REPLICA_MODULE]
 ROTATING_LOGS = "stratus.compute.rotating_logs"
-# A replica greets every connection first with a HELLO frame: request id 0, status 200
-# (stratus.serving.wire's response header, `!IHI`).
-_GREETING = struct.Struct("!IHI")
-HELLO_TIMEOUT = 2.0
 LOG_WRITER_GRACE = 5.0  # seconds a gone replica's log writer gets to finish
 
 
@@ -75,6 +75,11 @@ class LocalBackendConfig(BaseModel):
     """Settings of the local compute backend."""
 
     state_dir: Path
+    # where replica sockets live; None: a short folder in the temp dir, named by `state_dir`
+    # (unix socket paths are limited to about 100 bytes, so not under a deep home)
+    socket_dir: Path | None = None
+    # this machine's cache of the artifacts replicas fetch; None: `state_dir/artifacts`
+    cache_dir: Path | None = None
     preload: list[str] = Field(default=["numpy", "sklearn", "skops.io", "onnxruntime"])
     fork_server: bool = True
     # what jobs may use in all; None: this machine's (the CPUs this process may run on, MemTotal)
@@ -85,6 +90,31 @@ class LocalBackendConfig(BaseModel):
     # a replica's log: rotated past this size, keeping this many older files
     log_max_bytes: int = Field(default=LOG_MAX_BYTES, ge=1024)
     log_backups: int = Field(default=LOG_BACKUPS, ge=0, le=20)
+
+
+@dataclass(frozen=True)
+class LocalReplicaHandle(ReplicaHandle):
+    """A replica process on this machine: its pid, and the /proc start ticks that tell it from a
+    later process given the same pid."""
+
+    pid: int
+    log_path: Path
+    process_start_ticks: int | None
+
+    @property
+    def socket(self) -> Path:
+        path = parse_address(self.address).path
+        assert path is not None
+        return path
+
+    def details(self) -> dict[str, str | int]:
+        return {"pid": self.pid}
+
+
+def _local(handle: ReplicaHandle) -> LocalReplicaHandle:
+    if not isinstance(handle, LocalReplicaHandle):
+        raise ValueError(f"replica {handle.replica_id} is not one of the local backend's")
+    return handle
 
 
 def _run_replica(spec_path: str, log_path: str, max_bytes: int, backups: int) -> None:
@@ -128,6 +158,10 @@ class LocalBackend:
         self._exit_codes: dict[int, int] = {}  # pid -> exit code of a reaped replica
         self._context: Any = None
         self._jobs = LocalJobs(config.state_dir, self._capacity(), config.prefer_cgroup)
+        self.socket_dir = config.socket_dir or Path(tempfile.gettempdir()) / (
+            "stratus-" + hashlib.sha256(str(config.state_dir.resolve()).encode()).hexdigest()[:12]
+        )
+        self.node = socket.gethostname()
 
     def _capacity(self) -> Resources:
         vcpus = self.config.capacity_vcpus or float(len(os.sched_getaffinity(0)))
@@ -169,9 +203,16 @@ class LocalBackend:
             raise ValueError(f"a replica id must be a file-name-safe name, not {replica_id!r}")
         spec_path = self.dir / f"{replica_id}.spec.json"
         log_path = self.dir / f"{replica_id}.log"
+        self.socket_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        socket_path = self.socket_dir / (
+            hashlib.sha256(replica_id.encode()).hexdigest()[:16] + ".sock"
+        )
+        address = unix_address(socket_path)
+        cache = self.config.cache_dir or self.config.state_dir / "artifacts"
+        spec = spec.model_copy(update={"address": address, "cache_dir": cache})
         write_atomic(spec_path, spec.model_dump_json(indent=2).encode())
         with contextlib.suppress(FileNotFoundError):
-            spec.socket.unlink()  # a stale socket would look like a replica that refuses
+            socket_path.unlink()  # a stale socket would look like a ready replica
         started_at = time.time()
         if self.config.fork_server:
             process = self._fork_context().Process(
@@ -209,12 +250,13 @@ class LocalBackend:
                 ],
                 setsid=True,
             )
-        handle = ReplicaHandle(
+        handle = LocalReplicaHandle(
             replica_id=replica_id,
-            pid=pid,
-            socket=spec.socket,
-            log_path=log_path,
+            address=address,
+            node=self.node,
             started_at=started_at,
+            pid=pid,
+            log_path=log_path,
             process_start_ticks=process_start_ticks(pid),
         )
         self._write_record(handle)
@@ -226,33 +268,38 @@ class LocalBackend:
     def _record_path(self, replica_id: str) -> Path:
         return self.dir / f"{replica_id}.json"
 
-    def _write_record(self, handle: ReplicaHandle) -> None:
+    def _write_record(self, handle: LocalReplicaHandle) -> None:
         record = {
             "replica_id": handle.replica_id,
+            "address": handle.address,
+            "node": handle.node,
             "pid": handle.pid,
-            "socket": str(handle.socket),
             "log_path": str(handle.log_path),
             "started_at": handle.started_at,
             "process_start_ticks": handle.process_start_ticks,
         }
         write_atomic(self._record_path(handle.replica_id), json.dumps(record).encode())
 
-    def _read_record(self, path: Path) -> ReplicaHandle | None:
+    def _read_record(self, path: Path) -> LocalReplicaHandle | None:
         try:
-            record = json.loads(path.read_bytes())
-            return ReplicaHandle(
+            record: Mapping[str, Any] = json.loads(path.read_bytes())
+            # records of older versions hold the socket's path instead of an address
+            address = record.get("address") or unix_address(Path(record["socket"]))
+            parse_address(address)
+            return LocalReplicaHandle(
                 replica_id=str(record["replica_id"]),
-                pid=int(record["pid"]),
-                socket=Path(record["socket"]),
-                log_path=Path(record["log_path"]),
+                address=str(address),
+                node=str(record.get("node") or self.node),
                 started_at=float(record["started_at"]),
+                pid=int(record["pid"]),
+                log_path=Path(record["log_path"]),
                 process_start_ticks=record.get("process_start_ticks"),
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.warning("ignoring an unreadable replica record %s: %s", path, exc)
             return None
 
-    def _remove_record(self, handle: ReplicaHandle) -> None:
+    def _remove_record(self, handle: LocalReplicaHandle) -> None:
         path = self._record_path(handle.replica_id)
         current = self._read_record(path) if path.exists() else None
         if current is not None and current.pid == handle.pid:
@@ -283,14 +330,14 @@ class LocalBackend:
         self._exit_codes[pid] = int(code)
         return int(code)
 
-    def _alive(self, handle: ReplicaHandle) -> bool:
+    def _alive(self, handle: LocalReplicaHandle) -> bool:
         self._reap(handle.pid)
         stat = proc_stat(handle.pid)
         if stat is None or stat[0] in ("Z", "X"):
             return False
         return handle.process_start_ticks is None or stat[3] == handle.process_start_ticks
 
-    def _exit_code_after_death(self, handle: ReplicaHandle) -> int | None:
+    def _exit_code_after_death(self, handle: LocalReplicaHandle) -> int | None:
         """The exit code of a replica seen dead, waiting a moment when it is our child.
 
         A multithreaded process shows as a zombie ("Z") while its other threads still exit,
@@ -309,33 +356,24 @@ class LocalBackend:
         return code
 
     def status(self, handle: ReplicaHandle) -> ReplicaStatus:
-        if not self._alive(handle):
-            code = self._exit_code_after_death(handle)
-            self._wait_log_writer(handle)
-            return ReplicaStatus(ReplicaState.exited, code, tail(handle.log_path))
-        if self._hello(handle.socket):
-            return ReplicaStatus(ReplicaState.ready)
+        local = _local(handle)
+        if not self._alive(local):
+            code = self._exit_code_after_death(local)
+            self._wait_log_writer(local)
+            self._remove_socket(local)  # a replica killed with SIGKILL leaves its socket
+            return ReplicaStatus(ReplicaState.exited, code, tail(local.log_path))
+        # the replica renames its socket into place once it listens with its model loaded
+        if local.socket.exists():
+            return ReplicaStatus(ReplicaState.ready, address=local.address)
         return ReplicaStatus(ReplicaState.starting)
 
     @staticmethod
-    def _hello(path: Path) -> bool:
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-                sock.settimeout(HELLO_TIMEOUT)
-                sock.connect(str(path))
-                head = b""
-                while len(head) < _GREETING.size:
-                    chunk = sock.recv(_GREETING.size - len(head))
-                    if not chunk:
-                        return False
-                    head += chunk
-                request_id, status, _ = _GREETING.unpack(head)
-                return bool(request_id == 0 and status == 200)
-        except OSError:  # no socket yet, refused, or timed out
-            return False
+    def _remove_socket(handle: LocalReplicaHandle) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            handle.socket.unlink()
 
     def logs(self, handle: ReplicaHandle, lines: int = 100) -> list[str]:
-        return tail_lines(handle.log_path, lines)
+        return tail_lines(_local(handle).log_path, lines)
 
     def running(self) -> list[ReplicaHandle]:
         alive: list[ReplicaHandle] = []
@@ -351,12 +389,13 @@ class LocalBackend:
                 log.info("dropping the record of replica %s (pid %d is gone)",
                          handle.replica_id, handle.pid)  # fmt: skip
                 path.unlink(missing_ok=True)
+                self._remove_socket(handle)
                 self._remove_files(handle)
         return alive
 
     # -- stopping
 
-    def _wait_gone(self, handle: ReplicaHandle, seconds: float) -> bool:
+    def _wait_gone(self, handle: LocalReplicaHandle, seconds: float) -> bool:
         deadline = time.monotonic() + seconds
         while self._alive(handle):
             if time.monotonic() >= deadline:
@@ -365,6 +404,7 @@ class LocalBackend:
         return True
 
     def stop_replica(self, handle: ReplicaHandle, grace_seconds: float = 10.0) -> int | None:
+        handle = _local(handle)
         if self._alive(handle):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(handle.pid, signal.SIGTERM)
@@ -377,20 +417,19 @@ class LocalBackend:
                 self._wait_gone(handle, 10.0)
         code = self._exit_code_after_death(handle)
         self._remove_record(handle)
-        with contextlib.suppress(FileNotFoundError):
-            handle.socket.unlink()  # left behind when the replica was killed
+        self._remove_socket(handle)  # left behind when the replica was killed
         self._remove_files(handle)
         return code
 
     @staticmethod
-    def _wait_log_writer(handle: ReplicaHandle) -> None:
+    def _wait_log_writer(handle: LocalReplicaHandle) -> None:
         """Until the log writer of a replica that is gone (in its process group) has written
         the last of its output, for a few seconds at most."""
         deadline = time.monotonic() + LOG_WRITER_GRACE
         while group_members(handle.pid) and time.monotonic() < deadline:
             time.sleep(0.02)
 
-    def _remove_files(self, handle: ReplicaHandle) -> None:
+    def _remove_files(self, handle: LocalReplicaHandle) -> None:
         """The spec, the log and its backups of a replica that is gone, once its log writer
         (in the replica's process group) has drained what it printed last."""
         self._wait_log_writer(handle)
@@ -419,8 +458,14 @@ class LocalBackend:
     def read_job_log(self, handle: JobHandle, offset: int = 0, limit: int = 1 << 20) -> bytes:
         return self._jobs.read_job_log(handle, offset, limit)
 
+    def job_record(self, handle: JobHandle) -> dict[str, Any]:
+        return self._jobs.record_of(handle)
+
+    def job_from_record(self, record: Mapping[str, Any]) -> LocalJobHandle:
+        return self._jobs.handle_from(record)
+
     def running_jobs(self) -> list[JobHandle]:
-        return self._jobs.running_jobs()
+        return list(self._jobs.running_jobs())
 
     def release_job(self, handle: JobHandle) -> None:
         self._jobs.release_job(handle)

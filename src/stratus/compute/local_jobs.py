@@ -21,11 +21,15 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from stratus.compute import limits
 from stratus.compute.backend import SAFE_ID, JobHandle, JobLaunch, JobState, JobStatus
@@ -75,6 +79,26 @@ except Exception as exc:
 """
 
 
+@dataclass(frozen=True)
+class LocalJobHandle(JobHandle):
+    """A job process on this machine: its pid (its process group's id too), the /proc start
+    ticks that tell it from a later process given the same pid, its log and its cgroup."""
+
+    pid: int
+    log_path: Path
+    process_start_ticks: int | None
+    cgroup: str | None = None
+
+    def details(self) -> dict[str, str | int]:
+        return {"pid": self.pid}
+
+
+def _job(handle: JobHandle) -> LocalJobHandle:
+    if not isinstance(handle, LocalJobHandle):
+        raise ValueError(f"job {handle.job_id} is not one of the local backend's")
+    return handle
+
+
 def machine_memory_bytes() -> int:
     """MemTotal of /proc/meminfo."""
     for line in Path("/proc/meminfo").read_text().splitlines():
@@ -105,6 +129,7 @@ class LocalJobs:
         self._children: set[int] = set()  # pids we spawned and have not reaped yet
         self._exit_codes: dict[int, int] = {}  # pid -> exit code of a job we reaped
         self._lock = threading.RLock()
+        self.node = socket.gethostname()
 
     def capacity(self) -> Resources:
         return self._capacity
@@ -127,7 +152,7 @@ class LocalJobs:
                 busy.update(int(cpu) for cpu in record.get("cpus") or [])
         return busy
 
-    def start_job(self, launch: JobLaunch) -> JobHandle:
+    def start_job(self, launch: JobLaunch) -> LocalJobHandle:
         if not SAFE_ID.fullmatch(launch.job_id):
             raise ValueError(f"a job id must be a file-name-safe name, not {launch.job_id!r}")
         if not launch.argv:
@@ -177,8 +202,9 @@ class LocalJobs:
                     limits.remove_cgroup(plan.cgroup)
                 raise
             self._children.add(pid)
-            handle = JobHandle(
+            handle = LocalJobHandle(
                 job_id=launch.job_id,
+                node=self.node,
                 pid=pid,
                 log_path=log_path,
                 started_at=started_at,
@@ -200,30 +226,39 @@ class LocalJobs:
     def _record_path(self, job_id: str) -> Path:
         return self.dir / f"{job_id}.json"
 
-    @staticmethod
-    def _record_bytes(handle: JobHandle, cpus: tuple[int, ...] | None) -> bytes:
-        record = {**dataclasses.asdict(handle), "log_path": str(handle.log_path), "cpus": cpus}
-        return json.dumps(record).encode()
+    def record_of(self, handle: JobHandle) -> dict[str, Any]:
+        """A handle as JSON-able data (what the job's database row and its record file hold)."""
+        return {**dataclasses.asdict(_job(handle)), "log_path": str(_job(handle).log_path)}
 
-    def _read_record(self, path: Path) -> JobHandle | None:
+    def handle_from(self, record: Mapping[str, Any]) -> LocalJobHandle:
+        """A handle from `record_of`'s data, or from what older versions recorded (no node)."""
         try:
-            record = json.loads(path.read_bytes())
             ticks = record.get("process_start_ticks")
             cgroup = record.get("cgroup")
-            return JobHandle(
+            return LocalJobHandle(
                 job_id=str(record["job_id"]),
+                node=str(record.get("node") or self.node),
+                started_at=float(record["started_at"]),
+                enforcement=str(record["enforcement"]),
                 pid=int(record["pid"]),
                 log_path=Path(record["log_path"]),
-                started_at=float(record["started_at"]),
                 process_start_ticks=None if ticks is None else int(ticks),
-                enforcement=str(record["enforcement"]),
                 cgroup=None if cgroup is None else str(cgroup),
             )
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not a local job's record: {exc}") from None
+
+    def _record_bytes(self, handle: LocalJobHandle, cpus: tuple[int, ...] | None) -> bytes:
+        return json.dumps({**self.record_of(handle), "cpus": cpus}).encode()
+
+    def _read_record(self, path: Path) -> LocalJobHandle | None:
+        try:
+            return self.handle_from(json.loads(path.read_bytes()))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.warning("ignoring an unreadable job record %s: %s", path, exc)
             return None
 
-    def _remove_record(self, handle: JobHandle) -> None:
+    def _remove_record(self, handle: LocalJobHandle) -> None:
         path = self._record_path(handle.job_id)
         current = self._read_record(path) if path.exists() else None
         if current is not None and current.pid == handle.pid:
@@ -256,14 +291,14 @@ class LocalJobs:
             self._exit_codes[pid] = code
             return code
 
-    def _alive(self, handle: JobHandle) -> bool:
+    def _alive(self, handle: LocalJobHandle) -> bool:
         self._reap(handle.pid)
         stat = proc_stat(handle.pid)
         if stat is None or stat[0] in ("Z", "X"):
             return False
         return handle.process_start_ticks is None or stat[3] == handle.process_start_ticks
 
-    def _exit_code(self, handle: JobHandle) -> int | None:
+    def _exit_code(self, handle: LocalJobHandle) -> int | None:
         """The exit code of a job seen dead, waiting a moment for a child of ours: a
         multithreaded process shows as a zombie while its other threads still exit, before
         waitid reports it."""
@@ -274,7 +309,8 @@ class LocalJobs:
             time.sleep(POLL_SECONDS)
         return code
 
-    def job_status(self, handle: JobHandle) -> JobStatus:
+    def job_status(self, job: JobHandle) -> JobStatus:
+        handle = _job(job)
         if self._alive(handle):
             return JobStatus(JobState.running)
         code = self._exit_code(handle)
@@ -283,7 +319,8 @@ class LocalJobs:
         oom = code != 0 and limits.oom_killed(cgroup, detail)
         return JobStatus(JobState.exited, code, oom, detail)
 
-    def read_job_log(self, handle: JobHandle, offset: int = 0, limit: int = 1 << 20) -> bytes:
+    def read_job_log(self, job: JobHandle, offset: int = 0, limit: int = 1 << 20) -> bytes:
+        handle = _job(job)
         if offset < 0 or limit < 0:
             raise ValueError("offset and limit must not be negative")
         try:
@@ -293,10 +330,10 @@ class LocalJobs:
         except FileNotFoundError:
             return b""
 
-    def running_jobs(self) -> list[JobHandle]:
+    def running_jobs(self) -> list[LocalJobHandle]:
         if not self.dir.is_dir():
             return []
-        alive: list[JobHandle] = []
+        alive: list[LocalJobHandle] = []
         for path in sorted(self.dir.glob("*.json")):
             handle = self._read_record(path)
             if handle is None:
@@ -312,7 +349,7 @@ class LocalJobs:
 
     # -- stopping
 
-    def _signal_group(self, handle: JobHandle, sig: signal.Signals) -> bool:
+    def _signal_group(self, handle: LocalJobHandle, sig: signal.Signals) -> bool:
         """Signal the job's process group if it is still the job's: while its leader is there
         (alive, or exited but not reaped) with the recorded start ticks, its pid, and so the
         group id, cannot have been reused. False if the job is gone."""
@@ -328,7 +365,7 @@ class LocalJobs:
                 return False
             return True
 
-    def _wait_group_gone(self, handle: JobHandle, seconds: float) -> bool:
+    def _wait_group_gone(self, handle: LocalJobHandle, seconds: float) -> bool:
         deadline = time.monotonic() + seconds
         while group_members(handle.pid):
             if time.monotonic() >= deadline:
@@ -336,7 +373,8 @@ class LocalJobs:
             time.sleep(POLL_SECONDS)
         return True
 
-    def stop_job(self, handle: JobHandle, grace_seconds: float) -> int | None:
+    def stop_job(self, job: JobHandle, grace_seconds: float) -> int | None:
+        handle = _job(job)
         if self._signal_group(handle, signal.SIGTERM):
             if not self._wait_group_gone(handle, grace_seconds):
                 log.warning("job %s ignored SIGTERM for %.1f s; killing it",
@@ -348,7 +386,8 @@ class LocalJobs:
                 self._wait_group_gone(handle, KILL_WAIT_SECONDS)
         return self._exit_code(handle)
 
-    def release_job(self, handle: JobHandle) -> None:
+    def release_job(self, job: JobHandle) -> None:
+        handle = _job(job)
         if self._alive(handle):
             raise ValueError(f"job {handle.job_id} is still running; stop it first")
         self._exit_code(handle)  # reap it, if it is ours

@@ -42,8 +42,10 @@ def group_members(pgid: int) -> list[int]:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
+    """Write `path` (readable by this user only: a replica's spec holds its secret and the
+    keys of its artifact) under a temporary name, then rename it into place."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())

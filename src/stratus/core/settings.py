@@ -132,7 +132,26 @@ class ServingSettings(BaseModel):
     )
 
 
+class RaySettings(BaseModel):
+    address: str | None = Field(
+        None,
+        description="the Ray cluster's GCS address (HOST:PORT of `ray start --head`); "
+        'required with backend = "ray"',
+    )
+    namespace: str = Field(
+        "stratus",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="the Ray namespace this platform's actors live in (one per platform)",
+    )
+
+
 class ComputeSettings(BaseModel):
+    backend: str = Field(
+        "local",
+        pattern=r"^[a-z][a-z0-9_]{0,31}$",
+        description="where replicas and jobs run: local (processes of this machine) or ray",
+    )
+    ray: RaySettings = RaySettings()
     capacity_vcpus: float | None = Field(
         None, gt=0, description="vCPUs training jobs may use in all; default: this machine's"
     )

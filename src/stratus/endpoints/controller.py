@@ -12,6 +12,9 @@ so a caller who reads `ready` can send traffic to every replica it counts.
 
 Replica ids carry `endpoint uid.variant.version.template.nonce`, so after a control-plane
 restart the replicas the backend still runs are re-adopted (or stopped if nobody wants them).
+Each replica's secret, which the gateway presents on connecting, is derived from its id and a
+key of the control plane (`replica_secret`): nothing needs to be stored to reconnect to a
+re-adopted replica, and a replica accepts only whoever knows the key.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import hmac
 import logging
 import secrets
 import time
@@ -26,7 +30,6 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, TypeVar
 
 from stratus.compute.backend import ComputeBackend, ReplicaHandle, ReplicaState
@@ -51,8 +54,7 @@ CRASH_LOOP = 3  # consecutive failures after which a variant counts as failing
 
 @dataclass
 class ControllerConfig:
-    runtime_dir: Path  # where replica sockets live (short: unix socket paths are limited)
-    cache_dir: Path  # materialized model versions
+    secret_key: bytes  # replicas' secrets are derived from it (`replica_secret`)
     interval_seconds: float = 1.0
     start_timeout_seconds: float = 120.0
     drain_seconds: float = 10.0
@@ -72,6 +74,7 @@ class Replica:
     model: str = ""
     link: ReplicaLink | None = None
     ready_at: float | None = None
+    address: str = ""  # where it listens, once the backend says it is ready
 
     @property
     def model_version(self) -> str:
@@ -102,6 +105,11 @@ def template_of(variant: s.VariantSpec, passthrough: Sequence[str] = ()) -> str:
     if passthrough:  # (endpoints without any keep the templates they had)
         key += "|passthrough=" + ",".join(sorted(passthrough))
     return hashlib.sha256(key.encode()).hexdigest()[:8]
+
+
+def replica_secret(key: bytes, replica_id: str) -> str:
+    """The secret replica `replica_id` is started with and the gateway presents to it."""
+    return hmac.new(key, b"replica " + replica_id.encode(), hashlib.sha256).hexdigest()
 
 
 def parse_replica_id(replica_id: str) -> tuple[str, str, int, str] | None:
@@ -149,7 +157,6 @@ class EndpointController:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
-        self.config.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         # what a previous control plane observed is not true any more until observed again
         await self._blocking(self.service.reset_statuses)
         if self.config.prewarm:
@@ -229,7 +236,7 @@ class EndpointController:
                 template=template,
                 handle=handle,
             )
-            log.info("re-adopted replica %s (pid %d)", handle.replica_id, handle.pid)
+            log.info("re-adopted replica %s on %s", handle.replica_id, handle.node)
 
     # --- one pass ----------------------------------------------------------------------------
 
@@ -276,6 +283,7 @@ class EndpointController:
                 code = "killed" if status.exit_code is None else f"code {status.exit_code}"
                 self._failed(replica, f"replica {replica.id} exited ({code})", status.detail)
             elif status.state is ReplicaState.ready:
+                replica.address = status.address or replica.handle.address
                 await self._connect(replica)
             elif now - replica.handle.started_at > self.config.start_timeout_seconds:
                 self._failed(
@@ -291,8 +299,10 @@ class EndpointController:
             await replica.link.connection.close()
             replica.link = None
         try:
-            connection = await ReplicaConnection.open(replica.handle.socket)
-        except (OSError, TimeoutError, ConnectionError) as exc:
+            connection = await ReplicaConnection.open(
+                replica.address, replica_secret(self.config.secret_key, replica.id)
+            )
+        except (OSError, TimeoutError, ConnectionError, ValueError) as exc:
             log.warning("cannot connect to replica %s: %s", replica.id, exc)
             return
         replica.model = str(connection.hello.get("model", replica.model))
@@ -349,22 +359,16 @@ class EndpointController:
     async def _start(self, endpoint: DesiredEndpoint, variant: s.VariantSpec) -> None:
         assert variant.version is not None
         ref = parse_ref(variant.model)
-        version, model_dir = await self._blocking(
-            self.registry.materialize,
-            endpoint.project,
-            ref.model,
-            str(variant.version),
-            self.config.cache_dir,
+        # the replica fetches the version's files from the store itself, with this grant
+        version, grant = await self._blocking(
+            self.registry.grant, endpoint.project, ref.model, str(variant.version)
         )
         template = template_of(variant, endpoint.passthrough)
         replica_id = (
             f"{endpoint.uid}.{variant.name}.{variant.version}.{template}.{secrets.token_hex(3)}"
         )
-        socket = self.config.runtime_dir / (
-            hashlib.sha256(replica_id.encode()).hexdigest()[:16] + ".sock"
-        )
         spec = ReplicaSpec(
-            model_dir=model_dir,
+            artifact=grant,
             flavor=version.flavor or "",
             trusted=version.trusted,
             signature=version.signature,
@@ -372,7 +376,7 @@ class EndpointController:
             model_version=version.version,
             endpoint=f"{endpoint.project}/{endpoint.name}",
             variant=variant.name,
-            socket=socket,
+            secret=replica_secret(self.config.secret_key, replica_id),
             max_batch_size=variant.batching.max_batch_size,
             max_wait_ms=variant.batching.max_wait_ms,
             passthrough=list(endpoint.passthrough),
@@ -627,8 +631,14 @@ def _replica_read(r: Replica, routed: bool) -> s.ReplicaRead:
         variant=r.variant,
         model_version=r.version,
         phase=phase.value,
-        pid=r.handle.pid,
+        node=r.handle.node,
+        address=r.address or r.handle.address,
+        pid=_int_or_none(r.handle.details().get("pid")),
         started_at=datetime.fromtimestamp(r.handle.started_at, UTC),
         ready_at=datetime.fromtimestamp(r.ready_at, UTC) if r.ready_at else None,
         in_flight=r.link.connection.in_flight if r.link is not None else 0,
     )
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) else None

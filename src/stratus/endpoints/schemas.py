@@ -182,10 +182,15 @@ ReplicaPhase = Literal["starting", "ready", "draining", "exited"]
 
 
 class ReplicaRead(BaseModel):
+    """One replica: `id` is the same on every backend; `node` says where it runs and `address`
+    where the gateway reaches it; `pid` is the local backend's process id (None elsewhere)."""
+
     id: str
     variant: str
     model_version: int
     phase: ReplicaPhase
+    node: str = ""
+    address: str = ""
     pid: int | None = None
     started_at: datetime | None = None
     ready_at: datetime | None = None

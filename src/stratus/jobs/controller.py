@@ -20,15 +20,15 @@ import shutil
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from stratus.compute.backend import ComputeBackend, JobHandle, JobLaunch, JobState, JobStatus
 from stratus.compute.limits import Resources
 from stratus.core.clock import utcnow
 from stratus.core.errors import ServiceUnavailable, TemporaryError
+from stratus.core.loop import BackgroundLoop
 from stratus.iam.credentials import TokenSigner
 from stratus.jobs.scheduling import Need, Running, Waiting, plan
 from stratus.jobs.schemas import JobPhase
@@ -51,14 +51,6 @@ class JobControllerConfig:
     shutdown_grace_seconds: float = 10.0
 
 
-def handle_of(data: dict[str, Any]) -> JobHandle:
-    return JobHandle(**{**data, "log_path": Path(data["log_path"])})
-
-
-def _handle_dict(handle: JobHandle) -> dict[str, Any]:
-    return {**asdict(handle), "log_path": str(handle.log_path)}
-
-
 class JobController:
     def __init__(
         self,
@@ -71,10 +63,14 @@ class JobController:
         self.backend = backend
         self.signer = signer
         self.config = config
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._stops = ThreadPoolExecutor(max_workers=4, thread_name_prefix="stratus-job-stop")
+        self._loop = BackgroundLoop(
+            "scheduling jobs",
+            lambda: self.tick(),
+            config.interval_seconds,
+            thread_name="stratus-jobs",
+            log=log,
+        )
+        self._stops = _stop_pool()
         self._stopping: set[str] = set()
         self._finish_errors: dict[str, int] = {}  # job uid -> failed attempts at recording its end
         self._lock = threading.Lock()
@@ -83,29 +79,17 @@ class JobController:
 
     def start(self) -> None:
         self.config.work_dir.mkdir(parents=True, exist_ok=True)
-        self._thread = threading.Thread(target=self._loop, name="stratus-jobs", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def wake(self) -> None:
-        self._wake.set()
+        self._loop.wake()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+        self._loop.stop(timeout=30)
         if self.config.stop_on_shutdown:
             self._stop_all_for_shutdown()
         self._stops.shutdown(wait=True)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.tick()
-            except Exception:  # the scheduler must outlive a passing database or backend error
-                log.exception("a job scheduling pass failed; will retry")
-            self._wake.wait(self.config.interval_seconds)
-            self._wake.clear()
+        self._stops = _stop_pool()  # makes no thread until used: ready if started again
 
     # --- one pass ------------------------------------------------------------------------------
 
@@ -151,7 +135,9 @@ class JobController:
             except Exception:
                 log.exception("preempting job %s/%s failed; will retry", job.project, job.name)
                 continue
-            self._stop_in_background(victim, handle_of(job.handle), job.spec.grace_seconds)
+            self._stop_in_background(
+                victim, self.backend.job_from_record(job.handle), job.spec.grace_seconds
+            )
         for uid in decision.start:
             try:
                 self._launch(by_uid[uid])
@@ -163,7 +149,7 @@ class JobController:
         """Look at one running job: record its end, or stop it when it is due to stop; the job
         as the policy sees it while it runs."""
         assert job.handle is not None
-        handle = handle_of(job.handle)
+        handle = self.backend.job_from_record(job.handle)
         status = self.backend.job_status(handle)
         if status.state == JobState.exited:
             if job.uid not in self._stopping:
@@ -261,8 +247,8 @@ class JobController:
                 log=b"",
             )
             return
-        self.service.mark_started(job.uid, _handle_dict(handle), handle.enforcement)
-        log.info("started job %s/%s as pid %d", job.project, job.name, handle.pid)
+        self.service.mark_started(job.uid, self.backend.job_record(handle), handle.enforcement)
+        log.info("started job %s/%s on %s", job.project, job.name, handle.node)
 
     # --- stopping and finishing ----------------------------------------------------------------
 
@@ -353,7 +339,7 @@ class JobController:
         grace = self.config.shutdown_grace_seconds
         for job in jobs:
             assert job.handle is not None
-            handle = handle_of(job.handle)
+            handle = self.backend.job_from_record(job.handle)
             reason = job.stop_reason or "shutdown"
             try:
                 if job.stop_reason is None:
@@ -362,6 +348,10 @@ class JobController:
                 self._finish(_with_stop(job, reason), handle, code, False, "")
             except Exception:
                 log.exception("stopping job %s at shutdown failed", job.uid)
+
+
+def _stop_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="stratus-job-stop")
 
 
 def _as_running(job: ActiveJob, now: datetime) -> Running:

@@ -402,10 +402,10 @@ class JobService:
             kept = b"".join(self.blobs.open(project_uid, stored))
             chunks.append(kept[offset:])
         if handle is not None:
-            from stratus.jobs.controller import handle_of
-
             live_offset = max(0, offset - size)
-            chunks.append(self.backend.read_job_log(handle_of(handle), live_offset))
+            chunks.append(
+                self.backend.read_job_log(self.backend.job_from_record(handle), live_offset)
+            )
         return b"".join(chunks), finished
 
     # --- what the controller uses --------------------------------------------------------------

@@ -80,9 +80,8 @@ class RegistryService:
         cache_dir: Path | None = None,
     ) -> None:
         """`datasets` checks lineage's dataset versions; `load_checker` loads each version
-        before it is committed, from its files written into `cache_dir` (the folder replicas
-        load from, so a deploy after the push finds them in place). Without them, neither is
-        checked."""
+        before it is committed, from its files written into a scratch folder in `cache_dir`
+        (removed after the check). Without them, neither is checked."""
         self.db = db
         self.blobs = blobs
         self.bus = bus
@@ -330,12 +329,14 @@ class RegistryService:
         if read.needs_trust and not trusted:
             return None
         folder = self._write_folder(project_uid, uid, read, self._cache_dir)
-        outcome = self._load_checker.check(
-            folder, read.flavor, trusted=trusted, signature=read.signature
-        )
+        try:
+            outcome = self._load_checker.check(
+                folder, read.flavor, trusted=trusted, signature=read.signature
+            )
+        finally:  # scratch for the check only: replicas fetch their own copy (`grant`)
+            shutil.rmtree(folder, ignore_errors=True)
         if outcome.loaded or outcome.needs_trust:  # a skops file of unknown types, untrusted
             return None
-        shutil.rmtree(folder, ignore_errors=True)
         return outcome.detail
 
     def _described(self, project_uid: str, read: s.VersionRead) -> dict[str, Any] | None:

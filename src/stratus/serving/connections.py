@@ -1,4 +1,5 @@
-"""The gateway's side of the wire: one multiplexed connection to one replica.
+"""The gateway's side of the wire: one multiplexed connection to one replica, over a unix
+socket or TCP (`stratus.compute.addresses`), opened with the replica's secret.
 
 Many requests share the connection, told apart by request id; `in_flight` is what
 least-busy routing reads. If the replica goes away, every pending call fails with
@@ -9,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from pathlib import Path
+import socket
 from typing import Any
 
 import orjson
 
+from stratus.compute.addresses import parse_address
 from stratus.serving.wire import HELLO_ID, Kind, ResponseFrame, encode_request, read_response
 
 MAX_REQUEST_ID = 0xFFFFFFFF
@@ -36,17 +38,38 @@ class ReplicaConnection:
         self.closed = False
 
     @classmethod
-    async def open(cls, socket: Path, timeout: float = 5.0) -> ReplicaConnection:
-        """Connect and read the replica's greeting (which proves it is loaded and serving)."""
-        reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(socket)), timeout)
+    async def open(cls, address: str, secret: str, timeout: float = 5.0) -> ReplicaConnection:
+        """Connect, present the replica's secret and read its greeting (which proves it is
+        loaded, serving, and the replica the secret was made for).
+
+        Args:
+            address: `unix:///path` or `tcp://host:port`.
+            secret: what the replica was started with.
+            timeout: seconds for connecting and for the greeting, each.
+
+        Raises:
+            ReplicaGone: the replica closed the connection without greeting (a wrong secret).
+            OSError, TimeoutError: it cannot be reached.
+        """
+        where = parse_address(address)
+        if where.scheme == "unix":
+            opening = asyncio.open_unix_connection(str(where.path))
+        else:
+            opening = asyncio.open_connection(where.host, where.port)
+        reader, writer = await asyncio.wait_for(opening, timeout)
         try:
+            if where.scheme == "tcp":
+                sock = writer.get_extra_info("socket")
+                if sock is not None:  # small frames go out at once, not after 40 ms
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            writer.write(encode_request(HELLO_ID, Kind.AUTH, "", secret.encode()))
             frame = await asyncio.wait_for(read_response(reader), timeout)
         except BaseException:
             writer.close()
             raise
         if frame is None or frame.request_id != HELLO_ID or frame.status != 200:
             writer.close()
-            raise ReplicaGone(f"the replica at {socket} did not greet")
+            raise ReplicaGone(f"the replica at {address} did not greet (a wrong secret?)")
         return cls(reader, writer, orjson.loads(frame.body))
 
     @property

@@ -1,9 +1,10 @@
 """The replica process: load one model version, then answer frames from the gateway.
 
 `python -m stratus.serving.replica --spec spec.json`. The spec (written by the compute backend)
-says which files, which flavor, where to listen. The unix socket appears only once the model
-is loaded, so a socket that accepts is a ready replica. Each frame is parsed by its protocol,
-validated against the signature, predicted through the adaptive batcher and rendered back.
+says which files, which flavor, where to listen (a unix socket or a TCP address) and the secret
+a connection must present first. A unix socket appears only once the model is loaded, so a
+socket path that exists is a ready replica. Each frame is parsed by its protocol, validated
+against the signature, predicted through the adaptive batcher and rendered back.
 """
 
 from __future__ import annotations
@@ -11,19 +12,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hmac
 import logging
 import os
 import signal
+import socket
 import sys
+import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
+from stratus.compute.addresses import parse_address, tcp_address
 from stratus.core.errors import InvalidInput, StratusError
 from stratus.registry.batches import Batch
 from stratus.registry.flavors import get_flavor
@@ -39,13 +44,18 @@ from stratus.serving.batching import Runner, runner_for
 from stratus.serving.passthrough import carried_by
 from stratus.serving.wire import (
     HELLO_ID,
+    MAX_SECRET,
+    REQUEST,
     Kind,
     WireError,
     encode_response,
     read_request,
 )
+from stratus.storage.grants import ArtifactGrant, fetch
 
 log = logging.getLogger("stratus.replica")
+
+AUTH_TIMEOUT = 5.0  # seconds a new connection has to present the secret
 
 PROTOCOL_OF: dict[Kind, Literal["v2", "mlflow", "plain"]] = {
     Kind.V2_INFER: "v2",
@@ -55,9 +65,18 @@ PROTOCOL_OF: dict[Kind, Literal["v2", "mlflow", "plain"]] = {
 
 
 class ReplicaSpec(BaseModel):
-    """What a replica serves and how; written to a file by the compute backend."""
+    """What a replica serves and how; written to a file by the compute backend.
 
-    model_dir: Path
+    The model is either a folder on this machine (`model_dir`), or an `artifact` grant the
+    replica fetches from the object store itself into its node's cache (`cache_dir`, which the
+    backend sets), with no database and no copy by the control plane.
+    """
+
+    model_dir: Path | None = None
+    artifact: ArtifactGrant | None = None
+    cache_dir: Path | None = Field(
+        None, description="where this node keeps fetched artifacts (set by the backend)"
+    )
     flavor: str
     trusted: bool = False
     signature: dict[str, Any] | None = None
@@ -65,13 +84,37 @@ class ReplicaSpec(BaseModel):
     model_version: int
     endpoint: str = ""
     variant: str = "main"
-    socket: Path
+    address: str = Field(
+        "", description="where to listen: unix:///path or tcp://host:port (port 0: any free one)"
+    )
+    secret: str = Field(
+        min_length=16, repr=False, description="what a connection must present before anything"
+    )
     max_batch_size: int = Field(64, ge=1, le=100_000)
     max_wait_ms: float = Field(0.0, ge=0, le=1000)
     max_rows: int = Field(10_000, ge=1)
     passthrough: list[str] = Field(
         default_factory=list, description="columns a request may carry that the model never sees"
     )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ReplicaSpec:
+        if (self.model_dir is None) == (self.artifact is None):
+            raise ValueError("a replica spec needs a model_dir or an artifact, not both")
+        return self
+
+    def model_folder(self) -> Path:
+        """The model's files on this machine: fetched (or found in the node's cache) first when
+        the spec holds a grant.
+
+        Raises:
+            StratusError: the grant expired, or a file could not be fetched or verified.
+        """
+        if self.artifact is None:
+            assert self.model_dir is not None
+            return self.model_dir
+        cache = self.cache_dir or Path(tempfile.gettempdir()) / "stratus-artifacts"
+        return fetch(self.artifact, cache)
 
 
 class ReplicaStats:
@@ -137,7 +180,27 @@ class Replica:
             }
         )
 
+    async def _authenticated(self, reader: asyncio.StreamReader) -> bool:
+        """Whether the connection's first frame is an AUTH frame with this replica's secret
+        (read as raw bytes, and never more than a secret's worth, before trusting anything)."""
+        try:
+            head = await asyncio.wait_for(reader.readexactly(REQUEST.size), AUTH_TIMEOUT)
+            request_id, length, kind, ctype_length = REQUEST.unpack(head)
+            if kind != Kind.AUTH or request_id != HELLO_ID or length + ctype_length > MAX_SECRET:
+                return False
+            rest = await asyncio.wait_for(reader.readexactly(ctype_length + length), AUTH_TIMEOUT)
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            return False
+        return hmac.compare_digest(rest[ctype_length:], self.spec.secret.encode())
+
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not await self._authenticated(reader):
+            peer = writer.get_extra_info("peername") or "a local peer"
+            log.warning("refused a connection from %s: no valid secret", peer)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+            return
         writer.write(encode_response(HELLO_ID, 200, self.hello))
         tasks: set[asyncio.Task[None]] = set()
         try:
@@ -274,34 +337,68 @@ class _ProbabilityModel:
 
 def load(spec: ReplicaSpec) -> LoadedModel:
     signature = Signature.model_validate(spec.signature) if spec.signature else None
-    return get_flavor(spec.flavor).load(spec.model_dir, trusted=spec.trusted, signature=signature)
+    return get_flavor(spec.flavor).load(
+        spec.model_folder(), trusted=spec.trusted, signature=signature
+    )
 
 
-async def serve(spec: ReplicaSpec, model: LoadedModel, stop: asyncio.Event | None = None) -> None:
-    replica = Replica(spec, model)
-    spec.socket.parent.mkdir(parents=True, exist_ok=True)
+async def _listen(replica: Replica, address: str) -> tuple[asyncio.Server, str, Callable[[], None]]:
+    """Start accepting on `address`; returns the server, the address it is reachable at (a TCP
+    port 0 becomes the port taken) and what removes what it left behind."""
+    where = parse_address(address)
+    if where.scheme == "tcp":
+        server = await asyncio.start_server(replica.handle, where.host, where.port)
+        for sock in server.sockets:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        port = server.sockets[0].getsockname()[1]
+        return server, tcp_address(where.host, port), lambda: None
+    path = where.path
+    assert path is not None
+    path.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
-        spec.socket.unlink()
+        path.unlink()
     # bound and listening under another name first, then renamed: the socket's path appears
     # only once it accepts (a path that exists but refuses would look like a broken replica)
-    listening = spec.socket.with_name(spec.socket.name + "~")
+    listening = path.with_name(path.name + "~")
     with contextlib.suppress(FileNotFoundError):
         listening.unlink()
     server = await asyncio.start_unix_server(replica.handle, path=str(listening))
-    os.replace(listening, spec.socket)
+    os.replace(listening, path)
+
+    def remove() -> None:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+    return server, address, remove
+
+
+async def serve(
+    spec: ReplicaSpec,
+    model: LoadedModel,
+    stop: asyncio.Event | None = None,
+    *,
+    on_listening: Callable[[str], None] | None = None,
+    handle_signals: bool = True,
+) -> None:
+    """Serve until `stop` is set (or SIGTERM/SIGINT, when `handle_signals`); `on_listening` is
+    told the address callers can dial once connections are accepted."""
+    replica = Replica(spec, model)
+    server, address, remove = await _listen(replica, spec.address)
     stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    log.info("replica of %s:%s ready on %s", spec.model_name, spec.model_version, spec.socket)
+    if handle_signals:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+    log.info("replica of %s:%s ready on %s", spec.model_name, spec.model_version, address)
+    if on_listening is not None:
+        on_listening(address)
     try:
         await stop.wait()
     finally:
         server.close()  # stop accepting; requests in flight are answered before we exit
         await server.wait_closed()
         await replica.close()
-        with contextlib.suppress(FileNotFoundError):
-            spec.socket.unlink()
+        remove()
 
 
 def main(argv: list[str] | None = None) -> int:

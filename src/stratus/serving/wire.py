@@ -1,9 +1,13 @@
-"""Frames between the gateway and a replica: one unix-socket connection, many requests.
+"""Frames between the gateway and a replica: one connection (a unix socket, or TCP to another
+machine), many requests.
 
 A request frame is a fixed header (request id, body length, kind, content-type length), the
 content type and the body as the client sent it; a response frame is (request id, HTTP
 status, body length) and the body. Request ids let one connection carry many requests at once.
-On connect the replica first sends a HELLO response (request id 0) describing itself.
+
+On connect the client first sends an AUTH frame (request id 0) whose body is the replica's
+secret; the replica answers it with a HELLO response (request id 0) describing itself, or
+closes the connection without a word when the secret is wrong or does not come in time.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ REQUEST = struct.Struct("!IIBH")  # request id, body length, kind, content-type 
 RESPONSE = struct.Struct("!IHI")  # request id, HTTP status, body length
 HELLO_ID = 0
 MAX_BODY = 256 << 20
+MAX_SECRET = 1024  # bytes of an AUTH frame's body
 
 
 class Kind(IntEnum):
@@ -25,6 +30,7 @@ class Kind(IntEnum):
     PLAIN_PREDICT = 2
     METADATA = 3
     STATS = 4
+    AUTH = 5
 
 
 class WireError(Exception):

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
 
 import pytest
 
-from stratus.compute.backend import ComputeBackend, ReplicaHandle, ReplicaState
-from stratus.compute.local import LocalBackend, LocalBackendConfig
+from stratus.compute.backend import ComputeBackend, ReplicaState
+from stratus.compute.local import LocalBackend, LocalBackendConfig, LocalReplicaHandle
 from stratus.compute.processes import process_start_ticks, tail
 from stratus.serving.replica import ReplicaSpec
 
@@ -29,8 +30,8 @@ def test_start_ticks_of_this_process() -> None:
 
 def test_record_round_trip_and_stale_records(tmp_path: Path) -> None:
     backend = LocalBackend(LocalBackendConfig(state_dir=tmp_path, fork_server=False))
-    me = ReplicaHandle("me", os.getpid(), tmp_path / "s.sock", tmp_path / "me.log", time.time(),
-                       process_start_ticks(os.getpid()))  # fmt: skip
+    me = LocalReplicaHandle("me", f"unix://{tmp_path}/s.sock", "here", time.time(), os.getpid(),
+                            tmp_path / "me.log", process_start_ticks(os.getpid()))  # fmt: skip
     backend._write_record(me)
     assert backend.running() == [me]  # the same live process: adopted
     assert backend.status(me).state == ReplicaState.starting  # alive, but no socket
@@ -46,7 +47,8 @@ def test_dead_process_reads_exited_with_log_tail(tmp_path: Path) -> None:
     backend = LocalBackend(LocalBackendConfig(state_dir=tmp_path, fork_server=False))
     log = tmp_path / "dead.log"
     log.write_text("".join(f"line {i}\n" for i in range(50)) + "replica: cannot start: no\n")
-    dead = ReplicaHandle("dead", 2**22 + 12345, tmp_path / "s.sock", log, time.time(), 5)
+    dead = LocalReplicaHandle("dead", f"unix://{tmp_path}/s.sock", "here", time.time(),
+                              2**22 + 12345, log, 5)  # fmt: skip
     status = backend.status(dead)
     assert status.state == ReplicaState.exited and status.exit_code is None
     assert status.detail.endswith("cannot start: no") and "line 10\n" not in status.detail
@@ -59,7 +61,35 @@ def test_dead_process_reads_exited_with_log_tail(tmp_path: Path) -> None:
 def test_replica_ids_must_be_file_name_safe(tmp_path: Path, bad: str) -> None:
     backend = LocalBackend(LocalBackendConfig(state_dir=tmp_path, fork_server=False))
     spec = ReplicaSpec(model_dir=tmp_path, flavor="sklearn", model_name="m", model_version=1,
-                       socket=tmp_path / "s.sock")  # fmt: skip
+                       secret="s" * 32)  # fmt: skip
     with pytest.raises(ValueError):
         backend.start_replica(bad, spec)
+    backend.close()
+
+
+def test_records_of_older_versions_are_read(tmp_path: Path) -> None:
+    """A record written before addresses (a `socket` path, no node) is re-adopted as is."""
+    backend = LocalBackend(LocalBackendConfig(state_dir=tmp_path, fork_server=False))
+    old = {
+        "replica_id": "old",
+        "pid": os.getpid(),
+        "socket": f"{tmp_path}/old.sock",
+        "log_path": str(tmp_path / "old.log"),
+        "started_at": time.time(),
+        "process_start_ticks": process_start_ticks(os.getpid()),
+    }
+    (tmp_path / "replicas" / "old.json").write_text(json.dumps(old))
+    [handle] = backend.running()
+    assert isinstance(handle, LocalReplicaHandle)
+    assert handle.address == f"unix://{tmp_path}/old.sock" and handle.node == backend.node
+    assert handle.details() == {"pid": os.getpid()}
+    backend.close()
+
+
+def test_a_handle_of_another_backend_is_refused(tmp_path: Path) -> None:
+    from stratus.compute.backend import ReplicaHandle
+
+    backend = LocalBackend(LocalBackendConfig(state_dir=tmp_path, fork_server=False))
+    with pytest.raises(ValueError, match="not one of the local backend's"):
+        backend.status(ReplicaHandle("r", "tcp://127.0.0.3:1", "elsewhere", time.time()))
     backend.close()

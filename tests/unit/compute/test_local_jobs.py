@@ -17,6 +17,7 @@ import pytest
 from stratus.compute.backend import ComputeBackend, JobHandle, JobLaunch, JobState, JobStatus
 from stratus.compute.limits import CGROUP_V2, RLIMIT_AFFINITY, Resources, cgroup_v2_root
 from stratus.compute.local import LocalBackend, LocalBackendConfig
+from stratus.compute.local_jobs import LocalJobHandle
 from stratus.compute.processes import process_start_ticks
 
 pytestmark = pytest.mark.timeout(30)
@@ -308,7 +309,9 @@ def test_a_restarted_backend_adopts_running_jobs(jobs: Jobs) -> None:
 def test_records_of_reused_pids_are_dropped(tmp_path: Path) -> None:
     backend = LocalBackend(LocalBackendConfig(state_dir=tmp_path, fork_server=False))
     (tmp_path / "jobs").mkdir()
-    impostor = JobHandle("impostor", os.getpid(), tmp_path / "x.log", time.time(), 1, "rlimit")
+    impostor = LocalJobHandle(
+        "impostor", "here", time.time(), "rlimit", os.getpid(), tmp_path / "x.log", 1
+    )
     record = tmp_path / "jobs" / "impostor.json"
     record.write_text(json.dumps({**impostor.__dict__, "log_path": str(impostor.log_path)}))
     (tmp_path / "jobs" / "junk.json").write_text("{not json")

@@ -80,7 +80,7 @@ class Setup:
         for version, traffic in ((1, 100), (2, 0)):  # version 2 only when asked for by number
             spec = ReplicaSpec(
                 model_dir=tmp_path, flavor="python", model_name="adder", model_version=version,
-                endpoint="p/sum", signature=SIGNATURE.model_dump(), socket=tmp_path / "r.sock",
+                endpoint="p/sum", signature=SIGNATURE.model_dump(), secret="s" * 32,
             )  # fmt: skip
             connection = InProcess(Replica(spec, Adder(version)))
             self.connections[version] = connection

@@ -1,6 +1,7 @@
 """The controller's handshake with the gateway: a replica is reported ready only while the
 gateway's routing table holds a usable link to it, and the table is updated before the status
-is written. Driven pass by pass with a typed fake backend and a fake replica that only greets."""
+is written. Driven pass by pass with the fake compute backend (`compute/fake.py`) and a fake
+replica that only greets."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import contextlib
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import cast
@@ -16,95 +18,23 @@ from typing import cast
 import pytest
 from prometheus_client import CollectorRegistry
 
-from stratus.compute.backend import (
-    ComputeBackend,
-    JobHandle,
-    JobLaunch,
-    JobStatus,
-    LaunchSpec,
-    ReplicaHandle,
-    ReplicaState,
-    ReplicaStatus,
-)
-from stratus.compute.limits import Resources
+from stratus.compute.fake import FakeBackend, FakeCluster
 from stratus.endpoints import schemas as s
 from stratus.endpoints.controller import ControllerConfig, EndpointController
 from stratus.endpoints.metrics import InferenceMetrics
 from stratus.endpoints.routing import RouteTable
 from stratus.endpoints.service import DesiredEndpoint, EndpointService
 from stratus.registry.service import RegistryService
-from stratus.serving.wire import HELLO_ID, encode_response
-
-
-class FakeBackend:
-    """Replicas as the test says they are: `states` is what `status` reports."""
-
-    name = "fake"
-
-    def __init__(self) -> None:
-        self.handles: dict[str, ReplicaHandle] = {}
-        self.states: dict[str, ReplicaState] = {}
-
-    @property
-    def supports_adoption(self) -> bool:
-        return False
-
-    def start_replica(self, replica_id: str, spec: LaunchSpec) -> ReplicaHandle:
-        handle = ReplicaHandle(replica_id, 4242, spec.socket, spec.socket.with_suffix(".log"),
-                               0.0, None)  # fmt: skip
-        self.handles[replica_id] = handle
-        self.states[replica_id] = ReplicaState.starting
-        return handle
-
-    def status(self, handle: ReplicaHandle) -> ReplicaStatus:
-        return ReplicaStatus(self.states[handle.replica_id])
-
-    def stop_replica(self, handle: ReplicaHandle, grace_seconds: float = 10.0) -> int | None:
-        self.states[handle.replica_id] = ReplicaState.exited
-        return 0
-
-    def prepare(self) -> None:
-        pass
-
-    def logs(self, handle: ReplicaHandle, lines: int = 100) -> list[str]:
-        return []
-
-    def running(self) -> list[ReplicaHandle]:
-        return [h for i, h in self.handles.items() if self.states[i] is not ReplicaState.exited]
-
-    def capacity(self) -> Resources:
-        raise AssertionError("replicas only")
-
-    def start_job(self, launch: JobLaunch) -> JobHandle:
-        raise AssertionError("replicas only")
-
-    def job_status(self, handle: JobHandle) -> JobStatus:
-        raise AssertionError("replicas only")
-
-    def stop_job(self, handle: JobHandle, grace_seconds: float) -> int | None:
-        raise AssertionError("replicas only")
-
-    def read_job_log(self, handle: JobHandle, offset: int = 0, limit: int = 1 << 20) -> bytes:
-        raise AssertionError("replicas only")
-
-    def running_jobs(self) -> list[JobHandle]:
-        return []
-
-    def release_job(self, handle: JobHandle) -> None:
-        raise AssertionError("replicas only")
-
-    def close(self) -> None:
-        pass
-
-
-_: type[ComputeBackend] = FakeBackend  # mypy checks the fake against the Protocol
+from stratus.serving.wire import HELLO_ID, REQUEST, encode_response
+from stratus.storage.grants import ArtifactGrant
 
 
 class FakeReplica:
-    """A unix socket that greets like a replica (HELLO), then holds the connection open."""
+    """A unix socket that greets like a replica (HELLO) once given the secret, then holds the
+    connection open."""
 
-    def __init__(self, socket: Path) -> None:
-        self.socket = socket
+    def __init__(self, address: str) -> None:
+        self.socket = Path(address.removeprefix("unix://"))
         self.server: asyncio.Server | None = None
         self.writers: list[asyncio.StreamWriter] = []
 
@@ -113,6 +43,7 @@ class FakeReplica:
 
     async def _greet(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.writers.append(writer)
+        await reader.readexactly(REQUEST.size + 64)  # AUTH: the header and a 64-digit secret
         writer.write(encode_response(HELLO_ID, 200, b'{"model": "m"}'))
         with contextlib.suppress(ConnectionError):
             await reader.read()  # until the gateway hangs up
@@ -173,7 +104,7 @@ def runtime() -> Iterator[Path]:
         yield Path(folder)
 
 
-def controller_for(runtime: Path) -> tuple[EndpointController, FakeBackend, FakeEndpoints]:
+def controller_for(runtime: Path) -> tuple[EndpointController, FakeCluster, FakeEndpoints]:
     endpoint = DesiredEndpoint(
         uid="e1", project="p", name="e", public=True, revision=1,
         variants=[s.VariantSpec(model="m", version=1, replicas=1)], capture=s.CaptureSpec(),
@@ -181,22 +112,23 @@ def controller_for(runtime: Path) -> tuple[EndpointController, FakeBackend, Fake
     routes = RouteTable()
     endpoints = FakeEndpoints(endpoint, routes)
     version = SimpleNamespace(flavor="sklearn", trusted=False, signature=None, version=1)
-    registry = SimpleNamespace(materialize=lambda *_: (version, runtime / "model"))
-    backend = FakeBackend()
+    grant = ArtifactGrant(expires_at=datetime.now(UTC) + timedelta(minutes=5), files=[], keys={})
+    registry = SimpleNamespace(grant=lambda *_: (version, grant))
+    cluster = FakeCluster(socket_dir=runtime)  # the test's FakeReplica listens there
     controller = EndpointController(
         cast(EndpointService, endpoints),
         cast(RegistryService, registry),
-        backend,
+        FakeBackend(cluster),
         routes,
         InferenceMetrics(CollectorRegistry()),
-        ControllerConfig(runtime_dir=runtime, cache_dir=runtime, prewarm=False),
+        ControllerConfig(secret_key=b"k" * 32, prewarm=False),
     )
-    return controller, backend, endpoints
+    return controller, cluster, endpoints
 
 
 def test_a_replica_is_ready_only_while_the_gateway_routes_to_it(runtime: Path) -> None:
     async def main() -> None:
-        controller, backend, endpoints = controller_for(runtime)
+        controller, cluster, endpoints = controller_for(runtime)
         endpoint = endpoints.endpoint
 
         def ready() -> tuple[int, int]:
@@ -206,12 +138,12 @@ def test_a_replica_is_ready_only_while_the_gateway_routes_to_it(runtime: Path) -
             ].ready
 
         await controller.reconcile()  # starts one replica; not ready
-        (replica_id,) = backend.handles
+        (replica_id,) = cluster.replicas
         assert ready() == (0, 0) and routable_links(endpoints.routes) == {"main": set()}
 
-        fake = FakeReplica(backend.handles[replica_id].socket)
+        fake = FakeReplica(cluster.replicas[replica_id].handle.address)
         await fake.start()
-        backend.states[replica_id] = ReplicaState.ready
+        cluster.mark_ready(replica_id)
         await controller.reconcile()  # connects, routes, then says ready (checked at write)
         assert ready() == (1, 1) and endpoints.written[-1].phase == "ready"
         assert routable_links(endpoints.routes) == {"main": {replica_id}}
@@ -229,7 +161,7 @@ def test_a_replica_is_ready_only_while_the_gateway_routes_to_it(runtime: Path) -
         assert endpoints.written[-1].phase != "ready"
         assert {r.phase for r in endpoints.written[-1].replicas} == {"starting"}
 
-        fake = FakeReplica(backend.handles[replica_id].socket)  # it answers again
+        fake = FakeReplica(cluster.replicas[replica_id].handle.address)  # it answers again
         await fake.start()
         await controller.reconcile()  # a ready replica without a link is probed again
         assert ready() == (1, 1) and routable_links(endpoints.routes) == {"main": {replica_id}}

@@ -130,7 +130,7 @@ def replica(fitted: Any) -> Replica:
         signature=SIGNATURE.model_dump(mode="json"),
         model_name="churn",
         model_version=3,
-        socket=Path("/nonexistent/r.sock"),
+        secret="s" * 32,
     )
     return Replica(spec, SklearnModel(fitted, SIGNATURE))
 

@@ -42,7 +42,7 @@ def library_error() -> Exception:
 def answer(tmp_path: Path, error: Exception) -> tuple[int, str]:
     spec = ReplicaSpec(
         model_dir=tmp_path, flavor="python", model_name="m", model_version=1,
-        socket=tmp_path / "r.sock",
+        secret="s" * 32,
     )  # fmt: skip
 
     async def main() -> tuple[int, bytes]:

@@ -35,7 +35,12 @@ def test_the_socket_path_appears_only_once_it_listens(monkeypatch: pytest.Monkey
 
         monkeypatch.setattr(socket.socket, "listen", spying)
         spec = ReplicaSpec(
-            model_dir=Path(folder), flavor="python", model_name="m", model_version=1, socket=path
+            model_dir=Path(folder),
+            flavor="python",
+            model_name="m",
+            model_version=1,
+            address=f"unix://{path}",
+            secret="s" * 32,
         )
 
         async def main() -> None:
@@ -45,7 +50,9 @@ def test_the_socket_path_appears_only_once_it_listens(monkeypatch: pytest.Monkey
                 if path.exists():
                     break
                 await asyncio.sleep(0.01)
-            connection = await ReplicaConnection.open(path)  # the path accepts at once
+            connection = await ReplicaConnection.open(
+                f"unix://{path}", "s" * 32
+            )  # the path accepts at once
             assert connection.hello["model"] == "m"
             await connection.close()
             stop.set()
