@@ -121,6 +121,8 @@ class JobStatus:
     exit_code: int | None = None  # negative: killed by that signal
     oom_killed: bool = False
     detail: str = ""
+    # it did not end by itself: the machine it ran on was lost (queued again, like a preemption)
+    node_lost: bool = False
 
 
 class ComputeBackend(Protocol):

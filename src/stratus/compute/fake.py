@@ -78,6 +78,7 @@ class FakeJob:
     state: JobState = JobState.running
     exit_code: int | None = None
     oom_killed: bool = False
+    node_lost: bool = False
     log: bytearray = field(default_factory=bytearray)
     ignores_stop: bool = False
     stops: list[tuple[float, str]] = field(default_factory=list)
@@ -164,13 +165,21 @@ class FakeCluster:
         with self.lock:
             self.jobs[job_id].log.extend(data)
 
-    def exit_job(self, job_id: str, exit_code: int | None = 0, *, oom_killed: bool = False) -> None:
+    def exit_job(
+        self,
+        job_id: str,
+        exit_code: int | None = 0,
+        *,
+        oom_killed: bool = False,
+        node_lost: bool = False,
+    ) -> None:
         """The job's process ends (a negative code: killed by that signal, as when a spot
-        machine is taken back)."""
+        machine is taken back); `node_lost`: the machine it ran on is gone."""
         with self.lock:
             job = self.jobs[job_id]
             if job.state is JobState.running:
                 job.state, job.exit_code, job.oom_killed = JobState.exited, exit_code, oom_killed
+                job.node_lost = node_lost
 
 
 class FakeBackend:
@@ -316,7 +325,9 @@ class FakeBackend:
                 return JobStatus(JobState.running)
             lines = job.log.decode(errors="replace").splitlines()[-TAIL_LINES:]
             code = self._known(handle, job.exit_code)
-            return JobStatus(JobState.exited, code, job.oom_killed, "\n".join(lines))
+            return JobStatus(
+                JobState.exited, code, job.oom_killed, "\n".join(lines), node_lost=job.node_lost
+            )
 
     def stop_job(self, handle: JobHandle, grace_seconds: float) -> int | None:
         cluster = self.cluster

@@ -171,7 +171,9 @@ class JobController:
         at every pass, any other error `FINISH_ATTEMPTS` times before the job is failed
         without its log, so it never stays `running` for ever."""
         try:
-            self._finish(job, handle, status.exit_code, status.oom_killed, status.detail)
+            self._finish(
+                job, handle, status.exit_code, status.oom_killed, status.detail, status.node_lost
+            )
         except (TemporaryError, ServiceUnavailable) as exc:
             log.warning("recording the end of job %s/%s: %s; will retry", job.project, job.name,
                         exc.detail)  # fmt: skip
@@ -277,9 +279,12 @@ class JobController:
         exit_code: int | None,
         oom_killed: bool,
         detail: str,
+        node_lost: bool = False,
     ) -> None:
         log_bytes = self._read_whole_log(handle)
         reason = job.stop_reason
+        if node_lost and not job.completed and reason not in ("cancel", "timeout"):
+            reason = "preempt"  # the same path as a spot preemption: resume elsewhere
         phase, message = JobPhase.failed, ""
         if job.completed and exit_code in (0, None):  # done, whatever stopped it after
             phase, message = JobPhase.succeeded, "succeeded"
@@ -289,7 +294,13 @@ class JobController:
             if reason == "preempt":
                 self.service.note_preempted(job.uid)
             phase = JobPhase.queued
-            why = "preempted" if reason == "preempt" else "stopped with the control plane"
+            why = (
+                "its node was lost"
+                if node_lost
+                else "preempted"
+                if reason == "preempt"
+                else "stopped with the control plane"
+            )
             message = f"{why}; queued to resume from its last checkpoint"
         elif reason == "timeout":
             message = f"timed out after {job.spec.timeout_seconds} s"

@@ -174,3 +174,21 @@ def test_a_restarted_controller_adopts_the_jobs_that_kept_running(world: World) 
     failed = world.job("lost").status
     assert failed.phase == JobPhase.failed and failed.message == "its process is gone"
     assert world.cluster.jobs == {} and FakeBackend(world.cluster).running_jobs() == []
+
+
+def test_a_job_whose_node_is_lost_is_queued_to_resume_like_a_preempted_one(world: World) -> None:
+    """A job that ended because its machine was lost did not fail: it goes back to the queue,
+    counted as a preemption, and resumes from its last checkpoint on the next start."""
+    uid = world.submit("wanders", instance_type="cpu.medium")
+    controller = world.controller()
+    controller.tick()
+    world.cluster.write_job_log(uid, b"epoch 1\ncheckpoint saved\n")
+    world.cluster.exit_job(uid, None, node_lost=True)
+    controller.tick()
+    status = world.job("wanders").status
+    assert status.phase == JobPhase.queued and status.preemptions == 1
+    assert status.message == "its node was lost; queued to resume from its last checkpoint"
+    assert world.jobs.read_log("default", "wanders", 0)[0] == b"epoch 1\ncheckpoint saved\n"
+    controller.tick()  # there is room: it starts again, as attempt 2
+    assert world.job("wanders").status.phase == JobPhase.running
+    assert world.running() == [uid]
