@@ -31,14 +31,28 @@ def local_kit(request: pytest.FixtureRequest, state_dir: Path) -> Kit:
     return LocalKit(state_dir)
 
 
+def ray_kit(request: pytest.FixtureRequest, state_dir: Path) -> Kit:
+    cluster = request.getfixturevalue("ray_cluster")  # skips the test without ray
+    monkeypatch = request.getfixturevalue("monkeypatch")
+    for name, value in cluster.env.items():
+        monkeypatch.setenv(name, value)
+    from contract_ray import RayKit  # imports ray
+
+    return RayKit(cluster, state_dir)
+
+
 #: backend name -> how to make its kit
 KITS: dict[str, Callable[[pytest.FixtureRequest, Path], Kit]] = {
     "fake": fake_kit,
     "local": local_kit,
+    "ray": ray_kit,
 }
 
+#: backend name -> the marks of its tests (what they need)
+KIT_MARKS = {"ray": [pytest.mark.ray]}
 
-@pytest.fixture(params=list(KITS))
+
+@pytest.fixture(params=[pytest.param(name, marks=KIT_MARKS.get(name, [])) for name in KITS])
 def backend_under_test(request: pytest.FixtureRequest) -> Iterator[Kit]:
     state_dir = Path(tempfile.mkdtemp(prefix="sc-", dir="/tmp"))  # unix socket paths are short
     kit = KITS[request.param](request, state_dir)

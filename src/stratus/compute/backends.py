@@ -31,6 +31,9 @@ class BackendEntry:
 #: name -> where its config and implementation live
 BACKENDS: dict[str, BackendEntry] = {
     "local": BackendEntry("stratus.compute.local", "LocalBackendConfig", "LocalBackend"),
+    "ray": BackendEntry(
+        "stratus.compute.ray_backend", "RayBackendConfig", "RayBackend", needs="ray"
+    ),
 }
 
 
