@@ -115,8 +115,8 @@ class RayJobHandle(JobHandle):
 
 
 def _details(actor: str, node_id: str, pid: int | None) -> dict[str, str | int]:
-    found: dict[str, str | int] = {"actor": actor, "ray_node": node_id}
-    return {**found, "pid": pid} if pid is not None else found
+    # no "pid": it is a process of another machine, and the API's `pid` is one to signal here
+    return {"actor": actor, "ray_node": node_id}
 
 
 @dataclass(frozen=True)
