@@ -239,6 +239,12 @@ class JobController:
         )
         try:
             handle = self.backend.start_job(launch)
+        except (ServiceUnavailable, TemporaryError) as exc:
+            # the cluster is unreachable for now (a Ray head restarting): the job stays queued
+            # and is tried again at the next pass, not failed for what was never its fault
+            log.warning("cannot start job %s/%s yet: %s; will retry", job.project, job.name,
+                        exc.detail)  # fmt: skip
+            return
         except Exception as exc:
             log.exception("starting job %s/%s failed", job.project, job.name)
             self.service.mark_exited(

@@ -192,3 +192,25 @@ def test_a_job_whose_node_is_lost_is_queued_to_resume_like_a_preempted_one(world
     controller.tick()  # there is room: it starts again, as attempt 2
     assert world.job("wanders").status.phase == JobPhase.running
     assert world.running() == [uid]
+
+
+def test_a_job_stays_queued_while_the_backend_is_unreachable(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cluster that cannot be reached for now (a Ray head restarting) does not fail the jobs
+    waiting to start: they stay queued and start once it answers again."""
+    from stratus.core.errors import ServiceUnavailable
+
+    uid = world.submit("patient")
+    controller = world.controller()
+
+    def unreachable(launch: Any) -> Any:
+        raise ServiceUnavailable("cannot reach the Ray cluster at 127.0.0.2:6379")
+
+    monkeypatch.setattr(controller.backend, "start_job", unreachable)
+    controller.tick()
+    assert world.job("patient").status.phase == JobPhase.queued
+    monkeypatch.undo()
+    controller.tick()
+    assert world.job("patient").status.phase == JobPhase.running
+    assert world.running() == [uid]
