@@ -10,11 +10,17 @@ real backends run by themselves.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import signal
+import subprocess
 import sys
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
+
+from pydantic import BaseModel
 
 from stratus.compute.backend import (
     ComputeBackend,
@@ -30,6 +36,8 @@ from stratus.compute.limits import Resources
 from stratus.serving.connections import ReplicaConnection
 from stratus.serving.replica import ReplicaSpec
 from stratus.testing import wait_for
+
+T = TypeVar("T")
 
 SECRET = "contract-secret-" + "s" * 16
 TIMEOUT = 120.0  # seconds a replica may take to load, on a busy machine
@@ -168,3 +176,48 @@ def greet(address: str, secret: str) -> dict[str, Any]:
         return connection.hello
 
     return asyncio.run(hello())
+
+
+def kill_a_control_plane(
+    state_dir: Path,
+    program: str,
+    config: BaseModel,
+    replicas: Mapping[str, ReplicaSpec],
+    jobs: Sequence[JobLaunch],
+    started: Callable[[list[str]], T | None],
+    env: Mapping[str, str] | None = None,
+) -> T:
+    """Run `program` (`python -c`) as a control plane that starts `replicas` and `jobs` with
+    a backend of `config`, and SIGKILL it once `started(its output lines)` says it has started
+    them all; returns what `started` said."""
+    asked = state_dir / "control-plane.json"
+    asked.write_text(
+        json.dumps(
+            {
+                "config": config.model_dump(mode="json"),
+                "replicas": {i: s.model_dump(mode="json") for i, s in replicas.items()},
+                "jobs": [{**asdict(j), "cwd": str(j.cwd)} for j in jobs],
+            }
+        )
+    )
+    out = state_dir / "control-plane.out"
+    # what it leaves running may hold its stdout (a fork server): a file, never a pipe
+    with open(out, "wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-c", program, str(asked)],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
+    try:
+
+        def reported() -> T | None:
+            if process.poll() is not None:
+                raise AssertionError(f"the control plane exited:\n{out.read_text()}")
+            return started(out.read_text().splitlines())
+
+        return wait_for("the control plane to start everything", reported, 180, interval=0.1)
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()

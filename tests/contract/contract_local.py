@@ -15,18 +15,16 @@ import ctypes
 import json
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
 from pathlib import Path
+
+from contract_kit import kill_a_control_plane
 
 from stratus.compute.backend import ComputeBackend, JobLaunch
 from stratus.compute.local import LocalBackend, LocalBackendConfig
 from stratus.serving.replica import ReplicaSpec
-from stratus.testing import wait_for
 
 PR_SET_CHILD_SUBREAPER = 36
 PRELOAD = ["numpy", "sklearn", "skops.io"]  # what the models of the suite load
@@ -92,39 +90,15 @@ class LocalKit:
     def start_and_kill_control_plane(
         self, replicas: Mapping[str, ReplicaSpec], jobs: Sequence[JobLaunch]
     ) -> None:
-        asked = self.state_dir / "control-plane.json"
-        asked.write_text(
-            json.dumps(
-                {
-                    "config": self.config.model_dump(mode="json"),
-                    "replicas": {i: s.model_dump(mode="json") for i, s in replicas.items()},
-                    "jobs": [{**asdict(j), "cwd": str(j.cwd)} for j in jobs],
-                }
-            )
-        )
+        def started(lines: list[str]) -> dict[str, list[int] | int] | None:
+            reports = [line for line in lines if line.startswith("{")]
+            return json.loads(reports[-1]) if reports else None
+
         _subreaper(True)
         self._subreaper = True
-        out = self.state_dir / "control-plane.out"
-        # its fork server and resource tracker outlive it holding its stdout: a file, no pipe
-        with open(out, "wb") as sink:
-            process = subprocess.Popen(
-                [sys.executable, "-c", CONTROL_PLANE, str(asked)],
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        try:
-
-            def reported() -> dict[str, list[int] | int] | None:
-                if process.poll() is not None:
-                    raise AssertionError(f"the control plane exited:\n{out.read_text()}")
-                lines = [line for line in out.read_text().splitlines() if line.startswith("{")]
-                return json.loads(lines[-1]) if lines else None
-
-            left = wait_for("the control plane to start everything", reported, 180, interval=0.1)
-        finally:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait()
+        left = kill_a_control_plane(
+            self.state_dir, CONTROL_PLANE, self.config, replicas, jobs, started
+        )
         forkserver, tracker, groups = left["forkserver"], left["tracker"], left["groups"]
         assert isinstance(groups, list)
         self._orphans += [pid for pid in (forkserver, tracker) if isinstance(pid, int)]

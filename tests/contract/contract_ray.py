@@ -6,23 +6,17 @@ folder, and a control plane in a subprocess (a Ray driver of its own), killed wi
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import signal
-import subprocess
-import sys
 import textwrap
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
 from pathlib import Path
 
 import ray
+from contract_kit import kill_a_control_plane
 
 from ray_cluster import RayCluster
 from stratus.compute.backend import ComputeBackend, JobLaunch
 from stratus.compute.ray_backend import RayBackend, RayBackendConfig
 from stratus.serving.replica import ReplicaSpec
-from stratus.testing import wait_for
 
 # The killed control plane: start what it is asked to, say so once the replicas are ready, then
 # wait to be killed.
@@ -83,36 +77,12 @@ class RayKit:
     def start_and_kill_control_plane(
         self, replicas: Mapping[str, ReplicaSpec], jobs: Sequence[JobLaunch]
     ) -> None:
-        asked = self.state_dir / "control-plane.json"
-        asked.write_text(
-            json.dumps(
-                {
-                    "config": self.config.model_dump(mode="json"),
-                    "replicas": {i: s.model_dump(mode="json") for i, s in replicas.items()},
-                    "jobs": [{**asdict(j), "cwd": str(j.cwd)} for j in jobs],
-                }
-            )
+        def started(lines: list[str]) -> bool | None:
+            return any(line.startswith('{"ready"') for line in lines) or None
+
+        kill_a_control_plane(
+            self.state_dir, CONTROL_PLANE, self.config, replicas, jobs, started, self.cluster.env
         )
-        out = self.state_dir / "control-plane.out"
-        with open(out, "wb") as sink:
-            process = subprocess.Popen(
-                [sys.executable, "-c", CONTROL_PLANE, str(asked)],
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, **self.cluster.env},
-                start_new_session=True,
-            )
-        try:
-
-            def reported() -> bool:
-                if process.poll() is not None:
-                    raise AssertionError(f"the control plane exited:\n{out.read_text()}")
-                return any(line.startswith('{"ready"') for line in out.read_text().splitlines())
-
-            wait_for("the control plane to start everything", reported, 180, interval=0.1)
-        finally:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait()
 
     def close(self) -> None:
         backend = self.backend()
