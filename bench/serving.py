@@ -476,17 +476,27 @@ class NotLanded(RuntimeError):
 class StratusRun:
     """A throwaway platform: push, deploy, measure, delete; everything stopped by PID."""
 
-    def __init__(self, args: argparse.Namespace, cleanup: Cleanup) -> None:
+    def __init__(self, args: argparse.Namespace, cleanup: Cleanup, cluster: Any = None) -> None:
         import httpx
 
         from stratus.testing import LocalPlatform
 
         self.args = args
-        self.home = args.work / "stratus-home"
+        self.cluster = cluster  # a RayCluster (tests/ray_cluster.py): the Ray backend on it
+        self.home = args.work / ("stratus-home-ray" if cluster else "stratus-home")
         # `stratus up` warms its replica fork server at start; LocalPlatform turns that off
         # (tests) unless told: measure the platform as users run it, unless --no-prewarm
         prewarm = "false" if args.no_prewarm else "true"
-        self.platform = LocalPlatform(self.home, env={"STRATUS_SERVING_PREWARM": prewarm})
+        env = {"STRATUS_SERVING_PREWARM": prewarm}
+        self.namespace = f"bench-{os.getpid()}"
+        if cluster is not None:
+            # replicas on the two workers (the custom resource only they have), not the head
+            ray = {"address": cluster.address, "namespace": self.namespace,
+                   "resources": {"worker_node": 0.01}}  # fmt: skip
+            env.update(cluster.env)
+            env.update(STRATUS_COMPUTE_BACKEND="ray", STRATUS_COMPUTE_RAY=json.dumps(ray))
+        self.replica_ids: dict[str, set[str]] = {}  # endpoint -> ids of its replicas (Ray)
+        self.platform = LocalPlatform(self.home, env=env)
         self.base = f"/api/v1/projects/{PROJECT}/endpoints"
         self.seen: dict[int, int | None] = {}  # every pid of the platform's processes we saw
         self.replicas: dict[str, dict[int, int | None]] = {}  # endpoint -> its replicas' pids
@@ -600,10 +610,11 @@ class StratusRun:
             self.watch(pids)
             known = self.replicas.setdefault(name, {})
             known.update({p: t for p, t in pids.items() if p not in known})
+            self.replica_ids.setdefault(name, set()).update(r["id"] for r in reps)
             if (
                 status.get("phase") == "ready"
                 and len(reps) == replicas
-                and all(r.get("phase") == "ready" and r.get("pid") for r in reps)
+                and all(r.get("phase") == "ready" and (r.get("pid") or self.cluster) for r in reps)
             ):
                 return data
             time.sleep(0.05)
@@ -662,12 +673,74 @@ class StratusRun:
         r = self.api.delete(f"{self.base}/{name}")
         if r.status_code >= 300 and r.status_code != 404:
             raise RuntimeError(f"DELETE {self.base}/{name} -> {r.status_code}: {r.text[:300]}")
-        if not self.wait_gone(self.replicas.get(name, {}), 15.0):
+        if self.cluster is not None:
+            folders = {self.replica_folder(i) for i in self.replica_ids.get(name, set())}
+            deadline = time.monotonic() + 15.0
+            while set(self.ray_replica_pids()) & folders and time.monotonic() < deadline:
+                time.sleep(0.05)
+            gone = not set(self.ray_replica_pids()) & folders
+        else:
+            gone = self.wait_gone(self.replicas.get(name, {}), 15.0)
+        if not gone:
             print(f"  WARNING: replicas of {name} still running 15 s after DELETE", flush=True)
         self.replicas.pop(name, None)
+        self.replica_ids.pop(name, None)
+
+    # -- the Ray backend's processes (its nodes are processes of this machine)
+
+    def replica_folder(self, replica_id: str) -> Path:
+        nodes = Path(tempfile.gettempdir()) / "stratus-ray"  # the Ray backend's default
+        return nodes / self.namespace / "replicas" / replica_id
+
+    def ray_replica_pids(self) -> dict[Path, list[int]]:
+        """Replica folder -> the processes working in it (a replica and its log writer)."""
+        found: dict[Path, list[int]] = {}
+        for pid in self.cluster_pids():
+            with contextlib.suppress(OSError):
+                cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+                if cwd.parent.name == "replicas" and cwd.parent.parent.name == self.namespace:
+                    found.setdefault(cwd, []).append(pid)
+        return found
+
+    def cluster_pids(self) -> set[int]:
+        assert self.cluster is not None
+        return {p for node in self.cluster.nodes.values() for p in node.pids()}
+
+    def ray_memory(self) -> dict[str, Any]:
+        """PSS of the replicas (with their log writers), of the actors that hold them, of the
+        nodes' fork servers, of the rest of the cluster and of the control plane, apart."""
+        every = self.cluster_pids()
+        replicas = self.ray_replica_pids()
+        in_replicas = {p for pids in replicas.values() for p in pids}
+
+        def cmdline(pid: int) -> str:
+            with contextlib.suppress(OSError):
+                return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            return ""
+
+        actors = {p for p in every - in_replicas if "_OnRayNode" in cmdline(p)}
+        forks = {p for p in every - in_replicas if "node_forker" in cmdline(p)}
+        control = shared_module("peers_serving").tree(self.platform.pid)
+        self.watch(control)
+        per_replica = [pss_mb(pids) for pids in replicas.values()]
+        out: dict[str, Any] = {
+            "replica_pids": sorted(in_replicas),
+            "replica_pss_mb": per_replica,
+            "replicas_pss_mb": sum(per_replica),
+            "actor_pss_mb": [pss_mb([p]) for p in sorted(actors)],
+            "fork_server_pids": sorted(forks),
+            "fork_server_pss_mb": pss_mb(forks),
+            "ray_rest_pss_mb": pss_mb(every - in_replicas - actors - forks),
+            "control_plane_procs": len(control),
+            "control_plane_pss_mb": pss_mb(control),
+        }
+        out["total_pss_mb"] = pss_mb(every | control)
+        return out
 
     def memory(self, data: dict[str, Any]) -> dict[str, Any]:
         """PSS of the replicas, of their fork server and of the control plane, apart."""
+        if self.cluster is not None:
+            return self.ray_memory()
         replicas = [int(r["pid"]) for r in data["status"]["replicas"] if r.get("pid")]
         root = self.platform.pid
         everything = shared_module("peers_serving").tree(root) | set(replicas)
@@ -698,8 +771,9 @@ def run_stratus_model(
     args = run.args
     body = json.dumps({"instances": [row]}).encode()
     load_replicas = args.replicas.get(m.name, 2)
+    where = "Ray backend, 3 nodes on loopback" if run.cluster else "local fork server"
     res: dict[str, Any] = {
-        "setting": f"gateway, API key, {load_replicas} replica(s) under load (local fork server)"
+        "setting": f"gateway, API key, {load_replicas} replica(s) under load ({where})"
     }
     t0 = time.perf_counter()
     ref = run.push(m, X)
@@ -731,7 +805,13 @@ def run_stratus_model(
     print(
         f"  idle PSS, 1 replica: replica {mem1['replicas_pss_mb']:.0f} MB, fork server "
         f"{mem1['fork_server_pss_mb']:.0f} MB, control plane {mem1['control_plane_pss_mb']:.0f} MB"
-        f" ({mem1['control_plane_procs']} procs); 2 replicas: "
+        f" ({mem1['control_plane_procs']} procs)"
+        + (
+            f", Ray actors {' + '.join(f'{x:.0f}' for x in mem1['actor_pss_mb'])} MB"
+            if "actor_pss_mb" in mem1
+            else ""
+        )
+        + "; 2 replicas: "
         + " + ".join(f"{x:.0f}" for x in mem2["replica_pss_mb"])
         + f" MB; extra replica +{res['extra_replica_pss_mb']:.0f} MB (total PSS);"
         f" scale-up {res['scale_to_2_s']:.2f} s",
@@ -886,6 +966,56 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
         row.update(verdict="not measured", why="no Stratus replica")
     out.append(row)
     out.append(capture_target(stratus))
+    if "stratus-ray" in results["servers"]:
+        out += ray_targets(results)
+    return out
+
+
+def ray_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 13's figures for the Ray backend, against the local backend in the same run."""
+    out: list[dict[str, Any]] = []
+    ours, local = (
+        figure(results, "stratus-ray", "lr", 64, "rps"),
+        figure(results, "stratus", "lr", 64, "rps"),
+    )
+    row: dict[str, Any] = {"target": "Ray: LR c=64 req/s >= 0.8x the local backend's"}
+    if ours is None or not local:
+        row.update(verdict="not measured", why="no LR c=64 figure on both backends")
+    else:
+        ratio = ours / local
+        row.update(stratus=ours, reference=local, ratio=ratio)
+        row.update(verdict="PASS" if ratio >= 0.8 else "FAIL")
+        row["why"] = f"{ours:.4g} / {local:.4g} = {ratio:.2f}x (target >= 0.8x)"
+    out.append(row)
+    ray = results["servers"]["stratus-ray"]
+    colds = [c["cold_s"] for r in ray.values() for c in r.get("cold_starts", [])]
+    row = {"target": "Ray: cold start (deploy -> first 200) <= 3 s"}
+    if colds:
+        worst = max(colds)
+        row.update(stratus=worst, verdict="PASS" if worst <= 3.0 else "FAIL")
+        row["why"] = "deploys: " + ", ".join(f"{c:.2f} s" for c in colds)
+    else:
+        row.update(verdict="not measured", why="no deploy on Ray")
+    out.append(row)
+    extras = [
+        (m, r["extra_replica_pss_mb"], r["memory_2_replicas"])
+        for m, r in ray.items()
+        if r.get("extra_replica_pss_mb") is not None
+    ]
+    row = {"target": "Ray: idle memory per extra replica (reported)"}
+    if extras:
+        row.update(stratus=max(x[1] for x in extras), verdict="reported")
+        row["why"] = "; ".join(
+            f"{m}: cluster and control plane +{delta:.0f} MB PSS (replica processes "
+            + " + ".join(f"{x:.0f}" for x in mem["replica_pss_mb"])
+            + " MB, their actors "
+            + " + ".join(f"{x:.0f}" for x in mem["actor_pss_mb"])
+            + " MB)"
+            for m, delta, mem in extras
+        )
+    else:
+        row.update(verdict="not measured", why="no replica on Ray")
+    out.append(row)
     return out
 
 
@@ -1024,6 +1154,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Stratus: skip the second load run with data capture at 100%%",
     )
     ap.add_argument(
+        "--backend",
+        choices=["local", "ray"],
+        default="local",
+        help="ray: Stratus on the local backend, then on a 3-node Ray cluster on loopback "
+        "(127.0.0.2-4, as the tests start it), compared in the same run",
+    )
+    ap.add_argument(
         "--no-prewarm",
         action="store_true",
         help="Stratus: start the fork server at the first deploy (LocalPlatform's default)",
@@ -1040,6 +1177,45 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     args.out = args.out or Path("/tmp/stratus-bench") / f"serving-{stamp}.json"
     return args
+
+
+def run_stratus(
+    args: argparse.Namespace,
+    cleanup: Cleanup,
+    ps: ModuleType,
+    models: dict[str, BenchModel],
+    X: Any,
+    row: list[float],
+    results: dict[str, Any],
+    server: str,
+    cluster: Any = None,
+) -> None:
+    """A throwaway platform (on the Ray cluster when given): every model, as `server`."""
+    print(f"=== {server}: starting a platform", flush=True)
+    run = StratusRun(args, cleanup, cluster)
+    meta = results["meta"].setdefault("platforms", {}).setdefault(server, {})
+    meta.update(up_s=run.start_s, settle_s=run.settle_s, home=str(run.home))
+    warm = "not pre-warmed (--no-prewarm)" if args.no_prewarm else "pre-warmed"
+    print(
+        f"  up in {run.start_s:.2f} s, idle {run.settle_s:.2f} s later (fork server {warm})",
+        flush=True,
+    )
+    try:
+        for m in models.values():
+            print(f"=== {server} {m.name}", flush=True)
+            per_model = results["servers"].setdefault(server, {})
+            try:
+                per_model[m.name] = run_stratus_model(run, ps, m, X, row)
+            except Exception as exc:  # recorded; the next model still runs
+                per_model[m.name] = {"error": f"{exc!r}"}
+                print(f"  ERROR {exc}", flush=True)
+                for name in list(run.replicas):
+                    with contextlib.suppress(Exception):
+                        run.delete(name)
+            save(results, args.out)
+    finally:
+        with no_interrupts():
+            run.stop_now()
 
 
 def save(results: dict[str, Any], path: Path) -> None:
@@ -1124,33 +1300,22 @@ def main(argv: list[str] | None = None) -> int:
         if args.skip_stratus:
             results["skipped"]["stratus"] = "--skip-stratus"
         else:
-            print("=== stratus: starting a platform", flush=True)
-            run = StratusRun(args, cleanup)
-            results["meta"]["stratus_up_s"] = run.start_s
-            results["meta"]["stratus_settle_s"] = run.settle_s
-            warm = "not pre-warmed (--no-prewarm)" if args.no_prewarm else "pre-warmed"
-            print(
-                f"  up in {run.start_s:.2f} s, idle {run.settle_s:.2f} s later "
-                f"(fork server {warm})",
-                flush=True,
-            )
-            results["meta"]["stratus_home"] = str(run.home)
-            try:
-                for m in models.values():
-                    print(f"=== stratus {m.name}", flush=True)
-                    per_model = results["servers"].setdefault("stratus", {})
-                    try:
-                        per_model[m.name] = run_stratus_model(run, ps, m, X, row)
-                    except Exception as exc:  # recorded; the next model still runs
-                        per_model[m.name] = {"error": f"{exc!r}"}
-                        print(f"  ERROR {exc}", flush=True)
-                        for name in list(run.replicas):
-                            with contextlib.suppress(Exception):
-                                run.delete(name)
-                    save(results, args.out)
-            finally:
-                with no_interrupts():
-                    run.stop_now()
+            run_stratus(args, cleanup, ps, models, X, row, results, "stratus")
+            if args.backend == "ray":
+                print("=== a 3-node Ray cluster on loopback (tests/ray_cluster.py)", flush=True)
+                sys.path.insert(0, str(ROOT / "tests"))
+                from ray_cluster import ray_cluster_running
+
+                stack = contextlib.ExitStack()
+                stop_cluster = cleanup.push("the Ray cluster", stack.close)
+                t0 = time.perf_counter()
+                cluster = stack.enter_context(ray_cluster_running(args.start_timeout))
+                print(f"  up in {time.perf_counter() - t0:.1f} s: {cluster.address}", flush=True)
+                try:
+                    run_stratus(args, cleanup, ps, models, X, row, results, "stratus-ray", cluster)
+                finally:
+                    with no_interrupts():
+                        stop_cluster()
     except NotLanded as exc:
         print(f"ERROR: {exc}; run with --skip-stratus for the references only", flush=True)
         results["skipped"]["stratus"] = str(exc)

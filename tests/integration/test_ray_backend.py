@@ -18,6 +18,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+from stratus.compute import node_forker  # noqa: E402
 from stratus.compute.addresses import parse_address  # noqa: E402
 from stratus.compute.backend import (  # noqa: E402
     JobLaunch,
@@ -28,7 +29,9 @@ from stratus.compute.backend import (  # noqa: E402
 )
 from stratus.compute.backends import open_backend  # noqa: E402
 from stratus.compute.limits import Resources  # noqa: E402
+from stratus.compute.processes import proc_stat  # noqa: E402
 from stratus.compute.ray_backend import RayBackend  # noqa: E402
+from stratus.compute.ray_node import fork_server_folder, namespace_folder  # noqa: E402
 from stratus.core.errors import ServiceUnavailable  # noqa: E402
 from stratus.serving.connections import ReplicaConnection, ReplicaGone  # noqa: E402
 from stratus.serving.replica import ReplicaSpec  # noqa: E402
@@ -157,6 +160,43 @@ def test_the_replicas_of_a_variant_spread_over_the_workers(
     assert sorted(nodes.values()) == sorted(ray_cluster.worker_ips)
     for handle in handles:
         backend.stop_replica(handle, grace_seconds=10.0)
+
+
+@pytest.mark.ray
+def test_replicas_are_forked_by_the_fork_server_of_their_own_node(
+    open_ray: Any, ray_cluster: Any, model_dir: Path
+) -> None:
+    backend = open_ray()
+    backend.prepare()  # starts a fork server on each node that can take replicas
+    workers = [
+        node["NodeID"]
+        for node in ray.nodes()
+        if node["Alive"] and node["NodeManagerAddress"] in ray_cluster.worker_ips
+    ]
+    spaces = namespace_folder(str(backend.config.node_dir), backend.namespace)
+    folders = {node_id: fork_server_folder(spaces, node_id) for node_id in workers}
+    wait_for(
+        "a fork server on each worker",
+        lambda: all(node_forker.running(f) for f in folders.values()),
+        TIMEOUT,
+        0.1,
+    )
+    servers = {
+        node_id: int((f / node_forker.PID_NAME).read_text()) for node_id, f in folders.items()
+    }
+    assert len(set(servers.values())) == 2  # one per node, though both nodes share a disk
+
+    handles = [backend.start_replica(f"it-forked-{i}", spec(model_dir)) for i in range(2)]
+    for handle in handles:
+        ready = wait_ready(backend, handle)
+        assert greet(ready.address, SECRET)["model"] == "tiny"
+        info = backend._ask(handle.actor, handle.instance)
+        assert info is not None and info["forked"], info
+        assert proc_stat(info["pid"]) is not None
+        assert proc_stat(info["pid"])[1] == servers[handle.node_id]  # its parent
+    assert sorted(h.node_id for h in handles) == sorted(workers)
+    for handle in handles:
+        assert backend.stop_replica(handle, grace_seconds=10.0) == 0
 
 
 @pytest.mark.ray

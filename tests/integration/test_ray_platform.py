@@ -40,7 +40,7 @@ skops_io = pytest.importorskip("skops.io")
 
 pytestmark = pytest.mark.ray
 
-READY_TIMEOUT = 120.0  # a Ray replica starts in ~6 s on a quiet machine
+READY_TIMEOUT = 120.0  # a Ray replica starts in ~1.5 s on a quiet machine (forked)
 RECOVERY_DEADLINE = 60.0  # from losing a worker to two ready replicas again (~10 s wanted)
 JOB_TIMEOUT = 150.0
 HOLD = "hold-head-cpu"

@@ -70,11 +70,20 @@ def store_timeouts(settings: Settings) -> StoreTimeouts:
 def backend_options(settings: Settings) -> dict[str, Any]:
     """The chosen compute backend's options, from the settings."""
     if settings.compute.backend == "ray":
-        return {
-            "address": settings.compute.ray.address,
-            "namespace": settings.compute.ray.namespace,
+        ray = settings.compute.ray
+        options: dict[str, Any] = {
+            "address": ray.address,
+            "namespace": ray.namespace,
+            "resources": ray.resources,
+            "replica_cpus": ray.replica_cpus,
+            "node_dir": ray.node_dir,
             "state_dir": settings.home / "compute",
+            "fork_server": settings.serving.fork_server,
+            "fork_server_idle_seconds": ray.fork_server_idle_seconds,
         }
+        if ray.preload is not None:
+            options["preload"] = ray.preload
+        return options
     return {
         "state_dir": settings.home / "compute",
         "socket_dir": settings.runtime_dir,

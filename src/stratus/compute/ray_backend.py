@@ -29,6 +29,7 @@ from typing import Any
 import ray
 from pydantic import BaseModel, Field
 from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError, RayError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from stratus.compute import limits
 from stratus.compute.backend import (
@@ -44,7 +45,13 @@ from stratus.compute.backend import (
 )
 from stratus.compute.limits import Resources
 from stratus.compute.processes import LOG_TAIL_LINES
-from stratus.compute.ray_node import KILL_WAIT_SECONDS, NodeProcess, folder_files
+from stratus.compute.ray_node import (
+    KILL_WAIT_SECONDS,
+    REPLICA_MODULE,
+    NodeProcess,
+    folder_files,
+    start_fork_server,
+)
 from stratus.compute.rotating_logs import LOG_BACKUPS, LOG_MAX_BYTES
 from stratus.core.errors import ServiceUnavailable
 
@@ -59,6 +66,7 @@ PENDING = "pending"  # a handle's node until Ray has placed its actor
 MAX_MEMORY_BYTES = 1 << 49  # 512 TiB
 ACTOR_THREADS = 8  # a stop waiting out its grace period leaves the actor answering
 KEPT_LINES = 200  # of a replica's log, kept here to show once it is gone
+WARM_CHECK_SECONDS = 10.0  # how often starting a replica looks for nodes to warm
 ENDED_KEPT = 1000  # ended replicas and jobs remembered (exit code, last lines)
 
 _ADDRESS = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
@@ -78,6 +86,11 @@ class RayBackendConfig(BaseModel):
     resources: dict[str, float] = Field(default_factory=dict)
     replica_cpus: float = Field(0.25, gt=0, le=1024)
     replica_memory_bytes: int | None = Field(None, gt=0, le=MAX_MEMORY_BYTES)
+    # replicas are forked by a server on each node that imported these once (a replica then
+    # starts in well under a second instead of seconds); it exits after this long unused
+    preload: list[str] = Field(default=["numpy", "sklearn", "skops.io", "onnxruntime", "s3fs"])
+    fork_server: bool = True
+    fork_server_idle_seconds: float = Field(600.0, gt=0)
     connect_timeout_seconds: float = Field(10.0, gt=0)
     call_timeout_seconds: float = Field(5.0, gt=0)  # for a method of a replica's or job's actor
     placement_timeout_seconds: float = Field(10.0, ge=0)  # start_* waits this long for a node
@@ -148,6 +161,13 @@ class _OnRayNode(NodeProcess):
 _NodeProcessActor = ray.remote(_OnRayNode)
 
 
+@ray.remote(num_cpus=0)
+def _warm_node(node_dir: str, namespace: str, idle_seconds: float, preload: list[str]) -> None:
+    """Start the node's fork server for the namespace (`node_forker.py`)."""
+    node_id = ray.get_runtime_context().get_node_id()
+    start_fork_server(node_dir, namespace, node_id, idle_seconds, preload)
+
+
 # --- on the control plane -------------------------------------------------------------------
 
 _driver_lock = threading.Lock()
@@ -207,6 +227,8 @@ class RayBackend:
         self._ended: OrderedDict[tuple[str, str], _Ended] = OrderedDict()
         self._tails: dict[tuple[str, str], list[str]] = {}  # a replica's last lines read
         self._job_logs: dict[tuple[str, str], bytearray] = {}  # a job's log from its start
+        self._warmed: set[str] = set()  # Ray node ids whose fork server was started
+        self._warmed_at = 0.0  # when the nodes were last looked at for new ones
 
     @property
     def supports_adoption(self) -> bool:
@@ -215,7 +237,33 @@ class RayBackend:
     # -- the connection
 
     def prepare(self) -> None:
+        """Connect, and start the fork server of every node that can take a replica."""
         self._connect()
+        self._warm_nodes()
+
+    def _warm_nodes(self) -> None:
+        """Start the fork server on each live node with room for replicas not warmed yet
+        (a zero-CPU task pinned to the node; not waited for)."""
+        if not self.config.fork_server:
+            return
+        with contextlib.suppress(RayError, ConnectionError):
+            nodes = ray.nodes()  # type: ignore[no-untyped-call]
+            for node in nodes:
+                have = node.get("Resources", {})
+                fits = have.get("CPU", 0.0) >= self.config.replica_cpus and all(
+                    have.get(name, 0.0) >= amount for name, amount in self.config.resources.items()
+                )
+                if not node.get("Alive") or not fits or node["NodeID"] in self._warmed:
+                    continue
+                self._warmed.add(node["NodeID"])
+                _warm_node.options(
+                    scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
+                ).remote(
+                    str(self.config.node_dir or ""),
+                    self.namespace,
+                    self.config.fork_server_idle_seconds,
+                    [REPLICA_MODULE, *self.config.preload],
+                )
 
     def _connect(self) -> None:
         global _driver_users, _driver_address
@@ -428,6 +476,9 @@ class RayBackend:
         if not SAFE_ID.fullmatch(replica_id):
             raise ValueError(f"a replica id must be a file-name-safe name, not {replica_id!r}")
         self._connect()
+        if time.monotonic() - self._warmed_at > WARM_CHECK_SECONDS:
+            self._warmed_at = time.monotonic()
+            self._warm_nodes()  # a node that joined since: warm for the next replicas
         name = REPLICA_PREFIX + replica_id
         self._clear_name(name, f"replica {replica_id}")
         cache = str(self.config.cache_dir) if self.config.cache_dir else ""
@@ -436,6 +487,10 @@ class RayBackend:
             "cache_dir": cache,
             "max_bytes": self.config.log_max_bytes,
             "backups": self.config.log_backups,
+            "preload": [REPLICA_MODULE, *self.config.preload],
+            "fork_idle_seconds": self.config.fork_server_idle_seconds
+            if self.config.fork_server
+            else 0.0,
         }
         options = {"num_cpus": self.config.replica_cpus, "memory": self.config.replica_memory_bytes}
         actor, instance, started_at = self._create(name, options, "replica", replica_id, launch)

@@ -21,48 +21,63 @@ import time
 from pathlib import Path
 from typing import Any
 
+from stratus.compute import node_forker
+from stratus.compute.addresses import tcp_address
 from stratus.compute.processes import group_members, tail_lines, write_atomic
-from stratus.compute.rotating_logs import remove_logs
+from stratus.compute.rotating_logs import redirect_output, remove_logs
 
 # The replica program, named (not imported): compute sits below serving in the layers.
 REPLICA_MODULE = "stratus.serving.replica"
 KILL_WAIT_SECONDS = 5.0
 
-# Run on the node as `python -c`: route the output through a size-capped log writer, load the
-# model, listen on the node's address (port 0: any free one) and write the address taken to a
-# file once connections are accepted. The body of `stratus.serving.replica.main`, plus that file.
-_REPLICA_PROGRAM = """\
-import asyncio, importlib, logging, os, signal, sys
-from pathlib import Path
-module, spec_path, host, cache_dir, ready_path, log_path, max_bytes, backups = sys.argv[1:9]
-for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # as a Ray worker leaves them
-    signal.signal(signum, signal.SIG_DFL)
-signal.pthread_sigmask(signal.SIG_SETMASK, set())
-importlib.import_module("stratus.compute.rotating_logs").redirect_output(
-    Path(log_path), int(max_bytes), int(backups))
-replica = importlib.import_module(module)
-errors = importlib.import_module("stratus.core.errors")
-addresses = importlib.import_module("stratus.compute.addresses")
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-try:
-    spec = replica.ReplicaSpec.model_validate_json(Path(spec_path).read_bytes())
-    spec = spec.model_copy(update={"address": addresses.tcp_address(host, 0),
-                                   "cache_dir": Path(cache_dir)})
-    model = replica.load(spec)
-except errors.StratusError as exc:
-    print(f"replica: cannot start: {exc.detail}", file=sys.stderr, flush=True)
-    sys.exit(3)
-def listening(address):
-    with open(ready_path + ".tmp", "w") as f:
-        f.write(address)
-    os.replace(ready_path + ".tmp", ready_path)
-try:
-    import uvloop
-    uvloop.install()
-except ImportError:
-    pass
-asyncio.run(replica.serve(spec, model, on_listening=listening))
-"""
+
+def run_replica(argv: list[str]) -> int:
+    """The replica program on a node: route the output through a size-capped log writer, load
+    the model, listen on the node's address (port 0: any free one) and write the address taken
+    to a file once connections are accepted. Run in a process forked by the node's fork server
+    (`node_forker.py`), or in a new Python (`_REPLICA_PROGRAM`)."""
+    import asyncio
+    import importlib
+    import logging
+
+    module, spec_path, host, cache_dir, ready_path, log_path, max_bytes, backups = argv
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # as a Ray worker leaves them
+        signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    redirect_output(Path(log_path), int(max_bytes), int(backups))
+    replica = importlib.import_module(module)
+    errors = importlib.import_module("stratus.core.errors")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )
+    try:
+        spec = replica.ReplicaSpec.model_validate_json(Path(spec_path).read_bytes())
+        spec = spec.model_copy(
+            update={"address": tcp_address(host, 0), "cache_dir": Path(cache_dir)}
+        )
+        model = replica.load(spec)
+    except errors.StratusError as exc:
+        print(f"replica: cannot start: {exc.detail}", file=sys.stderr, flush=True)
+        return 3
+
+    def listening(address: str) -> None:
+        write_atomic(Path(ready_path), address.encode())
+
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(replica.serve(spec, model, on_listening=listening))
+    return 0
+
+
+# A replica in a new Python, when the node's fork server is not up (yet).
+_REPLICA_PROGRAM = (
+    "import sys; from stratus.compute.ray_node import run_replica; "
+    "sys.exit(run_replica(sys.argv[1:]))"
+)
 
 # Run on the node as `python -I -S -c` for a job: undo what a Ray worker set on its signals,
 # bound the memory of each process, change to the job's folder and exec its argv (same pid).
@@ -89,6 +104,30 @@ except Exception as exc:
 """
 
 
+def namespace_folder(node_dir: str, namespace: str) -> Path:
+    """A namespace's folder on a node."""
+    root = Path(node_dir) if node_dir else Path(tempfile.gettempdir()) / "stratus-ray"
+    return root / namespace
+
+
+def fork_server_folder(spaces: Path, node_id: str) -> Path:
+    """The folder of the fork server of one node for a namespace (its pid file and log), made
+    if missing. One per Ray node, also where nodes share a disk (or, in tests, a machine): a
+    server goes with its node and must not take along the replicas of another."""
+    folder = spaces / "forkers" / node_id[:16]
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    return folder
+
+
+def start_fork_server(
+    node_dir: str, namespace: str, node_id: str, idle_seconds: float, preload: list[str]
+) -> None:
+    """Start the fork server of this node for the namespace, unless one runs."""
+    folder = fork_server_folder(namespace_folder(node_dir, namespace), node_id)
+    node_forker.start(folder, idle_seconds, preload)
+
+
 class NodeProcess:
     """The actor: one replica or job process on this node, started at creation (so an actor
     placed after its control plane died still starts it), its log, and what it answers."""
@@ -106,11 +145,12 @@ class NodeProcess:
     ) -> None:
         self.kind, self.ident, self.instance, self.started_at = kind, ident, instance, started_at
         self.node, self.node_id = where
-        root = Path(node_dir) if node_dir else Path(tempfile.gettempdir()) / "stratus-ray"
-        self.root = root
-        self.folder = root / namespace / f"{kind}s" / ident
-        self.log_path = root / namespace / f"{kind}s" / f"{ident}.log"
-        self.process: subprocess.Popen[bytes] | None = None
+        self.spaces = namespace_folder(node_dir, namespace)
+        self.root = self.spaces.parent
+        self.folder = self.spaces / f"{kind}s" / ident
+        self.forked = False  # by the node's fork server
+        self.log_path = self.spaces / f"{kind}s" / f"{ident}.log"
+        self.process: subprocess.Popen[bytes] | node_forker.ForkedReplica | None = None
         self.reaped = False  # what the process left in its group is gone too
         self.error = ""
         try:
@@ -121,7 +161,15 @@ class NodeProcess:
         except (OSError, ValueError) as exc:
             self.error = f"cannot start on Ray node {self.node}: {exc}"
 
-    def _start_replica(self, spec: str, cache_dir: str, max_bytes: int, backups: int) -> None:
+    def _start_replica(
+        self,
+        spec: str,
+        cache_dir: str,
+        max_bytes: int,
+        backups: int,
+        preload: list[str] | None = None,
+        fork_idle_seconds: float = 0.0,
+    ) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
         self.folder.mkdir(mode=0o700, parents=True)
         spec_path = self.folder / "spec.json"
@@ -130,6 +178,23 @@ class NodeProcess:
         cache = cache_dir or str(self.root / "artifacts")
         args = [REPLICA_MODULE, str(spec_path), self.node, cache, str(self.folder / "address")]
         args += [str(self.log_path), str(max_bytes), str(backups)]
+        if fork_idle_seconds > 0:
+            # Fork it from the node's fork server when one is up; else start one for the next
+            # replicas (it takes seconds to import what it preloads) and spawn this one.
+            try:
+                forker = fork_server_folder(self.spaces, self.node_id)
+                server = node_forker.running(forker)
+                if server is not None:
+                    self.process = node_forker.ForkedReplica(server, args, self.folder)
+                    self.forked = True
+                    return
+                node_forker.start(forker, fork_idle_seconds, preload or [])
+            except OSError as exc:
+                note = f"stratus: not forked by the node's fork server ({exc}): spawned\n"
+                self.log_path.parent.mkdir(parents=True, exist_ok=True)
+                flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+                with open(os.open(self.log_path, flags, 0o600), "wb") as out:
+                    out.write(note.encode())
         self._spawn([sys.executable, "-c", _REPLICA_PROGRAM, *args], dict(os.environ))
 
     def _start_job(
@@ -212,6 +277,7 @@ class NodeProcess:
             "exit_code": code,
             "address": address if code is None else "",
             "error": self.error,
+            "forked": self.forked,
             "log_size": self._log_size(),
         }
 

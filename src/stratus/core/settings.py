@@ -143,6 +143,23 @@ class RaySettings(BaseModel):
         pattern=r"^[A-Za-z0-9_.-]{1,64}$",
         description="the Ray namespace this platform's actors live in (one per platform)",
     )
+    resources: dict[str, float] = Field(
+        default_factory=dict,
+        description="custom Ray resources every replica and job asks for, to keep them on the "
+        'nodes that have them (e.g. {"stratus": 0.01}; the head is left alone)',
+    )
+    replica_cpus: float = Field(0.25, gt=0, le=1024, description="CPUs Ray reserves per replica")
+    node_dir: Path | None = Field(
+        None, description="on every node: logs and job folders; default: stratus-ray in its /tmp"
+    )
+    preload: list[str] | None = Field(
+        None,
+        description="modules each node's replica fork server imports once; default: numpy, "
+        "sklearn, skops.io, onnxruntime, s3fs",
+    )
+    fork_server_idle_seconds: float = Field(
+        600.0, gt=0, description="a node's fork server exits after this long without replicas"
+    )
 
 
 class ComputeSettings(BaseModel):

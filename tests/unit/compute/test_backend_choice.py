@@ -67,3 +67,38 @@ def test_choosing_a_backend_imports_only_its_module() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_ray_settings_reach_the_ray_backend(tmp_path: Path) -> None:
+    from stratus.api.platform import backend_options
+
+    (tmp_path / "stratus.toml").write_text(
+        '[compute]\nbackend = "ray"\n'
+        "[compute.ray]\n"
+        'address = "127.0.0.2:6379"\n'
+        "resources = {stratus = 0.01}\n"
+        "replica_cpus = 0.5\n"
+        'node_dir = "/srv/stratus-ray"\n'
+        'preload = ["numpy"]\n'
+        "fork_server_idle_seconds = 30\n"
+    )
+    options = backend_options(load_settings({"home": str(tmp_path)}))
+    assert options["resources"] == {"stratus": 0.01}
+    assert options["replica_cpus"] == 0.5
+    assert options["node_dir"] == Path("/srv/stratus-ray")
+    assert options["preload"] == ["numpy"]
+    assert options["fork_server_idle_seconds"] == 30
+    assert options["fork_server"] is True  # serving.fork_server
+    # the defaults leave the backend's preload list alone
+    (tmp_path / "stratus.toml").write_text('[compute]\nbackend = "ray"\n')
+    assert "preload" not in backend_options(load_settings({"home": str(tmp_path)}))
+
+
+def test_ray_backend_config_takes_the_options() -> None:
+    pytest.importorskip("ray")
+    from stratus.compute.ray_backend import RayBackendConfig
+
+    config = RayBackendConfig(address="127.0.0.2:6379", preload=["numpy"], replica_cpus=0.5)
+    assert config.preload == ["numpy"] and config.fork_server
+    with pytest.raises(ValueError):
+        RayBackendConfig(address="127.0.0.2:6379", fork_server_idle_seconds=0)
