@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import textwrap
 import time
 import uuid
@@ -268,10 +269,11 @@ def test_cancel_and_kill_minus_9(client: Client, project: str, counter: Path) ->
         client, victim.metadata.name, project, lambda j: j.status.phase == "running", "start"
     )
     assert running.status.phase == JobPhase.running
+    assert running.status.node == socket.gethostname()  # the local backend's one node
     pid = _pid_of(client, victim.metadata.name, project)
     os.killpg(pid, signal.SIGKILL)
     dead = finished(client, victim.metadata.name, project)
-    assert dead.status.phase == JobPhase.failed
+    assert dead.status.phase == JobPhase.failed and dead.status.node is None
     assert "SIGKILL" in dead.status.message or "gone" in dead.status.message
     client.jobs.delete(victim.metadata.name, project)
     with pytest.raises(NotFound):

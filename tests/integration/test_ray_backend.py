@@ -182,7 +182,8 @@ def test_replicas_are_forked_by_the_fork_server_of_their_own_node(
         0.1,
     )
     servers = {
-        node_id: int((f / node_forker.PID_NAME).read_text()) for node_id, f in folders.items()
+        node_id: int((f / node_forker.PID_NAME).read_text().split()[0])
+        for node_id, f in folders.items()
     }
     assert len(set(servers.values())) == 2  # one per node, though both nodes share a disk
 

@@ -379,6 +379,7 @@ def test_a_job_whose_node_is_lost_resumes_from_its_checkpoint(
     wait_for("a checkpoint at step 3", checkpointed, JOB_TIMEOUT, 0.2)
     node = wait_for("the job's node", lambda: job_node(cluster, uid), 30, 0.2)
     assert node in cluster.worker_ips
+    assert client.jobs.get(name).status.node == node  # what the API says is where it runs
     try:
         started = time.monotonic()
         cluster.kill_node(node)
@@ -403,6 +404,7 @@ def test_a_job_whose_node_is_lost_resumes_from_its_checkpoint(
         done = client.jobs.wait(name, timeout=JOB_TIMEOUT)
         print(f"[ray] job {name} {done.status.phase} {time.monotonic() - started:.1f} s after")
         assert done.status.phase == JobPhase.succeeded, done.status.message
+        assert done.status.node is None  # it runs nowhere now
         assert (done.status.attempts, done.status.preemptions) == (2, 1)
         assert done.status.metrics["result"] == expected_value(STEPS, ROWS)
         text = b"".join(client.jobs.logs(name)).decode()

@@ -341,7 +341,8 @@ def show_(
     lines = [
         f"limits: {limits.vcpus:g} vCPU, {human_size(limits.memory_bytes)}"
         + (f", {limits.gpus} GPU" if limits.gpus else "")
-        + f" — enforced by {limits.enforced_by or '(not started)'}",
+        + f" — enforced by {limits.enforced_by or '(not started)'}"
+        + (f"    node: {status.node}" if status.node else ""),
         f"dataset: {job.spec.dataset or '-'}    experiment: {job.spec.experiment}"
         f"    run: {status.run_id or '-'}",
     ]

@@ -4,16 +4,18 @@ Starting a replica as a new Python costs seconds before it loads its model: the 
 then numpy, scikit-learn, skops and the rest. The local backend forks replicas from a server
 that imported those once (`multiprocessing`'s fork server); this is the same for a Ray node,
 where each replica is the child of its own Ray actor: one server per node and namespace, which
-the actors ask over a Unix socket in a folder only this user may enter.
+the actors ask over a Unix socket.
 
-Run as `python -m stratus.compute.node_forker FOLDER IDLE_SECONDS [PRELOAD...]`. It detaches at
-once (a double fork: no Ray worker is its parent, so none takes it along when that worker
-exits), writes its pid to `FOLDER/forker.pid`, imports PRELOAD, listens on the abstract Unix
-socket named after FOLDER (no file, so no limit on FOLDER's length and nothing left behind),
-serves only processes of its own user (checked on each connection), and exits after
-IDLE_SECONDS with no client and no replica, or once idle if its pid file is gone (its folder
-removed). It runs nothing but the replica program (`ray_node.run_replica`), with the arguments
-a client sends.
+Run as `python -m stratus.compute.node_forker FOLDER IDLE_SECONDS WATCH [PRELOAD...]`. It
+detaches at once (a double fork: no Ray worker is its parent, so none takes it along when that
+worker exits), writes its pid to `FOLDER/forker.pid`, imports PRELOAD, and listens on the
+abstract Unix socket named after FOLDER (no file: no limit on FOLDER's length, nothing left
+behind), serving only processes of its own user (checked on each connection). It exits after
+IDLE_SECONDS with no client and no replica; once idle, if its pid file is gone (its folder
+removed); and at once, killing its replicas, when the process WATCH names (`PID:START_TICKS`,
+the node's raylet; empty: none) is gone, so a stopped or crashed Ray node leaves nothing
+behind. It runs nothing but the replica program (`ray_node.run_replica`), with the arguments a
+client sends.
 
 One connection per replica, JSON lines. The client sends `{"args": [...], "cwd": "..."}`; the
 server answers `{"pid": N}` once the replica is forked (in a process group of its own), then
@@ -40,6 +42,8 @@ import time
 import traceback
 from pathlib import Path
 from typing import Any
+
+from stratus.compute.processes import process_start_ticks
 
 LOG_NAME = "forker.log"
 PID_NAME = "forker.pid"
@@ -68,25 +72,38 @@ def running(folder: Path) -> str | None:
     return name
 
 
-def start(folder: Path, idle_seconds: float, preload: list[str]) -> None:
+def start(folder: Path, idle_seconds: float, preload: list[str], watch: int | None = None) -> None:
     """Start the fork server of `folder` unless one runs; returns without waiting for it to
-    import its preload (it listens once it has)."""
+    import its preload (it listens once it has). With `watch` (a pid: the node's raylet), the
+    server goes, with its replicas, when that process does."""
     with open(os.open(folder / "forker.lock", os.O_WRONLY | os.O_CREAT, 0o600), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if running(folder) is not None:
             return
-        with contextlib.suppress(OSError, ValueError):
-            cmdline = Path(f"/proc/{int((folder / PID_NAME).read_text())}/cmdline").read_bytes()
-            if __name__.encode() in cmdline:
-                return  # one is still importing its preload
+        if _recorded_server(folder) is not None:
+            return  # one is still importing its preload
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
         with open(os.open(folder / LOG_NAME, flags, 0o600), "wb") as out:
+            watching = ""
+            if watch is not None and (ticks := process_start_ticks(watch)) is not None:
+                watching = f"{watch}:{ticks}"
+            argv = [str(folder), str(idle_seconds), watching, *preload]
             starter = subprocess.Popen(
-                [sys.executable, "-m", __name__, str(folder), str(idle_seconds), *preload],
+                [sys.executable, "-m", __name__, *argv],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 cwd=folder, process_group=0,
             )  # fmt: skip
         starter.wait(30)  # it forks the server and exits at once
+
+
+def _recorded_server(folder: Path) -> int | None:
+    """The pid of the server that `folder`'s pid file names, if that process still runs (its
+    start time recorded beside its pid tells it from a later process given the same pid)."""
+    try:
+        pid, ticks = (int(field) for field in (folder / PID_NAME).read_text().split())
+    except (OSError, ValueError):
+        return None
+    return pid if process_start_ticks(pid) == ticks else None
 
 
 class ForkedReplica:
@@ -104,7 +121,7 @@ class ForkedReplica:
             if not isinstance(answer.get("pid"), int):
                 raise OSError(f"the node's fork server did not start the replica: {answer}")
         except (OSError, ValueError):
-            self._conn.close()
+            self._close()
             raise
         self.pid: int = answer["pid"]
         self.returncode: int | None = None
@@ -122,9 +139,14 @@ class ForkedReplica:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.pid, signal.SIGKILL)
             code = -signal.SIGKILL
-        self._conn.close()
+        self._close()
         self.returncode = code
         self._done.set()
+
+    def _close(self) -> None:
+        with contextlib.suppress(AttributeError, OSError):
+            self._reader.close()  # else it keeps the socket open
+        self._conn.close()
 
     def poll(self) -> int | None:
         return self.returncode
@@ -147,8 +169,9 @@ class _Client:
 
 
 class _Server:
-    def __init__(self, folder: Path, idle_seconds: float) -> None:
+    def __init__(self, folder: Path, idle_seconds: float, watch: tuple[int, int] | None) -> None:
         self.pid_file = folder / PID_NAME
+        self.watch = watch
         self.idle_seconds = idle_seconds
         self.selector = selectors.DefaultSelector()
         self.clients: dict[int, _Client] = {}  # by file descriptor
@@ -161,12 +184,21 @@ class _Server:
         signal.set_wakeup_fd(self.wake_w)
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(address(folder))  # EADDRINUSE: another server has the folder
+
+    def listen(self) -> None:
+        """Take connections (until now, clients are refused: it is importing its preload)."""
         self.listener.listen(64)
         self.selector.register(self.listener, selectors.EVENT_READ)
         self.selector.register(self.wake_r, selectors.EVENT_READ)
 
     def run(self) -> None:
         while True:
+            if self.watch is not None and process_start_ticks(self.watch[0]) != self.watch[1]:
+                print(f"fork server {os.getpid()}: process {self.watch[0]} is gone", flush=True)
+                for pid in list(self.children):
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(pid, signal.SIGKILL)
+                break
             busy = bool(self.clients or self.children)
             if busy:
                 self.last_busy = time.monotonic()
@@ -180,8 +212,8 @@ class _Server:
                         while os.read(self.wake_r, 512):
                             pass
                     self._reap()
-                else:
-                    self._read(self.clients[key.fd])
+                elif (client := self.clients.get(key.fd)) is not None:  # not just dropped
+                    self._read(client)
             self._reap()
         self._close()
 
@@ -245,6 +277,8 @@ class _Server:
         pid = os.fork()
         if pid == 0:
             self._child(args, cwd)
+        with contextlib.suppress(OSError):  # here too: a kill of its group must find it at once
+            os.setpgid(pid, pid)
         client.pid = pid
         self.children[pid] = client
         self._send(client, {"pid": pid})
@@ -292,7 +326,7 @@ class _Server:
     def _ours(self) -> bool:
         """Whether the folder is still this server's (its pid file not removed)."""
         try:
-            return int(self.pid_file.read_text()) == os.getpid()
+            return int(self.pid_file.read_text().split()[0]) == os.getpid()
         except (OSError, ValueError):
             return False
 
@@ -304,22 +338,27 @@ class _Server:
 
 
 def main(argv: list[str]) -> int:
-    where, idle, *preload = argv
+    where, idle, watching, *preload = argv
+    watch = None
+    if watching:
+        pid, ticks = watching.split(":")
+        watch = int(pid), int(ticks)
     if os.fork() > 0:  # detach: the starter waits for this one, which ends at once
         os._exit(0)
     folder = Path(where)
-    (folder / PID_NAME).write_text(str(os.getpid()))
+    try:
+        server = _Server(folder, float(idle), watch)  # the folder's name is taken here
+    except OSError as exc:
+        print(f"fork server {os.getpid()}: cannot listen ({exc}): exiting", flush=True)
+        return 1
+    (folder / PID_NAME).write_text(f"{os.getpid()} {process_start_ticks(os.getpid())}")
     print(f"fork server {os.getpid()} importing {' '.join(preload)}", flush=True)
     for module in preload:
         try:
             importlib.import_module(module)
         except Exception as exc:  # an optional library not installed on this node
             print(f"fork server: not preloading {module}: {exc}", flush=True)
-    try:
-        server = _Server(folder, float(idle))
-    except OSError as exc:
-        print(f"fork server {os.getpid()}: cannot listen ({exc}): exiting", flush=True)
-        return 1
+    server.listen()
     print(f"fork server {os.getpid()} listening", flush=True)
     server.run()
     print(f"fork server {os.getpid()} idle for {idle} s (or its folder gone): exiting", flush=True)

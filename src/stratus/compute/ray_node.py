@@ -125,7 +125,7 @@ def start_fork_server(
 ) -> None:
     """Start the fork server of this node for the namespace, unless one runs."""
     folder = fork_server_folder(namespace_folder(node_dir, namespace), node_id)
-    node_forker.start(folder, idle_seconds, preload)
+    node_forker.start(folder, idle_seconds, preload, watch=os.getppid())  # a Ray worker's: raylet
 
 
 class NodeProcess:
@@ -188,7 +188,7 @@ class NodeProcess:
                     self.process = node_forker.ForkedReplica(server, args, self.folder)
                     self.forked = True
                     return
-                node_forker.start(forker, fork_idle_seconds, preload or [])
+                node_forker.start(forker, fork_idle_seconds, preload or [], watch=os.getppid())
             except OSError as exc:
                 note = f"stratus: not forked by the node's fork server ({exc}): spawned\n"
                 self.log_path.parent.mkdir(parents=True, exist_ok=True)

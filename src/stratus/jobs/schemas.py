@@ -184,6 +184,9 @@ class JobStatus(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     exit_code: int | None = None
+    node: str | None = Field(
+        None, description="the compute backend's node the job runs on (while it runs)"
+    )
     checkpoint: CheckpointRead | None = None
     run_id: str | None = None
     model_version: str | None = None

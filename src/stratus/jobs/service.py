@@ -565,6 +565,9 @@ class JobService:
                 started_at=as_utc(status.started_at) if status.started_at else None,
                 finished_at=as_utc(status.finished_at) if status.finished_at else None,
                 exit_code=status.exit_code,
+                node=str(status.handle.get("node") or "") or None
+                if status.phase == JobPhase.running and status.handle
+                else None,
                 checkpoint=_checkpoint_of(status),
                 run_id=status.run_id,
                 model_version=status.model_version,
