@@ -110,4 +110,8 @@ def create_app(platform: Platform) -> Gateway:
         max_body_bytes=platform.settings.serving.max_request_bytes,
         timeout_seconds=platform.settings.serving.timeout_seconds,
         capture=platform.captures.buffer,
+        cold_start_queue=platform.settings.serving.cold_start_queue,
+        cold_start_timeout_seconds=platform.settings.serving.cold_start_timeout_seconds,
+        cold_start_wait=platform.metrics.cold_start_wait,
+        wake=platform.controller.wake,
     )

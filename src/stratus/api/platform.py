@@ -232,7 +232,9 @@ class Platform:
             ),
         )
         endpoints.on_change = controller.wake
-        metrics.registry.register(ServingCollector(controller.counts, controller.last_figures))
+        metrics.registry.register(
+            ServingCollector(controller.counts, controller.last_figures, controller.desired_counts)
+        )
         captures = CaptureStore(
             db,
             blobs,

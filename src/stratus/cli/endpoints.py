@@ -1,5 +1,6 @@
-"""`stratus deploy` and `stratus endpoints`: serve model versions, roll them out (canary,
-shadow, promote, rollback), and look at what runs (status, replicas, history, logs)."""
+"""`stratus deploy` and `stratus endpoints`: serve model versions (a fixed number of replicas,
+or autoscaled), roll them out (canary, shadow, promote, rollback), and look at what runs
+(status, replicas, history, the controller's scaling events, logs)."""
 
 from __future__ import annotations
 
@@ -7,24 +8,29 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
 from stratus.cli.context import ProjectOption, client, project_of
 from stratus.cli.listing import AllProjectsOption, cut, in_scope, say_cut, with_project
-from stratus.cli.output import Format, OutputOption, console, err, show, waiting
+from stratus.cli.output import Column, Format, OutputOption, console, err, show, waiting
 from stratus.client import Client
+from stratus.client._endpoints import main_variant
 from stratus.core.errors import NotFound
 from stratus.endpoints.schemas import (
     MAX_REPLICAS,
+    Autoscaling,
     CaptureSpec,
     EndpointRead,
     EndpointSpec,
     VariantSpec,
+    VariantStatus,
 )
 
 app = typer.Typer(
-    help="Serving endpoints: status, replicas, rollouts, history, logs.", no_args_is_help=True
+    help="Serving endpoints: status, replicas, rollouts, history, scaling events, logs.",
+    no_args_is_help=True,
 )
 
 ReasonOption = Annotated[
@@ -62,16 +68,36 @@ def variants_summary(spec: EndpointSpec) -> str:
     )
 
 
+def wanted_replicas(variant: VariantSpec, seen: VariantStatus | None) -> int:
+    """The replicas a variant wants: its spec's count, or, when it autoscales, what the
+    controller last decided (its minimum until the controller has looked at it)."""
+    if variant.autoscaling is None:
+        return variant.replicas
+    return variant.autoscaling.min_replicas if seen is None else seen.desired
+
+
 def ready_count(endpoint: EndpointRead) -> str:
     """Ready replicas of the current spec / replicas it wants (never more than it wants:
     replicas of an earlier revision still serving during a rollout are not counted)."""
     seen = {v.name: v for v in endpoint.status.variants}
-    ready = 0
+    ready = wanted = 0
     for variant in endpoint.spec.variants:
         status = seen.get(variant.name)
+        count = wanted_replicas(variant, status)
+        wanted += count
         if status is not None and status.version == variant.version:
-            ready += min(status.updated, variant.replicas)
-    return f"{ready}/{sum(v.replicas for v in endpoint.spec.variants)}"
+            ready += min(status.updated, count)
+    return f"{ready}/{wanted}"
+
+
+def autoscaling_text(autoscaling: Autoscaling | None) -> str:
+    """e.g. `0-4 replicas, 2 in flight each`; `-` for a fixed number of replicas."""
+    if autoscaling is None:
+        return "-"
+    return (
+        f"{autoscaling.min_replicas}-{autoscaling.max_replicas} replicas, "
+        f"{autoscaling.target_concurrency:g} in flight each"
+    )
 
 
 def serving_text(endpoint: EndpointRead, *, rolled_out: bool) -> str:
@@ -144,8 +170,45 @@ def deploy(
         typer.Option(
             min=0,
             max=MAX_REPLICAS,
-            help="replicas of the --model variant (without --model: of the canary or shadow "
-            "added) [default: 1, or as many as now]",
+            help="a fixed number of replicas of the --model variant, which stops autoscaling "
+            "(without --model: of the canary or shadow added) [default: 1, or as now]",
+            show_default=False,
+        ),
+    ] = None,
+    min_replicas: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=MAX_REPLICAS,
+            help="autoscale the --model variant: at least this many replicas (0: none while "
+            "idle; default 1, or as now)",
+            show_default=False,
+        ),
+    ] = None,
+    max_replicas: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=MAX_REPLICAS,
+            help="autoscale the --model variant: at most this many replicas (needed to start "
+            "autoscaling)",
+            show_default=False,
+        ),
+    ] = None,
+    target_concurrency: Annotated[
+        float | None,
+        typer.Option(
+            help="autoscale the --model variant: requests in flight per replica "
+            "(default 4, or as now)",
+            show_default=False,
+        ),
+    ] = None,
+    scale_to_zero_after: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            help="autoscale the --model variant: seconds without a request before its last "
+            "replica stops, with --min-replicas 0 (default 300, or as now)",
             show_default=False,
         ),
     ] = None,
@@ -198,7 +261,23 @@ def deploy(
     (a rolling update); --canary alone adds a canary to an existing endpoint.
 
     Example: stratus deploy cancer-api --model cancer@production --replicas 2 -p fraud
+
+    Example: stratus deploy cancer-api --model cancer:3 --min-replicas 0 --max-replicas 4
     """
+    scaling = {
+        "min_replicas": min_replicas,
+        "max_replicas": max_replicas,
+        "target_concurrency": target_concurrency,
+        "scale_to_zero_after_seconds": scale_to_zero_after,
+    }
+    scaling = {key: value for key, value in scaling.items() if value is not None}
+    if scaling and replicas is not None:
+        raise typer.BadParameter(
+            f"--replicas (a fixed number of replicas) cannot go with {_flags(scaling)} "
+            "(autoscaling): give one or the other"
+        )
+    if scaling and model is None:
+        raise typer.BadParameter(f"{_flags(scaling)}: only the --model variant autoscales")
     if traffic is not None and canary is None:
         raise typer.BadParameter("--traffic is the canary's share: give --canary too")
     columns = passthrough_columns(passthrough)
@@ -210,13 +289,17 @@ def deploy(
         raise typer.BadParameter("--max-batch-size and --max-wait-ms apply to --model")
     c = client(ctx)
     project = project_of(ctx, project)
+    existing = None
+    if capture is not None or scaling:
+        try:
+            existing = c.endpoints.get(name, project).spec
+        except NotFound:
+            pass
     capture_spec = None
     if capture is not None:
-        try:
-            current = c.endpoints.get(name, project).spec.capture
-        except NotFound:
-            current = CaptureSpec()
+        current = existing.capture if existing is not None else CaptureSpec()
         capture_spec = current.model_copy(update={"sample": capture})
+    autoscaling = deployed_autoscaling(existing, scaling) if scaling else None
     added_replicas = replicas if model is None else None
     endpoint = None
     if model is not None:
@@ -224,6 +307,7 @@ def deploy(
             name,
             model,
             replicas=replicas,
+            autoscaling=autoscaling,
             project=project,
             public=public,
             reason=reason,
@@ -258,6 +342,40 @@ def deploy(
     if wait:
         endpoint = _wait(c, name, project, timeout)
     _show_endpoint(c, endpoint, output)
+
+
+_SCALING_FLAGS = {
+    "min_replicas": "--min-replicas",
+    "max_replicas": "--max-replicas",
+    "target_concurrency": "--target-concurrency",
+    "scale_to_zero_after_seconds": "--scale-to-zero-after",
+}
+
+
+def _flags(scaling: dict[str, Any]) -> str:
+    return " and ".join(", ".join(_SCALING_FLAGS[key] for key in scaling).rsplit(", ", 1))
+
+
+def deployed_autoscaling(existing: EndpointSpec | None, scaling: dict[str, Any]) -> Autoscaling:
+    """The --model variant's autoscaling after `deploy`: the flags given over its current
+    settings when it already autoscales (so `--max-replicas 8` alone changes only that), else
+    over the defaults, where --max-replicas is needed."""
+    current = None if existing is None else main_variant(existing).autoscaling
+    settings = {**(current.model_dump() if current is not None else {}), **scaling}
+    if "max_replicas" not in settings:
+        raise typer.BadParameter(
+            f"to autoscale the --model variant ({_flags(scaling)}), give --max-replicas too: "
+            "the most replicas it may have"
+        )
+    try:
+        return Autoscaling.model_validate(settings)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{_SCALING_FLAGS.get(str(e['loc'][0]), str(e['loc'][0])) + ': ' if e['loc'] else ''}"
+            f"{e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        )
+        raise typer.BadParameter(f"cannot autoscale so: {problems}") from None
 
 
 def passthrough_columns(value: str | None) -> list[str] | None:
@@ -371,12 +489,13 @@ def show_(
     project: ProjectOption = None,
     output: OutputOption = Format.table,
 ) -> None:
-    """Show an endpoint: its spec, status, variants and replicas.
+    """Show an endpoint: its spec, status, variants, replicas and latest events.
 
     Example: stratus endpoints show cancer-api -p fraud
     """
     c = client(ctx)
-    endpoint = c.endpoints.get(name, project_of(ctx, project))
+    where = project_of(ctx, project)
+    endpoint = c.endpoints.get(name, where)
     if output != Format.table:
         show(endpoint, output)
         return
@@ -405,7 +524,8 @@ def show_(
                 "variant": variant.name,
                 "model": model_label(variant),
                 "traffic": "shadow" if variant.shadow else f"{variant.traffic}%",
-                "ready": f"{seen.ready if seen else 0}/{variant.replicas}",
+                "ready": f"{seen.ready if seen else 0}/{wanted_replicas(variant, seen)}",
+                "autoscaling": autoscaling_text(variant.autoscaling),
                 "updated": seen.updated if seen else 0,
                 "restarts": seen.restarts if seen else 0,
                 "batching": f"{variant.batching.max_batch_size} rows, "
@@ -432,6 +552,24 @@ def show_(
             ("DETAIL", lambda r: r.detail or "-"),
         ]
         show(status.replicas, Format.table, columns)
+    recent = c.endpoints.events(name, where, limit=SHOWN_EVENTS)
+    if recent:
+        console.print()
+        console.print(
+            f"[bold]latest events[/] (all of them: stratus endpoints events {escape(name)})",
+            highlight=False,
+        )
+        show(recent, Format.table, EVENT_COLUMNS)
+
+
+SHOWN_EVENTS = 5  # the newest events `endpoints show` prints
+EVENT_COLUMNS: list[Column] = [
+    ("TIME", lambda e: e.time),
+    ("VARIANT", lambda e: e.variant),
+    ("FROM", lambda e: e.from_replicas),
+    ("TO", lambda e: e.to_replicas),
+    ("REASON", lambda e: e.reason or "-"),
+]
 
 
 def _getter(key: str) -> Callable[[dict[str, Any]], Any]:
@@ -681,3 +819,27 @@ def history(
     )
     if more:
         say_cut(len(revisions), "revisions", "leave out --limit to see every one")
+
+
+@app.command("events")
+def events(
+    ctx: typer.Context,
+    name: str,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=1000, help="the newest N (at most 1000)")
+    ] = 100,
+    project: ProjectOption = None,
+    output: OutputOption = Format.table,
+) -> None:
+    """Show what the controller did to an endpoint by itself, newest first: each scaling step
+    of an autoscaled variant, from how many replicas to how many, and why.
+
+    Example: stratus endpoints events cancer-api --limit 20 -p fraud
+    """
+    found = client(ctx).endpoints.events(name, project_of(ctx, project), limit=limit)
+    if output == Format.table and not found:
+        err.print(
+            f"endpoint {name} has no events (only an autoscaled variant has them)", markup=False
+        )
+        return
+    show(found, output, EVENT_COLUMNS)

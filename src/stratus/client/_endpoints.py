@@ -1,8 +1,9 @@
 """The SDK's endpoints API: deploy model versions behind an endpoint, roll them out (canary,
 shadow, promote, rollback), wait until they serve, and call them through the gateway.
 
-An endpoint is a set of variants, each one model version served by some replicas
-(`stratus.endpoints.schemas`). Every change writes a revision; `history` lists them.
+An endpoint is a set of variants, each one model version served by a fixed number of
+replicas or by as many as its autoscaling wants (`stratus.endpoints.schemas`). Every change
+writes a revision; `history` lists them, and `events` what the controller did by itself.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from stratus.endpoints import schemas as ep
 
 Variant = ep.VariantSpec | Mapping[str, Any]
 Capture = ep.CaptureSpec | Mapping[str, Any]
+Autoscale = ep.Autoscaling | Mapping[str, Any]
 
 
 class Endpoints(API):
@@ -51,7 +53,8 @@ class Endpoints(API):
         name: str,
         model: str,
         *,
-        replicas: int | None = 1,
+        replicas: int | None = None,
+        autoscaling: Autoscale | None = None,
         project: str | None = None,
         public: bool | None = None,
         reason: str = "",
@@ -69,8 +72,13 @@ class Endpoints(API):
             name: the endpoint's name.
             model: `NAME` (latest), `NAME:VERSION` or `NAME@ALIAS`; the server pins it to a
                 version number.
-            replicas: replicas of the main variant; None keeps the current number (1 for a
-                new endpoint).
+            replicas: a fixed number of replicas of the main variant (an autoscaled one
+                stops autoscaling); None keeps the current number, or the autoscaling (1
+                replica for a new endpoint).
+            autoscaling: make the main variant follow the requests in flight instead (an
+                `Autoscaling` or a dict of its fields, e.g. `{"max_replicas": 4,
+                "min_replicas": 0, "target_concurrency": 2}`), replacing its autoscaling
+                settings if it had some; None keeps them. Not with `replicas`.
             project: the project (default: the client's).
             public: callable without a credential; None keeps the current setting (a new
                 endpoint is private).
@@ -91,10 +99,17 @@ class Endpoints(API):
             The endpoint, as written (or, with `wait`, once ready).
 
         Raises:
+            stratus.errors.InvalidInput: both `replicas` and `autoscaling` were given.
             stratus.errors.NotFound: no such project, or no such model version.
             stratus.errors.StaleResource: someone else changed the endpoint meanwhile.
             stratus.errors.ServiceUnavailable: `wait` timed out, or the rollout failed.
         """
+        if replicas is not None and autoscaling is not None:
+            raise InvalidInput(
+                "give replicas (a fixed number) or autoscaling (a range that follows the "
+                "requests), not both"
+            )
+        scaling = None if autoscaling is None else _autoscaling_body(autoscaling)
         batching = {
             k: v
             for k, v in {"max_batch_size": max_batch_size, "max_wait_ms": max_wait_ms}.items()
@@ -108,6 +123,8 @@ class Endpoints(API):
                 "model": model,
                 "replicas": 1 if replicas is None else replicas,
             }
+            if scaling is not None:
+                variant["autoscaling"] = scaling
             if batching:
                 variant["batching"] = batching
             endpoint = self.create(
@@ -120,7 +137,9 @@ class Endpoints(API):
                 reason=reason,
             )
         else:
-            variants = rolled_variants(current.spec, model, replicas=replicas, batching=batching)
+            variants = rolled_variants(
+                current.spec, model, replicas=replicas, batching=batching, autoscaling=scaling
+            )
             endpoint = self.update(
                 name,
                 project=project,
@@ -415,6 +434,26 @@ class Endpoints(API):
                 break
         return revisions
 
+    def events(
+        self, name: str, project: str | None = None, limit: int = 100
+    ) -> builtins.list[ep.EndpointEventRead]:
+        """What the controller did to the endpoint by itself (its scaling steps) and why,
+        newest first.
+
+        Args:
+            name: the endpoint's name.
+            project: the project (default: the client's).
+            limit: at most this many, 1 to 1000 (the server keeps each endpoint's newest
+                1000).
+
+        Raises:
+            stratus.errors.NotFound: no endpoint of that name in the project.
+            stratus.errors.InvalidInput: `limit` is not 1 to 1000.
+        """
+        path = f"{self._path(name, project)}/events"
+        data = self._c._json("GET", path, params={"limit": limit})
+        return [ep.EndpointEventRead.model_validate(item) for item in data or []]
+
     def logs(
         self,
         name: str,
@@ -613,6 +652,12 @@ def _capture_body(capture: Capture) -> dict[str, Any]:
     return dict(capture)
 
 
+def _autoscaling_body(autoscaling: Autoscale) -> dict[str, Any]:
+    if isinstance(autoscaling, ep.Autoscaling):
+        return autoscaling.model_dump(mode="json")
+    return dict(autoscaling)
+
+
 def _variant_body(variant: Variant) -> dict[str, Any]:
     if isinstance(variant, ep.VariantSpec):
         return variant.model_dump(mode="json", exclude_none=True)
@@ -632,11 +677,17 @@ def main_variant(spec: ep.EndpointSpec) -> ep.VariantSpec:
 
 
 def rolled_variants(
-    spec: ep.EndpointSpec, model: str, *, replicas: int | None, batching: Mapping[str, Any]
+    spec: ep.EndpointSpec,
+    model: str,
+    *,
+    replicas: int | None,
+    batching: Mapping[str, Any],
+    autoscaling: Mapping[str, Any] | None = None,
 ) -> builtins.list[dict[str, Any]]:
-    """The variants after `deploy`: the main one serves `model` with `replicas` (None: as
-    many as now) and any new `batching` settings, keeping its traffic; the others are sent
-    back as they are, pinned version included, so they do not change."""
+    """The variants after `deploy`: the main one serves `model` with `replicas` (a fixed
+    number: autoscaling off) or `autoscaling` (None for both: as now) and any new `batching`
+    settings, keeping its traffic; the others are sent back as they are, pinned version
+    included, so they do not change."""
     target = main_variant(spec).name
     out = []
     for variant in spec.variants:
@@ -644,8 +695,11 @@ def rolled_variants(
         if variant.name == target:
             body.pop("version", None)  # the server pins the new reference
             body["model"] = model
-            if replicas is not None:
+            if autoscaling is not None:
+                body["autoscaling"] = dict(autoscaling)
+            elif replicas is not None:
                 body["replicas"] = replicas
+                body.pop("autoscaling", None)
             body["batching"] = {**body.get("batching", {}), **batching}
         out.append(body)
     return out
@@ -659,6 +713,7 @@ def not_ready(endpoint: ep.EndpointRead) -> str | None:
     if status.observed_revision != endpoint.spec.revision:
         problems.append(f"the controller has not yet seen revision {endpoint.spec.revision}")
     observed = {v.name: v for v in status.variants}
+    wanted = 0
     for variant in endpoint.spec.variants:
         seen = observed.get(variant.name)
         if seen is None:
@@ -666,11 +721,13 @@ def not_ready(endpoint: ep.EndpointRead) -> str | None:
             continue
         if variant.version is not None and seen.version != variant.version:
             problems.append(f"variant {variant.name} on version {seen.version}")
-        desired = variant.replicas
+        # an autoscaled variant wants what its autoscaler decided (the controller's desired)
+        desired = variant.replicas if variant.autoscaling is None else seen.desired
+        wanted += desired
         if seen.desired != desired or seen.ready != desired or seen.updated != desired:
             note = f"variant {variant.name}: {seen.ready}/{desired} ready, {seen.updated} updated"
             problems.append(note + (f" ({seen.message})" if seen.message else ""))
-    extra = len(status.replicas) - sum(v.replicas for v in endpoint.spec.variants)
+    extra = len(status.replicas) - wanted
     if not problems and extra > 0:  # every variant has its replicas: these are older ones
         problems.append(f"{extra} replica(s) of an earlier spec still stopping")
     if status.phase == "ready" and not problems:

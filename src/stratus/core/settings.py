@@ -124,6 +124,13 @@ class ServingSettings(BaseModel):
         True,
         description="warm the fork server at start (else at the first endpoint): fast first deploy",
     )
+    cold_start_queue: int = Field(
+        100, ge=0, le=100_000,
+        description="requests an endpoint at zero replicas holds while one starts (then 503)",
+    )  # fmt: skip
+    cold_start_timeout_seconds: float = Field(
+        30.0, gt=0, le=600, description="how long a request waits for a replica from zero"
+    )
     stop_replicas_on_shutdown: bool = Field(
         True, description="stop replicas when the control plane stops (a crash leaves them)"
     )

@@ -137,9 +137,12 @@ def decide(
             f"{policy.stable_window:g} s average {stable:.1f} in flight, "
             f"target {target:g} per replica"
         )
-    if replicas == 0 and panic_demand > 0:  # requests wait for a first replica
+    arrived = sum(s.arrived for s in samples if s.at >= now - policy.burst_window)
+    if replicas == 0 and (panic_demand > 0 or arrived > 0):  # requests wait for a replica
         wanted = max(wanted, 1)
-        reason = f"requests waiting at zero replicas ({panic_demand:.1f} in flight)"
+        reason = (
+            f"requests waiting at zero replicas ({panic_demand:.1f} in flight, {arrived} arrived)"
+        )
 
     limit = math.ceil(policy.max_scale_up_rate * base)
     if wanted > limit:

@@ -36,6 +36,7 @@ from stratus.compute.backend import ComputeBackend, ReplicaHandle, ReplicaState
 from stratus.core.clock import utcnow
 from stratus.core.errors import StratusError
 from stratus.endpoints import schemas as s
+from stratus.endpoints.autoscaler import Autoscaler, Step
 from stratus.endpoints.metrics import InferenceMetrics, ReplicaCount, ReplicaFigures, Series
 from stratus.endpoints.rollout import Phase, Seen, Want, backoff_seconds, plan
 from stratus.endpoints.routing import EndpointRoute, ReplicaLink, RouteTable, VariantRoute
@@ -141,6 +142,7 @@ class EndpointController:
         self._series: dict[tuple[str, str, str, str], Series] = {}
         self._drains: set[asyncio.Task[object]] = set()
         self._figures: list[ReplicaFigures] = []
+        self.autoscaler = Autoscaler()
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -207,6 +209,8 @@ class EndpointController:
                 log.exception("reconciling endpoints failed; will retry")
             busy = any(r.phase is Phase.starting for r in self.replicas.values())
             interval = 0.05 if busy else self.config.interval_seconds
+            if self._autoscaled():  # sampled at a steady pace
+                interval = min(interval, self.autoscaler.sample_seconds)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), interval)
             self._wake.clear()
@@ -253,6 +257,9 @@ class EndpointController:
             if replica.endpoint_uid not in wanted and replica.phase is not Phase.draining:
                 self._drain(replica)
         await self._probe()
+        self.autoscaler.keep_only(
+            {(d.uid, v.name) for d in desired for v in d.variants if v.autoscaling is not None}
+        )
         for endpoint in desired:
             known = self._known.setdefault(endpoint.uid, _Known(endpoint))
             if known.endpoint != endpoint:
@@ -332,7 +339,7 @@ class EndpointController:
     async def _reconcile_endpoint(self, endpoint: DesiredEndpoint) -> None:
         mine = [r for r in self.replicas.values() if r.endpoint_uid == endpoint.uid]
         wants = [
-            Want(v.name, template_of(v, endpoint.passthrough), v.replicas)
+            Want(v.name, template_of(v, endpoint.passthrough), self._wanted(endpoint, v, mine))
             for v in endpoint.variants
         ]
         seen = [Seen(r.id, r.variant, r.template, r.phase, r.handle.started_at) for r in mine]
@@ -355,6 +362,64 @@ class EndpointController:
                     log.warning("endpoint %s/%s: %s", endpoint.project, endpoint.name,
                                 health.message)  # fmt: skip
                     break
+
+    def _autoscaled(self) -> bool:
+        return any(
+            v.autoscaling is not None for k in self._known.values() for v in k.endpoint.variants
+        )
+
+    def _wanted(
+        self, endpoint: DesiredEndpoint, variant: s.VariantSpec, mine: list[Replica]
+    ) -> int:
+        """The replicas a variant should have: its spec's count, or what its autoscaler
+        decides from the requests at the gateway (a change is recorded as an event)."""
+        if variant.autoscaling is None:
+            return variant.replicas
+        active = arrived = 0
+        for (project, name, variant_name, _), series in self._series.items():
+            if (project, name, variant_name) == (endpoint.project, endpoint.name, variant.name):
+                active += series.active
+                arrived += series.arrived
+        replicas = sum(
+            1 for r in mine if r.variant == variant.name and r.phase is not Phase.draining
+        )
+        count, step = self.autoscaler.decide(
+            (endpoint.uid, variant.name), variant.autoscaling, active, arrived, replicas,
+            time.monotonic(),
+        )  # fmt: skip
+        if step is not None:
+            log.info(
+                "endpoint %s/%s variant %s: %d -> %d replicas (%s)", endpoint.project,
+                endpoint.name, variant.name, step.from_replicas, step.to_replicas, step.reason,
+            )  # fmt: skip
+            self._spawn(self._record_step(endpoint, variant.name, step))
+        return count
+
+    async def _record_step(self, endpoint: DesiredEndpoint, variant: str, step: Step) -> None:
+        try:
+            await self._blocking(
+                self.service.record_event, endpoint.uid, variant, "scaled",
+                step.from_replicas, step.to_replicas, step.reason,
+            )  # fmt: skip
+        except Exception as exc:  # an event lost is no reason to stop scaling
+            log.warning("cannot record a scaling event of %s/%s: %s", endpoint.project,
+                        endpoint.name, exc)  # fmt: skip
+
+    def _desired_of(self, endpoint: DesiredEndpoint, variant: s.VariantSpec) -> int:
+        if variant.autoscaling is None:
+            return variant.replicas
+        decided = self.autoscaler.desired((endpoint.uid, variant.name))
+        return variant.autoscaling.min_replicas if decided is None else decided
+
+    def desired_counts(self) -> Iterable[ReplicaCount]:
+        """Each variant's desired replicas (for /metrics; the phase field is unused)."""
+        return [
+            ReplicaCount(
+                k.endpoint.project, k.endpoint.name, v.name, "", self._desired_of(k.endpoint, v)
+            )
+            for k in list(self._known.values())
+            for v in k.endpoint.variants
+        ]
 
     async def _start(self, endpoint: DesiredEndpoint, variant: s.VariantSpec) -> None:
         assert variant.version is not None
@@ -466,6 +531,11 @@ class EndpointController:
                 variants=variants,
                 phase=phase,
                 capture=endpoint.capture.sample,
+                cold_start=any(
+                    v.autoscaling is not None and v.autoscaling.min_replicas == 0
+                    for v in endpoint.variants
+                    if not v.shadow and v.traffic > 0
+                ),
             )
         )
 
@@ -495,14 +565,15 @@ class EndpointController:
             ready = [r for r in live if r.phase is Phase.ready and r.id in routed]
             updated = sum(1 for r in ready if r.template == template)
             health = self.health.get((endpoint.uid, spec.name), Health())
-            if health.failures >= CRASH_LOOP and updated < spec.replicas:
+            desired = self._desired_of(endpoint, spec)
+            if health.failures >= CRASH_LOOP and updated < desired:
                 failing = True
             variants.append(
                 s.VariantStatus(
                     name=spec.name,
                     model=parse_ref(spec.model).model,
                     version=spec.version or 0,
-                    desired=spec.replicas,
+                    desired=desired,
                     ready=len(ready),
                     updated=updated,
                     restarts=health.restarts,

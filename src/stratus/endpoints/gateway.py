@@ -16,10 +16,12 @@ happen on the monitoring service's writer thread). Everything else goes to the w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import re
 import time
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import orjson
@@ -123,8 +125,16 @@ class Gateway:
         max_body_bytes: int,
         timeout_seconds: float,
         capture: CaptureBuffer | None = None,
+        cold_start_queue: int = 100,
+        cold_start_timeout_seconds: float = 30.0,
+        cold_start_wait: Any = None,
+        wake: Callable[[], None] = lambda: None,
     ) -> None:
         self.app = app
+        self.cold_start_queue = cold_start_queue
+        self.cold_start_timeout = cold_start_timeout_seconds
+        self.cold_start_wait = cold_start_wait  # a histogram (project, endpoint), when measured
+        self.wake = wake  # the endpoint controller: a variant at zero has a request
         self.capture = capture
         self.routes = routes
         self.authenticator = authenticator
@@ -262,7 +272,13 @@ class Gateway:
         version: str | None = None,
     ) -> None:
         picked = route.pick() if version is None else route.fallback(avoid=None, version=version)
+        cold = False
+        if picked is None and route.cold_start and version is None:
+            route, picked = await self._from_zero(route)
+            cold = True
         if picked is None:
+            for waiting in route.live:  # what wakes a variant at zero replicas
+                waiting.series.arrived += 1
             which = "" if version is None else f" of version {version}"
             raise ServiceUnavailable(
                 f"endpoint {route.name!r} has no ready replica{which} ({route.phase}); "
@@ -273,6 +289,8 @@ class Gateway:
             self._shadow(route, kind, content_type, body)
         series = variant.series
         series.in_flight.inc()
+        series.active += 1
+        series.arrived += 1
         try:
             try:
                 frame = await link.connection.call(kind, content_type, body, self.timeout)
@@ -304,6 +322,7 @@ class Gateway:
             ) from None
         finally:
             series.in_flight.dec()
+            series.active -= 1
         answer, content_type_out, header_length = frame.body, _JSON, None
         if frame.status >= 400:
             content_type_out = _JSON if kind in _V2_KINDS else _PROBLEM
@@ -312,7 +331,7 @@ class Gateway:
             if unframed is not None:
                 (answer, header_length), content_type_out = unframed, _OCTETS
         await _respond(
-            send, frame.status, answer, content_type_out, request_id, variant, header_length
+            send, frame.status, answer, content_type_out, request_id, variant, header_length, cold
         )
         seconds = time.perf_counter() - started
         variant.series.observe(frame.status, seconds)
@@ -339,11 +358,58 @@ class Gateway:
                 )
             )
 
+    async def _from_zero(
+        self, route: EndpointRoute
+    ) -> tuple[EndpointRoute, tuple[VariantRoute, ReplicaLink] | None]:
+        """Hold a request to an endpoint at zero replicas until one is ready: a bounded queue
+        and a deadline; 503 (with Retry-After) when either is passed, never a broken
+        connection."""
+        project, name = route.project, route.name
+        if self.routes.waiting(project, name) >= self.cold_start_queue:
+            raise ServiceUnavailable(
+                f"endpoint {name!r} is starting from zero replicas and "
+                f"{self.cold_start_queue} requests already wait; retry shortly"
+            )
+        counted = route.live[0] if route.live else None
+        for variant in route.live:
+            variant.series.arrived += 1
+        if counted is not None:
+            counted.series.active += 1  # waiting counts as in flight: the demand to scale to
+        self.wake()
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        deadline = began + self.cold_start_timeout
+        try:
+            while True:
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise ServiceUnavailable(
+                        f"endpoint {name!r} is starting from zero replicas: none was ready "
+                        f"within {self.cold_start_timeout:g} s; retry shortly"
+                    )
+                with contextlib.suppress(TimeoutError):
+                    await self.routes.changed(project, name, left)
+                now = self.routes.get(project, name)
+                if now is None or now.uid != route.uid:
+                    raise ServiceUnavailable(
+                        f"endpoint {name!r} changed while the request waited; retry"
+                    )
+                route = now
+                picked = route.pick()
+                if picked is not None:
+                    return route, picked
+        finally:
+            if counted is not None:
+                counted.series.active -= 1
+            if self.cold_start_wait is not None:
+                self.cold_start_wait.labels(project, name).observe(loop.time() - began)
+
     def _shadow(self, route: EndpointRoute, kind: Kind, content_type: str, body: bytes) -> None:
         for variant in route.shadows:
             link = variant.pick()
             if link is None:  # counted, so a shadow that misses copies shows on /metrics
                 variant.series.shadow_skipped("no_ready_replica")
+                variant.series.arrived += 1  # wakes it if it autoscales from zero
                 log.debug(
                     "endpoint %s/%s: no ready replica of shadow %s; copy skipped",
                     route.project, route.name, variant.name,
@@ -460,6 +526,7 @@ async def _respond(
     request_id: str,
     variant: VariantRoute | None = None,
     header_length: int | None = None,
+    cold_start: bool = False,
 ) -> None:
     headers: list[tuple[bytes, bytes]] = [
         (b"content-type", content_type),
@@ -471,6 +538,8 @@ async def _respond(
     if variant is not None:
         headers.append((b"x-stratus-model-version", variant.model_version.encode()))
         headers.append((b"x-stratus-variant", variant.name.encode()))
+    if cold_start:  # answered by a replica started for it
+        headers.append((b"x-stratus-cold-start", b"true"))
     if status == 503:
         headers.append((b"retry-after", b"1"))
     message: dict[str, Any] = {"type": "http.response.start", "status": status, "headers": headers}

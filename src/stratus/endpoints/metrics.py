@@ -23,6 +23,7 @@ from prometheus_client.utils import floatToGoString
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
+COLD_START_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 LABELS = ("project", "endpoint", "variant", "model_version")
 
@@ -53,6 +54,14 @@ class InferenceMetrics:
             "stratus_inference_in_flight_requests",
             "Inference requests being answered now.",
             LABELS,
+            registry=registry,
+        )
+        self.cold_start_wait = Histogram(
+            "stratus_inference_cold_start_wait_seconds",
+            "How long requests to an endpoint at zero replicas waited at the gateway for one "
+            "(answered or not).",
+            ["project", "endpoint"],
+            buckets=COLD_START_BUCKETS,
             registry=registry,
         )
         self.shadow_skips = Counter(
@@ -201,6 +210,8 @@ class Series:
     metrics: InferenceMetrics
     latency: Any
     in_flight: Any
+    active: int = 0  # requests in flight now, as plain counts for the autoscaler
+    arrived: int = 0  # requests that reached the variant (a refused one at zero replicas too)
     _codes: dict[int, tuple[Any, Any | None]] = field(default_factory=dict)
 
     def observe(self, status: int, seconds: float) -> None:
@@ -251,9 +262,11 @@ class ServingCollector(Collector):
         self,
         counts: Callable[[], Iterable[ReplicaCount]],
         figures: Callable[[], Iterable[ReplicaFigures]],
+        desired: Callable[[], Iterable[ReplicaCount]] = tuple,
     ) -> None:
         self.counts = counts
         self.figures = figures
+        self.desired = desired
 
     def collect(self) -> Iterator[Any]:
         replicas = GaugeMetricFamily(
@@ -264,6 +277,14 @@ class ServingCollector(Collector):
         for c in self.counts():
             replicas.add_metric([c.project, c.endpoint, c.variant, c.phase], c.count)
         yield replicas
+        desired = GaugeMetricFamily(
+            "stratus_endpoint_desired_replicas",
+            "Replicas each endpoint variant should have: its spec's count, or its autoscaler's.",
+            labels=["project", "endpoint", "variant"],
+        )
+        for c in self.desired():
+            desired.add_metric([c.project, c.endpoint, c.variant], c.count)
+        yield desired
         batches = HistogramMetricFamily(
             "stratus_inference_batch_size",
             "Rows per model call after adaptive batching, per replica.",

@@ -1,6 +1,6 @@
 """The endpoints' HTTP surface: specs, rollouts (canary, shadow, promote, rollback), history,
-replica logs and per-variant traffic. Inference itself goes through the gateway (`gateway.py`),
-not here."""
+events (the controller's scaling steps), replica logs and per-variant traffic. Inference
+itself goes through the gateway (`gateway.py`), not here."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from stratus.core.resources import DEFAULT_LIMIT, Page
 from stratus.endpoints import schemas as s
 from stratus.endpoints.controller import EndpointController
 from stratus.endpoints.metrics import InferenceMetrics
-from stratus.endpoints.service import EndpointService
+from stratus.endpoints.service import MAX_EVENTS, EndpointService
 from stratus.iam.authorization import Access, ListAccess, ListScope, ProjectAccess
 from stratus.iam.parameters import Limit, PageToken, Selector
 from stratus.iam.roles import Permission
@@ -165,6 +165,18 @@ def history(
     """Every change of the spec, newest first: who, when, what, why."""
     items, token = _service(request).history(access.project, endpoint, limit, page_token)
     return Page(items=items, next_page_token=token)
+
+
+@router.get("/{endpoint}/events", name="endpoints.events", response_model=list[s.EndpointEventRead])
+def events(
+    request: Request,
+    endpoint: str,
+    limit: Annotated[int, Query(ge=1, le=MAX_EVENTS, description="the newest N")] = 100,
+    access: ProjectAccess = Access(Permission.RESOURCE_READ),
+) -> list[s.EndpointEventRead]:
+    """What the controller did to the endpoint by itself (its scaling steps) and why, newest
+    first; the newest 1000 are kept."""
+    return _service(request).events(access.project, endpoint, limit)
 
 
 @router.get("/{endpoint}/logs", name="endpoints.logs", response_model=list[s.LogLines])

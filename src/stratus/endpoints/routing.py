@@ -7,6 +7,7 @@ draw among the live variants, then the replica with the fewest requests in fligh
 
 from __future__ import annotations
 
+import asyncio
 import random
 from dataclasses import dataclass, field
 
@@ -69,6 +70,7 @@ class EndpointRoute:
     variants: list[VariantRoute]
     phase: str = "pending"
     capture: float = 0.0  # the share of answered requests to capture (0: off)
+    cold_start: bool = False  # a variant may be at zero replicas: requests wait for one
 
     def __post_init__(self) -> None:
         self.live = [v for v in self.variants if not v.shadow and v.traffic > 0]
@@ -101,6 +103,7 @@ class EndpointRoute:
         link = chosen.pick()
         if link is not None:
             return chosen, link
+        chosen.series.arrived += 1  # wakes it if it autoscales from zero; others answer now
         return self.fallback(avoid=None)
 
     def fallback(
@@ -125,12 +128,39 @@ class EndpointRoute:
 class RouteTable:
     def __init__(self) -> None:
         self.routes: dict[tuple[str, str], EndpointRoute] = {}
+        self._waiting: dict[tuple[str, str], list[asyncio.Future[None]]] = {}
 
     def get(self, project: str, endpoint: str) -> EndpointRoute | None:
         return self.routes.get((project, endpoint))
 
     def set(self, route: EndpointRoute) -> None:
-        self.routes[(route.project, route.name)] = route
+        key = (route.project, route.name)
+        self.routes[key] = route
+        self._wake(key)
 
     def remove(self, project: str, endpoint: str) -> None:
         self.routes.pop((project, endpoint), None)
+        self._wake((project, endpoint))
+
+    def waiting(self, project: str, endpoint: str) -> int:
+        """Requests waiting for the endpoint's route to change (a replica from zero)."""
+        return len(self._waiting.get((project, endpoint), ()))
+
+    async def changed(self, project: str, endpoint: str, timeout: float) -> None:
+        """Wait until the endpoint's route is set again (or removed), `timeout` at most."""
+        key = (project, endpoint)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(key, []).append(future)
+        try:
+            await asyncio.wait_for(future, timeout)
+        finally:
+            waiters = self._waiting.get(key, [])
+            if future in waiters:
+                waiters.remove(future)
+            if not waiters:
+                self._waiting.pop(key, None)
+
+    def _wake(self, key: tuple[str, str]) -> None:
+        for future in self._waiting.pop(key, []):
+            if not future.done():
+                future.set_result(None)

@@ -25,6 +25,32 @@ class Batching(_Input):
     max_wait_ms: float = Field(0.0, ge=0, le=1000)
 
 
+class Autoscaling(_Input):
+    """Replicas that follow the requests in flight: `target_concurrency` per replica, between
+    `min_replicas` and `max_replicas` (min 0: no replica after `scale_to_zero_after_seconds`
+    without a request). The windows and limits are Knative's (docs/autoscaling.md)."""
+
+    min_replicas: int = Field(1, ge=0, le=MAX_REPLICAS)
+    max_replicas: int = Field(..., ge=1, le=MAX_REPLICAS)
+    target_concurrency: float = Field(4.0, gt=0, le=10_000, description="in flight per replica")
+    scale_to_zero_after_seconds: float = Field(300.0, ge=0, le=7 * 86400)
+    stable_window_seconds: float = Field(60.0, ge=1, le=3600)
+    panic_window_seconds: float = Field(6.0, ge=1, le=3600)
+    scale_down_delay_seconds: float = Field(30.0, ge=0, le=3600)
+    max_scale_up_rate: float = Field(10.0, gt=1, le=1000)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Autoscaling:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"min_replicas ({self.min_replicas}) is more than max_replicas "
+                f"({self.max_replicas})"
+            )
+        if self.panic_window_seconds > self.stable_window_seconds:
+            raise ValueError("panic_window_seconds must not be longer than stable_window_seconds")
+        return self
+
+
 class VariantSpec(_Input):
     """One model version behind an endpoint.
 
@@ -36,10 +62,13 @@ class VariantSpec(_Input):
     name: Name = "main"
     model: str = Field(..., min_length=1, max_length=200, description="NAME, NAME:N or NAME@ALIAS")
     version: int | None = Field(None, ge=1, description="the pinned version (set by the server)")
-    replicas: int = Field(1, ge=0, le=MAX_REPLICAS)
+    replicas: int = Field(1, ge=0, le=MAX_REPLICAS, description="ignored when it autoscales")
     traffic: int = Field(100, ge=0, le=100, description="share of requests, in percent")
     shadow: bool = Field(False, description="gets a copy of the traffic; its answers are dropped")
     batching: Batching = Field(default_factory=Batching)
+    autoscaling: Autoscaling | None = Field(
+        None, description="follow the requests in flight instead of a fixed count of replicas"
+    )
 
 
 class CaptureSpec(_Input):
@@ -256,3 +285,14 @@ class VariantTraffic(BaseModel):
     p50_ms: float | None = Field(description="latency quantiles at the gateway; None: no request")
     p95_ms: float | None
     p99_ms: float | None
+
+
+class EndpointEventRead(BaseModel):
+    """Something the controller did to an endpoint by itself (a scaling step), and why."""
+
+    time: datetime
+    variant: str
+    kind: Literal["scaled"]
+    from_replicas: int
+    to_replicas: int
+    reason: str

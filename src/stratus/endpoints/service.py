@@ -2,16 +2,18 @@
 
 The service only writes what the owner wants (the spec, pinned to model versions) and keeps
 every revision of it; the controller (`controller.py`) makes the replicas match and writes the
-status back. `on_change` wakes the controller at once after a write.
+status back. `on_change` wakes the controller at once after a write. What the controller
+does by itself (a scaling step) it records as an endpoint event (`record_event`); the newest
+`MAX_EVENTS` of each endpoint are kept for `events` to list.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from stratus.core.clock import as_utc, utcnow
@@ -21,7 +23,12 @@ from stratus.core.events import EventBus, ModelVersionDeleting, guard_project_de
 from stratus.core.project_lists import page_in_projects
 from stratus.core.resources import ProjectScoped, check_version, metadata_of, paginate
 from stratus.endpoints import schemas as s
-from stratus.endpoints.tables import EndpointRevisionRow, EndpointRow, EndpointStatusRow
+from stratus.endpoints.tables import (
+    EndpointEventRow,
+    EndpointRevisionRow,
+    EndpointRow,
+    EndpointStatusRow,
+)
 from stratus.registry.errors import rejected_version
 from stratus.registry.references import parse_ref
 from stratus.registry.service import RegistryService
@@ -30,6 +37,9 @@ ProjectLookup = Callable[[Session, str], str]  # (the caller's session, project 
 PRIMARY = "main"
 CANARY = "canary"
 SHADOW = "shadow"
+MAX_EVENTS = 1000  # the newest events kept of each endpoint (and the most `events` lists)
+MAX_EVENT_REASON = 1000  # characters of an event's reason kept
+EVENT_KINDS = frozenset(get_args(s.EndpointEventRead.model_fields["kind"].annotation))
 
 
 @dataclass(frozen=True)
@@ -366,6 +376,72 @@ class EndpointService:
             session.delete(self._endpoint(session, project, name))
         self.on_change()
 
+    # --- events ------------------------------------------------------------------------------
+
+    def record_event(
+        self,
+        endpoint_uid: str,
+        variant: str,
+        kind: str,
+        from_replicas: int,
+        to_replicas: int,
+        reason: str,
+    ) -> None:
+        """Keep one thing the controller did to an endpoint by itself (a scaling step), and
+        why, in one transaction that also forgets all but the endpoint's newest `MAX_EVENTS`.
+        An endpoint deleted meanwhile gets none; a reason is cut to `MAX_EVENT_REASON`."""
+        if kind not in EVENT_KINDS:  # a controller bug: the API could not show such an event
+            raise ValueError(f"unknown endpoint event kind {kind!r}")
+        with self.db.transaction() as session:
+            # a key-share lock: a delete of the endpoint waits for this event, or went first
+            alive = session.scalar(
+                select(EndpointRow.uid)
+                .where(EndpointRow.uid == endpoint_uid)
+                .with_for_update(read=True, key_share=True)
+            )
+            if alive is None:
+                return
+            session.add(
+                EndpointEventRow(
+                    endpoint_uid=endpoint_uid,
+                    time=utcnow(),
+                    variant=variant,
+                    kind=kind,
+                    from_replicas=from_replicas,
+                    to_replicas=to_replicas,
+                    reason=reason[:MAX_EVENT_REASON],
+                )
+            )
+            session.flush()
+            oldest_kept = session.scalar(
+                select(EndpointEventRow.id)
+                .where(EndpointEventRow.endpoint_uid == endpoint_uid)
+                .order_by(EndpointEventRow.id.desc())
+                .offset(MAX_EVENTS - 1)
+                .limit(1)
+            )
+            if oldest_kept is not None:
+                session.execute(
+                    delete(EndpointEventRow).where(
+                        EndpointEventRow.endpoint_uid == endpoint_uid,
+                        EndpointEventRow.id < oldest_kept,
+                    )
+                )
+
+    def events(self, project: str, name: str, limit: int = 100) -> list[s.EndpointEventRead]:
+        """The endpoint's events, newest first: at most `limit` (1 to `MAX_EVENTS`)."""
+        if not 1 <= limit <= MAX_EVENTS:
+            raise InvalidInput(f"limit must be 1 to {MAX_EVENTS}, not {limit}")
+        with self.db.transaction() as session:
+            row = self._endpoint(session, project, name)
+            found = session.scalars(
+                select(EndpointEventRow)
+                .where(EndpointEventRow.endpoint_uid == row.uid)
+                .order_by(EndpointEventRow.id.desc())
+                .limit(limit)
+            ).all()
+            return [_event_read(event) for event in found]
+
     # --- helpers -----------------------------------------------------------------------------
 
     def _change(
@@ -579,4 +655,17 @@ def _revision_read(row: EndpointRevisionRow) -> s.RevisionRead:
         reason=row.reason,
         time=as_utc(row.time),
         spec=s.EndpointSpec.model_validate(row.spec),
+    )
+
+
+def _event_read(row: EndpointEventRow) -> s.EndpointEventRead:
+    return s.EndpointEventRead.model_validate(
+        {
+            "time": as_utc(row.time),
+            "variant": row.variant,
+            "kind": row.kind,
+            "from_replicas": row.from_replicas,
+            "to_replicas": row.to_replicas,
+            "reason": row.reason,
+        }
     )

@@ -1,6 +1,6 @@
-"""Endpoint tables: the spec (with its variants), every revision of it, and the status the
+"""Endpoint tables: the spec (with its variants), every revision of it, the status the
 controller last observed (apart from the spec, so status writes never bump its
-`resource_version`)."""
+`resource_version`), and what the controller did by itself (its scaling steps)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from stratus.core.clock import utcnow
 from stratus.core.database import Base
-from stratus.core.resources import ResourceMixin
+from stratus.core.resources import NAME_MAX, ResourceMixin
 
 
 class EndpointRow(ResourceMixin, Base):
@@ -70,3 +70,23 @@ class EndpointStatusRow(Base):
     )
     status: Mapped[dict[str, Any]] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class EndpointEventRow(Base):
+    """Something the controller did to an endpoint by itself (a scaling step), and why; the
+    newest `MAX_EVENTS` of each endpoint are kept (`EndpointService.record_event`)."""
+
+    __tablename__ = "endpoint_events"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    endpoint_uid: Mapped[str] = mapped_column(
+        ForeignKey("endpoints.uid", ondelete="CASCADE"), index=True
+    )
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    variant: Mapped[str] = mapped_column(String(NAME_MAX))
+    kind: Mapped[str] = mapped_column(String(32))
+    from_replicas: Mapped[int] = mapped_column(Integer)
+    to_replicas: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(1000), default="")

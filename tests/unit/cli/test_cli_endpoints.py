@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stratus.cli.endpoints import ready_count, rollback_text, serving_text
+from stratus.cli.endpoints import autoscaling_text, ready_count, rollback_text, serving_text
 from stratus.endpoints import schemas as ep
 
 
@@ -81,3 +81,25 @@ def test_rollback_text_says_what_the_rollback_did() -> None:
     assert rollback_text(same, same, 3) == (
         "endpoint churn: nothing changed (revision 5 already serves that)"
     )
+
+
+def test_ready_counts_what_an_autoscaled_variant_decided() -> None:
+    autoscaled = {**PROMOTED, "autoscaling": {"min_replicas": 0, "max_replicas": 4}}
+    scaled_up = _endpoint([autoscaled], [{**_seen("main", 2, 3, 3), "desired": 3}], 5, 5)
+    assert ready_count(scaled_up) == "3/3"  # not 3/2: spec.replicas is ignored
+    rising = _endpoint([autoscaled], [{**_seen("main", 2, 1, 1), "desired": 4}], 5, 5)
+    assert ready_count(rising) == "1/4"
+    assert ready_count(_endpoint([autoscaled], [], 5, 4)) == "0/0"  # its minimum, until seen
+    both = _endpoint(
+        [{**autoscaled, "traffic": 90}, CANARY_2],
+        [{**_seen("main", 2, 0, 0), "desired": 0}, _seen("canary", 2, 2, 2)],
+        5,
+        5,
+    )
+    assert ready_count(both) == "2/2"
+
+
+def test_autoscaling_text() -> None:
+    assert autoscaling_text(None) == "-"
+    settings = ep.Autoscaling(min_replicas=0, max_replicas=4, target_concurrency=2)
+    assert autoscaling_text(settings) == "0-4 replicas, 2 in flight each"

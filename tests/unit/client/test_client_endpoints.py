@@ -23,7 +23,7 @@ def test_rolled_variants_moves_main_and_keeps_the_others() -> None:
         "m@prod", False, 2, 90,
     )  # fmt: skip
     assert main["batching"] == {"max_batch_size": 64, "max_wait_ms": 2}
-    assert canary == spec.variants[1].model_dump(mode="json")
+    assert canary == spec.variants[1].model_dump(mode="json", exclude_none=True)
 
 
 def test_rolled_variants_needs_a_main_variant() -> None:
@@ -106,3 +106,43 @@ def test_not_ready_until_the_replicas_of_an_earlier_spec_are_gone() -> None:
         update={"status": done.status.model_copy(update={"replicas": replicas[:2]})}
     )
     assert not_ready(gone) is None
+
+
+AUTOSCALED = {"max_replicas": 4, "min_replicas": 0, "target_concurrency": 2.0}
+
+
+def test_rolled_variants_sets_autoscaling_or_a_fixed_count() -> None:
+    fixed = ep.EndpointSpec(variants=[ep.VariantSpec(model="m:1", version=1, replicas=2)])
+    (main,) = rolled_variants(fixed, "m:2", replicas=None, batching={}, autoscaling=AUTOSCALED)
+    assert main["autoscaling"] == AUTOSCALED
+    autoscaled = ep.EndpointSpec(
+        variants=[ep.VariantSpec(model="m:1", version=1, autoscaling=ep.Autoscaling(**AUTOSCALED))]
+    )
+    (kept,) = rolled_variants(autoscaled, "m:2", replicas=None, batching={})
+    assert ep.Autoscaling.model_validate(kept["autoscaling"]) == autoscaled.variants[0].autoscaling
+    (turned_off,) = rolled_variants(autoscaled, "m:2", replicas=3, batching={})
+    assert turned_off["replicas"] == 3 and "autoscaling" not in turned_off
+    assert ep.VariantSpec.model_validate(turned_off).autoscaling is None
+
+
+def test_an_autoscaled_variant_is_ready_at_what_its_autoscaler_decided() -> None:
+    def endpoint(desired: int, ready: int) -> ep.EndpointRead:
+        made = _endpoint("ready", 2, 2, ready)
+        spec = made.spec.model_copy(
+            update={
+                "variants": [
+                    made.spec.variants[0].model_copy(
+                        update={"autoscaling": ep.Autoscaling(**AUTOSCALED)}
+                    )
+                ]
+            }
+        )
+        seen = made.status.variants[0].model_copy(update={"desired": desired})
+        status = made.status.model_copy(update={"variants": [seen]})
+        return made.model_copy(update={"spec": spec, "status": status})
+
+    assert not_ready(endpoint(desired=0, ready=0)) is None  # scaled to zero; replicas=2 ignored
+    assert not_ready(endpoint(desired=3, ready=3)) is None
+    assert not_ready(endpoint(desired=3, ready=2)) == (
+        "phase ready; variant main: 2/3 ready, 2 updated"
+    )

@@ -136,6 +136,15 @@ def test_a_variant_at_min_zero_goes_to_zero_after_its_idle_time_and_comes_back()
     assert "requests waiting at zero replicas" in back.decision.reason
 
 
+def test_a_request_refused_at_zero_replicas_still_wakes_the_variant() -> None:
+    policy = Policy(min_replicas=0, max_replicas=8, target_concurrency=4, scale_to_zero_after=60)
+    idle = [Sample(float(t), 0.0) for t in range(100)]
+    assert decide(policy, idle, 0, 99.0, State(last_request_at=0.0)).desired == 0
+    knocked = [*idle, Sample(100.0, 0.0, arrived=1)]  # answered 503 at once: never in flight
+    decision = decide(policy, knocked, 0, 100.0, State(last_request_at=0.0))
+    assert decision.desired == 1 and "1 arrived" in decision.reason
+
+
 def test_a_short_request_between_samples_still_counts_as_a_request() -> None:
     policy = Policy(min_replicas=0, max_replicas=8, target_concurrency=4, scale_to_zero_after=30)
     state = State(last_request_at=0.0)

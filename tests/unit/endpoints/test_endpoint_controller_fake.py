@@ -93,6 +93,7 @@ class Endpoints:
     wanted: list[DesiredEndpoint]
     written: list[s.EndpointStatus] = field(default_factory=list)
     resets: int = 0
+    events: list[tuple[str, str, str, int, int, str]] = field(default_factory=list)
 
     def desired(self) -> list[DesiredEndpoint]:
         return list(self.wanted)
@@ -102,6 +103,11 @@ class Endpoints:
 
     def write_status(self, endpoint_uid: str, status: s.EndpointStatus) -> None:
         self.written.append(status)
+
+    def record_event(
+        self, endpoint_uid: str, variant: str, kind: str, old: int, new: int, reason: str
+    ) -> None:
+        self.events.append((endpoint_uid, variant, kind, old, new, reason))
 
 
 class World:
@@ -360,5 +366,112 @@ def test_a_restarted_controller_adopts_the_replicas_it_wants_and_stops_the_other
         assert world.endpoints.resets == 1  # what the last one saw is not true
         await second.stop()
         assert all(r.state is ReplicaState.exited for r in cluster.replicas.values())
+
+    asyncio.run(main())
+
+
+def autoscaled(autoscaling: s.Autoscaling | None, replicas: int = 1) -> DesiredEndpoint:
+    return DesiredEndpoint(
+        uid="e1", project="p", name="e", public=True, revision=1,
+        variants=[s.VariantSpec(model="m", version=1, replicas=replicas, autoscaling=autoscaling)],
+        capture=s.CaptureSpec(),
+    )  # fmt: skip
+
+
+def test_an_autoscaled_variant_follows_the_requests_at_the_gateway_and_records_each_step(
+    world: World, clock: ManualClock
+) -> None:
+    scaling = s.Autoscaling(min_replicas=1, max_replicas=4, target_concurrency=1,
+                            stable_window_seconds=20, scale_down_delay_seconds=5)  # fmt: skip
+    world.endpoints.wanted = [autoscaled(scaling)]
+    cluster = world.cluster
+
+    async def main() -> None:
+        controller = world.controller()
+
+        async def settle() -> None:
+            """A pass, its new replicas made ready, another pass."""
+            await controller.reconcile()
+            for replica_id in world.starts():
+                if cluster.replicas[replica_id].state is ReplicaState.starting:
+                    cluster.mark_ready(replica_id)
+            await controller.reconcile()
+
+        await settle()
+        assert len(world.routed()) == 1  # min_replicas
+        series = [v for k, v in controller._series.items() if k[:3] == ("p", "e", "main")]
+        assert len(series) == 1
+
+        # a burst: four requests in flight at the gateway, for one replica
+        series[0].active, series[0].arrived = 4, series[0].arrived + 4
+        for _ in range(3):  # the burst window's average reaches 4 in flight within 1.5 s
+            clock.advance(0.5)
+            await settle()
+        assert len(world.routed()) == 4
+        scaled = [e for e in world.endpoints.events if e[2] == "scaled"]
+        assert [e[3:5] for e in scaled] == [(0, 1), (1, 2), (2, 3), (3, 4)]  # min, then up
+        assert "at the minimum (1)" in scaled[0][5]
+        assert all(e[:3] == ("e1", "main", "scaled") and "panic" in e[5] for e in scaled[1:])
+        assert world.status().variants[0].desired == 4
+        assert world.status().phase == "ready" and world.endpoints.wanted[0].revision == 1
+        assert [(c.variant, c.count) for c in controller.desired_counts()] == [("main", 4)]
+
+        # quiet again: back to the minimum once the panic and the delay have passed
+        series[0].active = 0
+        for _ in range(120):
+            clock.advance(0.5)
+            await settle()
+        assert world.status().variants[0].desired == 1
+        live = [r for r in controller.replicas.values() if r.phase is not Phase.draining]
+        assert len(live) == 1
+        downs = [e[3:5] for e in world.endpoints.events[4:]]
+        assert downs and downs[-1][1] == 1 and all(new < old for old, new in downs)
+
+        # a fixed count again: autoscaling off, the spec's replicas rule
+        world.endpoints.wanted = [autoscaled(None, replicas=2)]
+        await settle()
+        assert world.status().variants[0].desired == 2
+        assert controller.autoscaler.desired(("e1", "main")) is None
+        await controller.stop()
+
+    asyncio.run(main())
+
+
+def test_a_variant_at_min_zero_stops_when_idle_and_a_request_wakes_it(
+    world: World, clock: ManualClock
+) -> None:
+    scaling = s.Autoscaling(min_replicas=0, max_replicas=2, scale_to_zero_after_seconds=10)
+    world.endpoints.wanted = [autoscaled(scaling)]
+    cluster = world.cluster
+
+    async def main() -> None:
+        controller = world.controller()
+        await controller.reconcile()
+        assert world.starts() == [] and world.status().variants[0].desired == 0  # idle at zero
+        assert world.status().phase == "ready"
+
+        # a request finds no replica (the gateway answers 503 and counts it): one starts
+        route = world.routes.get("p", "e")
+        assert route is not None
+        route.live[0].series.arrived += 1
+        clock.advance(0.5)
+        await controller.reconcile()
+        assert len(world.starts()) == 1
+        cluster.mark_ready(world.starts()[0])
+        await controller.reconcile()
+        assert len(world.routed()) == 1
+        assert world.endpoints.events[-1][3:5] == (0, 1)
+        assert "requests waiting at zero replicas" in world.endpoints.events[-1][5]
+
+        # and it stops again after 10 s without a request
+        for _ in range(19):
+            clock.advance(0.5)
+            await controller.reconcile()
+        assert len(world.routed()) == 1
+        clock.advance(1.0)
+        await controller.reconcile()
+        assert world.routed() == set() and world.status().variants[0].desired == 0
+        assert "no request for 10 s: scale to zero" in world.endpoints.events[-1][5]
+        await controller.stop()
 
     asyncio.run(main())

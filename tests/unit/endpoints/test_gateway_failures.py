@@ -6,39 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
 from typing import Any, cast
 
 import httpx
 import pytest
+from gateway_kit import AnsweringConnection, unreachable_app
 from prometheus_client import CollectorRegistry
-from starlette.types import Receive, Scope, Send
 
 from stratus.endpoints.gateway import Gateway
 from stratus.endpoints.metrics import InferenceMetrics
 from stratus.endpoints.routing import EndpointRoute, ReplicaLink, RouteTable, VariantRoute
 from stratus.iam.authenticating import Authenticator
 from stratus.serving.connections import ReplicaConnection
-from stratus.serving.wire import Kind, ResponseFrame
-
-
-@dataclass
-class AnsweringConnection:
-    """Stands in for a replica connection: answers every call at once."""
-
-    closed: bool = False
-    in_flight: int = 0
-    calls: list[Kind] = field(default_factory=list)
-
-    async def call(
-        self, kind: Kind, content_type: str, body: bytes, timeout: float | None = None
-    ) -> ResponseFrame:
-        self.calls.append(kind)
-        return ResponseFrame(1, 200, b'{"predictions":[1]}')
-
-
-async def _app(scope: Scope, receive: Receive, send: Send) -> None:
-    raise AssertionError("inference paths never reach the wrapped app")
 
 
 @pytest.fixture
@@ -71,7 +50,7 @@ def routes(registry: CollectorRegistry) -> RouteTable:
 @pytest.fixture
 def gateway(routes: RouteTable) -> Gateway:
     return Gateway(
-        _app,
+        unreachable_app,
         routes,
         cast(Authenticator, object()),  # public endpoint: never asked
         max_body_bytes=1 << 20,
