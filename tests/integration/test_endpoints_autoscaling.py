@@ -247,6 +247,16 @@ def test_sdk_deploys_an_autoscaled_variant(admin: Client, project: str) -> None:
         admin.endpoints.deploy(name, "m:1", replicas=1, autoscaling=settings, project=project)
 
 
+def test_the_canary_of_an_autoscaled_variant_autoscales_too(admin: Client, project: str) -> None:
+    name = uniq("canary-auto")
+    settings = {"min_replicas": 0, "max_replicas": 2}
+    admin.endpoints.deploy(name, "m:1", autoscaling=settings, project=project)
+    canary = admin.endpoints.canary(name, "m:1", 20, project=project).spec.variants[-1]
+    assert canary.name == "canary" and canary.autoscaling == ep.Autoscaling(**settings)
+    fixed = admin.endpoints.canary(name, "m:1", 20, replicas=1, project=project)
+    assert (fixed.spec.variants[-1].autoscaling, fixed.spec.variants[-1].replicas) == (None, 1)
+
+
 @pytest.mark.parametrize(
     ("args", "words"),
     [

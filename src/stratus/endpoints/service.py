@@ -252,6 +252,8 @@ class EndpointService:
                     "replicas": data.replicas or max(primary.replicas, 1),
                     "traffic": data.traffic,
                     "batching": primary.batching,
+                    # an autoscaled primary's canary follows its own share of the traffic
+                    "autoscaling": None if data.replicas else primary.autoscaling,
                 }
             )
             live_others = [v for v in others if not v.shadow and v.name != primary.name]
