@@ -28,10 +28,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -40,8 +38,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from serving import shared_module, write_lua  # bench/serving.py: the shared peers' wrk script
 
 PROJECT = "default"
+PEERS = shared_module("peers_serving")
 
 
 def train(folder: Path) -> tuple[Path, list[list[float]]]:
@@ -130,11 +130,7 @@ class Bench:
         at one replica), while a thread watches the endpoint's desired and ready counts."""
         url = f"{self.url}/inference/{PROJECT}/{name}/predict"
         lua = Path(tempfile.mkdtemp(prefix="sautoscale-lua-", dir="/tmp")) / "post.lua"
-        headers = "".join(
-            f'wrk.headers["{k}"] = "{v}"\n'
-            for k, v in {**self.headers, "Content-Type": "application/json"}.items()
-        )
-        lua.write_text(f'wrk.method = "POST"\nwrk.body = {json.dumps(body.decode())}\n{headers}')
+        write_lua(PEERS, lua, body, self.headers)
         seen: list[tuple[float, int, int]] = []  # time, desired, ready
         stop = threading.Event()
         began = time.perf_counter()
@@ -210,26 +206,12 @@ class Bench:
 
 
 def wrk_slice(url: str, lua: Path, connections: int, began: float) -> dict[str, Any]:
-    """One second of wrk: requests, failures (non-2xx and socket errors), p99."""
+    """One second of wrk (peers_serving's runner): requests, failures (non-2xx and socket
+    errors), p99."""
     at = time.perf_counter() - began
-    threads = min(2, connections)
-    out = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", "-d1s", "--latency", "-s", str(lua), url],
-        capture_output=True, text=True, timeout=30, check=True,
-    ).stdout  # fmt: skip
-    done = re.search(r"(\d+) requests in", out)
-    requests = int(done.group(1)) if done else 0
-    failed = 0
-    if match := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
-        failed += int(match.group(1))
-    errors = r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)"
-    if match := re.search(errors, out):
-        failed += sum(int(x) for x in match.groups())
-    p99 = re.search(r"\s99%\s+([\d.]+)(us|ms|s)\b", out)
-    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-    p99_ms = float(p99.group(1)) * scale[p99.group(2)] if p99 else float("nan")
-    return {"at": at, "connections": connections, "requests": requests, "failed": failed,
-            "p99_ms": p99_ms}  # fmt: skip
+    figures = PEERS.wrk(url, str(lua), connections, 1)
+    return {"at": at, "connections": connections, "requests": figures["requests"],
+            "failed": figures["errors"], "p99_ms": figures["p99_us"] / 1000}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,7 +24,6 @@ import socket
 import sys
 import tempfile
 import time
-import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +45,7 @@ from stratus.compute.backend import (
 from stratus.compute.limits import Resources
 from stratus.compute.local_jobs import LocalJobHandle, LocalJobs, machine_memory_bytes
 from stratus.compute.processes import (
+    exit_after,
     group_members,
     proc_stat,
     process_start_ticks,
@@ -120,22 +120,15 @@ def _local(handle: ReplicaHandle) -> LocalReplicaHandle:
 def _run_replica(spec_path: str, log_path: str, max_bytes: int, backups: int) -> None:
     """The body of a fork-server child: leave the session, log to the rotating file, serve,
     exit."""
-    code = 1
-    try:
+
+    def body() -> int:
         os.setsid()  # signals to the control plane's process group do not reach the replica
         take_ctrl_c_again()  # blocked in the fork server (core/interrupts.py), not here
         redirect_output(Path(log_path), max_bytes, backups)
-        code = importlib.import_module(REPLICA_MODULE).main(["--spec", spec_path])
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    except BaseException:
-        traceback.print_exc()
-    finally:
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                if stream is not None:
-                    stream.flush()
-        os._exit(code)
+        code: int = importlib.import_module(REPLICA_MODULE).main(["--spec", spec_path])
+        return code
+
+    exit_after(body)
 
 
 def _importable(module: str) -> bool:

@@ -39,11 +39,10 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
-from stratus.compute.processes import process_start_ticks
+from stratus.compute.processes import exit_after, process_start_ticks
 
 LOG_NAME = "forker.log"
 PID_NAME = "forker.pid"
@@ -284,8 +283,7 @@ class _Server:
         self._send(client, {"pid": pid})
 
     def _child(self, args: list[str], cwd: str) -> None:
-        code = 1
-        try:
+        def body() -> int:
             signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             os.setpgid(0, 0)
@@ -299,16 +297,10 @@ class _Server:
             devnull = os.open(os.devnull, os.O_RDONLY)
             os.dup2(devnull, 0)
             os.close(devnull)
-            code = importlib.import_module("stratus.compute.ray_node").run_replica(args)
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            for stream in (sys.stdout, sys.stderr):
-                with contextlib.suppress(Exception):
-                    stream.flush()
-            os._exit(code)
+            code: int = importlib.import_module("stratus.compute.ray_node").run_replica(args)
+            return code
+
+        exit_after(body)
 
     def _reap(self) -> None:
         while True:

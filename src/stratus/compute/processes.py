@@ -6,8 +6,13 @@ Shared by replicas (`local.py`) and jobs (`local_jobs.py`); Linux only.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 LOG_TAIL_LINES = 20
 
@@ -66,3 +71,21 @@ def tail_lines(path: Path, lines: int = LOG_TAIL_LINES) -> list[str]:
 
 def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(tail_lines(path, lines))
+
+
+def exit_after(body: Callable[[], int]) -> NoReturn:
+    """End a forked child with what `body` returns (1 if it raised: its traceback goes to the
+    child's stderr), its output flushed, without running the parent's exit handlers."""
+    code = 1
+    try:
+        code = body()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                if stream is not None:
+                    stream.flush()
+        os._exit(code)

@@ -32,45 +32,22 @@ KILL_WAIT_SECONDS = 5.0
 
 
 def run_replica(argv: list[str]) -> int:
-    """The replica program on a node: route the output through a size-capped log writer, load
-    the model, listen on the node's address (port 0: any free one) and write the address taken
-    to a file once connections are accepted. Run in a process forked by the node's fork server
-    (`node_forker.py`), or in a new Python (`_REPLICA_PROGRAM`)."""
-    import asyncio
+    """The replica program on a node: route the output through a size-capped log writer, then
+    run the replica (`stratus.serving.replica.main`), listening on the node's address (port 0:
+    any free one) and writing the address taken to a file once it accepts connections. Run in
+    a process forked by the node's fork server (`node_forker.py`), or in a new Python
+    (`_REPLICA_PROGRAM`)."""
     import importlib
-    import logging
 
     module, spec_path, host, cache_dir, ready_path, log_path, max_bytes, backups = argv
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # as a Ray worker leaves them
         signal.signal(signum, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
     redirect_output(Path(log_path), int(max_bytes), int(backups))
-    replica = importlib.import_module(module)
-    errors = importlib.import_module("stratus.core.errors")
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
-    )
-    try:
-        spec = replica.ReplicaSpec.model_validate_json(Path(spec_path).read_bytes())
-        spec = spec.model_copy(
-            update={"address": tcp_address(host, 0), "cache_dir": Path(cache_dir)}
-        )
-        model = replica.load(spec)
-    except errors.StratusError as exc:
-        print(f"replica: cannot start: {exc.detail}", file=sys.stderr, flush=True)
-        return 3
-
-    def listening(address: str) -> None:
-        write_atomic(Path(ready_path), address.encode())
-
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
-    asyncio.run(replica.serve(spec, model, on_listening=listening))
-    return 0
+    replica_args = ["--spec", spec_path, "--address", tcp_address(host, 0)]
+    replica_args += ["--cache-dir", cache_dir, "--ready-file", ready_path]
+    code: int = importlib.import_module(module).main(replica_args)
+    return code
 
 
 # A replica in a new Python, when the node's fork server is not up (yet).

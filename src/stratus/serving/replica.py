@@ -404,23 +404,35 @@ async def serve(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="A Stratus model replica (started by Stratus).")
     parser.add_argument("--spec", type=Path, required=True, help="the replica spec (JSON)")
+    parser.add_argument("--address", help="listen here instead of the spec's address")
+    parser.add_argument("--cache-dir", type=Path, help="the node's artifact cache, instead")
+    parser.add_argument("--ready-file", type=Path, help="write the address taken here once ready")
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )
     try:
         spec = ReplicaSpec.model_validate_json(args.spec.read_bytes())
+        where = {"address": args.address, "cache_dir": args.cache_dir}
+        spec = spec.model_copy(update={k: v for k, v in where.items() if v is not None})
         model = load(spec)
     except StratusError as exc:
-        print(f"replica: cannot start: {exc.detail}", file=sys.stderr)
+        print(f"replica: cannot start: {exc.detail}", file=sys.stderr, flush=True)
         return 3
+    ready_file = args.ready_file
+
+    def listening(address: str) -> None:
+        tmp = ready_file.with_name(f".{ready_file.name}.tmp")
+        tmp.write_text(address)
+        os.replace(tmp, ready_file)
+
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
         pass
-    asyncio.run(serve(spec, model))
+    asyncio.run(serve(spec, model, on_listening=listening if ready_file else None))
     return 0
 
 
