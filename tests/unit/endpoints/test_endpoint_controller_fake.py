@@ -408,7 +408,12 @@ def test_an_autoscaled_variant_follows_the_requests_at_the_gateway_and_records_e
             clock.advance(0.5)
             await settle()
         assert len(world.routed()) == 4
-        scaled = [e for e in world.endpoints.events if e[2] == "scaled"]
+
+        def scaled_events() -> list[Any]:
+            return [e for e in world.endpoints.events if e[2] == "scaled"]
+
+        await until("four steps' events", lambda: len(scaled_events()) == 4)  # recorded in tasks
+        scaled = scaled_events()
         assert [e[3:5] for e in scaled] == [(0, 1), (1, 2), (2, 3), (3, 4)]  # min, then up
         assert "at the minimum (1)" in scaled[0][5]
         assert all(e[:3] == ("e1", "main", "scaled") and "panic" in e[5] for e in scaled[1:])
@@ -424,6 +429,7 @@ def test_an_autoscaled_variant_follows_the_requests_at_the_gateway_and_records_e
         assert world.status().variants[0].desired == 1
         live = [r for r in controller.replicas.values() if r.phase is not Phase.draining]
         assert len(live) == 1
+        await until("the last step's event", lambda: world.endpoints.events[-1][4] == 1)
         downs = [e[3:5] for e in world.endpoints.events[4:]]
         assert downs and downs[-1][1] == 1 and all(new < old for old, new in downs)
 
@@ -460,6 +466,7 @@ def test_a_variant_at_min_zero_stops_when_idle_and_a_request_wakes_it(
         cluster.mark_ready(world.starts()[0])
         await controller.reconcile()
         assert len(world.routed()) == 1
+        await until("the step's event", lambda: world.endpoints.events)  # recorded in a task
         assert world.endpoints.events[-1][3:5] == (0, 1)
         assert "requests waiting at zero replicas" in world.endpoints.events[-1][5]
 
@@ -471,6 +478,7 @@ def test_a_variant_at_min_zero_stops_when_idle_and_a_request_wakes_it(
         clock.advance(1.0)
         await controller.reconcile()
         assert world.routed() == set() and world.status().variants[0].desired == 0
+        await until("the event", lambda: world.endpoints.events[-1][3:5] == (1, 0))
         assert "no request for 10 s: scale to zero" in world.endpoints.events[-1][5]
         await controller.stop()
 
