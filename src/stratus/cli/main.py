@@ -33,6 +33,7 @@ COMMANDS = {
     "deploy": "stratus.cli.endpoints:deploy",
     "endpoints": "stratus.cli.endpoints:app",
     "predict": "stratus.cli.predict:predict",
+    "functions": "stratus.cli.functions:app",
     "jobs": "stratus.cli.jobs:app",
     "pipelines": "stratus.cli.pipelines:app",
     "monitors": "stratus.cli.monitors:app",

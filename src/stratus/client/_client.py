@@ -1,5 +1,6 @@
 """The SDK: `Client`, and through it one small API object per resource collection
-(`_iam.py`, `_storage.py`, `_registry.py`, `_data.py`, `_tracking.py`, `_endpoints.py`).
+(`_iam.py`, `_storage.py`, `_registry.py`, `_data.py`, `_tracking.py`, `_endpoints.py`,
+`_functions.py`, …).
 
 Every call is one HTTP request through httpx; a problem+json error comes back as the same
 `stratus.errors` class the server raised. Uploads and downloads stream in chunks, so memory
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from stratus.client._alerts import Alerts
     from stratus.client._data import Datasets
     from stratus.client._endpoints import Endpoints
+    from stratus.client._functions import Functions
     from stratus.client._iam import Audit, Keys, Projects, ServiceAccounts, Users
     from stratus.client._jobs import Jobs
     from stratus.client._monitors import Monitors
@@ -140,6 +142,7 @@ class Client:
     datasets: _Family[Datasets] = _Family("stratus.client._data:Datasets")
     experiments: _Family[Experiments] = _Family("stratus.client._tracking:Experiments")
     endpoints: _Family[Endpoints] = _Family("stratus.client._endpoints:Endpoints")
+    functions: _Family[Functions] = _Family("stratus.client._functions:Functions")
     jobs: _Family[Jobs] = _Family("stratus.client._jobs:Jobs")
     pipelines: _Family[Pipelines] = _Family("stratus.client._pipelines:Pipelines")
     monitors: _Family[Monitors] = _Family("stratus.client._monitors:Monitors")

@@ -4,7 +4,8 @@ Detection looks at file names only, first match wins, in this order:
 
     mlflow     an `MLmodel` file at the top of the artifact (an MLflow model folder)
     python     a `predictor.py` at the top, defining `class Predictor` with `load(self, path)`
-               and `predict(self, batch)`; sibling modules import relatively (`from . import x`)
+               and `predict(self, batch)`, or module-level `predict(batch)` and `load()`;
+               sibling modules import relatively (`from . import x`)
     onnx       a `*.onnx` file
     xgboost    a `*.ubj`, `*.xgb`, `*.xgb.json` or `*.xgboost.json` file (XGBoost's own formats)
     lightgbm   a `*.lgb`, `*.lgbm` or `*.lgb.txt` file (LightGBM's text model)

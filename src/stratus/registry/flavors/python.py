@@ -1,17 +1,23 @@
-"""The python flavor: the user's own predictor class, shipped as code in the artifact.
+"""The python flavor: the user's own code, shipped in the artifact, in one of two styles.
 
-The artifact holds a `predictor.py` at its top defining `class Predictor`: it is built without
-arguments, then `load(self, path)` (optional) gets the artifact folder, and `predict(self, batch)`
-gets a `stratus.registry.batches.Batch` (call `.matrix()` or `.frame()`) and returns one
-prediction per row. A class attribute `supports_batching = False` keeps requests unmerged. Other
-modules in the artifact import relatively (`from . import features`). Loading runs the code, so
-the version must be trusted; the user's exceptions become ModelLoadError / PredictionError.
+The artifact holds a `predictor.py` at its top. Either it defines `class Predictor`: built
+without arguments, then `load(self, path)` (optional) gets the artifact folder, and
+`predict(self, batch)` answers. Or, with no such class, it defines module-level functions (the
+style of `stratus functions`): `predict(batch)`, and optionally `load()`, called once when the
+model loads, before the first request; a `load` that takes one argument gets the artifact
+folder. Either `predict` gets a `stratus.registry.batches.Batch` (call `.matrix()` or `.frame()`)
+and returns one prediction per row. `supports_batching = False` (on the class, or at the
+module's top) keeps requests unmerged. Other modules in the artifact import relatively
+(`from . import features`). Loading runs the code, so the version must be trusted; the user's
+exceptions become ModelLoadError / PredictionError. `python_source.py` checks a file's source
+for this contract without running it (the SDK does, before it uploads).
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import inspect
 import itertools
 import sys
 from collections.abc import Sequence
@@ -29,14 +35,13 @@ from stratus.registry.flavors.base import (
     prediction_failed,
     require_trust,
 )
+from stratus.registry.flavors.python_source import CLASS_NAME, ENTRY_POINT, FUNCTION_NAME
 
 if TYPE_CHECKING:
     from stratus.registry.batches import Batch
     from stratus.registry.flavors.base import Predictions
     from stratus.registry.signatures import Signature
 
-ENTRY_POINT = "predictor.py"
-CLASS_NAME = "Predictor"
 _loads = itertools.count()
 
 
@@ -61,14 +66,41 @@ class PythonFlavor:
         with loading(self.name, ENTRY_POINT):
             module = _import(path)
             cls = getattr(module, CLASS_NAME, None)
-            if not isinstance(cls, type):
-                raise ModelLoadError(f"{ENTRY_POINT} defines no class {CLASS_NAME}")
-            predictor = cls()
-            if callable(getattr(predictor, "load", None)):
-                predictor.load(path)
-            if not callable(getattr(predictor, "predict", None)):
-                raise ModelLoadError(f"{CLASS_NAME} in {ENTRY_POINT} has no predict method")
+            if isinstance(cls, type):
+                predictor = cls()
+                if callable(getattr(predictor, "load", None)):
+                    predictor.load(path)
+                if not callable(getattr(predictor, "predict", None)):
+                    raise ModelLoadError(f"{CLASS_NAME} in {ENTRY_POINT} has no predict method")
+            elif callable(getattr(module, FUNCTION_NAME, None)):
+                predictor = module
+                if inspect.iscoroutinefunction(module.predict):
+                    raise ModelLoadError(
+                        f"{FUNCTION_NAME} in {ENTRY_POINT} is an async def; make it a plain def"
+                    )
+                load = getattr(module, "load", None)
+                if callable(load) and _takes_an_argument(load):
+                    load(path)
+                elif callable(load):
+                    load()
+            else:
+                raise ModelLoadError(
+                    f"{ENTRY_POINT} defines no class {CLASS_NAME} and no function "
+                    f"{FUNCTION_NAME}(batch)"
+                )
         return PythonModel(predictor)
+
+
+def _takes_an_argument(function: Any) -> bool:
+    """Whether a module-level `load` wants the artifact folder: it has a positional parameter."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):  # a builtin or C function: call it as documented, bare
+        return False
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return any(
+        p.kind in positional or p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters
+    )
 
 
 def _import(path: Path) -> ModuleType:
