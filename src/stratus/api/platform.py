@@ -163,6 +163,7 @@ class Platform:
             ),
             cache_dir=model_cache,
         )
+        data.model_version = registry.pinned_version
         tracking = TrackingService(db, blobs, bus, project_uid=iam.project_uid)
         endpoints = EndpointService(db, registry, bus, project_uid=iam.project_uid)
         catalog = InstanceCatalog.load(

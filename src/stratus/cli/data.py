@@ -154,6 +154,18 @@ def show_(
         show(version, output)
         return
     show(version, output, VERSION_COLUMNS)
+    if version.lineage is not None:
+        made = [
+            f"{what} {value}"
+            for what, value in (
+                ("predicted by model", version.lineage.model_version),
+                ("from dataset", version.lineage.dataset_version),
+                ("in job", version.lineage.job),
+            )
+            if value
+        ]
+        console.print()
+        console.print("lineage: " + ", ".join(made), markup=False, highlight=False)
     table = Table(box=None, header_style="bold", pad_edge=False)
     for header in ("COLUMN", "TYPE", "NULLABLE", "TAGS"):
         table.add_column(header)

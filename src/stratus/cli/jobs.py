@@ -45,6 +45,7 @@ FILE_KEYS = {
     "requirements",
     "trainer",
     "evaluation",
+    "batch_predict",
     "dataset",
     "experiment",
     "model",
@@ -69,6 +70,8 @@ def _program(job: JobRead) -> str:
         return job.spec.trainer.estimator.rsplit(".", 1)[-1]
     if job.spec.evaluation is not None:
         return "evaluate " + " ".join(job.spec.evaluation.models)
+    if job.spec.batch_predict is not None:
+        return "batch-predict " + job.spec.batch_predict.model
     assert job.spec.code is not None
     return job.spec.code.entrypoint
 
@@ -256,7 +259,9 @@ def run(
         if test_size is not None:
             spec["test_size"] = test_size
         settings["trainer"] = spec
-    programs = [k for k in ("code", "trainer", "evaluation") if settings.get(k) is not None]
+    programs = [
+        k for k in ("code", "trainer", "evaluation", "batch_predict") if settings.get(k) is not None
+    ]
     if not programs:
         raise typer.BadParameter(
             "give --code (with --entrypoint), --trainer, --evaluate, or --file"
@@ -356,6 +361,11 @@ def show_(
         lines.append("metrics: " + _metrics(status.metrics))
     for reference, metrics in status.evaluations.items():
         lines.append(f"evaluated {reference}: {_metrics(metrics)}")
+    if status.progress is not None:
+        total = "" if status.progress.total is None else f" of {status.progress.total:,}"
+        lines.append(f"progress: {status.progress.done:,}{total} {status.progress.unit}")
+    if status.dataset_version:
+        lines.append(f"output: dataset {status.dataset_version}")
     if status.exit_code is not None:
         lines.append(f"exit code: {status.exit_code}")
     lines.append(f"message: {status.message}")

@@ -35,6 +35,7 @@ COMMANDS = {
     "predict": "stratus.cli.predict:predict",
     "functions": "stratus.cli.functions:app",
     "jobs": "stratus.cli.jobs:app",
+    "batch-predict": "stratus.cli.batch:batch_predict",
     "pipelines": "stratus.cli.pipelines:app",
     "monitors": "stratus.cli.monitors:app",
     "alerts": "stratus.cli.alerts:app",

@@ -31,6 +31,7 @@ from stratus.core.errors import DataCorrupted, InvalidInput, ServiceUnavailable
 
 if TYPE_CHECKING:
     from stratus.client._alerts import Alerts
+    from stratus.client._batch import BatchJobs
     from stratus.client._data import Datasets
     from stratus.client._endpoints import Endpoints
     from stratus.client._functions import Functions
@@ -144,6 +145,7 @@ class Client:
     endpoints: _Family[Endpoints] = _Family("stratus.client._endpoints:Endpoints")
     functions: _Family[Functions] = _Family("stratus.client._functions:Functions")
     jobs: _Family[Jobs] = _Family("stratus.client._jobs:Jobs")
+    batch: _Family[BatchJobs] = _Family("stratus.client._batch:BatchJobs")
     pipelines: _Family[Pipelines] = _Family("stratus.client._pipelines:Pipelines")
     monitors: _Family[Monitors] = _Family("stratus.client._monitors:Monitors")
     alerts: _Family[Alerts] = _Family("stratus.client._alerts:Alerts")

@@ -125,6 +125,7 @@ class Datasets(API):
         project: str | None = None,
         description: str = "",
         column_tags: dict[str, builtins.list[str]] | None = None,
+        lineage: dict[str, str] | None = None,
         progress: Progress | None = None,
     ) -> ds.VersionRead:
         """Push a CSV, Parquet or JSON-lines file, or a folder of them, as a new version.
@@ -138,6 +139,8 @@ class Datasets(API):
             project: the project (default: the client's).
             description: what this version is.
             column_tags: tags to set on the dataset's columns first (pii, label, id, timestamp).
+            lineage: where the rows came from: `{"model_version": "churn:3",
+                "dataset_version": "customers:7", "job": ...}` (each checked and pinned).
             progress: called with each number of bytes sent.
 
         Returns:
@@ -158,6 +161,8 @@ class Datasets(API):
             "files": [{"path": rel, "sha256": sha, "size": size} for rel, _, sha, size in files],
             "description": description,
         }
+        if lineage:
+            body["lineage"] = lineage
         base = f"{self._base(project)}/{seg(dataset)}/versions"
         version = self._c._model(ds.VersionRead, "POST", base, json=body)
         if version.existing:

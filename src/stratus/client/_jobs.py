@@ -33,6 +33,7 @@ class Jobs(API):
         requirements: builtins.list[str] | None = None,
         trainer: dict[str, Any] | None = None,
         evaluation: dict[str, Any] | None = None,
+        batch_predict: dict[str, Any] | None = None,
         dataset: str | None = None,
         instance_type: str = "cpu.small",
         spot: bool = False,
@@ -60,6 +61,10 @@ class Jobs(API):
                 ["churn@production", "churn:4"], "label": ..., "features": [...]}`; each
                 reference is pinned to NAME:VERSION at submit, and the job's
                 `status.evaluations` holds the metrics per NAME:VERSION.
+            batch_predict: predictions of a model version for every row of `dataset`,
+                committed as a new version of a dataset: `{"model": "churn@production",
+                "output_dataset": "churn-scores", "batch_rows": 10000}` (see
+                `client.batch.predict`, which waits and shows progress).
             dataset: `NAME` or `NAME:VERSION`, pulled for the job (pinned at submit).
             instance_type: from the catalog (`instance_types()`): sets enforced limits.
             spot: preemptible and cheaper; the job should save `stratus.training.checkpoint()`.
@@ -105,6 +110,8 @@ class Jobs(API):
             body["trainer"] = trainer
         if evaluation is not None:
             body["evaluation"] = evaluation
+        if batch_predict is not None:
+            body["batch_predict"] = batch_predict
         base = self._base(project)
         try:
             response = self._c._send("POST", base, json=body)

@@ -97,9 +97,22 @@ class FileEntry(_Input):
         return value
 
 
+class Lineage(_Input):
+    """Where a version's rows came from: a batch prediction's model version and input."""
+
+    model_version: str | None = Field(
+        None, max_length=200, description="NAME:VERSION of the model that predicted the rows"
+    )
+    dataset_version: str | None = Field(
+        None, max_length=200, description="NAME:VERSION of the dataset the rows were read from"
+    )
+    job: str | None = Field(None, max_length=63, description="the job that wrote them")
+
+
 class VersionCreate(_Input):
     files: list[FileEntry] = Field(min_length=1, max_length=10_000)
     description: str = Field("", max_length=5000)
+    lineage: Lineage | None = None
 
 
 class VersionFile(BaseModel):
@@ -129,6 +142,7 @@ class VersionRead(BaseModel):
     rows: int | None
     columns: list[ColumnRead]
     description: str
+    lineage: Lineage | None = None
     created_at: datetime
     created_by: str
     committed_at: datetime | None

@@ -61,6 +61,9 @@ class DataService:
         self.bus = bus
         self._project_uid = project_uid
         self._datasets = ProjectScoped(DatasetRow, "dataset")
+        # NAME:VERSION of a model version of the project, or NotFound (set by the registry,
+        # which is built after this service): checks a version's lineage.
+        self.model_version: Callable[[str, str], str] | None = None
         guard_project_deletion(bus, DatasetRow.project_uid, DatasetRow.name, "datasets")
 
     # --- datasets ----------------------------------------------------------------------------
@@ -127,6 +130,7 @@ class DataService:
         if len(set(paths)) != len(paths):
             raise InvalidInput("the same file path is listed twice")
         digest = content_hash(data.files)
+        lineage = self._lineage(project, data.lineage) if data.lineage else None
         with self.db.transaction() as session:
             row = self._dataset(session, project, dataset)
             same = session.scalars(
@@ -151,6 +155,7 @@ class DataService:
                 files=[{**f.model_dump(), "stored": False} for f in data.files],
                 size=sum(f.size for f in data.files),
                 description=data.description,
+                lineage=lineage,
                 created_by=actor,
                 created_at=utcnow(),
             )
@@ -161,6 +166,31 @@ class DataService:
         for f in read.files:
             f.stored = f.sha256 in known
         return read, True
+
+    def _lineage(self, project: str, lineage: s.Lineage) -> dict[str, Any] | None:
+        """The lineage with each reference checked and pinned to NAME:VERSION."""
+        out: dict[str, Any] = {}
+        if lineage.dataset_version is not None:
+            name, _, number = lineage.dataset_version.partition(":")
+            if not name or not number.isdigit():
+                raise InvalidInput(
+                    f"lineage dataset_version {lineage.dataset_version!r}: give NAME:VERSION"
+                )
+            try:
+                found = self.get_version(project, name, number)
+            except NotFound:
+                raise NotFound(
+                    f"lineage dataset_version {lineage.dataset_version!r} is not a dataset "
+                    "version of this project"
+                ) from None
+            out["dataset_version"] = f"{found.dataset}:{found.version}"
+        if lineage.model_version is not None:
+            if self.model_version is None:  # pragma: no cover - the platform always sets it
+                raise InvalidInput("this control plane cannot check model versions")
+            out["model_version"] = self.model_version(project, lineage.model_version)
+        if lineage.job is not None:
+            out["job"] = lineage.job
+        return out or None
 
     def begin_upload(self, project: str, dataset: str, number: int, path: str) -> FileUpload:
         with self.db.transaction() as session:
@@ -523,6 +553,7 @@ class DataService:
             rows=v.rows,
             columns=[s.ColumnRead(**c, tags=tags.get(c["name"], [])) for c in columns],
             description=v.description,
+            lineage=s.Lineage.model_validate(v.lineage) if v.lineage else None,
             created_at=as_utc(v.created_at),
             created_by=v.created_by,
             committed_at=as_utc(v.committed_at) if v.committed_at else None,

@@ -56,6 +56,8 @@ class DatasetVersionRow(Base):
     schema: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     profile: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     description: Mapped[str] = mapped_column(Text, default="")
+    # Where the rows came from: {model_version, dataset_version, job} (a batch prediction's).
+    lineage: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     created_by: Mapped[str] = mapped_column(String(160), default="")
     committed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -103,6 +103,36 @@ class EvaluationSpec(_Input):
     )
 
 
+class BatchPredictSpec(_Input):
+    """Predictions of a registered model version for every row of a dataset version, committed
+    as a new version of `output_dataset` (the job's `dataset` is the input)."""
+
+    model: ModelReference = Field(
+        description="NAME:VERSION, NAME@alias or NAME (latest); pinned to NAME:VERSION at submit"
+    )
+    output_dataset: Name = Field(description="the dataset the predictions go to (created if new)")
+    batch_rows: int = Field(
+        10_000, ge=1, le=1_000_000, description="rows per call to the model and per output file"
+    )
+    features: list[str] | None = Field(
+        None,
+        max_length=10_000,
+        description="the columns fed to the model; default: the version's signature inputs, "
+        "else every column but those tagged label/id/pii/timestamp",
+    )
+    keep: list[str] | None = Field(
+        None,
+        max_length=10_000,
+        description="input columns copied beside the predictions; default: every column",
+    )
+    prediction_column: str = Field(
+        "prediction",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$",
+        description="the predictions' column (a model with several outputs: one column "
+        "each, named PREFIX_OUTPUT)",
+    )
+
+
 class JobCreate(_Input):
     name: Name | None = Field(None, description="default: generated from the trainer or code")
     labels: Labels = Field(default_factory=dict)
@@ -111,6 +141,7 @@ class JobCreate(_Input):
     code: CodeSpec | None = None
     trainer: TrainerSpec | None = None
     evaluation: EvaluationSpec | None = None
+    batch_predict: BatchPredictSpec | None = None
     dataset: str | None = Field(
         None, max_length=200, description="NAME or NAME:VERSION; pinned to a version at submit"
     )
@@ -135,10 +166,12 @@ class JobCreate(_Input):
 
     @model_validator(mode="after")
     def _one_program(self) -> JobCreate:
-        given = [p for p in (self.code, self.trainer, self.evaluation) if p is not None]
+        programs = (self.code, self.trainer, self.evaluation, self.batch_predict)
+        given = [p for p in programs if p is not None]
         if len(given) != 1:
             raise ValueError(
-                "a job runs `code`, a built-in `trainer` or an `evaluation`: give exactly one"
+                "a job runs `code`, a built-in `trainer`, an `evaluation` or a "
+                "`batch_predict`: give exactly one"
             )
         if self.trainer is not None and self.dataset is None:
             raise ValueError("a built-in trainer needs a `dataset` to train on")
@@ -147,6 +180,11 @@ class JobCreate(_Input):
                 raise ValueError("an evaluation needs a `dataset` to evaluate the models on")
             if self.model is not None:
                 raise ValueError("an evaluation registers no model: drop `model`")
+        if self.batch_predict is not None:
+            if self.dataset is None:
+                raise ValueError("a batch prediction needs the input `dataset`")
+            if self.model is not None:
+                raise ValueError("a batch prediction registers no model: drop `model`")
         return self
 
 
@@ -156,6 +194,7 @@ class JobSpec(BaseModel):
     code: CodeSpec | None
     trainer: TrainerSpec | None
     evaluation: EvaluationSpec | None = None  # models pinned to NAME:VERSION
+    batch_predict: BatchPredictSpec | None = None  # the model pinned to NAME:VERSION
     dataset: str | None
     experiment: str
     model: str | None
@@ -172,6 +211,12 @@ class Limits(BaseModel):
     enforced_by: str | None = Field(
         None, description="cgroup-v2, rlimit+affinity or rlimit: how this backend holds the job"
     )
+
+
+class Progress(BaseModel):
+    done: int = Field(ge=0)
+    total: int | None = Field(None, ge=0)
+    unit: str = Field("rows", max_length=32)
 
 
 class JobStatus(BaseModel):
@@ -193,6 +238,12 @@ class JobStatus(BaseModel):
     metrics: dict[str, float] = Field(default_factory=dict)
     evaluations: dict[str, dict[str, float]] = Field(
         default_factory=dict, description="an evaluation's metrics: NAME:VERSION → name → value"
+    )
+    progress: Progress | None = Field(
+        None, description="how far the job's work is (a batch prediction's rows)"
+    )
+    dataset_version: str | None = Field(
+        None, description="the dataset version the job committed (a batch prediction's output)"
     )
     cost: float = Field(0.0, description="price of the time run so far, at the type's rate")
 
@@ -221,6 +272,8 @@ class JobReport(_Input):
         None, max_length=5, description="an evaluation's metrics per NAME:VERSION"
     )
     message: str | None = Field(None, max_length=2000)
+    progress: Progress | None = None
+    dataset_version: str | None = Field(None, max_length=200)
     completed: bool = Field(False, description="the job's work is done (the runner is exiting 0)")
 
 

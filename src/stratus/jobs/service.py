@@ -86,6 +86,8 @@ def default_name(data: s.JobCreate) -> str:
         base = data.trainer.estimator.rsplit(".", 1)[-1]
     elif data.evaluation is not None:
         base = "evaluate-" + re.split(r"[:@]", data.evaluation.models[0])[0]
+    elif data.batch_predict is not None:
+        base = "predict-" + re.split(r"[:@]", data.batch_predict.model)[0]
     else:
         assert data.code is not None
         base = data.code.entrypoint.rsplit("/", 1)[-1].rsplit(".", 1)[0]
@@ -152,12 +154,22 @@ class JobService:
         if data.evaluation is not None:
             models = self._pin_models(project, data.evaluation.models)
             evaluation = data.evaluation.model_copy(update={"models": models})
+        batch_predict = None
+        if data.batch_predict is not None:
+            (model,) = self._pin_models(project, [data.batch_predict.model])
+            batch_predict = data.batch_predict.model_copy(update={"model": model})
+            if dataset is not None and dataset.partition(":")[0] == batch_predict.output_dataset:
+                raise InvalidInput(
+                    f"the output dataset {batch_predict.output_dataset!r} is the input: "
+                    "predictions go to another dataset"
+                )
         spec = s.JobSpec(
             instance_type=instance.name,
             spot=data.spot,
             code=data.code,
             trainer=data.trainer,
             evaluation=evaluation,
+            batch_predict=batch_predict,
             dataset=dataset,
             experiment=data.experiment or "jobs",
             model=data.model,
@@ -339,6 +351,10 @@ class JobService:
                 status.evaluations = {**(status.evaluations or {}), **body.evaluations}
             if body.message is not None:
                 status.message = body.message
+            if body.progress is not None:
+                status.progress = body.progress.model_dump(mode="json")
+            if body.dataset_version is not None:
+                status.dataset_version = body.dataset_version
             if body.completed:
                 status.completed = True
             status.updated_at = utcnow()
@@ -573,6 +589,8 @@ class JobService:
                 model_version=status.model_version,
                 metrics=status.metrics or {},
                 evaluations=status.evaluations or {},
+                progress=s.Progress.model_validate(status.progress) if status.progress else None,
+                dataset_version=status.dataset_version,
                 cost=round(seconds / 3600 * rate, 6),
             ),
         )

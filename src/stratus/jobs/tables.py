@@ -73,4 +73,7 @@ class JobStatusRow(Base):
     evaluations: Mapped[dict[str, dict[str, float]]] = mapped_column(
         JSON, default=dict, server_default="{}"
     )
+    # How far the work is ({done, total, unit}), and the dataset version the job committed.
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    dataset_version: Mapped[str | None] = mapped_column(String(200), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -25,6 +25,12 @@ def check_steps(steps: Sequence[Any]) -> None:
                 )
             has_model = has_model or step.model is not None
             has_evaluation = True
+        elif step.type == "batch_predict":
+            if step.model is None and not has_model:
+                raise ValueError(
+                    f"step {step.name!r} predicts with the candidate model, but no train step "
+                    "comes before it: add one, or name the `model`"
+                )
         elif step.type == "gate" and not has_evaluation:
             raise ValueError(f"gate {step.name!r} needs an evaluate step before it")
         elif step.type in ("register", "deploy") and not has_model:

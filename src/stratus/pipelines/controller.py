@@ -290,6 +290,31 @@ class PipelineController:
                 ),
                 extra={"candidate": candidate, "baseline": baseline},
             )
+        elif kind == "batch_predict":
+            candidate = spec.model or self._candidate(run)
+            self._submit(
+                run,
+                step,
+                spec,
+                js.JobCreate(
+                    name=job_name(run, step, step.attempts),
+                    instance_type=spec.instance_type,
+                    spot=spec.spot,
+                    batch_predict={
+                        "model": candidate,
+                        "output_dataset": spec.output_dataset,
+                        "batch_rows": spec.batch_rows,
+                        "features": spec.features,
+                        "keep": spec.keep,
+                        "prediction_column": spec.prediction_column,
+                    },
+                    dataset=self._dataset(run, spec.dataset),
+                    env=spec.env,
+                    timeout_seconds=spec.timeout_seconds,
+                    labels=self._labels(run),
+                ),
+                extra={"candidate": candidate},
+            )
         elif kind == "gate":
             self._gate(run, step, spec)
         elif kind == "register":
@@ -421,6 +446,11 @@ class PipelineController:
                     f"{k}={v:.4g}" for k, v in sorted(base.items())
                 )
             self._succeed(step, text, outputs)
+        elif spec.type == "batch_predict":
+            output = job.status.dataset_version
+            predicted = job.spec.batch_predict.model if job.spec.batch_predict else None
+            text = f"job {name} wrote the predictions of {predicted} to {output}"
+            self._succeed(step, text, {"dataset_version": output, "predicted_by": predicted})
         else:
             self._succeed(step, f"job {name} succeeded", {})
 

@@ -103,6 +103,20 @@ class EvaluateStep(JobStepBase):
     )
 
 
+class BatchPredictStep(JobStepBase):
+    """Predictions of the candidate (the model an earlier step registered, or `model`) for
+    every row of a dataset version, committed as a new version of `output_dataset`."""
+
+    type: Literal["batch_predict"]
+    dataset: str = Field(min_length=1, max_length=200)
+    output_dataset: Name
+    model: str | None = Field(None, description="default: the model a train step registered")
+    batch_rows: int = Field(10_000, ge=1, le=1_000_000)
+    features: list[str] | None = None
+    keep: list[str] | None = None
+    prediction_column: str = Field("prediction", pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
+
+
 class Bound(_Input):
     min: float | None = None
     max: float | None = None
@@ -163,7 +177,14 @@ class CustomStep(JobStepBase):
 
 
 Step = Annotated[
-    ValidateStep | TrainStep | EvaluateStep | GateStep | RegisterStep | DeployStep | CustomStep,
+    ValidateStep
+    | TrainStep
+    | EvaluateStep
+    | BatchPredictStep
+    | GateStep
+    | RegisterStep
+    | DeployStep
+    | CustomStep,
     Field(discriminator="type"),
 ]
 

@@ -39,6 +39,7 @@ from stratus.registry.errors import rejected_version, version_not_found
 from stratus.registry.flavors import ModelLoadError, detect_flavor, get_flavor, onnx_graph
 from stratus.registry.flavors.base import pick_file
 from stratus.registry.load_checks import LoadChecker
+from stratus.registry.references import parse_ref
 from stratus.registry.signatures import Signature
 from stratus.registry.tables import AliasEventRow, AliasRow, ModelRow, ModelVersionRow
 from stratus.storage.blobs import Blobs
@@ -372,6 +373,18 @@ class RegistryService:
         with self.db.transaction() as session:
             row = self._model(session, project, model)
             return self._version_read(session, self._version(session, row, ref), model, project)
+
+    def pinned_version(self, project: str, reference: str) -> str:
+        """`NAME`, `NAME:VERSION` or `NAME@ALIAS` as the NAME:VERSION it names now, or NotFound
+        naming the reference."""
+        ref = parse_ref(reference)
+        try:
+            version = self.get_version(project, ref.model, ref.selector)
+        except NotFound:
+            raise NotFound(
+                f"model version {reference!r} not found in project {project!r}"
+            ) from None
+        return f"{ref.model}:{version.version}"
 
     def update_version(
         self, project: str, model: str, ref: str, data: s.VersionUpdate, *, can_trust: bool

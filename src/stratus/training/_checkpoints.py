@@ -15,9 +15,12 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stratus.training._context import current_job
+
+if TYPE_CHECKING:
+    from stratus.client import Client
 
 STATE_FILE = ".stratus-state.json"
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, as a process killed by it reports
@@ -87,19 +90,30 @@ class Checkpoint:
 
     def _upload(self, step: int | None) -> None:
         from stratus.client import Client
-        from stratus.client._archives import code_files, pack
 
         context = current_job()
-        archive, _, size, _ = pack(self.path, code_files(self.path))
-        with archive, Client() as client:
-            params = {} if step is None else {"step": str(step)}
-            client._send(
-                "PUT",
-                f"/api/v1/projects/{context.project}/jobs/{context.job}/checkpoint",
-                params=params,
-                content=archive.read(),
-                headers={"content-length": str(size)},
-            )
+        assert context.project is not None and context.job is not None
+        with Client() as client:
+            upload_checkpoint(client, context.project, context.job, self.path, step)
+
+
+def upload_checkpoint(
+    client: Client, project: str, job: str, folder: Path, step: int | None
+) -> int:
+    """Archive `folder` (hidden files included) as the job's checkpoint; its size in bytes."""
+    from stratus.client._archives import code_files, pack
+
+    archive, _, size, _ = pack(folder, code_files(folder))
+    with archive:
+        params = {} if step is None else {"step": str(step)}
+        client._send(
+            "PUT",
+            f"/api/v1/projects/{project}/jobs/{job}/checkpoint",
+            params=params,
+            content=iter(lambda: archive.read(1 << 20), b""),  # streamed, not held in memory
+            headers={"content-length": str(size)},
+        )
+    return size
 
 
 def checkpoint() -> Checkpoint:

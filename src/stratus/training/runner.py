@@ -6,11 +6,13 @@ control plane only through the SDK, like any user:
 1. fetches the code archive (and installs extra requirements), pulls the dataset version,
    restores the last checkpoint when the job resumes;
 2. opens (or, on a resumed attempt, reopens) the job's tracking run;
-3. runs the user's entrypoint as a child process, or in-process the built-in trainer or an
-   evaluation (pulling and loading each model version, scoring it on the dataset);
+3. runs the user's entrypoint as a child process, or in-process the built-in trainer, an
+   evaluation (pulling and loading each model version, scoring it on the dataset) or a batch
+   prediction (`batch_predict.py`: streaming the dataset through the model into Parquet parts,
+   resuming after the last finished part, committing them as a dataset version);
 4. registers the model written to `STRATUS_MODEL_DIR` with its lineage (dataset version,
    run, params, metrics, code hash) and reports the job complete (with an evaluation's
-   metrics per model version).
+   metrics per model version, or the dataset version a batch prediction committed).
 Its exit code is the job's: the child's, or 1 when a step of its own fails (said in the log).
 """
 
@@ -19,21 +21,28 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stratus.client import Client
 from stratus.client._archives import unpack
-from stratus.core.errors import NotFound, StratusError
+from stratus.core.errors import InvalidInput, NotFound, StratusError
 from stratus.jobs.schemas import JobSpec
+
+if TYPE_CHECKING:
+    from stratus.training.batch_predict import Manifest
 
 PREEMPTED = 143
 SAMPLE_FILE = "sample.csv"
+#: Seconds between a batch prediction's progress reports, and between its checkpoints.
+PROGRESS_SECONDS = 1.0
+CHECKPOINT_SECONDS = 30.0
 
 
 def say(message: str) -> None:
@@ -55,7 +64,9 @@ class Runner:
         self.model_dir = self.work / "model"
         self.deps_dir = self.work / "deps"
         self.models_dir = self.work / "models"
+        self.predictions_dir = self.work / "predictions"
         self.run_id: str | None = None
+        self.restored = False
         self.stop_requested = False
         self.child: subprocess.Popen[bytes] | None = None
 
@@ -140,6 +151,7 @@ class Runner:
         with open(archive, "rb") as f:
             unpack(f, self.checkpoint_dir)
         archive.unlink()
+        self.restored = True
         state_file = self.checkpoint_dir / ".stratus-state.json"
         step = json.loads(state_file.read_text()).get("step") if state_file.is_file() else None
         say("resumed from the last checkpoint" + (f" (step {step})" if step is not None else ""))
@@ -260,6 +272,148 @@ class Runner:
         self.run.log_metrics(results[spec.models[0]])
         return results
 
+    def run_batch_predict(self) -> str | None:
+        """Predict every row of the dataset into parts, then commit them as a new version of
+        the output dataset; its NAME:VERSION, or None when asked to stop first."""
+        from stratus.training.batch_predict import (
+            BatchPrediction,
+            Plan,
+            choose_features,
+            open_input,
+            resume_folder,
+        )
+        from stratus.training.evaluation import load_version
+
+        spec = self.spec.batch_predict
+        assert spec is not None and self.spec.dataset is not None
+        dataset = self.client.datasets.version(self.spec.dataset, project=self.project)
+        key = {
+            "model": spec.model,
+            "dataset": self.spec.dataset,
+            **spec.model_dump(mode="json", exclude={"model", "output_dataset"}),
+        }
+        manifest = resume_folder(
+            self.predictions_dir, self.checkpoint_dir if self.restored else None, key
+        )
+        if manifest.parts:
+            say(f"resuming after batch {len(manifest.parts)} ({manifest.rows:,} rows done)")
+        version = self.client.models.version(spec.model, project=self.project)
+        folder = self.models_dir / f"{version.model}-{version.version}"
+        shutil.rmtree(folder, ignore_errors=True)
+        say(f"pulling model {spec.model}")
+        self.client.models.pull(spec.model, folder, project=self.project)
+        model = load_version(
+            folder, flavor=version.flavor, trusted=version.trusted, signature=version.signature
+        )
+        from stratus.registry.signatures import Signature
+
+        signature = Signature.model_validate(version.signature) if version.signature else None
+        source = open_input(self.data_dir)
+        columns = list(source.schema.names)
+        tags = {c.name: c.tags for c in dataset.columns if c.tags}
+        features = choose_features(columns, tags, signature, spec.features)
+        keep = columns if spec.keep is None else spec.keep
+        missing = [c for c in keep if c not in columns]
+        if missing:
+            raise InvalidInput(f"columns to keep not in the dataset: {', '.join(missing)}")
+        total = dataset.rows
+        self.run.log_params(
+            {"model": spec.model, "batch_rows": spec.batch_rows, "features": ", ".join(features)}
+        )
+        say(
+            f"predicting {spec.model} on {self.spec.dataset} ({total:,} rows, "
+            f"{len(features)} features) in batches of {spec.batch_rows:,} rows"
+        )
+        plan = Plan(
+            model,
+            signature,
+            features,
+            keep,
+            spec.prediction_column,
+            spec.batch_rows,
+            self.predictions_dir,
+        )
+        job = BatchPrediction(plan, manifest)
+        clock = {"report": 0.0, "checkpoint": time.monotonic(), "log": time.monotonic()}
+        started, first = time.monotonic(), manifest.rows
+
+        def on_part(done: Manifest) -> None:
+            now = time.monotonic()
+            if now - clock["report"] >= PROGRESS_SECONDS or done.rows == total:
+                clock["report"] = now
+                self._report_progress(done.rows, total)
+            if now - clock["log"] >= 5 or done.rows == total:
+                clock["log"] = now
+                rate = (done.rows - first) / max(now - started, 1e-9)
+                say(f"{done.rows:,} of {total:,} rows ({rate:,.0f} rows/s)")
+            if now - clock["checkpoint"] >= CHECKPOINT_SECONDS:
+                clock["checkpoint"] = now
+                self._save_predictions(len(done.parts))
+
+        if not job.run(source, on_part=on_part, should_stop=lambda: self.stop_requested):
+            self._save_predictions(len(manifest.parts))
+            return None
+        del model
+        if manifest.rows != total:
+            raise RuntimeError(
+                f"the predictions have {manifest.rows:,} rows but {self.spec.dataset} has "
+                f"{total:,}: nothing was committed"
+            )
+        seconds = time.monotonic() - started
+        self.run.log_metrics(
+            {
+                "rows": float(total or 0),
+                "rows_per_second": (manifest.rows - first) / max(job.seconds, 1e-9),
+            }
+        )
+        say(
+            f"predicted {manifest.rows - first:,} rows in {seconds:.1f} s "
+            f"({(manifest.rows - first) / max(job.seconds, 1e-9):,.0f} rows/s "
+            f"reading, predicting and writing; peak memory so far {peak_mib():.0f} MiB)"
+        )
+        say(f"committing {len(manifest.parts)} parts to dataset {spec.output_dataset}")
+        output = self.client.datasets.push(
+            self.predictions_dir,
+            spec.output_dataset,
+            project=self.project,
+            description=f"predictions of {spec.model} for {self.spec.dataset} (job {self.job})",
+            lineage={
+                "model_version": spec.model,
+                "dataset_version": self.spec.dataset,
+                "job": self.job,
+            },
+        )
+        if output.rows != total:
+            raise RuntimeError(
+                f"{output.dataset}:{output.version} has {output.rows} rows, the input {total}"
+            )
+        reference = f"{output.dataset}:{output.version}"
+        say(f"committed {reference}" + (" (the same rows as before)" if output.existing else ""))
+        return reference
+
+    def _report_progress(self, done: int, total: int | None) -> None:
+        try:
+            self.client.jobs.report(
+                self.job,
+                project=self.project,
+                progress={"done": done, "total": total, "unit": "rows"},
+            )
+        except StratusError as exc:  # progress is for people; the work goes on
+            say(f"could not report progress: {exc}")
+
+    def _save_predictions(self, parts: int) -> None:
+        """Upload the finished parts as the job's checkpoint (a resume on another node)."""
+        from stratus.training._checkpoints import upload_checkpoint
+
+        try:
+            size = upload_checkpoint(
+                self.client, self.project, self.job, self.predictions_dir, parts
+            )
+        except StratusError as exc:
+            say(f"could not save the checkpoint: {exc}")
+            return
+        say(f"checkpoint saved: {parts} batches, {size / 2**20:.1f} MiB")
+
     # --- finishing -----------------------------------------------------------------------------
 
     def register(self, trained: dict[str, Any] | None) -> str | None:
@@ -305,11 +459,13 @@ class Runner:
         try:
             self.prepare()
             self.open_run()
-            trained, evaluations = None, None
+            trained, evaluations, predictions = None, None, None
             if self.spec.trainer is not None:
                 trained = self.run_trainer()
             elif self.spec.evaluation is not None:
                 evaluations = self.run_evaluation()
+            elif self.spec.batch_predict is not None:
+                predictions = self.run_batch_predict()
             else:
                 code = self.run_code()
                 if code != 0:
@@ -331,6 +487,7 @@ class Runner:
                 model_version=model,
                 metrics=metrics,
                 evaluations=evaluations,
+                dataset_version=predictions,
                 completed=True,
             )
             say("done")
@@ -355,8 +512,18 @@ class Runner:
     def _on_term(self, signum: int, frame: Any) -> None:
         self.stop_requested = True
         say("stop requested (SIGTERM)")
-        if self.spec.code is None:  # the trainer or an evaluation runs in this process
-            raise SystemExit(PREEMPTED)
+        if self.spec.code is None and self.spec.batch_predict is None:
+            raise SystemExit(PREEMPTED)  # the trainer or an evaluation runs in this process
+        # a batch prediction stops after its current batch and saves the parts finished
+
+
+def peak_mib() -> float:
+    """The peak resident memory of this process (the in-process programs) or of the user's
+    code, whichever is larger."""
+    kib = max(
+        resource.getrusage(w).ru_maxrss for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    return kib / 1024  # ru_maxrss is in KiB on Linux
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -367,7 +534,14 @@ def main(argv: list[str] | None = None) -> int:
     config = json.loads(Path(args[0]).read_text(encoding="utf-8"))
     started = time.monotonic()
     code = Runner(config).main()
-    say(f"exit {code} after {time.monotonic() - started:.1f} s")
+    peak = (
+        max(  # KiB on Linux: this process (the in-process programs) or the user's code
+            resource.getrusage(who).ru_maxrss
+            for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+        )
+        / 1024
+    )
+    say(f"exit {code} after {time.monotonic() - started:.1f} s, peak memory {peak:.0f} MiB")
     return code
 
 

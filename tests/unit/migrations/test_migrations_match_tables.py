@@ -70,21 +70,18 @@ def test_the_migrations_build_the_tables_schema(db: Database) -> None:
     assert differences(db) == []
 
 
-def test_the_endpoint_events_migration_goes_down_and_up(db: Database) -> None:
+def test_the_batch_predictions_migration_goes_down_and_up(db: Database) -> None:
     upgrade(db)
-    downgrade(db, "0016")
-    assert "endpoint_events" not in inspect(db.engine).get_table_names()
+    downgrade(db, "0017")
     missing = differences(db)  # what the check above sees when a migration is missing
-    assert [(d[0], d[1].name) for d in missing] == [  # type: ignore[index]
-        ("add_table", "endpoint_events"),
-        ("add_index", "ix_endpoint_events_endpoint_uid"),
+    assert sorted((d[0], d[2], d[3].name) for d in missing) == [  # type: ignore[index]
+        ("add_column", "dataset_versions", "lineage"),
+        ("add_column", "training_job_status", "dataset_version"),
+        ("add_column", "training_job_status", "progress"),
     ]
     upgrade(db)
-    events = inspect(db.engine)
-    assert {c["name"] for c in events.get_columns("endpoint_events")} == {
-        "id", "endpoint_uid", "time", "variant", "kind", "from_replicas", "to_replicas", "reason",
-    }  # fmt: skip
-    (key,) = events.get_foreign_keys("endpoint_events")
-    assert (key["referred_table"], key["options"].get("ondelete")) == ("endpoints", "CASCADE")
-    assert [i["column_names"] for i in events.get_indexes("endpoint_events")] == [["endpoint_uid"]]
+    columns = inspect(db.engine)
+    assert "lineage" in {c["name"] for c in columns.get_columns("dataset_versions")}
+    job_status = {c["name"] for c in columns.get_columns("training_job_status")}
+    assert {"progress", "dataset_version"} <= job_status
     assert differences(db) == []
