@@ -14,6 +14,7 @@ from stratus.api import docs, health, metrics, problems
 from stratus.api.admission import AdmissionMiddleware
 from stratus.api.middleware import RequestContextMiddleware
 from stratus.api.platform import Platform
+from stratus.core import heap
 from stratus.data import routes as data_routes
 from stratus.endpoints import routes as endpoint_routes
 from stratus.endpoints.gateway import Gateway
@@ -39,6 +40,7 @@ def create_api(platform: Platform) -> FastAPI:
         platform.monitor_controller.start()
         platform.alert_evaluator.start()
         openapi_document.build_in_background()
+        heap.freeze()  # startup's objects out of the collector's sight (core/heap.py)
         try:
             yield
         finally:

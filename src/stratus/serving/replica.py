@@ -29,6 +29,7 @@ import orjson
 from pydantic import BaseModel, Field, model_validator
 
 from stratus.compute.addresses import parse_address, tcp_address
+from stratus.core import heap
 from stratus.core.errors import InvalidInput, StratusError
 from stratus.registry.batches import Batch
 from stratus.registry.flavors import get_flavor
@@ -402,6 +403,7 @@ async def serve(
 
 
 def main(argv: list[str] | None = None) -> int:
+    heap.freeze(collect=False)  # what a fork server gave us: shared pages, never garbage
     parser = argparse.ArgumentParser(description="A Stratus model replica (started by Stratus).")
     parser.add_argument("--spec", type=Path, required=True, help="the replica spec (JSON)")
     parser.add_argument("--address", help="listen here instead of the spec's address")
@@ -419,6 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     except StratusError as exc:
         print(f"replica: cannot start: {exc.detail}", file=sys.stderr, flush=True)
         return 3
+    heap.freeze()  # the model, out of the collector's sight (core/heap.py)
     ready_file = args.ready_file
 
     def listening(address: str) -> None:
