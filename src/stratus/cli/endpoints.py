@@ -1,6 +1,6 @@
-"""`stratus deploy` and `stratus endpoints`: serve model versions (a fixed number of replicas,
-or autoscaled), roll them out (canary, shadow, promote, rollback), and look at what runs
-(status, replicas, history, the controller's scaling events, logs)."""
+"""`stratus endpoints`: roll endpoints out (canary, shadow, promote, rollback), capture their
+requests, and look at what runs (status, replicas, history, the controller's scaling events,
+logs). `stratus deploy` (`deploy.py`) builds on the helpers here."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
@@ -16,10 +15,7 @@ from stratus.cli.context import ProjectOption, client, project_of
 from stratus.cli.listing import AllProjectsOption, cut, in_scope, say_cut, with_project
 from stratus.cli.output import Column, Format, OutputOption, console, err, show, waiting
 from stratus.client import Client
-from stratus.client._endpoints import main_variant
-from stratus.core.errors import NotFound
 from stratus.endpoints.schemas import (
-    MAX_REPLICAS,
     Autoscaling,
     CaptureSpec,
     EndpointRead,
@@ -136,13 +132,13 @@ ENDPOINT_COLUMNS = [
 ]
 
 
-def _show_endpoint(c: Client, endpoint: EndpointRead, output: Format) -> None:
+def show_endpoint(c: Client, endpoint: EndpointRead, output: Format) -> None:
     show(endpoint, output, ENDPOINT_COLUMNS)
     if output == Format.table:
         console.print(f"url: {url_of(c, endpoint)}", markup=False, highlight=False, soft_wrap=True)
 
 
-def _wait(c: Client, name: str, project: str, timeout: float) -> EndpointRead:
+def wait_ready(c: Client, name: str, project: str, timeout: float) -> EndpointRead:
     """Wait with a spinner that shows the rollout's progress; the SDK's error (the phase, and
     what each variant still waits for) when it fails or `timeout` passes."""
     with waiting(f"waiting for endpoint {name} to be ready…") as update:
@@ -154,228 +150,6 @@ def _wait(c: Client, name: str, project: str, timeout: float) -> EndpointRead:
             )
 
         return c.endpoints.wait_ready(name, timeout=timeout, project=project, progress=progress)
-
-
-def deploy(
-    ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="the endpoint's name")],
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model", "-m", help="the main variant's model: NAME, NAME:VERSION or NAME@ALIAS"
-        ),
-    ] = None,
-    replicas: Annotated[
-        int | None,
-        typer.Option(
-            min=0,
-            max=MAX_REPLICAS,
-            help="a fixed number of replicas of the --model variant, which stops autoscaling "
-            "(without --model: of the canary or shadow added) [default: 1, or as now]",
-            show_default=False,
-        ),
-    ] = None,
-    min_replicas: Annotated[
-        int | None,
-        typer.Option(
-            min=0,
-            max=MAX_REPLICAS,
-            help="autoscale the --model variant: at least this many replicas (0: none while "
-            "idle; default 1, or as now)",
-            show_default=False,
-        ),
-    ] = None,
-    max_replicas: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            max=MAX_REPLICAS,
-            help="autoscale the --model variant: at most this many replicas (needed to start "
-            "autoscaling)",
-            show_default=False,
-        ),
-    ] = None,
-    target_concurrency: Annotated[
-        float | None,
-        typer.Option(
-            help="autoscale the --model variant: requests in flight per replica "
-            "(default 4, or as now)",
-            show_default=False,
-        ),
-    ] = None,
-    scale_to_zero_after: Annotated[
-        float | None,
-        typer.Option(
-            min=0,
-            help="autoscale the --model variant: seconds without a request before its last "
-            "replica stops, with --min-replicas 0 (default 300, or as now)",
-            show_default=False,
-        ),
-    ] = None,
-    public: Annotated[
-        bool | None,
-        typer.Option(
-            "--public/--private",
-            help="callable without a credential [default: unchanged; new endpoints are private]",
-            show_default=False,
-        ),
-    ] = None,
-    canary: Annotated[
-        str | None,
-        typer.Option(help="also serve this model version to --traffic percent of requests"),
-    ] = None,
-    traffic: Annotated[
-        int | None,
-        typer.Option(min=1, max=99, help="the canary's share of requests, in percent [10]"),
-    ] = None,
-    shadow: Annotated[
-        str | None,
-        typer.Option(help="also send a copy of every request to this model version"),
-    ] = None,
-    max_batch_size: Annotated[
-        int | None, typer.Option(min=1, help="most rows per batched predict call")
-    ] = None,
-    max_wait_ms: Annotated[
-        float | None, typer.Option(min=0, help="how long a batch may wait for more rows")
-    ] = None,
-    capture: Annotated[
-        float | None,
-        typer.Option(
-            min=0.0,
-            max=1.0,
-            help="share of requests to capture for monitoring, 0 to 1 (more settings: "
-            "stratus endpoints capture) [default: unchanged; off for new endpoints]",
-            show_default=False,
-        ),
-    ] = None,
-    passthrough: PassthroughOption = None,
-    reason: ReasonOption = "",
-    wait: Annotated[
-        bool, typer.Option("--wait/--no-wait", help="wait until the endpoint is ready")
-    ] = True,
-    timeout: TimeoutOption = 300.0,
-    project: ProjectOption = None,
-    output: OutputOption = Format.table,
-) -> None:
-    """Serve a model version behind an endpoint: create it, or roll it over to the new version
-    (a rolling update); --canary alone adds a canary to an existing endpoint.
-
-    Example: stratus deploy cancer-api --model cancer@production --replicas 2 -p fraud
-
-    Example: stratus deploy cancer-api --model cancer:3 --min-replicas 0 --max-replicas 4
-    """
-    scaling = {
-        "min_replicas": min_replicas,
-        "max_replicas": max_replicas,
-        "target_concurrency": target_concurrency,
-        "scale_to_zero_after_seconds": scale_to_zero_after,
-    }
-    scaling = {key: value for key, value in scaling.items() if value is not None}
-    if scaling and replicas is not None:
-        raise typer.BadParameter(
-            f"--replicas (a fixed number of replicas) cannot go with {_flags(scaling)} "
-            "(autoscaling): give one or the other"
-        )
-    if scaling and model is None:
-        raise typer.BadParameter(f"{_flags(scaling)}: only the --model variant autoscales")
-    if traffic is not None and canary is None:
-        raise typer.BadParameter("--traffic is the canary's share: give --canary too")
-    columns = passthrough_columns(passthrough)
-    if model is None and canary is None and shadow is None and capture is None and columns is None:
-        raise typer.BadParameter(
-            "give --model, or --canary / --shadow to change an existing endpoint"
-        )
-    if model is None and (max_batch_size is not None or max_wait_ms is not None):
-        raise typer.BadParameter("--max-batch-size and --max-wait-ms apply to --model")
-    c = client(ctx)
-    project = project_of(ctx, project)
-    existing = None
-    if capture is not None or scaling:
-        try:
-            existing = c.endpoints.get(name, project).spec
-        except NotFound:
-            pass
-    capture_spec = None
-    if capture is not None:
-        current = existing.capture if existing is not None else CaptureSpec()
-        capture_spec = current.model_copy(update={"sample": capture})
-    autoscaling = deployed_autoscaling(existing, scaling) if scaling else None
-    added_replicas = replicas if model is None else None
-    endpoint = None
-    if model is not None:
-        endpoint = c.endpoints.deploy(
-            name,
-            model,
-            replicas=replicas,
-            autoscaling=autoscaling,
-            project=project,
-            public=public,
-            reason=reason,
-            max_batch_size=max_batch_size,
-            max_wait_ms=max_wait_ms,
-            capture=capture_spec,
-            passthrough=columns,
-        )
-    elif public is not None or capture_spec is not None or columns is not None:
-        endpoint = c.endpoints.update(
-            name,
-            project=project,
-            public=public,
-            capture=capture_spec,
-            passthrough=columns,
-            reason=reason,
-        )
-    if canary is not None:
-        endpoint = c.endpoints.canary(
-            name,
-            canary,
-            10 if traffic is None else traffic,
-            replicas=added_replicas or None,
-            project=project,
-            reason=reason,
-        )
-    if shadow is not None:
-        endpoint = c.endpoints.shadow(
-            name, shadow, replicas=added_replicas or 1, project=project, reason=reason
-        )
-    assert endpoint is not None
-    if wait:
-        endpoint = _wait(c, name, project, timeout)
-    _show_endpoint(c, endpoint, output)
-
-
-_SCALING_FLAGS = {
-    "min_replicas": "--min-replicas",
-    "max_replicas": "--max-replicas",
-    "target_concurrency": "--target-concurrency",
-    "scale_to_zero_after_seconds": "--scale-to-zero-after",
-}
-
-
-def _flags(scaling: dict[str, Any]) -> str:
-    return " and ".join(", ".join(_SCALING_FLAGS[key] for key in scaling).rsplit(", ", 1))
-
-
-def deployed_autoscaling(existing: EndpointSpec | None, scaling: dict[str, Any]) -> Autoscaling:
-    """The --model variant's autoscaling after `deploy`: the flags given over its current
-    settings when it already autoscales (so `--max-replicas 8` alone changes only that), else
-    over the defaults, where --max-replicas is needed."""
-    current = None if existing is None else main_variant(existing).autoscaling
-    settings = {**(current.model_dump() if current is not None else {}), **scaling}
-    if "max_replicas" not in settings:
-        raise typer.BadParameter(
-            f"to autoscale the --model variant ({_flags(scaling)}), give --max-replicas too: "
-            "the most replicas it may have"
-        )
-    try:
-        return Autoscaling.model_validate(settings)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{_SCALING_FLAGS.get(str(e['loc'][0]), str(e['loc'][0])) + ': ' if e['loc'] else ''}"
-            f"{e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors()
-        )
-        raise typer.BadParameter(f"cannot autoscale so: {problems}") from None
 
 
 def passthrough_columns(value: str | None) -> list[str] | None:
@@ -697,8 +471,8 @@ def promote(
     project = project_of(ctx, project)
     endpoint = c.endpoints.promote(name, project=project, reason=reason)
     if wait:
-        endpoint = _wait(c, name, project, timeout)
-    _show_endpoint(c, endpoint, output)
+        endpoint = wait_ready(c, name, project, timeout)
+    show_endpoint(c, endpoint, output)
     if output == Format.table:
         console.print(serving_text(endpoint, rolled_out=wait), markup=False, soft_wrap=True)
 
@@ -738,8 +512,8 @@ def rollback(
     )
     done = rollback_text(before, endpoint, to_revision)
     if wait:
-        endpoint = _wait(c, name, project, timeout)
-    _show_endpoint(c, endpoint, output)
+        endpoint = wait_ready(c, name, project, timeout)
+    show_endpoint(c, endpoint, output)
     if output != Format.table:
         return
     for line in (done, serving_text(endpoint, rolled_out=wait)):
@@ -784,7 +558,7 @@ def remove_variant(
     endpoint = c.endpoints.remove_variant(
         name, variant, project=project_of(ctx, project), reason=reason
     )
-    _show_endpoint(c, endpoint, output)
+    show_endpoint(c, endpoint, output)
 
 
 @app.command("history")

@@ -30,7 +30,7 @@ COMMANDS = {
     "data": "stratus.cli.data:app",
     "experiments": "stratus.cli.experiments:app",
     "models": "stratus.cli.models:app",
-    "deploy": "stratus.cli.endpoints:deploy",
+    "deploy": "stratus.cli.deploy:deploy",
     "endpoints": "stratus.cli.endpoints:app",
     "predict": "stratus.cli.predict:predict",
     "functions": "stratus.cli.functions:app",

@@ -316,7 +316,9 @@ class Runner:
         missing = [c for c in keep if c not in columns]
         if missing:
             raise InvalidInput(f"columns to keep not in the dataset: {', '.join(missing)}")
-        total = dataset.rows
+        total = dataset.rows or 0
+        if total == 0:
+            raise InvalidInput(f"{self.spec.dataset} has no rows: there is nothing to predict")
         self.run.log_params(
             {"model": spec.model, "batch_rows": spec.batch_rows, "features": ", ".join(features)}
         )
@@ -362,7 +364,7 @@ class Runner:
         seconds = time.monotonic() - started
         self.run.log_metrics(
             {
-                "rows": float(total or 0),
+                "rows": float(total),
                 "rows_per_second": (manifest.rows - first) / max(job.seconds, 1e-9),
             }
         )
