@@ -5,22 +5,37 @@ In one run, for each model (`lr`: StandardScaler + LogisticRegression, `rf`: 100
 RandomForest, both on scikit-learn's breast-cancer data, as ../shared/bench/train_models.py
 trains them) it measures single-row JSON requests with wrk (loopback, bounded runs) at each
 concurrency, req/s and p50/p99, for:
-  stratus           a throwaway `stratus up` (stratus.testing.LocalPlatform): the model pushed
-                    as skops, an endpoint (under load: --replicas, lr=1 and rf=2), requests
-                    through the gateway with an API key
+  stratus           a throwaway `stratus up` (stratus.testing.LocalPlatform), up for the whole
+                    run: the model pushed as skops, an endpoint (under load: --replicas, lr=1
+                    and rf=2), requests through the gateway with an API key
                     (`POST /inference/default/bench-<m>/predict {"instances": [row]}`)
   in-process        model.predict in this process (1 row, 64 rows, json+predict+dump), as
                     ../shared/bench/inprocess_limit.py does
   thin-w2           ../shared/bench/servers/thin_app.py on uvicorn --workers 2
+  echo-w2           bench/echo_app.py on the same uvicorn with the same flags: answers every
+                    POST with {"predictions": [0]} without a model, the HTTP limit of the
+                    machine (model-independent; started again beside each model's servers)
   mlflow-w2         `mlflow models serve --workers 2` on the same model
   bentoml-w2-batch  only when /tmp/peers/venv-bento exists (else "not measured")
-plus, for Stratus, cold start (the POST that creates the endpoint -> first 200 from predict),
-the PSS of an idle 1-replica endpoint (replica, fork server and control plane apart) and the
-extra PSS of a second replica (PATCH to 2 replicas). It prints every figure, the ratios and
-PASS/FAIL for each target of TARGETS.md, and writes all figures as JSON (--out).
-The references use the peers' commands from ../shared/bench/peers_serving.py (imported, not
-copied), so their figures are comparable with TARGETS.md; Stratus serves the same model bytes
-(the references' joblib file, loaded here and saved with skops).
+plus, for every server, cold start (Stratus: the POST that creates the endpoint -> first 200
+from predict; the references: launch -> first 200) and idle PSS; for Stratus the PSS of an
+idle 1-replica endpoint (replica, fork server and control plane apart), the extra PSS of a
+second replica (PATCH to 2 replicas) and the cost of data capture at 100 %.
+Interleaved: serving figures moved by 3x between runs that start servers one after another
+(TARGETS.md), so for each model every server is first prepared and kept running (references:
+start, cold start, idle memory; Stratus: push, deploy and cold starts, memory, scale to the
+load replicas), then the load runs in rounds: for each concurrency, --repeats rounds, each
+running wrk once against every server in turn, the order rotated by one each round so that no
+server is always first. Figures are medians over the rounds; a ratio to a reference is the
+median of the per-round pairs. Then each server finishes (references stopped; Stratus: its
+--repeats interleaved capture off/on pairs, alone on the machine, then the endpoint deleted).
+With --backend ray, stratus-ray runs afterwards on its own, model after model, not interleaved.
+It prints every figure, each round, the ratios and PASS/FAIL/not measured for each target of
+TARGETS.md (the first ones and, as their own lines, the raised ones of 2026-12-02), and writes
+all figures as JSON (--out; each wrk run carries its round and position, meta.interleaved the
+rounds' order). The references use the peers' commands from ../shared/bench/peers_serving.py
+(imported, not copied), so their figures are comparable with TARGETS.md; Stratus serves the
+same model bytes (the references' joblib file, loaded here and saved with skops).
 
 Setup (once; the references' venv and model files, as peers_serving.py's header says):
     apt-get update && apt-get install -y --no-install-recommends wrk
@@ -35,15 +50,18 @@ Setup (once; the references' venv and model files, as peers_serving.py's header 
         scikit-learn numpy pandas joblib
     BENTOML_HOME=/tmp/peers/bentoml_home /tmp/peers/venv-bento/bin/python \
         ../shared/bench/train_models.py --out /tmp/peers/models --bentoml-only
-Run (from the repository root, with the project's venv):
-    .venv/bin/python bench/serving.py                      # everything, ~6 min
-    .venv/bin/python bench/serving.py --models lr --conc 1,64 --duration 3   # a quick look
-    .venv/bin/python bench/serving.py --skip-peers         # Stratus, in-process, thin-w2 only
+Run (from the repository root, with the project's venv; nothing else heavy meanwhile):
+    .venv/bin/python bench/serving.py                      # everything, ~8 min
+    .venv/bin/python bench/serving.py --models lr --conc 64 --duration 3 --repeats 2
+                                                           # a quick look, ~3 min
+    .venv/bin/python bench/serving.py --skip-peers         # Stratus, in-process, thin, echo
     .venv/bin/python bench/serving.py --skip-stratus       # the references only
-Options: --models lr,rf  --conc 1,8,64  --duration 10 (s per wrk point)  --repeats 1 (wrk runs
-per point, and deploys for the cold start; medians)  --warmup 3  --idle-wait 3
+Options: --models lr,rf  --conc 1,8,64  --duration 10 (s per wrk run)  --repeats 1 (rounds per
+concurrency, and deploys for the cold start; medians; 3 or more for pairs worth quoting)
+--warmup 3 (s of discarded wrk at c=8 per server, before the rounds)  --idle-wait 3
 --no-capture (skip the --repeats pairs of interleaved runs at the highest concurrency with
-data capture off and at 100 %, whose median throughputs give the capture's cost)
+data capture off and at 100 %: the ratio of their medians gives the capture's cost for the first
+target, the median of the pairs' costs for the raised one)  --backend ray (then stratus-ray)
 --out PATH (JSON; default /tmp/stratus-bench/serving-<time>.json)  --keep (keep the temp dir:
 the platform's home, the servers' logs)  --skip-peers  --skip-stratus  --no-prewarm (the
 platform starts its replica fork server at the first deploy instead of at `stratus up`;
@@ -57,6 +75,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import importlib
 import importlib.util
 import json
@@ -84,7 +103,7 @@ MODELS = PEERS / "models"
 PROJECT = "default"
 MODEL_NAMES = ("lr", "rf")
 POLL_S = 0.02  # cold start: predict is polled this often
-REFERENCES = ("thin-w2", "mlflow-w2", "bentoml-w2-batch")
+REFERENCES = ("thin-w2", "echo-w2", "mlflow-w2", "bentoml-w2-batch")
 
 
 # ---------------------------------------------------------------- shared bench modules
@@ -267,6 +286,52 @@ def load_matrix(
     return out
 
 
+def load_rounds(
+    ps: ModuleType, servers: list[Prepared], args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    """Every server in every round: after a discarded warm-up of each, for each concurrency
+    `--repeats` rounds, each running wrk once against every server in turn, the order rotated
+    by one each round (no server always first); then medians per server into res["wrk"].
+    Each run records its round and its position in it. Returns the rounds (conc, order)."""
+    for s in servers:
+        if args.warmup > 0:
+            try:
+                ps.wrk(s.url, str(s.lua), 8, args.warmup)
+            except Exception as exc:  # left out of the rounds; the others still run
+                s.error = s.res["load_error"] = f"warm-up: {exc!r}"
+                print(f"  ERROR {s.name} warm-up: {exc}", flush=True)
+    rounds: list[dict[str, Any]] = []
+    for conc in args.concs:
+        runs: dict[str, list[dict[str, Any]]] = {s.name: [] for s in servers}
+        for _ in range(args.repeats):
+            live = [s for s in servers if s.error is None]
+            if not live:
+                break
+            first = len(rounds) % len(live)
+            order = live[first:] + live[:first]
+            rounds.append({"round": len(rounds), "conc": conc, "order": [s.name for s in order]})
+            for pos, s in enumerate(order):
+                try:
+                    w = ps.wrk(s.url, str(s.lua), conc, args.duration)
+                except Exception as exc:
+                    s.error = s.res["load_error"] = f"c={conc} round {len(rounds) - 1}: {exc!r}"
+                    print(f"  ERROR {s.name}: {exc}", flush=True)
+                    continue
+                w.update(round=len(rounds) - 1, position=pos)
+                runs[s.name].append(w)
+                print(
+                    f"    c={conc:3d} round{len(rounds) - 1} {pos + 1}/{len(order)} {s.name:<17}"
+                    f" {w['rps_ok']:8.1f} req/s  p50 {w['p50_us'] / 1000:7.2f} ms"
+                    f"  p99 {w['p99_us'] / 1000:7.2f} ms  errors {w['errors']}",
+                    flush=True,
+                )
+        for s in servers:
+            if runs[s.name]:
+                point = {"runs": runs[s.name], **summarize_runs(runs[s.name])}
+                s.res.setdefault("wrk", {})[str(conc)] = point
+    return rounds
+
+
 def write_lua(ps: ModuleType, path: Path, body: bytes, headers: dict[str, str]) -> Path:
     """peers_serving.py's wrk script (same `done` report), plus our headers."""
     text: str = ps.LUA % body.decode()
@@ -369,7 +434,8 @@ def run_inprocess(m: BenchModel, X: Any, body: bytes, repeats: int) -> dict[str,
 def reference_configs(
     ps: ModuleType, m: BenchModel, port: int, args: argparse.Namespace
 ) -> dict[str, tuple[list[str], str | None, dict[str, str], str, str]]:
-    """name -> (cmd, cwd, extra env, url path, setting), from peers_serving.configs()."""
+    """name -> (cmd, cwd, extra env, url path, setting), from peers_serving.configs(); echo-w2
+    is thin-w2's command (same uvicorn, same flags) on bench/echo_app.py, which has no model."""
     allc = ps.configs(m.name, port)
     out: dict[str, tuple[list[str], str | None, dict[str, str], str, str]] = {}
     cmd, cwd, env, path, setting = allc["thin-w2"]
@@ -378,6 +444,10 @@ def reference_configs(
         cmd = [str(Path(sys.executable).parent / "uvicorn"), *cmd[1:]]
         setting += " (the project's .venv)"
     out["thin-w2"] = (cmd, cwd, env, path, setting)
+    app_dir, app = cmd.index("--app-dir"), cmd.index("thin_app:app")
+    echo = list(cmd)
+    echo[app_dir + 1], echo[app] = str(Path(__file__).resolve().parent), "echo_app:app"
+    out["echo-w2"] = (echo, cwd, {}, path, setting.replace("uvicorn", "echo_app.py on uvicorn", 1))
     if not args.skip_peers:
         out["mlflow-w2"] = allc["mlflow-w2"]
         if bentoml_ready(m.name):
@@ -403,7 +473,19 @@ def http_post(url: str, body: bytes, headers: dict[str, str], timeout: float = 2
         return int(exc.code)
 
 
-def run_reference(
+@dataclasses.dataclass
+class Prepared:
+    """A server up, measured at idle, and waiting for its share of the load rounds."""
+
+    name: str
+    url: str
+    lua: Path
+    res: dict[str, Any]  # results["servers"][name][model]
+    finish: Callable[[], None]  # after the rounds: stop it (or Stratus: capture, delete)
+    error: str | None = None  # a wrk run failed: left out of the later rounds
+
+
+def start_reference(
     ps: ModuleType,
     name: str,
     config: tuple[list[str], str | None, dict[str, str], str, str],
@@ -411,7 +493,9 @@ def run_reference(
     body: bytes,
     args: argparse.Namespace,
     cleanup: Cleanup,
-) -> dict[str, Any]:
+) -> Prepared:
+    """Start a reference server: cold start (launch -> first 200) and idle memory; it keeps
+    running until its `finish` (or the end of the run) stops it."""
     cmd, cwd, extra, path, setting = config
     url = f"http://127.0.0.1:{port}{path}"
     res: dict[str, Any] = {"setting": setting, "cmd": " ".join(cmd), "env": extra}
@@ -432,6 +516,11 @@ def run_reference(
             proc.wait(timeout=5)
 
     stop_now = cleanup.push(name, stop)
+
+    def finish() -> None:
+        with no_interrupts():
+            stop_now()
+
     try:
         cold = None
         while time.perf_counter() - t0 < args.start_timeout:
@@ -452,11 +541,10 @@ def run_reference(
             f"  cold start {cold:.2f} s  idle PSS {res['idle_pss_mb']:.0f} MB ({len(pids)} procs)",
             flush=True,
         )
-        res["wrk"] = load_matrix(ps, url, lua, args)
-    finally:
-        with no_interrupts():
-            stop_now()
-    return res
+    except BaseException:
+        finish()
+        raise
+    return Prepared(name, url, lua, res, finish)
 
 
 def tail(path: Path, lines: int = 15) -> str:
@@ -518,6 +606,8 @@ class StratusRun:
         )
         probe = self.http.get(self.base)
         if probe.status_code == 404:
+            with no_interrupts():
+                self.stop_now()
             raise NotLanded(f"GET {self.base} -> 404: the endpoints API is not served yet")
 
     @property
@@ -768,6 +858,18 @@ class StratusRun:
 def run_stratus_model(
     run: StratusRun, ps: ModuleType, m: BenchModel, X: Any, row: list[float]
 ) -> dict[str, Any]:
+    """One model on its own (the Ray path): prepare, the load matrix, finish."""
+    prepared = prepare_stratus_model(run, ps, m, X, row)
+    prepared.res["wrk"] = load_matrix(ps, prepared.url, prepared.lua, run.args)
+    prepared.finish()
+    return prepared.res
+
+
+def prepare_stratus_model(
+    run: StratusRun, ps: ModuleType, m: BenchModel, X: Any, row: list[float]
+) -> Prepared:
+    """Push the model, deploy it (cold starts), idle memory at 1 and 2 replicas, then scale to
+    the replicas under load; `finish` measures capture, records the replicas and deletes it."""
     args = run.args
     body = json.dumps({"instances": [row]}).encode()
     load_replicas = args.replicas.get(m.name, 2)
@@ -833,16 +935,21 @@ def run_stratus_model(
         run.wait_ready(name, load_replicas)
     res["load_replicas"] = load_replicas
     headers = {"Authorization": f"Bearer {run.platform.api_key}"}
-    lua = write_lua(ps, args.work / f"post-stratus-{m.name}.lua", body, headers)
-    res["wrk"] = load_matrix(ps, run.platform.url + run.predict_path(name), lua, args)
-    if args.capture:
-        res["capture"] = measure_capture(run, ps, name, lua, args)
-    res["replicas_after_load"] = [
-        {k: r.get(k) for k in ("id", "phase", "pid", "in_flight", "detail")}
-        for r in run.get(name)["status"]["replicas"]
-    ]
-    run.delete(name)
-    return res
+    server = "stratus-ray" if run.cluster else "stratus"
+    lua = write_lua(ps, args.work / f"post-{server}-{m.name}.lua", body, headers)
+
+    def finish() -> None:
+        try:
+            if args.capture:
+                res["capture"] = measure_capture(run, ps, name, lua, args)
+            res["replicas_after_load"] = [
+                {k: r.get(k) for k in ("id", "phase", "pid", "in_flight", "detail")}
+                for r in run.get(name)["status"]["replicas"]
+            ]
+        finally:
+            run.delete(name)
+
+    return Prepared(server, run.platform.url + run.predict_path(name), lua, res, finish)
 
 
 def measure_capture(
@@ -909,44 +1016,86 @@ def figure(results: dict[str, Any], server: str, model: str, conc: int, key: str
     return None if point is None else point.get(key)
 
 
-def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """TARGETS.md's Stratus targets: ratios to references measured in this run."""
-    relative = [
-        ("LR c=64 req/s >= 3x MLflow-w2", "lr", 64, "rps", "mlflow-w2", ">=", 3.0),
-        ("LR c=64 req/s >= 0.9x thin-w2", "lr", 64, "rps", "thin-w2", ">=", 0.9),
-        ("LR c=64 p99 <= 0.3x MLflow-w2's", "lr", 64, "p99_ms", "mlflow-w2", "<=", 0.3),
-        ("LR c=1 p50 <= 2x thin-w2's", "lr", 1, "p50_ms", "thin-w2", "<=", 2.0),
-        ("RF c=64 req/s >= 4x thin-w2", "rf", 64, "rps", "thin-w2", ">=", 4.0),
-        ("RF c=64 req/s >= 2.5x BentoML-batch", "rf", 64, "rps", "bentoml-w2-batch", ">=", 2.5),
-        ("RF c=64 p99 <= 0.3x BentoML-batch's", "rf", 64, "p99_ms", "bentoml-w2-batch", "<=", 0.3),
-    ]
-    out: list[dict[str, Any]] = []
-    for text, model, conc, key, ref, op, factor in relative:
-        ours = figure(results, "stratus", model, conc, key)
-        theirs = figure(results, ref, model, conc, key)
-        row: dict[str, Any] = {"target": text, "stratus": ours, "reference": theirs}
-        if ours is None or theirs is None or theirs == 0:
-            missing = "stratus" if ours is None else ref
-            row.update(verdict="not measured", why=f"no {model} c={conc} figure for {missing}")
-        else:
-            ratio = ours / theirs
-            ok = ratio >= factor if op == ">=" else ratio <= factor
-            row.update(ratio=ratio, verdict="PASS" if ok else "FAIL")
-            row["why"] = f"{ours:.4g} / {theirs:.4g} = {ratio:.2f}x (target {op} {factor}x)"
-        out.append(row)
-    stratus = results["servers"].get("stratus", {})
-    colds = [(m, r["cold_s"]) for m, r in stratus.items() if r.get("cold_s") is not None]
-    row = {"target": "cold start (deploy -> first 200) <= 1.0 s"}
-    if colds:
-        worst_model, worst = max(colds, key=lambda x: x[1])
-        row.update(stratus=worst, verdict="PASS" if worst <= 1.0 else "FAIL")
-        row["why"] = f"slowest deploy {worst:.2f} s ({worst_model}); " + ", ".join(
-            f"{m}: " + "/".join(f"{c['cold_s']:.2f}" for c in stratus[m]["cold_starts"])
-            for m, _ in colds
+OLD = "2026-11-21"
+RAISED = "raised 2026-12-02"
+RAY = "Ray backend (issue 13)"
+
+
+def run_value(run: dict[str, Any], key: str) -> float:
+    return float(run["rps_ok"]) if key == "rps" else float(run[key.replace("_ms", "_us")]) / 1000
+
+
+def pairs(
+    results: dict[str, Any], server: str, ref: str, model: str, conc: int, key: str
+) -> list[float]:
+    """server / ref for each interleaved round that measured both (empty if none did)."""
+    ours = figure_runs(results, server, model, conc)
+    theirs = {r["round"]: r for r in figure_runs(results, ref, model, conc) if "round" in r}
+    out = []
+    for run in ours:
+        other = theirs.get(run.get("round", -1))
+        if other is not None and run_value(other, key):
+            out.append(run_value(run, key) / run_value(other, key))
+    return out
+
+
+def figure_runs(results: dict[str, Any], server: str, model: str, conc: int) -> list[Any]:
+    point = results["servers"].get(server, {}).get(model, {}).get("wrk", {}).get(str(conc))
+    return [] if point is None else list(point.get("runs", []))
+
+
+def relative_target(
+    results: dict[str, Any],
+    text: str,
+    model: str,
+    conc: int,
+    key: str,
+    ref: str,
+    op: str,
+    factor: float,
+    when: str,
+) -> dict[str, Any]:
+    """Stratus against a reference of the same run: the median of the per-round ratios when the
+    rounds were interleaved (TARGETS.md: "quote the median of the pairs"), else of medians."""
+    ours = figure(results, "stratus", model, conc, key)
+    theirs = figure(results, ref, model, conc, key)
+    row: dict[str, Any] = {"set": when, "target": text, "stratus": ours, "reference": theirs}
+    if ours is None or theirs is None or theirs == 0:
+        missing = "stratus" if ours is None else ref
+        row.update(verdict="not measured", why=f"no {model} c={conc} figure for {missing}")
+        return row
+    paired = pairs(results, "stratus", ref, model, conc, key)
+    ratio = statistics.median(paired) if paired else ours / theirs
+    ok = ratio >= factor if op == ">=" else ratio <= factor
+    row.update(ratio=ratio, pairs=paired, verdict="PASS" if ok else "FAIL")
+    if paired:
+        row["why"] = (
+            f"median of {len(paired)} round pair(s) {ratio:.2f}x ("
+            + ", ".join(f"{x:.2f}" for x in paired)
+            + f"); medians {ours:.4g} / {theirs:.4g} = {ours / theirs:.2f}x (target {op} {factor}x)"
         )
     else:
-        row.update(verdict="not measured", why="no Stratus deploy")
-    out.append(row)
+        row["why"] = f"{ours:.4g} / {theirs:.4g} = {ratio:.2f}x (target {op} {factor}x)"
+    return row
+
+
+def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """TARGETS.md's Stratus targets, the first ones and the raised ones (each its own line):
+    ratios to references measured in this run."""
+    relative = [
+        ("LR c=64 req/s >= 3x MLflow-w2", "lr", 64, "rps", "mlflow-w2", ">=", 3.0, OLD),
+        ("LR c=64 req/s >= 0.9x thin-w2", "lr", 64, "rps", "thin-w2", ">=", 0.9, OLD),
+        ("LR c=64 p99 <= 0.3x MLflow-w2's", "lr", 64, "p99_ms", "mlflow-w2", "<=", 0.3, OLD),
+        ("LR c=1 p50 <= 2x thin-w2's", "lr", 1, "p50_ms", "thin-w2", "<=", 2.0, OLD),
+        ("RF c=64 req/s >= 4x thin-w2", "rf", 64, "rps", "thin-w2", ">=", 4.0, OLD),
+        ("RF c=64 req/s >= 2.5x BentoML-batch", "rf", 64, "rps", "bentoml-w2-batch", ">=", 2.5,
+         OLD),
+        ("RF c=64 p99 <= 0.3x BentoML-batch's", "rf", 64, "p99_ms", "bentoml-w2-batch", "<=",
+         0.3, OLD),
+    ]  # fmt: skip
+    out = [relative_target(results, *t) for t in relative]
+    stratus = results["servers"].get("stratus", {})
+    out.append(cold_target(stratus, 1.0, OLD))
     # judged on the larger of: what the whole platform grew by (PSS at 2 replicas - at 1),
     # and the PSS of one replica at 2 replicas (comparable to "a thin worker: ~196 MB")
     extras = [
@@ -954,7 +1103,7 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
         for m, r in stratus.items()
         if r.get("extra_replica_pss_mb") is not None
     ]
-    row = {"target": "idle memory per extra replica <= 100 MB PSS"}
+    row: dict[str, Any] = {"set": OLD, "target": "idle memory per extra replica <= 100 MB PSS"}
     if extras:
         worst = max(max(x[1], x[2]) for x in extras)
         row.update(stratus=worst, verdict="PASS" if worst <= 100 else "FAIL")
@@ -966,9 +1115,71 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
         row.update(verdict="not measured", why="no Stratus replica")
     out.append(row)
     out.append(capture_target(stratus))
+
+    raised = [
+        ("LR c=64 req/s >= 8x MLflow-w2", "lr", 64, "rps", "mlflow-w2", ">=", 8.0, RAISED),
+        ("LR c=64 req/s >= 0.6x echo-w2 (no model: the HTTP limit)", "lr", 64, "rps", "echo-w2",
+         ">=", 0.6, RAISED),
+        ("LR c=64 p99 <= 0.3x MLflow-w2's (as before)", "lr", 64, "p99_ms", "mlflow-w2", "<=",
+         0.3, RAISED),
+        ("RF c=64 req/s >= 3.5x BentoML-batch", "rf", 64, "rps", "bentoml-w2-batch", ">=", 3.5,
+         RAISED),
+    ]  # fmt: skip
+    out += [relative_target(results, *t) for t in raised[:3]]
+    out.append(own_tail_target(results))
+    out.append(relative_target(results, *raised[3]))
+    out.append(cold_target(stratus, 0.25, RAISED))
+    row = {"set": RAISED, "target": "idle memory per extra replica <= 30 MB added to the platform"}
+    deltas = [
+        (m, r["extra_replica_pss_mb"])
+        for m, r in stratus.items()
+        if r.get("extra_replica_pss_mb") is not None
+    ]
+    if deltas:
+        worst = max(d for _, d in deltas)
+        row.update(stratus=worst, verdict="PASS" if worst <= 30 else "FAIL")
+        row["why"] = "; ".join(f"{m}: platform total PSS +{d:.0f} MB" for m, d in deltas)
+    else:
+        row.update(verdict="not measured", why="no Stratus replica")
+    out.append(row)
+    out.append(capture_pairs_target(stratus))
     if "stratus-ray" in results["servers"]:
         out += ray_targets(results)
     return out
+
+
+def cold_target(stratus: dict[str, Any], limit: float, when: str) -> dict[str, Any]:
+    colds = [(m, r["cold_s"]) for m, r in stratus.items() if r.get("cold_s") is not None]
+    row: dict[str, Any] = {"set": when, "target": f"cold start (deploy -> first 200) <= {limit} s"}
+    if colds:
+        worst_model, worst = max(colds, key=lambda x: x[1])
+        row.update(stratus=worst, verdict="PASS" if worst <= limit else "FAIL")
+        row["why"] = f"slowest deploy {worst:.2f} s ({worst_model}); " + ", ".join(
+            f"{m}: " + "/".join(f"{c['cold_s']:.2f}" for c in stratus[m]["cold_starts"])
+            for m, _ in colds
+        )
+    else:
+        row.update(verdict="not measured", why="no Stratus deploy")
+    return row
+
+
+def own_tail_target(results: dict[str, Any]) -> dict[str, Any]:
+    """Stratus's LR c=64 p99 against its own p50 (medians of the runs), each run's ratio too."""
+    row: dict[str, Any] = {"set": RAISED, "target": "LR c=64 p99 <= 5x Stratus's own p50"}
+    p50 = figure(results, "stratus", "lr", 64, "p50_ms")
+    p99 = figure(results, "stratus", "lr", 64, "p99_ms")
+    if not p50 or p99 is None:
+        row.update(verdict="not measured", why="no lr c=64 figure for stratus")
+        return row
+    runs = figure_runs(results, "stratus", "lr", 64)
+    per_run = [r["p99_us"] / r["p50_us"] for r in runs if r.get("p50_us")]
+    ratio = p99 / p50
+    row.update(stratus=ratio, per_run=per_run, verdict="PASS" if ratio <= 5.0 else "FAIL")
+    row["why"] = (
+        f"medians p99 {p99:.1f} ms / p50 {p50:.2f} ms = {ratio:.2f}x (target <= 5x); per run "
+        + ", ".join(f"{x:.1f}x" for x in per_run)
+    )
+    return row
 
 
 def ray_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -978,7 +1189,7 @@ def ray_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         figure(results, "stratus-ray", "lr", 64, "rps"),
         figure(results, "stratus", "lr", 64, "rps"),
     )
-    row: dict[str, Any] = {"target": "Ray: LR c=64 req/s >= 0.8x the local backend's"}
+    row: dict[str, Any] = {"set": RAY, "target": "Ray: LR c=64 req/s >= 0.8x the local backend's"}
     if ours is None or not local:
         row.update(verdict="not measured", why="no LR c=64 figure on both backends")
     else:
@@ -989,7 +1200,7 @@ def ray_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     out.append(row)
     ray = results["servers"]["stratus-ray"]
     colds = [c["cold_s"] for r in ray.values() for c in r.get("cold_starts", [])]
-    row = {"target": "Ray: cold start (deploy -> first 200) <= 3 s"}
+    row = {"set": RAY, "target": "Ray: cold start (deploy -> first 200) <= 3 s"}
     if colds:
         worst = max(colds)
         row.update(stratus=worst, verdict="PASS" if worst <= 3.0 else "FAIL")
@@ -1002,7 +1213,7 @@ def ray_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         for m, r in ray.items()
         if r.get("extra_replica_pss_mb") is not None
     ]
-    row = {"target": "Ray: idle memory per extra replica (reported)"}
+    row = {"set": RAY, "target": "Ray: idle memory per extra replica (reported)"}
     if extras:
         row.update(stratus=max(x[1] for x in extras), verdict="reported")
         row["why"] = "; ".join(
@@ -1022,7 +1233,7 @@ def ray_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
 def capture_target(stratus: dict[str, Any]) -> dict[str, Any]:
     """Throughput with capture at 100 % against without, from interleaved runs at the highest
     concurrency (the cost must stay under 10 %)."""
-    row: dict[str, Any] = {"target": "data capture at 100% < 10% throughput cost"}
+    row: dict[str, Any] = {"set": OLD, "target": "data capture at 100% < 10% throughput cost"}
     costs = []
     for model, r in stratus.items():
         capture = r.get("capture")
@@ -1043,11 +1254,47 @@ def capture_target(stratus: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def capture_pairs_target(stratus: dict[str, Any]) -> dict[str, Any]:
+    """The raised capture target: the median of the costs of the interleaved off/on pairs
+    (run i with capture off, then run i at 100 %) stays under 5 %."""
+    row: dict[str, Any] = {
+        "set": RAISED,
+        "target": "data capture at 100% < 5% throughput, in interleaved pairs",
+    }
+    costs = []
+    for model, r in stratus.items():
+        capture = r.get("capture")
+        if not capture:
+            continue
+        each = [
+            1 - on["rps_ok"] / off["rps_ok"]
+            for off, on in zip(capture["off"]["runs"], capture["on"]["runs"], strict=False)
+            if off["rps_ok"]
+        ]
+        if each:
+            costs.append((model, capture["conc"], statistics.median(each), each))
+    if not costs:
+        row.update(verdict="not measured", why="no run with capture (--no-capture?)")
+        return row
+    worst = max(c[2] for c in costs)
+    row.update(stratus=worst, verdict="PASS" if worst < 0.05 else "FAIL")
+    row["why"] = "; ".join(
+        f"{m} c={c}: median pair cost {cost:+.1%} (pairs "
+        + ", ".join(f"{x:+.1%}" for x in each)
+        + ")"
+        for m, c, cost, each in costs
+    )
+    return row
+
+
 def print_tables(results: dict[str, Any], concs: list[int]) -> None:
-    print("\n## Figures (median over --repeats; ratio = req/s / thin-w2's)")
+    print(
+        "\n## Figures (medians over the rounds; x thin, x echo = req/s / thin-w2's, echo-w2's"
+        " medians)"
+    )
     head = ["server", "model", "cold s", "idle PSS MB"]
     for c in concs:
-        head += [f"c={c} req/s", f"c={c} p50 ms", f"c={c} p99 ms", f"c={c} x thin"]
+        head += [f"c={c} req/s", f"c={c} p50 ms", f"c={c} p99 ms", f"c={c} x thin", "x echo"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for server, per_model in results["servers"].items():
@@ -1059,13 +1306,16 @@ def print_tables(results: dict[str, Any], concs: list[int]) -> None:
             for c in concs:
                 rps = figure(results, server, model, c, "rps")
                 thin = figure(results, "thin-w2", model, c, "rps")
+                echo = figure(results, "echo-w2", model, c, "rps")
                 cells += [
                     _fmt(rps, 0),
                     _fmt(figure(results, server, model, c, "p50_ms"), 2),
                     _fmt(figure(results, server, model, c, "p99_ms"), 1),
                     _fmt(rps / thin if rps is not None and thin else None, 2),
+                    _fmt(rps / echo if rps is not None and echo else None, 2),
                 ]
             print("| " + " | ".join(cells) + " |")
+    print_rounds(results)
     for model, r in results["inprocess"].items():
         print(
             f"in-process {model}: predict 1 row {r['predict_1row_us']:.0f} us, 64 rows "
@@ -1075,6 +1325,43 @@ def print_tables(results: dict[str, Any], concs: list[int]) -> None:
     for server in REFERENCES:
         if server not in results["servers"]:
             print(f"{server}: not measured ({results['skipped'].get(server, 'skipped')})")
+
+
+def print_rounds(results: dict[str, Any]) -> None:
+    """Each interleaved round: every server's req/s and p99 (p99/p50 too, for Stratus)."""
+    for model, rounds in results["meta"]["interleaved"]["rounds"].items():
+        if not rounds:
+            continue
+        servers = sorted({s for r in rounds for s in r["order"]}, key=rounds[0]["order"].index)
+        print(f"\n## Rounds, {model} (req/s, p99 ms; the order each round ran in)")
+        print("| round | c | " + " | ".join(servers) + " | order |")
+        print("|" + "---|" * (len(servers) + 3))
+        for r in rounds:
+            cells = [str(r["round"]), str(r["conc"])]
+            for server in servers:
+                run = next(
+                    (x for x in figure_runs(results, server, model, r["conc"])
+                     if x.get("round") == r["round"]),
+                    None,
+                )  # fmt: skip
+                if run is None:
+                    cells.append("-")
+                    continue
+                cell = f"{run['rps_ok']:.0f} ({run['p99_us'] / 1000:.1f})"
+                if server.startswith("stratus") and run.get("p50_us"):
+                    cell += f" p99/p50 {run['p99_us'] / run['p50_us']:.1f}"
+                cells.append(cell)
+            print("| " + " | ".join(cells) + " | " + " > ".join(r["order"]) + " |")
+
+
+def print_targets(targets: list[dict[str, Any]]) -> None:
+    print("\n## Targets (TARGETS.md; ratios to references measured in this run, medians of pairs)")
+    last = None
+    for t in targets:
+        if t.get("set") != last:
+            last = t.get("set")
+            print(f"-- {last}")
+        print(f"{t['verdict']:>12}  {t['target']}: {t.get('why', '')}")
 
 
 def _fmt(x: float | None, digits: int) -> str:
@@ -1108,7 +1395,9 @@ def missing_prerequisites(args: argparse.Namespace) -> list[str]:
         if not all(p.exists() for p in need):
             out.append(f"{VENV}/python {SHARED}/train_models.py --out {MODELS}")
         if out:
-            out.append("# (or run with --skip-peers: Stratus, in-process and thin-w2 only)")
+            out.append(
+                "# (or run with --skip-peers: Stratus, in-process, thin-w2 and echo-w2 only)"
+            )
     if not args.skip_stratus:
         if importlib.util.find_spec("stratus") is None:
             out.append(f"# run with the project's venv: {ROOT}/.venv/bin/python {__file__}")
@@ -1137,28 +1426,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "fill 2 cores; a second replica only adds contention)",
     )
     ap.add_argument("--conc", default="1,8,64", help="wrk connections, comma-separated")
-    ap.add_argument("--duration", type=int, default=10, help="seconds per wrk point")
-    ap.add_argument("--repeats", type=int, default=1, help="wrk runs per point; deploys")
-    ap.add_argument("--warmup", type=int, default=3, help="seconds of discarded wrk at c=8")
+    ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    ap.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="interleaved rounds per concurrency (one wrk run per server each); deploys",
+    )
+    ap.add_argument(
+        "--warmup", type=int, default=3, help="seconds of discarded wrk at c=8, per server"
+    )
     ap.add_argument("--idle-wait", type=float, default=3.0, help="idle seconds before PSS reads")
     ap.add_argument("--start-timeout", type=float, default=120.0)
     ap.add_argument("--inproc-repeats", type=int, default=5, help="timeit repeats in-process")
     ap.add_argument("--out", type=Path, default=None, help="JSON of all figures")
-    ap.add_argument("--skip-peers", action="store_true", help="no MLflow/BentoML; thin from .venv")
+    ap.add_argument(
+        "--skip-peers", action="store_true", help="no MLflow/BentoML; thin, echo from .venv"
+    )
     ap.add_argument("--skip-stratus", action="store_true", help="the references only")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (home, logs)")
     ap.add_argument(
         "--no-capture",
         dest="capture",
         action="store_false",
-        help="Stratus: skip the second load run with data capture at 100%%",
+        help="Stratus: skip the interleaved pairs of runs with data capture off and at 100%%",
     )
     ap.add_argument(
         "--backend",
         choices=["local", "ray"],
         default="local",
-        help="ray: Stratus on the local backend, then on a 3-node Ray cluster on loopback "
-        "(127.0.0.2-4, as the tests start it), compared in the same run",
+        help="ray: after the interleaved rounds, Stratus on a 3-node Ray cluster on loopback "
+        "(127.0.0.2-4, as the tests start it), model after model, not interleaved; compared "
+        "with the local backend of the same run",
     )
     ap.add_argument(
         "--no-prewarm",
@@ -1179,6 +1478,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def start_platform(
+    args: argparse.Namespace,
+    cleanup: Cleanup,
+    results: dict[str, Any],
+    server: str,
+    cluster: Any = None,
+) -> StratusRun:
+    """A throwaway platform (on the Ray cluster when given), settled, for `server`."""
+    print(f"=== {server}: starting a platform", flush=True)
+    run = StratusRun(args, cleanup, cluster)
+    meta = results["meta"].setdefault("platforms", {}).setdefault(server, {})
+    meta.update(up_s=run.start_s, settle_s=run.settle_s, home=str(run.home))
+    warm = "not pre-warmed (--no-prewarm)" if args.no_prewarm else "pre-warmed"
+    print(
+        f"  up in {run.start_s:.2f} s, idle {run.settle_s:.2f} s later (fork server {warm})",
+        flush=True,
+    )
+    return run
+
+
+def delete_endpoints(run: StratusRun) -> None:
+    for name in list(run.replicas):
+        with contextlib.suppress(Exception):
+            run.delete(name)
+
+
 def run_stratus(
     args: argparse.Namespace,
     cleanup: Cleanup,
@@ -1190,16 +1515,9 @@ def run_stratus(
     server: str,
     cluster: Any = None,
 ) -> None:
-    """A throwaway platform (on the Ray cluster when given): every model, as `server`."""
-    print(f"=== {server}: starting a platform", flush=True)
-    run = StratusRun(args, cleanup, cluster)
-    meta = results["meta"].setdefault("platforms", {}).setdefault(server, {})
-    meta.update(up_s=run.start_s, settle_s=run.settle_s, home=str(run.home))
-    warm = "not pre-warmed (--no-prewarm)" if args.no_prewarm else "pre-warmed"
-    print(
-        f"  up in {run.start_s:.2f} s, idle {run.settle_s:.2f} s later (fork server {warm})",
-        flush=True,
-    )
+    """Every model on a platform of its own, one model after another, not interleaved with
+    anything (the Ray path, after the interleaved rounds)."""
+    run = start_platform(args, cleanup, results, server, cluster)
     try:
         for m in models.values():
             print(f"=== {server} {m.name}", flush=True)
@@ -1209,13 +1527,67 @@ def run_stratus(
             except Exception as exc:  # recorded; the next model still runs
                 per_model[m.name] = {"error": f"{exc!r}"}
                 print(f"  ERROR {exc}", flush=True)
-                for name in list(run.replicas):
-                    with contextlib.suppress(Exception):
-                        run.delete(name)
+                delete_endpoints(run)
             save(results, args.out)
     finally:
         with no_interrupts():
             run.stop_now()
+
+
+def run_model_interleaved(
+    args: argparse.Namespace,
+    cleanup: Cleanup,
+    ps: ModuleType,
+    m: BenchModel,
+    X: Any,
+    row: list[float],
+    results: dict[str, Any],
+    run: StratusRun | None,
+) -> None:
+    """One model: start every reference and deploy on Stratus (cold starts, idle memory), all
+    kept running; the interleaved load rounds; then finish each (references stopped first,
+    then Stratus's capture pairs and delete)."""
+    ref_body = json.dumps({"inputs": [row]}).encode()
+    prepared: list[Prepared] = []
+    for name in reference_configs(ps, m, 0, args):
+        port = free_port()
+        config = reference_configs(ps, m, port, args)[name]
+        print(f"=== {name} {m.name}: {config[4]}", flush=True)
+        per_model = results["servers"].setdefault(name, {})
+        try:
+            prepared.append(start_reference(ps, name, config, port, ref_body, args, cleanup))
+            per_model[m.name] = prepared[-1].res
+        except Exception as exc:  # recorded; the other servers still run
+            per_model[m.name] = {"error": f"{exc!r}"}
+            print(f"  ERROR {exc}", flush=True)
+    if run is not None:
+        print(f"=== stratus {m.name}", flush=True)
+        per_model = results["servers"].setdefault("stratus", {})
+        try:
+            prepared.append(prepare_stratus_model(run, ps, m, X, row))
+            per_model[m.name] = prepared[-1].res
+        except Exception as exc:
+            per_model[m.name] = {"error": f"{exc!r}"}
+            print(f"  ERROR {exc}", flush=True)
+            delete_endpoints(run)
+    save(results, args.out)
+    if prepared:
+        names = ", ".join(s.name for s in prepared)
+        print(
+            f"=== {m.name}: load, interleaved ({names}); {args.repeats} round(s) per "
+            f"concurrency, the order rotated each round",
+            flush=True,
+        )
+        rounds = load_rounds(ps, prepared, args)
+        results["meta"]["interleaved"]["rounds"][m.name] = rounds
+        save(results, args.out)
+    for s in prepared:  # Stratus (last in the list) measures capture with the others stopped
+        try:
+            s.finish()
+        except Exception as exc:
+            s.res["finish_error"] = f"{exc!r}"
+            print(f"  ERROR finishing {s.name}: {exc}", flush=True)
+    save(results, args.out)
 
 
 def save(results: dict[str, Any], path: Path) -> None:
@@ -1242,6 +1614,14 @@ def main(argv: list[str] | None = None) -> int:
             "python": sys.version.split()[0],
             "args": {k: v for k, v in vars(args).items() if k != "work"},
             "work_dir": str(args.work),
+            "interleaved": {
+                "how": "per model, every server up at once; for each concurrency --repeats "
+                "rounds, each one wrk run against every server, the order rotated by one "
+                "each round; figures are medians over the rounds, ratios medians of the "
+                "per-round pairs",
+                "ray": "stratus-ray (--backend ray) runs after, on its own, not interleaved",
+                "rounds": {},
+            },
         },
         "models": {},
         "inprocess": {},
@@ -1279,43 +1659,40 @@ def main(argv: list[str] | None = None) -> int:
                 f"no {VENV_BENTO}/bentoml or no bc_<model> in its BentoML store"
             )
 
+        run: StratusRun | None = None
+        if args.skip_stratus:
+            results["skipped"]["stratus"] = "--skip-stratus"
+        else:
+            try:
+                run = start_platform(args, cleanup, results, "stratus")
+            except NotLanded as exc:  # the references are still measured
+                print(f"ERROR: {exc}; measuring the references only", flush=True)
+                results["skipped"]["stratus"] = str(exc)
+                code = 1
         for m in models.values():
             print(f"=== in-process {m.name}", flush=True)
             results["inprocess"][m.name] = run_inprocess(m, X, ref_body, args.inproc_repeats)
             save(results, args.out)
-            for name in reference_configs(ps, m, 0, args):
-                port = free_port()
-                config = reference_configs(ps, m, port, args)[name]
-                print(f"=== {name} {m.name}: {config[4]}", flush=True)
-                per_model = results["servers"].setdefault(name, {})
-                try:
-                    per_model[m.name] = run_reference(
-                        ps, name, config, port, ref_body, args, cleanup
-                    )
-                except Exception as exc:  # recorded; the next server still runs
-                    per_model[m.name] = {"error": f"{exc!r}"}
-                    print(f"  ERROR {exc}", flush=True)
-                save(results, args.out)
+            run_model_interleaved(args, cleanup, ps, m, X, row, results, run)
+        if run is not None:
+            with no_interrupts():
+                run.stop_now()
 
-        if args.skip_stratus:
-            results["skipped"]["stratus"] = "--skip-stratus"
-        else:
-            run_stratus(args, cleanup, ps, models, X, row, results, "stratus")
-            if args.backend == "ray":
-                print("=== a 3-node Ray cluster on loopback (tests/ray_cluster.py)", flush=True)
-                sys.path.insert(0, str(ROOT / "tests"))
-                from ray_cluster import ray_cluster_running
+        if run is not None and args.backend == "ray":
+            print("=== a 3-node Ray cluster on loopback (tests/ray_cluster.py)", flush=True)
+            sys.path.insert(0, str(ROOT / "tests"))
+            from ray_cluster import ray_cluster_running
 
-                stack = contextlib.ExitStack()
-                stop_cluster = cleanup.push("the Ray cluster", stack.close)
-                t0 = time.perf_counter()
-                cluster = stack.enter_context(ray_cluster_running(args.start_timeout))
-                print(f"  up in {time.perf_counter() - t0:.1f} s: {cluster.address}", flush=True)
-                try:
-                    run_stratus(args, cleanup, ps, models, X, row, results, "stratus-ray", cluster)
-                finally:
-                    with no_interrupts():
-                        stop_cluster()
+            stack = contextlib.ExitStack()
+            stop_cluster = cleanup.push("the Ray cluster", stack.close)
+            t0 = time.perf_counter()
+            cluster = stack.enter_context(ray_cluster_running(args.start_timeout))
+            print(f"  up in {time.perf_counter() - t0:.1f} s: {cluster.address}", flush=True)
+            try:
+                run_stratus(args, cleanup, ps, models, X, row, results, "stratus-ray", cluster)
+            finally:
+                with no_interrupts():
+                    stop_cluster()
     except NotLanded as exc:
         print(f"ERROR: {exc}; run with --skip-stratus for the references only", flush=True)
         results["skipped"]["stratus"] = str(exc)
@@ -1330,9 +1707,7 @@ def main(argv: list[str] | None = None) -> int:
             save(results, args.out)
             if code != 130:
                 print_tables(results, args.concs)
-                print("\n## Targets (TARGETS.md; ratios to references measured in this run)")
-                for t in results["targets"]:
-                    print(f"{t['verdict']:>12}  {t['target']}: {t.get('why', '')}")
+                print_targets(results["targets"])
             print(f"\nJSON: {args.out}")
             if args.keep:
                 print(f"kept: {args.work}")
