@@ -4,8 +4,8 @@ it samples and keeps the state it returns).
 
 The shape is Knative's: demand is the average number of requests in flight (at the gateway
 and in replicas) over two windows. Over the stable window (60 s) it sets the count; over the
-panic window (6 s), or the last second when that is higher (a burst that has only just
-begun), it reacts to a burst. When the panic window asks for at least twice the
+panic window (6 s), or the last second, or the level the last two samples have both held,
+whichever is highest (a burst that has only just begun), it reacts to a burst. When the panic window asks for at least twice the
 replicas there are (the panic threshold), the policy panics: it scales to the panic window's
 demand and does not scale down until the stable window has passed without another such burst.
 A scale-down waits out the scale-down delay (the most wanted over that delay is kept), a step up
@@ -111,6 +111,11 @@ def decide(
 
     if burst is not None and burst > panic_demand:  # a burst that has only just begun
         panic_demand = burst
+    last_two = [s for s in samples if s.at >= now - policy.burst_window][-2:]
+    if len(last_two) == 2:  # the level two samples running have held: a burst, not a spike
+        sustained = min(s.in_flight for s in last_two)
+        if sustained > panic_demand:
+            panic_demand = sustained
     target = policy.target_concurrency
     want_stable = math.ceil(stable / target - 1e-9)
     want_panic = math.ceil(panic_demand / target - 1e-9)

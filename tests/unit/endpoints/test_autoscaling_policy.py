@@ -88,6 +88,15 @@ def test_a_burst_is_met_within_two_seconds_and_held_through_the_panic() -> None:
     assert steps[-1].decision.desired == 1 and not steps[-1].decision.panic
 
 
+def test_a_burst_gets_its_full_count_once_two_samples_running_have_seen_it() -> None:
+    burst = lambda t: 64.0 if t >= 10 else 4.0  # noqa: E731
+    steps = simulate(POLICY, burst, 15)
+    assert 1 < at(steps, 10).decision.desired < 16  # one sample: the last second's average
+    assert at(steps, 10 + TICK).decision.desired == 16  # two: the level they both held
+    spike = lambda t: 64.0 if t == 10 else 4.0  # noqa: E731 - one sample only
+    assert max(s.decision.desired for s in simulate(POLICY, spike, 15)) < 16
+
+
 def test_the_step_up_is_limited() -> None:
     policy = Policy(min_replicas=1, max_replicas=64, target_concurrency=1, max_scale_up_rate=2)
     steps = simulate(policy, lambda t: 0.0 if t < 5 else 40.0, 10)
