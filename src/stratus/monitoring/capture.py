@@ -36,7 +36,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from stratus.core.clock import as_utc, utcnow
@@ -662,8 +662,10 @@ def _add_requests(
 ) -> None:
     if not request_ids:
         return
-    session.execute(
-        insert(CaptureRequestRow),
+    # Core's executemany, not the ORM's bulk insert: a row per captured request (thousands a
+    # second under load) on the control plane's GIL, at half the ORM's cost per row
+    session.connection().execute(
+        CaptureRequestRow.__table__.insert(),
         [
             {
                 "file_uid": file_uid,
