@@ -34,6 +34,7 @@ from stratus.data.formats import format_of
 from stratus.registry.batches import Batch
 from stratus.registry.flavors import LoadedModel
 from stratus.registry.signatures import Signature, infer_signature
+from stratus.training.evaluation import signature_columns
 
 MANIFEST = ".manifest.json"
 DATA_SUFFIXES = (".csv", ".parquet", ".pq", ".jsonl", ".ndjson")
@@ -157,12 +158,7 @@ def choose_features(
     """`features` if given, else the signature's inputs, else every column not tagged label,
     id, pii or timestamp."""
     if features is None and signature is not None:
-        if not signature.is_tabular:
-            raise InvalidInput(
-                "the model takes a tensor per row (its signature's inputs are not columns); "
-                "a batch prediction feeds it a dataset's columns"
-            )
-        features = list(signature.input_names)
+        features = signature_columns(signature, "a batch prediction")
     if features is None:
         skipped = {c for c, tags in column_tags.items() if NOT_FEATURES & set(tags)}
         features = [c for c in columns if c not in skipped]

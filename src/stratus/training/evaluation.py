@@ -47,6 +47,21 @@ def load_version(
     return get_flavor(name).load(folder, trusted=trusted, signature=parsed)
 
 
+def signature_columns(signature: Signature, job: str) -> list[str]:
+    """The columns a signature takes, for a `job` (an evaluation, a batch prediction) that
+    feeds the model a dataset's columns.
+
+    Raises:
+        InvalidInput: the signature takes a tensor per row, not columns.
+    """
+    if not signature.is_tabular:
+        raise InvalidInput(
+            "the model takes a tensor per row (its signature's inputs are not columns); "
+            f"{job} feeds it a dataset's columns"
+        )
+    return list(signature.input_names)
+
+
 def evaluation_features(
     columns: list[str],
     label: str,
@@ -57,12 +72,7 @@ def evaluation_features(
     """The columns to feed the model: `features` if given, else the signature's inputs, else
     every column but the label and those tagged id/pii/timestamp (as the trainer chose)."""
     if features is None and signature is not None:
-        if not signature.is_tabular:
-            raise InvalidInput(
-                "the model takes a tensor per row (its signature's inputs are not columns); "
-                "an evaluation feeds it a dataset's columns"
-            )
-        features = list(signature.input_names)
+        features = signature_columns(signature, "an evaluation")
     if features is None:
         features = default_features(columns, label, column_tags)
     check_features(columns, features)
