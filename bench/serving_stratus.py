@@ -1,0 +1,199 @@
+"""The serving benchmark's Stratus measurement, on a `StratusRun`: a platform started and
+settled, one model pushed and deployed (cold starts, idle memory at 1 and 2 replicas,
+scaled to the replicas under load) as a `Prepared` server, and at its finish the cost of
+data capture at 100 % in interleaved off/on pairs before the endpoint is deleted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from serving_load import Prepared, load_matrix, med, summarize_runs, write_lua
+from serving_models import BenchModel
+from serving_platform import StratusRun
+from serving_procs import Cleanup
+
+
+def start_platform(
+    args: argparse.Namespace,
+    cleanup: Cleanup,
+    results: dict[str, Any],
+    server: str,
+    cluster: Any = None,
+) -> StratusRun:
+    """A throwaway platform (on the Ray cluster when given), settled, for `server`."""
+    print(f"=== {server}: starting a platform", flush=True)
+    run = StratusRun(args, cleanup, cluster)
+    meta = results["meta"].setdefault("platforms", {}).setdefault(server, {})
+    meta.update(up_s=run.start_s, settle_s=run.settle_s, home=str(run.home))
+    warm = "not pre-warmed (--no-prewarm)" if args.no_prewarm else "pre-warmed"
+    print(
+        f"  up in {run.start_s:.2f} s, idle {run.settle_s:.2f} s later (fork server {warm})",
+        flush=True,
+    )
+    return run
+
+
+def delete_endpoints(run: StratusRun) -> None:
+    for name in list(run.replicas):
+        with contextlib.suppress(Exception):
+            run.delete(name)
+
+
+def run_stratus_model(
+    run: StratusRun, ps: ModuleType, m: BenchModel, X: Any, row: list[float]
+) -> dict[str, Any]:
+    """One model on its own (the Ray path): prepare, the load matrix, finish."""
+    prepared = prepare_stratus_model(run, ps, m, X, row)
+    prepared.res["wrk"] = load_matrix(ps, prepared.url, prepared.lua, run.args)
+    prepared.finish()
+    return prepared.res
+
+
+def prepare_stratus_model(
+    run: StratusRun, ps: ModuleType, m: BenchModel, X: Any, row: list[float]
+) -> Prepared:
+    """Push the model, deploy it (cold starts), idle memory at 1 and 2 replicas, then scale to
+    the replicas under load; `finish` measures capture, records the replicas and deletes it."""
+    args = run.args
+    body = json.dumps({"instances": [row]}).encode()
+    load_replicas = args.replicas.get(m.name, 2)
+    where = "Ray backend, 3 nodes on loopback" if run.cluster else "local fork server"
+    res: dict[str, Any] = {
+        "setting": f"gateway, API key, {load_replicas} replica(s) under load ({where})"
+    }
+    t0 = time.perf_counter()
+    ref = run.push(m, X)
+    res["push_s"] = time.perf_counter() - t0
+    res["model_ref"] = ref
+    name = f"bench-{m.name}"
+    d = run.deploy(name, ref, body)
+    res["cold_starts"] = [d]
+    res["first_response"] = d["first"]
+    expected = m.estimator.predict(X[0:1]).tolist()
+    got = json.loads(d["first"]).get("predictions")
+    res["prediction_matches"] = got == expected
+    print(
+        f"  deploy -> first 200: {d['cold_s']:.2f} s (POST answered in {d['post_s'] * 1000:.0f} ms)"
+        f"  first={d['first'][:60]!r}"
+        + ("" if got == expected else f"  WARNING: expected predictions {expected}"),
+        flush=True,
+    )
+    run.wait_ready(name, 1)
+    time.sleep(args.idle_wait)
+    mem1 = run.memory(run.wait_ready(name, 1))
+    res["memory_1_replica"] = mem1
+    res["scale_to_2_s"] = run.scale(name, ref, 2)
+    time.sleep(args.idle_wait)
+    mem2 = run.memory(run.wait_ready(name, 2))
+    res["memory_2_replicas"] = mem2
+    res["extra_replica_pss_mb"] = mem2["total_pss_mb"] - mem1["total_pss_mb"]
+    res["idle_pss_mb"] = mem1["total_pss_mb"]
+    print(
+        f"  idle PSS, 1 replica: replica {mem1['replicas_pss_mb']:.0f} MB, fork server "
+        f"{mem1['fork_server_pss_mb']:.0f} MB, control plane {mem1['control_plane_pss_mb']:.0f} MB"
+        f" ({mem1['control_plane_procs']} procs)"
+        + (
+            f", Ray actors {' + '.join(f'{x:.0f}' for x in mem1['actor_pss_mb'])} MB"
+            if "actor_pss_mb" in mem1
+            else ""
+        )
+        + "; 2 replicas: "
+        + " + ".join(f"{x:.0f}" for x in mem2["replica_pss_mb"])
+        + f" MB; extra replica +{res['extra_replica_pss_mb']:.0f} MB (total PSS);"
+        f" scale-up {res['scale_to_2_s']:.2f} s",
+        flush=True,
+    )
+    # more cold starts (the fork server is warm by now), each endpoint deleted right after
+    for rep in range(1, args.repeats):
+        extra = f"{name}-cold{rep}"
+        d = run.deploy(extra, ref, body)
+        res["cold_starts"].append(d)
+        print(f"  deploy {extra} -> first 200: {d['cold_s']:.2f} s", flush=True)
+        run.wait_ready(extra, 1)
+        run.delete(extra)
+    colds = [c["cold_s"] for c in res["cold_starts"]]
+    res["cold_s"] = max(colds)
+    res["cold_s_median"] = med(colds)
+    if load_replicas != 2:
+        run.scale(name, ref, load_replicas)
+        run.wait_ready(name, load_replicas)
+    res["load_replicas"] = load_replicas
+    headers = {"Authorization": f"Bearer {run.platform.api_key}"}
+    server = "stratus-ray" if run.cluster else "stratus"
+    lua = write_lua(ps, args.work / f"post-{server}-{m.name}.lua", body, headers)
+
+    def finish() -> None:
+        try:
+            if args.capture:
+                res["capture"] = measure_capture(run, ps, name, lua, args)
+            res["replicas_after_load"] = [
+                {k: r.get(k) for k in ("id", "phase", "pid", "in_flight", "detail")}
+                for r in run.get(name)["status"]["replicas"]
+            ]
+        finally:
+            run.delete(name)
+
+    return Prepared(server, run.platform.url + run.predict_path(name), lua, res, finish)
+
+
+def measure_capture(
+    run: StratusRun, ps: ModuleType, name: str, lua: Path, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Throughput with data capture at 100 % against without, at the highest concurrency:
+    --repeats pairs of runs, off then on, interleaved so that a machine whose speed drifts
+    during the run weighs on both sides alike; the platform's capture counters show that every
+    captured request was written (none dropped)."""
+    url = run.platform.url + run.predict_path(name)
+    conc = max(args.concs)
+
+    def set_sample(sample: float) -> None:
+        r = run.api.patch(f"{run.base}/{name}", json={"capture": {"sample": sample}})
+        if r.status_code >= 300:
+            raise RuntimeError(f"PATCH capture -> {r.status_code}: {r.text[:300]}")
+        time.sleep(1.5)  # the controller rebuilds the route at its next pass
+
+    runs: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
+    print(f"  data capture off / at 100%, interleaved, c={conc}:", flush=True)
+    for rep in range(args.repeats):
+        for side, sample in (("off", 0.0), ("on", 1.0)):
+            set_sample(sample)
+            w = ps.wrk(url, str(lua), conc, args.duration)
+            runs[side].append(w)
+            print(
+                f"    {side:3s} run{rep}: {w['rps_ok']:8.1f} req/s"
+                f"  p50 {w['p50_us'] / 1000:7.2f} ms  p99 {w['p99_us'] / 1000:7.2f} ms"
+                f"  errors {w['errors']}",
+                flush=True,
+            )
+    set_sample(0.0)
+    time.sleep(3)  # let the writer catch up
+    counters = capture_counters(run)
+    print(
+        f"  capture: {counters.get('stratus_capture_records_total', 0):.0f} records captured, "
+        f"{counters.get('stratus_capture_rows_written_total', 0):.0f} rows written, "
+        f"{counters.get('stratus_capture_dropped_total', 0):.0f} dropped",
+        flush=True,
+    )
+    return {
+        "conc": conc,
+        "off": {"runs": runs["off"], **summarize_runs(runs["off"])},
+        "on": {"runs": runs["on"], **summarize_runs(runs["on"])},
+        "counters": counters,
+    }
+
+
+def capture_counters(run: StratusRun) -> dict[str, float]:
+    text = run.api.get(f"{run.platform.url}/metrics").text
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("stratus_capture_") and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            out[key.split("{")[0]] = float(value)
+    return out
