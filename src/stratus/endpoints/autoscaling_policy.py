@@ -5,9 +5,10 @@ it samples and keeps the state it returns).
 The shape is Knative's: demand is the average number of requests in flight (at the gateway
 and in replicas) over two windows. Over the stable window (60 s) it sets the count; over the
 panic window (6 s), or the last second, or the level the last two samples have both held,
-whichever is highest (a burst that has only just begun), it reacts to a burst. When the panic window asks for at least twice the
-replicas there are (the panic threshold), the policy panics: it scales to the panic window's
-demand and does not scale down until the stable window has passed without another such burst.
+whichever is highest (a burst that has only just begun), it reacts to a burst. When the panic
+window asks for at least twice the replicas there are (the panic threshold), the policy panics:
+it scales to the panic window's demand and does not scale down until the stable window has
+passed without another such burst.
 A scale-down waits out the scale-down delay (the most wanted over that delay is kept), a step up
 is at most `max_scale_up_rate` times the replicas there are, and a variant at `min_replicas = 0`
 stops its last replica only after `scale_to_zero_after` seconds without a request.

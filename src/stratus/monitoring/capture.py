@@ -30,13 +30,13 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from sqlalchemy import delete, select
+from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.orm import Session
 
 from stratus.core.clock import as_utc, utcnow
@@ -665,7 +665,7 @@ def _add_requests(
     # Core's executemany, not the ORM's bulk insert: a row per captured request (thousands a
     # second under load) on the control plane's GIL, at half the ORM's cost per row
     session.connection().execute(
-        CaptureRequestRow.__table__.insert(),
+        insert(cast(Table, CaptureRequestRow.__table__)),
         [
             {
                 "file_uid": file_uid,
