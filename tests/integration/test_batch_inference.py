@@ -158,6 +158,12 @@ def test_the_cli_scores_a_dataset_into_a_new_version_with_lineage(
         shown.code == 0
         and "lineage: predicted by model fast:1, from dataset rows:1" in shown.stdout
     )
+    again = run_cli(
+        "batch-predict", "fast", "-d", "rows:1", "--output-dataset", "scores", "--batch-rows",
+        "3000", "--project", project, "-o", "json", env=jobs_platform.cli_env(),
+    )  # fmt: skip
+    assert again.code == 0, again.stderr
+    assert json.loads(again.stdout)["status"]["dataset_version"] == "scores:1"  # the same rows
     listed = run_cli("jobs", "show", "score-cli", "--project", project, env=jobs_platform.cli_env())
     assert (
         "output: dataset scores:1" in listed.stdout

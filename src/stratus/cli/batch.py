@@ -129,13 +129,14 @@ def batch_predict(
         highlight=False,
     )
     job = _follow(sdk, job, where)
-    if output != Format.table:
-        show(job, output)
     succeeded = job.status.phase == JobPhase.succeeded
-    if succeeded:
+    if output != Format.table:
+        show(job, output)  # the job alone on stdout, for scripts
+    elif succeeded:
         console.print(
             f"predictions: dataset {job.status.dataset_version}", markup=False, highlight=False
         )
+    if succeeded:
         return
     first = (job.status.message or job.status.phase.value).splitlines()[0]
     errors.print(
