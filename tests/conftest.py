@@ -134,6 +134,28 @@ def own_platform(tmp_path: Path) -> Iterator[LocalPlatform]:
         platform.stop()
 
 
+@pytest.fixture(scope="module")
+def jobs_platform(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalPlatform]:
+    """A platform for a module's training jobs: 2 vCPU and 6 GiB for jobs, the scheduler
+    looking every 0.2 s."""
+    home = tmp_path_factory.mktemp(f"{request.module.__name__.rsplit('.', 1)[-1]}-home")
+    platform = LocalPlatform(
+        home,
+        env={
+            "STRATUS_COMPUTE_CAPACITY_VCPUS": "2",
+            "STRATUS_COMPUTE_CAPACITY_MEMORY_GIB": "6",
+            "STRATUS_COMPUTE_SCHEDULER_INTERVAL_SECONDS": "0.2",
+        },
+    )
+    platform.start()
+    try:
+        yield platform
+    finally:
+        platform.stop(timeout=60)
+
+
 # --- PostgreSQL ------------------------------------------------------------------------------
 
 

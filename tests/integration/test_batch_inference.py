@@ -39,24 +39,6 @@ class Predictor:
 """
 
 
-@pytest.fixture(scope="module")
-def jobs_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform]:
-    home = tmp_path_factory.mktemp("batch-home")
-    platform = LocalPlatform(
-        home,
-        env={
-            "STRATUS_COMPUTE_CAPACITY_VCPUS": "2",
-            "STRATUS_COMPUTE_CAPACITY_MEMORY_GIB": "6",
-            "STRATUS_COMPUTE_SCHEDULER_INTERVAL_SECONDS": "0.2",
-        },
-    )
-    platform.start()
-    try:
-        yield platform
-    finally:
-        platform.stop(timeout=60)
-
-
 @pytest.fixture
 def client(jobs_platform: LocalPlatform) -> Iterator[Client]:
     with jobs_platform.client() as c:
@@ -111,6 +93,19 @@ def runner_of(name: str) -> tuple[int, Path] | None:
         except (OSError, ValueError, KeyError):
             continue
     return None
+
+
+def runner_after_a_few_batches(client: Client, name: str, project: str) -> tuple[int, Path]:
+    """Wait until job `name` has done three batches of 500 rows; its runner's pid and folder."""
+    wait_for(
+        "a few batches done",
+        lambda: (p := client.jobs.get(name, project).status.progress) and p.done >= 1500,
+        60,
+        0.05,
+    )
+    found = runner_of(name)
+    assert found is not None
+    return found
 
 
 def log_of(client: Client, name: str, project: str) -> str:
@@ -180,14 +175,7 @@ def test_a_job_killed_mid_way_resumes_after_its_last_finished_batch(
         max_retries=1, project=project, wait=False,
     )  # fmt: skip
     name = job.metadata.name
-    wait_for(
-        "a few batches done",
-        lambda: (p := client.jobs.get(name, project).status.progress) and p.done >= 1500,
-        60,
-        0.05,
-    )
-    found = runner_of(name)
-    assert found is not None
+    found = runner_after_a_few_batches(client, name, project)
     os.kill(found[0], signal.SIGKILL)  # a crash: no chance to save anything
     done = client.batch.wait(name, project, timeout=JOB_TIMEOUT)
     assert done.status.phase == JobPhase.succeeded, done.status.message
@@ -209,14 +197,7 @@ def test_a_preempted_job_resumes_from_its_checkpoint_on_another_node(
         instance_type="cpu.medium", spot=True, project=project, wait=False,
     )  # fmt: skip
     name = job.metadata.name
-    wait_for(
-        "a few batches done",
-        lambda: (p := client.jobs.get(name, project).status.progress) and p.done >= 1500,
-        60,
-        0.05,
-    )
-    found = runner_of(name)
-    assert found is not None
+    found = runner_after_a_few_batches(client, name, project)
     urgent = client.jobs.run(
         trainer={"estimator": "sklearn.linear_model.LogisticRegression"},
         dataset="rows:1",

@@ -23,24 +23,6 @@ pytest.importorskip("sklearn")
 JOB_TIMEOUT = 180.0
 
 
-@pytest.fixture(scope="module")
-def jobs_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform]:
-    home = tmp_path_factory.mktemp("evaluation-home")
-    platform = LocalPlatform(
-        home,
-        env={
-            "STRATUS_COMPUTE_CAPACITY_VCPUS": "2",
-            "STRATUS_COMPUTE_CAPACITY_MEMORY_GIB": "6",
-            "STRATUS_COMPUTE_SCHEDULER_INTERVAL_SECONDS": "0.2",
-        },
-    )
-    platform.start()
-    try:
-        yield platform
-    finally:
-        platform.stop(timeout=60)
-
-
 @pytest.fixture
 def client(jobs_platform: LocalPlatform) -> Iterator[Client]:
     with jobs_platform.client() as c:

@@ -4,7 +4,6 @@ job on the compute backend, into a new version of another dataset."""
 from __future__ import annotations
 
 import builtins
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -103,15 +102,6 @@ class BatchJobs(API):
         interval: float = 0.5,
     ) -> js.JobRead:
         """Poll a job until it ends, calling `progress` with its rows done and in all."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            job = self._c.jobs.get(name, project)
-            if progress is not None and job.status.progress is not None:
-                progress(job.status.progress.done, job.status.progress.total)
-            if job.status.phase.finished:
-                return job
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"job {name!r} is still {job.status.phase.value} after {timeout:g} s"
-                )
-            time.sleep(interval)
+        return self._c.jobs.wait(
+            name, project, timeout=timeout, progress=progress, interval=interval
+        )

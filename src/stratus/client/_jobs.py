@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import builtins
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -185,19 +185,28 @@ class Jobs(API):
                 time.sleep(1.0)
 
     def wait(
-        self, name: str, project: str | None = None, *, timeout: float | None = None
+        self,
+        name: str,
+        project: str | None = None,
+        *,
+        timeout: float | None = None,
+        progress: Callable[[int, int | None], None] | None = None,
+        interval: float = 1.0,
     ) -> js.JobRead:
-        """Poll until the job has finished (succeeded, failed or cancelled)."""
+        """Poll until the job has finished (succeeded, failed or cancelled), calling `progress`
+        with the work done and in all (`status.progress`: a batch prediction's rows)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             job = self.get(name, project)
+            if progress is not None and job.status.progress is not None:
+                progress(job.status.progress.done, job.status.progress.total)
             if job.status.phase.finished:
                 return job
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(
                     f"job {name!r} is still {job.status.phase.value} after {timeout:g} s"
                 )
-            time.sleep(1.0)
+            time.sleep(interval)
 
     def instance_types(self) -> builtins.list[js.InstanceTypeRead]:
         """The catalog: vCPU, memory, GPU and the hourly price on demand and on spot."""

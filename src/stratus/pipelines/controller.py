@@ -249,23 +249,19 @@ class PipelineController:
         if kind == "validate":
             self._validate(run, step, spec)
         elif kind == "train":
-            trainer = spec.trainer
             self._submit(
                 run,
                 step,
                 spec,
-                js.JobCreate(
-                    name=job_name(run, step, step.attempts),
-                    instance_type=spec.instance_type,
-                    spot=spec.spot,
+                self._job(
+                    run,
+                    step,
+                    spec,
                     code=spec.code,
-                    trainer=trainer,
+                    trainer=spec.trainer,
                     dataset=self._dataset(run, spec.dataset),
                     experiment=spec.experiment or run.pipeline,
                     model=spec.model,
-                    env=spec.env,
-                    timeout_seconds=spec.timeout_seconds,
-                    labels=self._labels(run),
                 ),
             )
         elif kind == "evaluate":
@@ -278,40 +274,30 @@ class PipelineController:
                 run,
                 step,
                 spec,
-                js.JobCreate(
-                    name=job_name(run, step, step.attempts),
-                    instance_type=spec.instance_type,
-                    spot=spec.spot,
+                self._job(
+                    run,
+                    step,
+                    spec,
                     evaluation={"models": models, "label": spec.label},
                     dataset=self._dataset(run, spec.dataset),
-                    env=spec.env,
-                    timeout_seconds=spec.timeout_seconds,
-                    labels=self._labels(run),
                 ),
                 extra={"candidate": candidate, "baseline": baseline},
             )
         elif kind == "batch_predict":
             candidate = spec.model or self._candidate(run)
+            settings = spec.model_dump(
+                include={"output_dataset", "batch_rows", "features", "keep", "prediction_column"}
+            )
             self._submit(
                 run,
                 step,
                 spec,
-                js.JobCreate(
-                    name=job_name(run, step, step.attempts),
-                    instance_type=spec.instance_type,
-                    spot=spec.spot,
-                    batch_predict={
-                        "model": candidate,
-                        "output_dataset": spec.output_dataset,
-                        "batch_rows": spec.batch_rows,
-                        "features": spec.features,
-                        "keep": spec.keep,
-                        "prediction_column": spec.prediction_column,
-                    },
+                self._job(
+                    run,
+                    step,
+                    spec,
+                    batch_predict={"model": candidate, **settings},
                     dataset=self._dataset(run, spec.dataset),
-                    env=spec.env,
-                    timeout_seconds=spec.timeout_seconds,
-                    labels=self._labels(run),
                 ),
                 extra={"candidate": candidate},
             )
@@ -329,20 +315,32 @@ class PipelineController:
                 run,
                 step,
                 spec,
-                js.JobCreate(
-                    name=job_name(run, step, step.attempts),
-                    instance_type=spec.instance_type,
-                    spot=spec.spot,
+                self._job(
+                    run,
+                    step,
+                    spec,
                     code=spec.code,
                     dataset=self._dataset(run, spec.dataset) if spec.dataset else None,
                     experiment=run.pipeline,
                     env=env,
-                    timeout_seconds=spec.timeout_seconds,
-                    labels=self._labels(run),
                 ),
             )
         else:  # pragma: no cover - the schema allows no other type
             raise StepFailed(f"unknown step type {kind!r}")
+
+    def _job(self, run: ActiveRun, step: StepView, spec: Any, **program: Any) -> js.JobCreate:
+        """The job of a job step: its name, instance type, environment, timeout and the run's
+        labels, with `program` (what it runs, on which dataset, ...)."""
+        fields = {
+            "name": job_name(run, step, step.attempts),
+            "instance_type": spec.instance_type,
+            "spot": spec.spot,
+            "env": spec.env,
+            "timeout_seconds": spec.timeout_seconds,
+            "labels": self._labels(run),
+            **program,
+        }
+        return js.JobCreate(**fields)
 
     def _labels(self, run: ActiveRun) -> dict[str, str]:
         return {"stratus.pipeline": run.pipeline, "stratus.pipeline-run": str(run.number)}

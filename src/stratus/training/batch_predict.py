@@ -101,8 +101,7 @@ def resume_folder(out_dir: Path, restored: Path | None, key: dict[str, Any]) -> 
                 shutil.rmtree(path)
             else:
                 path.unlink()
-    mine.save(out_dir)
-    return mine
+    return mine  # its manifest is written when it runs
 
 
 def open_input(folder: Path) -> BatchSource:
