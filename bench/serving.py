@@ -59,9 +59,10 @@ Run (from the repository root, with the project's venv; nothing else heavy meanw
 Options: --models lr,rf  --conc 1,8,64  --duration 10 (s per wrk run)  --repeats 1 (rounds per
 concurrency, and deploys for the cold start; medians; 3 or more for pairs worth quoting)
 --warmup 3 (s of discarded wrk at c=8 per server, before the rounds)  --idle-wait 3
---no-capture (skip the --repeats pairs of interleaved runs at the highest concurrency with
-data capture off and at 100 %: the ratio of their medians gives the capture's cost for the first
-target, the median of the pairs' costs for the raised one)  --backend ray (then stratus-ray)
+--no-capture (skip the warm-up with capture on and the --repeats pairs of interleaved runs at the
+highest concurrency with data capture off and at 100 %, each once the writer has caught up: the
+ratio of their medians gives the capture's cost for the first target, the median of the pairs'
+costs for the raised one)  --backend ray (then stratus-ray)
 --out PATH (JSON; default /tmp/stratus-bench/serving-<time>.json)  --keep (keep the temp dir:
 the platform's home, the servers' logs)  --skip-peers  --skip-stratus  --no-prewarm (the
 platform starts its replica fork server at the first deploy instead of at `stratus up`;

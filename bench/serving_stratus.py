@@ -147,9 +147,10 @@ def measure_capture(
     run: StratusRun, ps: ModuleType, name: str, lua: Path, args: argparse.Namespace
 ) -> dict[str, Any]:
     """Throughput with data capture at 100 % against without, at the highest concurrency:
-    --repeats pairs of runs, off then on, interleaved so that a machine whose speed drifts
-    during the run weighs on both sides alike; the platform's capture counters show that every
-    captured request was written (none dropped)."""
+    after a warm-up with capture on, --repeats pairs of runs, off then on and on then off in
+    turn, so that a machine whose speed drifts during the run weighs on both sides alike; each
+    run starts once the writer has written all that was captured before it; the platform's
+    capture counters show that every captured request was written (none dropped)."""
     url = run.platform.url + run.predict_path(name)
     conc = max(args.concs)
 
@@ -159,10 +160,27 @@ def measure_capture(
             raise RuntimeError(f"PATCH capture -> {r.status_code}: {r.text[:300]}")
         time.sleep(1.5)  # the controller rebuilds the route at its next pass
 
+    def caught_up(deadline: float = 60.0) -> None:
+        """Wait until the writer has written everything captured (bounded): the next run
+        must not pay for the last one's capture."""
+        ends = time.monotonic() + deadline
+        while capture_counters(run).get("stratus_capture_pending", 0) > 0:
+            if time.monotonic() > ends:
+                print("    (the capture writer had not caught up after 60 s)", flush=True)
+                return
+            time.sleep(0.25)
+
+    # warm-up: the first captured requests start the encoder process (a one-off second of
+    # CPU that is no part of capture's cost in the steady state)
+    set_sample(1.0)
+    ps.wrk(url, str(lua), conc, max(2, args.duration // 2))
+    caught_up()
     runs: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
     print(f"  data capture off / at 100%, interleaved, c={conc}:", flush=True)
     for rep in range(args.repeats):
-        for side, sample in (("off", 0.0), ("on", 1.0)):
+        # off first in even pairs, on first in odd ones: a drift weighs on neither side
+        order = (("off", 0.0), ("on", 1.0)) if rep % 2 == 0 else (("on", 1.0), ("off", 0.0))
+        for side, sample in order:
             set_sample(sample)
             w = ps.wrk(url, str(lua), conc, args.duration)
             runs[side].append(w)
@@ -172,6 +190,7 @@ def measure_capture(
                 f"  errors {w['errors']}",
                 flush=True,
             )
+            caught_up()
     set_sample(0.0)
     time.sleep(3)  # let the writer catch up
     counters = capture_counters(run)

@@ -236,6 +236,8 @@ class Platform:
         metrics.registry.register(
             ServingCollector(controller.counts, controller.last_figures, controller.desired_counts)
         )
+        # encodes and indexes captured requests off this process
+        encoder = EncoderPool(db.url, spool=settings.home / "capture-spool")
         captures = CaptureStore(
             db,
             blobs,
@@ -244,7 +246,8 @@ class Platform:
             registry,
             CaptureBuffer(settings.monitoring.capture_buffer_records),
             subject_key=derive_key(master_key, "stratus capture subjects"),
-            encoder=EncoderPool(),
+            encoder=encoder,
+            indexer=encoder.index,
         )
         monitors = MonitorService(
             db,

@@ -2,9 +2,11 @@
 `capture_files`.
 
 The gateway only appends records to a `CaptureBuffer`; `CaptureStore.flush` (every
-`monitoring.capture_flush_seconds`, on the writer thread) drains it, parses the records
-(`serving.capture.to_table`), masks or drops the `pii` inputs, adds a keyed hash of the data
-subject, and writes one Parquet file per endpoint and hour. A file is a blob like any other
+`monitoring.capture_flush_seconds`, on the writer thread) drains it and has the encoder
+process (`EncoderPool`) parse the records (`serving.capture.encode`), mask or drop the `pii`
+inputs, add a keyed hash of the data subject, and write one Parquet file per endpoint and
+hour; for an endpoint with ground truth, the file's requests are then indexed in
+`capture_requests` (also by the encoder process). A file is a blob like any other
 (content-addressed, encrypted with the project's key); its row names it by a Hive-style
 partition path, `endpoint=NAME/date=YYYY-MM-DD/hour=HH/part-UID.parquet`, which is also the
 layout `stratus monitors capture --download` writes on disk.
@@ -16,27 +18,31 @@ repointed in one transaction) and deletes the old blob at once.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import io
 import logging
 import multiprocessing
 import os
+import pickle
+import tempfile
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, cast
+from pathlib import Path
+from typing import Any, BinaryIO, cast
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from sqlalchemy import Table, delete, insert, select
+from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from stratus.core.clock import as_utc, utcnow
@@ -74,6 +80,8 @@ from stratus.storage.blobs import Blobs
 log = logging.getLogger("stratus.capture")
 
 _HIDDEN = (SUBJECT,)
+#: How often an endpoint without ground truth is checked for some (by another control plane)
+LABELLED_RECHECK_SECONDS = 60.0
 #: After writing at least this many bytes of records, freed memory goes back to the system:
 #: glibc keeps a freed heap (the records are many small objects) for reuse otherwise, and the
 #: control plane would stay at its highest buffer for good.
@@ -111,6 +119,7 @@ class CaptureStore:
         buffer: CaptureBuffer,
         subject_key: bytes,
         encoder: Callable[[EncodeJob], Encoded] = encode,
+        indexer: Callable[[IndexJob], None] | None = None,
     ) -> None:
         self.db = db
         self.blobs = blobs
@@ -119,8 +128,12 @@ class CaptureStore:
         self.buffer = buffer
         self._subject_key = subject_key
         self.encoder = encoder  # in this thread, or in a worker process (`EncoderPool`)
+        # a written file's requests into `capture_requests`: in this thread, or in the worker
+        self.indexer = indexer or self._index_here
         self._signatures: dict[tuple[str, str], Signature | None] = {}
         self._flushing = threading.Lock()
+        # (project uid, endpoint) -> True once it has ground truth, else when last checked
+        self._labelled: dict[tuple[str, str], bool | float] = {}
         self.written = 0  # rows written since start
         self.skipped = 0  # records that could not be parsed back
         bus.subscribe(ProjectDeleting, self._forget_project)
@@ -169,6 +182,7 @@ class CaptureStore:
             signature = self._signature(target.project, model_version)
             signatures[model_version] = None if signature is None else signature.model_dump()
         spec = target.capture
+        index = self._wants_index(target.project_uid, target.endpoint)
         job = EncodeJob.of(
             records,
             signatures=signatures,
@@ -177,6 +191,7 @@ class CaptureStore:
             subject=spec.subject,
             subject_key=self._subject_key,
             passthrough=list(target.passthrough),
+            request_ids_back=index,
         )
         encoded = self.encoder(job)
         self.skipped += encoded.skipped
@@ -188,10 +203,15 @@ class CaptureStore:
                 target.endpoint,
             )
         for part in encoded.files:
-            self._write_file(target, part)
+            self._write_file(target, part, index)
         return sum(part.rows for part in encoded.files)
 
-    def _write_file(self, target: CaptureTarget, part: EncodedFile) -> None:
+    def _write_file(self, target: CaptureTarget, part: EncodedFile, index: bool) -> None:
+        """The file's blob and row in one transaction, then, for an endpoint that has ground
+        truth (`_wants_index`), its requests indexed (one row a request: thousands a second
+        under load, so by the encoder process when there is one, off this process's GIL). A
+        file not indexed (or whose indexing failed) stays `indexed = false` and is indexed
+        when ground truth looks for one of its requests."""
         info = self.blobs.write(target.project_uid, [part.data])
         uid = new_id()
         now = utcnow()
@@ -213,18 +233,63 @@ class CaptureStore:
                     has_subjects=part.has_subjects,
                     expires_at=now + timedelta(days=target.capture.retention_days),
                     created_at=now,
+                    indexed=False,
                 )
             )
-            session.flush()  # the file's row first: its requests refer to it
-            _add_requests(
-                session,
+        if not index:
+            return  # indexed if ground truth ever looks for its requests
+        job = IndexJob(
+            uid,
+            target.project_uid,
+            target.endpoint,
+            part.request_ids,
+            part.request_rows,
+            part.label_kind,
+        )
+        try:
+            self.indexer(job)
+        except Exception as e:  # the file is kept; its requests are indexed when looked for
+            log.warning(
+                "indexing the %d requests of capture file %s of %s/%s failed (%s); they are "
+                "indexed when ground truth looks for them",
+                len(job.request_ids),
                 uid,
-                target.project_uid,
+                target.project,
                 target.endpoint,
-                part.request_ids,
-                part.request_rows,
-                part.label_kind,
+                e,
             )
+
+    def _wants_index(self, project_uid: str, endpoint: str) -> bool:
+        """Whether an endpoint's new files are indexed as they are written: once it has had
+        ground truth (labels usually follow their requests for good once they start). Until
+        then, nobody looks a request up, and a row per request in the database is the
+        costliest part of capture (a random key into a B-tree that outgrows the page cache);
+        the first lookup indexes the files written so far (`captured`)."""
+        key = (project_uid, endpoint)
+        seen = self._labelled.get(key)
+        if seen is True:
+            return True
+        now = time.monotonic()
+        if seen is not None and now - float(seen) < LABELLED_RECHECK_SECONDS:
+            return False
+        with self.db.transaction() as session:
+            labelled = (
+                session.scalar(
+                    select(GroundTruthRow.id)
+                    .where(
+                        GroundTruthRow.project_uid == project_uid,
+                        GroundTruthRow.endpoint == endpoint,
+                    )
+                    .limit(1)
+                )
+                is not None
+            )
+        self._labelled[key] = True if labelled else now
+        return labelled
+
+    def _index_here(self, job: IndexJob) -> None:
+        with self.db.transaction() as session:
+            index_file(session, job)
 
     def _signature(self, project: str, model_version: str) -> Signature | None:
         key = (project, model_version)
@@ -251,15 +316,18 @@ class CaptureStore:
         A request answered a moment ago may still wait in the buffer (the writer flushes every
         `capture_flush_seconds`): when some are not found, the buffer is flushed now and they
         are looked for again, so a label posted right after its request is never refused for
-        that. Files written before requests were indexed are indexed then too.
+        that. Files not indexed yet are indexed then too: those of an endpoint that had no
+        ground truth before (the first lookup indexes them all, once; from then on its files
+        are indexed as they are written, `_wants_index`), and any whose indexing failed.
         """
         wanted = sorted(set(request_ids))
+        self._labelled[(project_uid, endpoint)] = True  # index its files from now on
         found = self._lookup(project_uid, endpoint, wanted)
         if len(found) < len(wanted):
             missing = [r for r in wanted if r not in found]
             # (the writer may be writing them now: `flush` waits for it, and then they are in)
             self.flush()
-            self._index_legacy_files(project_uid, endpoint)
+            self._index_unindexed_files(project_uid, endpoint)
             found.update(self._lookup(project_uid, endpoint, missing))
         return found
 
@@ -286,11 +354,12 @@ class CaptureStore:
                         found[request_id] = CapturedRequest(rows_of, kind)
         return found
 
-    def _index_legacy_files(self, project_uid: str, endpoint: str) -> int:
-        """Index the requests of the endpoint's files written before `capture_requests`
-        existed; how many files that took."""
+    def _index_unindexed_files(self, project_uid: str, endpoint: str) -> int:
+        """Index the requests of the endpoint's files that are not yet (written before
+        `capture_requests` existed, or whose indexing after writing failed); how many files
+        that took."""
         with self.db.transaction() as session:
-            legacy = session.scalars(
+            unindexed = session.scalars(
                 select(CaptureFileRow).where(
                     CaptureFileRow.project_uid == project_uid,
                     CaptureFileRow.endpoint == endpoint,
@@ -298,18 +367,15 @@ class CaptureStore:
                 )
             ).all()
             session.expunge_all()
-        for row in legacy:
+        for row in unindexed:
             table = self._open(project_uid, row)
             ids, counts = request_counts(table)
             with self.db.transaction() as session:
-                current = session.get(CaptureFileRow, row.uid)
-                if current is None or current.indexed:
-                    continue  # expired, or indexed by another call meanwhile
-                _add_requests(
-                    session, row.uid, project_uid, endpoint, ids, counts, label_kind(table)
+                index_file(
+                    session,
+                    IndexJob(row.uid, project_uid, endpoint, ids, counts, label_kind(table)),
                 )
-                current.indexed = True
-        return len(legacy)
+        return len(unindexed)
 
     def subject_hash(self, value: Any) -> str:
         """The keyed hash of a data subject's identifier, as the capture files hold it."""
@@ -521,16 +587,40 @@ class CaptureStore:
             session.delete(row)
 
 
-#: The encoder runs below the gateway and the replicas: under a load that fills every core,
-#: capture falls behind (the buffer holds it, then drops and counts) rather than serving.
-WORKER_NICENESS = 10
+#: Where the OS has no idle class (`SCHED_IDLE`, Linux), the encoder runs at this niceness.
+WORKER_NICENESS = 19
 
 
-def _worker_started(parent: int) -> None:
-    """In the encoder process: a lower priority, no Ctrl-C (the control plane stops it), and
-    an exit when the control plane is gone (killed, say), so that no worker outlives it."""
-    ignore_ctrl_c()
+def run_when_idle() -> str:
+    """Put this process below everything else: Linux's `SCHED_IDLE` class (it runs on CPU
+    time no other process wants, and a waking gateway or replica takes its CPU at once),
+    else the lowest niceness. Under a load that fills every core for long, capture falls
+    behind (the buffer holds it, then drops and counts) rather than taking from serving.
+    Which one it got: "idle" or "nice"."""
+    idle = getattr(os, "SCHED_IDLE", None)
+    if idle is not None:
+        try:
+            os.sched_setscheduler(0, idle, os.sched_param(0))
+            return "idle"
+        except OSError:
+            pass
     os.nice(WORKER_NICENESS)
+    return "nice"
+
+
+#: The encoder process's own connection to the metadata database (`EncoderPool.index`).
+_worker_db: Database | None = None
+
+
+def _worker_started(parent: int, database_url: str | None) -> None:
+    """In the encoder process: the idle priority (`run_when_idle`), no Ctrl-C (the control
+    plane stops it), an exit when the control plane is gone (killed, say), so that no worker
+    outlives it, and its own engine on the metadata database to index requests in."""
+    global _worker_db
+    ignore_ctrl_c()
+    run_when_idle()
+    if database_url is not None:
+        _worker_db = Database(database_url)
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -540,40 +630,115 @@ def _worker_started(parent: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-class EncoderPool:
-    """Encodes captured records in a worker process, at a lower CPU priority.
+def _index_in_worker(job: IndexJob) -> bool:
+    if _worker_db is None:
+        raise RuntimeError("the encoder process has no database to index requests in")
+    with _worker_db.transaction() as session:
+        return index_file(session, job)
 
-    Parsing JSON and building columns is CPU work; done on a thread of the control plane it
-    would hold the GIL against the gateway's event loop (and an I/O thread waiting on a CPU
-    thread for the GIL waits far longer than the CPU work takes). The records go to the
-    worker as a few flat lists; the Parquet bytes come back. The worker is started at the
-    first flush (spawned: the control plane has threads) and stopped with the writer; if it
-    dies, the batch it held is logged as lost and a new one starts at the next flush.
+
+#: Records per pickled piece of a spooled batch: pickling is one C call that keeps the GIL,
+#: and the gateway's event loop should not wait for more than a millisecond or two of it.
+SPOOL_PIECE_RECORDS = 2000
+_RECORD_FIELDS = (
+    "protocols", "model_versions", "content_types", "bodies", "responses", "times",
+    "request_ids", "variants", "latencies",
+)  # fmt: skip
+
+
+def spool_job(job: EncodeJob, out: BinaryIO) -> None:
+    """Write a job as pickles: its settings (the record lists empty), then each list a piece
+    at a time (`SPOOL_PIECE_RECORDS`)."""
+    lists = {name: getattr(job, name) for name in _RECORD_FIELDS}
+    empty: dict[str, Any] = {name: [] for name in lists}
+    out.write(pickle.dumps(replace(job, **empty), pickle.HIGHEST_PROTOCOL))
+    for name, values in lists.items():
+        for start in range(0, len(values), SPOOL_PIECE_RECORDS):
+            piece = values[start : start + SPOOL_PIECE_RECORDS]
+            out.write(pickle.dumps((name, piece), pickle.HIGHEST_PROTOCOL))
+
+
+def unspool_job(data: bytes) -> EncodeJob:
+    """The job `spool_job` wrote."""
+    stream = io.BytesIO(data)
+    job: EncodeJob = pickle.load(stream)
+    while stream.tell() < len(data):
+        name, piece = pickle.load(stream)
+        getattr(job, name).extend(piece)
+    return job
+
+
+def _encode_spooled(path: str) -> Encoded:
+    """In the encoder process: the job the control plane spooled to `path`, encoded."""
+    with open(path, "rb") as spooled:
+        data = spooled.read()
+    os.unlink(path)
+    return encode(unspool_job(data))
+
+
+class EncoderPool:
+    """Encodes captured records, and indexes the written files' requests, in a worker process
+    at the idle priority (`run_when_idle`).
+
+    Parsing JSON and building columns is CPU work, and so is a database row per captured
+    request; done on a thread of the control plane it would hold the GIL against the
+    gateway's event loop (and an I/O thread waiting on a CPU thread for the GIL waits far
+    longer than the CPU work takes). A batch goes to the worker as a file in `spool` (pickled
+    flat lists, written in one call, read and deleted by the worker): through the pool's pipe,
+    megabytes of bodies would be written 64 KiB at a time by a feeder thread that takes the
+    GIL back after each piece, each time the idle-priority worker has read one. The Parquet
+    bytes come back; a file's request ids go back to the worker to be indexed through its own
+    engine on the metadata database (`database_url`; without one, `index` is refused and the
+    store indexes in its own thread). The worker is started at the first flush (spawned: the
+    control plane has threads) and stopped with the writer; if it dies, the batch it held is
+    logged as lost (a file it was indexing is indexed when looked for) and a new one starts at
+    the next flush.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, database_url: str | None = None, spool: Path | None = None) -> None:
+        self.database_url = database_url
+        self.spool = spool  # None: the system's temporary folder
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
+        if spool is not None:  # batches of a control plane that was killed mid-flush
+            left = list(spool.glob("capture-*.job")) if spool.is_dir() else []
+            for path in left:
+                path.unlink(missing_ok=True)
+            if left:
+                log.warning("discarded %d captured batches a stopped control plane left", len(left))
 
     def __call__(self, job: EncodeJob) -> Encoded:
+        if self.spool is not None:
+            self.spool.mkdir(parents=True, exist_ok=True, mode=0o700)
+        handle, path = tempfile.mkstemp(prefix="capture-", suffix=".job", dir=self.spool)
+        try:
+            with os.fdopen(handle, "wb") as spooled:  # readable by this user only
+                spool_job(job, spooled)
+            encoded: Encoded = self._run(_encode_spooled, path)
+            return encoded
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)  # the worker died before reading it
+
+    def index(self, job: IndexJob) -> None:
+        if self.database_url is None:
+            raise RuntimeError("this encoder pool has no database to index requests in")
+        self._run(_index_in_worker, job)
+
+    def _run(self, function: Callable[[Any], Any], job: Any) -> Any:
         with self._lock:
             if self._pool is None:
                 self._pool = ProcessPoolExecutor(
                     max_workers=1,
                     mp_context=multiprocessing.get_context("spawn"),
                     initializer=_worker_started,
-                    initargs=(os.getpid(),),
+                    initargs=(os.getpid(), self.database_url),
                 )
             pool = self._pool
         try:
             with children_ignore_ctrl_c():  # the first submit starts the worker process
-                future = pool.submit(encode, job)
-            encoded = future.result(timeout=600)
-            # multiprocessing's queue feeder thread keeps the last object it pickled until it
-            # sends the next: an empty call lets this batch's pickled bodies go now, not at
-            # the next flush (with a full buffer, tens of MB held between flushes)
-            pool.submit(int).result(timeout=60)
-            return encoded
+                future = pool.submit(function, job)
+            return future.result(timeout=600)
         except BrokenProcessPool:
             with self._lock:
                 if self._pool is pool:
@@ -651,33 +816,48 @@ class CapturedRequest:
     label_kind: str
 
 
-def _add_requests(
-    session: Session,
-    file_uid: str,
-    project_uid: str,
-    endpoint: str,
-    request_ids: Sequence[str],
-    rows: Sequence[int],
-    kind: str,
-) -> None:
-    if not request_ids:
-        return
-    # Core's executemany, not the ORM's bulk insert: a row per captured request (thousands a
-    # second under load) on the control plane's GIL, at half the ORM's cost per row
-    session.connection().execute(
-        insert(cast(Table, CaptureRequestRow.__table__)),
-        [
-            {
-                "file_uid": file_uid,
-                "project_uid": project_uid,
-                "endpoint": endpoint,
-                "request_id": request_id,
-                "rows": count,
-                "label_kind": kind,
-            }
-            for request_id, count in zip(request_ids, rows, strict=True)
-        ],
+@dataclass(frozen=True)
+class IndexJob:
+    """A written capture file's requests, for `capture_requests` (flat: cheap to send to the
+    encoder process)."""
+
+    file_uid: str
+    project_uid: str
+    endpoint: str
+    request_ids: list[str]
+    rows: list[int]  # how many rows each request had
+    label_kind: str  # what the file's predictions are (`label_kind`)
+
+
+def index_file(session: Session, job: IndexJob) -> bool:
+    """Index a file's requests, in the caller's transaction; False when the file is gone
+    (expired, erased) or was indexed already. The flag is claimed first, so two indexers of
+    one file never both add its requests."""
+    claimed = session.execute(
+        update(CaptureFileRow)
+        .where(CaptureFileRow.uid == job.file_uid, CaptureFileRow.indexed.is_(False))
+        .values(indexed=True)
     )
+    if _rowcount(claimed) != 1:
+        return False
+    if job.request_ids:
+        # Core's executemany, not the ORM's bulk insert: a row per captured request, at half
+        # the ORM's cost per row
+        session.connection().execute(
+            insert(cast(Table, CaptureRequestRow.__table__)),
+            [
+                {
+                    "file_uid": job.file_uid,
+                    "project_uid": job.project_uid,
+                    "endpoint": job.endpoint,
+                    "request_id": request_id,
+                    "rows": count,
+                    "label_kind": job.label_kind,
+                }
+                for request_id, count in zip(job.request_ids, job.rows, strict=True)
+            ],
+        )
+    return True
 
 
 def _rowcount(result: Any) -> int:

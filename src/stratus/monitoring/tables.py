@@ -53,8 +53,10 @@ class CaptureFileRow(Base):
     has_subjects: Mapped[bool] = mapped_column(Boolean, default=False)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    # its requests are in `capture_requests` (files written before that table are indexed
-    # when ground truth first looks for a request it does not find)
+    # its requests are in `capture_requests` once true: a file of an endpoint with ground truth
+    # is indexed by the encoder process right after it is written; any other (no ground truth
+    # then, a failed indexing, written before that table existed) when ground truth looks for
+    # a request it does not find
     indexed: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
 

@@ -3,14 +3,15 @@ the kept requests become rows.
 
 The gateway must not pay for capture: per captured request it builds one `CaptureRecord`
 (references to the bodies it already holds, no copy, no parsing) and appends it to a bounded
-`CaptureBuffer`. Everything else happens off the event loop, in the monitoring service's
-writer thread: `to_table` lays the records out as an Arrow table for a Parquet file.
+`CaptureBuffer`. Everything else happens off the event loop: the monitoring service's writer
+thread drains the buffer into an `EncodeJob`, and `encode` (in the encoder process) lays the
+records out as an Arrow table and writes Parquet.
 
-The writer shares the gateway's process (and its GIL), so its cost per record is the capture's
-cost: the usual requests (plain or MLflow JSON rows, for a model with a table-like signature or
-none) are read a whole batch at a time — one JSON parse of all the bodies, one of all the
-answers, columns built by Arrow — at a few microseconds a record. Anything else (v2 tensors,
-CSV, rows of mixed shapes) goes through `to_rows`, which parses each body with the protocol's
+The usual requests (plain or MLflow JSON rows, for a model with a table-like signature or
+none) are read a whole batch at a time: by Arrow's JSON reader when every body has the same
+shape (`_arrow_table`, no Python object per value), else with one orjson parse of all the
+bodies and one of all the answers (`_object_table`). Anything else (v2 tensors, CSV, rows of
+mixed shapes, parameters) goes through `to_rows`, which parses each body with the protocol's
 own parser and the version's signature, the same code the replica ran, so a row is exactly
 what the model saw.
 """
@@ -31,6 +32,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from stratus.core.errors import StratusError
@@ -147,6 +149,7 @@ class EncodeJob:
     subject: str | None = None
     subject_key: bytes = b""
     passthrough: list[str] = field(default_factory=list)
+    request_ids_back: bool = True  # each file's request ids and rows, for the index
 
     @classmethod
     def of(cls, records: Sequence[CaptureRecord], **settings: Any) -> EncodeJob:
@@ -162,6 +165,51 @@ class EncodeJob:
             latencies=[r.latency_ms for r in records],
             **settings,
         )
+
+    def columns(self) -> Columns:
+        return Columns(
+            self.protocols, self.model_versions, self.content_types, self.bodies,
+            self.responses, self.times, self.request_ids, self.variants, self.latencies,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Records as one list per field (what an `EncodeJob` carries): the readers below work on
+    these, so a job's lists are read as they came, without a tuple per record."""
+
+    protocols: list[str]
+    model_versions: list[str]
+    content_types: list[str]
+    bodies: list[bytes]
+    responses: list[bytes]
+    times: list[float]
+    request_ids: list[str]
+    variants: list[str]
+    latencies: list[float]
+
+    @classmethod
+    def of(cls, records: Sequence[CaptureRecord]) -> Columns:
+        return cls(
+            [r.protocol for r in records], [r.model_version for r in records],
+            [r.content_type for r in records], [r.body for r in records],
+            [r.response for r in records], [r.time for r in records],
+            [r.request_id for r in records], [r.variant for r in records],
+            [r.latency_ms for r in records],
+        )  # fmt: skip
+
+    def __len__(self) -> int:
+        return len(self.bodies)
+
+    def take(self, indices: Sequence[int]) -> Columns:
+        def pick(values: list[Any]) -> list[Any]:
+            return [values[i] for i in indices]
+
+        return Columns(
+            pick(self.protocols), pick(self.model_versions), pick(self.content_types),
+            pick(self.bodies), pick(self.responses), pick(self.times),
+            pick(self.request_ids), pick(self.variants), pick(self.latencies),
+        )  # fmt: skip
 
     def records(self) -> list[CaptureRecord]:
         return [
@@ -201,7 +249,7 @@ def encode(job: EncodeJob) -> Encoded:
         mv: None if sig is None else Signature.model_validate(sig)
         for mv, sig in job.signatures.items()
     }
-    table, skipped = to_table(job.records(), lambda mv: signatures.get(mv), job.passthrough)
+    table, skipped = _table(job.columns(), lambda mv: signatures.get(mv), job.passthrough)
     if table is None or not table.num_rows:
         return Encoded([], skipped)
     table = protect(table, job.pii, job.pii_action, job.subject, job.subject_key)
@@ -212,7 +260,7 @@ def encode(job: EncodeJob) -> Encoded:
         sink = io.BytesIO()
         pq.write_table(part, sink, compression="zstd")
         times = part["time"]
-        ids, rows = request_counts(part)
+        ids, rows = request_counts(part) if job.request_ids_back else ([], [])
         files.append(
             EncodedFile(
                 hour=_utc(hour),
@@ -316,12 +364,19 @@ def to_table(
 ) -> tuple[pa.Table | None, int]:
     """The records as one table (None when no row could be read), and how many records could
     not be read back. The endpoint's `passthrough` columns are kept like inputs."""
-    groups: dict[tuple[str, str], list[CaptureRecord]] = {}
-    for record in records:
-        groups.setdefault((record.protocol, record.model_version), []).append(record)
+    return _table(Columns.of(records), signature_of, passthrough)
+
+
+def _table(
+    records: Columns, signature_of: SignatureOf, passthrough: Sequence[str] = ()
+) -> tuple[pa.Table | None, int]:
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, key in enumerate(zip(records.protocols, records.model_versions, strict=True)):
+        groups.setdefault(key, []).append(i)
     tables: list[pa.Table] = []
     skipped = 0
-    for (protocol, model_version), group in groups.items():
+    for (protocol, model_version), indices in groups.items():
+        group = records if len(groups) == 1 else records.take(indices)
         signature = signature_of(model_version)
         table = None
         if protocol in ("plain", "mlflow") and (signature is None or signature.is_tabular):
@@ -330,7 +385,7 @@ def to_table(
             except (ValueError, TypeError, KeyError, IndexError, pa.ArrowException):
                 table = None  # the careful way below names nothing: it only reads
         if table is None:
-            rows = to_rows(group, signature_of, passthrough)
+            rows = to_rows(group.records(), signature_of, passthrough)
             skipped += rows.skipped
             table = columns_table(rows.columns) if rows.n_rows else None
         if table is not None:
@@ -379,13 +434,144 @@ _ARROW_TYPES = {
 
 
 def _fast_table(
-    records: Sequence[CaptureRecord], signature: Signature | None, carrying: bool = False
+    records: Columns, signature: Signature | None, carrying: bool = False
 ) -> pa.Table | None:
     """A batch of plain or MLflow JSON requests as one table, or None when a record is not one
-    of the shapes read here (the caller then reads them one by one). Pass-through columns
-    (`carrying`) are read here only as keys of row objects."""
-    docs = orjson.loads(b"[" + b",".join(r.body for r in records) + b"]")
-    answers = orjson.loads(b"[" + b",".join(r.response for r in records) + b"]")
+    of the shapes read here (the caller then reads them one by one): by Arrow's JSON reader
+    when every body has the same shape (the usual traffic: no Python object per value), else
+    a document at a time."""
+    table = _arrow_table(records, signature)
+    if table is None:
+        table = _object_table(records, signature, carrying)
+    return table
+
+
+#: The keys of a plain or MLflow JSON body that hold its rows.
+_ROW_KEYS = ("instances", "dataframe_records", "inputs")
+_JSON_READ = pajson.ReadOptions(use_threads=False, block_size=1 << 30)
+
+
+def _arrow_table(records: Columns, signature: Signature | None) -> pa.Table | None:
+    """The batch read by Arrow's JSON reader: every body one object with a single key that
+    holds its rows (`instances`, `inputs`, `dataframe_records`, or a `dataframe_split` whose
+    columns are the signature's), every answer `{"predictions": [...]}` with a prediction per
+    row; else None. Anything else in a body (parameters, pass-through columns) is read by
+    `_object_table`. Rows as lists have one type for all their values: without a signature
+    to cast to, integer columns are widened to floats when any value of the rows is one."""
+    n = len(records)
+    bodies = b"\n".join(records.bodies)
+    answers = b"\n".join(records.responses)
+    if bodies.count(b"\n") != n - 1 or answers.count(b"\n") != n - 1:
+        return None  # a document over several lines
+    try:
+        docs = pajson.read_json(pa.BufferReader(bodies), read_options=_JSON_READ)
+        said = pajson.read_json(pa.BufferReader(answers), read_options=_JSON_READ)
+    except pa.ArrowInvalid:  # not one shape: a row of numbers and strings, say
+        return None
+    if docs.num_rows != n or said.num_rows != n or said.column_names != ["predictions"]:
+        return None
+    if docs.num_columns != 1:
+        return None
+    key = docs.column_names[0]
+    body = docs.column(0).combine_chunks()
+    names = signature.input_names if signature is not None else None
+    if key == "dataframe_split":
+        body = _split_rows(body, names)
+    elif key not in _ROW_KEYS:
+        return None
+    if body is None or body.null_count or not pa.types.is_list(body.type):
+        return None
+    counts = pc.list_value_length(body)
+    rows = pc.list_flatten(body)
+    if not len(rows) or rows.null_count:
+        return None
+    kind = rows.type
+    if pa.types.is_list(kind):
+        widths = pc.min_max(pc.list_value_length(rows)).as_py()
+        width = widths["min"]
+        if names is None:
+            names = tuple(f"f{j}" for j in range(width))
+        if widths["max"] != width or width != len(names):
+            return None
+        table = pa.table({name: pc.list_element(rows, j) for j, name in enumerate(names)})
+    elif pa.types.is_struct(kind):
+        table = pa.Table.from_struct_array(rows)
+    elif names is not None and len(names) == 1:
+        table = pa.table({names[0]: rows})
+    else:
+        return None
+    predicted = said.column(0).combine_chunks()
+    if predicted.null_count or not pa.types.is_list(predicted.type):
+        return None
+    if not pc.all(pc.equal(pc.list_value_length(predicted), counts)).as_py():
+        return None
+    if signature is not None:
+        table = _typed(table, signature)
+    table = table.rename_columns([_input_name(c) for c in table.column_names])
+    flat = pc.list_flatten(predicted)
+    if pa.types.is_struct(flat.type):
+        for j, field_ in enumerate(flat.type):
+            table = table.append_column(f"{PREDICTION}.{field_.name}", pc.struct_field(flat, j))
+    else:
+        table = table.append_column(PREDICTION, flat)
+    return _with_record_columns(table, records, counts.to_numpy(zero_copy_only=False))
+
+
+def _split_rows(body: pa.Array, names: tuple[str, ...] | None) -> pa.Array | None:
+    """`dataframe_split` bodies' `data`, when none names its columns or all name the
+    signature's (in its order)."""
+    if not pa.types.is_struct(body.type) or body.null_count:
+        return None
+    fields = {f.name for f in body.type}
+    if not {"data"} <= fields <= {"data", "columns", "index"}:
+        return None
+    if "columns" in fields:
+        columns = pc.struct_field(body, [body.type.get_field_index("columns")])
+        if names is None or columns.null_count:
+            return None
+        joined = pc.binary_join(columns, "\x1f")
+        if not pc.all(pc.equal(joined, "\x1f".join(names))).as_py():
+            return None
+    data: pa.Array = pc.struct_field(body, [body.type.get_field_index("data")])
+    return data
+
+
+def _with_record_columns(table: pa.Table, records: Columns, counts: np.ndarray) -> pa.Table:
+    """The record columns put first: each record's time, id, variant, version and latency
+    on each of its rows, and the row's index within its request."""
+    total = int(counts.sum())
+    if total == len(records):  # a row a request, the usual online traffic: nothing to repeat
+        meta = {
+            "time": _times(records.times),
+            "request_id": pa.array(records.request_ids, pa.string()),
+            "row": pa.array(np.zeros(total, dtype=np.int64)),
+            "variant": pa.array(records.variants, pa.string()),
+            "model_version": pa.array(records.model_versions, pa.string()),
+            "latency_ms": pa.array(records.latencies, pa.float64()),
+        }
+    else:
+        owner = pa.array(np.repeat(np.arange(len(records)), counts))
+        starts = np.cumsum(counts) - counts
+        meta = {
+            "time": _times(np.repeat(np.asarray(records.times, dtype=np.float64), counts)),
+            "request_id": pa.array(records.request_ids, pa.string()).take(owner),
+            "row": pa.array((np.arange(total) - np.repeat(starts, counts)).astype(np.int64)),
+            "variant": pa.array(records.variants, pa.string()).take(owner),
+            "model_version": pa.array(records.model_versions, pa.string()).take(owner),
+            "latency_ms": pa.array(np.repeat(np.asarray(records.latencies), counts)),
+        }
+    for position, (name, array) in enumerate(meta.items()):
+        table = table.add_column(position, name, array)
+    return table
+
+
+def _object_table(
+    records: Columns, signature: Signature | None, carrying: bool = False
+) -> pa.Table | None:
+    """The batch read a JSON document at a time (orjson), for bodies of mixed shapes or with
+    parameters or pass-through columns (`carrying`: read here only as keys of row objects)."""
+    docs = orjson.loads(b"[" + b",".join(records.bodies) + b"]")
+    answers = orjson.loads(b"[" + b",".join(records.responses) + b"]")
     rows: list[Any] = []
     predictions: list[Any] = []
     counts = np.empty(len(records), dtype=np.int64)
@@ -434,19 +620,7 @@ def _fast_table(
             table = table.append_column(f"{PREDICTION}.{name}", answered[name])
     else:
         table = table.append_column(PREDICTION, json_safe_array(predictions))
-    total = int(counts.sum())
-    starts = np.cumsum(counts) - counts
-    meta = {
-        "time": _times(np.repeat([r.time for r in records], counts)),
-        "request_id": pa.array(np.repeat(np.array([r.request_id for r in records]), counts)),
-        "row": pa.array((np.arange(total) - np.repeat(starts, counts)).astype(np.int64)),
-        "variant": pa.array(np.repeat(np.array([r.variant for r in records]), counts)),
-        "model_version": pa.array(np.repeat(np.array([r.model_version for r in records]), counts)),
-        "latency_ms": pa.array(np.repeat([r.latency_ms for r in records], counts)),
-    }
-    for position, (name, array) in enumerate(meta.items()):
-        table = table.add_column(position, name, array)
-    return table
+    return _with_record_columns(table, records, counts)
 
 
 def _json_rows(doc: Any, signature: Signature | None) -> list[Any] | None:

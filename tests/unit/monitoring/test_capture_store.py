@@ -3,7 +3,9 @@ and dropped personal data, windows, erasure of a data subject, retention."""
 
 from __future__ import annotations
 
+import io
 import os
+import stat
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,11 +31,20 @@ from stratus.monitoring.capture import (
     CapturedRequest,
     CaptureStore,
     EncoderPool,
+    IndexJob,
     Window,
     give_back_memory,
+    index_file,
 )
 from stratus.monitoring.tables import CaptureFileRow, CaptureRequestRow, GroundTruthRow
-from stratus.serving.capture import MASK, SUBJECT, CaptureBuffer, CaptureRecord
+from stratus.serving.capture import (
+    MASK,
+    SUBJECT,
+    CaptureBuffer,
+    CaptureRecord,
+    EncodeJob,
+    encode,
+)
 from stratus.storage.blobs import Blobs
 from stratus.storage.blobstore import open_store
 from stratus.storage.keyring import Keyring
@@ -278,9 +289,10 @@ def test_the_encoder_process_keeps_no_copy_of_a_batch_between_flushes(world: Wor
         pool.close()
 
 
-def test_records_can_be_encoded_in_a_worker_process(world: World) -> None:
-    pool = EncoderPool()
-    world.store.encoder = pool
+def test_records_are_encoded_and_indexed_in_a_worker_process(world: World) -> None:
+    pool = EncoderPool(world.db.url)
+    world.store.encoder, world.store.indexer = pool, pool.index
+    world.store.captured(world.project_uid, "churn-api", [])  # ground truth looks: it indexes
     try:
         world.send(HOUR, 42, "a@example.com", 1.0, "r1")
         world.send(HOUR + timedelta(minutes=1), 7, "b@example.com", -1.0, "r2")
@@ -289,8 +301,120 @@ def test_records_can_be_encoded_in_a_worker_process(world: World) -> None:
         assert table is not None and table["request_id"].to_pylist() == ["r1", "r2"]
         assert set(table["email"].to_pylist()) == {MASK}
         assert table[SUBJECT].to_pylist()[0] == world.store.subject_hash(42)
+        # the worker indexed the file's requests through its own engine, before flush returned
+        assert all(f.indexed for f in world.files())
+        with world.db.transaction() as session:
+            indexed = session.scalars(select(CaptureRequestRow.request_id)).all()
+        assert sorted(indexed) == ["r1", "r2"]
     finally:
         pool.close()
+
+
+def test_a_batch_goes_to_the_worker_through_a_private_spool_file(
+    world: World, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool"
+    pool = EncoderPool(world.db.url, spool=spool)
+    world.store.encoder = pool
+    try:
+        world.send(HOUR, 42, "a@example.com", 1.0, "r1")
+        assert world.store.flush() == 1
+        assert stat.S_IMODE(spool.stat().st_mode) == 0o700
+        assert list(spool.iterdir()) == []  # read and deleted by the worker
+        (spool / "capture-x.job").write_bytes(b"a batch a killed control plane left")
+        EncoderPool(world.db.url, spool=spool)  # at start, before any flush
+        assert list(spool.iterdir()) == []
+        if hasattr(os, "SCHED_IDLE"):  # the worker runs on CPU time nothing else wants
+            assert pool._run(os.sched_getscheduler, 0) == os.SCHED_IDLE
+    finally:
+        pool.close()
+
+
+def test_request_ids_come_back_only_for_an_endpoint_that_indexes(world: World) -> None:
+    world.send(HOUR, 42, "a", 1.0, "r1")
+    records = world.store.buffer.drain()
+    job = EncodeJob.of(records, signatures={}, request_ids_back=False)
+    (part,) = encode(job).files
+    assert (part.rows, part.request_ids, part.request_rows) == (1, [], [])
+    (part,) = encode(EncodeJob.of(records, signatures={})).files
+    assert (part.request_ids, part.request_rows) == (["r1"], [1])
+
+
+def test_a_spooled_batch_is_read_back_whole(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(capture_module, "SPOOL_PIECE_RECORDS", 2)
+    for i in range(5):
+        world.send(HOUR, i, "a", float(i), f"r{i}")
+    job = EncodeJob.of(world.store.buffer.drain(), signatures={}, pii=["email"], subject="x")
+    spooled = io.BytesIO()
+    capture_module.spool_job(job, spooled)
+    assert capture_module.unspool_job(spooled.getvalue()) == job  # pieces of 2, 2 and 1
+
+
+def test_a_pool_without_a_database_refuses_to_index() -> None:
+    with pytest.raises(RuntimeError, match="no database"):
+        EncoderPool().index(IndexJob("f", "p", "e", ["r1"], [1], ""))
+
+
+def test_a_file_whose_indexing_failed_is_indexed_when_looked_for(world: World) -> None:
+    def broken(job: IndexJob) -> None:
+        raise RuntimeError("the encoder process went away")
+
+    world.store.indexer = broken
+    world.store.captured(world.project_uid, "churn-api", [])
+    world.send(HOUR, 42, "a", 1.0, "r1")
+    assert world.store.flush() == 1  # the file is kept
+    assert [f.indexed for f in world.files()] == [False]
+    found = world.store.captured(world.project_uid, "churn-api", ["r1"])
+    assert found == {"r1": CapturedRequest(rows=1, label_kind="bool")}
+    assert [f.indexed for f in world.files()] == [True]
+
+
+def test_files_are_indexed_as_written_once_the_endpoint_has_ground_truth(world: World) -> None:
+    def indexed_ids() -> list[str]:
+        with world.db.transaction() as session:
+            return sorted(session.scalars(select(CaptureRequestRow.request_id)))
+
+    world.send(HOUR, 42, "a", 1.0, "r1")
+    world.send(HOUR, 7, "b", 1.0, "r2")
+    world.store.flush()
+    # no ground truth yet: no row per request (the costliest part of capture)
+    assert indexed_ids() == [] and [f.indexed for f in world.files()] == [False]
+    found = world.store.captured(world.project_uid, "churn-api", ["r2"])  # the first lookup
+    assert found == {"r2": CapturedRequest(rows=1, label_kind="bool")}
+    assert indexed_ids() == ["r1", "r2"]  # the files written so far, all indexed once
+    world.send(HOUR, 1, "c", 1.0, "r3")
+    world.store.flush()
+    assert indexed_ids() == ["r1", "r2", "r3"]  # from then on, as they are written
+
+
+def test_ground_truth_posted_elsewhere_turns_indexing_on(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.send(HOUR, 42, "a", 1.0, "r1")
+    world.store.flush()
+    assert [f.indexed for f in world.files()] == [False]
+    with world.db.transaction() as session:  # by another control plane, say
+        session.add(GroundTruthRow(project_uid=world.project_uid, endpoint="churn-api",
+                                   request_id="r1", row=0, label=True))  # fmt: skip
+    world.send(HOUR, 7, "b", 1.0, "r2")
+    world.store.flush()  # checked less than a minute ago: not yet
+    assert sorted(f.indexed for f in world.files()) == [False, False]
+    monkeypatch.setattr(capture_module, "LABELLED_RECHECK_SECONDS", 0.0)
+    world.send(HOUR, 1, "c", 1.0, "r3")
+    world.store.flush()
+    assert sorted(f.indexed for f in world.files()) == [False, False, True]
+
+
+def test_a_file_is_indexed_once(world: World) -> None:
+    world.store.captured(world.project_uid, "churn-api", [])
+    world.send(HOUR, 42, "a", 1.0, "r1")
+    world.store.flush()
+    (file,) = world.files()
+    again = IndexJob(file.uid, world.project_uid, "churn-api", ["r1"], [1], "bool")
+    with world.db.transaction() as session:
+        assert index_file(session, again) is False  # indexed when written
+    with world.db.transaction() as session:
+        assert session.scalars(select(CaptureRequestRow.request_id)).all() == ["r1"]
 
 
 def test_captured_requests_are_found_even_while_still_buffered(world: World) -> None:

@@ -11,6 +11,9 @@ from stratus.serving.capture import (
     RECORD_OVERHEAD,
     CaptureBuffer,
     CaptureRecord,
+    Columns,
+    _arrow_table,
+    _object_table,
     columns_table,
     to_rows,
     to_table,
@@ -22,6 +25,15 @@ SIGNATURE = Signature.model_validate(
             {"name": "age", "dtype": "float64"},
             {"name": "plan", "dtype": "string"},
         ],
+        "outputs": [{"name": "churned", "dtype": "int64"}],
+    }
+)
+
+
+#: Two numeric inputs: rows as lists of one type, which Arrow's JSON reader reads.
+NUMBERS = Signature.model_validate(
+    {
+        "inputs": [{"name": "age", "dtype": "float64"}, {"name": "plan", "dtype": "int64"}],
         "outputs": [{"name": "churned", "dtype": "int64"}],
     }
 )
@@ -171,3 +183,61 @@ def test_odd_batches_fall_back_to_the_careful_reader() -> None:
     table, skipped = to_table(mixed, lambda mv: SIGNATURE)
     assert skipped == 1  # the careful reader refuses "x" for a float, as the replica would have
     assert table is not None and sorted(table["request_id"].to_pylist()) == ["a", "b"]
+
+
+def test_the_arrow_reader_gives_what_the_object_reader_gives() -> None:
+    """Arrow's JSON reader (a batch of one shape) and orjson (a document at a time) agree."""
+    batches = [
+        [  # rows as lists, a request of two rows between ones of one row
+            record("plain", {"instances": [[30, 1]]}, {"predictions": [1]}, "a", 1.0),
+            record("plain", {"instances": [[41.5, 2], [7, 3]]}, {"predictions": [0, 1]}, "b"),
+            record("plain", {"instances": [[2, 4]]}, {"predictions": [0]}, "c", 3.0),
+        ],
+        [  # rows as objects, answers as objects
+            record("mlflow", {"dataframe_records": [{"age": 5, "plan": "x"}]},
+                   {"predictions": [{"label": 1, "p": 0.75}]}, "d"),
+            record("mlflow", {"dataframe_records": [{"age": 6.5, "plan": "y"}]},
+                   {"predictions": [{"label": 0, "p": 0.25}]}, "e"),
+        ],
+        [  # MLflow's split frame, its columns the signature's
+            record("mlflow", {"dataframe_split": {"columns": ["age", "plan"], "data": [[20, 5]]}},
+                   {"predictions": [0]}, "f"),
+            record("mlflow", {"dataframe_split": {"columns": ["age", "plan"],
+                   "data": [[21, 6], [22, 7]]}}, {"predictions": [1, 0]}, "g"),
+        ],
+        [record("mlflow", {"inputs": [[1, 2.5]]}, {"predictions": [True]}, "h")],
+    ]  # fmt: skip
+    for batch in batches:
+        columns = Columns.of(batch)
+        signature = SIGNATURE if batch[0].body.startswith(b'{"dataframe_records"') else NUMBERS
+        fast, objects = _arrow_table(columns, signature), _object_table(columns, signature)
+        assert fast is not None and objects is not None
+        assert fast.to_pylist() == objects.to_pylist()
+        assert fast.schema == objects.schema
+    # without a signature: columns f0, f1, ..., of the rows' one type (ints widened to floats)
+    plain = Columns.of(batches[0])
+    fast, objects = _arrow_table(plain, None), _object_table(plain, None)
+    assert fast is not None and objects is not None
+    assert fast.to_pylist() == objects.to_pylist()
+    assert (fast["f1"].type, objects["f1"].type) == (pa.float64(), pa.int64())
+
+
+def test_the_arrow_reader_leaves_other_shapes_to_the_object_reader() -> None:
+    rows = {"instances": [[30, "pro"]]}
+    answer = {"predictions": [1]}
+    others = [
+        [record("plain", {**rows, "parameters": {"method": "predict_proba"}}, answer)],
+        [record("plain", rows, answer), record("mlflow", {"inputs": [[1, "a"]]}, answer)],
+        [record("plain", rows, answer, "a"), record("plain", rows, {"predictions": [1, 0]}, "b")],
+        [record("mlflow", {"dataframe_split": {"columns": ["plan", "age"], "data": [["p", 1]]}},
+                answer)],
+        [record("plain", {"instances": [[30, "pro", 1]]}, answer)],  # a column too many
+        [record("plain", {"instances": [[30, "pro"]]}, answer)],  # a number and a string
+    ]  # fmt: skip
+    for batch in others:
+        assert _arrow_table(Columns.of(batch), SIGNATURE) is None
+    spread = CaptureRecord(*record("plain", rows, answer)[:7], b'{"instances":\n[[30, "pro"]]}',
+                           b'{"predictions": [1]}', 1.5)  # fmt: skip
+    assert _arrow_table(Columns.of([spread]), SIGNATURE) is None  # a body over two lines
+    table, skipped = to_table([spread], lambda mv: SIGNATURE)  # read all the same
+    assert skipped == 0 and table is not None and table["plan"].to_pylist() == ["pro"]
