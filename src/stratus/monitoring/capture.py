@@ -82,9 +82,9 @@ log = logging.getLogger("stratus.capture")
 _HIDDEN = (SUBJECT,)
 #: How often an endpoint without ground truth is checked for some (by another control plane)
 LABELLED_RECHECK_SECONDS = 60.0
-#: After writing at least this many bytes of records, freed memory goes back to the system:
-#: glibc keeps a freed heap (the records are many small objects) for reuse otherwise, and the
-#: control plane would stay at its highest buffer for good.
+#: Once batches of at least this many bytes of records are over, freed memory goes back to the
+#: system: glibc keeps a freed heap (the records are many small objects) for reuse otherwise,
+#: and the control plane would stay at its highest buffer for good (`CaptureStore._trim_after`).
 TRIM_AFTER_BYTES = 8 * 2**20
 
 
@@ -132,6 +132,7 @@ class CaptureStore:
         self.indexer = indexer or self._index_here
         self._signatures: dict[tuple[str, str], Signature | None] = {}
         self._flushing = threading.Lock()
+        self._peak_held = 0  # the biggest batch (bytes) since memory was last given back
         # (project uid, endpoint) -> True once it has ground truth, else when last checked
         self._labelled: dict[tuple[str, str], bool | float] = {}
         self.written = 0  # rows written since start
@@ -144,15 +145,24 @@ class CaptureStore:
         """Write out everything buffered; the number of rows written."""
         with self._flushing:
             records = self.buffer.drain()
-            if not records:
-                return 0
             held = sum(len(r.body) + len(r.response) + RECORD_OVERHEAD for r in records)
             try:
-                return self._write(records)
+                return self._write(records) if records else 0
             finally:
                 del records
-                if held >= TRIM_AFTER_BYTES:
-                    give_back_memory()
+                self._trim_after(held)
+
+    def _trim_after(self, held: int) -> None:
+        """Give freed memory back once the load that needed it has gone: after a batch of at
+        least `TRIM_AFTER_BYTES`, at the first flush that holds under a quarter of the biggest
+        since the last trim. Under steady load the next batch reuses the memory, and trimming
+        every flush would cost the gateway twice (`malloc_trim` holds the allocator's lock
+        for milliseconds, and each trimmed page is faulted in again)."""
+        if held >= TRIM_AFTER_BYTES:
+            self._peak_held = max(self._peak_held, held)
+        elif self._peak_held and held < self._peak_held // 4:
+            self._peak_held = 0
+            give_back_memory()
 
     def _write(self, records: list[CaptureRecord]) -> int:
         by_endpoint: dict[str, list[CaptureRecord]] = defaultdict(list)
