@@ -24,6 +24,7 @@ import ctypes.util
 import io
 import logging
 import multiprocessing
+import operator
 import os
 import pickle
 import tempfile
@@ -63,7 +64,6 @@ from stratus.serving.capture import (
 )
 from stratus.serving.capture import (
     RECORD_COLUMNS,
-    RECORD_OVERHEAD,
     SUBJECT,
     CaptureBuffer,
     CaptureRecord,
@@ -80,6 +80,7 @@ from stratus.storage.blobs import Blobs
 log = logging.getLogger("stratus.capture")
 
 _HIDDEN = (SUBJECT,)
+_ENDPOINT_UID = operator.itemgetter(CaptureRecord._fields.index("endpoint_uid"))
 #: How often an endpoint without ground truth is checked for some (by another control plane)
 LABELLED_RECHECK_SECONDS = 60.0
 #: Once batches of at least this many bytes of records are over, freed memory goes back to the
@@ -145,7 +146,7 @@ class CaptureStore:
         """Write out everything buffered; the number of rows written."""
         with self._flushing:
             records = self.buffer.drain()
-            held = sum(len(r.body) + len(r.response) + RECORD_OVERHEAD for r in records)
+            held = self.buffer.drained_bytes
             try:
                 return self._write(records) if records else 0
             finally:
@@ -166,8 +167,12 @@ class CaptureStore:
 
     def _write(self, records: list[CaptureRecord]) -> int:
         by_endpoint: dict[str, list[CaptureRecord]] = defaultdict(list)
-        for record in records:
-            by_endpoint[record.endpoint_uid].append(record)
+        uids = list(map(_ENDPOINT_UID, records))
+        if uids.count(uids[0]) == len(uids):  # one endpoint's (the usual): no loop in Python
+            by_endpoint[uids[0]] = records
+        else:
+            for uid, record in zip(uids, records, strict=True):
+                by_endpoint[uid].append(record)
         targets = self.endpoints.capture_targets(set(by_endpoint))
         written = 0
         for uid, batch in by_endpoint.items():

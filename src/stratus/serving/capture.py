@@ -99,6 +99,7 @@ class CaptureBuffer:
         self.accepted = 0
         self.dropped = 0
         self.bytes = 0  # held now
+        self.drained_bytes = 0  # held by the records the last `drain` took
         self._records: deque[CaptureRecord] = deque()
         self._lock = threading.Lock()
 
@@ -113,10 +114,10 @@ class CaptureBuffer:
             self.accepted += 1
 
     def drain(self) -> list[CaptureRecord]:
-        """Everything buffered so far, oldest first."""
+        """Everything buffered so far, oldest first (`drained_bytes`: what they held)."""
         with self._lock:
             records, self._records = self._records, deque()
-            self.bytes = 0
+            self.drained_bytes, self.bytes = self.bytes, 0
         return list(records)
 
     def __len__(self) -> int:

@@ -75,13 +75,15 @@ class World:
     project_uid: str
     endpoints: FakeEndpoints
 
-    def send(self, when: datetime, customer: Any, email: str, x: float, rid: str) -> None:
+    def send(
+        self, when: datetime, customer: Any, email: str, x: float, rid: str, endpoint: str = "e1"
+    ) -> None:
         body = {"instances": [{"customer_id": customer, "email": email, "x": x}]}
         self.store.buffer.add(
             CaptureRecord(
                 time=when.timestamp(),
                 request_id=rid,
-                endpoint_uid="e1",
+                endpoint_uid=endpoint,
                 variant="main",
                 model_version="m:1",
                 protocol="plain",
@@ -177,6 +179,22 @@ def test_freed_memory_goes_back_once_a_big_load_is_over(
     world.store.flush()
     assert calls == [True]  # once
     assert isinstance(give_back_memory(), bool)  # the real one runs (False off glibc)
+
+
+def test_one_flush_writes_each_endpoints_records_to_its_own_files(world: World) -> None:
+    first = world.endpoints.targets["e1"]
+    world.endpoints.targets["e2"] = CaptureTarget(
+        "e2", first.project_uid, "p", "other-api", first.capture
+    )
+    world.send(HOUR, 1, "a", 1.0, "r1")
+    world.send(HOUR, 2, "b", 1.0, "r2", endpoint="e2")
+    world.send(HOUR, 3, "c", 1.0, "r3")
+    world.send(HOUR, 4, "d", 1.0, "r4", endpoint="gone")  # deleted meanwhile: dropped
+    assert world.store.flush() == 3
+    ours = world.store.read(world.project_uid, "churn-api")
+    theirs = world.store.read(world.project_uid, "other-api")
+    assert ours is not None and ours["request_id"].to_pylist() == ["r1", "r3"]
+    assert theirs is not None and theirs["request_id"].to_pylist() == ["r2"]
 
 
 def test_dropped_personal_data_is_not_written_at_all(world: World) -> None:
