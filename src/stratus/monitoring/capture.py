@@ -137,6 +137,7 @@ class CaptureStore:
         # (project uid, endpoint) -> True once it has ground truth, else when last checked
         self._labelled: dict[tuple[str, str], bool | float] = {}
         self.written = 0  # rows written since start
+        self.writing = 0  # records taken from the buffer by the flush under way
         self.skipped = 0  # records that could not be parsed back
         bus.subscribe(ProjectDeleting, self._forget_project)
 
@@ -147,10 +148,12 @@ class CaptureStore:
         with self._flushing:
             records = self.buffer.drain()
             held = self.buffer.drained_bytes
+            self.writing = len(records)
             try:
                 return self._write(records) if records else 0
             finally:
                 del records
+                self.writing = 0
                 self._trim_after(held)
 
     def _trim_after(self, held: int) -> None:

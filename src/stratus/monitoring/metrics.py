@@ -79,5 +79,7 @@ class MonitoringCollector(Collector):
             value=self.captures.written,
         )
         yield GaugeMetricFamily(
-            "stratus_capture_pending", "captured requests not written yet", value=len(buffer)
+            "stratus_capture_pending",
+            "captured requests not written yet (buffered, or in the flush under way)",
+            value=len(buffer) + self.captures.writing,
         )

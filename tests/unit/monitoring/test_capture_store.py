@@ -42,6 +42,7 @@ from stratus.serving.capture import (
     SUBJECT,
     CaptureBuffer,
     CaptureRecord,
+    Encoded,
     EncodeJob,
     encode,
 )
@@ -353,6 +354,20 @@ def test_a_batch_goes_to_the_worker_through_a_private_spool_file(
             assert pool._run(os.sched_getscheduler, 0) == os.SCHED_IDLE
     finally:
         pool.close()
+
+
+def test_records_being_written_count_as_pending(world: World) -> None:
+    seen: list[int] = []
+
+    def encoder(job: EncodeJob) -> Encoded:
+        seen.append(world.store.writing)  # the buffer is empty by now
+        return encode(job)
+
+    world.store.encoder = encoder
+    world.send(HOUR, 1, "a", 1.0, "r1")
+    world.send(HOUR, 2, "b", 1.0, "r2")
+    assert world.store.flush() == 2
+    assert seen == [2] and world.store.writing == 0 and len(world.store.buffer) == 0
 
 
 def test_request_ids_come_back_only_for_an_endpoint_that_indexes(world: World) -> None:
