@@ -55,24 +55,23 @@ def kill_pids(pids: dict[int, int | None], grace: float = 10.0) -> None:
     print(f"  WARNING: could not stop pids {sorted(live)}", flush=True)
 
 
-def pss_mb(pids: set[int] | list[int]) -> float:
+def smaps_mb(pids: set[int] | list[int], field: str) -> float:
+    """The sum of one `smaps_rollup` field ("Pss", "Rss") over the processes, in MB."""
     total = 0
     for pid in pids:
         with contextlib.suppress(OSError):
             for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
+                if line.startswith(f"{field}:"):
                     total += int(line.split()[1])
     return total / 1024
+
+
+def pss_mb(pids: set[int] | list[int]) -> float:
+    return smaps_mb(pids, "Pss")
 
 
 def rss_mb(pids: set[int] | list[int]) -> float:
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Rss:"):
-                    total += int(line.split()[1])
-    return total / 1024
+    return smaps_mb(pids, "Rss")
 
 
 def cpu_seconds(pids: set[int]) -> float:

@@ -34,7 +34,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -67,6 +67,7 @@ from stratus.serving.capture import (
     SUBJECT,
     CaptureBuffer,
     CaptureRecord,
+    Columns,
     Encoded,
     EncodedFile,
     EncodeJob,
@@ -609,21 +610,19 @@ class CaptureStore:
 WORKER_NICENESS = 19
 
 
-def run_when_idle() -> str:
+def run_when_idle() -> None:
     """Put this process below everything else: Linux's `SCHED_IDLE` class (it runs on CPU
     time no other process wants, and a waking gateway or replica takes its CPU at once),
     else the lowest niceness. Under a load that fills every core for long, capture falls
-    behind (the buffer holds it, then drops and counts) rather than taking from serving.
-    Which one it got: "idle" or "nice"."""
+    behind (the buffer holds it, then drops and counts) rather than taking from serving."""
     idle = getattr(os, "SCHED_IDLE", None)
     if idle is not None:
         try:
             os.sched_setscheduler(0, idle, os.sched_param(0))
-            return "idle"
+            return
         except OSError:
             pass
     os.nice(WORKER_NICENESS)
-    return "nice"
 
 
 #: The encoder process's own connection to the metadata database (`EncoderPool.index`).
@@ -658,18 +657,14 @@ def _index_in_worker(job: IndexJob) -> bool:
 #: Records per pickled piece of a spooled batch: pickling is one C call that keeps the GIL,
 #: and the gateway's event loop should not wait for more than a millisecond or two of it.
 SPOOL_PIECE_RECORDS = 2000
-_RECORD_FIELDS = (
-    "protocols", "model_versions", "content_types", "bodies", "responses", "times",
-    "request_ids", "variants", "latencies",
-)  # fmt: skip
 
 
 def spool_job(job: EncodeJob, out: BinaryIO) -> None:
-    """Write a job as pickles: its settings (the record lists empty), then each list a piece
-    at a time (`SPOOL_PIECE_RECORDS`)."""
-    lists = {name: getattr(job, name) for name in _RECORD_FIELDS}
+    """Write a job as pickles: its settings (no records), then each of its records' lists a
+    piece at a time (`SPOOL_PIECE_RECORDS`)."""
+    lists = {f.name: getattr(job.records, f.name) for f in fields(Columns)}
     empty: dict[str, Any] = {name: [] for name in lists}
-    out.write(pickle.dumps(replace(job, **empty), pickle.HIGHEST_PROTOCOL))
+    out.write(pickle.dumps(replace(job, records=Columns(**empty)), pickle.HIGHEST_PROTOCOL))
     for name, values in lists.items():
         for start in range(0, len(values), SPOOL_PIECE_RECORDS):
             piece = values[start : start + SPOOL_PIECE_RECORDS]
@@ -682,7 +677,7 @@ def unspool_job(data: bytes) -> EncodeJob:
     job: EncodeJob = pickle.load(stream)
     while stream.tell() < len(data):
         name, piece = pickle.load(stream)
-        getattr(job, name).extend(piece)
+        getattr(job.records, name).extend(piece)
     return job
 
 

@@ -130,54 +130,11 @@ SignatureOf = Callable[[str], Signature | None]  # "model:N" -> its signature, i
 # --- encoding: records to Parquet files, a pure job (it may run in a worker process) -----------
 
 
-@dataclass
-class EncodeJob:
-    """One endpoint's captured records, flat (cheap to send to a worker process), and what the
-    endpoint's capture settings ask for."""
-
-    protocols: list[str]
-    model_versions: list[str]
-    content_types: list[str]
-    bodies: list[bytes]
-    responses: list[bytes]
-    times: list[float]
-    request_ids: list[str]
-    variants: list[str]
-    latencies: list[float]
-    signatures: dict[str, dict[str, Any] | None]  # model version -> its signature's JSON
-    pii: list[str] = field(default_factory=list)
-    pii_action: str = "mask"
-    subject: str | None = None
-    subject_key: bytes = b""
-    passthrough: list[str] = field(default_factory=list)
-    request_ids_back: bool = True  # each file's request ids and rows, for the index
-
-    @classmethod
-    def of(cls, records: Sequence[CaptureRecord], **settings: Any) -> EncodeJob:
-        return cls(
-            protocols=[r.protocol for r in records],
-            model_versions=[r.model_version for r in records],
-            content_types=[r.content_type for r in records],
-            bodies=[r.body for r in records],
-            responses=[r.response for r in records],
-            times=[r.time for r in records],
-            request_ids=[r.request_id for r in records],
-            variants=[r.variant for r in records],
-            latencies=[r.latency_ms for r in records],
-            **settings,
-        )
-
-    def columns(self) -> Columns:
-        return Columns(
-            self.protocols, self.model_versions, self.content_types, self.bodies,
-            self.responses, self.times, self.request_ids, self.variants, self.latencies,
-        )  # fmt: skip
-
-
 @dataclass(frozen=True)
 class Columns:
-    """Records as one list per field (what an `EncodeJob` carries): the readers below work on
-    these, so a job's lists are read as they came, without a tuple per record."""
+    """Records as one list per field (what an `EncodeJob` carries, flat: cheap to send to a
+    worker process): the readers below work on these, so a job's lists are read as they
+    came, without a tuple per record."""
 
     protocols: list[str]
     model_versions: list[str]
@@ -223,6 +180,25 @@ class Columns:
         ]  # fmt: skip
 
 
+@dataclass
+class EncodeJob:
+    """One endpoint's captured records, flat (cheap to send to a worker process), and what the
+    endpoint's capture settings ask for."""
+
+    records: Columns
+    signatures: dict[str, dict[str, Any] | None]  # model version -> its signature's JSON
+    pii: list[str] = field(default_factory=list)
+    pii_action: str = "mask"
+    subject: str | None = None
+    subject_key: bytes = b""
+    passthrough: list[str] = field(default_factory=list)
+    request_ids_back: bool = True  # each file's request ids and rows, for the index
+
+    @classmethod
+    def of(cls, records: Sequence[CaptureRecord], **settings: Any) -> EncodeJob:
+        return cls(Columns.of(records), **settings)
+
+
 @dataclass(frozen=True)
 class EncodedFile:
     """One hour's Parquet file of an endpoint's records."""
@@ -250,7 +226,7 @@ def encode(job: EncodeJob) -> Encoded:
         mv: None if sig is None else Signature.model_validate(sig)
         for mv, sig in job.signatures.items()
     }
-    table, skipped = _table(job.columns(), lambda mv: signatures.get(mv), job.passthrough)
+    table, skipped = _table(job.records, lambda mv: signatures.get(mv), job.passthrough)
     if table is None or not table.num_rows:
         return Encoded([], skipped)
     table = protect(table, job.pii, job.pii_action, job.subject, job.subject_key)
