@@ -16,7 +16,14 @@ from typing import Any
 import orjson
 
 from stratus.compute.addresses import parse_address
-from stratus.serving.wire import HELLO_ID, Kind, ResponseFrame, encode_request, read_response
+from stratus.serving.wire import (
+    HELLO_ID,
+    Kind,
+    ResponseFrame,
+    WireError,
+    encode_request,
+    read_response,
+)
 
 MAX_REQUEST_ID = 0xFFFFFFFF
 
@@ -102,7 +109,7 @@ class ReplicaConnection:
                 future = self._pending.get(frame.request_id)
                 if future is not None and not future.done():
                     future.set_result(frame)
-        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+        except (OSError, asyncio.IncompleteReadError, ValueError, WireError) as exc:
             error = ReplicaGone(f"the connection to the replica broke: {exc}")
         except asyncio.CancelledError:
             error = ReplicaGone("the connection to the replica was closed")
