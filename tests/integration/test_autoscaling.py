@@ -106,7 +106,8 @@ def test_an_endpoint_at_min_zero_answers_from_zero_scales_out_and_back_to_zero(
             )
             assert back.status.variants[0].desired == 0 and back.status.phase == "ready"
 
-            metrics = http.get(f"{platform.url}/metrics").text
+            # a new connection: the pooled one has idled past the server's keep-alive
+            metrics = httpx.get(f"{platform.url}/metrics", headers=headers, timeout=60).text
         labels = f'endpoint="{name}",project="default"'  # as /metrics sorts them
         assert f'stratus_endpoint_desired_replicas{{{labels},variant="main"}} 0.0' in metrics
         assert f"stratus_inference_cold_start_wait_seconds_count{{{labels}}}" in metrics

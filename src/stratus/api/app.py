@@ -14,6 +14,7 @@ from stratus.api import docs, health, metrics, problems
 from stratus.api.admission import AdmissionMiddleware
 from stratus.api.middleware import RequestContextMiddleware
 from stratus.api.platform import Platform
+from stratus.billing import routes as billing_routes
 from stratus.core import heap
 from stratus.data import routes as data_routes
 from stratus.endpoints import routes as endpoint_routes
@@ -39,6 +40,7 @@ def create_api(platform: Platform) -> FastAPI:
         platform.capture_writer.start()
         platform.monitor_controller.start()
         platform.alert_evaluator.start()
+        platform.meter.start()
         openapi_document.build_in_background()
         heap.freeze()  # startup's objects out of the collector's sight (core/heap.py)
         try:
@@ -50,6 +52,7 @@ def create_api(platform: Platform) -> FastAPI:
             await to_thread.run_sync(platform.pipeline_controller.stop)
             await to_thread.run_sync(platform.job_controller.stop)
             await platform.controller.stop()
+            await to_thread.run_sync(platform.meter.stop)
 
     app = FastAPI(
         title="Stratus",
@@ -70,6 +73,7 @@ def create_api(platform: Platform) -> FastAPI:
     app.state.tracking = platform.tracking
     app.state.endpoints = platform.endpoints
     app.state.jobs = platform.jobs
+    app.state.billing = platform.billing
     app.state.pipelines = platform.pipelines
     app.state.controller = platform.controller
     app.state.captures = platform.captures
@@ -93,6 +97,8 @@ def create_api(platform: Platform) -> FastAPI:
     app.include_router(monitoring_routes.router, responses=problems.ERROR_RESPONSES)
     app.include_router(monitoring_routes.erase_router, responses=problems.ERROR_RESPONSES)
     app.include_router(alert_routes.router, responses=problems.ERROR_RESPONSES)
+    app.include_router(billing_routes.prices_router, responses=problems.ERROR_RESPONSES)
+    app.include_router(billing_routes.cost_router, responses=problems.ERROR_RESPONSES)
     app.add_middleware(
         AdmissionMiddleware,
         authenticator=platform.authenticator,

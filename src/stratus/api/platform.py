@@ -10,10 +10,14 @@ import logging
 import multiprocessing
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from stratus.billing.controller import CostCollector, MeterController
+from stratus.billing.metering import Meter
+from stratus.billing.service import BillingService
 from stratus.compute.backends import open_backend
 from stratus.compute.instance_types import InstanceCatalog
 from stratus.core.database import Database
@@ -126,6 +130,8 @@ class Platform:
     monitor_controller: MonitorController
     alerts: AlertService
     alert_evaluator: AlertEvaluator
+    billing: BillingService
+    meter: MeterController
     _loops: list[BackgroundLoop] = field(default_factory=list)
 
     @classmethod
@@ -165,9 +171,11 @@ class Platform:
         )
         data.model_version = registry.pinned_version
         tracking = TrackingService(db, blobs, bus, project_uid=iam.project_uid)
-        endpoints = EndpointService(db, registry, bus, project_uid=iam.project_uid)
         catalog = InstanceCatalog.load(
             settings.compute.instance_types or settings.home / "instance_types.yaml"
+        )
+        endpoints = EndpointService(
+            db, registry, bus, project_uid=iam.project_uid, instance_types=catalog
         )
         jobs = JobService(
             db,
@@ -285,6 +293,21 @@ class Platform:
             refresh=[job_gauges.refresh, rates.snapshot],
         )
         alerts.on_change = alert_evaluator.wake
+        billing = BillingService(db, job_models=jobs.models_made)
+        meter = MeterController(
+            Meter(
+                db,
+                catalog,
+                billing.prices,
+                replicas=controller.usage,
+                jobs=jobs.usage,
+                storage=storage.stored_bytes,
+                raw_retention=timedelta(days=settings.billing.raw_retention_days),
+            ),
+            billing,
+            settings.billing.meter_interval_seconds,
+        )
+        metrics.registry.register(CostCollector(meter))
         return cls(
             settings=settings,
             db=db,
@@ -312,6 +335,8 @@ class Platform:
             monitor_controller=monitor_controller,
             alerts=alerts,
             alert_evaluator=alert_evaluator,
+            billing=billing,
+            meter=meter,
         )
 
     @staticmethod

@@ -106,6 +106,15 @@ def deploy(
     max_wait_ms: Annotated[
         float | None, typer.Option(min=0, help="how long a batch may wait for more rows")
     ] = None,
+    instance_type: Annotated[
+        str | None,
+        typer.Option(
+            "--instance-type",
+            help="the size each replica is billed at (stratus jobs instance-types) "
+            "[default: unchanged; cpu.small for new endpoints]",
+            show_default=False,
+        ),
+    ] = None,
     capture: Annotated[
         float | None,
         typer.Option(
@@ -155,6 +164,8 @@ def deploy(
         )
     if model is None and (max_batch_size is not None or max_wait_ms is not None):
         raise typer.BadParameter("--max-batch-size and --max-wait-ms apply to --model")
+    if model is None and instance_type is not None:
+        raise typer.BadParameter("--instance-type applies to --model")
     c = client(ctx)
     project = project_of(ctx, project)
     existing = None
@@ -183,6 +194,7 @@ def deploy(
             max_wait_ms=max_wait_ms,
             capture=capture_spec,
             passthrough=columns,
+            instance_type=instance_type,
         )
     elif public is not None or capture_spec is not None or columns is not None:
         endpoint = c.endpoints.update(

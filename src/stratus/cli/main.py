@@ -39,6 +39,8 @@ COMMANDS = {
     "pipelines": "stratus.cli.pipelines:app",
     "monitors": "stratus.cli.monitors:app",
     "alerts": "stratus.cli.alerts:app",
+    "cost": "stratus.cli.cost:app",
+    "prices": "stratus.cli.cost:prices_app",
     "export": "stratus.cli.export:app",
     "audit": "stratus.cli.audit:app",
 }

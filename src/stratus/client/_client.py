@@ -32,6 +32,7 @@ from stratus.core.errors import DataCorrupted, InvalidInput, ServiceUnavailable
 if TYPE_CHECKING:
     from stratus.client._alerts import Alerts
     from stratus.client._batch import BatchJobs
+    from stratus.client._billing import Cost, Prices
     from stratus.client._data import Datasets
     from stratus.client._endpoints import Endpoints
     from stratus.client._functions import Functions
@@ -150,6 +151,8 @@ class Client:
     monitors: _Family[Monitors] = _Family("stratus.client._monitors:Monitors")
     alerts: _Family[Alerts] = _Family("stratus.client._alerts:Alerts")
     audit: _Family[Audit] = _Family("stratus.client._iam:Audit")
+    cost: _Family[Cost] = _Family("stratus.client._billing:Cost")
+    prices: _Family[Prices] = _Family("stratus.client._billing:Prices")
 
     # --- plumbing ------------------------------------------------------------------------------
 

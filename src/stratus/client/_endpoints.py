@@ -62,6 +62,7 @@ class Endpoints(API):
         max_wait_ms: float | None = None,
         capture: Capture | None = None,
         passthrough: Sequence[str] | None = None,
+        instance_type: str | None = None,
         wait: bool = False,
         timeout: float = 120.0,
     ) -> ep.EndpointRead:
@@ -92,6 +93,8 @@ class Endpoints(API):
             passthrough: columns a request may carry beside the model's inputs (ids,
                 subjects, timestamps): captured and echoed in the answer, never given to the
                 model; None keeps the current ones (none for a new endpoint).
+            instance_type: the size each replica of the main variant is billed at (see
+                `jobs.instance_types()`); None keeps it (`cpu.small` for a new endpoint).
             wait: return only once the endpoint serves the new version (see `wait_ready`).
             timeout: seconds to wait when `wait` is true.
 
@@ -127,6 +130,8 @@ class Endpoints(API):
                 variant["autoscaling"] = scaling
             if batching:
                 variant["batching"] = batching
+            if instance_type is not None:
+                variant["instance_type"] = instance_type
             endpoint = self.create(
                 name,
                 [variant],
@@ -138,7 +143,12 @@ class Endpoints(API):
             )
         else:
             variants = rolled_variants(
-                current.spec, model, replicas=replicas, batching=batching, autoscaling=scaling
+                current.spec,
+                model,
+                replicas=replicas,
+                batching=batching,
+                autoscaling=scaling,
+                instance_type=instance_type,
             )
             endpoint = self.update(
                 name,
@@ -683,6 +693,7 @@ def rolled_variants(
     replicas: int | None,
     batching: Mapping[str, Any],
     autoscaling: Mapping[str, Any] | None = None,
+    instance_type: str | None = None,
 ) -> builtins.list[dict[str, Any]]:
     """The variants after `deploy`: the main one serves `model` with `replicas` (a fixed
     number: autoscaling off) or `autoscaling` (None for both: as now) and any new `batching`
@@ -701,6 +712,8 @@ def rolled_variants(
                 body["replicas"] = replicas
                 body.pop("autoscaling", None)
             body["batching"] = {**body.get("batching", {}), **batching}
+            if instance_type is not None:
+                body["instance_type"] = instance_type
         out.append(body)
     return out
 

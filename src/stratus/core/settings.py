@@ -253,6 +253,20 @@ class OutboxSettings(BaseModel):
     )
 
 
+class BillingSettings(BaseModel):
+    """Metering and cost (docs/cost.md)."""
+
+    meter_interval_seconds: float = Field(
+        15.0,
+        gt=0,
+        le=3600,
+        description="how often usage is metered and priced (cost shows within this and a pass)",
+    )
+    raw_retention_days: int = Field(
+        35, ge=1, le=3650, description="how long raw usage records are kept (hourly lines stay)"
+    )
+
+
 class Settings(BaseSettings):
     """The root of all settings."""
 
@@ -276,6 +290,7 @@ class Settings(BaseSettings):
     compute: ComputeSettings = ComputeSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     outbox: OutboxSettings = OutboxSettings()
+    billing: BillingSettings = BillingSettings()
 
     @field_validator("home")
     @classmethod

@@ -26,11 +26,14 @@ import hmac
 import logging
 import secrets
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+
+import orjson
 
 from stratus.compute.backend import ComputeBackend, ReplicaHandle, ReplicaState
 from stratus.core.clock import utcnow
@@ -63,6 +66,49 @@ class ControllerConfig:
     prewarm: bool = True  # warm the backend at start, not at the first endpoint
 
 
+FUNCTION_LABEL = ("stratus.io/kind", "function")  # billed per request, not per hour
+ENDED_KEPT = 10_000  # replicas that stopped, kept for metering to read their last stretch
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Whose a replica is and what it is billed as (fixed when it starts)."""
+
+    project: str
+    endpoint: str
+    instance_type: str
+    per_request: bool
+
+
+@dataclass(frozen=True)
+class ReplicaUsage:
+    """What metering needs of one replica: whose it is, since (and until) when it ran, and
+    its own request counters (None when it could not be asked: starting, or gone)."""
+
+    replica_id: str
+    project: str
+    endpoint: str
+    variant: str
+    model_version: str
+    instance_type: str
+    per_request: bool
+    started_at: float  # wall-clock seconds
+    ended_at: float | None
+    requests: int | None
+    busy_seconds: float | None
+
+
+def owner_of(endpoint: DesiredEndpoint, variant: str) -> Owner:
+    spec = next((v for v in endpoint.variants if v.name == variant), None)
+    key, value = FUNCTION_LABEL
+    return Owner(
+        endpoint.project,
+        endpoint.name,
+        spec.instance_type if spec is not None else s.DEFAULT_INSTANCE_TYPE,
+        endpoint.labels.get(key) == value,
+    )
+
+
 @dataclass
 class Replica:
     id: str
@@ -76,10 +122,29 @@ class Replica:
     link: ReplicaLink | None = None
     ready_at: float | None = None
     address: str = ""  # where it listens, once the backend says it is ready
+    owner: Owner | None = None
 
     @property
     def model_version(self) -> str:
         return f"{self.model}:{self.version}"
+
+    def usage(self, ended_at: float | None, stats: dict[str, Any] | None) -> ReplicaUsage | None:
+        if self.owner is None:
+            return None
+        o = self.owner
+        return ReplicaUsage(
+            self.id,
+            o.project,
+            o.endpoint,
+            self.variant,
+            self.model_version,
+            o.instance_type,
+            o.per_request,
+            self.handle.started_at,
+            ended_at,
+            int(stats["requests"]) if stats else None,
+            float(stats.get("busy_seconds", 0.0)) if stats else None,
+        )
 
 
 @dataclass
@@ -105,6 +170,8 @@ def template_of(variant: s.VariantSpec, passthrough: Sequence[str] = ()) -> str:
     key = f"{variant.model}|{variant.version}|{variant.batching.model_dump_json()}"
     if passthrough:  # (endpoints without any keep the templates they had)
         key += "|passthrough=" + ",".join(sorted(passthrough))
+    if variant.instance_type != s.DEFAULT_INSTANCE_TYPE:  # a new size is new replicas
+        key += "|instance_type=" + variant.instance_type
     return hashlib.sha256(key.encode()).hexdigest()[:8]
 
 
@@ -142,6 +209,7 @@ class EndpointController:
         self._series: dict[tuple[str, str, str, str], Series] = {}
         self._drains: set[asyncio.Task[object]] = set()
         self._figures: list[ReplicaFigures] = []
+        self._ended: deque[ReplicaUsage] = deque(maxlen=ENDED_KEPT)
         self.autoscaler = Autoscaler()
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -179,9 +247,15 @@ class EndpointController:
                 await self._task
         if self._drains:
             await asyncio.gather(*self._drains, return_exceptions=True)
+        stopping = self.config.stop_replicas_on_shutdown
         for replica in self.replicas.values():
+            stats = None
             if replica.link is not None:
+                if stopping:
+                    stats = await _stats(replica.link.connection)
                 await replica.link.connection.close()
+            if stopping:
+                self._ended_now(replica, stats)
         self.replicas.clear()
         # a start the cancelled pass left running in a thread finishes (and is recorded) first
         await asyncio.to_thread(self._pool.shutdown, True)
@@ -239,6 +313,7 @@ class EndpointController:
                 version=version,
                 template=template,
                 handle=handle,
+                owner=owner_of(wanted[endpoint_uid], variant),
             )
             log.info("re-adopted replica %s on %s", handle.replica_id, handle.node)
 
@@ -330,6 +405,7 @@ class EndpointController:
         health.last_exited = replica.handle
         log.warning("%s", health.message)
         self.replicas.pop(replica.id, None)
+        self._ended_now(replica, None)
         if replica.link is not None:
             self._spawn(replica.link.connection.close())
 
@@ -455,6 +531,7 @@ class EndpointController:
             template=template,
             handle=handle,
             model=ref.model,
+            owner=owner_of(endpoint, variant.name),
         )
 
     # --- draining ----------------------------------------------------------------------------
@@ -468,12 +545,14 @@ class EndpointController:
         self._spawn(self._finish_drain(replica))
 
     async def _finish_drain(self, replica: Replica) -> None:
+        stats: dict[str, Any] | None = None
         try:
             if replica.link is not None:
                 deadline = time.monotonic() + self.config.drain_seconds
                 connection = replica.link.connection
                 while connection.in_flight and time.monotonic() < deadline:
                     await asyncio.sleep(0.01)
+                stats = await _stats(connection)  # its last counts, for metering
                 await connection.close()
             await self._blocking(
                 self.backend.stop_replica, replica.handle, self.config.drain_seconds
@@ -481,6 +560,36 @@ class EndpointController:
             log.info("stopped replica %s", replica.id)
         finally:
             self.replicas.pop(replica.id, None)
+            self._ended_now(replica, stats)
+
+    def _ended_now(self, replica: Replica, stats: dict[str, Any] | None) -> None:
+        usage = replica.usage(time.time(), stats)
+        if usage is not None:
+            self._ended.append(usage)
+
+    # --- metering ----------------------------------------------------------------------------
+
+    def usage(self, timeout: float = 10.0) -> list[ReplicaUsage]:
+        """Every replica running now (with its counters) and those that stopped lately (callable
+        from any thread: the meter's). Replicas stopped by a control plane that was killed are
+        not among them; the meter closes their time at their last observation."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return list(self._ended)
+        return asyncio.run_coroutine_threadsafe(self._usage(), loop).result(timeout)
+
+    async def _usage(self) -> list[ReplicaUsage]:
+        running = list(self.replicas.values())
+        answers = await asyncio.gather(
+            *(
+                _stats(r.link.connection)
+                if r.link is not None and r.phase is Phase.ready
+                else _nothing()
+                for r in running
+            )
+        )
+        found = [r.usage(None, stats) for r, stats in zip(running, answers, strict=True)]
+        return [u for u in found if u is not None] + list(self._ended)
 
     def _stop_later(self, replica: Replica) -> None:
         self._spawn(self._blocking(self.backend.stop_replica, replica.handle, 2.0))
@@ -674,7 +783,6 @@ class EndpointController:
             *(r.link.connection.call(Kind.STATS, "", b"", 2.0) for r in ready if r.link),
             return_exceptions=True,
         )
-        import orjson
 
         figures = []
         for replica, answer in zip(ready, answers, strict=True):
@@ -692,6 +800,22 @@ class EndpointController:
                 )
             )
         return figures
+
+
+async def _stats(connection: ReplicaConnection) -> dict[str, Any] | None:
+    """A replica's own counters (its STATS frame), or None if it cannot say."""
+    try:
+        answer = await connection.call(Kind.STATS, "", b"", 2.0)
+    except (ConnectionError, TimeoutError):
+        return None
+    if answer.status != 200:
+        return None
+    stats: dict[str, Any] = orjson.loads(answer.body)
+    return stats
+
+
+async def _nothing() -> None:
+    return None
 
 
 def _replica_read(r: Replica, routed: bool) -> s.ReplicaRead:

@@ -51,6 +51,9 @@ class Autoscaling(_Input):
         return self
 
 
+DEFAULT_INSTANCE_TYPE = "cpu.small"
+
+
 class VariantSpec(_Input):
     """One model version behind an endpoint.
 
@@ -68,6 +71,12 @@ class VariantSpec(_Input):
     batching: Batching = Field(default_factory=Batching)
     autoscaling: Autoscaling | None = Field(
         None, description="follow the requests in flight instead of a fixed count of replicas"
+    )
+    instance_type: str = Field(
+        DEFAULT_INSTANCE_TYPE,
+        min_length=1,
+        max_length=63,
+        description="the size each replica is billed at (`stratus jobs instance-types`)",
     )
 
 

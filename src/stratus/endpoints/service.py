@@ -9,13 +9,14 @@ does by itself (a scaling step) it records as an endpoint event (`record_event`)
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, get_args
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from stratus.compute.instance_types import InstanceCatalog
 from stratus.core.clock import as_utc, utcnow
 from stratus.core.database import Database
 from stratus.core.errors import Conflict, InvalidInput, NotFound
@@ -54,6 +55,7 @@ class DesiredEndpoint:
     variants: list[s.VariantSpec]
     capture: s.CaptureSpec
     passthrough: tuple[str, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -76,9 +78,11 @@ class EndpointService:
         bus: EventBus,
         project_uid: ProjectLookup,
         on_change: Callable[[], None] | None = None,
+        instance_types: InstanceCatalog | None = None,
     ) -> None:
         self.db = db
         self.registry = registry
+        self.instance_types = instance_types  # None: any name (a test without a catalog)
         self._project_uid = project_uid
         self.on_change = on_change or (lambda: None)
         self._endpoints = ProjectScoped(EndpointRow, "endpoint")
@@ -132,6 +136,7 @@ class EndpointService:
                     variants=[s.VariantSpec.model_validate(v) for v in row.variants],
                     capture=_capture(row),
                     passthrough=tuple(row.passthrough or ()),
+                    labels=dict(row.labels or {}),
                 )
                 for row, project in rows
             ]
@@ -252,6 +257,7 @@ class EndpointService:
                     "replicas": data.replicas or max(primary.replicas, 1),
                     "traffic": data.traffic,
                     "batching": primary.batching,
+                    "instance_type": primary.instance_type,
                     # an autoscaled primary's canary follows its own share of the traffic
                     "autoscaling": None if data.replicas else primary.autoscaling,
                 }
@@ -473,6 +479,11 @@ class EndpointService:
         """Resolve each variant's model reference to a ready version it will keep."""
         pinned = []
         for variant in variants:
+            if self.instance_types is not None:
+                try:
+                    self.instance_types.get(variant.instance_type)
+                except InvalidInput as exc:
+                    raise InvalidInput(f"variant {variant.name!r}: {exc.detail}") from None
             ref = parse_ref(variant.model)
             selector = str(variant.version) if variant.version is not None else ref.selector
             if variant.version is not None and ref.version not in (None, variant.version):

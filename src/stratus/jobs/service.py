@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -57,6 +57,20 @@ class BlobUpload:
 
     def abort(self) -> None:
         self.writer.abort()
+
+
+@dataclass(frozen=True)
+class JobUsage:
+    """What metering reads of a job: its size and how long it has run, in all."""
+
+    uid: str
+    project: str
+    name: str
+    instance_type: str
+    spot: bool
+    seconds: float
+    preemptions: int
+    model_version: str | None
 
 
 @dataclass(frozen=True)
@@ -460,6 +474,53 @@ class JobService:
                     )
                 )
             return active
+
+    def usage(self, since: datetime) -> list[JobUsage]:
+        """Every job that ran at some time after `since` (running now, or stopped since), with
+        the seconds it has run over all its attempts until now: what metering reads."""
+        now = utcnow()
+        with self.db.transaction() as session:
+            found = session.execute(
+                select(JobRow, JobStatusRow)
+                .join(JobStatusRow, JobStatusRow.job_uid == JobRow.uid)
+                .where(
+                    (JobStatusRow.phase == JobPhase.running.value)
+                    | (JobStatusRow.updated_at >= since)
+                )
+            ).all()
+            names: dict[str, str] = {}
+            usage = []
+            for row, status in found:
+                if row.project_uid not in names:
+                    names[row.project_uid] = self._project_name(session, row)
+                spec = s.JobSpec.model_validate(row.spec)
+                seconds = status.seconds_run
+                if status.phase == JobPhase.running.value and status.started_at is not None:
+                    seconds += max(0.0, (now - as_utc(status.started_at)).total_seconds())
+                usage.append(
+                    JobUsage(
+                        uid=row.uid,
+                        project=names[row.project_uid],
+                        name=row.name,
+                        instance_type=spec.instance_type,
+                        spot=spec.spot,
+                        seconds=seconds,
+                        preemptions=status.preemptions,
+                        model_version=status.model_version,
+                    )
+                )
+            return usage
+
+    def models_made(self, project: str, names: Sequence[str]) -> dict[str, str]:
+        """The model version (NAME:N) each of these jobs registered, for those that did."""
+        with self.db.transaction() as session:
+            project_uid = self._project_uid(session, project)
+            rows = session.execute(
+                select(JobRow.name, JobStatusRow.model_version)
+                .join(JobStatusRow, JobStatusRow.job_uid == JobRow.uid)
+                .where(JobRow.project_uid == project_uid, JobRow.name.in_(list(names)))
+            ).all()
+            return {name: version for name, version in rows if version}
 
     def mark_started(self, uid: str, handle: dict[str, Any], enforced_by: str) -> None:
         with self.db.transaction() as session:

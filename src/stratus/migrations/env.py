@@ -5,7 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-import stratus.core.lease  # noqa: F401  (registers tables on Base.metadata)
+import stratus.billing.tables  # noqa: F401  (registers tables on Base.metadata)
+import stratus.core.lease  # noqa: F401
 import stratus.core.outbox  # noqa: F401
 import stratus.data.tables  # noqa: F401
 import stratus.endpoints.tables  # noqa: F401

@@ -125,11 +125,13 @@ class ReplicaStats:
         self.batches = 0
         self.rows = 0
         self.batch_sizes: Counter[int] = Counter()
+        self.busy_seconds = 0.0  # spent running the model: what per-request billing meters
         self.started = time.time()
 
     def on_batch(self, rows: int, seconds: float) -> None:
         self.batches += 1
         self.rows += rows
+        self.busy_seconds += seconds
         self.batch_sizes[rows] += 1
 
     def as_dict(self) -> dict[str, Any]:
@@ -138,6 +140,7 @@ class ReplicaStats:
             "errors": self.errors,
             "batches": self.batches,
             "rows": self.rows,
+            "busy_seconds": self.busy_seconds,
             "batch_sizes": {str(k): v for k, v in sorted(self.batch_sizes.items())},
             "uptime_seconds": time.time() - self.started,
             "pid": os.getpid(),

@@ -32,9 +32,18 @@ from stratus.storage.blobs import Blobs
 from stratus.storage.blobstore import BlobWriter
 from stratus.storage.errors import object_not_found
 from stratus.storage.object_keys import validate_key, validate_prefix
-from stratus.storage.tables import BucketRow, ObjectRow, ObjectVersionRow
+from stratus.storage.tables import BlobRow, BucketRow, ObjectRow, ObjectVersionRow
 
 ProjectLookup = Callable[[Session, str], str]  # (the caller's session, project name) -> uid
+
+
+@dataclass(frozen=True)
+class StoredBytes:
+    """What one bucket holds, for metering."""
+
+    project: str
+    bucket: str
+    bytes: int
 
 
 @dataclass
@@ -89,6 +98,42 @@ class StorageService:
                 self._buckets, session, project, self._project_uid, selector, limit, page_token
             )
             return [self._bucket_read(session, r, p) for r, p in pairs], token
+
+    def stored_bytes(self) -> list[StoredBytes]:
+        """The bytes each bucket holds, every version counted (what metering samples)."""
+        from stratus.iam.tables import ProjectRow
+
+        with self.db.transaction() as session:
+            rows = session.execute(
+                select(
+                    ProjectRow.name,
+                    BucketRow.name,
+                    func.coalesce(func.sum(ObjectVersionRow.size), 0),
+                )
+                .join(ProjectRow, ProjectRow.uid == BucketRow.project_uid)
+                .outerjoin(
+                    ObjectVersionRow,
+                    (ObjectVersionRow.bucket_uid == BucketRow.uid)
+                    & ObjectVersionRow.is_delete_marker.is_(False),
+                )
+                .group_by(ProjectRow.name, BucketRow.name)
+            ).all()
+            stored = [StoredBytes(project, bucket, int(size)) for project, bucket, size in rows]
+            # the rest of each project's bytes: datasets, models, artifacts, logs (bucket "")
+            held = session.execute(
+                select(ProjectRow.name, func.coalesce(func.sum(BlobRow.size), 0))
+                .join(ProjectRow, ProjectRow.uid == BlobRow.project_uid)
+                .where(BlobRow.refcount > 0)
+                .group_by(ProjectRow.name)
+            ).all()
+            in_buckets: dict[str, int] = {}
+            for item in stored:
+                in_buckets[item.project] = in_buckets.get(item.project, 0) + item.bytes
+            for project, size in held:
+                rest = int(size) - in_buckets.get(project, 0)
+                if rest > 0:
+                    stored.append(StoredBytes(project, "", rest))
+            return stored
 
     def get_bucket(self, project: str, name: str) -> s.BucketRead:
         with self.db.transaction() as session:

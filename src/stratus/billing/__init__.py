@@ -1,0 +1,1 @@
+"""Billing: meters, the price catalog, cost reports (docs/cost.md)."""

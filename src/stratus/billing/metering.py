@@ -1,0 +1,426 @@
+"""Metering: what the platform gave each project, priced, hour by hour.
+
+A pass (every `billing.meter_interval_seconds`, on the meter's background loop) reads the facts
+the other services keep (the endpoint controller's replicas and their own request counters,
+the jobs' run time, the bytes each bucket holds), prices what was used since the last pass
+at the current catalog version, and adds it to the hourly usage lines, a raw record per line,
+and each source's position (`MeterStateRow`), all in one transaction. A pass that fails adds
+nothing; the next one counts from the positions it finds, so a crash or a restart neither loses
+nor double-counts usage.
+
+What is metered, per line of (project, subject, variant, model version, instance type,
+pricing, idle, catalog version):
+- replicas: instance-seconds (and vCPU-, GiB- and GPU-seconds) from the replica's start to its
+  stop; the replica's requests and model busy time from its own counters (they survive a
+  control-plane restart). Capacity-time of a replica that served no request during a pass is
+  `idle`. A function's replicas (label `stratus.io/kind=function`) are `per_request`: their
+  capacity costs nothing, their requests and busy GiB-seconds do.
+- jobs: instance-seconds over all attempts, at the spot or on-demand price.
+- storage: GiB-hours of each bucket (every version), and of each project's other data (models,
+  datasets, artifacts: bucket ""), sampled each pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from stratus.billing.prices import GIB, HOURS_PER_MONTH, PriceCatalog
+from stratus.billing.tables import MeterStateRow, UsageRecordRow, UsageRow
+from stratus.compute.instance_types import InstanceCatalog, InstanceType
+from stratus.core.clock import as_utc, utcnow
+from stratus.core.database import Database
+from stratus.core.errors import InvalidInput
+from stratus.endpoints.controller import ReplicaUsage
+from stratus.jobs.service import JobUsage
+from stratus.storage.service import StoredBytes
+
+log = logging.getLogger("stratus.billing")
+
+HOUR = timedelta(hours=1)
+FORGET_AFTER = timedelta(days=2)  # a source's position kept this long after it was last seen
+JOBS_CURSOR = "jobs"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+FALLBACK_TYPE = "cpu.small"  # a replica of a type the catalog no longer has is priced as this
+
+
+@dataclass(frozen=True)
+class Line:
+    """What a usage line is about (everything but its quantities)."""
+
+    project: str
+    meter: str
+    subject_kind: str
+    subject: str
+    pricing: str
+    catalog_version: int
+    variant: str = ""
+    model_version: str = ""
+    instance_type: str = ""
+    idle: bool = False
+
+    @property
+    def key(self) -> str:
+        text = "\x1f".join(str(getattr(self, f.name)) for f in fields(self))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass
+class Amount:
+    seconds: float = 0.0
+    vcpu_seconds: float = 0.0
+    gib_seconds: float = 0.0
+    gpu_seconds: float = 0.0
+    requests: int = 0
+    request_seconds: float = 0.0
+    gib_hours: float = 0.0
+    cost: float = 0.0
+
+    def scaled(self, share: float) -> Amount:
+        """A share of this amount (for the part of a stretch that falls in one hour); requests
+        are whole and go where the stretch ends."""
+        return Amount(
+            seconds=self.seconds * share,
+            vcpu_seconds=self.vcpu_seconds * share,
+            gib_seconds=self.gib_seconds * share,
+            gpu_seconds=self.gpu_seconds * share,
+            request_seconds=self.request_seconds * share,
+            gib_hours=self.gib_hours * share,
+            cost=self.cost * share,
+        )
+
+    def add(self, other: Amount) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+
+QUANTITIES = tuple(f.name for f in fields(Amount))
+
+
+@dataclass
+class Usage:
+    """One pass's additions: (line, start, end, amount)."""
+
+    items: list[tuple[Line, datetime, datetime, Amount]] = field(default_factory=list)
+
+    def add(self, line: Line, start: datetime, end: datetime, amount: Amount) -> None:
+        self.items.append((line, start, end, amount))
+
+
+def hours_of(start: datetime, end: datetime) -> Iterator[tuple[datetime, float]]:
+    """Each UTC hour that [start, end) touches, with the share of the stretch in it. A stretch
+    of no length is all in the hour of its end."""
+    total = (end - start).total_seconds()
+    if total <= 0:
+        yield end.replace(minute=0, second=0, microsecond=0), 1.0
+        return
+    hour = start.replace(minute=0, second=0, microsecond=0)
+    while hour < end:
+        next_hour = hour + HOUR
+        inside = (min(end, next_hour) - max(start, hour)).total_seconds()
+        if inside > 0:
+            yield hour, inside / total
+        hour = next_hour
+
+
+@dataclass(frozen=True)
+class PassSummary:
+    lines: int
+    cost: float
+    at: datetime
+
+
+class Meter:
+    """One metering pass at a time, from the sources it is given (callables, so it depends on
+    what they say, not on the services' internals)."""
+
+    def __init__(
+        self,
+        db: Database,
+        instance_types: InstanceCatalog,
+        prices: Callable[[], tuple[int, PriceCatalog]],
+        *,
+        replicas: Callable[[], list[ReplicaUsage]] = list,
+        jobs: Callable[[datetime], list[JobUsage]] = lambda since: [],
+        storage: Callable[[], list[StoredBytes]] = list,
+        clock: Callable[[], datetime] = utcnow,
+        raw_retention: timedelta = timedelta(days=35),
+    ) -> None:
+        self.db = db
+        self.instance_types = instance_types
+        self.prices = prices
+        self.replicas = replicas
+        self.jobs = jobs
+        self.storage = storage
+        self.clock = clock
+        self.raw_retention = raw_retention
+
+    def run(self) -> PassSummary:
+        version, catalog = self.prices()
+        replicas = self.replicas()
+        stored = self.storage()
+        with self.db.transaction() as session:  # (only this meter moves it)
+            jobs_since = session.get(MeterStateRow, JOBS_CURSOR)
+            since = as_utc(jobs_since.metered_until) if jobs_since else EPOCH
+        jobs = self.jobs(since)
+        with self.db.transaction() as session:
+            states = {row.source: row for row in session.scalars(select(MeterStateRow))}
+            now = self.clock()  # after the facts were read: nothing they hold is later
+            usage = Usage()
+            seen: set[str] = set()
+            self._replicas(session, states, replicas, version, catalog, now, usage, seen)
+            self._jobs(session, states, jobs, version, catalog, now, usage, seen)
+            self._storage(session, states, stored, version, catalog, now, usage, seen)
+            self._position(session, states, JOBS_CURSOR, now, seen)
+            cost = write_usage(session, usage)
+            self._forget(session, states, seen, now)
+            return PassSummary(lines=len(usage.items), cost=cost, at=now)
+
+    # --- sources -----------------------------------------------------------------------------
+
+    def _type(self, name: str) -> InstanceType:
+        try:
+            return self.instance_types.get(name)
+        except InvalidInput:
+            log.warning(
+                "instance type %r is gone from the catalog; priced as %s", name, FALLBACK_TYPE
+            )
+            return self.instance_types.get(FALLBACK_TYPE)
+
+    def _replicas(
+        self,
+        session: Session,
+        states: dict[str, MeterStateRow],
+        replicas: list[ReplicaUsage],
+        version: int,
+        catalog: PriceCatalog,
+        now: datetime,
+        usage: Usage,
+        seen: set[str],
+    ) -> None:
+        for u in replicas:
+            source = f"replica:{u.replica_id}"
+            if source in seen:  # listed twice (running, then stopped): the first says enough
+                continue
+            state = states.get(source)
+            if state is not None and state.ended:
+                seen.add(source)
+                continue
+            seen.add(source)
+            started = datetime.fromtimestamp(u.started_at, UTC)
+            start = max(started, as_utc(state.metered_until)) if state else started
+            end = min(now, datetime.fromtimestamp(u.ended_at, UTC)) if u.ended_at else now
+            end = max(end, start)
+            requests, busy = 0, 0.0
+            last_requests = state.requests if state else 0
+            last_busy = state.busy_seconds if state else 0.0
+            if u.requests is not None:
+                # counters that went back are a replica that started over: all of them are new
+                requests = u.requests - last_requests if u.requests >= last_requests else u.requests
+                last_requests = u.requests
+            if u.busy_seconds is not None:
+                busy = u.busy_seconds - last_busy if u.busy_seconds >= last_busy else u.busy_seconds
+                last_busy = u.busy_seconds
+            instance = self._type(u.instance_type)
+            price = catalog.instance(instance)
+            pricing = "per_request" if u.per_request else "on_demand"
+            rate = 0.0 if u.per_request else price.on_demand
+            seconds = (end - start).total_seconds()
+            line = Line(
+                project=u.project,
+                meter="replica",
+                subject_kind="endpoint",
+                subject=u.endpoint,
+                pricing=pricing,
+                catalog_version=version,
+                variant=u.variant,
+                model_version=u.model_version,
+                instance_type=instance.name,
+                idle=requests == 0,
+            )
+            amount = Amount(
+                seconds=seconds,
+                vcpu_seconds=seconds * instance.vcpus,
+                gib_seconds=seconds * instance.memory_gib,
+                gpu_seconds=seconds * instance.gpus,
+                requests=requests,
+                request_seconds=busy,
+                cost=seconds / 3600.0 * rate,
+            )
+            if u.per_request:
+                amount.cost += requests * catalog.requests_per_million / 1e6
+                amount.cost += busy * instance.memory_gib * catalog.function_gib_second
+            if seconds > 0 or requests or busy:
+                usage.add(line, start, end, amount)
+            if state is None:
+                state = MeterStateRow(source=source, metered_until=end)
+                session.add(state)
+                states[source] = state
+            state.metered_until = end
+            state.requests, state.busy_seconds = last_requests, last_busy
+            state.ended = u.ended_at is not None
+
+    def _jobs(
+        self,
+        session: Session,
+        states: dict[str, MeterStateRow],
+        jobs: list[JobUsage],
+        version: int,
+        catalog: PriceCatalog,
+        now: datetime,
+        usage: Usage,
+        seen: set[str],
+    ) -> None:
+        for job in jobs:
+            source = f"job:{job.uid}"
+            seen.add(source)
+            state = states.get(source)
+            before = state.seconds if state else 0.0
+            run = job.seconds - before
+            if state is None:
+                state = MeterStateRow(source=source, metered_until=now)
+                session.add(state)
+                states[source] = state
+            state.metered_until = now
+            if run <= 0:
+                continue
+            state.seconds = job.seconds
+            instance = self._type(job.instance_type)
+            pricing = "spot" if job.spot else "on_demand"
+            rate = catalog.instance(instance).rate(pricing)
+            line = Line(
+                project=job.project,
+                meter="job",
+                subject_kind="job",
+                subject=job.name,
+                pricing=pricing,
+                catalog_version=version,
+                model_version=job.model_version or "",
+                instance_type=instance.name,
+            )
+            amount = Amount(
+                seconds=run,
+                vcpu_seconds=run * instance.vcpus,
+                gib_seconds=run * instance.memory_gib,
+                gpu_seconds=run * instance.gpus,
+                cost=run / 3600.0 * rate,
+            )
+            usage.add(line, now - timedelta(seconds=run), now, amount)
+
+    def _storage(
+        self,
+        session: Session,
+        states: dict[str, MeterStateRow],
+        stored: list[StoredBytes],
+        version: int,
+        catalog: PriceCatalog,
+        now: datetime,
+        usage: Usage,
+        seen: set[str],
+    ) -> None:
+        for item in stored:
+            source = f"bucket:{item.project}/{item.bucket}"
+            seen.add(source)
+            state = states.get(source)
+            if state is None:  # counted from now on
+                state = MeterStateRow(source=source, metered_until=now)
+                session.add(state)
+                states[source] = state
+                continue
+            start = as_utc(state.metered_until)
+            state.metered_until = now
+            hours = (now - start).total_seconds() / 3600.0
+            if hours <= 0 or item.bytes <= 0:
+                continue
+            gib_hours = item.bytes / GIB * hours
+            line = Line(
+                project=item.project,
+                meter="storage",
+                subject_kind="bucket",
+                subject=item.bucket,
+                pricing="storage",
+                catalog_version=version,
+            )
+            cost = gib_hours * catalog.storage_gib_month / HOURS_PER_MONTH
+            usage.add(line, start, now, Amount(gib_hours=gib_hours, cost=cost))
+
+    @staticmethod
+    def _position(
+        session: Session,
+        states: dict[str, MeterStateRow],
+        source: str,
+        now: datetime,
+        seen: set[str],
+    ) -> None:
+        seen.add(source)
+        state = states.get(source)
+        if state is None:
+            session.add(MeterStateRow(source=source, metered_until=now))
+        else:
+            state.metered_until = now
+
+    def _forget(
+        self, session: Session, states: dict[str, MeterStateRow], seen: set[str], now: datetime
+    ) -> None:
+        """Positions of sources gone for a while, and raw records past their retention."""
+        stale = [
+            source
+            for source, state in states.items()
+            if source not in seen and now - as_utc(state.metered_until) > FORGET_AFTER
+        ]
+        if stale:
+            session.execute(delete(MeterStateRow).where(MeterStateRow.source.in_(stale)))
+        session.execute(delete(UsageRecordRow).where(UsageRecordRow.end < now - self.raw_retention))
+
+
+def write_usage(session: Session, usage: Usage) -> float:
+    """Add a pass's usage to the hourly lines (and one raw record per item); the cost added."""
+    per_hour: dict[tuple[str, datetime], tuple[Line, Amount]] = {}
+    total = 0.0
+    for line, start, end, amount in usage.items:
+        total += amount.cost
+        session.add(UsageRecordRow(key=line.key, start=start, end=end, **_columns(line, amount)))
+        parts = list(hours_of(start, end))
+        for i, (hour, share) in enumerate(parts):
+            part = amount.scaled(share)
+            if i == len(parts) - 1:
+                part.requests = amount.requests
+            key = (line.key, hour)
+            if key in per_hour:
+                per_hour[key][1].add(part)
+            else:
+                per_hour[key] = (line, part)
+    if not per_hour:
+        return total
+    keys = {key for key, _ in per_hour}
+    hours = {hour for _, hour in per_hour}
+    existing = {
+        (row.key, as_utc(row.hour)): row
+        for row in session.scalars(
+            select(UsageRow).where(UsageRow.key.in_(keys), UsageRow.hour.in_(hours))
+        )
+    }
+    for (line_key, hour), (line, part) in per_hour.items():
+        row = existing.get((line_key, hour))
+        if row is None:
+            session.add(
+                UsageRow(
+                    key=line_key, hour=hour, day=hour.strftime("%Y-%m-%d"), **_columns(line, part)
+                )
+            )
+        else:
+            for name in QUANTITIES:
+                setattr(row, name, getattr(row, name) + getattr(part, name))
+    return total
+
+
+def _columns(line: Line, amount: Amount) -> dict[str, object]:
+    columns: dict[str, object] = {f.name: getattr(line, f.name) for f in fields(line)}
+    columns.update({name: getattr(amount, name) for name in QUANTITIES})
+    return columns

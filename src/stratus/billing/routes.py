@@ -1,0 +1,67 @@
+"""The billing HTTP surface: the price catalog (read by anyone signed in, replaced by a platform
+admin) and cost reports (per project, or `-` for every project, which only an admin may ask)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, cast
+
+from anyio import to_thread
+from fastapi import APIRouter, Query, Request
+
+from stratus.billing import schemas as s
+from stratus.billing.service import BillingService
+from stratus.iam.authorization import Admin, Caller, ListAccess, ListScope
+from stratus.iam.roles import Permission
+
+prices_router = APIRouter(prefix="/api/v1/prices", tags=["billing"])
+cost_router = APIRouter(prefix="/api/v1/projects/{project}/cost", tags=["billing"])
+
+
+def _billing(request: Request) -> BillingService:
+    return cast(BillingService, request.app.state.billing)
+
+
+@prices_router.get("", name="prices.read", response_model=s.PricesRead)
+async def read_prices(
+    request: Request,
+    _: Caller,
+    version: Annotated[int | None, Query(ge=1, description="an older version")] = None,
+) -> s.PricesRead:
+    """The price catalog in force (or an older version of it)."""
+    return await to_thread.run_sync(_billing(request).read_prices, version)
+
+
+@prices_router.get("/versions", name="prices.versions", response_model=list[s.PricesRead])
+async def price_versions(request: Request, _: Caller) -> list[s.PricesRead]:
+    """Every version of the catalog, newest first."""
+    return await to_thread.run_sync(_billing(request).price_versions)
+
+
+@prices_router.put("", name="prices.apply", response_model=s.PricesRead)
+async def apply_prices(request: Request, body: s.PricesApply, admin: Admin) -> s.PricesRead:
+    """Replace the catalog: a new version prices what is metered from now on; what was
+    metered before keeps its prices."""
+    billing = _billing(request)
+    return await to_thread.run_sync(lambda: billing.apply_prices(body.catalog, actor=admin.subject))
+
+
+@cost_router.get("/report", name="cost.report", response_model=s.CostReport)
+async def cost_report(
+    request: Request,
+    scope: ListScope = ListAccess(Permission.RESOURCE_READ),
+    by: Annotated[s.By, Query(description="how lines are grouped")] = s.By.project,
+    start: Annotated[
+        datetime | None, Query(alias="from", description="default: the month's start")
+    ] = None,
+    end: Annotated[datetime | None, Query(alias="to", description="default: now")] = None,
+    granularity: Annotated[s.Granularity, Query()] = s.Granularity.day,
+) -> s.CostReport:
+    """What the project spent (project `-`: every project), from the metered usage priced at
+    the catalog version in force when it was metered. Idle cost (capacity of replicas that
+    served no request) is part of each line's cost and shown apart in `idle_cost`."""
+    billing = _billing(request)
+    projects = None if scope.project is None else [scope.project]
+    return await to_thread.run_sync(
+        lambda: billing.report(projects, by=by, start=start, end=end, granularity=granularity)
+    )

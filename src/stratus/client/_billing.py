@@ -1,0 +1,83 @@
+"""The SDK's billing API: cost reports, and the price catalog (read by anyone, replaced by a
+platform admin)."""
+
+from __future__ import annotations
+
+import builtins
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from stratus.billing import schemas as bs
+from stratus.client._base import API, read_yaml
+from stratus.core.errors import InvalidInput
+from stratus.core.resource_schemas import ALL_PROJECTS
+
+
+class Cost(API):
+    """What projects spent: `report`."""
+
+    def report(
+        self,
+        *,
+        by: str = "project",
+        start: datetime | str | None = None,
+        end: datetime | str | None = None,
+        granularity: str = "day",
+        project: str | None = None,
+        all_projects: bool = False,
+    ) -> bs.CostReport:
+        """A cost report from the metered usage.
+
+        Args:
+            by: `project`, `endpoint`, `model` (serving and training together), `job` or
+                `instance-type`.
+            start: from (default: the start of this month, UTC); a datetime or ISO text.
+            end: to (default: now).
+            granularity: `day`, `hour` or `total`.
+            project: the project (default: the client's).
+            all_projects: every project (platform admins only).
+
+        Returns:
+            Lines per period and `by` key (cost, idle cost, requests, cost per request,
+            instance-hours, GiB-hours), the total, the idle total and the month's forecast.
+
+        Raises:
+            stratus.errors.InvalidInput: an unknown `by` or granularity, or a bad range.
+        """
+        params: dict[str, Any] = {"by": by, "granularity": granularity}
+        if start is not None:
+            params["from"] = start.isoformat() if isinstance(start, datetime) else start
+        if end is not None:
+            params["to"] = end.isoformat() if isinstance(end, datetime) else end
+        where = ALL_PROJECTS if all_projects else self._project(project)
+        return self._c._model(
+            bs.CostReport, "GET", f"/api/v1/projects/{where}/cost/report", params=params
+        )
+
+
+class Prices(API):
+    """The price catalog: `get`, `versions`, `apply`, `apply_file`."""
+
+    def get(self, version: int | None = None) -> bs.PricesRead:
+        params = {"version": version} if version is not None else {}
+        return self._c._model(bs.PricesRead, "GET", "/api/v1/prices", params=params)
+
+    def versions(self) -> builtins.list[bs.PricesRead]:
+        items = self._c._json("GET", "/api/v1/prices/versions")
+        return [bs.PricesRead.model_validate(item) for item in items]
+
+    def apply(self, catalog: dict[str, Any]) -> bs.PricesRead:
+        """Replace the catalog (platform admins only): a new version prices what is metered
+        from now on; what was metered before keeps its prices."""
+        return self._c._model(bs.PricesRead, "PUT", "/api/v1/prices", json={"catalog": catalog})
+
+    def apply_file(self, path: str | Path) -> bs.PricesRead:
+        """Apply a catalog from YAML: the catalog itself, or what `get` returns (its
+        `catalog` is applied), so that a listed catalog can be edited and applied."""
+        document = read_yaml(path)
+        if isinstance(document, dict) and isinstance(document.get("catalog"), dict):
+            document = document["catalog"]
+        if not isinstance(document, dict):
+            raise InvalidInput(f"{path}: expected a mapping (see docs/cost.md)")
+        return self.apply(document)
