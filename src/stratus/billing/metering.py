@@ -32,7 +32,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from stratus.billing.prices import GIB, HOURS_PER_MONTH, PriceCatalog
-from stratus.billing.tables import MeterStateRow, UsageRecordRow, UsageRow
+from stratus.billing.tables import MeterStateRow, UsageDailyRow, UsageRecordRow, UsageRow
 from stratus.compute.instance_types import InstanceCatalog, InstanceType
 from stratus.core.clock import as_utc, utcnow
 from stratus.core.database import Database
@@ -398,26 +398,47 @@ def write_usage(session: Session, usage: Usage) -> float:
                 per_hour[key] = (line, part)
     if not per_hour:
         return total
+    per_day: dict[tuple[str, str], tuple[Line, Amount]] = {}
+    for (line_key, hour), (line, part) in per_hour.items():
+        key_day = (line_key, hour.strftime("%Y-%m-%d"))
+        if key_day in per_day:
+            per_day[key_day][1].add(part)
+        else:
+            per_day[key_day] = (line, Amount(**{n: getattr(part, n) for n in QUANTITIES}))
     keys = {key for key, _ in per_hour}
     hours = {hour for _, hour in per_hour}
-    existing = {
+    hourly = {
         (row.key, as_utc(row.hour)): row
         for row in session.scalars(
             select(UsageRow).where(UsageRow.key.in_(keys), UsageRow.hour.in_(hours))
         )
     }
     for (line_key, hour), (line, part) in per_hour.items():
-        row = existing.get((line_key, hour))
+        row = hourly.get((line_key, hour))
         if row is None:
-            session.add(
-                UsageRow(
-                    key=line_key, hour=hour, day=hour.strftime("%Y-%m-%d"), **_columns(line, part)
-                )
-            )
+            day = hour.strftime("%Y-%m-%d")
+            session.add(UsageRow(key=line_key, hour=hour, day=day, **_columns(line, part)))
         else:
-            for name in QUANTITIES:
-                setattr(row, name, getattr(row, name) + getattr(part, name))
+            _add(row, part)
+    days = {day for _, day in per_day}
+    daily = {
+        (row.key, row.day): row
+        for row in session.scalars(
+            select(UsageDailyRow).where(UsageDailyRow.key.in_(keys), UsageDailyRow.day.in_(days))
+        )
+    }
+    for (line_key, day), (line, part) in per_day.items():
+        found = daily.get((line_key, day))
+        if found is None:
+            session.add(UsageDailyRow(key=line_key, day=day, **_columns(line, part)))
+        else:
+            _add(found, part)
     return total
+
+
+def _add(row: UsageRow | UsageDailyRow, part: Amount) -> None:
+    for name in QUANTITIES:
+        setattr(row, name, getattr(row, name) + getattr(part, name))
 
 
 def _columns(line: Line, amount: Amount) -> dict[str, object]:

@@ -16,7 +16,7 @@ from sqlalchemy import and_, case, func, select
 
 from stratus.billing import schemas as s
 from stratus.billing.prices import PriceCatalog, shipped_catalog, validate_catalog
-from stratus.billing.tables import MeterStateRow, PriceCatalogRow, UsageRow
+from stratus.billing.tables import MeterStateRow, PriceCatalogRow, UsageDailyRow, UsageRow
 from stratus.core.clock import as_utc, utcnow
 from stratus.core.database import Database
 from stratus.core.errors import InvalidInput
@@ -142,10 +142,11 @@ class BillingService:
         end: datetime,
         granularity: s.Granularity,
     ) -> list[s.CostLine]:
-        u = UsageRow
+        hourly = granularity is s.Granularity.hour
+        u: Any = UsageRow if hourly else UsageDailyRow
         period: Any = {
-            s.Granularity.hour: u.hour,
-            s.Granularity.day: u.day,
+            s.Granularity.hour: UsageRow.hour,
+            s.Granularity.day: UsageDailyRow.day,
             s.Granularity.total: None,
         }[granularity]
         names: list[Any] = {
@@ -163,7 +164,10 @@ class BillingService:
             s.By.instance_type: u.instance_type != "",
         }[by]
         groups = ([period] if period is not None else []) + [u.project, *names]
-        conditions = [u.hour >= start, u.hour < end]
+        if hourly:
+            conditions = [u.hour >= start, u.hour < end]
+        else:  # whole UTC days: from start's day to the day end falls in
+            conditions = [u.day >= _day(start), u.day <= _day(end - timedelta(microseconds=1))]
         if projects is not None:
             conditions.append(u.project.in_(projects))
         if keep is not None:
@@ -250,25 +254,27 @@ class BillingService:
         month = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         next_month = (month + timedelta(days=32)).replace(day=1)
         day_ago = now - timedelta(hours=24)
-        u = UsageRow
-        conditions = [u.hour >= month]
+        since = max(_hour_floor(day_ago), month)
+        daily = [UsageDailyRow.day >= _day(month)]
+        hourly = [UsageRow.hour >= since]
         if projects is not None:
-            conditions.append(u.project.in_(projects))
+            daily.append(UsageDailyRow.project.in_(projects))
+            hourly.append(UsageRow.project.in_(projects))
         with self.db.transaction() as session:
-            to_date, recent = session.execute(
-                select(
-                    func.coalesce(func.sum(u.cost), 0.0),
-                    func.coalesce(func.sum(case((u.hour >= _hour_floor(day_ago), u.cost))), 0.0),
-                ).where(and_(*conditions))
-            ).one()
+            to_date = float(
+                session.scalar(select(func.sum(UsageDailyRow.cost)).where(and_(*daily))) or 0.0
+            )
+            recent = float(
+                session.scalar(select(func.sum(UsageRow.cost)).where(and_(*hourly))) or 0.0
+            )
         # the recent window runs from the start of the hour a day ago (or the month's start)
-        window = (now - max(_hour_floor(day_ago), month)).total_seconds() / 3600.0
-        rate = float(recent) / window if window > 0 else 0.0
+        window = (now - since).total_seconds() / 3600.0
+        rate = recent / window if window > 0 else 0.0
         left = (next_month - now).total_seconds() / 3600.0
         return s.Forecast(
             month=month.strftime("%Y-%m"),
-            to_date=round(float(to_date), 9),
-            projected=round(float(to_date) + rate * left, 9),
+            to_date=round(to_date, 9),
+            projected=round(to_date + rate * left, 9),
         )
 
     def month_to_date(self, now: datetime | None = None) -> dict[str, float]:
@@ -277,11 +283,15 @@ class BillingService:
         month = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         with self.db.transaction() as session:
             rows = session.execute(
-                select(UsageRow.project, func.sum(UsageRow.cost))
-                .where(UsageRow.hour >= month)
-                .group_by(UsageRow.project)
+                select(UsageDailyRow.project, func.sum(UsageDailyRow.cost))
+                .where(UsageDailyRow.day >= _day(month))
+                .group_by(UsageDailyRow.project)
             ).all()
         return {project: float(cost or 0) for project, cost in rows}
+
+
+def _day(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d")
 
 
 def _hour_floor(moment: datetime) -> datetime:

@@ -75,6 +75,20 @@ class UsageRow(_Quantities, _Dimensions, Base):
     day: Mapped[str] = mapped_column(String(10), index=True)  # YYYY-MM-DD, to group by
 
 
+class UsageDailyRow(_Quantities, _Dimensions, Base):
+    """The same lines summed by UTC day: what day and total reports and the forecast read (a
+    month of 1,000 endpoints is 30,000 of these against 720,000 hourly ones)."""
+
+    __tablename__ = "usage_daily"
+    __table_args__ = (UniqueConstraint("key", "day"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    key: Mapped[str] = mapped_column(String(64))
+    day: Mapped[str] = mapped_column(String(10), index=True)  # YYYY-MM-DD
+
+
 class UsageRecordRow(_Quantities, _Dimensions, Base):
     """A raw record: what one metering pass added to one line, over [start, end). Kept for
     `billing.raw_retention_days`; the hourly lines are kept for good."""

@@ -13,7 +13,13 @@ import pytest
 
 from stratus.billing.metering import Meter
 from stratus.billing.service import BillingService
-from stratus.billing.tables import MeterStateRow, PriceCatalogRow, UsageRecordRow, UsageRow
+from stratus.billing.tables import (
+    MeterStateRow,
+    PriceCatalogRow,
+    UsageDailyRow,
+    UsageRecordRow,
+    UsageRow,
+)
 from stratus.compute.instance_types import InstanceCatalog
 from stratus.core.database import Base, Database
 from stratus.endpoints.controller import ReplicaUsage
@@ -40,7 +46,10 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
         url = base.set(database=name).render_as_string(hide_password=False)
         drop = (server, name)
     database = Database(url)
-    tables = [t.__table__ for t in (PriceCatalogRow, UsageRow, UsageRecordRow, MeterStateRow)]
+    tables = [
+        t.__table__
+        for t in (PriceCatalogRow, UsageRow, UsageDailyRow, UsageRecordRow, MeterStateRow)
+    ]
     Base.metadata.create_all(database.engine, tables=tables)  # type: ignore[arg-type]
     yield database
     database.dispose()

@@ -18,7 +18,7 @@ from conftest import T0, World, make_meter
 from stratus.billing import schemas as s
 from stratus.billing.prices import HOURS_PER_MONTH, shipped_catalog
 from stratus.billing.service import BillingService
-from stratus.billing.tables import MeterStateRow, UsageRecordRow, UsageRow
+from stratus.billing.tables import MeterStateRow, UsageDailyRow, UsageRecordRow, UsageRow
 from stratus.compute.instance_types import InstanceCatalog
 from stratus.core.database import Database
 from stratus.endpoints.controller import ReplicaUsage
@@ -131,7 +131,7 @@ def _expected(
 
 def _clear(db: Database) -> None:
     with db.transaction() as session:
-        for table in (UsageRow, UsageRecordRow, MeterStateRow):
+        for table in (UsageRow, UsageDailyRow, UsageRecordRow, MeterStateRow):
             session.execute(delete(table))
 
 

@@ -92,6 +92,12 @@ def test_the_billing_migration_goes_down_and_up(db: Database) -> None:
     upgrade(db)
     downgrade(db, "0018")
     missing = sorted(d[1].name for d in differences(db) if d[0] == "add_table")  # type: ignore[union-attr]
-    assert missing == ["meter_states", "price_catalogs", "usage_hourly", "usage_records"]
+    assert missing == [
+        "meter_states",
+        "price_catalogs",
+        "usage_daily",
+        "usage_hourly",
+        "usage_records",
+    ]
     upgrade(db)
     assert differences(db) == []

@@ -1,8 +1,8 @@
-"""billing: price catalogs, hourly usage, raw usage records, meter positions
+"""billing: price catalogs, hourly and daily usage, raw usage records, meter positions
 
 Revision ID: 0019
 Revises: 0018
-Create Date: 2026-12-04 15:46:52.179320
+Create Date: 2026-12-04 16:09:56.050755
 """
 
 from __future__ import annotations
@@ -38,6 +38,41 @@ def upgrade() -> None:
         sa.Column("created_by", sa.String(length=160), nullable=False),
         sa.PrimaryKeyConstraint("version", name=op.f("pk_price_catalogs")),
     )
+    op.create_table(
+        "usage_daily",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("key", sa.String(length=64), nullable=False),
+        sa.Column("day", sa.String(length=10), nullable=False),
+        sa.Column("seconds", sa.Float(), nullable=False),
+        sa.Column("vcpu_seconds", sa.Float(), nullable=False),
+        sa.Column("gib_seconds", sa.Float(), nullable=False),
+        sa.Column("gpu_seconds", sa.Float(), nullable=False),
+        sa.Column("requests", sa.BigInteger(), nullable=False),
+        sa.Column("request_seconds", sa.Float(), nullable=False),
+        sa.Column("gib_hours", sa.Float(), nullable=False),
+        sa.Column("cost", sa.Float(), nullable=False),
+        sa.Column("project", sa.String(length=63), nullable=False),
+        sa.Column("meter", sa.String(length=16), nullable=False),
+        sa.Column("subject_kind", sa.String(length=16), nullable=False),
+        sa.Column("subject", sa.String(length=200), nullable=False),
+        sa.Column("variant", sa.String(length=63), nullable=False),
+        sa.Column("model_version", sa.String(length=200), nullable=False),
+        sa.Column("instance_type", sa.String(length=63), nullable=False),
+        sa.Column("pricing", sa.String(length=16), nullable=False),
+        sa.Column("idle", sa.Boolean(), nullable=False),
+        sa.Column("catalog_version", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_usage_daily")),
+        sa.UniqueConstraint("key", "day", name=op.f("uq_usage_daily_key_day")),
+    )
+    with op.batch_alter_table("usage_daily", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_usage_daily_day"), ["day"], unique=False)
+        batch_op.create_index(batch_op.f("ix_usage_daily_project"), ["project"], unique=False)
+
     op.create_table(
         "usage_hourly",
         sa.Column(
@@ -126,6 +161,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_usage_hourly_day"))
 
     op.drop_table("usage_hourly")
+    with op.batch_alter_table("usage_daily", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_usage_daily_project"))
+        batch_op.drop_index(batch_op.f("ix_usage_daily_day"))
+
+    op.drop_table("usage_daily")
     op.drop_table("price_catalogs")
     op.drop_table("meter_states")
     # ### end Alembic commands ###
