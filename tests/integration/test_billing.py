@@ -195,3 +195,89 @@ def test_bad_report_requests_are_clear_4xx(admin: Client, platform: LocalPlatfor
     assert admin.endpoints is not None
     with pytest.raises(InvalidInput, match="instance type 'cpu.huge'"):
         admin.endpoints.deploy("sized", "tiny", instance_type="cpu.huge", project="default")
+
+
+def _store_files(platform: LocalPlatform) -> int:
+    return sum(1 for p in (platform.home / "store").rglob("*") if p.is_file())
+
+
+def test_quotas_refuse_what_would_go_over_and_leave_nothing_behind(
+    admin: Client,
+    platform: LocalPlatform,
+    tiny_model: Path,
+    tmp_path: Path,
+    run_cli: Callable[..., Any],
+) -> None:
+    project = f"quota-{uuid.uuid4().hex[:6]}"
+    admin.projects.create(project)
+    admin.models.push(tiny_model, "tiny", project=project)  # before the byte quota
+    admin.buckets.create("raw", project=project)
+    env = platform.cli_env()
+    used = admin.quotas.get(project).used["stored_bytes"]
+    given = run_cli(
+        "quotas", "set", "-p", project, "--replicas", "2", "--vcpus", "3", "--jobs", "1",
+        "--stored", str(int(used) + 1000), env=env,
+    )  # fmt: skip
+    assert given.code == 0, given.stderr
+    assert "replicas" in given.stdout and "none" in given.stdout  # gpus: no limit
+
+    # replicas: three asked, two allowed; nothing is created
+    with pytest.raises(PermissionDenied) as refused:
+        admin.endpoints.deploy("api", "tiny", replicas=3, project=project)
+    message = str(refused.value)
+    assert "quota of 2 replicas" in message and "0 in use" in message and "3 more" in message
+    assert [e.metadata.name for e in admin.endpoints.list(project)] == []
+    # two cpu.small (1 vCPU each) fit; a cpu.medium (2 vCPU) more would not (3 vCPU)
+    admin.endpoints.deploy("api", "tiny", replicas=2, project=project)
+    with pytest.raises(PermissionDenied, match=r"quota of 3 vCPUs \(vcpus\): 2 in use"):
+        admin.endpoints.deploy(
+            "api", "tiny", replicas=2, project=project, instance_type="cpu.medium"
+        )
+    with pytest.raises(PermissionDenied, match="replicas"):
+        admin.endpoints.deploy(
+            "api", "tiny", project=project, autoscaling={"min_replicas": 1, "max_replicas": 5}
+        )
+    spec = admin.endpoints.get("api", project).spec
+    assert spec.revision == 1 and spec.variants[0].replicas == 2  # unchanged
+    admin.endpoints.deploy("api", "tiny", replicas=1, project=project)  # shrinking is fine
+
+    # jobs: one pending, queued or running at a time
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "work.py").write_text("import time\ntime.sleep(30)\n")
+    first = admin.jobs.run(
+        code=code, entrypoint="work.py", instance_type="cpu.nano", project=project
+    )
+    with pytest.raises(PermissionDenied, match=r"quota of 1 queued or running jobs \(jobs\)"):
+        admin.jobs.run(code=code, entrypoint="work.py", instance_type="cpu.nano", project=project)
+    assert len(admin.jobs.list(project)) == 1
+    admin.jobs.cancel(first.metadata.name, project=project)
+
+    # bytes: an upload past the quota is refused, and its bytes are not kept
+    files = _store_files(platform)
+    with pytest.raises(PermissionDenied, match="stored_bytes"):
+        admin.buckets.upload("raw", "big.bin", b"x" * 5000, project=project)
+    assert admin.buckets.list_objects("raw", project=project).objects == []
+    assert _store_files(platform) == files
+    admin.buckets.upload("raw", "small.bin", b"x" * 500, project=project)
+
+    shown = run_cli("quotas", "show", "-p", project, "-o", "json", env=env)
+    read = json.loads(shown.stdout)
+    assert read["limits"]["replicas"] == 2 and read["used"]["replicas"] == 1
+    admin.service_accounts.create("watcher", project=project, role="viewer")
+    key = admin.service_accounts.create_key("watcher", project=project).secret
+    with Client(platform.url, api_key=key) as viewer:
+        assert viewer.quotas.get(project).limits.jobs == 1
+        with pytest.raises(PermissionDenied):
+            viewer.quotas.set(project, replicas=100)
+    lifted = run_cli("quotas", "set", "-p", project, "--unset", "replicas", env=env)
+    assert lifted.code == 0, lifted.stderr
+    assert admin.quotas.get(project).limits.replicas is None
+    bad = httpx.put(
+        f"{platform.url}/api/v1/projects/{project}/quotas",
+        json={"replicas": -1, "colour": 1},
+        headers={"Authorization": f"Bearer {platform.api_key}"},
+        timeout=30,
+    )
+    assert bad.status_code in (400, 422) and "replicas" in bad.text and "colour" in bad.text
+    admin.endpoints.delete("api", project=project)

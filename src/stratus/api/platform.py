@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from stratus.billing.controller import CostCollector, MeterController
 from stratus.billing.metering import Meter
+from stratus.billing.quotas import Quotas
 from stratus.billing.service import BillingService
 from stratus.compute.backends import open_backend
 from stratus.compute.instance_types import InstanceCatalog
@@ -131,6 +132,7 @@ class Platform:
     alerts: AlertService
     alert_evaluator: AlertEvaluator
     billing: BillingService
+    quotas: Quotas
     meter: MeterController
     _loops: list[BackgroundLoop] = field(default_factory=list)
 
@@ -149,6 +151,7 @@ class Platform:
         iam = IamService(db, bus, on_change=authenticator.clear_cache)
         audit = AuditLog(db, derive_key(master_key, AUDIT_CHAIN), checkpoints=store)
         blobs = Blobs(db, store, Keyring(db, master_key), encrypt=settings.store.encryption)
+        admission = blobs.admission  # where quotas and budgets refuse what a project asks
         storage = StorageService(db, blobs, bus, project_uid=iam.project_uid)
         backend = open_backend(settings.compute.backend, backend_options(settings))
         data = DataService(db, blobs, bus, project_uid=iam.project_uid)
@@ -175,7 +178,12 @@ class Platform:
             settings.compute.instance_types or settings.home / "instance_types.yaml"
         )
         endpoints = EndpointService(
-            db, registry, bus, project_uid=iam.project_uid, instance_types=catalog
+            db,
+            registry,
+            bus,
+            project_uid=iam.project_uid,
+            instance_types=catalog,
+            admission=admission,
         )
         jobs = JobService(
             db,
@@ -187,6 +195,7 @@ class Platform:
             registry=registry,
             project_uid=iam.project_uid,
             project_name=iam.project_name,
+            admission=admission,
         )
         job_controller = JobController(
             jobs,
@@ -294,6 +303,13 @@ class Platform:
         )
         alerts.on_change = alert_evaluator.wake
         billing = BillingService(db, job_models=jobs.models_made)
+        quotas = Quotas(
+            db,
+            iam.project_uid,
+            iam.project_name,
+            [endpoints.capacity_in_use, jobs.capacity_in_use, blobs.held_bytes],
+        )
+        admission.register(quotas.check)
         meter = MeterController(
             Meter(
                 db,
@@ -336,6 +352,7 @@ class Platform:
             alerts=alerts,
             alert_evaluator=alert_evaluator,
             billing=billing,
+            quotas=quotas,
             meter=meter,
         )
 

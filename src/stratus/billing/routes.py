@@ -1,5 +1,6 @@
 """The billing HTTP surface: the price catalog (read by anyone signed in, replaced by a platform
-admin) and cost reports (per project, or `-` for every project, which only an admin may ask)."""
+admin), cost reports (per project, or `-` for every project, which only an admin may ask), and
+each project's quotas (read by its members, set by a platform admin)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,17 @@ from anyio import to_thread
 from fastapi import APIRouter, Query, Request
 
 from stratus.billing import schemas as s
+from stratus.billing.quotas import Quotas
 from stratus.billing.service import BillingService
-from stratus.iam.authorization import Admin, Caller, ListAccess, ListScope
+from stratus.iam.authorization import (
+    Access,
+    Admin,
+    Caller,
+    ListAccess,
+    ListScope,
+    ProjectAccess,
+)
+from stratus.iam.errors import admins_only
 from stratus.iam.roles import Permission
 
 prices_router = APIRouter(prefix="/api/v1/prices", tags=["billing"])
@@ -65,3 +75,30 @@ async def cost_report(
     return await to_thread.run_sync(
         lambda: billing.report(projects, by=by, start=start, end=end, granularity=granularity)
     )
+
+
+quota_router = APIRouter(prefix="/api/v1/projects/{project}/quotas", tags=["billing"])
+
+
+def _quotas(request: Request) -> Quotas:
+    return cast(Quotas, request.app.state.quotas)
+
+
+@quota_router.get("", name="quotas.read", response_model=s.QuotasRead)
+async def read_quotas(
+    request: Request, access: ProjectAccess = Access(Permission.PROJECT_READ)
+) -> s.QuotasRead:
+    """The project's quotas (null: no limit) and what it holds of each now."""
+    return await to_thread.run_sync(_quotas(request).read, access.project)
+
+
+@quota_router.put("", name="quotas.set", response_model=s.QuotasRead)
+async def set_quotas(
+    request: Request, body: s.QuotasSet, access: ProjectAccess = Access(Permission.PROJECT_READ)
+) -> s.QuotasRead:
+    """Replace the project's quotas (platform admins). A field left out is no limit; a limit
+    under what is in use stops nothing but admits nothing more until use falls under it."""
+    if not access.principal.acts_as_admin:  # (after the project check: 404 to outsiders)
+        raise admins_only("set quotas")
+    quotas, actor = _quotas(request), access.principal.subject
+    return await to_thread.run_sync(lambda: quotas.set(access.project, body, actor=actor))

@@ -13,6 +13,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     Float,
+    ForeignKey,
     Integer,
     String,
     UniqueConstraint,
@@ -115,3 +116,16 @@ class MeterStateRow(Base):
     requests: Mapped[int] = mapped_column(BigInteger, default=0)  # a replica's own counters
     busy_seconds: Mapped[float] = mapped_column(Float, default=0.0)
     ended: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class QuotaRow(Base):
+    """A project's quotas (`billing/quotas.py`): resource name -> limit."""
+
+    __tablename__ = "project_quotas"
+
+    project_uid: Mapped[str] = mapped_column(
+        ForeignKey("projects.uid", ondelete="CASCADE"), primary_key=True
+    )
+    limits: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(160), default="")

@@ -41,6 +41,7 @@ COMMANDS = {
     "alerts": "stratus.cli.alerts:app",
     "cost": "stratus.cli.cost:app",
     "prices": "stratus.cli.cost:prices_app",
+    "quotas": "stratus.cli.quotas:app",
     "export": "stratus.cli.export:app",
     "audit": "stratus.cli.audit:app",
 }

@@ -81,3 +81,24 @@ class Prices(API):
         if not isinstance(document, dict):
             raise InvalidInput(f"{path}: expected a mapping (see docs/cost.md)")
         return self.apply(document)
+
+
+class Quotas(API):
+    """A project's quotas: `get`, `set`."""
+
+    def _base(self, project: str | None) -> str:
+        return f"/api/v1/projects/{self._project(project)}/quotas"
+
+    def get(self, project: str | None = None) -> bs.QuotasRead:
+        """The project's limits (None: no limit) and what it holds of each now."""
+        return self._c._model(bs.QuotasRead, "GET", self._base(project))
+
+    def set(self, project: str | None = None, **limits: float | int | None) -> bs.QuotasRead:
+        """Replace the project's quotas (platform admins): `replicas`, `vcpus`, `memory_gib`,
+        `gpus`, `jobs` (queued or running), `stored_bytes`; one left out is no limit.
+
+        Raises:
+            stratus.errors.InvalidInput: an unknown quota or a negative limit.
+            stratus.errors.PermissionDenied: the caller is not a platform admin.
+        """
+        return self._c._model(bs.QuotasRead, "PUT", self._base(project), json=limits)

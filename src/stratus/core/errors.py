@@ -101,6 +101,14 @@ class PermissionDenied(StratusError):
     title = "Permission denied"
 
 
+class QuotaExceeded(PermissionDenied):
+    """The change would take a project over one of its quotas (`quota`, `limit`, `in_use` and
+    `requested` in the problem document)."""
+
+    code = "quota-exceeded"
+    title = "Quota exceeded"
+
+
 class NotFound(StratusError):
     status = 404
     code = "not-found"

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from stratus.compute.instance_types import InstanceCatalog
 from stratus.core.clock import as_utc, utcnow
 from stratus.core.database import Database
+from stratus.core.demand import Admission, Demand, Resource
 from stratus.core.errors import Conflict, InvalidInput, NotFound
 from stratus.core.events import EventBus, ModelVersionDeleting, guard_project_deletion
 from stratus.core.project_lists import page_in_projects
@@ -79,8 +80,10 @@ class EndpointService:
         project_uid: ProjectLookup,
         on_change: Callable[[], None] | None = None,
         instance_types: InstanceCatalog | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.db = db
+        self.admission = admission or Admission()  # quotas and budgets, registered above
         self.registry = registry
         self.instance_types = instance_types  # None: any name (a test without a catalog)
         self._project_uid = project_uid
@@ -209,6 +212,7 @@ class EndpointService:
             )
             session.add(row)
             session.flush()
+            self._admit(session, project, project_uid, [], variants)
             self._record(session, row, "create", actor, data.reason)
             read = self._read(session, row, project)
         self.on_change()
@@ -465,7 +469,10 @@ class EndpointService:
             row = self._endpoint(session, project, name)
             check_version(row, resource_version, "endpoint")
             before = _compared(row)
+            held = _variants(row)
             action = change(row)
+            session.flush()
+            self._admit(session, project, row.project_uid, held, _variants(row))
             if _compared(row) != before:
                 row.revision += 1
                 session.flush()
@@ -474,6 +481,45 @@ class EndpointService:
             read = self._read(session, row, project)
         self.on_change()
         return read
+
+    def _capacity(self, variants: list[s.VariantSpec]) -> dict[Resource, float]:
+        """What variants hold at most: each at its fixed count or its autoscaling maximum,
+        sized by its instance type."""
+        held = dict.fromkeys(
+            (Resource.replicas, Resource.vcpus, Resource.memory_gib, Resource.gpus), 0.0
+        )
+        for variant in variants:
+            count = variant.autoscaling.max_replicas if variant.autoscaling else variant.replicas
+            held[Resource.replicas] += count
+            if self.instance_types is None:
+                continue
+            try:
+                size = self.instance_types.get(variant.instance_type)
+            except InvalidInput:  # a type gone from the catalog: counted as replicas only
+                continue
+            held[Resource.vcpus] += count * size.vcpus
+            held[Resource.memory_gib] += count * size.memory_gib
+            held[Resource.gpus] += count * size.gpus
+        return held
+
+    def _admit(
+        self,
+        session: Session,
+        project: str,
+        project_uid: str,
+        before: list[s.VariantSpec],
+        after: list[s.VariantSpec],
+    ) -> None:
+        was, now = self._capacity(before), self._capacity(after)
+        grows = {r: now[r] - was[r] for r in now}
+        self.admission.check(session, Demand(project, project_uid, "endpoint", grows))
+
+    def capacity_in_use(self, session: Session, project_uid: str) -> dict[Resource, float]:
+        """What the project's endpoints hold (for quotas): replicas and their sizes."""
+        rows = session.scalars(
+            select(EndpointRow.variants).where(EndpointRow.project_uid == project_uid)
+        ).all()
+        return self._capacity([s.VariantSpec.model_validate(v) for r in rows for v in r])
 
     def _pin(self, project: str, variants: list[s.VariantSpec]) -> list[s.VariantSpec]:
         """Resolve each variant's model reference to a ready version it will keep."""

@@ -25,6 +25,7 @@ from stratus.compute.backend import ComputeBackend
 from stratus.compute.instance_types import InstanceCatalog, InstanceType
 from stratus.core.clock import as_utc, utcnow
 from stratus.core.database import Database
+from stratus.core.demand import Admission, Demand, Resource
 from stratus.core.errors import Conflict, InvalidInput, NotFound
 from stratus.core.events import EventBus, guard_project_deletion
 from stratus.core.project_lists import page_in_projects
@@ -41,6 +42,7 @@ from stratus.storage.blobstore import BlobInfo, BlobWriter
 
 ProjectLookup = Callable[[Session, str], str]
 ACTIVE = (JobPhase.queued.value, JobPhase.running.value)
+HOLDING = (JobPhase.pending.value, *ACTIVE)  # what a quota counts
 
 
 @dataclass
@@ -122,8 +124,10 @@ class JobService:
         registry: RegistryService,
         project_uid: ProjectLookup,
         project_name: ProjectLookup,
+        admission: Admission | None = None,
     ) -> None:
         self.db = db
+        self.admission = admission or Admission()  # quotas and budgets, registered above
         self.blobs = blobs
         self.data = data
         self.registry = registry
@@ -225,10 +229,42 @@ class JobService:
             )
             session.add(status)
             session.flush()
+            self.admission.check(
+                session,
+                Demand(
+                    project,
+                    project_uid,
+                    "job",
+                    {
+                        Resource.jobs: 1,
+                        Resource.vcpus: instance.vcpus,
+                        Resource.memory_gib: instance.memory_gib,
+                        Resource.gpus: instance.gpus,
+                    },
+                ),
+            )
             read = self._read(session, row, status, project)
         if not needs_code:
             self.on_change()
         return read, needs_code
+
+    def capacity_in_use(self, session: Session, project_uid: str) -> dict[Resource, float]:
+        """What the project's jobs hold: those pending, queued or running, and their sizes."""
+        specs = session.scalars(
+            select(JobRow.spec)
+            .join(JobStatusRow, JobStatusRow.job_uid == JobRow.uid)
+            .where(JobRow.project_uid == project_uid, JobStatusRow.phase.in_(HOLDING))
+        ).all()
+        use = {Resource.jobs: float(len(specs))}
+        for spec in specs:
+            try:
+                instance = self.catalog.get(str(spec["instance_type"]))
+            except InvalidInput:  # a type gone from the catalog: counted as a job only
+                continue
+            use[Resource.vcpus] = use.get(Resource.vcpus, 0.0) + instance.vcpus
+            use[Resource.memory_gib] = use.get(Resource.memory_gib, 0.0) + instance.memory_gib
+            use[Resource.gpus] = use.get(Resource.gpus, 0.0) + instance.gpus
+        return use
 
     def begin_code_upload(self, project: str, name: str) -> BlobUpload:
         with self.db.transaction() as session:
@@ -389,7 +425,7 @@ class JobService:
             status = session.get(JobStatusRow, upload.job_uid, with_for_update=True)
             if row is None or status is None:
                 raise NotFound("the job was deleted during the upload")
-            self.blobs.acquire(session, row.project_uid, info)
+            self.blobs.acquire(session, row.project_uid, info, charged=False)
             if status.checkpoint_sha256:
                 self.blobs.release(session, row.project_uid, status.checkpoint_sha256)
             status.checkpoint_sha256, status.checkpoint_size = info.sha256, info.size
@@ -562,7 +598,7 @@ class JobService:
                 if status.log_sha256:
                     kept = b"".join(self.blobs.open(row.project_uid, status.log_sha256))
                 info = self.blobs.write(row.project_uid, [kept, log])
-                self.blobs.acquire(session, row.project_uid, info)
+                self.blobs.acquire(session, row.project_uid, info, charged=False)
                 if status.log_sha256:
                     self.blobs.release(session, row.project_uid, status.log_sha256)
                 status.log_sha256, status.log_size = info.sha256, info.size

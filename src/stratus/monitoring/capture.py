@@ -235,7 +235,7 @@ class CaptureStore:
         uid = new_id()
         now = utcnow()
         with self.db.transaction() as session:
-            self.blobs.acquire(session, target.project_uid, info)
+            self.blobs.acquire(session, target.project_uid, info, charged=False)
             session.add(
                 CaptureFileRow(
                     uid=uid,
@@ -558,7 +558,7 @@ class CaptureStore:
             if info is None:
                 session.delete(current)
             else:
-                self.blobs.acquire(session, project_uid, info)
+                self.blobs.acquire(session, project_uid, info, charged=False)
                 current.sha256, current.size, current.rows = info.sha256, info.size, kept.num_rows
                 times = kept["time"]
                 current.first_time = as_utc(pc.min(times).as_py())

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete, select
+from sqlalchemy import CursorResult, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from stratus.core.clock import as_utc, utcnow
 from stratus.core.database import Database
+from stratus.core.demand import Admission, Demand, Resource
 from stratus.core.errors import DataCorrupted, InvalidInput, TemporaryError
 from stratus.storage.blobstore import BlobInfo, BlobStore, BlobWriter
 from stratus.storage.grants import (
@@ -47,6 +48,7 @@ class SweepReport:
 class Blobs:
     def __init__(self, db: Database, store: BlobStore, keyring: Keyring, encrypt: bool) -> None:
         self.db = db
+        self.admission = Admission()  # the stored-bytes quota, registered above (billing)
         self.store = store
         self.keyring = keyring
         self.encrypt = encrypt
@@ -64,8 +66,54 @@ class Blobs:
                 writer.write(chunk)
             return writer.commit()
 
-    def acquire(self, session: Session, project_uid: str, info: BlobInfo) -> None:
-        """Count one more reference to a blob just written (inside the caller's transaction)."""
+    def acquire(
+        self, session: Session, project_uid: str, info: BlobInfo, *, charged: bool = True
+    ) -> None:
+        """Count one more reference to a blob just written (inside the caller's transaction).
+
+        Bytes the project did not hold yet are admitted against its stored-bytes quota when
+        `charged` (what a user uploads); the platform's own records (job logs, checkpoints,
+        captured requests) are not refused."""
+        if charged:
+            held = session.scalar(
+                select(BlobRow.refcount).where(
+                    BlobRow.project_uid == project_uid, BlobRow.sha256 == info.sha256
+                )
+            )
+            if not held:
+                demand = Demand("", project_uid, "upload", {Resource.stored_bytes: info.size})
+                self._acquire(session, project_uid, info)
+                session.flush()
+                try:
+                    self.admission.check(session, demand)
+                except Exception:  # refused: the bytes go with the transaction
+                    self.db.after_transaction(lambda _: self._drop_unheld(project_uid, info))
+                    raise
+                return
+        self._acquire(session, project_uid, info)
+
+    def _drop_unheld(self, project_uid: str, info: BlobInfo) -> None:
+        """Delete a written blob that no row holds (an upload refused after its bytes were
+        stored)."""
+        with self.db.transaction() as session:
+            row = session.scalar(
+                select(BlobRow).where(
+                    BlobRow.project_uid == project_uid, BlobRow.sha256 == info.sha256
+                )
+            )
+        if row is None:
+            self.store.delete(project_uid, info.sha256)
+
+    def held_bytes(self, session: Session, project_uid: str) -> dict[Resource, float]:
+        """The bytes the project keeps (each blob once, however many refer to it)."""
+        total = session.scalar(
+            select(func.coalesce(func.sum(BlobRow.size), 0)).where(
+                BlobRow.project_uid == project_uid, BlobRow.refcount > 0
+            )
+        )
+        return {Resource.stored_bytes: float(total or 0)}
+
+    def _acquire(self, session: Session, project_uid: str, info: BlobInfo) -> None:
         stmt = (
             select(BlobRow)
             .where(BlobRow.project_uid == project_uid, BlobRow.sha256 == info.sha256)

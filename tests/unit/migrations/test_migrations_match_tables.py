@@ -95,6 +95,7 @@ def test_the_billing_migration_goes_down_and_up(db: Database) -> None:
     assert missing == [
         "meter_states",
         "price_catalogs",
+        "project_quotas",
         "usage_daily",
         "usage_hourly",
         "usage_records",
