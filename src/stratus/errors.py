@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from stratus.core.errors import (
     AlreadyExists,
+    BudgetExceeded,
     Conflict,
     DataCorrupted,
     GatewayTimeout,
@@ -21,6 +22,7 @@ from stratus.core.errors import (
 
 __all__ = [
     "AlreadyExists",
+    "BudgetExceeded",
     "Conflict",
     "DataCorrupted",
     "GatewayTimeout",

@@ -23,8 +23,8 @@ import yaml
 from stratus.billing.prices import shipped_catalog
 from stratus.billing.schemas import CostReport
 from stratus.client import Client
-from stratus.core.errors import InvalidInput, PermissionDenied
-from stratus.testing import LocalPlatform
+from stratus.core.errors import BudgetExceeded, InvalidInput, PermissionDenied
+from stratus.testing import LocalPlatform, WebhookReceiver
 
 pytest.importorskip("sklearn")
 
@@ -39,6 +39,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform
         env={
             "STRATUS_BILLING_METER_INTERVAL_SECONDS": "1",
             "STRATUS_COMPUTE_SCHEDULER_INTERVAL_SECONDS": "0.2",
+            "STRATUS_MONITORING_ALLOWED_NOTIFICATION_NETWORKS": "127.0.0.0/8",
         },
     )
     platform.start()
@@ -281,3 +282,75 @@ def test_quotas_refuse_what_would_go_over_and_leave_nothing_behind(
     )
     assert bad.status_code in (400, 422) and "replicas" in bad.text and "colour" in bad.text
     admin.endpoints.delete("api", project=project)
+
+
+def test_a_budget_alerts_its_channel_freezes_the_project_and_lifts_when_raised(
+    admin: Client,
+    platform: LocalPlatform,
+    tiny_model: Path,
+    tmp_path: Path,
+    run_cli: Callable[..., Any],
+) -> None:
+    project = f"budget-{uuid.uuid4().hex[:6]}"
+    admin.projects.create(project)
+    admin.models.push(tiny_model, "tiny", project=project)
+    env = platform.cli_env()
+    with WebhookReceiver() as hooks:
+        admin.alerts.channels.apply(project, name="ops", type="webhook", url=hooks.url + "/ops")
+        # a cpu.xlarge replica costs about a tenth of a cent a second: spent within seconds
+        made = run_cli(
+            "budgets", "apply", "-p", project, "--amount", "0.0003", "--threshold", "50",
+            "--threshold", "100", "--channel", "ops", "--action", "freeze", env=env,
+        )  # fmt: skip
+        assert made.code == 0, made.stderr
+        admin.endpoints.deploy(
+            "api", "tiny", project=project, instance_type="cpu.xlarge", wait=True, timeout=120
+        )
+
+        def told(percent: str) -> list[Any]:
+            return [
+                b
+                for b in hooks.bodies("/ops")
+                for alert in b.get("alerts", [])
+                if alert["labels"].get("budget") == "monthly"
+                and alert["labels"].get("percent") == percent
+            ]
+
+        until("the 50 % crossing at the channel", lambda: told("50"))
+        until("the 100 % crossing at the channel", lambda: told("100"))
+        budget = until(
+            "the budget frozen",
+            lambda: (b := admin.budgets.get("monthly", project)).status.frozen and b,
+        )
+        assert [c.percent for c in budget.status.crossed] == [50, 100]
+        assert budget.status.spent >= 0.0003
+
+        code = tmp_path / "code"
+        code.mkdir()
+        (code / "work.py").write_text("print('hi')\n")
+        with pytest.raises(BudgetExceeded, match="has spent its budget 'monthly'"):
+            admin.jobs.run(
+                code=code, entrypoint="work.py", instance_type="cpu.nano", project=project
+            )
+        with pytest.raises(BudgetExceeded):
+            admin.endpoints.deploy("more", "tiny", project=project)
+        assert [j for j in admin.jobs.list(project)] == []
+        shown = run_cli("budgets", "show", "monthly", "-p", project, env=env)
+        assert "frozen since" in shown.stdout and "crossed 100%" in shown.stdout
+        actions = {e.action for e in admin.audit.list(project=project, action="budgets.*")}
+        assert "budgets.freeze" in actions
+
+        raised = admin.budgets.apply(1000.0, channels=["ops"], action="freeze", project=project)
+        assert raised.status.frozen is False  # evaluated at once
+        job = admin.jobs.run(
+            code=code, entrypoint="work.py", instance_type="cpu.nano", project=project
+        )
+        assert job.metadata.name
+        assert "budgets.lift" in {
+            e.action for e in admin.audit.list(project=project, action="budgets.*")
+        }
+        listed = run_cli("budgets", "list", "-p", project, "-o", "json", env=env)
+        assert json.loads(listed.stdout)[0]["spec"]["amount"] == 1000.0
+        with pytest.raises(InvalidInput, match="notification channel 'nope' not found"):
+            admin.budgets.apply(10.0, channels=["nope"], project=project)
+        admin.endpoints.delete("api", project=project)

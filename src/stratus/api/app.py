@@ -75,6 +75,7 @@ def create_api(platform: Platform) -> FastAPI:
     app.state.jobs = platform.jobs
     app.state.billing = platform.billing
     app.state.quotas = platform.quotas
+    app.state.budgets = platform.budgets
     app.state.pipelines = platform.pipelines
     app.state.controller = platform.controller
     app.state.captures = platform.captures
@@ -101,6 +102,7 @@ def create_api(platform: Platform) -> FastAPI:
     app.include_router(billing_routes.prices_router, responses=problems.ERROR_RESPONSES)
     app.include_router(billing_routes.cost_router, responses=problems.ERROR_RESPONSES)
     app.include_router(billing_routes.quota_router, responses=problems.ERROR_RESPONSES)
+    app.include_router(billing_routes.budget_router, responses=problems.ERROR_RESPONSES)
     app.add_middleware(
         AdmissionMiddleware,
         authenticator=platform.authenticator,

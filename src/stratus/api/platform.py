@@ -15,6 +15,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from stratus.billing.budgets import Budgets
 from stratus.billing.controller import CostCollector, MeterController
 from stratus.billing.metering import Meter
 from stratus.billing.quotas import Quotas
@@ -133,6 +134,7 @@ class Platform:
     alert_evaluator: AlertEvaluator
     billing: BillingService
     quotas: Quotas
+    budgets: Budgets
     meter: MeterController
     _loops: list[BackgroundLoop] = field(default_factory=list)
 
@@ -310,6 +312,9 @@ class Platform:
             [endpoints.capacity_in_use, jobs.capacity_in_use, blobs.held_bytes],
         )
         admission.register(quotas.check)
+        budgets = Budgets(db, billing, alerts, jobs, audit, iam.project_uid)
+        admission.register(budgets.check)
+        controller.capped = budgets.capped
         meter = MeterController(
             Meter(
                 db,
@@ -322,7 +327,9 @@ class Platform:
             ),
             billing,
             settings.billing.meter_interval_seconds,
+            after=[budgets.evaluate],
         )
+        budgets.on_change = meter.wake
         metrics.registry.register(CostCollector(meter))
         return cls(
             settings=settings,
@@ -353,6 +360,7 @@ class Platform:
             alert_evaluator=alert_evaluator,
             billing=billing,
             quotas=quotas,
+            budgets=budgets,
             meter=meter,
         )
 

@@ -1,11 +1,12 @@
-"""The meter's background loop: a metering pass every `billing.meter_interval_seconds`, one more
-at shutdown (after the endpoint controller stopped its replicas, so their last seconds are
-counted), and the month-to-date cost per project for Prometheus."""
+"""The meter's background loop: a metering pass every `billing.meter_interval_seconds` (then
+what reads its figures: the budgets), one more at shutdown (after the endpoint controller
+stopped its replicas, so their last seconds are counted), and the month-to-date cost per
+project for Prometheus."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -18,9 +19,16 @@ log = logging.getLogger("stratus.billing")
 
 
 class MeterController:
-    def __init__(self, meter: Meter, billing: BillingService, interval_seconds: float) -> None:
+    def __init__(
+        self,
+        meter: Meter,
+        billing: BillingService,
+        interval_seconds: float,
+        after: Sequence[Callable[[], object]] = (),
+    ) -> None:
         self.meter = meter
         self.billing = billing
+        self.after = list(after)  # what reads the new figures: budgets
         self.month_to_date: dict[str, float] = {}
         self.currency = "USD"
         self._loop = BackgroundLoop(
@@ -49,6 +57,8 @@ class MeterController:
         self.meter.run()
         self.month_to_date = self.billing.month_to_date()
         self.currency = self.billing.prices()[1].currency
+        for work in self.after:
+            work()
 
 
 class CostCollector(Collector):

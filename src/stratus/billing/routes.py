@@ -8,9 +8,10 @@ from datetime import datetime
 from typing import Annotated, cast
 
 from anyio import to_thread
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 
 from stratus.billing import schemas as s
+from stratus.billing.budgets import Budgets
 from stratus.billing.quotas import Quotas
 from stratus.billing.service import BillingService
 from stratus.iam.authorization import (
@@ -102,3 +103,46 @@ async def set_quotas(
         raise admins_only("set quotas")
     quotas, actor = _quotas(request), access.principal.subject
     return await to_thread.run_sync(lambda: quotas.set(access.project, body, actor=actor))
+
+
+budget_router = APIRouter(prefix="/api/v1/projects/{project}/budgets", tags=["billing"])
+
+
+def _budgets(request: Request) -> Budgets:
+    return cast(Budgets, request.app.state.budgets)
+
+
+@budget_router.get("", name="budgets.list", response_model=list[s.BudgetRead])
+async def list_budgets(
+    request: Request, access: ProjectAccess = Access(Permission.PROJECT_READ)
+) -> list[s.BudgetRead]:
+    """The project's budgets, with this month's spend, forecast and crossings."""
+    return await to_thread.run_sync(_budgets(request).list, access.project)
+
+
+@budget_router.put("", name="budgets.apply", response_model=s.BudgetRead)
+async def apply_budget(
+    request: Request,
+    body: s.BudgetApply,
+    access: ProjectAccess = Access(Permission.PROJECT_ADMIN),
+) -> s.BudgetRead:
+    """Create or replace a budget by its name (project owners); evaluated at once, so a
+    raise lifts a freeze."""
+    budgets, actor = _budgets(request), access.principal.subject
+    return await to_thread.run_sync(lambda: budgets.apply(access.project, body, actor=actor))
+
+
+@budget_router.get("/{name}", name="budgets.read", response_model=s.BudgetRead)
+async def read_budget(
+    request: Request, name: str, access: ProjectAccess = Access(Permission.PROJECT_READ)
+) -> s.BudgetRead:
+    return await to_thread.run_sync(_budgets(request).get, access.project, name)
+
+
+@budget_router.delete("/{name}", name="budgets.delete", status_code=204)
+async def delete_budget(
+    request: Request, name: str, access: ProjectAccess = Access(Permission.PROJECT_ADMIN)
+) -> Response:
+    """Delete a budget (its freeze, if any, lifts)."""
+    await to_thread.run_sync(_budgets(request).delete, access.project, name)
+    return Response(status_code=204)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -86,3 +86,62 @@ class QuotasRead(BaseModel):
     used: dict[str, float] = Field(description="what the project holds now, per quota")
     updated_at: datetime | None = None
     updated_by: str | None = None
+
+
+class Threshold(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    percent: float = Field(gt=0, le=1000, description="of the budget's amount")
+    basis: Literal["actual", "forecast"] = Field(
+        "actual", description="what is spent so far, or the month's forecast"
+    )
+
+
+def _default_thresholds() -> list[Threshold]:
+    return [Threshold(percent=p) for p in (50, 80, 100)] + [
+        Threshold(percent=100, basis="forecast")
+    ]
+
+
+class BudgetApply(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("monthly", pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+    amount: float = Field(gt=0, description="per calendar month (UTC), in the catalog's currency")
+    thresholds: list[Threshold] = Field(default_factory=_default_thresholds, max_length=20)
+    channels: list[str] = Field(
+        default_factory=list, max_length=20, description="alert channels told of a crossing"
+    )
+    action: Literal["none", "freeze"] = Field(
+        "none",
+        description="freeze: once spent reaches 100 %, refuse new jobs and deploys that add "
+        "capacity, hold autoscaled endpoints at their minimum and stop spot jobs, until the "
+        "budget is raised or the month turns",
+    )
+
+
+class Crossing(BaseModel):
+    percent: float
+    basis: str
+    at: datetime
+    value: float
+
+
+class BudgetStatus(BaseModel):
+    month: str = ""
+    spent: float = 0.0
+    forecast: float = 0.0
+    crossed: list[Crossing] = Field(default_factory=list)
+    frozen: bool = Field(False, description="the action holds now")
+    frozen_since: datetime | None = None
+    evaluated_at: datetime | None = None
+
+
+class BudgetRead(BaseModel):
+    project: str
+    name: str
+    spec: BudgetApply
+    status: BudgetStatus
+    currency: str
+    updated_at: datetime
+    updated_by: str

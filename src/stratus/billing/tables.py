@@ -129,3 +129,22 @@ class QuotaRow(Base):
     limits: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_by: Mapped[str] = mapped_column(String(160), default="")
+
+
+class BudgetRow(Base):
+    """A project's monthly budget: its spec (amount, thresholds, channels, action) and its
+    status this month (spent, forecast, thresholds crossed, whether its action holds)."""
+
+    __tablename__ = "budgets"
+    __table_args__ = (UniqueConstraint("project_uid", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    project_uid: Mapped[str] = mapped_column(
+        ForeignKey("projects.uid", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(63))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(160), default="")

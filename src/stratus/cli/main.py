@@ -42,6 +42,7 @@ COMMANDS = {
     "cost": "stratus.cli.cost:app",
     "prices": "stratus.cli.cost:prices_app",
     "quotas": "stratus.cli.quotas:app",
+    "budgets": "stratus.cli.budgets:app",
     "export": "stratus.cli.export:app",
     "audit": "stratus.cli.audit:app",
 }

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from stratus.billing import schemas as bs
-from stratus.client._base import API, read_yaml
+from stratus.client._base import API, read_yaml, seg
 from stratus.core.errors import InvalidInput
 from stratus.core.resource_schemas import ALL_PROJECTS
 
@@ -102,3 +102,56 @@ class Quotas(API):
             stratus.errors.PermissionDenied: the caller is not a platform admin.
         """
         return self._c._model(bs.QuotasRead, "PUT", self._base(project), json=limits)
+
+
+class Budgets(API):
+    """Monthly budgets: `apply`, `apply_file`, `list`, `get`, `delete`."""
+
+    def _base(self, project: str | None) -> str:
+        return f"/api/v1/projects/{self._project(project)}/budgets"
+
+    def apply(
+        self,
+        amount: float,
+        *,
+        name: str = "monthly",
+        thresholds: builtins.list[dict[str, Any]] | None = None,
+        channels: builtins.list[str] | None = None,
+        action: str = "none",
+        project: str | None = None,
+    ) -> bs.BudgetRead:
+        """Create or replace a budget (project owners).
+
+        Args:
+            amount: per calendar month (UTC), in the price catalog's currency.
+            name: the budget's name in the project.
+            thresholds: e.g. `[{"percent": 80}, {"percent": 100, "basis": "forecast"}]`
+                (default 50, 80 and 100 % of actual spend, and 100 % of the forecast).
+            channels: alert channels told of each crossing.
+            action: `freeze` to refuse new jobs and deploys, hold autoscaled endpoints at their
+                minimum and stop spot jobs once 100 % is spent; `none` only tells.
+            project: the project (default: the client's).
+        """
+        body: dict[str, Any] = {"name": name, "amount": amount, "action": action}
+        if thresholds is not None:
+            body["thresholds"] = thresholds
+        if channels is not None:
+            body["channels"] = channels
+        return self._c._model(bs.BudgetRead, "PUT", self._base(project), json=body)
+
+    def apply_file(self, path: str | Path, project: str | None = None) -> bs.BudgetRead:
+        """Apply a budget from YAML (the fields of `apply`)."""
+        document = read_yaml(path)
+        if not isinstance(document, dict):
+            raise InvalidInput(f"{path}: expected a mapping with amount, thresholds, channels")
+        return self._c._model(bs.BudgetRead, "PUT", self._base(project), json=document)
+
+    def list(self, project: str | None = None) -> builtins.list[bs.BudgetRead]:
+        items = self._c._json("GET", self._base(project))
+        return [bs.BudgetRead.model_validate(item) for item in items]
+
+    def get(self, name: str, project: str | None = None) -> bs.BudgetRead:
+        return self._c._model(bs.BudgetRead, "GET", f"{self._base(project)}/{seg(name)}")
+
+    def delete(self, name: str, project: str | None = None) -> None:
+        self._c._send("DELETE", f"{self._base(project)}/{seg(name)}")

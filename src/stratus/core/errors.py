@@ -109,6 +109,14 @@ class QuotaExceeded(PermissionDenied):
     title = "Quota exceeded"
 
 
+class BudgetExceeded(PermissionDenied):
+    """The project has spent a budget whose action freezes it: what adds capacity is refused
+    (`budget`, `amount` and `spent` in the problem document)."""
+
+    code = "budget-exceeded"
+    title = "Budget exceeded"
+
+
 class NotFound(StratusError):
     status = 404
     code = "not-found"

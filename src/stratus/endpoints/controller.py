@@ -211,6 +211,9 @@ class EndpointController:
         self._figures: list[ReplicaFigures] = []
         self._ended: deque[ReplicaUsage] = deque(maxlen=ENDED_KEPT)
         self.autoscaler = Autoscaler()
+        # project -> why its autoscaled variants are held at their minimum (a spent budget),
+        # or None; set by billing, read on each pass
+        self.capped: Callable[[str], str | None] = lambda project: None
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -451,6 +454,9 @@ class EndpointController:
         decides from the requests at the gateway (a change is recorded as an event)."""
         if variant.autoscaling is None:
             return variant.replicas
+        spec, cap = variant.autoscaling, self.capped(endpoint.project)
+        if cap is not None:  # a spent budget holds it at its minimum
+            spec = spec.model_copy(update={"max_replicas": spec.min_replicas})
         active = arrived = 0
         for (project, name, variant_name, _), series in self._series.items():
             if (project, name, variant_name) == (endpoint.project, endpoint.name, variant.name):
@@ -460,9 +466,10 @@ class EndpointController:
             1 for r in mine if r.variant == variant.name and r.phase is not Phase.draining
         )
         count, step = self.autoscaler.decide(
-            (endpoint.uid, variant.name), variant.autoscaling, active, arrived, replicas,
-            time.monotonic(),
+            (endpoint.uid, variant.name), spec, active, arrived, replicas, time.monotonic(),
         )  # fmt: skip
+        if step is not None and cap is not None and step.to_replicas < step.from_replicas:
+            step = Step(step.from_replicas, step.to_replicas, f"{cap}: held at its minimum")
         if step is not None:
             log.info(
                 "endpoint %s/%s variant %s: %d -> %d replicas (%s)", endpoint.project,

@@ -167,7 +167,7 @@ class AlertEventRead(BaseModel):
     threshold: float | None
     summary: str
     time: datetime
-    source: Literal["stratus", "alertmanager"]
+    source: Literal["stratus", "alertmanager", "budget"]
     notifications: list[NotificationResult]
 
 

@@ -351,6 +351,81 @@ class AlertService:
             ),
         )
 
+    # --- alerts of other services (budgets) ---------------------------------------------------
+
+    def check_channels(self, project: str, names: list[str]) -> None:
+        """Raise InvalidInput naming the first of `names` that is no channel of the project."""
+        with self.db.transaction() as session:
+            project_uid = self._project_uid(session, project)
+            known = set(
+                session.scalars(
+                    select(ChannelRow.name).where(
+                        ChannelRow.project_uid == project_uid, ChannelRow.name.in_(names)
+                    )
+                )
+            )
+        for name in names:
+            if name not in known:
+                raise InvalidInput(
+                    f"channels: notification channel {name!r} not found in project "
+                    f"{project!r}: apply it first"
+                )
+
+    def notify(
+        self,
+        project: str,
+        rule: str,
+        channels: list[str],
+        *,
+        summary: str,
+        metric: str,
+        value: float,
+        threshold: float,
+        labels: dict[str, str],
+        source: str,
+        severity: str = "warning",
+    ) -> None:
+        """An alert another service raises (a budget crossed): written to the project's alert
+        history, audited, and sent to `channels` through the same outbox and dispatcher as a
+        rule's, all in one transaction."""
+        now = utcnow()
+        with self.db.transaction() as session:
+            project_uid = self._project_uid(session, project)
+            event = AlertEventRow(
+                project_uid=project_uid,
+                rule=rule[:200],
+                state="firing",
+                severity=severity,
+                labels=labels,
+                value=value,
+                threshold=threshold,
+                summary=summary[:5000],
+                time=now,
+                source=source,
+                notifications=[],
+            )
+            session.add(event)
+            session.flush()
+            self._audit(session, "system:billing", source, project, rule, "firing", value, labels)
+            if channels:
+                notification = Notification(
+                    rule=rule,
+                    project=project,
+                    state="firing",
+                    severity=severity,
+                    metric=metric,
+                    comparison=">=",
+                    threshold=threshold,
+                    value=value,
+                    labels=labels,
+                    summary=summary,
+                    started_at=now,
+                    source=source,
+                )
+                self.dispatcher.enqueue(session, project, tuple(channels), notification, event.id)
+        if channels:
+            self.dispatcher.wake()
+
     # --- Alertmanager ------------------------------------------------------------------------
 
     def receive_alertmanager(
