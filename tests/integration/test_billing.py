@@ -131,6 +131,12 @@ def test_an_endpoint_and_a_job_cost_what_the_catalog_says_within_a_minute(
     as_json = run_cli("cost", "report", "-p", project, "-o", "json", "-g", "hour", env=env)
     assert json.loads(as_json.stdout)["lines"][0]["period"].endswith("+00:00")
 
+    advice = run_cli("cost", "recommendations", "-p", project, "--days", "7", "-o", "json", env=env)
+    assert advice.code == 0, advice.stderr
+    assert json.loads(advice.stdout)["days"] == 7  # (a few minutes of use: little to say)
+    table_advice = run_cli("cost", "recommendations", "-p", project, env=env)
+    assert "a month in all" in table_advice.stdout
+
     metrics = httpx.get(f"{platform.url}/metrics", headers=headers, timeout=30).text
     gauge = [
         m

@@ -76,6 +76,7 @@ def create_api(platform: Platform) -> FastAPI:
     app.state.billing = platform.billing
     app.state.quotas = platform.quotas
     app.state.budgets = platform.budgets
+    app.state.recommender = platform.recommender
     app.state.pipelines = platform.pipelines
     app.state.controller = platform.controller
     app.state.captures = platform.captures

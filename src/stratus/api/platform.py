@@ -19,6 +19,7 @@ from stratus.billing.budgets import Budgets
 from stratus.billing.controller import CostCollector, MeterController
 from stratus.billing.metering import Meter
 from stratus.billing.quotas import Quotas
+from stratus.billing.recommendations import Recommender
 from stratus.billing.service import BillingService
 from stratus.compute.backends import open_backend
 from stratus.compute.instance_types import InstanceCatalog
@@ -135,6 +136,7 @@ class Platform:
     billing: BillingService
     quotas: Quotas
     budgets: Budgets
+    recommender: Recommender
     meter: MeterController
     _loops: list[BackgroundLoop] = field(default_factory=list)
 
@@ -313,6 +315,7 @@ class Platform:
         )
         admission.register(quotas.check)
         budgets = Budgets(db, billing, alerts, jobs, audit, iam.project_uid)
+        recommender = Recommender(db, catalog, billing.prices, endpoints.desired, jobs.preemptions)
         admission.register(budgets.check)
         controller.capped = budgets.capped
         meter = MeterController(
@@ -323,6 +326,7 @@ class Platform:
                 replicas=controller.usage,
                 jobs=jobs.usage,
                 storage=storage.stored_bytes,
+                captures=captures.captured_bytes,
                 raw_retention=timedelta(days=settings.billing.raw_retention_days),
             ),
             billing,
@@ -361,6 +365,7 @@ class Platform:
             billing=billing,
             quotas=quotas,
             budgets=budgets,
+            recommender=recommender,
             meter=meter,
         )
 

@@ -16,8 +16,9 @@ pricing, idle, catalog version):
   `idle`. A function's replicas (label `stratus.io/kind=function`) are `per_request`: their
   capacity costs nothing, their requests and busy GiB-seconds do.
 - jobs: instance-seconds over all attempts, at the spot or on-demand price.
-- storage: GiB-hours of each bucket (every version), and of each project's other data (models,
-  datasets, artifacts: bucket ""), sampled each pass.
+- storage: GiB-hours of each bucket (every version), of each endpoint's captured requests
+  (`capture`, attributed to the endpoint), and of each project's other data (models, datasets,
+  artifacts, logs: bucket ""), sampled each pass.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ FORGET_AFTER = timedelta(days=2)  # a source's position kept this long after it 
 JOBS_CURSOR = "jobs"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FALLBACK_TYPE = "cpu.small"  # a replica of a type the catalog no longer has is priced as this
+CAPTURE = "capture:"  # an endpoint's captured data, among the stored bytes
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,7 @@ class Meter:
         replicas: Callable[[], list[ReplicaUsage]] = list,
         jobs: Callable[[datetime], list[JobUsage]] = lambda since: [],
         storage: Callable[[], list[StoredBytes]] = list,
+        captures: Callable[[], list[tuple[str, str, int]]] = list,
         clock: Callable[[], datetime] = utcnow,
         raw_retention: timedelta = timedelta(days=35),
     ) -> None:
@@ -158,13 +161,14 @@ class Meter:
         self.replicas = replicas
         self.jobs = jobs
         self.storage = storage
+        self.captures = captures
         self.clock = clock
         self.raw_retention = raw_retention
 
     def run(self) -> PassSummary:
         version, catalog = self.prices()
         replicas = self.replicas()
-        stored = self.storage()
+        stored = self._stored()
         with self.db.transaction() as session:  # (only this meter moves it)
             jobs_since = session.get(MeterStateRow, JOBS_CURSOR)
             since = as_utc(jobs_since.metered_until) if jobs_since else EPOCH
@@ -183,6 +187,22 @@ class Meter:
             return PassSummary(lines=len(usage.items), cost=cost, at=now)
 
     # --- sources -----------------------------------------------------------------------------
+
+    def _stored(self) -> list[StoredBytes]:
+        """Buckets, then each endpoint's captured data (bucket `capture:ENDPOINT`), taken out
+        of its project's other data (bucket "") so that no byte is counted twice."""
+        stored = self.storage()
+        captured = [StoredBytes(p, f"{CAPTURE}{e}", n) for p, e, n in self.captures() if n > 0]
+        per_project: dict[str, int] = {}
+        for item in captured:
+            per_project[item.project] = per_project.get(item.project, 0) + item.bytes
+        rest = [
+            StoredBytes(i.project, i.bucket, max(0, i.bytes - per_project.get(i.project, 0)))
+            if i.bucket == ""
+            else i
+            for i in stored
+        ]
+        return rest + captured
 
     def _type(self, name: str) -> InstanceType:
         try:
@@ -339,11 +359,12 @@ class Meter:
             if hours <= 0 or item.bytes <= 0:
                 continue
             gib_hours = item.bytes / GIB * hours
+            capture = item.bucket.startswith(CAPTURE)
             line = Line(
                 project=item.project,
                 meter="storage",
-                subject_kind="bucket",
-                subject=item.bucket,
+                subject_kind="capture" if capture else "bucket",
+                subject=item.bucket[len(CAPTURE) :] if capture else item.bucket,
                 pricing="storage",
                 catalog_version=version,
             )

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query, Request, Response
 from stratus.billing import schemas as s
 from stratus.billing.budgets import Budgets
 from stratus.billing.quotas import Quotas
+from stratus.billing.recommendations import Recommender
 from stratus.billing.service import BillingService
 from stratus.iam.authorization import (
     Access,
@@ -146,3 +147,17 @@ async def delete_budget(
     """Delete a budget (its freeze, if any, lifts)."""
     await to_thread.run_sync(_budgets(request).delete, access.project, name)
     return Response(status_code=204)
+
+
+@cost_router.get("/recommendations", name="cost.recommendations", response_model=s.Recommendations)
+async def cost_recommendations(
+    request: Request,
+    scope: ListScope = ListAccess(Permission.RESOURCE_READ),
+    days: Annotated[int, Query(ge=1, le=90, description="the window looked at")] = 14,
+) -> s.Recommendations:
+    """Where the project (`-`: every project) could spend less, each with its monthly saving:
+    idle endpoints, over-provisioned variants, jobs that would be cheaper on spot, and steady
+    capacity that would be cheaper reserved."""
+    recommender = cast(Recommender, request.app.state.recommender)
+    projects = None if scope.project is None else [scope.project]
+    return await to_thread.run_sync(lambda: recommender.recommend(projects, days))

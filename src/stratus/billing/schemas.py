@@ -145,3 +145,20 @@ class BudgetRead(BaseModel):
     currency: str
     updated_at: datetime
     updated_by: str
+
+
+class Recommendation(BaseModel):
+    kind: str = Field(description="idle-endpoint, over-provisioned, spot-job or reserved")
+    project: str
+    subject: str = Field(description="the endpoint (and variant) or job")
+    action: str = Field(description="what to do, as a command where there is one")
+    reason: str
+    monthly_saving: float
+    currency: str
+
+
+class Recommendations(BaseModel):
+    days: int
+    currency: str
+    items: list[Recommendation]
+    total_monthly_saving: float

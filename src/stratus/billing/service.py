@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, case, func, or_, select
 
 from stratus.billing import schemas as s
 from stratus.billing.prices import PriceCatalog, shipped_catalog, validate_catalog
@@ -158,7 +158,7 @@ class BillingService:
         }[by]
         keep: Any = {
             s.By.project: None,
-            s.By.endpoint: u.meter == "replica",
+            s.By.endpoint: or_(u.meter == "replica", u.subject_kind == "capture"),
             s.By.model: u.meter.in_(("replica", "job")),
             s.By.job: u.meter == "job",
             s.By.instance_type: u.instance_type != "",

@@ -125,6 +125,39 @@ def _table(found: CostReport) -> None:
     )
 
 
+@app.command("recommendations")
+def recommendations(
+    ctx: typer.Context,
+    days: Annotated[int, typer.Option(min=1, max=90, help="the window of usage looked at")] = 14,
+    project: ProjectOption = None,
+    all_projects: AllProjectsOption = False,
+    output: OutputOption = Format.table,
+) -> None:
+    """Where to spend less, each with its monthly saving: idle endpoints, over-provisioned
+    variants, jobs cheaper on spot, steady capacity cheaper reserved (with its break-even).
+
+    Example: stratus cost recommendations -p fraud --days 30
+    """
+    found = client(ctx).cost.recommendations(days=days, project=project, all_projects=all_projects)
+    if output is not Format.table:
+        show(found, output)
+        return
+    money = found.currency
+    columns = [
+        ("KIND", lambda r: r.kind),
+        ("PROJECT", lambda r: r.project),
+        ("SUBJECT", lambda r: r.subject),
+        ("SAVES/MONTH", lambda r: _money(r.monthly_saving, money)),
+        ("WHY", lambda r: r.reason),
+        ("DO", lambda r: r.action),
+    ]
+    if found.items:
+        show(found.items, Format.table, columns)
+    else:
+        console.print(f"nothing to recommend from the last {found.days} days")
+    console.print(f"{_money(found.total_monthly_saving, money)} a month in all")
+
+
 @prices_app.command("list")
 def list_prices(
     ctx: typer.Context,

@@ -55,6 +55,20 @@ class Cost(API):
             bs.CostReport, "GET", f"/api/v1/projects/{where}/cost/report", params=params
         )
 
+    def recommendations(
+        self, *, days: int = 14, project: str | None = None, all_projects: bool = False
+    ) -> bs.Recommendations:
+        """Where to spend less, each with its monthly saving, from the last `days` of usage:
+        idle endpoints, over-provisioned variants, jobs cheaper on spot, capacity cheaper
+        reserved."""
+        where = ALL_PROJECTS if all_projects else self._project(project)
+        return self._c._model(
+            bs.Recommendations,
+            "GET",
+            f"/api/v1/projects/{where}/cost/recommendations",
+            params={"days": days},
+        )
+
 
 class Prices(API):
     """The price catalog: `get`, `versions`, `apply`, `apply_file`."""

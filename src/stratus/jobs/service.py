@@ -547,6 +547,17 @@ class JobService:
                 )
             return usage
 
+    def preemptions(self, project: str, since: datetime) -> int:
+        """How many times the project's jobs that ran since `since` were preempted."""
+        with self.db.transaction() as session:
+            project_uid = self._project_uid(session, project)
+            total = session.scalar(
+                select(func.coalesce(func.sum(JobStatusRow.preemptions), 0))
+                .join(JobRow, JobStatusRow.job_uid == JobRow.uid)
+                .where(JobRow.project_uid == project_uid, JobStatusRow.updated_at >= since)
+            )
+            return int(total or 0)
+
     def models_made(self, project: str, names: Sequence[str]) -> dict[str, str]:
         """The model version (NAME:N) each of these jobs registered, for those that did."""
         with self.db.transaction() as session:

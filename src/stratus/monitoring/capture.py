@@ -489,6 +489,21 @@ class CaptureStore:
 
     # --- retention and erasure ------------------------------------------------------------
 
+    def captured_bytes(self) -> list[tuple[str, str, int]]:
+        """(project, endpoint, bytes) of the capture files each endpoint keeps (for metering:
+        captured data is stored data, attributed to its endpoint)."""
+        from sqlalchemy import func
+
+        from stratus.iam.tables import ProjectRow
+
+        with self.db.transaction() as session:
+            rows = session.execute(
+                select(ProjectRow.name, CaptureFileRow.endpoint, func.sum(CaptureFileRow.size))
+                .join(ProjectRow, ProjectRow.uid == CaptureFileRow.project_uid)
+                .group_by(ProjectRow.name, CaptureFileRow.endpoint)
+            ).all()
+            return [(project, endpoint, int(size or 0)) for project, endpoint, size in rows]
+
     def expire(self, now: datetime | None = None) -> int:
         """Delete files past their retention; the number deleted."""
         cutoff = now or utcnow()

@@ -175,7 +175,7 @@ def _variable(name: str, label: str, query: str) -> dict[str, Any]:
 
 def grafana_dashboard(title: str = "Stratus", uid: str = "stratus-platform") -> dict[str, Any]:
     """A dashboard of the platform's metrics: traffic, errors, latency, replicas, batching,
-    drift, model performance and jobs, filtered by project and endpoint. Import it in Grafana
+    drift, model performance, jobs and cost, filtered by project and endpoint. Import it in Grafana
     (Dashboards → New → Import) and pick the Prometheus data source that scrapes Stratus."""
     rate = "[$__rate_interval]"
     by_variant = "endpoint, variant"
@@ -305,6 +305,29 @@ def grafana_dashboard(title: str = "Stratus", uid: str = "stratus-platform") -> 
             "Job queue length",
             [_target('sum(stratus_job_queue_length{project=~"$project"})', "queued")],
             (12, 35, 12, 8),
+        ),
+        _row(16, "Cost", 43),
+        _panel(
+            17,
+            "Spend this month by project",
+            [
+                _target(
+                    'sum by (project) (stratus_cost_month_to_date{project=~"$project"})',
+                    "{{project}}",
+                )
+            ],  # fmt: skip
+            (0, 44, 16, 8),
+            unit="currencyUSD",
+            description="what each project has spent this month, as of the last metering "
+            "pass (docs/cost.md); the catalog's currency is the `currency` label",
+        ),
+        _panel(
+            18,
+            "Spend this month",
+            [_target('sum(stratus_cost_month_to_date{project=~"$project"})', "total")],
+            (16, 44, 8, 8),
+            unit="currencyUSD",
+            kind="stat",
         ),
     ]
     return {

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from conftest import T0, World, make_meter
 from stratus.billing import metering
+from stratus.billing import schemas as s
 from stratus.billing.metering import Meter, hours_of
 from stratus.billing.prices import shipped_catalog
 from stratus.billing.service import BillingService
@@ -207,3 +208,25 @@ def test_raw_records_are_kept_for_their_retention(
     with db.transaction() as session:
         assert session.scalar(select(func.count()).select_from(UsageRecordRow)) == 0
     assert total(db, "seconds") == pytest.approx(600)  # the hourly lines stay
+
+
+def test_captured_requests_are_stored_data_of_their_endpoint(
+    db: Database, billing: BillingService, world: World
+) -> None:
+    meter = make_meter(db, billing, world)
+    captured = [("p", "churn-api", 4 << 30)]
+    meter.captures = lambda: captured
+    world.stored = [StoredBytes("p", "", 10 << 30)]  # the capture files are among these
+    meter.run()
+    world.at(hours=10)
+    meter.run()
+    by: dict[tuple[str, str], float] = {}
+    for r in lines(db):
+        by[(r.subject_kind, r.subject)] = by.get((r.subject_kind, r.subject), 0.0) + r.gib_hours
+    assert by == {("capture", "churn-api"): pytest.approx(40), ("bucket", ""): pytest.approx(60)}
+    endpoints = billing.report(
+        ["p"], by=s.By.endpoint, start=T0, end=world.now, granularity=s.Granularity.total,
+        now=world.now,
+    )  # fmt: skip
+    assert [line.name for line in endpoints.lines] == ["churn-api"]  # its capture, by endpoint
+    assert endpoints.lines[0].gib_hours == pytest.approx(40)

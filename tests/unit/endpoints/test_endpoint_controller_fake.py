@@ -443,6 +443,54 @@ def test_an_autoscaled_variant_follows_the_requests_at_the_gateway_and_records_e
     asyncio.run(main())
 
 
+def test_a_spent_budget_holds_an_autoscaled_variant_at_its_minimum(
+    world: World, clock: ManualClock
+) -> None:
+    scaling = s.Autoscaling(min_replicas=1, max_replicas=4, target_concurrency=1,
+                            stable_window_seconds=20, scale_down_delay_seconds=5)  # fmt: skip
+    world.endpoints.wanted = [autoscaled(scaling)]
+    cluster = world.cluster
+
+    async def main() -> None:
+        controller = world.controller()
+
+        async def settle() -> None:
+            await controller.reconcile()
+            for replica_id in world.starts():
+                if cluster.replicas[replica_id].state is ReplicaState.starting:
+                    cluster.mark_ready(replica_id)
+            await controller.reconcile()
+
+        await settle()
+        series = [v for k, v in controller._series.items() if k[:3] == ("p", "e", "main")]
+        series[0].active, series[0].arrived = 4, series[0].arrived + 4
+        for _ in range(2):
+            clock.advance(0.5)
+            await settle()
+        assert world.status().variants[0].desired == 4
+
+        # the project's budget is spent: within two passes, back to the minimum, under load
+        controller.capped = lambda project: "budget 'monthly' of project 'p' is spent"
+        for _ in range(2):
+            clock.advance(1.0)
+            await settle()
+        assert world.status().variants[0].desired == 1
+        await until("the step's event", lambda: world.endpoints.events[-1][4] == 1)
+        assert (
+            "budget 'monthly' of project 'p' is spent: held at its minimum"
+            in (world.endpoints.events[-1][5])
+        )
+        # lifted: it follows the requests again
+        controller.capped = lambda project: None
+        for _ in range(2):
+            clock.advance(0.5)
+            await settle()
+        assert world.status().variants[0].desired == 4
+        await controller.stop()
+
+    asyncio.run(main())
+
+
 def test_a_variant_at_min_zero_stops_when_idle_and_a_request_wakes_it(
     world: World, clock: ManualClock
 ) -> None:

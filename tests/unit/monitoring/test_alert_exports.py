@@ -108,6 +108,7 @@ def test_grafana_dashboard() -> None:
         "stratus_model_performance",
         "stratus_jobs",
         "stratus_job_queue_length",
+        "stratus_cost_month_to_date",
     ):
         assert metric in exprs, metric
     ids = [p["id"] for p in dashboard["panels"]]
