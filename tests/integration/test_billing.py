@@ -360,3 +360,35 @@ def test_a_budget_alerts_its_channel_freezes_the_project_and_lifts_when_raised(
         with pytest.raises(InvalidInput, match="notification channel 'nope' not found"):
             admin.budgets.apply(10.0, channels=["nope"], project=project)
         admin.endpoints.delete("api", project=project)
+
+
+def test_reservations_are_set_by_admins_and_priced_by_the_meter(
+    admin: Client, platform: LocalPlatform, tiny_model: Path, run_cli: Callable[..., Any]
+) -> None:
+    project = f"reserved-{uuid.uuid4().hex[:6]}"
+    admin.projects.create(project)
+    env = platform.cli_env()
+    made = run_cli("reservations", "set", "-p", project, "cpu.small=1", env=env)
+    assert made.code == 0, made.stderr
+    assert admin.reservations.get(project).instance_types == {"cpu.small": 1}
+    bad = run_cli("reservations", "set", "-p", project, "cpu.huge=1", env=env)
+    assert bad.code == 1 and "unknown instance type 'cpu.huge'" in bad.stderr
+    admin.models.push(tiny_model, "tiny", project=project)
+    admin.endpoints.deploy("api", "tiny", project=project, wait=True, timeout=120)
+
+    def reserved_cost() -> CostReport | None:
+        found = admin.cost.report(by="instance-type", project=project, granularity="total")
+        return found if found.total > 0 else None
+
+    found = until("the replica's cost", reserved_cost)
+    line = found.lines[0]
+    small = shipped_catalog().instance_types["cpu.small"]
+    assert line.name == "cpu.small"
+    assert line.cost == pytest.approx(line.instance_hours * small.reserved, rel=1e-3)
+    admin.service_accounts.create("reader", project=project, role="owner")
+    key = admin.service_accounts.create_key("reader", project=project).secret
+    with Client(platform.url, api_key=key) as owner:
+        with pytest.raises(PermissionDenied, match="only platform admins"):
+            owner.reservations.set({"cpu.small": 5}, project)
+        assert owner.reservations.get(project).instance_types == {"cpu.small": 1}
+    admin.endpoints.delete("api", project=project)

@@ -77,6 +77,7 @@ def create_api(platform: Platform) -> FastAPI:
     app.state.quotas = platform.quotas
     app.state.budgets = platform.budgets
     app.state.recommender = platform.recommender
+    app.state.reservations = platform.reservations
     app.state.pipelines = platform.pipelines
     app.state.controller = platform.controller
     app.state.captures = platform.captures
@@ -104,6 +105,7 @@ def create_api(platform: Platform) -> FastAPI:
     app.include_router(billing_routes.cost_router, responses=problems.ERROR_RESPONSES)
     app.include_router(billing_routes.quota_router, responses=problems.ERROR_RESPONSES)
     app.include_router(billing_routes.budget_router, responses=problems.ERROR_RESPONSES)
+    app.include_router(billing_routes.reservation_router, responses=problems.ERROR_RESPONSES)
     app.add_middleware(
         AdmissionMiddleware,
         authenticator=platform.authenticator,

@@ -20,6 +20,7 @@ from stratus.billing.controller import CostCollector, MeterController
 from stratus.billing.metering import Meter
 from stratus.billing.quotas import Quotas
 from stratus.billing.recommendations import Recommender
+from stratus.billing.reservations import Reservations
 from stratus.billing.service import BillingService
 from stratus.compute.backends import open_backend
 from stratus.compute.instance_types import InstanceCatalog
@@ -137,6 +138,7 @@ class Platform:
     quotas: Quotas
     budgets: Budgets
     recommender: Recommender
+    reservations: Reservations
     meter: MeterController
     _loops: list[BackgroundLoop] = field(default_factory=list)
 
@@ -307,6 +309,7 @@ class Platform:
         )
         alerts.on_change = alert_evaluator.wake
         billing = BillingService(db, job_models=jobs.models_made)
+        reservations = Reservations(db, iam.project_uid, catalog)
         quotas = Quotas(
             db,
             iam.project_uid,
@@ -327,6 +330,7 @@ class Platform:
                 jobs=jobs.usage,
                 storage=storage.stored_bytes,
                 captures=captures.captured_bytes,
+                reservations=reservations.all,
                 raw_retention=timedelta(days=settings.billing.raw_retention_days),
             ),
             billing,
@@ -366,6 +370,7 @@ class Platform:
             quotas=quotas,
             budgets=budgets,
             recommender=recommender,
+            reservations=reservations,
             meter=meter,
         )
 

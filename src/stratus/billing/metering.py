@@ -26,10 +26,10 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from stratus.billing.prices import GIB, HOURS_PER_MONTH, PriceCatalog
@@ -152,6 +152,7 @@ class Meter:
         jobs: Callable[[datetime], list[JobUsage]] = lambda since: [],
         storage: Callable[[], list[StoredBytes]] = list,
         captures: Callable[[], list[tuple[str, str, int]]] = list,
+        reservations: Callable[[], dict[tuple[str, str], int]] = dict,
         clock: Callable[[], datetime] = utcnow,
         raw_retention: timedelta = timedelta(days=35),
     ) -> None:
@@ -162,6 +163,7 @@ class Meter:
         self.jobs = jobs
         self.storage = storage
         self.captures = captures
+        self.reservations = reservations
         self.clock = clock
         self.raw_retention = raw_retention
 
@@ -173,6 +175,7 @@ class Meter:
             jobs_since = session.get(MeterStateRow, JOBS_CURSOR)
             since = as_utc(jobs_since.metered_until) if jobs_since else EPOCH
         jobs = self.jobs(since)
+        reserved = self.reservations()
         with self.db.transaction() as session:
             states = {row.source: row for row in session.scalars(select(MeterStateRow))}
             now = self.clock()  # after the facts were read: nothing they hold is later
@@ -182,6 +185,8 @@ class Meter:
             self._jobs(session, states, jobs, version, catalog, now, usage, seen)
             self._storage(session, states, stored, version, catalog, now, usage, seen)
             self._position(session, states, JOBS_CURSOR, now, seen)
+            if reserved:
+                usage = self._reserve(session, usage, reserved, catalog)
             cost = write_usage(session, usage)
             self._forget(session, states, seen, now)
             return PassSummary(lines=len(usage.items), cost=cost, at=now)
@@ -370,6 +375,60 @@ class Meter:
             )
             cost = gib_hours * catalog.storage_gib_month / HOURS_PER_MONTH
             usage.add(line, start, now, Amount(gib_hours=gib_hours, cost=cost))
+
+    def _reserve(
+        self,
+        session: Session,
+        usage: Usage,
+        reserved: dict[tuple[str, str], int],
+        catalog: PriceCatalog,
+    ) -> Usage:
+        """Price the on-demand instance-seconds within a project's reservations at the reserved
+        rate: per hour, the first `count` x 3600 of each reserved type (those earlier passes
+        took first), split off as `reserved` lines."""
+        taken: dict[tuple[str, str, datetime], float] = {}
+        out = Usage()
+        for line, start, end, amount in usage.items:
+            key = (line.project, line.instance_type)
+            count = reserved.get(key, 0)
+            if line.pricing != "on_demand" or count <= 0 or amount.seconds <= 0:
+                out.add(line, start, end, amount)
+                continue
+            price = catalog.instance(self._type(line.instance_type))
+            parts = list(hours_of(start, end))
+            for i, (hour, share) in enumerate(parts):
+                piece = amount.scaled(share)
+                if i == len(parts) - 1:
+                    piece.requests = amount.requests
+                low, high = max(start, hour), min(end, hour + HOUR)
+                slot = (line.project, line.instance_type, hour)
+                if slot not in taken:
+                    taken[slot] = float(
+                        session.scalar(
+                            select(func.coalesce(func.sum(UsageRow.seconds), 0.0)).where(
+                                UsageRow.project == line.project,
+                                UsageRow.instance_type == line.instance_type,
+                                UsageRow.hour == hour,
+                                UsageRow.pricing == "reserved",
+                            )
+                        )
+                        or 0.0
+                    )
+                free = max(0.0, count * 3600.0 - taken[slot])
+                within = min(piece.seconds, free)
+                if within > 0:
+                    part = piece.scaled(within / piece.seconds)
+                    part.cost = within / 3600.0 * price.reserved
+                    rest = piece.seconds - within
+                    part.requests = piece.requests if rest <= 0 else 0
+                    taken[slot] += within
+                    out.add(replace(line, pricing="reserved"), low, high, part)
+                    if rest <= 0:
+                        continue
+                    piece = piece.scaled(rest / piece.seconds)
+                    piece.requests = amount.requests if i == len(parts) - 1 else 0
+                out.add(line, low, high, piece)
+        return out
 
     @staticmethod
     def _position(

@@ -14,6 +14,7 @@ from stratus.billing import schemas as s
 from stratus.billing.budgets import Budgets
 from stratus.billing.quotas import Quotas
 from stratus.billing.recommendations import Recommender
+from stratus.billing.reservations import Reservations
 from stratus.billing.service import BillingService
 from stratus.iam.authorization import (
     Access,
@@ -161,3 +162,31 @@ async def cost_recommendations(
     recommender = cast(Recommender, request.app.state.recommender)
     projects = None if scope.project is None else [scope.project]
     return await to_thread.run_sync(lambda: recommender.recommend(projects, days))
+
+
+reservation_router = APIRouter(prefix="/api/v1/projects/{project}/reservations", tags=["billing"])
+
+
+@reservation_router.get("", name="reservations.read", response_model=s.ReservationsRead)
+async def read_reservations(
+    request: Request, access: ProjectAccess = Access(Permission.PROJECT_READ)
+) -> s.ReservationsRead:
+    """The capacity the project has reserved (instances per type), priced at the reserved
+    rate for the usage within it."""
+    reservations = cast(Reservations, request.app.state.reservations)
+    return await to_thread.run_sync(reservations.read, access.project)
+
+
+@reservation_router.put("", name="reservations.set", response_model=s.ReservationsRead)
+async def set_reservations(
+    request: Request,
+    body: s.ReservationsSet,
+    access: ProjectAccess = Access(Permission.PROJECT_READ),
+) -> s.ReservationsRead:
+    """Replace the project's reservations (platform admins); from the next metering pass on,
+    usage within them is priced at the reserved rate."""
+    if not access.principal.acts_as_admin:  # (after the project check: 404 to outsiders)
+        raise admins_only("set reservations")
+    reservations = cast(Reservations, request.app.state.reservations)
+    actor = access.principal.subject
+    return await to_thread.run_sync(lambda: reservations.set(access.project, body, actor=actor))

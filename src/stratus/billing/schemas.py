@@ -162,3 +162,16 @@ class Recommendations(BaseModel):
     currency: str
     items: list[Recommendation]
     total_monthly_saving: float
+
+
+class ReservationsSet(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    instance_types: dict[str, int] = Field(
+        default_factory=dict, description="instance type -> how many are reserved (0 removes)"
+    )
+
+
+class ReservationsRead(BaseModel):
+    project: str
+    instance_types: dict[str, int]

@@ -148,3 +148,18 @@ class BudgetRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_by: Mapped[str] = mapped_column(String(160), default="")
+
+
+class ReservationRow(Base):
+    """Capacity a project has committed to (a one-year reservation): `count` instances of a
+    type, priced at the catalog's reserved rate for the usage within them."""
+
+    __tablename__ = "reservations"
+
+    project_uid: Mapped[str] = mapped_column(
+        ForeignKey("projects.uid", ondelete="CASCADE"), primary_key=True
+    )
+    instance_type: Mapped[str] = mapped_column(String(63), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(160), default="")

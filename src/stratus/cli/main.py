@@ -43,6 +43,7 @@ COMMANDS = {
     "prices": "stratus.cli.cost:prices_app",
     "quotas": "stratus.cli.quotas:app",
     "budgets": "stratus.cli.budgets:app",
+    "reservations": "stratus.cli.quotas:reservations_app",
     "export": "stratus.cli.export:app",
     "audit": "stratus.cli.audit:app",
 }

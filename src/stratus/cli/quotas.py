@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from stratus.billing.schemas import QuotasRead
+from stratus.billing.schemas import QuotasRead, ReservationsRead
 from stratus.cli.context import ProjectOption, client
 from stratus.cli.output import Format, OutputOption, human_size, show
 
@@ -109,3 +109,56 @@ def set_quotas(
     for name in unset or []:
         limits[name] = None
     _show(c.quotas.set(project, **limits), output)
+
+
+reservations_app = typer.Typer(
+    help="Reserved capacity: instances a project has committed to, priced at the reserved rate.",
+    no_args_is_help=True,
+)
+
+
+def _show_reservations(found: ReservationsRead, output: Format) -> None:
+    if output is not Format.table:
+        show(found, output)
+        return
+    rows = [{"type": k, "count": v} for k, v in sorted(found.instance_types.items())]
+    show(
+        rows,
+        Format.table,
+        [("INSTANCE TYPE", lambda r: r["type"]), ("RESERVED", lambda r: r["count"])],
+    )
+
+
+@reservations_app.command("show")
+def show_reservations(
+    ctx: typer.Context, project: ProjectOption = None, output: OutputOption = Format.table
+) -> None:
+    """The capacity a project has reserved.
+
+    Example: stratus reservations show -p fraud
+    """
+    _show_reservations(client(ctx).reservations.get(project), output)
+
+
+@reservations_app.command("set")
+def set_reservations(
+    ctx: typer.Context,
+    reserved: Annotated[
+        list[str], typer.Argument(help="TYPE=COUNT, e.g. cpu.small=2 (0 removes a type)")
+    ],
+    project: ProjectOption = None,
+    output: OutputOption = Format.table,
+) -> None:
+    """Set what a project has reserved (platform admins), replacing what it had: each hour,
+    the first COUNT x 3600 instance-seconds of a type its replicas and on-demand jobs use are
+    priced at the reserved rate.
+
+    Example: stratus reservations set -p fraud cpu.small=2 gpu.small=1
+    """
+    types: dict[str, int] = {}
+    for item in reserved:
+        name, _, count = item.partition("=")
+        if not name or not count.isdigit():
+            raise typer.BadParameter(f"{item!r}: give TYPE=COUNT, e.g. cpu.small=2")
+        types[name] = int(count)
+    _show_reservations(client(ctx).reservations.set(types, project), output)

@@ -169,3 +169,25 @@ class Budgets(API):
 
     def delete(self, name: str, project: str | None = None) -> None:
         self._c._send("DELETE", f"{self._base(project)}/{seg(name)}")
+
+
+class Reservations(API):
+    """Reserved capacity: `get`, `set`."""
+
+    def _base(self, project: str | None) -> str:
+        return f"/api/v1/projects/{self._project(project)}/reservations"
+
+    def get(self, project: str | None = None) -> bs.ReservationsRead:
+        return self._c._model(bs.ReservationsRead, "GET", self._base(project))
+
+    def set(
+        self, instance_types: dict[str, int], project: str | None = None
+    ) -> bs.ReservationsRead:
+        """Replace the project's reservations (platform admins), e.g. `{"cpu.small": 2}`: the
+        usage within them is priced at the catalog's reserved rate from the next pass on."""
+        return self._c._model(
+            bs.ReservationsRead,
+            "PUT",
+            self._base(project),
+            json={"instance_types": instance_types},
+        )

@@ -32,7 +32,7 @@ from stratus.core.errors import DataCorrupted, InvalidInput, ServiceUnavailable
 if TYPE_CHECKING:
     from stratus.client._alerts import Alerts
     from stratus.client._batch import BatchJobs
-    from stratus.client._billing import Budgets, Cost, Prices, Quotas
+    from stratus.client._billing import Budgets, Cost, Prices, Quotas, Reservations
     from stratus.client._data import Datasets
     from stratus.client._endpoints import Endpoints
     from stratus.client._functions import Functions
@@ -155,6 +155,7 @@ class Client:
     prices: _Family[Prices] = _Family("stratus.client._billing:Prices")
     quotas: _Family[Quotas] = _Family("stratus.client._billing:Quotas")
     budgets: _Family[Budgets] = _Family("stratus.client._billing:Budgets")
+    reservations: _Family[Reservations] = _Family("stratus.client._billing:Reservations")
 
     # --- plumbing ------------------------------------------------------------------------------
 

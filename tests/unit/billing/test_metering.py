@@ -230,3 +230,37 @@ def test_captured_requests_are_stored_data_of_their_endpoint(
     )  # fmt: skip
     assert [line.name for line in endpoints.lines] == ["churn-api"]  # its capture, by endpoint
     assert endpoints.lines[0].gib_hours == pytest.approx(40)
+
+
+def test_usage_within_a_reservation_is_priced_at_the_reserved_rate(
+    db: Database, billing: BillingService, world: World
+) -> None:
+    meter = make_meter(db, billing, world)
+    meter.reservations = lambda: {("p", "cpu.small"): 1}
+    world.replica("r1", requests=0)
+    world.replica("r2", requests=0)
+    world.replica("other", project="q", requests=0)  # not reserved there
+    world.jobs = [JobUsage("u1", "p", "train", "cpu.small", False, 0.0, 0, None)]
+    meter.run()
+    world.at(minutes=30)
+    meter.run()
+    world.at(minutes=30)
+    world.jobs = [JobUsage("u1", "p", "train", "cpu.small", False, 1800.0, 0, None)]
+    meter.run()
+    rows = lines(db)
+    reserved = sum(r.seconds for r in rows if r.pricing == "reserved")
+    on_demand = sum(r.seconds for r in rows if r.pricing == "on_demand" and r.project == "p")
+    # an hour: two replicas and half an hour of the job on cpu.small; one instance reserved
+    assert reserved == pytest.approx(3600)
+    assert on_demand == pytest.approx(2 * 3600 + 1800 - 3600)
+    assert sum(r.cost for r in rows if r.project == "p") == pytest.approx(
+        SMALL.reserved + (2 * 3600 + 1800 - 3600) / 3600 * SMALL.on_demand
+    )
+    assert {r.pricing for r in rows if r.project == "q"} == {"on_demand"}
+    # the next hour starts with the reservation free again: by the instance-hour, as AWS
+    # applies it, two replicas for half an hour fill one reserved instance
+    world.at(minutes=30)
+    meter.run()
+    later = [r for r in lines(db) if r.hour.hour == 23 and r.project == "p"]
+    assert sum(r.seconds for r in later if r.pricing == "reserved") == pytest.approx(3600)
+    assert sum(r.seconds for r in later if r.pricing == "on_demand") == pytest.approx(0)

@@ -97,6 +97,7 @@ def test_the_billing_migration_goes_down_and_up(db: Database) -> None:
         "meter_states",
         "price_catalogs",
         "project_quotas",
+        "reservations",
         "usage_daily",
         "usage_hourly",
         "usage_records",
