@@ -24,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from stratus.billing import schemas as s
+from stratus.billing.schemas import money
 from stratus.billing.service import BillingService
 from stratus.billing.tables import BudgetRow
 from stratus.core.clock import as_utc, utcnow
@@ -78,7 +79,13 @@ class Budgets:
             if row is None:
                 row = BudgetRow(project_uid=uid, name=data.name, status={})
                 session.add(row)
-            row.spec = data.model_dump(mode="json")
+            spec = data.model_dump(mode="json")
+            if row.spec and (row.spec.get("amount"), row.spec.get("thresholds")) != (
+                spec["amount"],
+                spec["thresholds"],
+            ):  # a new amount: its thresholds are crossed afresh
+                row.status = {**(row.status or {}), "crossed": []}
+            row.spec = spec
             row.updated_at, row.updated_by = self.clock(), actor
             session.flush()
         self.evaluate()
@@ -145,7 +152,7 @@ class Budgets:
                 spec = s.BudgetApply.model_validate(row.spec)
                 raise BudgetExceeded(
                     f"project {demand.project!r} has spent its budget {row.name!r} "
-                    f"({status.get('spent', 0):.2f} of {spec.amount:.2f} this month): new "
+                    f"({money(status.get('spent', 0))} of {money(spec.amount)} this month): new "
                     f"{demand.kind}s that add capacity are refused until the budget is raised "
                     "or the month turns (stratus budgets apply)",
                     budget=row.name,
@@ -233,8 +240,8 @@ class Budgets:
         currency = self.billing.prices()[1].currency
         what = "spent" if threshold.basis == "actual" else "forecast for the month"
         summary = (
-            f"budget {name!r} of project {project!r}: {value:.2f} {currency} {what}, "
-            f"{threshold.percent:g} % of {spec.amount:.2f}"
+            f"budget {name!r} of project {project!r}: {money(value)} {currency} {what}, "
+            f"{threshold.percent:g} % of {money(spec.amount)}"
         )
         try:
             self.alerts.notify(

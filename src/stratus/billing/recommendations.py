@@ -1,7 +1,8 @@
 """Recommendations: where a project could spend less, each with its monthly saving in money,
 computed from the metered usage of a recent window (`days`, default 14) and the catalog in force.
 
-- idle endpoint: its replicas answered no request in the window → scale it to zero
+- idle endpoint: metered since the window's first day, its replicas answered no request in the
+  window → scale it to zero
   (`--min-replicas 0`) or delete it; saves what its replicas cost.
 - over-provisioned variant: a fixed count of replicas whose model was busy under 10 % of their
   time → fewer replicas (enough to be busy half the time, at least one); saves the difference.
@@ -37,6 +38,7 @@ from stratus.endpoints.service import DesiredEndpoint
 IDLE_BUSY = 0.10  # a variant busy under this share of its replica time is over-provisioned
 TARGET_BUSY = 0.50  # ... and needs enough replicas to be busy this much
 STEADY = 0.90  # replicas running this share of the window's hours could be reserved
+MIN_SAVING = 0.01  # a month, in the catalog's currency: below it, not worth saying
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class _Used:
     requests: int
     busy: float
     cost: float
+    first_day: str  # the first day of the window it was metered on
 
 
 class Recommender:
@@ -89,14 +92,15 @@ class Recommender:
                 select(
                     u.project, u.meter, u.subject, u.variant, u.instance_type, u.pricing,
                     func.sum(u.seconds), func.sum(u.requests), func.sum(u.request_seconds),
-                    func.sum(u.cost),
+                    func.sum(u.cost), func.min(u.day),
                 )
                 .where(and_(*conditions))
                 .group_by(u.project, u.meter, u.subject, u.variant, u.instance_type, u.pricing)
             ).all()  # fmt: skip
         used = [
             _Used(str(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]), str(r[5]),
-                  float(r[6] or 0), int(r[7] or 0), float(r[8] or 0), float(r[9] or 0))
+                  float(r[6] or 0), int(r[7] or 0), float(r[8] or 0), float(r[9] or 0),
+                  str(r[10]))
             for r in rows
         ]  # fmt: skip
         live = {(e.project, e.name): e for e in self.endpoints()}
@@ -112,7 +116,9 @@ class Recommender:
             endpoint = live[(project, name)]
             requests = sum(line.requests for line in lines)
             cost = sum(line.cost for line in lines)
-            if requests == 0 and cost > 0:
+            # idle for the whole window: metered from its first day on, and no request since
+            whole = min(line.first_day for line in lines) <= since.strftime("%Y-%m-%d")
+            if requests == 0 and cost > 0 and whole:
                 main = _main(endpoint)
                 items.append(
                     Recommendation(
@@ -129,6 +135,7 @@ class Recommender:
                 )
                 continue
             items.extend(self._variants(catalog, endpoint, lines, hours))
+        items = [r for r in items if r.monthly_saving >= MIN_SAVING]
         items.sort(key=lambda r: -r.monthly_saving)
         return Recommendations(
             days=days,

@@ -9,6 +9,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
+def money(value: float) -> str:
+    """An amount for people: 2 decimals, or 3 significant digits under 1 (a budget of a tenth
+    of a cent reads 0.001, not 0.00)."""
+    return f"{value:,.2f}" if abs(value) >= 1 or value == 0 else f"{value:.3g}"
+
+
 class PricesRead(BaseModel):
     version: int
     created_at: datetime

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from stratus.billing.schemas import BudgetRead
+from stratus.billing.schemas import BudgetRead, money
 from stratus.cli.context import ProjectOption, client
 from stratus.cli.output import Format, OutputOption, console, show
 
@@ -17,11 +17,12 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
+
 COLUMNS = [
     ("NAME", lambda b: b.name),
-    ("AMOUNT", lambda b: f"{b.spec.amount:,.2f} {b.currency}"),
-    ("SPENT", lambda b: f"{b.status.spent:,.2f}"),
-    ("FORECAST", lambda b: f"{b.status.forecast:,.2f}"),
+    ("AMOUNT", lambda b: f"{money(b.spec.amount)} {b.currency}"),
+    ("SPENT", lambda b: money(b.status.spent)),
+    ("FORECAST", lambda b: money(b.status.forecast)),
     ("USED", lambda b: f"{b.status.spent / b.spec.amount:.0%}"),
     (
         "CROSSED",

@@ -124,7 +124,10 @@ def test_thresholds_are_told_once_a_month_and_a_freeze_acts_then_lifts(
     budgets.apply(
         "default", s.BudgetApply(amount=200.0, action="freeze"), actor="user:admin"
     )  # raised past the spend: lifted at once
-    assert not budgets.get("default", "monthly").status.frozen
+    raised = budgets.get("default", "monthly")
+    assert not raised.status.frozen
+    crossed = [(c.percent, c.basis) for c in raised.status.crossed]
+    assert crossed == [(50, "actual"), (100, "forecast")]  # afresh: 105 of 200, and the rate
     assert budgets.capped("default") is None
     submit(platform, "allowed")
     assert audited(platform) == ["budgets.freeze", "budgets.stop-spot-job", "budgets.lift"]

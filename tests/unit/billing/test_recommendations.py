@@ -46,8 +46,10 @@ def used(
     meter: str = "replica",
     pricing: str = "on_demand",
     instance_type: str = "cpu.small",
+    days: int = DAYS + 1,
 ) -> float:
-    """`replicas` running all through the window, spread over its days; the cost written."""
+    """`replicas` running for `days` days up to now (by default from the window's first day
+    on), spread over its days; the cost written."""
     line = Line(
         project="p",
         meter=meter,
@@ -60,7 +62,7 @@ def used(
     )
     usage, total = Usage(), 0.0
     rate = PRICES[instance_type].on_demand if pricing != "per_request" else 0.0
-    for day in range(DAYS):
+    for day in range(days):
         end = NOW - timedelta(days=day, hours=1)
         seconds = replicas * 86400.0
         cost = seconds / 3600.0 * rate
@@ -79,6 +81,7 @@ def test_recommendations_with_their_savings(db: Database, billing: BillingServic
     used(db, "steady", replicas=2, requests=14000, busy_share=0.6)
     used(db, "fn", replicas=1, requests=0, busy_share=0, pricing="per_request")
     used(db, "gone", replicas=1, requests=0, busy_share=0)  # deleted since
+    used(db, "new", replicas=1, requests=0, busy_share=0, days=2)  # too new to say it is idle
     job_hours = 10.0
     line = Line(project="p", meter="job", subject_kind="job", subject="train",
                 pricing="on_demand", catalog_version=1, instance_type="cpu.large")  # fmt: skip
@@ -89,7 +92,7 @@ def test_recommendations_with_their_savings(db: Database, billing: BillingServic
     with db.transaction() as session:
         write_usage(session, usage)
     live = [endpoint("quiet"), endpoint("wide", replicas=4), endpoint("steady", replicas=2),
-            endpoint("fn")]  # fmt: skip
+            endpoint("fn"), endpoint("new")]  # fmt: skip
     recommender = Recommender(
         db, InstanceCatalog.load(), billing.prices, lambda: live, lambda project, since: 3
     )
