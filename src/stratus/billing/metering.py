@@ -15,7 +15,8 @@ pricing, idle, catalog version):
   control-plane restart). Capacity-time of a replica that served no request during a pass is
   `idle`. A function's replicas (label `stratus.io/kind=function`) are `per_request`: their
   capacity costs nothing, their requests and busy GiB-seconds do.
-- jobs: instance-seconds over all attempts, at the spot or on-demand price.
+- jobs: instance-seconds over all attempts, at the spot or on-demand price; the part in
+  attempts a preemption cut short is also kept apart (`preempted_seconds`).
 - storage: GiB-hours of each bucket (every version), of each endpoint's captured requests
   (`capture`, attributed to the endpoint), and of each project's other data (models, datasets,
   artifacts, logs: bucket ""), sampled each pass.
@@ -82,6 +83,7 @@ class Amount:
     requests: int = 0
     request_seconds: float = 0.0
     gib_hours: float = 0.0
+    preempted_seconds: float = 0.0
     cost: float = 0.0
 
     def scaled(self, share: float) -> Amount:
@@ -94,6 +96,7 @@ class Amount:
             gpu_seconds=self.gpu_seconds * share,
             request_seconds=self.request_seconds * share,
             gib_hours=self.gib_hours * share,
+            preempted_seconds=self.preempted_seconds * share,
             cost=self.cost * share,
         )
 
@@ -316,6 +319,8 @@ class Meter:
             if run <= 0:
                 continue
             state.seconds = job.seconds
+            preempted = max(0.0, job.preempted_seconds - (state.preempted_seconds or 0.0))
+            state.preempted_seconds = job.preempted_seconds
             instance = self._type(job.instance_type)
             pricing = "spot" if job.spot else "on_demand"
             rate = catalog.instance(instance).rate(pricing)
@@ -334,6 +339,7 @@ class Meter:
                 vcpu_seconds=run * instance.vcpus,
                 gib_seconds=run * instance.memory_gib,
                 gpu_seconds=run * instance.gpus,
+                preempted_seconds=min(preempted, run),
                 cost=run / 3600.0 * rate,
             )
             usage.add(line, now - timedelta(seconds=run), now, amount)

@@ -51,6 +51,9 @@ class CostLine(BaseModel):
     requests: int = 0
     cost_per_request: float | None = Field(None, description="cost / requests, when any")
     instance_hours: float = 0.0
+    preempted_hours: float = Field(
+        0.0, description="of the instance-hours, a job's in attempts a preemption cut short"
+    )
     gib_hours: float = Field(0.0, description="storage")
 
 

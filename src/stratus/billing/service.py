@@ -180,6 +180,7 @@ class BillingService:
                 func.sum(u.requests),
                 func.sum(u.seconds),
                 func.sum(u.gib_hours),
+                func.sum(u.preempted_seconds),
             )
             .where(and_(*conditions))
             .group_by(*groups)
@@ -207,15 +208,14 @@ class BillingService:
                 name = values.pop(0)
             else:
                 name = ""
-            figures = merged.setdefault((when, project, name), [0.0] * 5)
+            figures = merged.setdefault((when, project, name), [0.0] * 6)
             for i, value in enumerate(values):
                 figures[i] += float(value or 0)
         if jobs_to_map:
             merged = self._jobs_to_models(merged, jobs_to_map)
         lines = []
-        for (when, project, name), (cost, idle, requests, seconds, gib_hours) in sorted(
-            merged.items()
-        ):
+        for (when, project, name), figures in sorted(merged.items()):
+            cost, idle, requests, seconds, gib_hours, preempted = figures
             count = int(requests)
             lines.append(
                 s.CostLine(
@@ -227,6 +227,7 @@ class BillingService:
                     requests=count,
                     cost_per_request=float(f"{cost / count:.6g}") if count else None,
                     instance_hours=round(seconds / 3600.0, 9),
+                    preempted_hours=round(preempted / 3600.0, 9),
                     gib_hours=round(gib_hours, 9),
                 )
             )
@@ -243,7 +244,7 @@ class BillingService:
             if name.startswith("\x00job:"):
                 job = name[len("\x00job:") :]
                 name = made.get(project, {}).get(job) or f"(job {job})"
-            into = out.setdefault((when, project, name), [0.0] * 5)
+            into = out.setdefault((when, project, name), [0.0] * 6)
             for i, value in enumerate(figures):
                 into[i] += value
         return out

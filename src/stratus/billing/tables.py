@@ -45,6 +45,8 @@ class _Quantities:
     requests: Mapped[int] = mapped_column(BigInteger, default=0)
     request_seconds: Mapped[float] = mapped_column(Float, default=0.0)  # model busy time
     gib_hours: Mapped[float] = mapped_column(Float, default=0.0)  # storage
+    # of `seconds`, a job's in attempts a preemption cut short (paid for, then resumed)
+    preempted_seconds: Mapped[float] = mapped_column(Float, default=0.0)
     cost: Mapped[float] = mapped_column(Float, default=0.0)
 
 
@@ -115,6 +117,7 @@ class MeterStateRow(Base):
     seconds: Mapped[float] = mapped_column(Float, default=0.0)  # a job's run time so far
     requests: Mapped[int] = mapped_column(BigInteger, default=0)  # a replica's own counters
     busy_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    preempted_seconds: Mapped[float] = mapped_column(Float, default=0.0)  # a job's, so far
     ended: Mapped[bool] = mapped_column(Boolean, default=False)
 
 

@@ -107,6 +107,15 @@ def _table(found: CostReport) -> None:
             lambda line: _money(line.cost_per_request, money) if line.cost_per_request else "-",
         ),
         ("INSTANCE-H", lambda line: f"{line.instance_hours:,.2f}" if line.instance_hours else "-"),
+    ]
+    if found.by == "job":
+        columns.append(
+            (
+                "PREEMPTED-H",
+                lambda line: f"{line.preempted_hours:,.2f}" if line.preempted_hours else "-",
+            )
+        )
+    columns += [
         ("GIB-H", lambda line: f"{line.gib_hours:,.1f}" if line.gib_hours else "-"),
     ]
     if found.lines:

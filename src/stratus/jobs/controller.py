@@ -297,8 +297,6 @@ class JobController:
         elif reason == "cancel":
             phase, message = JobPhase.cancelled, "cancelled"
         elif reason in ("preempt", "shutdown"):
-            if reason == "preempt":
-                self.service.note_preempted(job.uid)
             phase = JobPhase.queued
             why = (
                 "its node was lost"
@@ -326,7 +324,12 @@ class JobController:
                 phase = JobPhase.queued
                 message = f"attempt {job.attempts} failed ({how}); retrying\n{tail}".rstrip()
         self.service.mark_exited(
-            job.uid, phase=phase, exit_code=exit_code, message=message, log=log_bytes
+            job.uid,
+            phase=phase,
+            exit_code=exit_code,
+            message=message,
+            log=log_bytes,
+            preempted=phase is JobPhase.queued and reason == "preempt",
         )
         try:
             self.backend.release_job(handle)

@@ -224,6 +224,9 @@ class JobStatus(BaseModel):
     message: str = ""
     attempts: int = 0
     preemptions: int = 0
+    preempted_seconds: float = Field(
+        0.0, description="run time of the attempts a preemption (or a lost node) cut short"
+    )
     limits: Limits
     queued_at: datetime | None = None
     started_at: datetime | None = None

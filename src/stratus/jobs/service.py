@@ -73,6 +73,7 @@ class JobUsage:
     seconds: float
     preemptions: int
     model_version: str | None
+    preempted_seconds: float = 0.0  # of `seconds`, in attempts a preemption cut short
 
 
 @dataclass(frozen=True)
@@ -543,6 +544,7 @@ class JobService:
                         seconds=seconds,
                         preemptions=status.preemptions,
                         model_version=status.model_version,
+                        preempted_seconds=status.preempted_seconds or 0.0,
                     )
                 )
             return usage
@@ -592,7 +594,14 @@ class JobService:
             status.updated_at = utcnow()
 
     def mark_exited(
-        self, uid: str, *, phase: JobPhase, exit_code: int | None, message: str, log: bytes
+        self,
+        uid: str,
+        *,
+        phase: JobPhase,
+        exit_code: int | None,
+        message: str,
+        log: bytes,
+        preempted: bool = False,
     ) -> None:
         """The attempt is over: keep its log, free its handle, and land in `phase` (queued again
         for a preempted or retried job)."""
@@ -603,7 +612,13 @@ class JobService:
                 return
             now = utcnow()
             if status.started_at is not None:
-                status.seconds_run += max(0.0, (now - as_utc(status.started_at)).total_seconds())
+                attempt = max(0.0, (now - as_utc(status.started_at)).total_seconds())
+                status.seconds_run += attempt
+                if preempted:  # counted with its time, in the same transaction
+                    status.preemptions += 1
+                    status.preempted_seconds = (status.preempted_seconds or 0.0) + attempt
+            elif preempted:
+                status.preemptions += 1
             if log:
                 kept = b""
                 if status.log_sha256:
@@ -620,10 +635,6 @@ class JobService:
                 status.completed = False
             if phase.finished:
                 status.finished_at = now
-
-    def note_preempted(self, uid: str) -> None:
-        with self.db.transaction() as session:
-            self._status(session, uid).preemptions += 1
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -679,6 +690,7 @@ class JobService:
                 message=status.message,
                 attempts=status.attempts,
                 preemptions=status.preemptions,
+                preempted_seconds=round(status.preempted_seconds or 0.0, 3),
                 limits=s.Limits(
                     vcpus=instance.vcpus,
                     memory_bytes=instance.memory_bytes,

@@ -56,6 +56,8 @@ class JobStatusRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     seconds_run: Mapped[float] = mapped_column(Float, default=0.0)  # over every attempt
+    # of which in attempts a preemption (or a lost node) cut short
+    preempted_seconds: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     # The running attempt, as the backend's handle (to re-adopt it after a restart).
     handle: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     stop_reason: Mapped[str | None] = mapped_column(String(16), nullable=True)

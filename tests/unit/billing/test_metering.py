@@ -264,3 +264,27 @@ def test_usage_within_a_reservation_is_priced_at_the_reserved_rate(
     later = [r for r in lines(db) if r.hour.hour == 23 and r.project == "p"]
     assert sum(r.seconds for r in later if r.pricing == "reserved") == pytest.approx(3600)
     assert sum(r.seconds for r in later if r.pricing == "on_demand") == pytest.approx(0)
+
+
+def test_a_jobs_preempted_time_is_kept_apart(meter: Meter, world: World, db: Database) -> None:
+    world.jobs = [JobUsage("u1", "p", "sweep", "cpu.large", True, 0.0, 0, None)]
+    meter.run()
+    world.at(minutes=30)
+    # a first attempt of 20 minutes was preempted; the second has run 10
+    world.jobs = [JobUsage("u1", "p", "sweep", "cpu.large", True, 1800.0, 1, None, 1200.0)]
+    meter.run()
+    meter.run()
+    rows = [r for r in lines(db) if r.meter == "job"]
+    assert sum(r.seconds for r in rows) == pytest.approx(1800)
+    assert sum(r.preempted_seconds for r in rows) == pytest.approx(1200)
+    report = billing_report(db)
+    assert report.lines[0].preempted_hours == pytest.approx(1200 / 3600)
+
+
+def billing_report(db: Database) -> s.CostReport:
+    from stratus.billing.service import BillingService as Billing
+
+    return Billing(db).report(
+        None, by=s.By.job, start=T0, end=T0 + timedelta(days=1), granularity=s.Granularity.total,
+        now=T0 + timedelta(days=1),
+    )  # fmt: skip

@@ -142,6 +142,7 @@ def test_an_on_demand_job_preempts_a_spot_job_which_resumes_later(world: World) 
     assert world.sleeps == [7]  # asked to stop, waited out its grace, then killed
     spot_status = world.job("spot").status
     assert spot_status.phase == JobPhase.queued and spot_status.preemptions == 1
+    assert spot_status.preempted_seconds >= 0  # its attempt's run time, kept apart
     assert spot_status.message == "preempted; queued to resume from its last checkpoint"
     controller.tick()
     assert world.running() == [urgent]  # no room for the spot job yet
