@@ -86,6 +86,17 @@ class Amount:
     preempted_seconds: float = 0.0
     cost: float = 0.0
 
+    @classmethod
+    def held(cls, instance: InstanceType, seconds: float, hourly_rate: float) -> Amount:
+        """`seconds` of one instance of `instance`, at `hourly_rate`."""
+        return cls(
+            seconds=seconds,
+            vcpu_seconds=seconds * instance.vcpus,
+            gib_seconds=seconds * instance.memory_gib,
+            gpu_seconds=seconds * instance.gpus,
+            cost=seconds / 3600.0 * hourly_rate,
+        )
+
     def scaled(self, share: float) -> Amount:
         """A share of this amount (for the part of a stretch that falls in one hour); requests
         are whole and go where the stretch ends."""
@@ -132,6 +143,20 @@ def hours_of(start: datetime, end: datetime) -> Iterator[tuple[datetime, float]]
         if inside > 0:
             yield hour, inside / total
         hour = next_hour
+
+
+@dataclass
+class _Pass:
+    """What one metering pass works with: its transaction, the sources' positions, the catalog
+    version in force, its time, the usage it adds and the sources it saw."""
+
+    session: Session
+    states: dict[str, MeterStateRow]
+    version: int
+    catalog: PriceCatalog
+    now: datetime
+    usage: Usage = field(default_factory=Usage)
+    seen: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -182,12 +207,12 @@ class Meter:
         with self.db.transaction() as session:
             states = {row.source: row for row in session.scalars(select(MeterStateRow))}
             now = self.clock()  # after the facts were read: nothing they hold is later
-            usage = Usage()
-            seen: set[str] = set()
-            self._replicas(session, states, replicas, version, catalog, now, usage, seen)
-            self._jobs(session, states, jobs, version, catalog, now, usage, seen)
-            self._storage(session, states, stored, version, catalog, now, usage, seen)
-            self._position(session, states, JOBS_CURSOR, now, seen)
+            p = _Pass(session, states, version, catalog, now)
+            self._replicas(p, replicas)
+            self._jobs(p, jobs)
+            self._storage(p, stored)
+            self._position(session, states, JOBS_CURSOR, now, p.seen)
+            usage, seen = p.usage, p.seen
             if reserved:
                 usage = self._reserve(session, usage, reserved, catalog)
             cost = write_usage(session, usage)
@@ -221,17 +246,9 @@ class Meter:
             )
             return self.instance_types.get(FALLBACK_TYPE)
 
-    def _replicas(
-        self,
-        session: Session,
-        states: dict[str, MeterStateRow],
-        replicas: list[ReplicaUsage],
-        version: int,
-        catalog: PriceCatalog,
-        now: datetime,
-        usage: Usage,
-        seen: set[str],
-    ) -> None:
+    def _replicas(self, p: _Pass, replicas: list[ReplicaUsage]) -> None:
+        session, states, version, catalog = p.session, p.states, p.version, p.catalog
+        now, usage, seen = p.now, p.usage, p.seen
         for u in replicas:
             source = f"replica:{u.replica_id}"
             if source in seen:  # listed twice (running, then stopped): the first says enough
@@ -272,15 +289,8 @@ class Meter:
                 instance_type=instance.name,
                 idle=requests == 0,
             )
-            amount = Amount(
-                seconds=seconds,
-                vcpu_seconds=seconds * instance.vcpus,
-                gib_seconds=seconds * instance.memory_gib,
-                gpu_seconds=seconds * instance.gpus,
-                requests=requests,
-                request_seconds=busy,
-                cost=seconds / 3600.0 * rate,
-            )
+            amount = Amount.held(instance, seconds, rate)
+            amount.requests, amount.request_seconds = requests, busy
             if u.per_request:
                 amount.cost += requests * catalog.requests_per_million / 1e6
                 amount.cost += busy * instance.memory_gib * catalog.function_gib_second
@@ -294,17 +304,9 @@ class Meter:
             state.requests, state.busy_seconds = last_requests, last_busy
             state.ended = u.ended_at is not None
 
-    def _jobs(
-        self,
-        session: Session,
-        states: dict[str, MeterStateRow],
-        jobs: list[JobUsage],
-        version: int,
-        catalog: PriceCatalog,
-        now: datetime,
-        usage: Usage,
-        seen: set[str],
-    ) -> None:
+    def _jobs(self, p: _Pass, jobs: list[JobUsage]) -> None:
+        session, states, version, catalog = p.session, p.states, p.version, p.catalog
+        now, usage, seen = p.now, p.usage, p.seen
         for job in jobs:
             source = f"job:{job.uid}"
             seen.add(source)
@@ -334,27 +336,13 @@ class Meter:
                 model_version=job.model_version or "",
                 instance_type=instance.name,
             )
-            amount = Amount(
-                seconds=run,
-                vcpu_seconds=run * instance.vcpus,
-                gib_seconds=run * instance.memory_gib,
-                gpu_seconds=run * instance.gpus,
-                preempted_seconds=min(preempted, run),
-                cost=run / 3600.0 * rate,
-            )
+            amount = Amount.held(instance, run, rate)
+            amount.preempted_seconds = min(preempted, run)
             usage.add(line, now - timedelta(seconds=run), now, amount)
 
-    def _storage(
-        self,
-        session: Session,
-        states: dict[str, MeterStateRow],
-        stored: list[StoredBytes],
-        version: int,
-        catalog: PriceCatalog,
-        now: datetime,
-        usage: Usage,
-        seen: set[str],
-    ) -> None:
+    def _storage(self, p: _Pass, stored: list[StoredBytes]) -> None:
+        session, states, version, catalog = p.session, p.states, p.version, p.catalog
+        now, usage, seen = p.now, p.usage, p.seen
         for item in stored:
             source = f"bucket:{item.project}/{item.bucket}"
             seen.add(source)
