@@ -309,6 +309,7 @@ class EndpointController:
                 await self._blocking(self.backend.stop_replica, handle, 5.0)
                 continue
             endpoint_uid, variant, version, template = parsed
+            spec = next((v for v in wanted[endpoint_uid].variants if v.name == variant), None)
             self.replicas[handle.replica_id] = Replica(
                 id=handle.replica_id,
                 endpoint_uid=endpoint_uid,
@@ -316,6 +317,8 @@ class EndpointController:
                 version=version,
                 template=template,
                 handle=handle,
+                # its greeting says for sure once it is reached; until then, its variant's
+                model=parse_ref(spec.model).model if spec is not None else "",
                 owner=owner_of(wanted[endpoint_uid], variant),
             )
             log.info("re-adopted replica %s on %s", handle.replica_id, handle.node)
