@@ -155,6 +155,9 @@ class _Pass:
     version: int
     catalog: PriceCatalog
     now: datetime
+    # the first pass on this database (a platform that ran before metering existed): what ran
+    # before it is not metered, so the past is not billed at once to this hour
+    first: bool = False
     usage: Usage = field(default_factory=Usage)
     seen: set[str] = field(default_factory=set)
 
@@ -202,12 +205,13 @@ class Meter:
         with self.db.transaction() as session:  # (only this meter moves it)
             jobs_since = session.get(MeterStateRow, JOBS_CURSOR)
             since = as_utc(jobs_since.metered_until) if jobs_since else EPOCH
+            first = jobs_since is None  # this database's first pass ever
         jobs = self.jobs(since)
         reserved = self.reservations()
         with self.db.transaction() as session:
             states = {row.source: row for row in session.scalars(select(MeterStateRow))}
             now = self.clock()  # after the facts were read: nothing they hold is later
-            p = _Pass(session, states, version, catalog, now)
+            p = _Pass(session, states, version, catalog, now, first)
             self._replicas(p, replicas)
             self._jobs(p, jobs)
             self._storage(p, stored)
@@ -259,6 +263,8 @@ class Meter:
                 continue
             seen.add(source)
             started = datetime.fromtimestamp(u.started_at, UTC)
+            if p.first:
+                started = max(started, now)
             start = max(started, as_utc(state.metered_until)) if state else started
             end = min(now, datetime.fromtimestamp(u.ended_at, UTC)) if u.ended_at else now
             end = max(end, start)
@@ -272,6 +278,8 @@ class Meter:
             if u.busy_seconds is not None:
                 busy = u.busy_seconds - last_busy if u.busy_seconds >= last_busy else u.busy_seconds
                 last_busy = u.busy_seconds
+            if p.first:  # counters that predate metering: a baseline, not usage
+                requests, busy = 0, 0.0
             instance = self._type(u.instance_type)
             price = catalog.instance(instance)
             pricing = "per_request" if u.per_request else "on_demand"
@@ -318,6 +326,9 @@ class Meter:
                 session.add(state)
                 states[source] = state
             state.metered_until = now
+            if p.first:  # its run so far predates metering: counted from here on
+                state.seconds, state.preempted_seconds = job.seconds, job.preempted_seconds
+                continue
             if run <= 0:
                 continue
             state.seconds = job.seconds

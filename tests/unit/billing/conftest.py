@@ -131,7 +131,11 @@ def billing(db: Database) -> BillingService:
 
 @pytest.fixture
 def meter(db: Database, billing: BillingService, world: World) -> Meter:
-    return make_meter(db, billing, world)
+    """A meter that has made its first pass, at T0, before anything ran (a database's first
+    pass counts only from then on)."""
+    made = make_meter(db, billing, world)
+    made.run()
+    return made
 
 
 def make_meter(db: Database, billing: BillingService, world: World) -> Meter:

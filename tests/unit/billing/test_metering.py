@@ -143,6 +143,7 @@ def test_a_failed_pass_adds_nothing_and_the_next_counts_it_all(
 def test_a_restarted_meter_neither_loses_nor_double_counts(
     db: Database, billing: BillingService, world: World
 ) -> None:
+    make_meter(db, billing, world).run()  # the database's first pass, before anything ran
     world.replica("r1", requests=3)
     world.jobs = [JobUsage("u1", "p", "train", "cpu.small", False, 0.0, 0, None)]
     make_meter(db, billing, world).run()
@@ -197,6 +198,7 @@ def test_raw_records_are_kept_for_their_retention(
 ) -> None:
     meter = make_meter(db, billing, world)
     meter.raw_retention = timedelta(days=1)
+    meter.run()
     world.replica("r1", requests=0)
     world.at(minutes=10)
     meter.run()
@@ -288,3 +290,22 @@ def billing_report(db: Database) -> s.CostReport:
         None, by=s.By.job, start=T0, end=T0 + timedelta(days=1), granularity=s.Granularity.total,
         now=T0 + timedelta(days=1),
     )  # fmt: skip
+
+
+def test_what_ran_before_metering_existed_is_not_billed_at_once(
+    db: Database, billing: BillingService, world: World
+) -> None:
+    # a platform upgraded to metering: a replica up for a day, a job 5000 s into its run
+    meter = make_meter(db, billing, world)
+    world.replica("old", started=T0 - timedelta(days=1), requests=100, busy=5.0)
+    world.jobs = [JobUsage("u1", "p", "train", "cpu.small", False, 5000.0, 0, None)]
+    meter.run()
+    assert total(db, "seconds") == 0 and total(db, "requests") == 0
+    world.at(minutes=10)
+    world.update("old", requests=130)
+    world.jobs = [JobUsage("u1", "p", "train", "cpu.small", False, 5600.0, 0, None)]
+    meter.run()
+    rows = lines(db)
+    assert sum(r.seconds for r in rows if r.meter == "replica") == pytest.approx(600)
+    assert sum(r.requests for r in rows) == 30
+    assert sum(r.seconds for r in rows if r.meter == "job") == pytest.approx(600)
