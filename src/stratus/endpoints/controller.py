@@ -789,15 +789,11 @@ class EndpointController:
     async def replica_figures(self) -> list[ReplicaFigures]:
         """Each ready replica's own counters (its STATS frame), asked for concurrently."""
         ready = [r for r in self.replicas.values() if r.phase is Phase.ready and r.link]
-        answers = await asyncio.gather(
-            *(r.link.connection.call(Kind.STATS, "", b"", 2.0) for r in ready if r.link),
-            return_exceptions=True,
-        )
-
+        answers = await asyncio.gather(*(_stats(r.link.connection) for r in ready if r.link))
         figures = []
-        for replica, answer in zip(ready, answers, strict=True):
+        for replica, stats in zip(ready, answers, strict=True):
             known = self._known.get(replica.endpoint_uid)
-            if known is None or isinstance(answer, BaseException) or answer.status != 200:
+            if known is None or stats is None:
                 continue
             figures.append(
                 ReplicaFigures(
@@ -806,7 +802,7 @@ class EndpointController:
                     variant=replica.variant,
                     model_version=replica.model_version,
                     replica=replica.id,
-                    stats=orjson.loads(answer.body),
+                    stats=stats,
                 )
             )
         return figures
@@ -816,11 +812,11 @@ async def _stats(connection: ReplicaConnection) -> dict[str, Any] | None:
     """A replica's own counters (its STATS frame), or None if it cannot say."""
     try:
         answer = await connection.call(Kind.STATS, "", b"", 2.0)
-    except (ConnectionError, TimeoutError):
+        if answer.status != 200:
+            return None
+        stats: dict[str, Any] = orjson.loads(answer.body)
+    except (ConnectionError, TimeoutError, ValueError):  # gone, slow, or not its counters
         return None
-    if answer.status != 200:
-        return None
-    stats: dict[str, Any] = orjson.loads(answer.body)
     return stats
 
 
