@@ -103,7 +103,7 @@ from serving_platform import NotLanded, StratusRun
 from serving_procs import Cleanup, no_interrupts, on_sigterm
 from serving_refs import bentoml_ready
 from serving_schedule import run_model_interleaved, run_stratus, save
-from serving_stratus import start_platform
+from serving_stratus import rate_limit_check_ns, start_platform
 from serving_targets import evaluate, print_tables, print_targets
 
 __all__ = ["main", "parse_args", "shared_module", "write_lua"]  # autoscale.py imports the last two
@@ -180,6 +180,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument("--skip-stratus", action="store_true", help="the references only")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (home, logs)")
+    ap.add_argument(
+        "--no-rate-limits",
+        dest="rate_limits",
+        action="store_false",
+        help="Stratus: skip the interleaved pairs of runs with rate limits off and on",
+    )
     ap.add_argument(
         "--no-capture",
         dest="capture",
@@ -285,6 +291,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"ERROR: {exc}; measuring the references only", flush=True)
                 results["skipped"]["stratus"] = str(exc)
                 code = 1
+        if run is not None:
+            checks = rate_limit_check_ns()
+            results["rate_limit_check"] = checks
+            print(
+                f"=== rate-limit checks in-process: {checks['on_ns']:.0f} ns per request with "
+                f"key, project and endpoint limits; {checks['off_ns']:.0f} ns with none set",
+                flush=True,
+            )
         for m in models.values():
             print(f"=== in-process {m.name}", flush=True)
             results["inprocess"][m.name] = run_inprocess(m, X, ref_body, args.inproc_repeats)

@@ -1,7 +1,8 @@
 """The serving benchmark's Stratus measurement, on a `StratusRun`: a platform started and
 settled, one model pushed and deployed (cold starts, idle memory at 1 and 2 replicas,
 scaled to the replicas under load) as a `Prepared` server, and at its finish the cost of
-data capture at 100 % in interleaved off/on pairs before the endpoint is deleted.
+data capture at 100 % and of rate limiting in interleaved off/on pairs before the endpoint is
+deleted; `rate_limit_check_ns` times the gateway's limit checks alone, in this process.
 """
 
 from __future__ import annotations
@@ -133,6 +134,8 @@ def prepare_stratus_model(
         try:
             if args.capture:
                 res["capture"] = measure_capture(run, ps, name, lua, args)
+            if args.rate_limits:
+                res["rate_limit"] = measure_rate_limits(run, ps, name, lua, args)
             res["replicas_after_load"] = [
                 {k: r.get(k) for k in ("id", "phase", "pid", "in_flight", "detail")}
                 for r in run.get(name)["status"]["replicas"]
@@ -205,6 +208,87 @@ def measure_capture(
         "off": {"runs": runs["off"], **summarize_runs(runs["off"])},
         "on": {"runs": runs["on"], **summarize_runs(runs["on"])},
         "counters": counters,
+    }
+
+
+def rate_limit_check_ns(iterations: int = 200_000) -> dict[str, float]:
+    """What the gateway's limit checks cost one request, in this process: nanoseconds per
+    request with a key, a project and an endpoint limit (none ever reached), against the same
+    calls with no limit set (what every request pays today)."""
+    from stratus.core.token_buckets import Limit
+    from stratus.iam.principals import Principal
+    from stratus.iam.throttling import Throttle
+
+    huge = Limit(1e9, 1_000_000_000)
+    limited = Principal(kind="user", uid="u", name="bench", key_id="k1", rate_limit=huge)
+    plain = Principal(kind="user", uid="u", name="bench", key_id="k1")
+    on, off = Throttle(), Throttle()
+    on.set_project_limits({"default": huge})
+
+    def with_limits() -> None:
+        on.endpoint("default", "bench", huge)
+        on.caller(limited, "default", "bench")
+
+    def without() -> None:
+        off.caller(plain, "default", "bench")
+
+    figures: dict[str, list[float]] = {"on": [], "off": []}
+    for _ in range(5):
+        for side, call in (("off", without), ("on", with_limits)):
+            started = time.perf_counter_ns()
+            for _ in range(iterations):
+                call()
+            figures[side].append((time.perf_counter_ns() - started) / iterations)
+    return {"on_ns": min(figures["on"]), "off_ns": min(figures["off"])}
+
+
+def measure_rate_limits(
+    run: StratusRun, ps: ModuleType, name: str, lua: Path, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Throughput with every rate limit set (the key's, the project's and the endpoint's, all
+    far above the load, so none refuses) against none, at the highest concurrency, in
+    --repeats interleaved off/on pairs as for capture."""
+    url = run.platform.url + run.predict_path(name)
+    conc = max(args.concs)
+    key_id = run.platform.api_key.split("_")[1]
+    huge = {"requests_per_second": 1e6, "burst": 1_000_000}
+    base = run.platform.url + "/api/v1"
+
+    def set_limits(on: bool) -> None:
+        calls = [
+            ("PATCH", f"{run.base}/{name}", {"access": {"rate_limit": huge} if on else {}}),
+            ("PUT" if on else "DELETE", f"{base}/keys/{key_id}/rate-limit", huge if on else None),
+            (
+                "PUT" if on else "DELETE",
+                f"{base}/projects/default/rate-limit",
+                huge if on else None,
+            ),
+        ]
+        for method, where, body in calls:
+            r = run.api.request(method, where, json=body)
+            if r.status_code >= 300:
+                raise RuntimeError(f"{method} {where} -> {r.status_code}: {r.text[:300]}")
+        time.sleep(1.5)  # the controller rebuilds the route at its next pass
+
+    runs: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
+    print(f"  rate limits off / on (none reached), interleaved, c={conc}:", flush=True)
+    for rep in range(args.repeats):
+        order = (("off", False), ("on", True)) if rep % 2 == 0 else (("on", True), ("off", False))
+        for side, on in order:
+            set_limits(on)
+            w = ps.wrk(url, str(lua), conc, args.duration)
+            runs[side].append(w)
+            print(
+                f"    {side:3s} run{rep}: {w['rps_ok']:8.1f} req/s"
+                f"  p50 {w['p50_us'] / 1000:7.2f} ms  p99 {w['p99_us'] / 1000:7.2f} ms"
+                f"  errors {w['errors']}",
+                flush=True,
+            )
+    set_limits(False)
+    return {
+        "conc": conc,
+        "off": {"runs": runs["off"], **summarize_runs(runs["off"])},
+        "on": {"runs": runs["on"], **summarize_runs(runs["on"])},
     }
 
 

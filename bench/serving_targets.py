@@ -20,6 +20,7 @@ def figure(results: dict[str, Any], server: str, model: str, conc: int, key: str
 OLD = "2026-11-21"
 RAISED = "raised 2026-12-02"
 RAY = "Ray backend (issue 13)"
+SECURITY = "network security (issue 16)"
 
 
 def run_value(run: dict[str, Any], key: str) -> float:
@@ -144,6 +145,7 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
         row.update(verdict="not measured", why="no Stratus replica")
     out.append(row)
     out.append(capture_pairs_target(stratus))
+    out += rate_limit_targets(results, stratus)
     if "stratus-ray" in results["servers"]:
         out += ray_targets(results)
     return out
@@ -286,6 +288,54 @@ def capture_pairs_target(stratus: dict[str, Any]) -> dict[str, Any]:
         for m, c, cost, each in costs
     )
     return row
+
+
+def rate_limit_targets(results: dict[str, Any], stratus: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 16's bar: rate limiting costs the gateway at most a few microseconds a request
+    (the checks alone, in-process); and, for the record, the throughput of interleaved
+    off/on pairs with every limit set (none reached)."""
+    row: dict[str, Any] = {
+        "set": SECURITY,
+        "target": "rate-limit checks <= 5 us per request (key + project + endpoint)",
+    }
+    checks = results.get("rate_limit_check")
+    if checks:
+        extra_us = max(0.0, checks["on_ns"] - checks["off_ns"]) / 1000
+        row.update(stratus=extra_us, verdict="PASS" if checks["on_ns"] <= 5000 else "FAIL")
+        row["why"] = (
+            f"{checks['on_ns']:.0f} ns with limits, {checks['off_ns']:.0f} ns without "
+            f"(+{extra_us:.2f} us)"
+        )
+    else:
+        row.update(verdict="not measured", why="no Stratus run")
+    pairs: dict[str, Any] = {
+        "set": SECURITY,
+        "target": "rate limits set (none reached): throughput cost in interleaved pairs",
+    }
+    costs = []
+    for model, r in stratus.items():
+        limits = r.get("rate_limit")
+        if not limits:
+            continue
+        each = [
+            1 - on["rps_ok"] / off["rps_ok"]
+            for off, on in zip(limits["off"]["runs"], limits["on"]["runs"], strict=False)
+            if off["rps_ok"]
+        ]
+        if each:
+            costs.append((model, limits["conc"], statistics.median(each), each))
+    if costs:
+        worst = max(c[2] for c in costs)
+        pairs.update(stratus=worst, verdict="info")
+        pairs["why"] = "; ".join(
+            f"{m} c={c}: median pair cost {cost:+.1%} (pairs "
+            + ", ".join(f"{x:+.1%}" for x in each)
+            + ")"
+            for m, c, cost, each in costs
+        )
+    else:
+        pairs.update(verdict="not measured", why="no run with limits (--no-rate-limits?)")
+    return [row, pairs]
 
 
 def print_tables(results: dict[str, Any], concs: list[int]) -> None:

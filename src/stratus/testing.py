@@ -1,8 +1,10 @@
 """Test your models and pipelines against a throwaway Stratus platform.
 
 `LocalPlatform` starts a real control plane in a subprocess (its own home, a free port on
-127.0.0.1) and stops it by PID. With pytest, add `pytest_plugins = ["stratus.testing"]` to
-your conftest.py and use the `stratus_platform` fixture (one platform per test session).
+127.0.0.1) and stops it by PID; with `tls=True` it serves https from a local CA in its home,
+which its `client()` and `cli_env()` trust. With pytest, add
+`pytest_plugins = ["stratus.testing"]` to your conftest.py and use the `stratus_platform`
+fixture (one platform per test session).
 Notification channels of such a platform may reach loopback (`LOOPBACK_NETWORKS`), where a
 test's own webhook and mail receivers listen; pass `env` to change that. `WebhookReceiver`
 is such a receiver: an HTTP server on 127.0.0.1 that keeps every request it is sent.
@@ -14,6 +16,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -52,8 +55,10 @@ class LocalPlatform:
         s3_endpoint_url: str | None = None,
         env: dict[str, str] | None = None,
         extra_args: list[str] | None = None,
+        tls: bool = False,
     ) -> None:
         self.home = Path(home)
+        self.tls = tls
         self.port = port or free_port()
         self.db = db
         self.store = store
@@ -65,7 +70,12 @@ class LocalPlatform:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def ca_file(self) -> Path | None:
+        """With `tls`: the local CA that signs the platform's certificate (made at its start)."""
+        return self.home / "tls" / "ca.pem" if self.tls else None
 
     @property
     def pid(self) -> int:
@@ -88,6 +98,8 @@ class LocalPlatform:
             cmd += ["--store", self.store]
         if self.s3_endpoint_url:
             cmd += ["--s3-endpoint-url", self.s3_endpoint_url]
+        if self.tls:
+            cmd += ["--tls"]
         return cmd + self.extra_args
 
     def start(self, timeout: float = 60.0) -> LocalPlatform:
@@ -118,13 +130,25 @@ class LocalPlatform:
                 raise RuntimeError(
                     f"stratus up exited with {self.process.returncode}:\n{self.log_tail()}"
                 )
+            made = self.ca_file is None or self.ca_file.is_file()  # https: once its CA is made
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                if (
+                    made
+                    and httpx.get(f"{self.url}/readyz", timeout=2, verify=self.verify).is_success
+                ):
                     return
             except httpx.TransportError:
                 pass
             time.sleep(0.1)
         raise TimeoutError(f"the platform was not ready in {timeout}s:\n{self.log_tail()}")
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """What httpx should check the platform's certificate with: its CA with `tls` (once
+        started), else the default trust store: `httpx.get(p.url, verify=p.verify)`."""
+        if self.ca_file is None:
+            return True
+        return ssl.create_default_context(cafile=str(self.ca_file))
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -134,14 +158,19 @@ class LocalPlatform:
 
     def cli_env(self, api_key: str | None = None) -> dict[str, str]:
         """The STRATUS_* variables that point the `stratus` CLI at this platform."""
-        return {
+        env = {
             "STRATUS_HOME": str(self.home),
             "STRATUS_URL": self.url,
             "STRATUS_API_KEY": api_key or self.api_key,
         }
+        if self.ca_file is not None:
+            env["STRATUS_CA_FILE"] = str(self.ca_file)
+        return env
 
     def client(self, api_key: str | None = None) -> Client:
-        return Client(url=self.url, api_key=api_key or self.api_key, home=self.home)
+        return Client(
+            url=self.url, api_key=api_key or self.api_key, home=self.home, ca_file=self.ca_file
+        )
 
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM, then SIGKILL after `timeout`; returns the exit code."""

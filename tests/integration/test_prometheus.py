@@ -147,8 +147,12 @@ def test_a_real_prometheus_scrapes_the_platform(
     prometheus = tool("prometheus")
     rules = tmp_path / "rules.yml"
     export_rules(cli, sdk, endpoint, rules)
+    # Prometheus scrapes with the metrics-reader role of a service account: no admin key
+    account = f"prometheus-{uuid.uuid4().hex[:6]}"
+    sdk.service_accounts.create(account, project="default", role="metrics-reader")
+    scrape_key = sdk.service_accounts.create_key(account, project="default")
     key_file = tmp_path / "stratus-key"
-    key_file.write_text(platform.api_key)
+    key_file.write_text(scrape_key.secret)
     key_file.chmod(0o600)
     config = tmp_path / "prometheus.yml"
     config.write_text(

@@ -1,11 +1,14 @@
 """No credential reaches a log: a platform sends notifications (a webhook whose query holds a
 token and whose header holds another, a Slack URL, an SMTP login, a target that answers an
-error page), takes logins (right and wrong passwords) and creates and uses an API key; then
-every log it wrote — its output and every log file under its home — is searched for each
-secret, and for the error page's text."""
+error page, a header that names a project secret), takes logins (right and wrong passwords),
+creates and uses an API key, and runs a job given a project secret (which proves it got it);
+then every log it wrote — its output, every log file under its home, the job's own log and
+the audit log — and the job's folder are searched for each secret, and for the error page's
+text."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,13 @@ SMTP_PASSWORD = "smtp-PA55-word"
 USER_PASSWORD = "user-PA55-word-1"
 WRONG_PASSWORD = "wrong-PA55-word-2"
 ERROR_PAGE = "ERROR-PAGE-from-the-target"
+PROJECT_SECRET = "pr0ject-S3CRET-for-jobs"
+HOOK_SECRET = "h00k-S3CRET-by-name"
+JOB = """
+import hashlib, os
+value = os.environ["WAREHOUSE_TOKEN"]
+print("token", hashlib.sha256(value.encode()).hexdigest(), flush=True)
+"""
 
 
 def _answer(path: str) -> tuple[int, bytes]:
@@ -72,17 +82,29 @@ def mailbox() -> Iterator[tuple[int, list[Any]]]:
 def test_no_secret_reaches_a_log(
     tmp_path: Path, receiver: WebhookReceiver, mailbox: tuple[int, list[Any]]
 ) -> None:
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "train.py").write_text(JOB)
     url = receiver.url
     smtp_port, messages = mailbox
     platform = LocalPlatform(
         tmp_path / "home",
         extra_args=["--log-level", "debug"],  # the most a platform writes
     )
-    secrets = [TOKEN, HEADER, SLACK, SMTP_PASSWORD, USER_PASSWORD, WRONG_PASSWORD]
+    secrets = [
+        TOKEN, HEADER, SLACK, SMTP_PASSWORD, USER_PASSWORD, WRONG_PASSWORD, PROJECT_SECRET,
+        HOOK_SECRET,
+    ]  # fmt: skip
     try:
         platform.start()
         with platform.client() as sdk:
             sdk.projects.create("logs")
+            sdk.secrets.set("WAREHOUSE_TOKEN", PROJECT_SECRET, project="logs")
+            sdk.secrets.set("HOOK_TOKEN", HOOK_SECRET, project="logs")
+            sdk.alerts.channels.apply(
+                "logs", name="named", type="webhook", url=f"{url}/named",
+                headers={"X-Token": "secret:HOOK_TOKEN"},
+            )  # fmt: skip
             sdk.alerts.channels.apply(
                 "logs", name="hook", type="webhook", url=f"{url}/hook?token={TOKEN}",
                 headers={"Authorization": f"Bearer {HEADER}"},
@@ -100,12 +122,15 @@ def test_no_secret_reaches_a_log(
             )
             sdk.alerts.apply(
                 "logs", name="always", metric="stratus_jobs", comparison=">=", threshold=0,
-                channels=["hook", "chat", "mail", "broken"],
+                channels=["hook", "chat", "mail", "broken", "named"],
             )  # fmt: skip
             # the test path (on the request's thread) ...
             tested = sdk.alerts.test("always", "logs")
             answers = {r.channel: r for r in tested.results}
             assert answers["hook"].ok and answers["chat"].ok and answers["mail"].ok, answers
+            assert answers["named"].ok, answers
+            named = [r for r in receiver.requests if r.path == "/named"]
+            assert named and named[0].headers["x-token"] == HOOK_SECRET
             assert not answers["broken"].ok
             assert answers["broken"].detail == f"{url} answered HTTP 500"  # no error page
             # ... and the background path (an alert from Alertmanager naming the rule), with
@@ -129,7 +154,7 @@ def test_no_secret_reaches_a_log(
                 lambda: [
                     e
                     for e in sdk.alerts.history("logs", rule="always", state="firing")
-                    if len(e.notifications) == 4
+                    if len(e.notifications) == 5
                 ],
             )[0]
             assert [n.ok for n in recorded.notifications].count(False) == 1
@@ -137,6 +162,20 @@ def test_no_secret_reaches_a_log(
             assert len(messages) >= 2 and any(
                 r.path.startswith("/services/") for r in receiver.requests
             )
+
+            # a job given a project secret: it gets the value, and prints only its digest
+            job = sdk.jobs.run(
+                code=code, entrypoint="train.py", secrets=["WAREHOUSE_TOKEN"], project="logs"
+            )
+            done = sdk.jobs.wait(job.metadata.name, "logs", timeout=120, interval=0.3)
+            output = b"".join(sdk.jobs.logs(job.metadata.name, "logs")).decode()
+            assert done.status.phase.value == "succeeded", output
+            assert f"token {hashlib.sha256(PROJECT_SECRET.encode()).hexdigest()}" in output
+            assert PROJECT_SECRET not in output
+            assert PROJECT_SECRET not in job.model_dump_json()
+            audit = sdk.audit.list(project="logs", limit=500)
+            assert any(e.action == "secrets.set" for e in audit)
+            audited = " ".join(e.model_dump_json() for e in audit)
 
             # logins, right and wrong
             sdk.users.create("alice", USER_PASSWORD)
@@ -162,7 +201,10 @@ def test_no_secret_reaches_a_log(
     finally:
         platform.stop()
 
+    assert all(secret not in audited for secret in secrets)
+    # the job's folder: its runner spec (read once, then rewritten without the secret) and all
     logs = {platform.log_path} | set(platform.home.rglob("*.log"))
+    logs |= {p for p in (platform.home / "jobs").rglob("*") if p.is_file()}
     text = {path: path.read_text(errors="replace") for path in logs}
     # the failures were logged (by channel and status), just without what they must not say
     assert "notifying channel broken of logs/always failed" in text[platform.log_path]

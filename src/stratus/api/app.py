@@ -25,6 +25,8 @@ from stratus.monitoring import alert_routes
 from stratus.monitoring import routes as monitoring_routes
 from stratus.pipelines import routes as pipeline_routes
 from stratus.registry import routes as registry_routes
+from stratus.secrets import routes as secret_routes
+from stratus.storage import key_rotation_routes
 from stratus.storage import routes as storage_routes
 from stratus.tracking import routes as tracking_routes
 
@@ -83,12 +85,16 @@ def create_api(platform: Platform) -> FastAPI:
     app.state.captures = platform.captures
     app.state.monitors = platform.monitors
     app.state.alerts = platform.alerts
+    app.state.throttle = platform.throttle
+    app.state.secrets = platform.secrets
     problems.install(app)
     openapi_document = docs.install(app)
     app.include_router(health.router)
     app.include_router(metrics.router, responses=problems.ERROR_RESPONSES)
     app.include_router(iam_routes.router, responses=problems.ERROR_RESPONSES)
     app.include_router(storage_routes.router, responses=problems.ERROR_RESPONSES)
+    app.include_router(key_rotation_routes.router, responses=problems.ERROR_RESPONSES)
+    app.include_router(secret_routes.router, responses=problems.ERROR_RESPONSES)
     app.include_router(registry_routes.router, responses=problems.ERROR_RESPONSES)
     app.include_router(data_routes.router, responses=problems.ERROR_RESPONSES)
     app.include_router(tracking_routes.router, responses=problems.ERROR_RESPONSES)
@@ -129,4 +135,5 @@ def create_app(platform: Platform) -> Gateway:
         cold_start_timeout_seconds=platform.settings.serving.cold_start_timeout_seconds,
         cold_start_wait=platform.metrics.cold_start_wait,
         wake=platform.controller.wake,
+        throttle=platform.throttle,
     )

@@ -1,6 +1,8 @@
-"""Request ids and the audit trail, as one pure-ASGI middleware (it never buffers bodies).
+"""Request ids, security headers and the audit trail, as one pure-ASGI middleware (it never
+buffers bodies).
 
-Every response carries `X-Request-Id`. Every mutating API request and every login is written
+Every response carries `X-Request-Id` and the standard security headers (`security_headers`;
+Strict-Transport-Security only over TLS). Every mutating API request and every login is written
 to the audit log before its response starts, so `stratus audit list` sees it at once. Who may
 send a body, and how large, is `admission`'s part.
 """
@@ -14,12 +16,47 @@ from typing import Any
 from anyio import to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from stratus.api.docs import ASSETS_URL, DOCS_URL
 from stratus.core.ids import new_request_id
 from stratus.iam.audit import AuditEntry, AuditLog
 
 log = logging.getLogger("stratus.audit")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _READS = {"GET", "HEAD", "OPTIONS"}
+
+# What every API answer says to a browser: nothing of it is a page to frame, sniff, cache or
+# run scripts from. Swagger UI (`/docs`), the one page, may load its own scripts and styles.
+_COMMON = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+    (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), payment=()"),
+)
+_API_POLICY = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+_PAGE_POLICY = (
+    b"content-security-policy",
+    b"default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    b"img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+)
+_NO_STORE = (b"cache-control", b"no-store")
+_PAGES = (DOCS_URL, ASSETS_URL)
+_HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
+
+
+def security_headers(path: str, scheme: str) -> list[tuple[bytes, bytes]]:
+    """The security headers of an answer to `path`: API answers are never cached (they carry
+    credentials and private data); pages (Swagger UI and its assets) get a policy that lets
+    them run their own scripts; HSTS over TLS only (a browser ignores it over plain HTTP)."""
+    headers = list(_COMMON)
+    page = path.startswith(_PAGES)
+    headers.append(_PAGE_POLICY if page else _API_POLICY)
+    if path.startswith("/api/") and not page:
+        headers.append(_NO_STORE)
+    if scheme == "https":
+        headers.append(_HSTS)
+    return headers
 
 
 class RequestContextMiddleware:
@@ -43,6 +80,12 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
+                present = {name.lower() for name, _ in headers}
+                headers.extend(
+                    h
+                    for h in security_headers(scope["path"], scope.get("scheme", "http"))
+                    if h[0] not in present
+                )
                 message["headers"] = headers
                 if audited and not recorded:
                     recorded = True

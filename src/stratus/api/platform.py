@@ -15,6 +15,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from stratus.api.tls import trusted_ca
 from stratus.billing.budgets import Budgets
 from stratus.billing.controller import CostCollector, MeterController
 from stratus.billing.metering import Meter
@@ -40,6 +41,7 @@ from stratus.iam.authenticating import Authenticator
 from stratus.iam.bootstrap import FirstStart, bootstrap
 from stratus.iam.credentials import TokenSigner, derive_key, derive_signing_key
 from stratus.iam.service import IamService
+from stratus.iam.throttling import LoginLimits, Throttle, audited_lockouts
 from stratus.jobs.controller import JobController, JobControllerConfig
 from stratus.jobs.service import JobService
 from stratus.monitoring.alert_evaluator import AlertEvaluator
@@ -55,11 +57,15 @@ from stratus.pipelines.controller import PipelineController
 from stratus.pipelines.service import PipelineService
 from stratus.registry.load_checks import LoadChecker, LoadLimits
 from stratus.registry.service import RegistryService
+from stratus.secrets.service import SecretService
 from stratus.serving.capture import CaptureBuffer
 from stratus.storage.blobs import Blobs
 from stratus.storage.blobstore import BLOB_NAMES, BlobStore, open_store
 from stratus.storage.encryption import load_or_create_master_key
+from stratus.storage.key_check import root_secret
+from stratus.storage.key_rotation import MasterKeyRotation
 from stratus.storage.keyring import Keyring
+from stratus.storage.master_keys import KeyFiles, MasterKeys
 from stratus.storage.reaching import StoreTimeouts
 from stratus.storage.service import StorageService
 from stratus.tracking.service import TrackingService
@@ -106,6 +112,16 @@ def _spawn_context() -> Any:
     return multiprocessing.get_context("spawn")
 
 
+def _read_ca(settings: Settings) -> str | None:
+    """The PEM of the CA job runners trust the control plane's https with (they may run on
+    other machines, so they get it in their spec, not as a path)."""
+    path = trusted_ca(settings)
+    try:
+        return path.read_text() if path is not None else None
+    except OSError:
+        return None  # made by `stratus up` before the platform is built; absent in tests
+
+
 @dataclass
 class Platform:
     settings: Settings
@@ -116,6 +132,7 @@ class Platform:
     audit: AuditLog
     iam: IamService
     blobs: Blobs
+    master_key_rotation: MasterKeyRotation
     storage: StorageService
     registry: RegistryService
     data: DataService
@@ -140,24 +157,53 @@ class Platform:
     recommender: Recommender
     reservations: Reservations
     meter: MeterController
+    throttle: Throttle
+    secrets: SecretService
     _loops: list[BackgroundLoop] = field(default_factory=list)
 
     @classmethod
     def build(cls, settings: Settings, master_key: bytes) -> Platform:
         db = Database(settings.database_url, echo=settings.db.echo)
+        # The master key wraps data keys and the root secret; every other key is derived from
+        # the root secret, which a rotation of the master key leaves as it is (`key_check.py`).
+        # Reading it is the one read of the database here; with a rotation under way, the key
+        # it moves to is in `master.key.next`.
+        files = KeyFiles(settings.master_key_path)
+        upcoming = files.read_next()
+        keys = MasterKeys(master_key, *([upcoming] if upcoming is not None else []))
+        root = root_secret(db, keys.by_check(), master_key)
         store = open_store(
             settings.store_url,
             settings.store.s3_endpoint_url,
-            name_key=derive_key(master_key, BLOB_NAMES),
+            name_key=derive_key(root, BLOB_NAMES),
             timeouts=store_timeouts(settings),
         )
         bus = EventBus()
-        signer = TokenSigner(derive_signing_key(master_key), settings.security.token_ttl_seconds)
+        signer = TokenSigner(derive_signing_key(root), settings.security.token_ttl_seconds)
         authenticator = Authenticator(db, signer, settings.security.auth_cache_seconds)
-        iam = IamService(db, bus, on_change=authenticator.clear_cache)
-        audit = AuditLog(db, derive_key(master_key, AUDIT_CHAIN), checkpoints=store)
-        blobs = Blobs(db, store, Keyring(db, master_key), encrypt=settings.store.encryption)
+        throttle = Throttle(
+            login=LoginLimits(
+                failures_per_user=settings.security.login_failures_per_user,
+                failures_per_address=settings.security.login_failures_per_address,
+                window_seconds=settings.security.login_failure_window_seconds,
+            )
+        )
+
+        def reload_limits(committed: bool = True) -> None:
+            throttle.set_project_limits(iam.project_limits())
+
+        def iam_changed() -> None:  # credentials and project limits are read afresh
+            authenticator.clear_cache()
+            if db.open_session() is not None:  # called inside a change: once it is over
+                db.after_transaction(reload_limits)
+            else:
+                reload_limits()
+
+        iam = IamService(db, bus, on_change=iam_changed)
+        audit = AuditLog(db, derive_key(root, AUDIT_CHAIN), checkpoints=store)
+        blobs = Blobs(db, store, Keyring(db, keys), encrypt=settings.store.encryption)
         admission = blobs.admission  # where quotas and budgets refuse what a project asks
+        secret_values = SecretService(db, blobs.keyring, project_uid=iam.project_uid)
         storage = StorageService(db, blobs, bus, project_uid=iam.project_uid)
         backend = open_backend(settings.compute.backend, backend_options(settings))
         data = DataService(db, blobs, bus, project_uid=iam.project_uid)
@@ -190,6 +236,7 @@ class Platform:
             project_uid=iam.project_uid,
             instance_types=catalog,
             admission=admission,
+            secrets=secret_values,
         )
         jobs = JobService(
             db,
@@ -202,6 +249,7 @@ class Platform:
             project_uid=iam.project_uid,
             project_name=iam.project_name,
             admission=admission,
+            secrets=secret_values,
         )
         job_controller = JobController(
             jobs,
@@ -210,12 +258,15 @@ class Platform:
             JobControllerConfig(
                 work_dir=settings.home / "jobs",
                 url=settings.internal_url,
+                ca_pem=_read_ca(settings),
                 interval_seconds=settings.compute.scheduler_interval_seconds,
                 stop_on_shutdown=settings.compute.stop_jobs_on_shutdown,
             ),
         )
         jobs.on_change = job_controller.wake
         metrics = InferenceMetrics(CollectorRegistry(auto_describe=True))
+        throttle.on_limited = metrics.rate_limited_by
+        throttle.on_lockout = audited_lockouts(audit)
         pipelines = PipelineService(
             db,
             blobs,
@@ -247,7 +298,7 @@ class Platform:
             routes,
             metrics,
             ControllerConfig(
-                secret_key=derive_key(master_key, "stratus replica secrets"),
+                secret_key=derive_key(root, "stratus replica secrets"),
                 interval_seconds=settings.serving.reconcile_interval_seconds,
                 start_timeout_seconds=settings.serving.start_timeout_seconds,
                 drain_seconds=settings.serving.drain_seconds,
@@ -268,7 +319,7 @@ class Platform:
             endpoints,
             registry,
             CaptureBuffer(settings.monitoring.capture_buffer_records),
-            subject_key=derive_key(master_key, "stratus capture subjects"),
+            subject_key=derive_key(root, "stratus capture subjects"),
             encoder=encoder,
             indexer=encoder.index,
         )
@@ -292,7 +343,7 @@ class Platform:
             db,
             bus,
             audit,
-            SecretBox(derive_key(master_key, CHANNEL_SECRETS)),
+            SecretBox(derive_key(root, CHANNEL_SECRETS)),
             outbox,
             project_uid=iam.project_uid,
             project_name=iam.project_name,
@@ -300,6 +351,7 @@ class Platform:
             notification_networks=NetworkPolicy.allowing(
                 settings.monitoring.allowed_notification_networks
             ),
+            secret_values=secret_values.resolve,
         )
         alert_evaluator = AlertEvaluator(
             alerts,
@@ -348,6 +400,9 @@ class Platform:
             audit=audit,
             iam=iam,
             blobs=blobs,
+            master_key_rotation=MasterKeyRotation(
+                db, keys, files, audit, from_variable=settings.master_key is not None
+            ),
             storage=storage,
             registry=registry,
             data=data,
@@ -372,6 +427,8 @@ class Platform:
             recommender=recommender,
             reservations=reservations,
             meter=meter,
+            throttle=throttle,
+            secrets=secret_values,
         )
 
     @staticmethod
@@ -381,7 +438,9 @@ class Platform:
 
     def start(self) -> FirstStart | None:
         self.store.ensure_ready()
+        self.master_key_rotation.resume()  # before any data key is read or written
         first = bootstrap(self.db)
+        self.throttle.set_project_limits(self.iam.project_limits())
         self.blobs.adopt_legacy_names()
         self.blobs.sweep(self.settings.store.tmp_max_age_seconds)
         self._start_loop(
@@ -412,6 +471,7 @@ class Platform:
     def stop(self) -> None:
         for loop in self._loops:
             loop.stop(timeout=5)
+        self.master_key_rotation.stop(timeout=5)  # a rotation goes on at the next start
         try:
             self.audit.checkpoint()
         except Exception:

@@ -1,5 +1,5 @@
-"""The SDK client each command uses, built from the global `--url`, `--api-key` and
-`--profile`."""
+"""The SDK client each command uses, built from the global `--url`, `--api-key`, `--profile`
+and `--ca-file`."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ class Globals:
     api_key: str | None = None
     debug: bool = False
     profile: str | None = None
+    ca_file: str | None = None
     _client: Client | None = None
 
     def close(self) -> None:
@@ -29,7 +30,9 @@ class Globals:
         if self._client is None:
             from stratus.client import Client  # httpx: not for `stratus --version`
 
-            self._client = Client(url=self.url, api_key=self.api_key, profile=self.profile)
+            self._client = Client(
+                url=self.url, api_key=self.api_key, profile=self.profile, ca_file=self.ca_file
+            )
         return self._client
 
 

@@ -126,6 +126,15 @@ def deploy(
         ),
     ] = None,
     passthrough: PassthroughOption = None,
+    secret: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--secret",
+            help="a project secret the replicas get as an environment variable: NAME or "
+            "VARIABLE=NAME (repeat; replaces the list) [default: unchanged]",
+            show_default=False,
+        ),
+    ] = None,
     reason: ReasonOption = "",
     wait: Annotated[
         bool, typer.Option("--wait/--no-wait", help="wait until the endpoint is ready")
@@ -166,6 +175,8 @@ def deploy(
         raise typer.BadParameter("--max-batch-size and --max-wait-ms apply to --model")
     if model is None and instance_type is not None:
         raise typer.BadParameter("--instance-type applies to --model")
+    if model is None and secret is not None:
+        raise typer.BadParameter("--secret goes with --model")
     c = client(ctx)
     project = project_of(ctx, project)
     existing = None
@@ -195,6 +206,7 @@ def deploy(
             capture=capture_spec,
             passthrough=columns,
             instance_type=instance_type,
+            secrets=secret,
         )
     elif public is not None or capture_spec is not None or columns is not None:
         endpoint = c.endpoints.update(

@@ -16,6 +16,7 @@ from stratus.cli.listing import AllProjectsOption, cut, in_scope, say_cut, with_
 from stratus.cli.output import Column, Format, OutputOption, console, err, show, waiting
 from stratus.client import Client
 from stratus.endpoints.schemas import (
+    AccessSpec,
     Autoscaling,
     CaptureSpec,
     EndpointRead,
@@ -238,6 +239,80 @@ def capture_(
     console.print(f"{name}: capture {capture_text(current)}", markup=False)
 
 
+@app.command("access")
+def access_(
+    ctx: typer.Context,
+    name: str,
+    allow_cidr: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-cidr",
+            help="a source network that may call the endpoint, e.g. 10.0.0.0/8 (repeat); "
+            "replaces the list",
+            show_default=False,
+        ),
+    ] = None,
+    any_network: Annotated[
+        bool, typer.Option("--any-network", help="take the network rules away")
+    ] = False,
+    rate_limit: Annotated[
+        float | None,
+        typer.Option(help="requests per second into the endpoint, from all callers", min=0.001),
+    ] = None,
+    burst: Annotated[
+        int | None, typer.Option(help="requests at once [one second's worth]", min=1)
+    ] = None,
+    no_rate_limit: Annotated[
+        bool, typer.Option("--no-rate-limit", help="take the rate limit away")
+    ] = False,
+    reason: ReasonOption = "",
+    project: ProjectOption = None,
+    output: OutputOption = Format.table,
+) -> None:
+    """Show or change who may reach an endpoint from where: the source networks allowed (like
+    a security group) and a rate limit (429 past it). Whether a key is needed: deploy
+    --public/--private.
+
+    Example: stratus endpoints access churn-api --allow-cidr 10.0.0.0/8 --rate-limit 100
+    """
+    if allow_cidr and any_network:
+        raise typer.BadParameter("--allow-cidr and --any-network go against each other")
+    if rate_limit is not None and no_rate_limit:
+        raise typer.BadParameter("--rate-limit and --no-rate-limit go against each other")
+    if burst is not None and rate_limit is None:
+        raise typer.BadParameter("--burst goes with --rate-limit")
+    c = client(ctx)
+    where = project_of(ctx, project)
+    current = c.endpoints.get(name, where).spec.access
+    change: dict[str, Any] = {}
+    if allow_cidr:
+        change["allowed_cidrs"] = allow_cidr
+    elif any_network:
+        change["allowed_cidrs"] = []
+    if rate_limit is not None:
+        change["rate_limit"] = {"requests_per_second": rate_limit, "burst": burst}
+    elif no_rate_limit:
+        change["rate_limit"] = None
+    if change:  # checked by the server, whose errors name the field
+        wanted = {**current.model_dump(mode="json"), **change}
+        current = c.endpoints.update(name, project=where, access=wanted, reason=reason).spec.access
+    if output != Format.table:
+        show(current, output)
+        return
+    console.print(f"{name}: {access_text(current)}", markup=False)
+
+
+def access_text(access: AccessSpec) -> str:
+    networks = ", ".join(access.allowed_cidrs) if access.allowed_cidrs else "any network"
+    limit = access.rate_limit
+    rate = (
+        f"at most {limit.requests_per_second:g} requests/s (burst {limit.limit().burst})"
+        if limit is not None
+        else "no rate limit"
+    )
+    return f"callable from {networks}; {rate}"
+
+
 @app.command("list")
 def list_(
     ctx: typer.Context,
@@ -283,6 +358,7 @@ def show_(
         ("message", status.message or "-"),
         ("revision", f"{endpoint.spec.revision} (status of {status.observed_revision})"),
         ("public", "yes" if endpoint.spec.public else "no"),
+        ("access", access_text(endpoint.spec.access)),
         ("capture", capture_text(endpoint.spec.capture)),
         ("passthrough", ", ".join(endpoint.spec.passthrough) or "-"),
         ("description", endpoint.spec.description or "-"),

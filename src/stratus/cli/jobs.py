@@ -50,6 +50,7 @@ FILE_KEYS = {
     "experiment",
     "model",
     "env",
+    "secrets",
     "timeout_seconds",
     "grace_seconds",
     "max_retries",
@@ -196,6 +197,15 @@ def run(
     env: Annotated[
         list[str] | None, typer.Option("--env", help="KEY=VALUE (repeatable)", show_default=False)
     ] = None,
+    secret: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--secret",
+            help="a project secret as an environment variable: NAME or VARIABLE=NAME "
+            "(repeatable; stratus secrets set)",
+            show_default=False,
+        ),
+    ] = None,
     timeout: Annotated[
         int | None,
         typer.Option("--timeout", help="seconds before it is stopped", show_default=False),
@@ -235,6 +245,7 @@ def run(
         "experiment": experiment,
         "model": model,
         "env": _key_values(env, "--env") or None,
+        "secrets": list(secret) if secret else None,
         "timeout_seconds": timeout,
         "max_retries": retries,
     }

@@ -18,6 +18,7 @@ T = TypeVar("T")
 
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 TIME_FORMS = "a time ago (30s, 15m, 1h, 2d, 1w) or an ISO time (2026-11-21T09:00:00Z)"
 
 
@@ -36,6 +37,14 @@ def parse_time(text: str, option: str = "--since", *, now: datetime | None = Non
     except ValueError:
         raise typer.BadParameter(f"{option}: {text!r} is not {TIME_FORMS}") from None
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def parse_duration(text: str, what: str = "--window") -> int:
+    """Seconds in `90s`, `15m`, `1h`, `7d`, `2w` (a bare number is seconds)."""
+    match = _DURATION.match(text)
+    if not match:
+        raise typer.BadParameter(f"{what}: {text!r} is not a duration like 90s, 15m, 1h or 7d")
+    return int(float(match.group(1)) * _SECONDS[match.group(2) or "s"])
 
 
 def parse_optional_time(text: str | None, option: str) -> datetime | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -10,6 +11,7 @@ from rich.markup import escape
 from stratus.cli.context import client
 from stratus.cli.output import Format, OutputOption, console, err, show
 from stratus.client import Client
+from stratus.client._client import certificate_rejected
 from stratus.client.credentials import (
     DEFAULT_URL,
     Credentials,
@@ -17,9 +19,10 @@ from stratus.client.credentials import (
     chosen_profile,
     default_home,
     load_profiles,
+    local_ca_path,
     write_credentials,
 )
-from stratus.core.errors import InvalidInput
+from stratus.core.errors import InvalidInput, ServiceUnavailable
 
 if TYPE_CHECKING:
     from stratus.iam.schemas import WhoAmI
@@ -51,13 +54,28 @@ def login(
             show_default=False,
         ),
     ] = None,
+    ca_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--ca-file",
+            help="PEM file of the CA that signed an https platform's certificate, saved with "
+            "the login (default: STRATUS_CA_FILE, the profile's, or the CA of `stratus up "
+            "--tls` in this home when it signed the platform's certificate; else the "
+            "system's trust store)",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Log in: exchange a username and password for a short-lived token, or store an API key.
 
     Both are saved in $STRATUS_HOME/credentials (mode 0600) for later commands, as a profile:
-    `--profile NAME` keeps several identities side by side (`stratus profiles list`).
+    `--profile NAME` keeps several identities side by side (`stratus profiles list`). An https
+    platform's CA (`--ca-file`) is saved with it: copy the `tls/ca.pem` of a platform started
+    with `stratus up --tls` to the machine you log in from.
 
     Example: stratus --url http://stratus.internal:8700 login -u alice --profile alice
+
+    Example: stratus --url https://stratus.internal:8700 login -u alice --ca-file ca.pem
     """
     root = ctx.find_root()
     home = default_home()
@@ -75,25 +93,43 @@ def login(
     )
     if api_key is None and username is None:
         username = typer.prompt("Username")
-    if api_key is not None:
-        with Client(url=url, api_key=api_key) as c:
-            me = c.whoami()
-            creds = Credentials(url=c.url, api_key=api_key, user=me.name)
-    else:
-        assert username is not None
-        if password is None:
-            password = typer.prompt("Password", hide_input=True)
-        if not password:
-            raise InvalidInput("a password is needed")
-        with Client(url=url, api_key="") as c:
+    if api_key is None and password is None:
+        password = typer.prompt("Password", hide_input=True)
+    if api_key is None and not password:
+        raise InvalidInput("a password is needed")
+    given = ca_file or root.params.get("ca_file")
+    saved_ca = next(
+        (p.ca_file for p in (before, current) if p and p.url == url.rstrip("/") and p.ca_file),
+        None,
+    )
+    ca = str(Path(given).absolute()) if given else saved_ca
+
+    def attempt(ca: str | None) -> tuple[WhoAmI, Credentials]:
+        if api_key is not None:
+            with Client(url=url, api_key=api_key, ca_file=ca) as c:
+                me = c.whoami()
+                return me, Credentials(url=c.url, api_key=api_key, user=me.name, ca_file=c.ca_file)
+        assert username is not None and password is not None
+        with Client(url=url, api_key="", ca_file=ca) as c:
             token = c.login(username, password)
             me = c.whoami()
-            creds = Credentials(url=c.url, token=token.token, user=username)
+            return me, Credentials(url=c.url, token=token.token, user=username, ca_file=c.ca_file)
+
+    try:
+        me, creds = attempt(ca)
+    except ServiceUnavailable as exc:
+        # A platform this home runs with `stratus up --tls` is signed by the home's own CA:
+        # trusted when the system's store does not know it (nothing was sent before that).
+        local = local_ca_path(home)
+        if ca is not None or not local.is_file() or not certificate_rejected(exc):
+            raise
+        me, creds = attempt(str(local))
     creds.project = project or home_project(me)
     path = write_credentials(creds, home, target, make_current=True)
     console.print(
         f"logged in to {creds.url} as [bold]{escape(creds.user or '')}[/] "
-        f"(profile {escape(target)}, default project {escape(creds.project or 'default')}; "
+        f"(profile {escape(target)}, default project {escape(creds.project or 'default')}"
+        f"{f'; trusting the CA {escape(creds.ca_file)}' if creds.ca_file else ''}; "
         f"saved to {path})",
         highlight=False,
     )

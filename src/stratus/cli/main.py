@@ -26,6 +26,7 @@ COMMANDS = {
     "serviceaccounts": "stratus.cli.projects:sa_app",
     "users": "stratus.cli.users:app",
     "keys": "stratus.cli.keys:app",
+    "secrets": "stratus.cli.secrets:app",
     "buckets": "stratus.cli.buckets:app",
     "data": "stratus.cli.data:app",
     "experiments": "stratus.cli.experiments:app",
@@ -46,6 +47,7 @@ COMMANDS = {
     "reservations": "stratus.cli.quotas:reservations_app",
     "export": "stratus.cli.export:app",
     "audit": "stratus.cli.audit:app",
+    "admin": "stratus.cli.admin:app",
 }
 
 app = typer.Typer(
@@ -82,6 +84,15 @@ def main(
             show_default=False,
         ),
     ] = None,
+    ca_file: Annotated[
+        str | None,
+        typer.Option(
+            envvar="STRATUS_CA_FILE",
+            help="PEM file of the CA an https platform's certificate is checked against "
+            "(default: the profile's, else the system's)",
+            show_default=False,
+        ),
+    ] = None,
     debug: Annotated[bool, typer.Option(help="show tracebacks on errors")] = False,
     quiet: QuietOption = False,
     version: Annotated[
@@ -92,7 +103,7 @@ def main(
 
     Example: stratus --url http://127.0.0.1:8700 projects list
     """
-    ctx.obj = Globals(url=url, api_key=api_key, debug=debug, profile=profile)
+    ctx.obj = Globals(url=url, api_key=api_key, debug=debug, profile=profile, ca_file=ca_file)
 
 
 def run(argv: list[str] | None = None) -> None:

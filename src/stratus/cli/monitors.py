@@ -4,7 +4,6 @@ data subject's records."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,6 +16,7 @@ from stratus.cli.listing import (
     AllProjectsOption,
     cut,
     in_scope,
+    parse_duration,
     parse_optional_time,
     say_cut,
     with_project,
@@ -51,8 +51,6 @@ RESULT_COLUMNS = [
     ("SCORE", lambda r: _num(r.score)),
     ("REFERENCE", lambda r: r.reference),
 ]
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 DurationOption = Annotated[
     str | None,
@@ -61,14 +59,6 @@ DurationOption = Annotated[
 RowsOption = Annotated[
     int | None, typer.Option("--rows", min=10, help="only the newest N captured rows")
 ]
-
-
-def parse_duration(text: str, what: str = "--window") -> int:
-    """Seconds in `90s`, `15m`, `1h`, `7d`, `2w` (a bare number is seconds)."""
-    match = _DURATION.match(text)
-    if not match:
-        raise typer.BadParameter(f"{what}: {text!r} is not a duration like 90s, 15m, 1h or 7d")
-    return int(float(match.group(1)) * _UNITS[match.group(2)])
 
 
 def _num(value: float | None) -> str:

@@ -202,3 +202,10 @@ def waiting(label: str, quiet: bool = False) -> Iterator[Callable[[str], None]]:
         return
     with err.status(label) as status:
         yield lambda text: status.update(text)
+
+
+def rate_text(limit: Any) -> str:
+    """A rate limit (`RateLimitSpec`) as a table shows it: `10/s, burst 20`, or `-`."""
+    if limit is None:
+        return "-"
+    return f"{limit.requests_per_second:g}/s, burst {limit.burst}"

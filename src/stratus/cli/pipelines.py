@@ -278,7 +278,7 @@ def _moment(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        from stratus.cli.monitors import parse_duration  # one syntax for spans everywhere
+        from stratus.cli.listing import parse_duration  # one syntax for spans everywhere
 
         try:
             seconds = parse_duration(text, "--since")

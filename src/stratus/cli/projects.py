@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from stratus.cli.context import ProjectOption, client, project_of
-from stratus.cli.output import Format, OutputOption, console, parse_labels, show
+from stratus.cli.output import Format, OutputOption, console, parse_labels, rate_text, show
 
 app = typer.Typer(help="Projects: the tenancy boundary.", no_args_is_help=True)
 
@@ -91,6 +91,33 @@ def update(
         resource_version=resource_version,
     )
     show(project, output, PROJECT_COLUMNS)
+
+
+@app.command("limit")
+def limit(
+    ctx: typer.Context,
+    name: str,
+    rps: Annotated[
+        float | None,
+        typer.Option("--rps", help="requests per second, per caller", show_default=False),
+    ] = None,
+    burst: Annotated[
+        int | None, typer.Option(help="requests at once [one second's worth]", show_default=False)
+    ] = None,
+    off: Annotated[bool, typer.Option("--off", help="lift the project's limit")] = False,
+    output: OutputOption = Format.table,
+) -> None:
+    """Limit each caller's requests into a project (admins only): every API key or login gets
+    its own bucket; past it, requests get 429 with Retry-After.
+
+    Example: stratus projects limit fraud --rps 50 --burst 100
+    """
+    if off == (rps is not None):
+        raise typer.BadParameter("give --rps (and --burst), or --off")
+    project = client(ctx).projects.set_rate_limit(name, None if off else rps, burst)
+    show(
+        project, output, [*PROJECT_COLUMNS, ("RATE LIMIT", lambda p: rate_text(p.spec.rate_limit))]
+    )
 
 
 @app.command("delete")

@@ -9,6 +9,7 @@ import signal
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Annotated, Any
 
@@ -24,6 +25,7 @@ from stratus.client.credentials import (
 from stratus.core.errors import Conflict, InvalidInput, ServiceUnavailable
 
 if TYPE_CHECKING:
+    from stratus.api.tls import ServerTls
     from stratus.core.lease import ControlPlaneLease
     from stratus.core.settings import Settings
 
@@ -146,6 +148,16 @@ class HomeLock:
             self._file = None
 
 
+def proxy_options(trusted: list[str]) -> dict[str, Any]:
+    """uvicorn's proxy-header handling: X-Forwarded-For and X-Forwarded-Proto are believed only
+    from the proxies named (the client is the first address, from the right, that is not one
+    of them); with none named, never (uvicorn would trust 127.0.0.1 by default, letting any
+    local process claim another source address past an endpoint's network rules)."""
+    if not trusted:
+        return {"proxy_headers": False}
+    return {"proxy_headers": True, "forwarded_allow_ips": list(trusted)}
+
+
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -161,6 +173,36 @@ def _bind(host: str, port: int) -> socket.socket:
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
+
+
+@dataclass
+class _Served:
+    """The certificate `stratus up` serves over https, and the CA its clients trust."""
+
+    server: ServerTls
+    ca: Path | None
+
+
+def _tls(settings: Settings) -> _Served | None:
+    """Make or check the certificate when TLS is on, and say what was done (None: http)."""
+    if not settings.tls.enabled:
+        return None
+    from stratus.api.tls import ServerTls, certificate_for
+
+    certificate = certificate_for(settings)
+    for note in certificate.notes:
+        err.print(f"TLS: {note}", highlight=False)
+    return _Served(ServerTls(certificate.cert, certificate.key), certificate.ca)
+
+
+def _url(host: str, port: int, *, https: bool) -> str:
+    """The platform's URL for this machine's clients. Over https, an address that means every
+    interface becomes the loopback one, which the certificate names (it cannot name 0.0.0.0)."""
+    if https and host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    elif https and host == "::":
+        host = "::1"
+    return f"{'https' if https else 'http'}://{f'[{host}]' if ':' in host else host}:{port}"
 
 
 def up(
@@ -191,6 +233,27 @@ def up(
             show_default=False,
         ),
     ] = None,
+    tls: Annotated[
+        bool | None,
+        typer.Option(
+            "--tls",
+            help="serve https, with a certificate from a local CA made in the home "
+            "(tls/ca.pem: what clients trust)",
+            show_default=False,
+        ),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-cert",
+            help="serve https with this PEM certificate (chain) instead (with --tls-key)",
+            show_default=False,
+        ),
+    ] = None,
+    tls_key: Annotated[
+        Path | None,
+        typer.Option("--tls-key", help="the PEM private key of --tls-cert", show_default=False),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error")] = "info",
     demo: Annotated[
         bool,
@@ -203,14 +266,16 @@ def up(
     """Start the Stratus control plane (API, gateway, controllers).
 
     Settings come from these flags, then STRATUS_* variables (STRATUS_HOME, STRATUS_DB_URL,
-    STRATUS_STORE_URL, STRATUS_STORE_S3_ENDPOINT_URL, STRATUS_MASTER_KEY, ...), then
-    stratus.toml in the home.
+    STRATUS_STORE_URL, STRATUS_STORE_S3_ENDPOINT_URL, STRATUS_MASTER_KEY, STRATUS_TLS_ENABLED,
+    ...), then stratus.toml in the home.
 
     Example: stratus up --db postgresql+psycopg://stratus@127.0.0.1/stratus --store s3://ml/stratus
 
     Example: stratus up --demo    (then: stratus predict demo --json '{"instances": [[...]]}')
 
     Example: stratus up --backend ray --ray-address 10.0.0.2:6379 --store s3://ml/stratus
+
+    Example: stratus up --tls --host 0.0.0.0    (https; SIGHUP reloads the certificate)
     """
     import uvicorn
 
@@ -226,6 +291,7 @@ def up(
     settings = _settings(
         home,
         server={"host": host, "port": port},
+        tls={"enabled": tls, "cert_file": tls_cert, "key_file": tls_key},
         db={"url": db},
         store={"url": store, "s3_endpoint_url": s3_endpoint_url},
         compute=compute,
@@ -235,13 +301,17 @@ def up(
     lock = HomeLock(settings.lock_path)
     lock.acquire()
     lease: ControlPlaneLease | None = None
+    hangup: Any = None
     try:
+        served = _tls(settings)
+        if served is not None:
+            # SIGHUP loads the certificate files again (see docs/tls.md); from now on, so that
+            # one sent during the start does not end the process
+            reload = served.server.reload
+            hangup = signal.signal(signal.SIGHUP, lambda *_: reload())
         sock = _bind(settings.server.host, settings.server.port)
         actual_port = sock.getsockname()[1]
-        host_part = (
-            f"[{settings.server.host}]" if ":" in settings.server.host else settings.server.host
-        )
-        url = f"http://{host_part}:{actual_port}"
+        url = _url(settings.server.host, actual_port, https=served is not None)
         with database_errors(settings.database_url):
             master_key = Platform.master_key(settings)
             platform = Platform.build(settings, master_key)
@@ -262,8 +332,11 @@ def up(
             verify_master_key(platform.db, master_key)
         first = platform.start()
         creds = read_credentials(settings.home, DEFAULT_PROFILE)
+        ca = str(served.ca) if served is not None and served.ca else None
         if first is not None:
-            creds = Credentials(url=url, api_key=first.api_key, user="admin", project="default")
+            creds = Credentials(
+                url=url, api_key=first.api_key, user="admin", project="default", ca_file=ca
+            )
             write_credentials(creds, settings.home)
             console.print(
                 "[bold green]First start:[/] created user [bold]admin[/], project "
@@ -272,8 +345,10 @@ def up(
                 f"  admin password: [bold]{first.admin_password}[/]",
                 highlight=False,
             )
-        elif creds is not None and creds.url != url:
+        elif creds is not None and (creds.url != url or (served and creds.ca_file != ca)):
             creds.url = url
+            if served is not None:
+                creds.ca_file = ca
             write_credentials(creds, settings.home)
         if demo:
             from stratus.api.demo import seed_demo
@@ -282,7 +357,9 @@ def up(
         console.print(
             f"[bold]Stratus[/] is up at [bold cyan]{url}[/]  (database: "
             f"{safe_url(settings.database_url)}, store: {settings.store_url}, compute: "
-            f"{settings.compute.backend}); Ctrl-C stops it",
+            f"{settings.compute.backend}"
+            f"{f'; CA: {served.ca}' if served is not None and served.ca else ''}); "
+            "Ctrl-C stops it",
             highlight=False,
         )
         app = create_app(platform)
@@ -293,7 +370,13 @@ def up(
             access_log=log_level.lower() == "debug",
             timeout_graceful_shutdown=10,
             server_header=False,
+            **proxy_options(settings.security.trusted_proxies),
         )
+        if served is not None:
+            # uvicorn would build an SSL context of its own in `load`; it serves this one
+            # instead, which SIGHUP reloads in place
+            config.load()
+            config.ssl = served.server.context
         server = uvicorn.Server(config)
         # uvicorn re-raises SIGINT/SIGTERM after its graceful shutdown, which would kill the
         # process (or raise KeyboardInterrupt) before the clean-up below; these handlers (which
@@ -307,6 +390,8 @@ def up(
             platform.stop()
             sock.close()
     finally:
+        if hangup is not None:
+            signal.signal(signal.SIGHUP, hangup)
         if lease is not None:
             lease.release()
         lock.release()

@@ -32,6 +32,14 @@ def create(
     prompt_password: Annotated[bool, typer.Option(help="ask for the password")] = False,
     email: Annotated[str | None, typer.Option()] = None,
     admin: Annotated[bool, typer.Option("--admin", help="make a platform admin")] = False,
+    platform_role: Annotated[
+        str | None,
+        typer.Option(
+            "--platform-role",
+            help="metrics-reader: reads every project's /metrics series and nothing else",
+            show_default=False,
+        ),
+    ] = None,
     label: Annotated[list[str] | None, typer.Option("--label", "-l")] = None,
     output: OutputOption = Format.table,
 ) -> None:
@@ -42,7 +50,12 @@ def create(
     if prompt_password:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     user = client(ctx).users.create(
-        name, password, email=email, is_admin=admin, labels=parse_labels(label)
+        name,
+        password,
+        email=email,
+        is_admin=admin,
+        platform_role=platform_role,
+        labels=parse_labels(label),
     )
     show(user, output, USER_COLUMNS)
 
@@ -78,6 +91,10 @@ def update(
     email: Annotated[str | None, typer.Option()] = None,
     admin: Annotated[bool | None, typer.Option("--admin/--no-admin")] = None,
     disabled: Annotated[bool | None, typer.Option("--disable/--enable")] = None,
+    platform_role: Annotated[
+        str | None,
+        typer.Option("--platform-role", help="metrics-reader, or none", show_default=False),
+    ] = None,
     output: OutputOption = Format.table,
 ) -> None:
     """Change a user: password, email, admin flag, or disable them.
@@ -87,7 +104,12 @@ def update(
     if prompt_password:
         password = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
     user = client(ctx).users.update(
-        name, password=password, email=email, is_admin=admin, disabled=disabled
+        name,
+        password=password,
+        email=email,
+        is_admin=admin,
+        disabled=disabled,
+        platform_role=platform_role,
     )
     show(user, output, USER_COLUMNS)
 

@@ -30,6 +30,7 @@ from stratus.client.credentials import (
 from stratus.core.errors import DataCorrupted, InvalidInput, ServiceUnavailable
 
 if TYPE_CHECKING:
+    from stratus.client._admin import Admin
     from stratus.client._alerts import Alerts
     from stratus.client._batch import BatchJobs
     from stratus.client._billing import Budgets, Cost, Prices, Quotas, Reservations
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from stratus.client._monitors import Monitors
     from stratus.client._pipelines import Pipelines
     from stratus.client._registry import Models
+    from stratus.client._secrets import Secrets
     from stratus.client._storage import Buckets
     from stratus.client._tracking import Experiments
     from stratus.iam import schemas as iam
@@ -73,13 +75,70 @@ class _Family(Generic[F]):
         return family
 
 
-def _verify(url: str) -> ssl.SSLContext | bool:
-    """What httpx checks certificates with: the system's trust store for https. Plain http
-    needs none, and loading one costs every command tens of milliseconds; the context given
-    instead trusts no certificate at all, so nothing is ever accepted unverified."""
+def _verify(url: str, ca_file: str | None = None) -> ssl.SSLContext | bool:
+    """What httpx checks certificates with: for https, the CA in `ca_file` alone when given,
+    else the system's trust store. Plain http needs none, and loading one costs every command
+    tens of milliseconds; the context given instead trusts no certificate at all, so nothing is
+    ever accepted unverified."""
     if url.startswith("http://"):
         return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies, against no authority
-    return True
+    if ca_file is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=ca_file)  # host names checked too
+    except (OSError, ssl.SSLError) as exc:
+        reason = (
+            exc.strerror
+            if isinstance(exc, OSError) and exc.strerror
+            else getattr(exc, "reason", None) or exc
+        )
+        raise InvalidInput(
+            f"cannot trust the CA file {ca_file} for {url} ({reason}): give the PEM file of the "
+            "CA that signed the platform's certificate (--ca-file, STRATUS_CA_FILE)"
+        ) from None
+
+
+def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS failure under an httpx error (httpx and httpcore chain theirs from it)."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def certificate_rejected(exc: BaseException) -> bool:
+    """Whether `exc` (an SDK error) came from a server certificate that did not verify."""
+    return isinstance(_ssl_cause(exc), ssl.SSLCertVerificationError)
+
+
+def unreachable(url: str, exc: httpx.TransportError) -> ServiceUnavailable:
+    """The one line a failed connection to the platform becomes: a certificate that does not
+    verify says how to trust it, a handshake that fails asks whether the scheme is right."""
+    cause = _ssl_cause(exc)
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        reason = cause.verify_message or cause.reason or str(cause)
+        return ServiceUnavailable(
+            f"cannot verify the TLS certificate of Stratus at {url} ({reason.rstrip('.')}): "
+            "trust the CA that signed it with `stratus login --ca-file CA.pem` (or --ca-file, "
+            "STRATUS_CA_FILE, Client(ca_file=...)); `stratus up --tls` keeps its CA in its "
+            "home, as tls/ca.pem"
+        )
+    if cause is not None:
+        return ServiceUnavailable(
+            f"the TLS handshake with Stratus at {url} failed ({cause.reason or cause}): does it "
+            "serve https? A platform started without --tls is at http://"
+        )
+    hint = ""
+    if url.startswith("http://") and isinstance(exc, httpx.ReadError | httpx.RemoteProtocolError):
+        hint = " (a platform started with --tls is at https://)"
+    return ServiceUnavailable(
+        f"cannot reach Stratus at {url} ({type(exc).__name__}): is it running? Start it with "
+        f"`stratus up`{hint}"
+    )
 
 
 class Client:
@@ -95,10 +154,15 @@ class Client:
         profile: the credentials file's profile to use; default `STRATUS_PROFILE`, then the
             file's current profile (`stratus profiles use`). `STRATUS_URL`,
             `STRATUS_API_KEY` and `STRATUS_PROJECT` still win over the profile's values.
+        ca_file: PEM file of the CA whose certificates an https platform is trusted with
+            (and no other); default `STRATUS_CA_FILE`, then the profile's `ca_file` when
+            `url` is the profile's, else the system trust store.
 
     Raises:
         stratus.errors.InvalidInput: `profile` (or `STRATUS_PROFILE`) names no profile of
-            the file, and no key was given otherwise.
+            the file, and no key was given otherwise; or the CA file cannot be read.
+        stratus.errors.ServiceUnavailable: the platform cannot be reached, or its
+            certificate does not verify (the message says how to trust it).
         stratus.errors.StratusError: every method raises the server's error class on failure.
     """
 
@@ -110,6 +174,7 @@ class Client:
         home: str | Path | None = None,
         timeout: float = 60.0,
         profile: str | None = None,
+        ca_file: str | Path | None = None,
     ) -> None:
         creds = read_credentials(Path(home) if home else None, profile)
         wanted = chosen_profile(profile)
@@ -128,11 +193,16 @@ class Client:
         self.default_project = (
             os.environ.get("STRATUS_PROJECT") or (creds.project if creds else None) or "default"
         )
+        # the profile's CA belongs to the profile's platform, not to another --url
+        own_ca = creds.ca_file if creds and creds.url.rstrip("/") == self.url else None
+        found_ca = ca_file or os.environ.get("STRATUS_CA_FILE") or own_ca
+        self.ca_file = str(found_ca) if found_ca else None
         headers = {"user-agent": "stratus-sdk"}
         if self.api_key:
             headers["authorization"] = f"Bearer {self.api_key}"
+        self._tls = _verify(self.url, self.ca_file)
         self._http = httpx.Client(
-            base_url=self.url, headers=headers, timeout=timeout, verify=_verify(self.url)
+            base_url=self.url, headers=headers, timeout=timeout, verify=self._tls
         )
 
     projects: _Family[Projects] = _Family("stratus.client._iam:Projects")
@@ -156,6 +226,8 @@ class Client:
     quotas: _Family[Quotas] = _Family("stratus.client._billing:Quotas")
     budgets: _Family[Budgets] = _Family("stratus.client._billing:Budgets")
     reservations: _Family[Reservations] = _Family("stratus.client._billing:Reservations")
+    secrets: _Family[Secrets] = _Family("stratus.client._secrets:Secrets")
+    admin: _Family[Admin] = _Family("stratus.client._admin:Admin")
 
     # --- plumbing ------------------------------------------------------------------------------
 
@@ -172,10 +244,7 @@ class Client:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise ServiceUnavailable(
-                f"cannot reach Stratus at {self.url} ({type(exc).__name__}): "
-                "is it running? Start it with `stratus up`"
-            ) from exc
+            raise unreachable(self.url, exc) from exc
         if response.status_code >= 400:
             raise error_of(response)
         return response
@@ -214,6 +283,8 @@ class Client:
                 for chunk in response.iter_bytes(CHUNK):
                     hasher.update(chunk)
                     yield chunk
+        except httpx.ConnectError as exc:
+            raise unreachable(self.url, exc) from exc
         except httpx.TransportError as exc:
             raise DataCorrupted(
                 f"the download of {what!r} was cut short ({type(exc).__name__}): the server "
@@ -232,6 +303,8 @@ class Client:
                     response.read()
                     raise error_of(response)
                 yield from response.iter_raw()
+        except httpx.ConnectError as exc:
+            raise unreachable(self.url, exc) from exc
         except httpx.TransportError as exc:
             raise ServiceUnavailable(
                 f"the connection to Stratus at {self.url} broke ({type(exc).__name__})"
@@ -242,7 +315,7 @@ class Client:
         try:
             response = self._http.get("/readyz")
         except httpx.TransportError as exc:
-            raise ServiceUnavailable(f"cannot reach Stratus at {self.url}: is it running?") from exc
+            raise unreachable(self.url, exc) from exc
         result: dict[str, Any] = response.json()
         return result
 

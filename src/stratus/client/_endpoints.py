@@ -31,6 +31,7 @@ from stratus.endpoints import schemas as ep
 
 Variant = ep.VariantSpec | Mapping[str, Any]
 Capture = ep.CaptureSpec | Mapping[str, Any]
+Access = ep.AccessSpec | Mapping[str, Any]
 Autoscale = ep.Autoscaling | Mapping[str, Any]
 
 
@@ -63,6 +64,8 @@ class Endpoints(API):
         capture: Capture | None = None,
         passthrough: Sequence[str] | None = None,
         instance_type: str | None = None,
+        access: Access | None = None,
+        secrets: Sequence[str] | None = None,
         wait: bool = False,
         timeout: float = 120.0,
     ) -> ep.EndpointRead:
@@ -95,6 +98,11 @@ class Endpoints(API):
                 model; None keeps the current ones (none for a new endpoint).
             instance_type: the size each replica of the main variant is billed at (see
                 `jobs.instance_types()`); None keeps it (`cpu.small` for a new endpoint).
+            access: network rules and rate limit (an `AccessSpec` or a dict, e.g.
+                `{"allowed_cidrs": ["10.0.0.0/8"], "rate_limit": {"requests_per_second": 50}}`);
+                None keeps them (any network, no limit for a new endpoint).
+            secrets: project secrets the replicas get as environment variables (`NAME` or
+                `VARIABLE=NAME`), for a model's own code; None keeps them.
             wait: return only once the endpoint serves the new version (see `wait_ready`).
             timeout: seconds to wait when `wait` is true.
 
@@ -139,6 +147,8 @@ class Endpoints(API):
                 public=bool(public),
                 capture=capture,
                 passthrough=passthrough,
+                access=access,
+                secrets=secrets,
                 reason=reason,
             )
         else:
@@ -157,6 +167,8 @@ class Endpoints(API):
                 public=public,
                 capture=capture,
                 passthrough=passthrough,
+                access=access,
+                secrets=secrets,
                 reason=reason,
                 resource_version=current.metadata.resource_version,
             )
@@ -175,6 +187,8 @@ class Endpoints(API):
         public: bool = False,
         capture: Capture | None = None,
         passthrough: Sequence[str] | None = None,
+        access: Access | None = None,
+        secrets: Sequence[str] | None = None,
         reason: str = "",
     ) -> ep.EndpointRead:
         """Create an endpoint from its variants (their non-shadow traffic adds up to 100).
@@ -190,6 +204,9 @@ class Endpoints(API):
             capture: data capture settings (`CaptureSpec` or dict); default off.
             passthrough: columns a request may carry beside the model's inputs (ids,
                 subjects, timestamps): captured and echoed, never given to the model.
+            access: source networks allowed and a rate limit (`AccessSpec` or dict); default
+                any network, no limit.
+            secrets: project secrets the replicas get as environment variables.
             reason: why (kept in the endpoint's history).
 
         Raises:
@@ -208,6 +225,10 @@ class Endpoints(API):
             body["capture"] = _capture_body(capture)
         if passthrough is not None:
             body["passthrough"] = list(passthrough)
+        if access is not None:
+            body["access"] = _access_body(access)
+        if secrets is not None:
+            body["secrets"] = list(secrets)
         return self._c._model(ep.EndpointRead, "POST", self._base(project), json=body)
 
     def list(
@@ -241,6 +262,8 @@ class Endpoints(API):
         variants: Sequence[Variant] | None = None,
         capture: Capture | None = None,
         passthrough: Sequence[str] | None = None,
+        access: Access | None = None,
+        secrets: Sequence[str] | None = None,
         reason: str = "",
         resource_version: int | None = None,
     ) -> ep.EndpointRead:
@@ -256,6 +279,10 @@ class Endpoints(API):
                 variants keep serving).
             capture: replace the data capture settings (`CaptureSpec` or dict).
             passthrough: replace the pass-through columns (`[]` for none).
+            access: replace the network rules and rate limit (`AccessSpec` or dict; `{}`
+                for any network and no limit).
+            secrets: replace the secrets the replicas get (`[]` for none): a rolling
+                restart, so new replicas start with the newest values.
             reason: why (kept in the endpoint's history).
             resource_version: fail with StaleResource unless the endpoint is still at it.
         """
@@ -266,6 +293,8 @@ class Endpoints(API):
             "variants": None if variants is None else [_variant_body(v) for v in variants],
             "capture": None if capture is None else _capture_body(capture),
             "passthrough": None if passthrough is None else list(passthrough),
+            "access": None if access is None else _access_body(access),
+            "secrets": None if secrets is None else list(secrets),
             "resource_version": resource_version,
         }
         body = {k: v for k, v in body.items() if v is not None}
@@ -654,6 +683,12 @@ def _asking_probabilities(protocol: str, body: Any, content_type: str | None) ->
 
 def _without_none(body: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in body.items() if v is not None}
+
+
+def _access_body(access: Access) -> dict[str, Any]:
+    if isinstance(access, ep.AccessSpec):
+        return access.model_dump(mode="json", exclude_none=True)
+    return dict(access)
 
 
 def _capture_body(capture: Capture) -> dict[str, Any]:

@@ -37,6 +37,20 @@ class Projects(API):
     def delete(self, name: str) -> None:
         self._c._send("DELETE", f"/api/v1/projects/{seg(name)}")
 
+    def set_rate_limit(
+        self, name: str, requests_per_second: float | None, burst: int | None = None
+    ) -> iam.ProjectRead:
+        """Limit each caller's requests into the project (admins only); None lifts it.
+
+        Raises:
+            stratus.errors.PermissionDenied: the caller is not a platform admin.
+        """
+        path = f"/api/v1/projects/{seg(name)}/rate-limit"
+        if requests_per_second is None:
+            return self._c._model(iam.ProjectRead, "DELETE", path)
+        body = {"requests_per_second": requests_per_second, "burst": burst}
+        return self._c._model(iam.ProjectRead, "PUT", path, json=body)
+
     def members(self, name: str) -> builtins.list[iam.MemberRead]:
         path = f"/api/v1/projects/{seg(name)}/members"
         return list(self._c._pages(iam.MemberRead, path, {}))
@@ -66,6 +80,7 @@ class Users(API):
         *,
         email: str | None = None,
         is_admin: bool = False,
+        platform_role: str | None = None,
         labels: dict[str, str] | None = None,
     ) -> iam.UserRead:
         body = {
@@ -73,6 +88,7 @@ class Users(API):
             "password": password,
             "email": email,
             "is_admin": is_admin,
+            "platform_role": platform_role,
             "labels": labels_of(labels),
         }
         body = {k: v for k, v in body.items() if v is not None}
@@ -111,6 +127,28 @@ class Keys(API):
 
     def revoke(self, key_id: str) -> iam.KeyRead:
         return self._c._model(iam.KeyRead, "DELETE", f"/api/v1/keys/{seg(key_id)}")
+
+    def rotate(self, key_id: str, *, overlap_seconds: float = 86400.0) -> iam.KeyRotated:
+        """A new key like this one, for the same owner (its `secret` is shown this once); the
+        old key keeps working for `overlap_seconds` (0: it stops now), then expires.
+
+        Raises:
+            stratus.errors.NotFound: no such key of yours (admins may rotate anyone's).
+            stratus.errors.Conflict: the key is already revoked or expired.
+        """
+        path = f"/api/v1/keys/{seg(key_id)}/rotate"
+        body = {"overlap_seconds": overlap_seconds}
+        return self._c._model(iam.KeyRotated, "POST", path, json=body)
+
+    def set_rate_limit(
+        self, key_id: str, requests_per_second: float | None, burst: int | None = None
+    ) -> iam.KeyRead:
+        """Limit one API key's requests, wherever they go (admins only); None lifts it."""
+        path = f"/api/v1/keys/{seg(key_id)}/rate-limit"
+        if requests_per_second is None:
+            return self._c._model(iam.KeyRead, "DELETE", path)
+        body = {"requests_per_second": requests_per_second, "burst": burst}
+        return self._c._model(iam.KeyRead, "PUT", path, json=body)
 
 
 class ServiceAccounts(API):
@@ -155,6 +193,20 @@ class ServiceAccounts(API):
     def revoke_key(self, name: str, key_id: str, project: str | None = None) -> iam.KeyRead:
         path = f"{self._base(project)}/{seg(name)}/keys/{seg(key_id)}"
         return self._c._model(iam.KeyRead, "DELETE", path)
+
+    def rotate_key(
+        self,
+        name: str,
+        key_id: str,
+        project: str | None = None,
+        *,
+        overlap_seconds: float = 86400.0,
+    ) -> iam.KeyRotated:
+        """A new key for the service account like this one (its `secret` shown this once);
+        the old key keeps working for `overlap_seconds`, then expires."""
+        path = f"{self._base(project)}/{seg(name)}/keys/{seg(key_id)}/rotate"
+        body = {"overlap_seconds": overlap_seconds}
+        return self._c._model(iam.KeyRotated, "POST", path, json=body)
 
 
 class Audit(API):

@@ -41,6 +41,7 @@ class Jobs(API):
         experiment: str | None = None,
         model: str | None = None,
         env: dict[str, str] | None = None,
+        secrets: builtins.list[str] | None = None,
         timeout_seconds: int | None = None,
         grace_seconds: int | None = None,
         max_retries: int = 0,
@@ -69,6 +70,9 @@ class Jobs(API):
             instance_type: from the catalog (`instance_types()`): sets enforced limits.
             spot: preemptible and cheaper; the job should save `stratus.training.checkpoint()`.
             model: register the trained model under this name, with its lineage.
+            secrets: project secrets (`client.secrets.set`) the code gets as environment
+                variables: `NAME`, or `VARIABLE=NAME`; their values never appear in the
+                job's spec or logs.
 
         Returns:
             The job, `pending` until its code is uploaded, then `queued`.
@@ -84,6 +88,8 @@ class Jobs(API):
             "env": env or {},
             "max_retries": max_retries,
         }
+        if secrets:
+            body["secrets"] = list(secrets)
         if timeout_seconds is not None:
             body["timeout_seconds"] = timeout_seconds
         if grace_seconds is not None:

@@ -301,7 +301,9 @@ class Pipelines(API):
         url = (
             f"{self._c.url}/api/v1/webhooks/projects/{self._project(project)}/pipelines/{seg(name)}"
         )
-        response = httpx.post(url, json=call, headers={"x-stratus-webhook-secret": secret})
+        response = httpx.post(
+            url, json=call, headers={"x-stratus-webhook-secret": secret}, verify=self._c._tls
+        )
         if response.status_code >= 400:
             from stratus.client._base import error_of
 

@@ -3,7 +3,8 @@
 Written by `stratus up` (first start) and `stratus login`; JSON, mode 0600, replaced
 atomically so a crash never leaves half a file. It holds named profiles, like the AWS CLI's:
 the `default` profile is the file's top level (`url`, `api_key` or `token`, `user`,
-`project`: the whole file, as it was before profiles), the others are under `profiles`, and
+`project`, and `ca_file`, the CA an https platform's certificate is checked against: the whole
+file, as it was before profiles), the others are under `profiles`, and
 `current` names the one commands use when neither `--profile` nor `STRATUS_PROFILE` says.
 """
 
@@ -35,6 +36,7 @@ class Credentials:
     token: str | None = None
     user: str | None = None
     project: str | None = None
+    ca_file: str | None = None  # PEM of the CA that signs `url`'s certificate (None: the system's)
 
     @property
     def secret(self) -> str | None:
@@ -60,6 +62,11 @@ def check_profile_name(name: str) -> str:
 
 def credentials_path(home: Path | None = None) -> Path:
     return (home or default_home()) / "credentials"
+
+
+def local_ca_path(home: Path | None = None) -> Path:
+    """Where `stratus up --tls` keeps its local CA's certificate (`stratus.api.tls`)."""
+    return (home or default_home()) / "tls" / "ca.pem"
 
 
 def _credentials_of(data: Any) -> Credentials | None:

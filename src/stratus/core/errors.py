@@ -7,6 +7,7 @@
      ├── Unauthenticated               401  no credential, or a bad one
      ├── PermissionDenied              403  authenticated, but not allowed
      ├── NotFound                      404  no such resource (or one you may not see)
+     ├── RateLimited                   429  over a rate limit (Retry-After)
      ├── Conflict                      409  the resource's state forbids the change
      │    ├── AlreadyExists            409
      │    └── StaleResource            409  resource_version did not match
@@ -26,6 +27,7 @@ and a code may belong to one class only.
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 ERRORS: dict[str, type[StratusError]] = {}
@@ -121,6 +123,24 @@ class NotFound(StratusError):
     status = 404
     code = "not-found"
     title = "Not found"
+
+
+class RateLimited(StratusError):
+    """More requests than a limit allows: try again after `retry_after` seconds."""
+
+    status = 429
+    code = "rate-limited"
+    title = "Too many requests"
+
+    def __init__(self, detail: str, retry_after: float = 1.0, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.retry_after = max(1, math.ceil(retry_after))
+
+    def to_problem(self, instance: str | None = None) -> dict[str, Any]:
+        return {**super().to_problem(instance), "retry_after": self.retry_after}
+
+    def headers(self) -> dict[str, str]:
+        return {"retry-after": str(self.retry_after)}
 
 
 class Conflict(StratusError):

@@ -13,9 +13,10 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
 from stratus.core.errors import InvalidInput
+from stratus.core.token_buckets import Limit
 
 NAME_MAX = 63
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -98,6 +99,27 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 
 T = TypeVar("T")
+
+
+class RateLimitSpec(BaseModel):
+    """At most `requests_per_second` on average, `burst` at once (a token bucket; requests
+    past it get 429 with Retry-After)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    requests_per_second: float = Field(..., gt=0, le=1_000_000)
+    burst: int | None = Field(
+        None, ge=1, le=1_000_000, description="default: one second's worth of requests"
+    )
+
+    def limit(self) -> Limit:
+        limit = Limit.of(self.requests_per_second, self.burst)
+        assert limit is not None
+        return limit
+
+    @classmethod
+    def of(cls, limit: Limit | None) -> RateLimitSpec | None:
+        return None if limit is None else cls(requests_per_second=limit.rate, burst=limit.burst)
 
 
 class Page(BaseModel, Generic[T]):

@@ -1,7 +1,7 @@
 """Settings: flags, then STRATUS_* environment variables, then stratus.toml in the home.
 
 Read once by `stratus up` (`load_settings`) and passed down explicitly; no other module reads
-the environment. Groups: `server`, `db`, `store`, `security`, `serving`, `compute`,
+the environment. Groups: `server`, `tls`, `db`, `store`, `security`, `serving`, `compute`,
 `monitoring`.
 """
 
@@ -11,11 +11,12 @@ import hashlib
 import ipaddress
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -25,6 +26,10 @@ from pydantic_settings import (
 )
 
 DEFAULT_PORT = 8700
+_HOST_NAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
+)
 
 
 class ServerSettings(BaseModel):
@@ -43,6 +48,68 @@ class ServerSettings(BaseModel):
         description="largest request body accepted, whatever its content type (uploads stream "
         "apart)",
     )
+
+
+class TlsSettings(BaseModel):
+    """https for the control plane (docs/tls.md): a certificate the user brings, or one from a
+    local CA that `stratus up --tls` makes in the home's `tls` folder."""
+
+    enabled: bool = Field(
+        False,
+        description="serve https; without cert_file, with a certificate from a local CA kept in "
+        "the home's tls folder (made at the first start)",
+    )
+    cert_file: Path | None = Field(
+        None, description="PEM certificate (its chain after it) to serve; implies enabled"
+    )
+    key_file: Path | None = Field(None, description="the PEM private key of cert_file")
+    ca_file: Path | None = Field(
+        None,
+        description="with cert_file: the PEM CA that signed it, which this machine's clients "
+        "(the credentials file, job runners) trust; default: the system trust store",
+    )
+    hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="more host names and addresses the local CA's server certificate names "
+        "(e.g. the name other machines reach this one by). In the environment: a "
+        "comma-separated list or a JSON array",
+    )
+
+    @field_validator("cert_file", "key_file", "ca_file")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser().absolute()
+
+    @field_validator("hosts", mode="before")
+    @classmethod
+    def _hosts_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts_names(cls, value: list[str]) -> list[str]:
+        for host in value:
+            if not _HOST_NAME.fullmatch(host):
+                try:
+                    ipaddress.ip_address(host)
+                except ValueError:
+                    raise ValueError(f"{host!r} is neither a host name nor an IP address") from None
+        return value
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError(
+                "tls.cert_file and tls.key_file go together: give both (--tls-cert and --tls-key)"
+            )
+        if self.cert_file is not None:
+            self.enabled = True
+        return self
 
 
 class DatabaseSettings(BaseModel):
@@ -89,6 +156,43 @@ class SecuritySettings(BaseModel):
         description="how often the audit chain's head is anchored in the object store; entries "
         "newer than the last checkpoint could be removed from the end unnoticed",
     )
+    login_failures_per_user: int = Field(
+        5, ge=1, le=10_000, description="failed logins a user may have in the window"
+    )
+    login_failures_per_address: int = Field(
+        20, ge=1, le=100_000, description="failed logins one source address may have in the window"
+    )
+    login_failure_window_seconds: float = Field(
+        300.0,
+        gt=0,
+        le=86400,
+        description="past the failures allowed in this window, logins are refused (429) until "
+        "the window's share of failures has passed",
+    )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="networks of the reverse proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed (CIDRs; empty: none, the source address is the peer's). "
+        "In the environment: a comma-separated list or a JSON array",
+    )
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxies_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_parse(cls, value: list[str]) -> list[str]:
+        try:
+            return [str(ipaddress.ip_network(cidr.strip(), strict=False)) for cidr in value]
+        except ValueError as exc:
+            raise ValueError(f"not a network (CIDR such as 10.1.0.0/16): {exc}") from None
 
 
 class RegistrySettings(BaseModel):
@@ -282,6 +386,7 @@ class Settings(BaseSettings):
         None, description="base64 of the 32-byte master key; default: a key file in the home"
     )
     server: ServerSettings = ServerSettings()
+    tls: TlsSettings = TlsSettings()
     db: DatabaseSettings = DatabaseSettings()
     store: StoreSettings = StoreSettings()
     security: SecuritySettings = SecuritySettings()
@@ -330,7 +435,13 @@ class Settings(BaseSettings):
             host = "::1"
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{self.server.port}"
+        scheme = "https" if self.tls.enabled else "http"
+        return f"{scheme}://{host}:{self.server.port}"
+
+    @property
+    def tls_dir(self) -> Path:
+        """The local CA and the server certificate it signed (`stratus up --tls`)."""
+        return self.home / "tls"
 
     @property
     def lock_path(self) -> Path:

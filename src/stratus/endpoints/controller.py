@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import ipaddress
 import logging
 import secrets
 import time
@@ -165,11 +166,15 @@ class _Known:
     written_at: float = 0.0
 
 
-def template_of(variant: s.VariantSpec, passthrough: Sequence[str] = ()) -> str:
+def template_of(
+    variant: s.VariantSpec, passthrough: Sequence[str] = (), secrets: Sequence[str] = ()
+) -> str:
     """What tells a variant's replicas of one spec from another's (a new one rolls)."""
     key = f"{variant.model}|{variant.version}|{variant.batching.model_dump_json()}"
     if passthrough:  # (endpoints without any keep the templates they had)
         key += "|passthrough=" + ",".join(sorted(passthrough))
+    if secrets:  # other secrets: new replicas, started with them
+        key += "|secrets=" + ",".join(sorted(secrets))
     if variant.instance_type != s.DEFAULT_INSTANCE_TYPE:  # a new size is new replicas
         key += "|instance_type=" + variant.instance_type
     return hashlib.sha256(key.encode()).hexdigest()[:8]
@@ -421,7 +426,11 @@ class EndpointController:
     async def _reconcile_endpoint(self, endpoint: DesiredEndpoint) -> None:
         mine = [r for r in self.replicas.values() if r.endpoint_uid == endpoint.uid]
         wants = [
-            Want(v.name, template_of(v, endpoint.passthrough), self._wanted(endpoint, v, mine))
+            Want(
+                v.name,
+                template_of(v, endpoint.passthrough, endpoint.secrets),
+                self._wanted(endpoint, v, mine),
+            )
             for v in endpoint.variants
         ]
         seen = [Seen(r.id, r.variant, r.template, r.phase, r.handle.started_at) for r in mine]
@@ -514,7 +523,12 @@ class EndpointController:
         version, grant = await self._blocking(
             self.registry.grant, endpoint.project, ref.model, str(variant.version)
         )
-        template = template_of(variant, endpoint.passthrough)
+        environment = (  # the secrets its spec names, read as it starts
+            await self._blocking(self.service.secret_values, endpoint.project, endpoint.secrets)
+            if endpoint.secrets
+            else {}
+        )
+        template = template_of(variant, endpoint.passthrough, endpoint.secrets)
         replica_id = (
             f"{endpoint.uid}.{variant.name}.{variant.version}.{template}.{secrets.token_hex(3)}"
         )
@@ -531,6 +545,7 @@ class EndpointController:
             max_batch_size=variant.batching.max_batch_size,
             max_wait_ms=variant.batching.max_wait_ms,
             passthrough=list(endpoint.passthrough),
+            environment=environment,
         )
         handle = await self._blocking(self.backend.start_replica, replica_id, spec)
         self.replicas[replica_id] = Replica(
@@ -655,6 +670,10 @@ class EndpointController:
                     for v in endpoint.variants
                     if not v.shadow and v.traffic > 0
                 ),
+                rate_limit=(
+                    endpoint.access.rate_limit.limit() if endpoint.access.rate_limit else None
+                ),
+                networks=tuple(ipaddress.ip_network(c) for c in endpoint.access.allowed_cidrs),
             )
         )
 
@@ -679,7 +698,7 @@ class EndpointController:
         variants: list[s.VariantStatus] = []
         failing = False
         for spec in endpoint.variants:
-            template = template_of(spec, endpoint.passthrough)
+            template = template_of(spec, endpoint.passthrough, endpoint.secrets)
             live = [r for r in mine if r.variant == spec.name and r.phase is not Phase.draining]
             ready = [r for r in live if r.phase is Phase.ready and r.id in routed]
             updated = sum(1 for r in ready if r.template == template)
@@ -699,7 +718,10 @@ class EndpointController:
                     message=health.message if health.failures else "",
                 )
             )
-        wanted = {(v.name, template_of(v, endpoint.passthrough)) for v in endpoint.variants}
+        wanted = {
+            (v.name, template_of(v, endpoint.passthrough, endpoint.secrets))
+            for v in endpoint.variants
+        }
         stale = any((r.variant, r.template) not in wanted for r in mine)
         complete = all(v.updated == v.desired for v in variants)
         serving = any(v.ready for v in variants)

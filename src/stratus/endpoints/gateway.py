@@ -44,6 +44,7 @@ from stratus.iam.authenticating import Authenticator
 from stratus.iam.errors import no_credential, project_not_found
 from stratus.iam.principals import Principal
 from stratus.iam.roles import Permission
+from stratus.iam.throttling import Throttle
 from stratus.serving import binary_tensors
 from stratus.serving.capture import CaptureBuffer, CaptureRecord
 from stratus.serving.connections import ReplicaGone
@@ -58,6 +59,8 @@ _PROBLEM = b"application/problem+json"
 _OCTETS = binary_tensors.BINARY_CONTENT_TYPE.encode()
 _INFERENCE_HEADER = binary_tensors.HEADER.lower().encode()
 _SERVER_METADATA = orjson.dumps(v2_server_metadata())
+_NOSNIFF = (b"x-content-type-options", b"nosniff")  # answers are data, never a page
+_NO_STORE = (b"cache-control", b"no-store")  # nor kept by a cache between caller and gateway
 _INFER = ("POST",)
 _READ = ("GET", "HEAD")
 
@@ -129,8 +132,10 @@ class Gateway:
         cold_start_timeout_seconds: float = 30.0,
         cold_start_wait: Any = None,
         wake: Callable[[], None] = lambda: None,
+        throttle: Throttle | None = None,
     ) -> None:
         self.app = app
+        self.throttle = throttle
         self.cold_start_queue = cold_start_queue
         self.cold_start_timeout = cold_start_timeout_seconds
         self.cold_start_wait = cold_start_wait  # a histogram (project, endpoint), when measured
@@ -172,7 +177,13 @@ class Gateway:
             await self._serve(scope, receive, tracked, headers, request_id, started)
         except StratusError as exc:
             if not answered:
-                await _respond(send, exc.status, *_error(exc, scope["path"]), request_id)
+                await _respond(
+                    send,
+                    exc.status,
+                    *_error(exc, scope["path"]),
+                    request_id,
+                    retry_after=exc.headers().get("retry-after"),
+                )
         except Exception:  # a bug in Stratus: the caller gets a problem document, the log the rest
             log.exception("request %s to %s failed", request_id, scope["path"])
             if not answered:
@@ -232,6 +243,20 @@ class Gateway:
                 )
         if route is None:
             raise NotFound(f"endpoint {endpoint!r} not found in project {project!r}")
+        if route.networks:
+            client = scope.get("client")
+            source = client[0] if client else None
+            if not route.admits(source):
+                raise PermissionDenied(
+                    f"endpoint {endpoint!r} does not accept requests from "
+                    f"{source or 'your address'} (its network rules: `stratus endpoints show`)"
+                )
+        throttle = self.throttle
+        if throttle is not None:
+            if route.rate_limit is not None:
+                throttle.endpoint(project, endpoint, route.rate_limit)
+            if principal is not None:
+                throttle.caller(principal, project, endpoint)
         _allow(method, op.methods)
         version = op.version
         if version is not None and version not in route.versions:
@@ -527,11 +552,14 @@ async def _respond(
     variant: VariantRoute | None = None,
     header_length: int | None = None,
     cold_start: bool = False,
+    retry_after: str | None = None,
 ) -> None:
     headers: list[tuple[bytes, bytes]] = [
         (b"content-type", content_type),
         (b"content-length", str(len(body)).encode()),
         (b"x-request-id", request_id.encode()),
+        _NOSNIFF,
+        _NO_STORE,
     ]
     if header_length is not None:  # a v2 answer with binary outputs: where its JSON ends
         headers.append((_INFERENCE_HEADER, str(header_length).encode()))
@@ -540,7 +568,9 @@ async def _respond(
         headers.append((b"x-stratus-variant", variant.name.encode()))
     if cold_start:  # answered by a replica started for it
         headers.append((b"x-stratus-cold-start", b"true"))
-    if status == 503:
+    if retry_after is not None:
+        headers.append((b"retry-after", retry_after.encode()))
+    elif status == 503:
         headers.append((b"retry-after", b"1"))
     message: dict[str, Any] = {"type": "http.response.start", "status": status, "headers": headers}
     await send(message)

@@ -64,6 +64,14 @@ class InferenceMetrics:
             buckets=COLD_START_BUCKETS,
             registry=registry,
         )
+        self.rate_limited = Counter(
+            "stratus_rate_limited",
+            "Requests refused with 429 by a rate limit, by scope: key (an API key's own "
+            "limit), project (a project's per-caller limit), endpoint (the endpoint's limit) "
+            "or login (failed logins).",
+            ["scope", "project", "endpoint"],
+            registry=registry,
+        )
         self.shadow_skips = Counter(
             "stratus_shadow_skipped",
             "Copies of requests a shadow variant did not get, by reason "
@@ -71,6 +79,9 @@ class InferenceMetrics:
             ["project", "endpoint", "variant", "reason"],
             registry=registry,
         )
+
+    def rate_limited_by(self, scope: str, project: str, endpoint: str) -> None:
+        self.rate_limited.labels(scope, project, endpoint).inc()
 
     def series(self, project: str, endpoint: str, variant: str, version: str) -> Series:
         labels = (project, endpoint, variant, version)

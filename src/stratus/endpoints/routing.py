@@ -8,11 +8,15 @@ draw among the live variants, then the replica with the fewest requests in fligh
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import random
 from dataclasses import dataclass, field
 
+from stratus.core.token_buckets import Limit
 from stratus.endpoints.metrics import Series
 from stratus.serving.connections import ReplicaConnection
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass
@@ -71,6 +75,22 @@ class EndpointRoute:
     phase: str = "pending"
     capture: float = 0.0  # the share of answered requests to capture (0: off)
     cold_start: bool = False  # a variant may be at zero replicas: requests wait for one
+    rate_limit: Limit | None = None  # the owner's limit on all requests to it
+    networks: tuple[IPNetwork, ...] = ()  # the source networks that may call it (empty: any)
+
+    def admits(self, source: str | None) -> bool:
+        """Whether a request from `source` (an IP address) passes the network rules."""
+        if not self.networks:
+            return True
+        if source is None:
+            return False
+        try:
+            address = ipaddress.ip_address(source)
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in self.networks)
 
     def __post_init__(self) -> None:
         self.live = [v for v in self.variants if not v.shadow and v.traffic > 0]

@@ -4,12 +4,14 @@ a copy of it."""
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from stratus.core.resource_schemas import Labels, Metadata, Name
+from stratus.core.resource_schemas import Labels, Metadata, Name, RateLimitSpec
+from stratus.secrets.schemas import SecretRefs
 
 MAX_REPLICAS = 64
 
@@ -102,6 +104,36 @@ class CaptureSpec(_Input):
         return self.sample > 0
 
 
+def check_cidrs(cidrs: list[str]) -> list[str]:
+    """Networks as written by `ipaddress` (`10.0.0.0/8`, `2001:db8::/32`; a bare address is
+    its /32 or /128), each once."""
+    kept: list[str] = []
+    for text in cidrs:
+        try:
+            network = str(ipaddress.ip_network(text.strip(), strict=False))
+        except ValueError:
+            raise ValueError(
+                f"{text!r} is not an IP network: write it as 10.0.0.0/8, 192.168.1.7 or "
+                "2001:db8::/32"
+            ) from None
+        if network not in kept:
+            kept.append(network)
+    return kept
+
+
+class AccessSpec(_Input):
+    """Who may reach the endpoint from where: source networks and a rate limit. Whether a
+    credential is needed is `public`."""
+
+    allowed_cidrs: Annotated[list[str], AfterValidator(check_cidrs)] = Field(
+        default_factory=list,
+        max_length=200,
+        description="source networks that may call the endpoint (like a security group); "
+        "empty: any",
+    )
+    rate_limit: RateLimitSpec | None = Field(None, description="requests per second, for all")
+
+
 def check_passthrough(names: list[str]) -> list[str]:
     for name in names:
         if not name or len(name) > 200 or name != name.strip():
@@ -135,6 +167,10 @@ class EndpointSpec(BaseModel):
         description="columns a request may carry beside the model's inputs (ids, subjects, "
         "timestamps): captured and echoed in the answer, never given to the model",
     )
+    access: AccessSpec = Field(default_factory=AccessSpec)
+    secrets: list[str] = Field(
+        default_factory=list, description="secrets the replicas get: VARIABLE=NAME or NAME"
+    )
     revision: int = Field(1, description="set by the server; every change adds one")
 
 
@@ -161,6 +197,8 @@ class EndpointCreate(_Input):
     variants: list[VariantSpec] = Field(..., min_length=1, max_length=8)
     capture: CaptureSpec = Field(default_factory=CaptureSpec)
     passthrough: Passthrough = Field(default_factory=list)
+    access: AccessSpec = Field(default_factory=AccessSpec)
+    secrets: SecretRefs = Field(default_factory=list)
     reason: str = Field("", max_length=1000)
 
     @model_validator(mode="after")
@@ -178,6 +216,8 @@ class EndpointUpdate(_Input):
     variants: list[VariantSpec] | None = Field(None, min_length=1, max_length=8)
     capture: CaptureSpec | None = Field(None, description="replaces the capture settings")
     passthrough: Passthrough | None = Field(None, description="replaces the pass-through columns")
+    access: AccessSpec | None = Field(None, description="replaces the network rules and limit")
+    secrets: SecretRefs | None = Field(None, description="replaces the secrets replicas get")
     reason: str = Field("", max_length=1000)
     resource_version: int | None = None
 

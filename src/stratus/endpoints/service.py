@@ -9,7 +9,7 @@ does by itself (a scaling step) it records as an endpoint event (`record_event`)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, get_args
 
@@ -34,6 +34,8 @@ from stratus.endpoints.tables import (
 from stratus.registry.errors import rejected_version
 from stratus.registry.references import parse_ref
 from stratus.registry.service import RegistryService
+from stratus.secrets.schemas import as_environment
+from stratus.secrets.service import SecretService
 
 ProjectLookup = Callable[[Session, str], str]  # (the caller's session, project name) -> uid
 PRIMARY = "main"
@@ -57,6 +59,8 @@ class DesiredEndpoint:
     capture: s.CaptureSpec
     passthrough: tuple[str, ...] = ()
     labels: Mapping[str, str] = field(default_factory=dict)
+    access: s.AccessSpec = field(default_factory=s.AccessSpec)
+    secrets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -81,8 +85,10 @@ class EndpointService:
         on_change: Callable[[], None] | None = None,
         instance_types: InstanceCatalog | None = None,
         admission: Admission | None = None,
+        secrets: SecretService | None = None,
     ) -> None:
         self.db = db
+        self.secrets = secrets
         self.admission = admission or Admission()  # quotas and budgets, registered above
         self.registry = registry
         self.instance_types = instance_types  # None: any name (a test without a catalog)
@@ -140,6 +146,8 @@ class EndpointService:
                     capture=_capture(row),
                     passthrough=tuple(row.passthrough or ()),
                     labels=dict(row.labels or {}),
+                    access=_access(row),
+                    secrets=tuple(row.secrets or ()),
                 )
                 for row, project in rows
             ]
@@ -193,7 +201,19 @@ class EndpointService:
 
     # --- writing -----------------------------------------------------------------------------
 
+    def secret_values(self, project: str, refs: Sequence[str]) -> dict[str, str]:
+        """{variable: value} of the secrets an endpoint's replicas get (NotFound: one was
+        deleted since)."""
+        if not refs or self.secrets is None:
+            return {}
+        return self.secrets.resolve(project, as_environment(list(refs)))
+
+    def _check_secrets(self, project: str, refs: Sequence[str] | None) -> None:
+        if refs and self.secrets is not None:
+            self.secrets.check(project, set(as_environment(list(refs)).values()))
+
     def create(self, project: str, data: s.EndpointCreate, *, actor: str) -> s.EndpointRead:
+        self._check_secrets(project, data.secrets)
         variants = self._pin(project, data.variants)
         self._check_columns(project, variants, data.capture, data.passthrough)
         with self.db.transaction() as session:
@@ -209,6 +229,8 @@ class EndpointService:
                 revision=1,
                 capture=data.capture.model_dump(mode="json"),
                 passthrough=list(data.passthrough),
+                access=data.access.model_dump(mode="json", exclude_defaults=True),
+                secrets=list(data.secrets),
             )
             session.add(row)
             session.flush()
@@ -221,6 +243,7 @@ class EndpointService:
     def update(
         self, project: str, name: str, data: s.EndpointUpdate, *, actor: str
     ) -> s.EndpointRead:
+        self._check_secrets(project, data.secrets)
         variants = self._pin(project, data.variants) if data.variants is not None else None
         if variants is not None or data.capture is not None or data.passthrough is not None:
             current = self.get(project, name).spec
@@ -241,6 +264,10 @@ class EndpointService:
                 row.capture = data.capture.model_dump(mode="json")
             if data.passthrough is not None:
                 row.passthrough = list(data.passthrough)
+            if data.access is not None:
+                row.access = data.access.model_dump(mode="json", exclude_defaults=True)
+            if data.secrets is not None:
+                row.secrets = list(data.secrets)
             return "update"
 
         return self._change(project, name, change, actor, data.reason, data.resource_version)
@@ -648,13 +675,26 @@ def _spec(row: EndpointRow) -> s.EndpointSpec:
         variants=_variants(row),
         capture=_capture(row),
         passthrough=list(row.passthrough or ()),
+        access=_access(row),
+        secrets=list(row.secrets or ()),
         revision=row.revision,
     )
 
 
 def _compared(row: EndpointRow) -> tuple[Any, ...]:
     """What a change must alter to make a new revision."""
-    return (list(row.variants), row.public, dict(row.capture or {}), list(row.passthrough or ()))
+    return (
+        list(row.variants),
+        row.public,
+        dict(row.capture or {}),
+        list(row.passthrough or ()),
+        dict(row.access or {}),
+        list(row.secrets or ()),
+    )
+
+
+def _access(row: EndpointRow) -> s.AccessSpec:
+    return s.AccessSpec.model_validate(row.access or {})
 
 
 def _capture(row: EndpointRow) -> s.CaptureSpec:

@@ -38,6 +38,8 @@ class EndpointRow(ResourceMixin, Base):
     revision: Mapped[int] = mapped_column(Integer, default=1)
     capture: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     passthrough: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+    access: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
+    secrets: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
 
 
 class EndpointRevisionRow(Base):

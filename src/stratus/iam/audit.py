@@ -1,7 +1,8 @@
 """The audit log: an append-only hash chain of every change and every login.
 
 Each entry's hash covers its fields and the previous entry's hash, keyed with a secret derived
-from the master key (HMAC-SHA256), so someone who can write to the database cannot recompute
+from the root secret (HMAC-SHA256; the root secret is the first master key, and a rotation of
+the master key keeps it), so someone who can write to the database cannot recompute
 the chain after editing it. The head row keeps the last seq and hash, and signed checkpoints
 of it in the object store (`audit_checkpoints.py`) show entries removed from the end even when
 the head row was rewritten too. `verify` names the first entry altered, removed or replaced.
@@ -42,7 +43,7 @@ from stratus.iam.tables import AuditEventRow, AuditHeadRow
 log = logging.getLogger(__name__)
 
 GENESIS = "0" * 64
-# The purpose the chain's key is derived for (`iam.credentials.derive_key(master, AUDIT_CHAIN)`).
+# The purpose the chain's key is derived for (`iam.credentials.derive_key(root, AUDIT_CHAIN)`).
 AUDIT_CHAIN = "stratus audit chain v1"
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session
 from stratus.core.clock import as_utc, utcnow
 from stratus.core.database import Database
 from stratus.core.errors import Unauthenticated
+from stratus.core.token_buckets import Limit
 from stratus.iam.credentials import (
     TokenSigner,
     looks_like_jwt,
@@ -26,7 +28,7 @@ from stratus.iam.credentials import (
 from stratus.iam.errors import BAD_LOGIN
 from stratus.iam.passwords import verify_password
 from stratus.iam.principals import Principal
-from stratus.iam.roles import Role
+from stratus.iam.roles import PlatformRole, Role
 from stratus.iam.tables import (
     ApiKeyRow,
     ProjectRow,
@@ -122,6 +124,9 @@ class Authenticator:
                 if sa is None or project is None:
                     raise Unauthenticated(INVALID)
                 principal = self._account_principal(session, sa, key_id)
+            limit = Limit.of(key.rate_limit_rps, key.rate_limit_burst)
+            if limit is not None:
+                principal = replace(principal, rate_limit=limit)
             stale = (
                 key.last_used_at is None or now - as_utc(key.last_used_at) > LAST_USED_GRANULARITY
             )
@@ -165,6 +170,7 @@ class Authenticator:
             uid=user.uid,
             name=user.name,
             is_admin=user.is_admin,
+            platform_role=PlatformRole(user.platform_role) if user.platform_role else None,
             roles={name: Role(role) for name, role in rows},
             key_project=key_project,
             key_id=key_id,

@@ -20,6 +20,7 @@ from stratus.iam.errors import admins_only, no_credential, project_not_found
 from stratus.iam.principals import Principal
 from stratus.iam.roles import Permission
 from stratus.iam.schemas import ALL_PROJECTS
+from stratus.iam.throttling import Throttle
 
 ProjectName = Annotated[str, Path(description="project name", max_length=63)]
 
@@ -48,13 +49,20 @@ def authenticated(
     """Dependency: the calling principal (401 without a valid credential)."""
     existing = getattr(request.state, "principal", None)
     if existing is not None:
-        return cast(Principal, existing)
-    credential = credential_of(request)
-    if credential is None:
-        raise no_credential()
-    authenticator = cast(Authenticator, request.app.state.authenticator)
-    principal = authenticator.authenticate(credential)
-    request.state.principal = principal
+        principal = cast(Principal, existing)
+    else:
+        credential = credential_of(request)
+        if credential is None:
+            raise no_credential()
+        authenticator = cast(Authenticator, request.app.state.authenticator)
+        principal = authenticator.authenticate(credential)
+        request.state.principal = principal
+    if not getattr(request.state, "throttled", False):  # one request counts once
+        request.state.throttled = True
+        throttle = cast("Throttle | None", getattr(request.app.state, "throttle", None))
+        if throttle is not None:
+            project = request.path_params.get("project")
+            throttle.caller(principal, project if isinstance(project, str) else None)
     return principal
 
 

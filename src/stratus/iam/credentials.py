@@ -3,7 +3,7 @@
 API keys look like `stk_<key_id>_<secret>`; the key id finds the row, the secret's SHA-256 is
 compared in constant time (keys are long and random, so a fast hash is safe and keeps the
 inference path cheap). Login tokens are short-lived JWTs signed with a key derived from the
-master key, so every control plane sharing the master key accepts them.
+platform's root secret, so they outlive a rotation of the master key.
 """
 
 from __future__ import annotations
@@ -55,15 +55,16 @@ def secret_matches(secret: str, stored_hash: str) -> bool:
     return hmac.compare_digest(hash_secret(secret), stored_hash)
 
 
-def derive_key(master_key: bytes, purpose: str) -> bytes:
-    """A 32-byte key for one purpose, derived from the master key (HKDF-SHA256): every control
-    plane sharing the master key derives the same one, and keys of two purposes are unrelated."""
+def derive_key(secret: bytes, purpose: str) -> bytes:
+    """A 32-byte key for one purpose, derived from `secret` (HKDF-SHA256; the platform's root
+    secret, or the master key for its own check value): the same secret derives the same key,
+    and keys of two purposes are unrelated."""
     hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode())
-    return hkdf.derive(master_key)
+    return hkdf.derive(secret)
 
 
-def derive_signing_key(master_key: bytes) -> bytes:
-    return derive_key(master_key, "stratus token signing")
+def derive_signing_key(secret: bytes) -> bytes:
+    return derive_key(secret, "stratus token signing")
 
 
 @dataclass(frozen=True)

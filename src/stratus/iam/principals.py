@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from stratus.iam.roles import Permission, Role, grants
+from stratus.core.token_buckets import Limit
+from stratus.iam.roles import Permission, PlatformRole, Role, grants
 
 PrincipalKind = Literal["user", "serviceaccount"]
 
@@ -20,6 +21,19 @@ class Principal:
     roles: Mapping[str, Role] = field(default_factory=dict)  # project name -> role
     key_project: str | None = None  # the key works in this project only
     key_id: str | None = None
+    platform_role: PlatformRole | None = None  # a user's role over every project
+    rate_limit: Limit | None = None  # the key's own limit, set by an admin
+
+    @property
+    def caller(self) -> str:
+        """Whom per-caller limits count: the key, else the principal (a login token)."""
+        return self.key_id or self.subject
+
+    @property
+    def reads_all_metrics(self) -> bool:
+        if self.key_project is not None:
+            return False
+        return self.is_admin or self.platform_role is PlatformRole.METRICS_READER
 
     @property
     def subject(self) -> str:

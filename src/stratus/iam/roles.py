@@ -12,6 +12,7 @@ class Permission(StrEnum):
     RESOURCE_WRITE = "resource.write"  # create, change and delete resources
     ENDPOINT_INVOKE = "endpoint.invoke"  # call inference endpoints
     AUDIT_READ = "audit.read"  # read the project's audit log
+    METRICS_READ = "metrics.read"  # scrape the project's series from /metrics
 
 
 class Role(StrEnum):
@@ -19,10 +20,19 @@ class Role(StrEnum):
     EDITOR = "editor"
     VIEWER = "viewer"
     INVOKER = "invoker"
+    METRICS_READER = "metrics-reader"  # a Prometheus scraper: /metrics and nothing else
+
+
+class PlatformRole(StrEnum):
+    """A role over the whole platform, short of admin: a user who only scrapes every
+    project's series (the platform's Prometheus)."""
+
+    METRICS_READER = "metrics-reader"
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.INVOKER: frozenset({Permission.ENDPOINT_INVOKE}),
+    Role.METRICS_READER: frozenset({Permission.METRICS_READ}),
     Role.VIEWER: frozenset(
         {Permission.PROJECT_READ, Permission.RESOURCE_READ, Permission.ENDPOINT_INVOKE}
     ),

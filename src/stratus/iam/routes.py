@@ -7,6 +7,8 @@ from typing import Annotated, Literal, cast
 
 from fastapi import APIRouter, Query, Request, Response
 
+from stratus.core.errors import Unauthenticated
+from stratus.core.resource_schemas import RateLimitSpec
 from stratus.core.resources import DEFAULT_LIMIT, Page
 from stratus.iam import schemas as s
 from stratus.iam.audit import AuditLog
@@ -16,12 +18,14 @@ from stratus.iam.authorization import (
     Admin,
     Caller,
     ProjectAccess,
+    ProjectName,
     check_project,
 )
 from stratus.iam.authorization import admin as require_admin
 from stratus.iam.parameters import Limit, PageToken, Selector
 from stratus.iam.roles import Permission
 from stratus.iam.service import IamService
+from stratus.iam.throttling import Throttle
 
 router = APIRouter(prefix="/api/v1")
 
@@ -42,7 +46,15 @@ def login(request: Request, body: s.LoginRequest) -> s.TokenRead:
     """Exchange a username and password for a short-lived token."""
     request.state.actor_hint = f"user:{body.username}"
     authenticator = cast(Authenticator, request.app.state.authenticator)
-    token, expires = authenticator.login(body.username, body.password)
+    throttle = cast(Throttle, request.app.state.throttle)
+    source = request.client.host if request.client else ""
+    throttle.before_login(body.username, source)
+    try:
+        token, expires = authenticator.login(body.username, body.password)
+    except Unauthenticated:
+        throttle.login_failed(body.username, source)
+        raise
+    throttle.login_succeeded(body.username)
     return s.TokenRead(token=token, expires_at=datetime.fromisoformat(expires), user=body.username)
 
 
@@ -107,6 +119,32 @@ def update_project(
     access: ProjectAccess = Access(Permission.PROJECT_ADMIN),
 ) -> s.ProjectRead:
     return _iam(request).update_project(access.principal, access.project, body)
+
+
+@router.put(
+    "/projects/{project}/rate-limit",
+    name="projects.rate_limit.set",
+    response_model=s.ProjectRead,
+    tags=["projects"],
+)
+def set_project_rate_limit(
+    request: Request, principal: Admin, project: ProjectName, body: RateLimitSpec
+) -> s.ProjectRead:
+    """Limit each caller's requests into the project (admins only): every API key or login
+    gets its own bucket of `requests_per_second`, `burst` at once; past it, 429."""
+    return _iam(request).set_project_limit(principal, project, body)
+
+
+@router.delete(
+    "/projects/{project}/rate-limit",
+    name="projects.rate_limit.delete",
+    response_model=s.ProjectRead,
+    tags=["projects"],
+)
+def delete_project_rate_limit(
+    request: Request, principal: Admin, project: ProjectName
+) -> s.ProjectRead:
+    return _iam(request).set_project_limit(principal, project, None)
 
 
 @router.delete("/projects/{project}", name="projects.delete", status_code=204, tags=["projects"])
@@ -287,6 +325,28 @@ def revoke_service_account_key(
     return _iam(request).revoke_service_account_key(access.project, name, key_id)
 
 
+@router.post(
+    SA + "/{name}/keys/{key_id}/rotate",
+    name="serviceaccounts.keys.rotate",
+    status_code=201,
+    response_model=s.KeyRotated,
+    tags=["service accounts"],
+)
+def rotate_service_account_key(
+    request: Request,
+    name: str,
+    key_id: str,
+    body: s.KeyRotate | None = None,
+    access: ProjectAccess = Access(Permission.PROJECT_ADMIN),
+) -> s.KeyRotated:
+    """A new key like this one (its secret shown once); this one keeps working for
+    `overlap_seconds` (default a day), then expires."""
+    overlap = (body or s.KeyRotate()).overlap_seconds
+    return _iam(request).rotate_service_account_key(
+        access.principal, access.project, name, key_id, overlap
+    )
+
+
 # --- keys ------------------------------------------------------------------------------------
 
 
@@ -311,9 +371,47 @@ def list_keys(
     return Page(items=items, next_page_token=token)
 
 
+@router.put(
+    "/keys/{key_id}/rate-limit",
+    name="keys.rate_limit.set",
+    response_model=s.KeyRead,
+    tags=["keys"],
+)
+def set_key_rate_limit(request: Request, _: Admin, key_id: str, body: RateLimitSpec) -> s.KeyRead:
+    """Limit one API key's requests, wherever they go (admins only); past it, 429."""
+    return _iam(request).set_key_limit(key_id, body)
+
+
+@router.delete(
+    "/keys/{key_id}/rate-limit",
+    name="keys.rate_limit.delete",
+    response_model=s.KeyRead,
+    tags=["keys"],
+)
+def delete_key_rate_limit(request: Request, _: Admin, key_id: str) -> s.KeyRead:
+    return _iam(request).set_key_limit(key_id, None)
+
+
 @router.delete("/keys/{key_id}", name="keys.revoke", response_model=s.KeyRead, tags=["keys"])
 def revoke_key(request: Request, principal: Caller, key_id: str) -> s.KeyRead:
     return _iam(request).revoke_key(principal, key_id)
+
+
+@router.post(
+    "/keys/{key_id}/rotate",
+    name="keys.rotate",
+    status_code=201,
+    response_model=s.KeyRotated,
+    tags=["keys"],
+)
+def rotate_key(
+    request: Request, principal: Caller, key_id: str, body: s.KeyRotate | None = None
+) -> s.KeyRotated:
+    """A new key like this one, for the same owner (its secret shown once); this one keeps
+    working for `overlap_seconds` (default a day), then expires. Who may revoke a key may
+    rotate it."""
+    overlap = (body or s.KeyRotate()).overlap_seconds
+    return _iam(request).rotate_key(principal, key_id, overlap)
 
 
 # --- users (platform admins) -----------------------------------------------------------------

@@ -8,8 +8,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from stratus.core.resource_schemas import ALL_PROJECTS as ALL_PROJECTS
-from stratus.core.resource_schemas import Labels, Metadata, Name
-from stratus.iam.roles import Role
+from stratus.core.resource_schemas import Labels, Metadata, Name, RateLimitSpec
+from stratus.iam.roles import PlatformRole, Role
 
 
 class _Input(BaseModel):
@@ -33,6 +33,9 @@ class ProjectUpdate(_Input):
 
 class ProjectSpec(BaseModel):
     description: str
+    rate_limit: RateLimitSpec | None = Field(
+        None, description="each caller's requests per second into the project (set by an admin)"
+    )
 
 
 class ProjectStatus(BaseModel):
@@ -54,6 +57,9 @@ class UserCreate(_Input):
     password: str | None = Field(None, min_length=8, max_length=1024)
     email: str | None = Field(None, max_length=254)
     is_admin: bool = False
+    platform_role: PlatformRole | None = Field(
+        None, description="a role over every project short of admin: metrics-reader"
+    )
     labels: Labels = Field(default_factory=dict)
 
 
@@ -61,6 +67,9 @@ class UserUpdate(_Input):
     password: str | None = Field(None, min_length=8, max_length=1024)
     email: str | None = Field(None, max_length=254)
     is_admin: bool | None = None
+    platform_role: PlatformRole | Literal["none"] | None = Field(
+        None, description="metrics-reader, or none to take it away"
+    )
     disabled: bool | None = None
     labels: Labels | None = None
     resource_version: int | None = None
@@ -69,6 +78,7 @@ class UserUpdate(_Input):
 class UserSpec(BaseModel):
     email: str | None
     is_admin: bool
+    platform_role: PlatformRole | None = None
     disabled: bool
 
 
@@ -157,10 +167,30 @@ class KeyRead(BaseModel):
     last_used_at: datetime | None
     revoked_at: datetime | None
     state: Literal["active", "expired", "revoked"]
+    rate_limit: RateLimitSpec | None = Field(None, description="the key's own limit")
 
 
 class KeyCreated(KeyRead):
     secret: str = Field(description="the API key; shown this once, never again")
+
+
+DEFAULT_OVERLAP_SECONDS = 86400.0
+MAX_OVERLAP_SECONDS = 30 * 86400.0
+
+
+class KeyRotate(_Input):
+    overlap_seconds: float = Field(
+        DEFAULT_OVERLAP_SECONDS,
+        ge=0,
+        le=MAX_OVERLAP_SECONDS,
+        description="how long the old key keeps working beside the new one (0: it stops now)",
+    )
+
+
+class KeyRotated(KeyCreated):
+    """The new key (its secret shown this once), and the key it replaces, as it is now."""
+
+    replaced: KeyRead
 
 
 # --- login -----------------------------------------------------------------------------------

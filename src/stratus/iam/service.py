@@ -17,6 +17,7 @@ from stratus.core.database import Database
 from stratus.core.errors import AlreadyExists, Conflict, InvalidInput, NotFound, PermissionDenied
 from stratus.core.events import EventBus, ProjectDeleting
 from stratus.core.ids import new_id
+from stratus.core.resource_schemas import RateLimitSpec
 from stratus.core.resources import (
     check_version,
     metadata_of,
@@ -26,18 +27,25 @@ from stratus.core.resources import (
     selector_clause,
     validate_name,
 )
+from stratus.core.token_buckets import Limit
 from stratus.iam import schemas as s
 from stratus.iam.credentials import generate_key, hash_secret
 from stratus.iam.errors import admins_only, project_not_found, user_not_found
 from stratus.iam.passwords import hash_password
 from stratus.iam.principals import Principal
-from stratus.iam.roles import Role
+from stratus.iam.roles import PlatformRole, Role
 from stratus.iam.tables import (
     ApiKeyRow,
     ProjectRow,
     RoleBindingRow,
     ServiceAccountRow,
     UserRow,
+)
+
+# What a rotated key does not take from the key it replaces.
+_FRESH_ON_ROTATION = frozenset(
+    ("key_id", "secret_hash", "created_at", "created_by")
+    + ("expires_at", "last_used_at", "revoked_at")
 )
 
 
@@ -52,6 +60,8 @@ class IamService:
     def create_project(self, actor: Principal, data: s.ProjectCreate) -> s.ProjectRead:
         if actor.kind != "user" or actor.key_project is not None:
             raise PermissionDenied("projects are created by users with an unrestricted key")
+        if actor.platform_role is PlatformRole.METRICS_READER and not actor.is_admin:
+            raise PermissionDenied("a metrics-reader reads /metrics and creates nothing")
         with self.db.transaction() as session:
             if session.scalar(select(ProjectRow).where(ProjectRow.name == data.name)):
                 raise AlreadyExists(f"project {data.name!r} already exists")
@@ -100,6 +110,43 @@ class IamService:
         with self.db.transaction() as session:
             return list(session.scalars(select(ProjectRow.name).order_by(ProjectRow.name)))
 
+    def project_limits(self) -> dict[str, Limit]:
+        """Each project's per-caller rate limit, where an admin set one."""
+        with self.db.transaction() as session:
+            rows = session.execute(
+                select(
+                    ProjectRow.name, ProjectRow.rate_limit_rps, ProjectRow.rate_limit_burst
+                ).where(ProjectRow.rate_limit_rps.is_not(None))
+            )
+            return {
+                name: limit
+                for name, rps, burst in rows
+                if (limit := Limit.of(rps, burst)) is not None
+            }
+
+    def set_project_limit(
+        self, actor: Principal, name: str, limit: RateLimitSpec | None
+    ) -> s.ProjectRead:
+        """Set (or, with None, lift) the per-caller rate limit of a project."""
+        with self.db.transaction() as session:
+            row = self._project(session, name)
+            row.rate_limit_rps = limit.requests_per_second if limit else None
+            row.rate_limit_burst = limit.limit().burst if limit else None
+        self._changed()
+        return self._project_read(row, actor.role_in(name))
+
+    def set_key_limit(self, key_id: str, limit: RateLimitSpec | None) -> s.KeyRead:
+        """Set (or, with None, lift) an API key's own rate limit."""
+        with self.db.transaction() as session:
+            row = session.get(ApiKeyRow, key_id)
+            if row is None:
+                raise NotFound(f"API key {key_id!r} not found")
+            row.rate_limit_rps = limit.requests_per_second if limit else None
+            row.rate_limit_burst = limit.limit().burst if limit else None
+            read = self._key_read(session, row)
+        self._changed()
+        return read
+
     def update_project(self, actor: Principal, name: str, data: s.ProjectUpdate) -> s.ProjectRead:
         with self.db.transaction() as session:
             row = self._project(session, name)
@@ -127,7 +174,10 @@ class IamService:
     def _project_read(row: ProjectRow, role: Role | None) -> s.ProjectRead:
         return s.ProjectRead(
             metadata=metadata_of(row, project=row.name),
-            spec=s.ProjectSpec(description=row.description),
+            spec=s.ProjectSpec(
+                description=row.description,
+                rate_limit=RateLimitSpec.of(Limit.of(row.rate_limit_rps, row.rate_limit_burst)),
+            ),
             status=s.ProjectStatus(your_role=role),
         )
 
@@ -141,6 +191,7 @@ class IamService:
                 name=data.name,
                 email=data.email,
                 is_admin=data.is_admin,
+                platform_role=data.platform_role,
                 labels=data.labels,
                 password_hash=hash_password(data.password) if data.password else None,
             )
@@ -177,6 +228,8 @@ class IamService:
                 value = getattr(data, field)
                 if value is not None:
                     setattr(row, field, value)
+            if data.platform_role is not None:
+                row.platform_role = None if data.platform_role == "none" else data.platform_role
         self._changed()
         return self._user_read(row)
 
@@ -235,7 +288,12 @@ class IamService:
     def _user_read(row: UserRow) -> s.UserRead:
         return s.UserRead(
             metadata=metadata_of(row),
-            spec=s.UserSpec(email=row.email, is_admin=row.is_admin, disabled=row.disabled),
+            spec=s.UserSpec(
+                email=row.email,
+                is_admin=row.is_admin,
+                platform_role=PlatformRole(row.platform_role) if row.platform_role else None,
+                disabled=row.disabled,
+            ),
             status=s.UserStatus(has_password=row.password_hash is not None),
         )
 
@@ -589,6 +647,74 @@ class IamService:
         self._changed()
         return read
 
+    def rotate_key(self, actor: Principal, key_id: str, overlap_seconds: float) -> s.KeyRotated:
+        """A new key for the same owner, like the old one; the old one expires after the
+        overlap. Who may revoke a key may rotate it."""
+        if actor.kind != "user":
+            raise PermissionDenied("service accounts cannot create keys")
+        with self.db.transaction() as session:
+            row = session.get(ApiKeyRow, key_id, with_for_update=True)
+            if row is None or row.user_uid is None:
+                raise NotFound(f"key {key_id!r} not found")
+            if row.user_uid != actor.uid and not actor.acts_as_admin:
+                raise NotFound(f"key {key_id!r} not found")
+            if actor.key_project is not None:
+                project = session.get(ProjectRow, row.project_uid) if row.project_uid else None
+                if project is None or project.name != actor.key_project:
+                    raise PermissionDenied(
+                        f"this key is restricted to project {actor.key_project!r}: "
+                        "it can only rotate keys restricted to it"
+                    )
+            return self._rotate(session, row, actor.subject, overlap_seconds)
+
+    def rotate_service_account_key(
+        self, actor: Principal, project: str, account: str, key_id: str, overlap_seconds: float
+    ) -> s.KeyRotated:
+        with self.db.transaction() as session:
+            proj = self._project(session, project)
+            sa = self._sa(session, proj, account)
+            row = session.get(ApiKeyRow, key_id, with_for_update=True)
+            if row is None or row.service_account_uid != sa.uid:
+                raise NotFound(f"key {key_id!r} not found for service account {account!r}")
+            return self._rotate(session, row, actor.subject, overlap_seconds)
+
+    def _rotate(
+        self, session: Session, row: ApiKeyRow, creator: str, overlap_seconds: float
+    ) -> s.KeyRotated:
+        now = utcnow()
+        old = self._key_read(session, row)
+        if old.state != "active":
+            raise Conflict(f"key {row.key_id} is {old.state}: create a new key instead")
+        # Everything the old key is (owner, name, project, limits) but its secret and its
+        # times; it lives as long as the old one was made to.
+        like = {
+            attr.key: getattr(row, attr.key)
+            for attr in ApiKeyRow.__mapper__.column_attrs
+            if attr.key not in _FRESH_ON_ROTATION
+        }
+        lifetime = (
+            as_utc(row.expires_at) - as_utc(row.created_at) if row.expires_at is not None else None
+        )
+        key = generate_key()
+        new = ApiKeyRow(
+            **like,
+            key_id=key.key_id,
+            secret_hash=hash_secret(key.secret),
+            created_at=now,
+            created_by=creator,
+            expires_at=now + lifetime if lifetime is not None else None,
+        )
+        session.add(new)
+        ends = now + timedelta(seconds=overlap_seconds)
+        if row.expires_at is None or as_utc(row.expires_at) > ends:
+            row.expires_at = ends
+        session.flush()
+        self.db.after_transaction(lambda committed: self._changed() if committed else None)
+        created = self._key_read(session, new)
+        return s.KeyRotated(
+            **created.model_dump(), secret=key.token, replaced=self._key_read(session, row)
+        )
+
     @staticmethod
     def _key_read(session: Session, row: ApiKeyRow) -> s.KeyRead:
         project = session.get(ProjectRow, row.project_uid) if row.project_uid else None
@@ -615,4 +741,5 @@ class IamService:
             last_used_at=as_utc(row.last_used_at) if row.last_used_at else None,
             revoked_at=as_utc(row.revoked_at) if row.revoked_at else None,
             state=state,
+            rate_limit=RateLimitSpec.of(Limit.of(row.rate_limit_rps, row.rate_limit_burst)),
         )

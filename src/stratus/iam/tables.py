@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     String,
@@ -28,6 +29,9 @@ class ProjectRow(ResourceMixin, Base):
     __table_args__ = (UniqueConstraint("name"),)
 
     description: Mapped[str] = mapped_column(Text, default="")
+    # every caller's requests per second into the project (each caller its own bucket)
+    rate_limit_rps: Mapped[float | None] = mapped_column(Float, nullable=True)
+    rate_limit_burst: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class UserRow(ResourceMixin, Base):
@@ -38,6 +42,7 @@ class UserRow(ResourceMixin, Base):
     password_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    platform_role: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class ServiceAccountRow(ResourceMixin, Base):
@@ -70,6 +75,8 @@ class ApiKeyRow(Base):
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    rate_limit_rps: Mapped[float | None] = mapped_column(Float, nullable=True)
+    rate_limit_burst: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class RoleBindingRow(Base):

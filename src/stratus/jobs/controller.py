@@ -27,7 +27,7 @@ from pathlib import Path
 from stratus.compute.backend import ComputeBackend, JobHandle, JobLaunch, JobState, JobStatus
 from stratus.compute.limits import Resources
 from stratus.core.clock import utcnow
-from stratus.core.errors import ServiceUnavailable, TemporaryError
+from stratus.core.errors import NotFound, ServiceUnavailable, TemporaryError
 from stratus.core.loop import BackgroundLoop
 from stratus.iam.credentials import TokenSigner
 from stratus.jobs.scheduling import Need, Running, Waiting, plan
@@ -46,6 +46,7 @@ FINISH_ATTEMPTS = 3  # passes that may fail to record a job's end before it is m
 class JobControllerConfig:
     work_dir: Path  # one folder per job: its spec file, code, data and checkpoint
     url: str  # where the runner reaches this control plane
+    ca_pem: str | None = None  # over https: the CA the runner trusts (None: the system's)
     interval_seconds: float = 1.0
     stop_on_shutdown: bool = True
     shutdown_grace_seconds: float = 10.0
@@ -210,8 +211,20 @@ class JobController:
             f"job/{job.name}",
             job.spec.timeout_seconds + TOKEN_MARGIN_SECONDS,
         )
+        try:
+            secret_values = self.service.secret_values(job.project, job.spec.secrets)
+        except NotFound as exc:
+            self.service.mark_exited(
+                job.uid,
+                phase=JobPhase.failed,
+                exit_code=None,
+                message=f"could not start: {exc.detail}",
+                log=b"",
+            )
+            return
         runner_spec = {
             "url": self.config.url,
+            "ca_pem": self.config.ca_pem,
             "token": token,
             "project": job.project,
             "job": job.name,
@@ -219,6 +232,7 @@ class JobController:
             "resume": job.has_checkpoint,
             "spec": job.spec.model_dump(mode="json"),
             "work_dir": str(folder),
+            "secrets": secret_values,  # the runner drops them from the file once read
         }
         spec_path = folder / "runner.json"
         temp = spec_path.with_suffix(".tmp")

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from stratus.core.resource_schemas import Labels, Metadata, Name
+from stratus.secrets.schemas import SecretRefs
 
 _SHA256 = r"^[0-9a-f]{64}$"
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
@@ -148,6 +149,11 @@ class JobCreate(_Input):
     experiment: str | None = Field(None, description="tracking experiment; default: `jobs`")
     model: Name | None = Field(None, description="register the trained model under this name")
     env: dict[str, str] = Field(default_factory=dict, max_length=100)
+    secrets: SecretRefs = Field(
+        default_factory=list,
+        description="project secrets given to the code as environment variables: NAME, or "
+        "VARIABLE=NAME; their values are never in the job's spec, logs or audit entries",
+    )
     timeout_seconds: int = Field(24 * 3600, ge=1, le=30 * 24 * 3600)
     grace_seconds: int = Field(30, ge=0, le=3600, description="SIGTERM to SIGKILL on a stop")
     max_retries: int = Field(0, ge=0, le=10, description="runs again after a failure")
@@ -199,6 +205,7 @@ class JobSpec(BaseModel):
     experiment: str
     model: str | None
     env: dict[str, str]
+    secrets: list[str] = Field(default_factory=list, description="VARIABLE=NAME or NAME")
     timeout_seconds: int
     grace_seconds: int
     max_retries: int

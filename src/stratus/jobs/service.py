@@ -37,6 +37,8 @@ from stratus.jobs.schemas import JobPhase
 from stratus.jobs.tables import JobRow, JobStatusRow
 from stratus.registry.references import parse_ref
 from stratus.registry.service import RegistryService
+from stratus.secrets.schemas import as_environment
+from stratus.secrets.service import SecretService
 from stratus.storage.blobs import Blobs
 from stratus.storage.blobstore import BlobInfo, BlobWriter
 
@@ -126,8 +128,10 @@ class JobService:
         project_uid: ProjectLookup,
         project_name: ProjectLookup,
         admission: Admission | None = None,
+        secrets: SecretService | None = None,
     ) -> None:
         self.db = db
+        self.secrets = secrets
         self.admission = admission or Admission()  # quotas and budgets, registered above
         self.blobs = blobs
         self.data = data
@@ -141,6 +145,12 @@ class JobService:
         guard_project_deletion(bus, JobRow.project_uid, JobRow.name, "training jobs")
 
     # --- submitting ----------------------------------------------------------------------------
+
+    def secret_values(self, project: str, refs: list[str]) -> dict[str, str]:
+        """{variable: value} of the secrets a job's spec names (NotFound: one was deleted)."""
+        if not refs or self.secrets is None:
+            return {}
+        return self.secrets.resolve(project, as_environment(refs))
 
     def submit(
         self, project: str, data: s.JobCreate, principal: Principal
@@ -160,6 +170,14 @@ class JobService:
                 f"instance type {instance.name} needs {instance.gpus} GPU; the "
                 f"{self.backend.name} backend has {capacity.gpus}"
             )
+        variables = as_environment(data.secrets)
+        clash = sorted(set(variables) & set(data.env))
+        if clash:
+            raise InvalidInput(
+                f"{', '.join(clash)}: given both in env and as a secret; give each variable once"
+            )
+        if self.secrets is not None:
+            self.secrets.check(project, set(variables.values()))
         dataset = None
         if data.dataset is not None:
             name, _, version = data.dataset.partition(":")
@@ -193,6 +211,7 @@ class JobService:
             experiment=data.experiment or "jobs",
             model=data.model,
             env=data.env,
+            secrets=data.secrets,
             timeout_seconds=data.timeout_seconds,
             grace_seconds=data.grace_seconds,
             max_retries=data.max_retries,

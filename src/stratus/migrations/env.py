@@ -16,6 +16,7 @@ import stratus.monitoring.alert_tables  # noqa: F401
 import stratus.monitoring.tables  # noqa: F401
 import stratus.pipelines.tables  # noqa: F401
 import stratus.registry.tables  # noqa: F401
+import stratus.secrets.tables  # noqa: F401
 import stratus.storage.tables  # noqa: F401
 import stratus.tracking.tables  # noqa: F401
 from stratus.core.database import Base

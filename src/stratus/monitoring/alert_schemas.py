@@ -193,7 +193,13 @@ class NotificationTestResult(BaseModel):
 # --- channels --------------------------------------------------------------------------------
 
 
+# A write-only value may name a project secret instead: `secret:NAME` is read when sending.
+SECRET_REFERENCE = re.compile(r"^secret:([A-Za-z_][A-Za-z0-9_]{0,127})$")
+
+
 def _check_url(value: str) -> str:
+    if SECRET_REFERENCE.match(value):
+        return value
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https"):
         raise ValueError("url must start with http:// or https://")
@@ -211,7 +217,8 @@ def _check_url(value: str) -> str:
 class ChannelApply(_Input):
     """Create a notification channel, or replace the one of that name. Secrets (header values,
     the SMTP password, a Slack URL) are stored encrypted and never shown again; applying
-    the masked value `****` back keeps the stored one."""
+    the masked value `****` back keeps the stored one. Any of them may instead name a project
+    secret, `secret:NAME` (`stratus secrets set`), read each time a notification is sent."""
 
     name: Name
     description: str = Field("", max_length=5000)

@@ -46,7 +46,7 @@ from stratus.monitoring.alert_states import select as select_series
 from stratus.monitoring.alert_tables import AlertEventRow, AlertRuleRow, ChannelRow
 from stratus.monitoring.alert_templates import TemplateError, render
 from stratus.monitoring.channel_secrets import SecretBox
-from stratus.monitoring.channels import ChannelService
+from stratus.monitoring.channels import ChannelService, SecretValues
 from stratus.monitoring.destinations import NetworkPolicy
 from stratus.monitoring.dispatching import NotificationDispatcher
 from stratus.monitoring.notifications import (
@@ -86,6 +86,7 @@ class AlertService:
         project_name: ProjectLookup,
         notification_timeout: float,
         notification_networks: NetworkPolicy | None = None,
+        secret_values: SecretValues | None = None,
     ) -> None:
         self.db = db
         self.bus = bus
@@ -94,7 +95,11 @@ class AlertService:
         self._project_name = project_name
         self._rules = ProjectScoped(AlertRuleRow, "alert rule")
         self.channels = ChannelService(
-            db, box, project_uid=project_uid, networks=notification_networks
+            db,
+            box,
+            project_uid=project_uid,
+            networks=notification_networks,
+            secret_values=secret_values,
         )
         self.notifier = Notifier(
             self.channels.config, self.record_notifications, notification_timeout

@@ -1,6 +1,7 @@
 """Secrets of notification channels at rest: header values, SMTP passwords and Slack URLs
-are sealed with AES-256-GCM under a key derived from the master key
-(`iam.credentials.derive_key(master_key, CHANNEL_SECRETS)`), bound to the channel's uid, so a
+are sealed with AES-256-GCM under a key derived from the root secret, which a rotation of the
+master key keeps (`iam.credentials.derive_key(root, CHANNEL_SECRETS)`; `storage/key_check.py`),
+bound to the channel's uid, so a
 sealed blob copied to another row does not open."""
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ opened only to send (`config`). A channel a rule names cannot be deleted."""
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,13 +19,14 @@ from stratus.core.ids import new_id
 from stratus.core.project_lists import page_in_projects
 from stratus.core.resources import ProjectScoped, metadata_of
 from stratus.monitoring import alert_schemas as s
-from stratus.monitoring.alert_schemas import MASK
+from stratus.monitoring.alert_schemas import MASK, SECRET_REFERENCE
 from stratus.monitoring.alert_tables import AlertRuleRow, ChannelRow
 from stratus.monitoring.channel_secrets import SecretBox
 from stratus.monitoring.destinations import DestinationRefused, NetworkPolicy, Unresolvable
 from stratus.monitoring.notifications import ChannelConfig
 
 ProjectLookup = Callable[[Session, str], str]
+SecretValues = Callable[[str, Mapping[str, str]], dict[str, str]]  # (project, {key: name})
 
 
 class ChannelService:
@@ -36,9 +37,11 @@ class ChannelService:
         *,
         project_uid: ProjectLookup,
         networks: NetworkPolicy | None = None,
+        secret_values: SecretValues | None = None,
     ) -> None:
         self.db = db
         self.box = box
+        self.secret_values = secret_values
         self.networks = networks or NetworkPolicy()
         self._project_uid = project_uid
         self._channels = ProjectScoped(ChannelRow, "notification channel")
@@ -112,21 +115,45 @@ class ChannelService:
             except NotFound:
                 return None
             secrets = self.box.open(row.secrets, row.uid) if row.secrets else {}
-            config = row.config or {}
-            return ChannelConfig(
-                name=row.name,
-                type=row.type,
-                url=_str(secrets.get("url")),
-                headers=dict(secrets.get("headers") or {}),
-                to=tuple(config.get("to") or ()),
-                sender=config.get("sender"),
-                smtp_host=config.get("smtp_host"),
-                smtp_port=int(config.get("smtp_port") or 587),
-                starttls=bool(config.get("starttls", True)),
-                username=config.get("username"),
-                password=_str(secrets.get("password")),
-                networks=self.networks,
-            )
+            config = dict(row.config or {})
+            kind = row.type
+        secrets = self._referenced(project, secrets)  # outside: the secrets' own transaction
+        return ChannelConfig(
+            name=name,
+            type=kind,
+            url=_str(secrets.get("url")),
+            headers=dict(secrets.get("headers") or {}),
+            to=tuple(config.get("to") or ()),
+            sender=config.get("sender"),
+            smtp_host=config.get("smtp_host"),
+            smtp_port=int(config.get("smtp_port") or 587),
+            starttls=bool(config.get("starttls", True)),
+            username=config.get("username"),
+            password=_str(secrets.get("password")),
+            networks=self.networks,
+        )
+
+    def _referenced(self, project: str, secrets: dict[str, Any]) -> dict[str, Any]:
+        """Values of the form `secret:NAME` replaced by the project secret's newest value
+        (NotFound names a secret that is gone)."""
+        wanted: dict[str, str] = {}
+        for key, value in _secret_values(secrets):
+            found = SECRET_REFERENCE.match(value) if isinstance(value, str) else None
+            if found:
+                wanted[key] = found.group(1)
+        if not wanted:
+            return secrets
+        if self.secret_values is None:
+            raise NotFound("this platform keeps no project secrets to refer to")
+        values = self.secret_values(project, wanted)
+        opened = dict(secrets)
+        opened["headers"] = dict(secrets.get("headers") or {})
+        for key, value in values.items():
+            if key.startswith("headers."):
+                opened["headers"][key.removeprefix("headers.")] = value
+            else:
+                opened[key] = value
+        return opened
 
     def _check_destination(self, data: s.ChannelApply) -> None:
         """Refuse a host that resolves to an internal address (sending checks again, so one
@@ -170,6 +197,16 @@ class ChannelService:
 
 
 # --- pure helpers ----------------------------------------------------------------------------
+
+
+def _secret_values(secrets: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
+    """A channel's write-only values, keyed `url`, `password` or `headers.NAME`."""
+    for key, value in secrets.items():
+        if key == "headers":
+            for header, text in (value or {}).items():
+                yield f"headers.{header}", text
+        else:
+            yield key, value
 
 
 def rules_using(session: Session, project_uid: str, channel: str) -> list[str]:

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from stratus._version import __version__
+from stratus.core.errors import StratusError
 from stratus.monitoring.alert_schemas import NotificationResult
 from stratus.monitoring.destinations import (
     DestinationRefused,
@@ -401,7 +402,10 @@ class Notifier:
         return results
 
     def _one(self, dispatch: Dispatch, name: str, attempts: int) -> NotificationResult:
-        channel = self.resolve(dispatch.project, name)
+        try:
+            channel = self.resolve(dispatch.project, name)
+        except StratusError as exc:  # a secret it names is gone
+            return NotificationResult(channel=name, ok=False, detail=exc.detail, attempts=0)
         if channel is None:
             return NotificationResult(
                 channel=name, ok=False, detail=f"channel {name!r} not found", attempts=0

@@ -94,6 +94,11 @@ class ReplicaSpec(BaseModel):
     max_batch_size: int = Field(64, ge=1, le=100_000)
     max_wait_ms: float = Field(0.0, ge=0, le=1000)
     max_rows: int = Field(10_000, ge=1)
+    environment: dict[str, str] = Field(
+        default_factory=dict,
+        repr=False,
+        description="the endpoint's secrets, as environment variables set before the model loads",
+    )
     passthrough: list[str] = Field(
         default_factory=list, description="columns a request may carry that the model never sees"
     )
@@ -420,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         spec = ReplicaSpec.model_validate_json(args.spec.read_bytes())
         where = {"address": args.address, "cache_dir": args.cache_dir}
         spec = spec.model_copy(update={k: v for k, v in where.items() if v is not None})
+        os.environ.update(spec.environment)  # for the model's own code (a custom `load`)
         model = load(spec)
     except StratusError as exc:
         print(f"replica: cannot start: {exc.detail}", file=sys.stderr, flush=True)

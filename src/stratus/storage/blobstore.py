@@ -42,7 +42,8 @@ from stratus.storage.encryption import (
 from stratus.storage.reaching import StoreTimeouts, reaching, unreachable
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-# The purpose blob names' key is derived for (`iam.credentials.derive_key(master, BLOB_NAMES)`).
+# The purpose blob names' key is derived for (`iam.credentials.derive_key(root, BLOB_NAMES)`,
+# from the root secret, which a rotation of the master key keeps: `key_check.py`).
 BLOB_NAMES = "stratus blob names v1"
 _SMALL_OBJECT_KEY = re.compile(r"[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*")
 _LOCAL_PROTOCOLS = {"file", "local"}

@@ -1,7 +1,8 @@
 """Keys and the chunked, self-verifying format every stored blob is written in.
 
 The server loads (or creates) one master key at startup; each project's data key is wrapped
-with it. `BlobEncoder` turns plaintext into a header plus authenticated frames, and
+with it (a rotation writes the next key beside it and renames it over it: `key_rotation.py`).
+`BlobEncoder` turns plaintext into a header plus authenticated frames, and
 `decode_blob` checks every frame before handing its plaintext to the blob store's readers.
 """
 
@@ -55,27 +56,36 @@ def _decode_key(text: str) -> bytes | None:
     return raw if len(raw) == KEY_BYTES else None
 
 
-def _write_new_key_file(key_path: pathlib.Path) -> bytes:
-    """Create `key_path` holding a fresh key, atomically and without clobbering a rival's key."""
-    key = secrets.token_bytes(KEY_BYTES)
+def _temp_key_file(key_path: pathlib.Path, key: bytes) -> pathlib.Path:
+    """A private temporary file beside `key_path` holding `key`, on disk (fsynced)."""
     key_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = key_path.with_name(f".{key_path.name}.{secrets.token_hex(8)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        try:
-            os.write(fd, base64.b64encode(key) + b"\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        os.write(fd, base64.b64encode(key) + b"\n")
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    os.close(fd)
+    return tmp
+
+
+def _write_new_key_file(key_path: pathlib.Path) -> bytes:
+    """Create `key_path` holding a fresh key, atomically and without clobbering a rival's key."""
+    key = secrets.token_bytes(KEY_BYTES)
+    tmp = _temp_key_file(key_path, key)
+    try:
         try:
             # link() refuses to overwrite, so two processes starting at once agree on one key.
             os.link(tmp, key_path)
         except FileExistsError:
-            return _read_key_file(key_path)
+            return read_key_file(key_path)
         except OSError:
             # A filesystem without hard links: fall back to a plain atomic rename.
             if key_path.exists():
-                return _read_key_file(key_path)
+                return read_key_file(key_path)
             os.replace(tmp, key_path)
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -93,7 +103,29 @@ def _fsync_dir(directory: pathlib.Path) -> None:
             os.close(fd)
 
 
-def _read_key_file(key_path: pathlib.Path) -> bytes:
+def write_key_file(key_path: pathlib.Path, key: bytes) -> None:
+    """Write `key` to `key_path` (mode 0600), replacing any file there: a temporary file,
+    fsynced, renamed over it, then the folder fsynced, so a crash leaves the old file or the
+    new one, whole."""
+    _check_key(key, "master key")
+    tmp = _temp_key_file(key_path, key)
+    try:
+        os.replace(tmp, key_path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(key_path.parent)
+
+
+def move_key_file(source: pathlib.Path, target: pathlib.Path) -> None:
+    """Rename `source` over `target` in one step (the same folder), then fsync the folder."""
+    os.replace(source, target)
+    _fsync_dir(target.parent)
+
+
+def read_key_file(key_path: pathlib.Path) -> bytes:
+    """The key a key file holds (its mode tightened to 0600 if it was looser)."""
     mode = key_path.stat().st_mode & 0o777
     if mode & 0o077:
         os.chmod(key_path, 0o600)
@@ -116,7 +148,7 @@ def load_or_create_master_key(configured: str | None, key_path: pathlib.Path) ->
             )
         return key
     try:
-        return _read_key_file(key_path)
+        return read_key_file(key_path)
     except FileNotFoundError:
         return _write_new_key_file(key_path)
 

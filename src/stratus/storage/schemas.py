@@ -69,3 +69,20 @@ class ObjectListing(BaseModel):
     objects: list[ObjectInfo]
     prefixes: list[str] = Field(description="common prefixes up to the delimiter")
     next_page_token: str | None = None
+
+
+class MasterKeyRotationRead(BaseModel):
+    """A rotation of the master key and how far it got."""
+
+    kind: Literal["MasterKeyRotation"] = "MasterKeyRotation"
+    id: str
+    state: Literal["running", "interrupted", "finished"] = Field(
+        description="interrupted: stopped before it finished (a crash, a shutdown or an "
+        "error); the next start of the control plane, or the next rotate, carries it on"
+    )
+    started_by: str
+    started_at: datetime
+    finished_at: datetime | None
+    keys_total: int = Field(description="data keys to re-wrap when it started")
+    keys_done: int = Field(description="data keys re-wrapped under the new master key")
+    error: str = Field("", description="why it stopped, when it did")

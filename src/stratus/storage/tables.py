@@ -29,13 +29,16 @@ KeyString = String(1024).with_variant(String(1024, collation="C"), "postgresql")
 
 class MasterKeyCheckRow(Base):
     """A check value of the master key the data was written with (never the key itself): a
-    control plane started with another master key refuses to start."""
+    control plane started with another master key refuses to start. It also keeps the root
+    secret every other key is derived from, wrapped by that master key (`key_check.py`)."""
 
     __tablename__ = "master_key_check"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)  # the one row: 1
     check_value: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # None until the first start after the upgrade that added it (the root is the master key)
+    root_secret: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
 
 class DataKeyRow(Base):
@@ -49,6 +52,27 @@ class DataKeyRow(Base):
     )
     wrapped: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The check value of the master key that wraps it (None: written before rotations, under
+    # the master key the database had then): a rotation re-wraps the rows not under its key.
+    wrapped_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class MasterKeyRotationRow(Base):
+    """A rotation of the master key, from its start to the key file's replacement; one that is
+    not `finished` is carried on at the next start (`key_rotation.py`)."""
+
+    __tablename__ = "master_key_rotations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)  # running, finished
+    old_check: Mapped[str] = mapped_column(String(64))
+    new_check: Mapped[str] = mapped_column(String(64))
+    started_by: Mapped[str] = mapped_column(String(160))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    keys_total: Mapped[int] = mapped_column(Integer, default=0)
+    keys_done: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str] = mapped_column(Text, default="")
 
 
 class BucketRow(ResourceMixin, Base):

@@ -57,7 +57,8 @@ class Runner:
         self.job: str = config["job"]
         self.attempt: int = int(config["attempt"])
         self.work = Path(config["work_dir"])
-        self.client = Client(config["url"], api_key=config["token"])
+        self.ca_file = self._trust(config.get("ca_pem"))
+        self.client = Client(config["url"], api_key=config["token"], ca_file=self.ca_file)
         self.code_dir = self.work / "code"
         self.data_dir = self.work / "data"
         self.checkpoint_dir = self.work / "checkpoint"
@@ -65,10 +66,21 @@ class Runner:
         self.deps_dir = self.work / "deps"
         self.models_dir = self.work / "models"
         self.predictions_dir = self.work / "predictions"
+        # the secrets the spec names, as {variable: value}: for the user's code only
+        self.secrets: dict[str, str] = dict(config.get("secrets") or {})
         self.run_id: str | None = None
         self.restored = False
         self.stop_requested = False
         self.child: subprocess.Popen[bytes] | None = None
+
+    def _trust(self, ca_pem: str | None) -> str | None:
+        """The control plane's CA (over https), as a file in the work folder: for this
+        runner's client and the user's code (`STRATUS_CA_FILE`)."""
+        if not ca_pem:
+            return None
+        path = self.work / "ca.pem"
+        path.write_text(ca_pem)
+        return str(path)
 
     # --- preparing -----------------------------------------------------------------------------
 
@@ -178,6 +190,7 @@ class Runner:
     def environment(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("STRATUS_")}
         env.update(self.spec.env)
+        env.update(self.secrets)
         env.update(
             {
                 "STRATUS_URL": self.config["url"],
@@ -191,6 +204,8 @@ class Runner:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if self.ca_file:
+            env["STRATUS_CA_FILE"] = self.ca_file
         if self.run_id:
             env["STRATUS_RUN_ID"] = self.run_id
         if self.spec.dataset:
@@ -528,12 +543,24 @@ def peak_mib() -> float:
     return kib / 1024  # ru_maxrss is in KiB on Linux
 
 
+def forget_secrets(spec_path: Path, config: dict[str, Any]) -> None:
+    kept = {k: v for k, v in config.items() if k != "secrets"}
+    temp = spec_path.with_suffix(".tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(kept, f)
+    os.replace(temp, spec_path)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         print("usage: python -m stratus.training.runner RUNNER_SPEC.json", file=sys.stderr)
         return 2
-    config = json.loads(Path(args[0]).read_text(encoding="utf-8"))
+    spec_path = Path(args[0])
+    config = json.loads(spec_path.read_text(encoding="utf-8"))
+    if config.get("secrets"):  # read once: the file on disk keeps no secret from now on
+        forget_secrets(spec_path, config)
     started = time.monotonic()
     code = Runner(config).main()
     peak = (

@@ -17,10 +17,12 @@ MATRIX: dict[Role, set[Permission]] = {
         P.RESOURCE_WRITE,
         P.ENDPOINT_INVOKE,
         P.AUDIT_READ,
+        P.METRICS_READ,
     },
     Role.EDITOR: {P.PROJECT_READ, P.RESOURCE_READ, P.RESOURCE_WRITE, P.ENDPOINT_INVOKE},
     Role.VIEWER: {P.PROJECT_READ, P.RESOURCE_READ, P.ENDPOINT_INVOKE},
     Role.INVOKER: {P.ENDPOINT_INVOKE},
+    Role.METRICS_READER: {P.METRICS_READ},  # a scraper reads /metrics and nothing else
 }
 CASES = [
     (role, permission, permission in MATRIX[role])
@@ -40,7 +42,7 @@ def test_role_grants_permission(role: Role, permission: Permission, expected: bo
 
 def test_the_matrix_covers_every_role_and_permission() -> None:
     assert set(MATRIX) == set(Role) == set(ROLE_PERMISSIONS)
-    assert len(CASES) == len(Role) * len(Permission) == 24
+    assert len(CASES) == len(Role) * len(Permission) == 35
 
 
 def test_roles_are_ordered_by_power() -> None:
@@ -54,7 +56,7 @@ def test_owner_has_every_permission() -> None:
 
 
 def test_values_are_the_wire_names() -> None:
-    assert [r.value for r in Role] == ["owner", "editor", "viewer", "invoker"]
+    assert [r.value for r in Role] == ["owner", "editor", "viewer", "invoker", "metrics-reader"]
     assert {p.value for p in Permission} == {
         "project.read",
         "project.admin",
@@ -62,6 +64,7 @@ def test_values_are_the_wire_names() -> None:
         "resource.write",
         "endpoint.invoke",
         "audit.read",
+        "metrics.read",
     }
 
 

@@ -14,7 +14,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 import stratus.migrations
 from stratus.core.database import Base, Database
@@ -70,13 +70,29 @@ def test_the_migrations_build_the_tables_schema(db: Database) -> None:
     assert differences(db) == []
 
 
+def additions(found: list[object]) -> set[tuple[str, ...]]:
+    """The tables and columns among autogenerate's differences, as (kind, table[, column])."""
+    out: set[tuple[str, ...]] = set()
+    for d in found:
+        if d[0] == "add_table":  # type: ignore[index]
+            out.add(("add_table", d[1].name))  # type: ignore[index]
+        elif d[0] == "add_column":  # type: ignore[index]
+            out.add(("add_column", d[2], d[3].name))  # type: ignore[index]
+    return out
+
+
+def added_by(db: Database, revision: str, previous: str) -> set[tuple[str, ...]]:
+    """What the migration `revision` adds (and no later one): the differences seen below it,
+    less those seen at it. Leaves the database at `previous`."""
+    downgrade(db, revision)
+    later = additions(differences(db))
+    downgrade(db, previous)
+    return additions(differences(db)) - later
+
+
 def test_the_batch_predictions_migration_goes_down_and_up(db: Database) -> None:
     upgrade(db)
-    downgrade(db, "0017")
-    missing = differences(db)  # what the check above sees when a migration is missing
-    later = {"preempted_seconds"}  # (0019's column; later migrations add tables too)
-    columns_missing = [d for d in missing if d[0] == "add_column" and d[3].name not in later]
-    assert sorted((d[0], d[2], d[3].name) for d in columns_missing) == [  # type: ignore[index]
+    assert sorted(added_by(db, "0018", "0017")) == [
         ("add_column", "dataset_versions", "lineage"),
         ("add_column", "training_job_status", "dataset_version"),
         ("add_column", "training_job_status", "progress"),
@@ -91,12 +107,11 @@ def test_the_batch_predictions_migration_goes_down_and_up(db: Database) -> None:
 
 def test_the_billing_migration_goes_down_and_up(db: Database) -> None:
     upgrade(db)
-    downgrade(db, "0018")
-    found = differences(db)
-    missing = sorted(d[1].name for d in found if d[0] == "add_table")  # type: ignore[union-attr]
-    added = [(d[2], d[3].name) for d in found if d[0] == "add_column"]  # type: ignore[union-attr]
-    assert added == [("training_job_status", "preempted_seconds")]
-    assert missing == [
+    added = added_by(db, "0019", "0018")
+    assert sorted(name for kind, *name in added if kind == "add_column") == [
+        ["training_job_status", "preempted_seconds"]
+    ]
+    assert sorted(name for kind, name, *_ in added if kind == "add_table") == [
         "budgets",
         "meter_states",
         "price_catalogs",
@@ -108,3 +123,30 @@ def test_the_billing_migration_goes_down_and_up(db: Database) -> None:
     ]
     upgrade(db)
     assert differences(db) == []
+
+
+def test_the_master_key_rotation_migration_goes_down_and_up(db: Database) -> None:
+    upgrade(db)
+    assert sorted(added_by(db, "0021", "0020")) == [
+        ("add_column", "master_key_check", "root_secret"),
+        ("add_column", "storage_data_keys", "wrapped_by"),
+        ("add_table", "master_key_rotations"),
+    ]
+    upgrade(db)
+    assert differences(db) == []
+
+
+def test_the_master_key_rotation_migration_stays_up_after_a_rotation(db: Database) -> None:
+    """An older release would derive every key from the wrong secret."""
+    upgrade(db)
+    with db.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO master_key_rotations (id, state, old_check, new_check, started_by,"
+                " started_at, keys_total, keys_done, error) VALUES ('mkr1', 'finished', 'a',"
+                " 'b', 'user:admin', CURRENT_TIMESTAMP, 0, 0, '')"
+            )
+        )
+    with pytest.raises(RuntimeError, match="the master key was rotated"):
+        downgrade(db, "0020")
+    assert current_revision(db) == head_revision()

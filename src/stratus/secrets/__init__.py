@@ -1,0 +1,1 @@
+"""Secrets: named, versioned values of a project, encrypted under its data key."""
