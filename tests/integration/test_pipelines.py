@@ -3,10 +3,11 @@ the first run validates, trains, evaluates, gates, registers and creates the end
 data starts a run by itself that canaries the new model under traffic and promotes it; a bad
 batch stops at validation; a worse model is refused by the gate; a canary that breaks its
 latency bound is rolled back; a failed run resumes from its failed step; the webhook starts a
-run with its secret and refuses a wrong one."""
+run with its secret and refuses a wrong one; a step gets the project secrets it names."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import threading
@@ -279,6 +280,32 @@ def test_a_failed_run_resumes_from_the_failed_step(world: dict[str, Any], tmp_pa
     assert by_name["check"].attempts == 2
     with pytest.raises(Exception, match="only a failed run resumes"):
         client.pipelines.resume("approval", run.number, project)
+
+
+def test_a_custom_step_gets_the_secrets_it_names(world: dict[str, Any], tmp_path: Path) -> None:
+    client, project = world["client"], world["project"]
+    code = tmp_path / "uses-secret"
+    code.mkdir()
+    (code / "step.py").write_text(
+        "import hashlib, os\n"
+        "print('digest', hashlib.sha256(os.environ['API_TOKEN'].encode()).hexdigest())\n"
+    )
+    spec = tmp_path / "secretive.yaml"
+    spec.write_text(
+        "name: secretive\nsteps:\n"
+        f"  - {{name: use, type: custom, code: {code.name}, entrypoint: step.py,"
+        " secrets: [API_TOKEN=warehouse]}\n"
+    )
+    with pytest.raises(InvalidInput, match="has no secret warehouse"):
+        client.pipelines.apply(spec, project)
+    client.secrets.set("warehouse", "pipeline-s3cret", project=project)
+    client.pipelines.apply(spec, project)
+    run = client.pipelines.run("secretive", project)
+    done = client.pipelines.wait("secretive", run.number, project, timeout=RUN_TIMEOUT)
+    assert done.state == RunState.succeeded, done.message
+    output = b"".join(client.jobs.logs(f"secretive-r{run.number}-use-1", project)).decode()
+    assert f"digest {hashlib.sha256(b'pipeline-s3cret').hexdigest()}" in output
+    assert "pipeline-s3cret" not in output
 
 
 def test_the_webhook_starts_a_run_with_its_secret_only(world: dict[str, Any]) -> None:

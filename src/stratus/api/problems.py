@@ -162,5 +162,6 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         409: "Conflict",
         413: "Too large",
         422: "Invalid request",
+        429: "Over a rate limit (see Retry-After)",
     }.items()
 }

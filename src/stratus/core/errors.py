@@ -125,6 +125,9 @@ class NotFound(StratusError):
     title = "Not found"
 
 
+DAY_SECONDS = 86400
+
+
 class RateLimited(StratusError):
     """More requests than a limit allows: try again after `retry_after` seconds."""
 
@@ -134,7 +137,8 @@ class RateLimited(StratusError):
 
     def __init__(self, detail: str, retry_after: float = 1.0, **extra: Any) -> None:
         super().__init__(detail, **extra)
-        self.retry_after = max(1, math.ceil(retry_after))
+        wait = retry_after if math.isfinite(retry_after) else DAY_SECONDS
+        self.retry_after = max(1, math.ceil(min(wait, DAY_SECONDS)))
 
     def to_problem(self, instance: str | None = None) -> dict[str, Any]:
         return {**super().to_problem(instance), "retry_after": self.retry_after}

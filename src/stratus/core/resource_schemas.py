@@ -107,7 +107,9 @@ class RateLimitSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    requests_per_second: float = Field(..., gt=0, le=1_000_000)
+    requests_per_second: float = Field(
+        ..., ge=0.001, le=1_000_000, description="at least one request in 1000 s"
+    )
     burst: int | None = Field(
         None, ge=1, le=1_000_000, description="default: one second's worth of requests"
     )

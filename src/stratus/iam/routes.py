@@ -22,7 +22,9 @@ from stratus.iam.authorization import (
     check_project,
 )
 from stratus.iam.authorization import admin as require_admin
+from stratus.iam.errors import admins_only
 from stratus.iam.parameters import Limit, PageToken, Selector
+from stratus.iam.principals import Principal
 from stratus.iam.roles import Permission
 from stratus.iam.service import IamService
 from stratus.iam.throttling import Throttle
@@ -128,10 +130,11 @@ def update_project(
     tags=["projects"],
 )
 def set_project_rate_limit(
-    request: Request, principal: Admin, project: ProjectName, body: RateLimitSpec
+    request: Request, principal: Caller, project: ProjectName, body: RateLimitSpec
 ) -> s.ProjectRead:
     """Limit each caller's requests into the project (admins only): every API key or login
     gets its own bucket of `requests_per_second`, `burst` at once; past it, 429."""
+    _admin_in(principal, project)
     return _iam(request).set_project_limit(principal, project, body)
 
 
@@ -142,9 +145,18 @@ def set_project_rate_limit(
     tags=["projects"],
 )
 def delete_project_rate_limit(
-    request: Request, principal: Admin, project: ProjectName
+    request: Request, principal: Caller, project: ProjectName
 ) -> s.ProjectRead:
+    _admin_in(principal, project)
     return _iam(request).set_project_limit(principal, project, None)
+
+
+def _admin_in(principal: Principal, project: str) -> None:
+    """A platform admin's change to a project: 404 to those who cannot see it, as for any
+    project route, then 403 to those who are not admins."""
+    check_project(principal, project, Permission.PROJECT_READ)
+    if not principal.acts_as_admin:
+        raise admins_only("set a project's rate limit")
 
 
 @router.delete("/projects/{project}", name="projects.delete", status_code=204, tags=["projects"])

@@ -336,6 +336,7 @@ class PipelineController:
             "instance_type": spec.instance_type,
             "spot": spec.spot,
             "env": spec.env,
+            "secrets": spec.secrets,
             "timeout_seconds": spec.timeout_seconds,
             "labels": self._labels(run),
             **program,

@@ -13,6 +13,7 @@ from stratus.core.resource_schemas import Labels, Metadata, Name
 from stratus.data.rules import RuleSet
 from stratus.endpoints.canary import CanaryPolicy
 from stratus.jobs.schemas import CodeSpec, TrainerSpec
+from stratus.secrets.schemas import SecretRefs
 
 
 class _Input(BaseModel):
@@ -70,6 +71,10 @@ class JobStepBase(_Step):
     instance_type: str = Field("cpu.small", max_length=64)
     spot: bool = False
     env: dict[str, str] = Field(default_factory=dict)
+    secrets: SecretRefs = Field(
+        default_factory=list,
+        description="project secrets the step's job gets as environment variables",
+    )
     timeout_seconds: int = Field(3600, ge=1, le=30 * 24 * 3600)
 
 

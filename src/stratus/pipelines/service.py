@@ -34,6 +34,7 @@ from stratus.jobs.service import JobService
 from stratus.pipelines import schemas as s
 from stratus.pipelines.schemas import RunState, StepState, TriggerKind
 from stratus.pipelines.tables import PipelineRow, PipelineRunRow, PipelineStepRow
+from stratus.secrets.schemas import as_environment
 from stratus.storage.blobs import Blobs
 from stratus.storage.blobstore import BlobInfo, BlobWriter
 
@@ -118,6 +119,13 @@ class PipelineService:
         spec = s.PipelineSpec(
             description=data.description, triggers=data.triggers, steps=data.steps
         )
+        named = {
+            name
+            for step in data.steps
+            for name in as_environment(list(getattr(step, "secrets", ()))).values()
+        }
+        if named and self.jobs.secrets is not None:  # refused now, not at the step's turn
+            self.jobs.secrets.check(project, named)
         sizes = {
             step.code.sha256: step.code.size
             for step in data.steps
