@@ -4,7 +4,9 @@ Its Python — the ```python blocks, and the `python - <<'PY'` and `python -c` s
 shell blocks — runs in the tour's order against the session platform, in a folder of its own,
 with the few `stratus` commands of the tour whose results that Python reads (the project, the
 dataset the tracking example names, the pushed model and its alias) run before it as the
-README orders them. The `stratus.testing` example runs as a pytest session of its own. Every
+README orders them, against a platform started with `stratus up --tls` (certificates verified;
+over plain http too, as a slow test). The `stratus.testing` example runs as a pytest session
+of its own. Every
 `stratus …` command of the shell blocks parses against the CLI: its options, their values
 and its arguments (another test checks that the commands the docs and errors name exist).
 """
@@ -216,9 +218,32 @@ def test_the_readme_toml_is_settings() -> None:
 # --- the Python runs -------------------------------------------------------------------------
 
 
-@pytest.mark.slow  # three model fits, pushes and a two-replica deploy: well over a minute
+@pytest.fixture(scope="module")
+def https_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform]:
+    """A platform of its own started with `stratus up --tls` (a local CA in its home)."""
+    with LocalPlatform(tmp_path_factory.mktemp("https-home"), tls=True) as platform:
+        yield platform
+
+
+@pytest.mark.timeout(1200)
+def test_the_readme_tour_runs_over_verified_https(
+    https_platform: LocalPlatform, tmp_path: Path, run_cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tour as a user runs it after `stratus up --tls`: every command and every snippet
+    over https, the certificate verified against the platform's CA (`STRATUS_CA_FILE`)."""
+    assert https_platform.url.startswith("https://")
+    run_tour(https_platform, tmp_path, run_cli, monkeypatch)
+
+
+@pytest.mark.slow  # the same tour over plain http: three model fits, pushes, a deploy
 @pytest.mark.timeout(1200)
 def test_the_readme_python_runs_in_the_tours_order(
+    platform: LocalPlatform, tmp_path: Path, run_cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_tour(platform, tmp_path, run_cli, monkeypatch)
+
+
+def run_tour(
     platform: LocalPlatform, tmp_path: Path, run_cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytest.importorskip("sklearn")
