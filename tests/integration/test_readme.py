@@ -1,13 +1,12 @@
 """The README runs as written.
 
 Its Python — the ```python blocks, and the `python - <<'PY'` and `python -c` snippets of its
-shell blocks — runs in the tour's order against the session platform, in a folder of its own,
-with the few `stratus` commands of the tour whose results that Python reads (the project, the
-dataset the tracking example names, the pushed model and its alias) run before it as the
-README orders them, against a platform started with `stratus up --tls` (certificates verified;
-over plain http too, as a slow test). The `stratus.testing` example runs as a pytest session
-of its own. Every
-`stratus …` command of the shell blocks parses against the CLI: its options, their values
+shell blocks — runs in the tour's order in a folder of its own, with the few `stratus`
+commands of the tour whose results that Python reads (the project, the dataset the tracking
+example names, the pushed model and its alias) run before it as the README orders them:
+against a platform started with `stratus up --tls`, every certificate verified (and against
+the plain-http session platform as a slow test). The `stratus.testing` example runs as a
+pytest session of its own. Every `stratus …` command of the shell blocks parses against the CLI: its options, their values
 and its arguments (another test checks that the commands the docs and errors name exist).
 """
 
