@@ -6,8 +6,9 @@ commands of the tour whose results that Python reads (the project, the dataset t
 example names, the pushed model and its alias) run before it as the README orders them:
 against a platform started with `stratus up --tls`, every certificate verified (and against
 the plain-http session platform as a slow test). The `stratus.testing` example runs as a
-pytest session of its own. Every `stratus …` command of the shell blocks parses against the CLI: its options, their values
-and its arguments (another test checks that the commands the docs and errors name exist).
+pytest session of its own. Every `stratus …` command of the shell blocks parses against the
+CLI: its options, their values and its arguments (another test checks that the commands the
+docs and errors name exist).
 """
 
 from __future__ import annotations
