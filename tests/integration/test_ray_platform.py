@@ -1,8 +1,8 @@
 """Stratus on a real Ray cluster (a head and two workers on loopback addresses) with an s3://
 store (moto), end to end as a user drives it: an endpoint's two replicas run on the two workers
-and serve through the gateway; losing a worker under load fails no request and the endpoint is
-back to two ready replicas on the surviving worker; a training job whose node is lost is queued
-again, runs again and resumes from its checkpoint.
+and serve through the gateway over mutual TLS; losing a worker under load fails no request and
+the endpoint is back to two ready replicas on the surviving worker; a training job whose node
+is lost is queued again, runs again and resumes from its checkpoint.
 
 The platform's replicas and jobs ask Ray for CPUs only (`compute.ray` has no custom resources),
 so each test first fills the head's CPU with an actor of its own: what the platform runs can
@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -30,8 +32,11 @@ import httpx
 import pytest
 
 from stratus.client import Client
+from stratus.compute.addresses import parse_address
 from stratus.endpoints.schemas import EndpointRead
 from stratus.jobs.schemas import JobPhase, JobRead
+from stratus.serving.replica_tls import identities, replica_identity
+from stratus.serving.wire import HELLO_ID, Kind, encode_request
 from stratus.testing import LocalPlatform, wait_for
 
 pytest.importorskip("ray")
@@ -221,6 +226,39 @@ def ready_replicas(endpoint: EndpointRead) -> list[Any]:
     return [r for r in endpoint.status.replicas if r.phase == "ready"]
 
 
+def answer_of(conn: socket.socket) -> bytes:
+    """What a replica sends to a client that presents a (wrong) secret before it hangs up."""
+    conn.settimeout(10)
+    conn.sendall(encode_request(HELLO_ID, Kind.AUTH, "", b"x" * 64))
+    got = b""
+    try:
+        while chunk := conn.recv(4096):
+            got += chunk
+    except (ssl.SSLError, ConnectionError):  # TLS 1.3: the client's certificate judged late
+        pass
+    return got
+
+
+def assert_mutual_tls(home: Path, replica: Any) -> None:
+    """The replica's port speaks TLS 1.3 with a certificate of the platform's replica CA for
+    the replica's id, hangs up on a plain client and on one without the gateway's certificate,
+    and still wants its secret from one with it."""
+    where = parse_address(replica.address)
+    trusting = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    trusting.check_hostname = False  # who it is: the id its certificate names
+    trusting.load_verify_locations(home / "tls" / "replica-ca.pem")
+    with trusting.wrap_socket(socket.create_connection((where.host, where.port), 10)) as tls:
+        assert identities(tls.getpeercert()) == [replica_identity(replica.id)]
+        assert tls.version() == "TLSv1.3"
+        assert answer_of(tls) == b""  # no client certificate: refused
+    with socket.create_connection((where.host, where.port), 10) as plain:
+        assert answer_of(plain)[:1] in (b"", b"\x15")  # nothing, or a TLS alert
+    trusting.load_cert_chain(home / "tls" / "replica-gateway.pem",
+                             home / "tls" / "replica-gateway-key.pem")  # fmt: skip
+    with trusting.wrap_socket(socket.create_connection((where.host, where.port), 10)) as tls:
+        assert answer_of(tls) == b""  # the gateway's certificate, a wrong secret: refused
+
+
 class Load:
     """A bounded load loop in threads through the gateway: counts statuses, keeps failures."""
 
@@ -282,6 +320,7 @@ def test_an_endpoint_on_two_workers_survives_losing_one_under_load(
     for replica in replicas:
         assert replica.address.startswith(f"tcp://{replica.node}:"), replica.address
         assert replica.pid is None  # the local backend's only
+        assert_mutual_tls(ray_platform.platform.home, replica)
     assert client.endpoints.predict("tiny", [ROW, [1.0, 0.0]]).predictions == [0, 1]
 
     lost, survivor = cluster.worker_ips[-1], cluster.worker_ips[0]

@@ -34,6 +34,7 @@ from stratus.core.settings import Settings
 from stratus.data.service import DataService
 from stratus.endpoints.controller import ControllerConfig, EndpointController
 from stratus.endpoints.metrics import InferenceMetrics, ServingCollector
+from stratus.endpoints.replica_authority import ReplicaAuthority
 from stratus.endpoints.routing import RouteTable
 from stratus.endpoints.service import EndpointService
 from stratus.iam.audit import AUDIT_CHAIN, AuditLog
@@ -304,6 +305,7 @@ class Platform:
                 drain_seconds=settings.serving.drain_seconds,
                 stop_replicas_on_shutdown=settings.serving.stop_replicas_on_shutdown,
                 prewarm=settings.serving.prewarm,
+                replica_tls=ReplicaAuthority(settings.tls_dir),  # made on first use
             ),
         )
         endpoints.on_change = controller.wake

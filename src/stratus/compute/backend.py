@@ -136,6 +136,13 @@ class ComputeBackend(Protocol):
         """Whether replicas outlive the control plane and `running()` can find them again."""
         ...
 
+    @property
+    def replicas_on_network(self) -> bool:
+        """Whether replicas listen on TCP (other machines reach them over a network) rather
+        than on unix sockets of this machine: the controller then gives each one, in its
+        spec, a certificate to serve mutual TLS with."""
+        ...
+
     def start_replica(self, replica_id: str, spec: LaunchSpec) -> ReplicaHandle:
         """Start a replica and return at once; it loads its model in the background.
 

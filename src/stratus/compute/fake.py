@@ -4,7 +4,8 @@
 `FakeBackend` over it is one control plane's view, so a new `FakeBackend` over the same cluster
 is a restart that re-adopts them. The test drives the cluster: replicas start `starting` and
 become ready, crash or ignore a graceful stop when told; jobs write their log and exit when told.
-Given `serve`, a ready replica really serves in a thread of this process, so a gateway can dial it.
+Given `serve`, a ready replica really serves in a thread of this process, so a gateway can dial it
+(on a unix socket, or with `tcp`, on 127.0.0.1 as a replica on another machine would).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stratus.compute.addresses import unix_address
+from stratus.compute.addresses import tcp_address, unix_address
 from stratus.compute.backend import (
     SAFE_ID,
     ComputeBackend,
@@ -100,6 +101,7 @@ class FakeCluster:
         socket_dir: Path = Path("/nonexistent/stratus-fake"),
         node: str = "fake-node",
         serve: Serve | None = None,
+        tcp: bool = False,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -107,6 +109,7 @@ class FakeCluster:
         self.socket_dir = socket_dir
         self.node = node
         self.serve = serve
+        self.tcp = tcp  # replicas listen on tcp://127.0.0.1 (any port), not on unix sockets
         self.clock = clock
         self.sleep = sleep
         self.replicas: dict[str, FakeReplica] = {}
@@ -201,6 +204,10 @@ class FakeBackend:
     def supports_adoption(self) -> bool:
         return True
 
+    @property
+    def replicas_on_network(self) -> bool:
+        return self.cluster.tcp
+
     def prepare(self) -> None:
         self.prepared += 1
 
@@ -213,8 +220,11 @@ class FakeBackend:
         if not SAFE_ID.fullmatch(replica_id):
             raise ValueError(f"a replica id must be a file-name-safe name, not {replica_id!r}")
         name = hashlib.sha256(replica_id.encode()).hexdigest()[:16] + ".sock"
-        address = unix_address(self.cluster.socket_dir / name)
         cluster = self.cluster
+        if cluster.tcp:  # the port is known once it listens (`mark_ready`)
+            address = tcp_address("127.0.0.1", 0)
+        else:
+            address = unix_address(cluster.socket_dir / name)
         with cluster.lock:
             previous = cluster.replicas.get(replica_id)
             if previous is not None and previous.state is not ReplicaState.exited:

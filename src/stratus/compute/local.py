@@ -166,6 +166,10 @@ class LocalBackend:
     def supports_adoption(self) -> bool:
         return True
 
+    @property
+    def replicas_on_network(self) -> bool:
+        return False  # unix sockets in a folder of this user's only
+
     # -- starting
 
     def prepare(self) -> None:

@@ -234,6 +234,10 @@ class RayBackend:
     def supports_adoption(self) -> bool:
         return True
 
+    @property
+    def replicas_on_network(self) -> bool:
+        return True  # on TCP, at their node's address
+
     # -- the connection
 
     def prepare(self) -> None:

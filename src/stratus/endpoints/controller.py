@@ -14,7 +14,9 @@ Replica ids carry `endpoint uid.variant.version.template.nonce`, so after a cont
 restart the replicas the backend still runs are re-adopted (or stopped if nobody wants them).
 Each replica's secret, which the gateway presents on connecting, is derived from its id and a
 key of the control plane (`replica_secret`): nothing needs to be stored to reconnect to a
-re-adopted replica, and a replica accepts only whoever knows the key.
+re-adopted replica, and a replica accepts only whoever knows the key. A replica on the network
+(TCP) also gets a certificate for its id from the replica CA (`replica_authority.py`): the
+gateway reaches it over mutual TLS, and replaces it before that certificate ends.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import hmac
 import ipaddress
 import logging
 import secrets
+import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -36,19 +39,22 @@ from typing import Any, TypeVar
 
 import orjson
 
+from stratus.compute.addresses import parse_address
 from stratus.compute.backend import ComputeBackend, ReplicaHandle, ReplicaState
 from stratus.core.clock import utcnow
 from stratus.core.errors import StratusError
 from stratus.endpoints import schemas as s
 from stratus.endpoints.autoscaler import Autoscaler, Step
 from stratus.endpoints.metrics import InferenceMetrics, ReplicaCount, ReplicaFigures, Series
+from stratus.endpoints.replica_authority import RENEW_BEFORE, ReplicaAuthority
 from stratus.endpoints.rollout import Phase, Seen, Want, backoff_seconds, plan
 from stratus.endpoints.routing import EndpointRoute, ReplicaLink, RouteTable, VariantRoute
 from stratus.endpoints.service import DesiredEndpoint, EndpointService
 from stratus.registry.references import parse_ref
 from stratus.registry.service import RegistryService
-from stratus.serving.connections import ReplicaConnection
+from stratus.serving.connections import ReplicaConnection, ReplicaGone, ReplicaUntrusted
 from stratus.serving.replica import ReplicaSpec
+from stratus.serving.replica_tls import replica_identity
 from stratus.serving.wire import Kind
 
 log = logging.getLogger("stratus.endpoints")
@@ -65,6 +71,8 @@ class ControllerConfig:
     drain_seconds: float = 10.0
     stop_replicas_on_shutdown: bool = True
     prewarm: bool = True  # warm the backend at start, not at the first endpoint
+    # certificates for replicas on the network, and the gateway's (None: plain TCP to them)
+    replica_tls: ReplicaAuthority | None = None
 
 
 FUNCTION_LABEL = ("stratus.io/kind", "function")  # billed per request, not per hour
@@ -124,6 +132,8 @@ class Replica:
     ready_at: float | None = None
     address: str = ""  # where it listens, once the backend says it is ready
     owner: Owner | None = None
+    certificate_ends: float | None = None  # its TLS certificate's end, once connected (TCP)
+    renewing: bool = False  # being replaced before its certificate ends
 
     @property
     def model_version(self) -> str:
@@ -377,7 +387,12 @@ class EndpointController:
                 self._failed(replica, f"replica {replica.id} exited ({code})", status.detail)
             elif status.state is ReplicaState.ready:
                 replica.address = status.address or replica.handle.address
-                await self._connect(replica)
+                refused = await self._connect(replica)
+                late = now - replica.handle.started_at > self.config.start_timeout_seconds
+                if refused and late and replica.phase is Phase.starting:
+                    # for good: re-adopted under another replica CA, say
+                    self._failed(replica, f"replica {replica.id} refused the gateway", refused)
+                    self._stop_later(replica)
             elif now - replica.handle.started_at > self.config.start_timeout_seconds:
                 self._failed(
                     replica,
@@ -387,17 +402,25 @@ class EndpointController:
                 )
                 self._stop_later(replica)
 
-    async def _connect(self, replica: Replica) -> None:
+    async def _connect(self, replica: Replica) -> str:
+        """Connect to the replica (over mutual TLS on TCP, `replica_tls`); returns why it
+        refused the gateway, or "" (connected, or out of reach for now)."""
         if replica.link is not None:
             await replica.link.connection.close()
             replica.link = None
+        secret = replica_secret(self.config.secret_key, replica.id)
         try:
+            tls, identity = self._tls_for(replica)
             connection = await ReplicaConnection.open(
-                replica.address, replica_secret(self.config.secret_key, replica.id)
+                replica.address, secret, tls=tls, identity=identity
             )
+        except (ReplicaGone, ReplicaUntrusted, ssl.SSLError) as exc:  # before OSError
+            log.warning("replica %s refused the gateway, or is not it: %s", replica.id, exc)
+            return str(exc) or type(exc).__name__
         except (OSError, TimeoutError, ConnectionError, ValueError) as exc:
             log.warning("cannot connect to replica %s: %s", replica.id, exc)
-            return
+            return ""
+        replica.certificate_ends = connection.certificate_ends
         replica.model = str(connection.hello.get("model", replica.model))
         replica.link = ReplicaLink(replica.id, connection)
         if replica.phase is Phase.starting:
@@ -405,6 +428,14 @@ class EndpointController:
             replica.ready_at = time.time()
             self._health(replica).failures = 0
             log.info("replica %s is ready", replica.id)
+        return ""
+
+    def _tls_for(self, replica: Replica) -> tuple[ssl.SSLContext | None, str]:
+        """The gateway's TLS context and the identity to expect, for a replica on TCP."""
+        authority = self.config.replica_tls
+        if authority is None or parse_address(replica.address).scheme != "tcp":
+            return None, ""
+        return authority.client_context(), replica_identity(replica.id)
 
     def _failed(self, replica: Replica, what: str, log_tail: str) -> None:
         health = self._health(replica)
@@ -433,7 +464,10 @@ class EndpointController:
             )
             for v in endpoint.variants
         ]
-        seen = [Seen(r.id, r.variant, r.template, r.phase, r.handle.started_at) for r in mine]
+        seen = [
+            Seen(r.id, r.variant, self._template_seen(r), r.phase, r.handle.started_at)
+            for r in mine
+        ]
         decided = plan(wants, seen)
         for replica_id in decided.drain:
             self._drain(self.replicas[replica_id])
@@ -453,6 +487,17 @@ class EndpointController:
                     log.warning("endpoint %s/%s: %s", endpoint.project, endpoint.name,
                                 health.message)  # fmt: skip
                     break
+
+    def _template_seen(self, replica: Replica) -> str:
+        """A replica's template; once its certificate nears its end, one nobody wants, so the
+        rollout policy replaces it (a new one first, with a new certificate)."""
+        ends = replica.certificate_ends
+        if ends is None or ends - time.time() > RENEW_BEFORE.total_seconds():
+            return replica.template
+        if replica.phase is Phase.ready and not replica.renewing:
+            replica.renewing = True
+            log.info("replica %s: its certificate ends soon; replacing it", replica.id)
+        return replica.template + "+renew"
 
     def _autoscaled(self) -> bool:
         return any(
@@ -547,6 +592,10 @@ class EndpointController:
             passthrough=list(endpoint.passthrough),
             environment=environment,
         )
+        authority = self.config.replica_tls
+        if authority is not None and self.backend.replicas_on_network:  # mutual TLS on TCP
+            tls = await self._blocking(authority.issue, replica_id)
+            spec = spec.model_copy(update={"tls": tls})
         handle = await self._blocking(self.backend.start_replica, replica_id, spec)
         self.replicas[replica_id] = Replica(
             id=replica_id,

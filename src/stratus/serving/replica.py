@@ -2,9 +2,10 @@
 
 `python -m stratus.serving.replica --spec spec.json`. The spec (written by the compute backend)
 says which files, which flavor, where to listen (a unix socket or a TCP address) and the secret
-a connection must present first. A unix socket appears only once the model is loaded, so a
-socket path that exists is a ready replica. Each frame is parsed by its protocol, validated
-against the signature, predicted through the adaptive batcher and rendered back.
+a connection must present first; on TCP, the certificate it serves mutual TLS with
+(`replica_tls.py`). A unix socket appears only once the model is loaded, so a socket path that
+exists is a ready replica. Each frame is parsed by its protocol, validated against the
+signature, predicted through the adaptive batcher and rendered back.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from stratus.registry.signatures import Signature
 from stratus.serving import protocols
 from stratus.serving.batching import Runner, runner_for
 from stratus.serving.passthrough import carried_by
+from stratus.serving.replica_tls import GATEWAY_IDENTITY, ReplicaTls, identities, server_context
 from stratus.serving.wire import (
     HELLO_ID,
     MAX_SECRET,
@@ -90,6 +92,11 @@ class ReplicaSpec(BaseModel):
     )
     secret: str = Field(
         min_length=16, repr=False, description="what a connection must present before anything"
+    )
+    tls: ReplicaTls | None = Field(
+        None,
+        repr=False,
+        description="on a TCP address: serve mutual TLS with this certificate (None: plain TCP)",
     )
     max_batch_size: int = Field(64, ge=1, le=100_000)
     max_wait_ms: float = Field(0.0, ge=0, le=1000)
@@ -201,6 +208,20 @@ class Replica:
         except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
             return False
         return hmac.compare_digest(rest[ctype_length:], self.spec.secret.encode())
+
+    async def handle_tls(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """A TLS connection, its handshake done (a client without a certificate of the
+        replica CA never gets here): serve it if the certificate is the gateway's."""
+        if GATEWAY_IDENTITY not in identities(writer.get_extra_info("peercert")):
+            log.warning(
+                "refused a connection from %s: its certificate is not the gateway's",
+                writer.get_extra_info("peername"),
+            )
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+            return
+        await self.handle(reader, writer)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if not await self._authenticated(reader):
@@ -356,7 +377,17 @@ async def _listen(replica: Replica, address: str) -> tuple[asyncio.Server, str, 
     port 0 becomes the port taken) and what removes what it left behind."""
     where = parse_address(address)
     if where.scheme == "tcp":
-        server = await asyncio.start_server(replica.handle, where.host, where.port)
+        tls = replica.spec.tls
+        if tls is None:
+            server = await asyncio.start_server(replica.handle, where.host, where.port)
+        else:  # a client without a certificate of the replica CA fails the handshake, unlogged
+            server = await asyncio.start_server(
+                replica.handle_tls,
+                where.host,
+                where.port,
+                ssl=server_context(tls),
+                ssl_handshake_timeout=AUTH_TIMEOUT,
+            )
         for sock in server.sockets:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         port = server.sockets[0].getsockname()[1]
