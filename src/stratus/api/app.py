@@ -87,6 +87,7 @@ def create_api(platform: Platform) -> FastAPI:
     app.state.alerts = platform.alerts
     app.state.throttle = platform.throttle
     app.state.secrets = platform.secrets
+    app.state.platform_secrets = platform.platform_secrets
     problems.install(app)
     openapi_document = docs.install(app)
     app.include_router(health.router)
@@ -95,6 +96,7 @@ def create_api(platform: Platform) -> FastAPI:
     app.include_router(storage_routes.router, responses=problems.ERROR_RESPONSES)
     app.include_router(key_rotation_routes.router, responses=problems.ERROR_RESPONSES)
     app.include_router(secret_routes.router, responses=problems.ERROR_RESPONSES)
+    app.include_router(secret_routes.platform_router, responses=problems.ERROR_RESPONSES)
     app.include_router(registry_routes.router, responses=problems.ERROR_RESPONSES)
     app.include_router(data_routes.router, responses=problems.ERROR_RESPONSES)
     app.include_router(tracking_routes.router, responses=problems.ERROR_RESPONSES)

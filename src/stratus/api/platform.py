@@ -26,7 +26,7 @@ from stratus.billing.service import BillingService
 from stratus.compute.backends import open_backend
 from stratus.compute.instance_types import InstanceCatalog
 from stratus.core.database import Database
-from stratus.core.errors import StoreUnavailable
+from stratus.core.errors import InvalidInput, StoreUnavailable
 from stratus.core.events import EventBus
 from stratus.core.loop import BackgroundLoop
 from stratus.core.outbox import Outbox
@@ -58,6 +58,7 @@ from stratus.pipelines.controller import PipelineController
 from stratus.pipelines.service import PipelineService
 from stratus.registry.load_checks import LoadChecker, LoadLimits
 from stratus.registry.service import RegistryService
+from stratus.secrets.platform_secrets import PlatformSecrets, read_platform_secret
 from stratus.secrets.service import SecretService
 from stratus.serving.capture import CaptureBuffer
 from stratus.storage.blobs import Blobs
@@ -79,6 +80,23 @@ def store_timeouts(settings: Settings) -> StoreTimeouts:
         connect_seconds=settings.store.connect_timeout_seconds,
         read_seconds=settings.store.read_timeout_seconds,
         attempts=settings.store.attempts,
+    )
+
+
+def store_credentials(settings: Settings, db: Database, root: bytes) -> tuple[str, str] | None:
+    """The S3 key id and secret the settings give (each itself, or `secret:NAME`: a platform
+    secret read from the database), or None for the AWS credential chain."""
+    key_id = settings.store.s3_access_key_id
+    secret = settings.store.s3_secret_access_key
+    if key_id is None and secret is None:
+        return None
+    if key_id is None or secret is None:
+        raise InvalidInput(
+            "store.s3_access_key_id and store.s3_secret_access_key go together: give both"
+        )
+    return (
+        read_platform_secret(db, root, key_id),
+        read_platform_secret(db, root, secret.get_secret_value()),
     )
 
 
@@ -160,6 +178,7 @@ class Platform:
     meter: MeterController
     throttle: Throttle
     secrets: SecretService
+    platform_secrets: PlatformSecrets
     _loops: list[BackgroundLoop] = field(default_factory=list)
 
     @classmethod
@@ -178,6 +197,7 @@ class Platform:
             settings.store.s3_endpoint_url,
             name_key=derive_key(root, BLOB_NAMES),
             timeouts=store_timeouts(settings),
+            credentials=store_credentials(settings, db, root),
         )
         bus = EventBus()
         signer = TokenSigner(derive_signing_key(root), settings.security.token_ttl_seconds)
@@ -431,6 +451,7 @@ class Platform:
             meter=meter,
             throttle=throttle,
             secrets=secret_values,
+            platform_secrets=PlatformSecrets(db, root),
         )
 
     @staticmethod

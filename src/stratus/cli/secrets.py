@@ -33,6 +33,14 @@ VERSION_COLUMNS = [
 ]
 
 
+PlatformOption = Annotated[
+    bool,
+    typer.Option(
+        "--platform", help="a secret of the platform itself, not of a project (admins only)"
+    ),
+]
+
+
 def _value(from_file: Path | None) -> str:
     if from_file is not None:
         try:
@@ -54,6 +62,7 @@ def set_(
         typer.Option("--from-file", help="read the value from this file", show_default=False),
     ] = None,
     description: Annotated[str, typer.Option("--description", "-d")] = "",
+    platform: PlatformOption = False,
     project: ProjectOption = None,
     output: OutputOption = Format.table,
 ) -> None:
@@ -64,29 +73,44 @@ def set_(
     Example: stratus secrets set WAREHOUSE_TOKEN -p fraud < token.txt
 
     Example: stratus jobs run --code ./train --secret WAREHOUSE_TOKEN -p fraud
+
+    Example: stratus secrets set S3_SECRET --platform --from-file s3.txt
+
+    A platform secret is named in settings as secret:NAME, e.g.
+    STRATUS_STORE_S3_SECRET_ACCESS_KEY=secret:S3_SECRET.
     """
     value = _value(from_file)
     read = client(ctx).secrets.set(
-        name, value, project=project_of(ctx, project), description=description
+        name,
+        value,
+        project=None if platform else project_of(ctx, project),
+        description=description,
+        platform=platform,
     )
     show(read, output, COLUMNS)
 
 
 @app.command("list")
 def list_(
-    ctx: typer.Context, project: ProjectOption = None, output: OutputOption = Format.table
+    ctx: typer.Context,
+    platform: PlatformOption = False,
+    project: ProjectOption = None,
+    output: OutputOption = Format.table,
 ) -> None:
-    """List a project's secrets: names, versions, who set them (no values).
+    """List a project's (or the platform's) secrets: names, versions, who set them.
 
     Example: stratus secrets list -p fraud
     """
-    show(client(ctx).secrets.list(project_of(ctx, project)), output, COLUMNS)
+    c = client(ctx)
+    found = c.secrets.list(platform=True) if platform else c.secrets.list(project_of(ctx, project))
+    show(found, output, COLUMNS)
 
 
 @app.command("show")
 def show_(
     ctx: typer.Context,
     name: str,
+    platform: PlatformOption = False,
     project: ProjectOption = None,
     output: OutputOption = Format.table,
 ) -> None:
@@ -94,7 +118,9 @@ def show_(
 
     Example: stratus secrets show WAREHOUSE_TOKEN -p fraud
     """
-    read = client(ctx).secrets.get(name, project_of(ctx, project))
+    c = client(ctx)
+    where = None if platform else project_of(ctx, project)
+    read = c.secrets.get(name, where, platform=platform)
     if output != Format.table:
         show(read, output)
         return
@@ -102,10 +128,13 @@ def show_(
 
 
 @app.command("delete")
-def delete(ctx: typer.Context, name: str, project: ProjectOption = None) -> None:
+def delete(
+    ctx: typer.Context, name: str, platform: PlatformOption = False, project: ProjectOption = None
+) -> None:
     """Delete every version of a secret (jobs and replicas already running keep theirs).
 
     Example: stratus secrets delete WAREHOUSE_TOKEN -p fraud
     """
-    client(ctx).secrets.delete(name, project_of(ctx, project))
+    where = None if platform else project_of(ctx, project)
+    client(ctx).secrets.delete(name, where, platform=platform)
     console.print(f"deleted secret {name}")

@@ -10,14 +10,25 @@ from stratus.secrets import schemas as sec
 
 
 class Secrets(API):
-    def _base(self, project: str | None) -> str:
+    def _base(self, project: str | None, platform: bool = False) -> str:
+        if platform:
+            return "/api/v1/secrets"
         return f"/api/v1/projects/{self._project(project)}/secrets"
 
     def set(
-        self, name: str, value: str, *, project: str | None = None, description: str = ""
+        self,
+        name: str,
+        value: str,
+        *,
+        project: str | None = None,
+        description: str = "",
+        platform: bool = False,
     ) -> sec.SecretRead:
         """Set a secret: a new version, which jobs and replicas started from now on get (as
         the environment variable their spec names).
+
+        With `platform`, a secret of the platform itself (admins only), which settings name
+        as `secret:NAME` (the object store's credentials).
 
         Raises:
             stratus.errors.InvalidInput: the name is not a variable-like name, or the value
@@ -25,18 +36,22 @@ class Secrets(API):
             stratus.errors.PermissionDenied: the caller cannot write in the project.
         """
         body = {"value": value, "description": description}
-        return self._c._model(
-            sec.SecretRead, "PUT", f"{self._base(project)}/{seg(name)}", json=body
-        )
+        path = f"{self._base(project, platform)}/{seg(name)}"
+        return self._c._model(sec.SecretRead, "PUT", path, json=body)
 
-    def list(self, project: str | None = None) -> builtins.list[sec.SecretRead]:
-        """The project's secrets: names, newest versions, who set them (no values)."""
-        return list(self._c._pages(sec.SecretRead, self._base(project), {}))
+    def list(
+        self, project: str | None = None, *, platform: bool = False
+    ) -> builtins.list[sec.SecretRead]:
+        """The project's (or the platform's) secrets: names, newest versions, who set them."""
+        return list(self._c._pages(sec.SecretRead, self._base(project, platform), {}))
 
-    def get(self, name: str, project: str | None = None) -> sec.SecretRead:
+    def get(
+        self, name: str, project: str | None = None, *, platform: bool = False
+    ) -> sec.SecretRead:
         """A secret's versions and who set each (never its value)."""
-        return self._c._model(sec.SecretRead, "GET", f"{self._base(project)}/{seg(name)}")
+        path = f"{self._base(project, platform)}/{seg(name)}"
+        return self._c._model(sec.SecretRead, "GET", path)
 
-    def delete(self, name: str, project: str | None = None) -> None:
+    def delete(self, name: str, project: str | None = None, *, platform: bool = False) -> None:
         """Delete every version of a secret."""
-        self._c._send("DELETE", f"{self._base(project)}/{seg(name)}")
+        self._c._send("DELETE", f"{self._base(project, platform)}/{seg(name)}")

@@ -125,6 +125,14 @@ class StoreSettings(BaseModel):
         None, description="fsspec URL of the object store; default: the 'store' folder in the home"
     )
     s3_endpoint_url: str | None = Field(None, description="endpoint of an S3-compatible server")
+    s3_access_key_id: str | None = Field(
+        None,
+        description="the S3 key id, or secret:NAME for a platform secret (`stratus secrets set "
+        "NAME --platform`); default: the AWS credential chain (AWS_ACCESS_KEY_ID, ...)",
+    )
+    s3_secret_access_key: SecretStr | None = Field(
+        None, description="the S3 secret key, or secret:NAME for a platform secret"
+    )
     encryption: bool = Field(True, description="encrypt objects at rest (AES-256-GCM)")
     tmp_max_age_seconds: float = Field(
         3600.0, ge=0, description="unfinished uploads older than this are swept away"

@@ -82,7 +82,7 @@ class SecretVersionRead(BaseModel):
 class SecretRead(BaseModel):
     kind: Literal["Secret"] = "Secret"
     name: str
-    project: str
+    project: str | None = Field(description="None for a platform secret")
     version: int = Field(description="the newest version: what jobs and replicas get")
     created_by: str = Field(description="who set the newest version")
     updated_at: datetime

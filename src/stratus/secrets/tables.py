@@ -28,3 +28,20 @@ class SecretRow(Base):
     description: Mapped[str] = mapped_column(String(500), default="")
     created_by: Mapped[str] = mapped_column(String(160))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class PlatformSecretRow(Base):
+    """A secret of the platform rather than of a project (an admin's: the object store's
+    credentials), sealed under a key derived from the root secret, which a master-key rotation
+    leaves as it is."""
+
+    __tablename__ = "platform_secrets"
+    __table_args__ = (UniqueConstraint("name", "version"),)
+
+    uid: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)  # nonce + AES-GCM ciphertext and tag
+    description: Mapped[str] = mapped_column(String(500), default="")
+    created_by: Mapped[str] = mapped_column(String(160))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -569,10 +569,11 @@ def open_store(
     *,
     name_key: bytes | None = None,
     timeouts: StoreTimeouts | None = None,
+    credentials: tuple[str, str] | None = None,
 ) -> BlobStore:
     """A BlobStore for a local path (or file:// URL) or an `s3://bucket/prefix` URL; with
     `name_key`, blobs are named by a keyed hash (see `BlobStore`). Requests to S3 are bounded
-    by `timeouts`."""
+    by `timeouts`, and signed with `credentials` (key id, secret) when given."""
     timeouts = timeouts or StoreTimeouts()
     protocol, _ = fsspec.core.split_protocol(url)
     protocol = (protocol or "file").lower()
@@ -588,6 +589,8 @@ def open_store(
         kwargs.update(timeouts.s3_options())
         if s3_endpoint_url:
             kwargs["client_kwargs"] = {"endpoint_url": s3_endpoint_url}
+        if credentials is not None:  # else the AWS credential chain
+            kwargs["key"], kwargs["secret"] = credentials
     else:
         raise InvalidInput(
             f"blob store URL {url!r} has an unsupported protocol {protocol!r} "

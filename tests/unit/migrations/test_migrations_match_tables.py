@@ -125,6 +125,24 @@ def test_the_billing_migration_goes_down_and_up(db: Database) -> None:
     assert differences(db) == []
 
 
+def test_the_network_security_migrations_go_down_and_up(db: Database) -> None:
+    upgrade(db)
+    assert sorted(added_by(db, "0020", "0019")) == [
+        ("add_column", "api_keys", "rate_limit_burst"),
+        ("add_column", "api_keys", "rate_limit_rps"),
+        ("add_column", "endpoints", "access"),
+        ("add_column", "endpoints", "secrets"),
+        ("add_column", "projects", "rate_limit_burst"),
+        ("add_column", "projects", "rate_limit_rps"),
+        ("add_column", "users", "platform_role"),
+        ("add_table", "secrets"),
+    ]
+    upgrade(db)
+    assert sorted(added_by(db, "0022", "0021")) == [("add_table", "platform_secrets")]
+    upgrade(db)
+    assert differences(db) == []
+
+
 def test_the_master_key_rotation_migration_goes_down_and_up(db: Database) -> None:
     upgrade(db)
     assert sorted(added_by(db, "0021", "0020")) == [
