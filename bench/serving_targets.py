@@ -237,14 +237,7 @@ def capture_target(stratus: dict[str, Any]) -> dict[str, Any]:
     """Throughput with capture at 100 % against without, from interleaved runs at the highest
     concurrency (the cost must stay under 10 %)."""
     row: dict[str, Any] = {"set": OLD, "target": "data capture at 100% < 10% throughput cost"}
-    costs = []
-    for model, r in stratus.items():
-        capture = r.get("capture")
-        if not capture:
-            continue
-        base, with_capture = capture["off"]["rps"], capture["on"]["rps"]
-        if base:
-            costs.append((model, capture["conc"], 1 - with_capture / base, base, with_capture))
+    costs = pair_costs(stratus, "capture")
     if not costs:
         row.update(verdict="not measured", why="no run with capture (--no-capture?)")
         return row
@@ -281,13 +274,35 @@ def capture_pairs_target(stratus: dict[str, Any]) -> dict[str, Any]:
         return row
     worst = max(c[2] for c in costs)
     row.update(stratus=worst, verdict="PASS" if worst < 0.05 else "FAIL")
-    row["why"] = "; ".join(
+    row["why"] = pairs_text(costs)
+    return row
+
+
+def pair_costs(stratus: dict[str, Any], key: str) -> list[tuple[str, int, float, list[float]]]:
+    """(model, concurrency, median cost, each pair's cost) of the interleaved off/on pairs
+    kept under `key` of each model's figures: a pair's cost is 1 - on/off in req/s."""
+    costs = []
+    for model, r in stratus.items():
+        pairs = r.get(key)
+        if not pairs:
+            continue
+        each = [
+            1 - on["rps_ok"] / off["rps_ok"]
+            for off, on in zip(pairs["off"]["runs"], pairs["on"]["runs"], strict=False)
+            if off["rps_ok"]
+        ]
+        if each:
+            costs.append((model, pairs["conc"], statistics.median(each), each))
+    return costs
+
+
+def pairs_text(costs: list[tuple[str, int, float, list[float]]]) -> str:
+    return "; ".join(
         f"{m} c={c}: median pair cost {cost:+.1%} (pairs "
         + ", ".join(f"{x:+.1%}" for x in each)
         + ")"
         for m, c, cost, each in costs
     )
-    return row
 
 
 def rate_limit_targets(results: dict[str, Any], stratus: dict[str, Any]) -> list[dict[str, Any]]:
@@ -312,27 +327,11 @@ def rate_limit_targets(results: dict[str, Any], stratus: dict[str, Any]) -> list
         "set": SECURITY,
         "target": "rate limits set (none reached): throughput cost in interleaved pairs",
     }
-    costs = []
-    for model, r in stratus.items():
-        limits = r.get("rate_limit")
-        if not limits:
-            continue
-        each = [
-            1 - on["rps_ok"] / off["rps_ok"]
-            for off, on in zip(limits["off"]["runs"], limits["on"]["runs"], strict=False)
-            if off["rps_ok"]
-        ]
-        if each:
-            costs.append((model, limits["conc"], statistics.median(each), each))
+    costs = pair_costs(stratus, "rate_limit")
     if costs:
         worst = max(c[2] for c in costs)
         pairs.update(stratus=worst, verdict="info")
-        pairs["why"] = "; ".join(
-            f"{m} c={c}: median pair cost {cost:+.1%} (pairs "
-            + ", ".join(f"{x:+.1%}" for x in each)
-            + ")"
-            for m, c, cost, each in costs
-        )
+        pairs["why"] = pairs_text(costs)
     else:
         pairs.update(verdict="not measured", why="no run with limits (--no-rate-limits?)")
     held: dict[str, Any] = {

@@ -16,7 +16,15 @@ import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -30,6 +38,27 @@ _HOST_NAME = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
 )
+
+
+def text_list(value: Any) -> Any:
+    """A list setting from the environment: a comma-separated list, or a JSON array."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+def networks(value: list[str]) -> list[str]:
+    try:
+        return [str(ipaddress.ip_network(cidr.strip(), strict=False)) for cidr in value]
+    except ValueError as exc:
+        raise ValueError(f"not a network (CIDR such as 10.1.0.0/16): {exc}") from None
+
+
+# CIDRs, written as `ipaddress` writes them
+Networks = Annotated[list[str], NoDecode, BeforeValidator(text_list), AfterValidator(networks)]
 
 
 class ServerSettings(BaseModel):
@@ -80,15 +109,7 @@ class TlsSettings(BaseModel):
     def _absolute(cls, value: Path | None) -> Path | None:
         return None if value is None else value.expanduser().absolute()
 
-    @field_validator("hosts", mode="before")
-    @classmethod
-    def _hosts_list(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                return json.loads(text)
-            return [part.strip() for part in text.split(",") if part.strip()]
-        return value
+    _hosts_list = field_validator("hosts", mode="before")(text_list)
 
     @field_validator("hosts")
     @classmethod
@@ -177,30 +198,12 @@ class SecuritySettings(BaseModel):
         description="past the failures allowed in this window, logins are refused (429) until "
         "the window's share of failures has passed",
     )
-    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+    trusted_proxies: Networks = Field(
         default_factory=list,
         description="networks of the reverse proxies whose X-Forwarded-For and "
         "X-Forwarded-Proto are believed (CIDRs; empty: none, the source address is the peer's). "
         "In the environment: a comma-separated list or a JSON array",
     )
-
-    @field_validator("trusted_proxies", mode="before")
-    @classmethod
-    def _proxies_list(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                return json.loads(text)
-            return [part.strip() for part in text.split(",") if part.strip()]
-        return value
-
-    @field_validator("trusted_proxies")
-    @classmethod
-    def _proxies_parse(cls, value: list[str]) -> list[str]:
-        try:
-            return [str(ipaddress.ip_network(cidr.strip(), strict=False)) for cidr in value]
-        except ValueError as exc:
-            raise ValueError(f"not a network (CIDR such as 10.1.0.0/16): {exc}") from None
 
 
 class RegistrySettings(BaseModel):
@@ -328,30 +331,12 @@ class MonitoringSettings(BaseModel):
     notification_timeout_seconds: float = Field(
         10.0, gt=0, le=120, description="longest wait for a webhook or mail server"
     )
-    allowed_notification_networks: Annotated[list[str], NoDecode] = Field(
+    allowed_notification_networks: Networks = Field(
         default_factory=list,
         description="networks (CIDRs, e.g. 127.0.0.0/8) notification channels may reach "
         "besides public addresses; loopback, private, link-local and other internal addresses "
         "are refused otherwise. In the environment: a comma-separated list or a JSON array",
     )
-
-    @field_validator("allowed_notification_networks", mode="before")
-    @classmethod
-    def _networks_list(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                return json.loads(text)
-            return [part.strip() for part in text.split(",") if part.strip()]
-        return value
-
-    @field_validator("allowed_notification_networks")
-    @classmethod
-    def _networks_parse(cls, value: list[str]) -> list[str]:
-        try:
-            return [str(ipaddress.ip_network(cidr.strip(), strict=False)) for cidr in value]
-        except ValueError as exc:
-            raise ValueError(f"not a network (CIDR such as 10.1.0.0/16): {exc}") from None
 
 
 class OutboxSettings(BaseModel):

@@ -18,7 +18,6 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import delete, func, inspect, select
 from sqlalchemy.orm import Session
 
-from stratus.core.clock import as_utc
 from stratus.core.database import Database
 from stratus.core.errors import DataCorrupted, InvalidInput, NotFound
 from stratus.core.ids import new_id
@@ -141,26 +140,7 @@ def _read(session: Session, name: str, with_versions: bool) -> s.SecretRead:
     )
     if not rows:
         raise _missing(name)
-    newest = rows[0]
-    return s.SecretRead(
-        name=name,
-        project=None,
-        version=newest.version,
-        created_by=newest.created_by,
-        updated_at=as_utc(newest.created_at),
-        description=newest.description,
-        versions=[
-            s.SecretVersionRead(
-                version=r.version,
-                created_by=r.created_by,
-                created_at=as_utc(r.created_at),
-                description=r.description,
-            )
-            for r in rows
-        ]
-        if with_versions
-        else [],
-    )
+    return s.SecretRead.of(name, None, rows, with_versions)
 
 
 def _missing(name: str) -> NotFound:

@@ -4,10 +4,13 @@ is its name, versions, and who set each."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Protocol
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
+
+from stratus.core.clock import as_utc
 
 SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 MAX_VALUE_BYTES = 64 << 10
@@ -79,6 +82,15 @@ class SecretVersionRead(BaseModel):
     description: str
 
 
+class SecretVersion(Protocol):
+    """A stored version of a secret (of a project or of the platform), as reads show it."""
+
+    version: int
+    created_by: str
+    created_at: datetime
+    description: str
+
+
 class SecretRead(BaseModel):
     kind: Literal["Secret"] = "Secret"
     name: str
@@ -88,3 +100,33 @@ class SecretRead(BaseModel):
     updated_at: datetime
     description: str
     versions: list[SecretVersionRead] = Field(default_factory=list)
+
+    @classmethod
+    def of(
+        cls,
+        name: str,
+        project: str | None,
+        rows: Sequence[SecretVersion],
+        with_versions: bool,
+    ) -> SecretRead:
+        """The read of a secret from its stored versions, newest first (never a value)."""
+        newest = rows[0]
+        return cls(
+            name=name,
+            project=project,
+            version=newest.version,
+            created_by=newest.created_by,
+            updated_at=as_utc(newest.created_at),
+            description=newest.description,
+            versions=[
+                SecretVersionRead(
+                    version=r.version,
+                    created_by=r.created_by,
+                    created_at=as_utc(r.created_at),
+                    description=r.description,
+                )
+                for r in rows
+            ]
+            if with_versions
+            else [],
+        )
