@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from stratus.core import certificates as certs
 from stratus.core.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -40,8 +40,6 @@ CA_LIFETIME = dt.timedelta(days=3650)
 SERVER_LIFETIME = dt.timedelta(days=365)
 #: a certificate with less than this left is made anew at the next start
 RENEW_BEFORE = dt.timedelta(days=30)
-#: certificates start a little in the past, for clients whose clocks lag
-BACKDATE = dt.timedelta(minutes=5)
 #: listen addresses that mean "every interface": no certificate names them
 WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
 
@@ -157,8 +155,8 @@ def ensure_local_certificates(
     if ca is None:
         ca_key = ec.generate_private_key(ec.SECP256R1())
         ca_cert = _make_ca(ca_key, now)
-        _write(files.ca_key, _key_pem(ca_key))
-        _write(files.ca, ca_cert.public_bytes(serialization.Encoding.PEM))
+        certs.write_private(files.ca_key, certs.private_pem(ca_key))
+        certs.write_private(files.ca, certs.certificate_pem(ca_cert))
         made = f"{files.ca}, valid until {ca_cert.not_valid_after_utc:%Y-%m-%d}"
         if replaced:
             notes.append(
@@ -176,8 +174,8 @@ def ensure_local_certificates(
     if why is not None:
         key = ec.generate_private_key(ec.SECP256R1())
         cert = _make_server(key, names, ca_key, ca_cert, now)
-        _write(files.key, _key_pem(key))
-        _write(files.cert, cert.public_bytes(serialization.Encoding.PEM))
+        certs.write_private(files.key, certs.private_pem(key))
+        certs.write_private(files.cert, certs.certificate_pem(cert))
         notes.append(
             f"issued a server certificate ({why}) for {', '.join(names)}, valid until "
             f"{cert.not_valid_after_utc:%Y-%m-%d}"
@@ -200,7 +198,7 @@ def _usable_ca(
         key = serialization.load_pem_private_key(files.ca_key.read_bytes(), password=None)
     except (OSError, ValueError, TypeError) as exc:
         return None, f"the old one could not be read ({exc})"
-    if not isinstance(key, ec.EllipticCurvePrivateKey) or not _same_key(cert, key):
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or not certs.same_key(cert, key):
         return None, "the old one's key did not match"
     if cert.not_valid_after_utc - now < RENEW_BEFORE:
         return None, f"the old one ends on {cert.not_valid_after_utc:%Y-%m-%d}"
@@ -218,7 +216,7 @@ def _server_renewal(
         return "first start"
     except (OSError, ValueError, TypeError):
         return "the old one could not be read"
-    if not _same_key(cert, key):
+    if not certs.same_key(cert, key):
         return "the old one's key did not match"
     try:
         cert.verify_directly_issued_by(ca)
@@ -233,39 +231,7 @@ def _server_renewal(
 
 
 def _make_ca(key: ec.EllipticCurvePrivateKey, now: dt.datetime) -> x509.Certificate:
-    name = x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Stratus"),
-            x509.NameAttribute(NameOID.COMMON_NAME, f"Stratus local CA ({socket.gethostname()})"),
-        ]
-    )
-    public = key.public_key()
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(public)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - BACKDATE)
-        .not_valid_after(now + CA_LIFETIME)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-        .sign(key, hashes.SHA256())
-    )
+    return certs.make_ca(key, f"Stratus local CA ({socket.gethostname()})", CA_LIFETIME, now)
 
 
 def _make_server(
@@ -275,73 +241,16 @@ def _make_server(
     ca: x509.Certificate,
     now: dt.datetime,
 ) -> x509.Certificate:
-    public = key.public_key()
-    ca_ski = ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    return (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
-        .issuer_name(ca.subject)
-        .public_key(public)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - BACKDATE)
-        .not_valid_after(min(now + SERVER_LIFETIME, ca.not_valid_after_utc))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.SubjectAlternativeName([_general_name(n) for n in names]), critical=False
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
+    return certs.issue(
+        key,
+        common_name=names[0],
+        alt_names=[_general_name(n) for n in names],
+        usage="server",
+        ca_key=ca_key,
+        ca=ca,
+        lifetime=SERVER_LIFETIME,
+        now=now,
     )
-
-
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
-def _same_key(cert: x509.Certificate, key: object) -> bool:
-    public = getattr(key, "public_key", None)
-    if public is None:
-        return False
-    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    return bool(cert.public_key().public_bytes(*spki) == public().public_bytes(*spki))
-
-
-def _write(path: Path, data: bytes) -> None:
-    """Replace `path` with `data`, mode 0600, atomically: a crash leaves the old file or the
-    new one, never half of one."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # --- a certificate the user brings --------------------------------------------------------------
@@ -395,7 +304,7 @@ def _check(
             f"{key_file} holds no PEM private key (-----BEGIN PRIVATE KEY-----)"
         ) from None
     leaf = chain[0]
-    if not _same_key(leaf, key):
+    if not certs.same_key(leaf, key):
         raise InvalidInput(
             f"the key {key_file} does not belong to the certificate {cert_file}: give the key "
             "the certificate was issued for"

@@ -2,8 +2,9 @@
 
 Keys are ECDSA P-256; a CA signs only end-entity certificates (path length 0); every
 certificate carries its key identifiers, so OpenSSL's strict verification accepts it. Private
-files are written mode 0600 and atomically. Used by the replica CA (`endpoints/
-replica_authority.py`); nothing here knows what a certificate is for beyond its key usage.
+files are written mode 0600 and atomically. Used by the API's local CA (`api/tls.py`) and the
+replica CA (`endpoints/replica_authority.py`); nothing here knows what a certificate is for
+beyond its key usage.
 """
 
 from __future__ import annotations
@@ -79,16 +80,17 @@ def issue(
     key: ec.EllipticCurvePrivateKey,
     *,
     common_name: str,
-    uris: Sequence[str],
+    uris: Sequence[str] = (),
+    alt_names: Sequence[x509.GeneralName] = (),
     usage: Usage,
     ca_key: ec.EllipticCurvePrivateKey,
     ca: x509.Certificate,
     lifetime: dt.timedelta,
     now: dt.datetime,
 ) -> x509.Certificate:
-    """An end-entity certificate for `key`, signed by the CA, naming `uris` as its subject
-    alternative names, for TLS servers or clients only (`usage`), and ending no later than
-    the CA."""
+    """An end-entity certificate for `key`, signed by the CA, naming `uris` and `alt_names`
+    (DNS names, IP addresses) as its subject alternative names, for TLS servers or clients only
+    (`usage`), and ending no later than the CA."""
     public = key.public_key()
     ca_ski = ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     return (
@@ -103,7 +105,9 @@ def issue(
         .add_extension(_key_usage(signs_certificates=False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([_USAGES[usage]]), critical=False)
         .add_extension(
-            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(u) for u in uris]),
+            x509.SubjectAlternativeName(
+                [*(x509.UniformResourceIdentifier(u) for u in uris), *alt_names]
+            ),
             critical=False,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
@@ -154,9 +158,13 @@ def load_pair(
     return key, cert
 
 
-def same_key(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> bool:
+def same_key(cert: x509.Certificate, key: object) -> bool:
+    """Whether `key` (a private key of any kind) is the certificate's."""
+    public = getattr(key, "public_key", None)
+    if public is None:
+        return False
     spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    return cert.public_key().public_bytes(*spki) == key.public_key().public_bytes(*spki)
+    return bool(cert.public_key().public_bytes(*spki) == public().public_bytes(*spki))
 
 
 def write_private(path: Path, data: bytes) -> None:
