@@ -15,6 +15,7 @@ USER_COLUMNS = [
     ("NAME", lambda u: u.metadata.name),
     ("EMAIL", lambda u: u.spec.email),
     ("ADMIN", lambda u: u.spec.is_admin),
+    ("PLATFORM ROLE", lambda u: u.spec.platform_role or "-"),
     ("DISABLED", lambda u: u.spec.disabled),
     ("PASSWORD", lambda u: u.status.has_password),
     ("CREATED", lambda u: u.metadata.created_at),

@@ -247,6 +247,10 @@ class EndpointController:
         self._wake = asyncio.Event()
         # what a previous control plane observed is not true any more until observed again
         await self._blocking(self.service.reset_statuses)
+        # every endpoint is routed at once, pending until its replicas are observed: the
+        # gateway answers a request that comes before that 503 "retry shortly", never 404
+        for endpoint in await self._blocking(self.service.desired):
+            self._route(endpoint)
         if self.config.prewarm:
             await self._prepare()
         self._task = asyncio.create_task(self._run(), name="stratus-endpoint-controller")

@@ -330,6 +330,22 @@ def test_a_draining_replica_leaves_the_routes_at_once_and_stops_after_its_calls(
     asyncio.run(main())
 
 
+def test_a_started_controller_routes_every_endpoint_at_once_as_pending(world: World) -> None:
+    """Before its first pass has looked at any replica, the gateway knows every endpoint:
+    a request then is 503 (pending, retry), not 404 (no such endpoint)."""
+
+    async def main() -> None:
+        controller = world.controller(interval_seconds=60.0)
+        controller._run = asyncio.Event().wait  # type: ignore[method-assign] # no pass at all
+        await controller.start()
+        route = world.routes.get("p", "e")
+        assert route is not None and route.phase == "pending"
+        assert route.pick() is None  # nothing to send it to yet: the gateway's 503
+        await controller.stop()
+
+    asyncio.run(main())
+
+
 def test_a_restarted_controller_adopts_the_replicas_it_wants_and_stops_the_others(
     world: World,
 ) -> None:
