@@ -19,6 +19,7 @@ from stratus.core import heap
 from stratus.data import routes as data_routes
 from stratus.endpoints import routes as endpoint_routes
 from stratus.endpoints.gateway import Gateway
+from stratus.iac import routes as iac_routes
 from stratus.iam import routes as iam_routes
 from stratus.jobs import routes as job_routes
 from stratus.monitoring import alert_routes
@@ -88,6 +89,7 @@ def create_api(platform: Platform) -> FastAPI:
     app.state.throttle = platform.throttle
     app.state.secrets = platform.secrets
     app.state.platform_secrets = platform.platform_secrets
+    app.state.planner = platform.planner
     problems.install(app)
     openapi_document = docs.install(app)
     app.include_router(health.router)
@@ -109,6 +111,7 @@ def create_api(platform: Platform) -> FastAPI:
     app.include_router(monitoring_routes.router, responses=problems.ERROR_RESPONSES)
     app.include_router(monitoring_routes.erase_router, responses=problems.ERROR_RESPONSES)
     app.include_router(alert_routes.router, responses=problems.ERROR_RESPONSES)
+    app.include_router(iac_routes.router, responses=problems.ERROR_RESPONSES)
     app.include_router(billing_routes.prices_router, responses=problems.ERROR_RESPONSES)
     app.include_router(billing_routes.cost_router, responses=problems.ERROR_RESPONSES)
     app.include_router(billing_routes.quota_router, responses=problems.ERROR_RESPONSES)

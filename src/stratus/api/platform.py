@@ -37,6 +37,8 @@ from stratus.endpoints.metrics import InferenceMetrics, ServingCollector
 from stratus.endpoints.replica_authority import ReplicaAuthority
 from stratus.endpoints.routing import RouteTable
 from stratus.endpoints.service import EndpointService
+from stratus.iac.kinds import BucketKind, ProjectKind
+from stratus.iac.planning import Planner
 from stratus.iam.audit import AUDIT_CHAIN, AuditLog
 from stratus.iam.authenticating import Authenticator
 from stratus.iam.bootstrap import FirstStart, bootstrap
@@ -179,6 +181,7 @@ class Platform:
     throttle: Throttle
     secrets: SecretService
     platform_secrets: PlatformSecrets
+    planner: Planner
     _loops: list[BackgroundLoop] = field(default_factory=list)
 
     @classmethod
@@ -452,6 +455,7 @@ class Platform:
             throttle=throttle,
             secrets=secret_values,
             platform_secrets=PlatformSecrets(db, root),
+            planner=Planner([ProjectKind(iam), BucketKind(storage)], record=audit.record),
         )
 
     @staticmethod

@@ -45,6 +45,8 @@ COMMANDS = {
     "quotas": "stratus.cli.quotas:app",
     "budgets": "stratus.cli.budgets:app",
     "reservations": "stratus.cli.quotas:reservations_app",
+    "plan": "stratus.cli.iac:plan",
+    "apply": "stratus.cli.iac:apply",
     "export": "stratus.cli.export:app",
     "audit": "stratus.cli.audit:app",
     "admin": "stratus.cli.admin:app",

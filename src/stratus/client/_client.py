@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from stratus.client._data import Datasets
     from stratus.client._endpoints import Endpoints
     from stratus.client._functions import Functions
+    from stratus.client._iac import Iac
     from stratus.client._iam import Audit, Keys, Projects, ServiceAccounts, Users
     from stratus.client._jobs import Jobs
     from stratus.client._monitors import Monitors
@@ -228,6 +229,7 @@ class Client:
     reservations: _Family[Reservations] = _Family("stratus.client._billing:Reservations")
     secrets: _Family[Secrets] = _Family("stratus.client._secrets:Secrets")
     admin: _Family[Admin] = _Family("stratus.client._admin:Admin")
+    iac: _Family[Iac] = _Family("stratus.client._iac:Iac")
 
     # --- plumbing ------------------------------------------------------------------------------
 

@@ -1,0 +1,1 @@
+"""Infrastructure as code: resources declared in files, planned against live state, applied."""

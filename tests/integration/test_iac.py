@@ -1,0 +1,179 @@
+"""Plan and apply from files on a real control plane, with the CLI as a user runs it: a project
+and its buckets declared in YAML are planned (exit 2: changes), applied, planned again to no
+change (exit 0); a change made by hand shows in the plan field by field and the next apply
+puts it back; bad documents are refused naming the file and the field; a caller plans only
+what it may see."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stratus.client import Client
+from stratus.errors import InvalidInput
+from stratus.testing import LocalPlatform
+
+CliRunner = Callable[..., Any]
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_files_plan_apply_and_plan_to_no_change(
+    platform: LocalPlatform, admin: Client, cli: CliRunner, tmp_path: Path
+) -> None:
+    project = f"iac-{uuid.uuid4().hex[:6]}"
+    infra = tmp_path / "infra"
+    infra.mkdir()
+    write(
+        infra,
+        "project.yaml",
+        f"""
+        kind: Project
+        metadata: {{name: {project}, labels: {{team: risk}}}}
+        spec: {{description: fraud models}}
+        """,
+    )
+    write(
+        infra,
+        "buckets.yaml",
+        f"""
+        kind: Bucket
+        metadata: {{name: raw, project: {project}}}
+        spec: {{description: raw data}}
+        ---
+        kind: Bucket
+        metadata: {{name: features, project: {project}}}
+        """,
+    )
+    try:
+        planned = cli("plan", "-f", str(infra), "--detailed-exitcode")
+        assert planned.code == 2, planned.stderr
+        assert f"+ create Project/{project}" in planned.stdout
+        assert f"+ create Bucket/{project}/raw" in planned.stdout
+        assert "Plan: 3 to create, 0 to update, 0 to delete (0 unchanged)." in planned.stdout
+        assert all(p.metadata.name != project for p in admin.projects.list())  # unchanged
+
+        applied = cli("apply", "-f", str(infra))
+        assert applied.code == 0, applied.stderr
+        assert "Applied 3 change(s)." in applied.stdout
+        raw = admin.buckets.get("raw", project)
+        assert raw.spec.description == "raw data"
+        assert raw.metadata.labels == {"stratus.io/managed-by": "iac"}
+        assert admin.projects.get(project).metadata.labels == {
+            "team": "risk",
+            "stratus.io/managed-by": "iac",
+        }
+
+        again = cli("plan", "-f", str(infra), "--detailed-exitcode")
+        assert again.code == 0, again.stdout + again.stderr
+        assert "Plan: 0 to create, 0 to update, 0 to delete (3 unchanged)." in again.stdout
+
+        admin.buckets.update("raw", project=project, description="changed by hand")
+        drift = cli("plan", "-f", str(infra), "-o", "json", "--detailed-exitcode")
+        assert drift.code == 2
+        changes = [c for c in json.loads(drift.stdout)["changes"] if c["action"] != "no-op"]
+        assert changes == [
+            {
+                "kind": "Bucket",
+                "project": project,
+                "name": "raw",
+                "action": "update",
+                "fields": [
+                    {
+                        "path": "spec.description",
+                        "before": "changed by hand",
+                        "after": "raw data",
+                    }
+                ],
+                "resource_version": admin.buckets.get("raw", project).metadata.resource_version,
+                "source": str(infra / "buckets.yaml#1"),
+            }
+        ]
+        assert cli("apply", "-f", str(infra)).code == 0
+        assert admin.buckets.get("raw", project).spec.description == "raw data"
+        audit = admin.audit.list(project=project, action="iac.update")
+        assert [e.resource for e in audit] == [f"Bucket/{project}/raw"]
+    finally:
+        for bucket in ("raw", "features"):
+            try:
+                admin.buckets.delete(bucket, project)
+            except Exception:
+                pass
+        try:
+            admin.projects.delete(project)
+        except Exception:
+            pass
+
+
+def test_bad_documents_are_refused_naming_the_file_and_field(admin: Client, tmp_path: Path) -> None:
+    bad = write(
+        tmp_path,
+        "bad.yaml",
+        """
+        kind: Bucket
+        metadata: {name: raw, project: default}
+        spec: {description: 5, colour: red}
+        """,
+    )
+    with pytest.raises(InvalidInput, match=r"bad.yaml: Bucket raw: spec\.") as info:
+        admin.iac.plan(bad)
+    assert "colour" in str(info.value) or "description" in str(info.value)
+    widget = write(tmp_path, "w.yaml", "kind: Widget\nmetadata: {name: w}\n")
+    with pytest.raises(InvalidInput, match="kind 'Widget' is not one of Project, Bucket"):
+        admin.iac.plan(widget)
+    broken = write(tmp_path, "broken.yaml", "kind: [\n")
+    with pytest.raises(InvalidInput, match="broken.yaml: not valid YAML"):
+        admin.iac.plan(broken)
+
+
+def test_a_user_creates_a_project_and_fills_it_in_one_apply(
+    platform: LocalPlatform, admin: Client, tmp_path: Path
+) -> None:
+    name, project = f"u-{uuid.uuid4().hex[:4]}", f"own-{uuid.uuid4().hex[:6]}"
+    admin.users.create(name)
+    key = admin.keys.create("k", user=name)
+    files = write(
+        tmp_path,
+        "mine.yaml",
+        f"""
+        kind: Project
+        metadata: {{name: {project}}}
+        ---
+        kind: Bucket
+        metadata: {{name: raw, project: {project}}}
+        """,
+    )
+    with Client(platform.url, key.secret) as user:
+        result = user.iac.apply(files)
+        assert result.failed is None, result.error
+        assert [c.address for c in result.applied] == [
+            f"Project/{project}",
+            f"Bucket/{project}/raw",
+        ]
+        assert not user.iac.plan(files).changed
+    admin.buckets.delete("raw", project)
+    admin.projects.delete(project)
+
+
+def test_a_caller_plans_only_what_it_may_see(
+    platform: LocalPlatform, admin: Client, tmp_path: Path
+) -> None:
+    name = f"u-{uuid.uuid4().hex[:4]}"
+    admin.users.create(name)
+    key = admin.keys.create("k", user=name)
+    secret = write(
+        tmp_path, "theirs.yaml", "kind: Bucket\nmetadata: {name: raw, project: default}\n"
+    )
+    with Client(platform.url, key.secret) as stranger:
+        with pytest.raises(Exception, match="project 'default' not found"):
+            stranger.iac.plan(secret)
