@@ -115,6 +115,48 @@ def test_files_plan_apply_and_plan_to_no_change(
             pass
 
 
+def test_alert_rules_plan_to_no_change_after_an_apply(admin: Client, tmp_path: Path) -> None:
+    """Server defaults (comparison, severity, summary, for_seconds ...) and the implied
+    `match.project` normalised away: the apply's result plans to no change."""
+    project = f"iac-{uuid.uuid4().hex[:6]}"
+    admin.projects.create(project)
+    rules = write(
+        tmp_path,
+        "rules.yaml",
+        f"""
+        kind: AlertRule
+        metadata: {{name: errors, project: {project}, labels: {{team: ml}}}}
+        spec:
+          metric: stratus_endpoint_error_ratio
+          match: {{endpoint: churn-api, project: {project}}}
+          threshold: 0.05
+        """,
+    )
+    try:
+        first = admin.iac.plan(rules)
+        assert [c.action for c in first.changes] == ["create"]
+        assert admin.iac.apply(rules).failed is None
+        live = admin.alerts.get("errors", project)
+        assert live.spec.comparison == ">" and live.spec.match == {"endpoint": "churn-api"}
+        assert live.metadata.labels == {"team": "ml", "stratus.io/managed-by": "iac"}
+        assert not admin.iac.plan(rules).changed
+        admin.alerts.apply(
+            project, name="errors", metric="stratus_endpoint_error_ratio", threshold=0.2,
+            match={"endpoint": "churn-api"}, labels={"team": "ml"},
+        )  # fmt: skip
+        (drift,) = admin.iac.plan(rules).changes
+        assert drift.action == "update"
+        assert [(f.path, f.before, f.after) for f in drift.fields] == [
+            ("labels.stratus.io/managed-by", None, "iac"),
+            ("spec.threshold", 0.2, 0.05),
+        ]
+        assert admin.iac.apply(rules).failed is None
+        assert not admin.iac.plan(rules).changed
+    finally:
+        admin.alerts.delete("errors", project)
+        admin.projects.delete(project)
+
+
 def test_bad_documents_are_refused_naming_the_file_and_field(admin: Client, tmp_path: Path) -> None:
     bad = write(
         tmp_path,
@@ -129,7 +171,9 @@ def test_bad_documents_are_refused_naming_the_file_and_field(admin: Client, tmp_
         admin.iac.plan(bad)
     assert "colour" in str(info.value) or "description" in str(info.value)
     widget = write(tmp_path, "w.yaml", "kind: Widget\nmetadata: {name: w}\n")
-    with pytest.raises(InvalidInput, match="kind 'Widget' is not one of Project, Bucket"):
+    with pytest.raises(
+        InvalidInput, match="kind 'Widget' is not one of Project, Bucket, AlertRule"
+    ):
         admin.iac.plan(widget)
     broken = write(tmp_path, "broken.yaml", "kind: [\n")
     with pytest.raises(InvalidInput, match="broken.yaml: not valid YAML"):

@@ -37,7 +37,7 @@ from stratus.endpoints.metrics import InferenceMetrics, ServingCollector
 from stratus.endpoints.replica_authority import ReplicaAuthority
 from stratus.endpoints.routing import RouteTable
 from stratus.endpoints.service import EndpointService
-from stratus.iac.kinds import BucketKind, ProjectKind
+from stratus.iac.kinds import AlertRuleKind, BucketKind, ProjectKind
 from stratus.iac.planning import Planner
 from stratus.iam.audit import AUDIT_CHAIN, AuditLog
 from stratus.iam.authenticating import Authenticator
@@ -455,7 +455,10 @@ class Platform:
             throttle=throttle,
             secrets=secret_values,
             platform_secrets=PlatformSecrets(db, root),
-            planner=Planner([ProjectKind(iam), BucketKind(storage)], record=audit.record),
+            planner=Planner(
+                [ProjectKind(iam), BucketKind(storage), AlertRuleKind(alerts)],
+                record=audit.record,
+            ),
         )
 
     @staticmethod

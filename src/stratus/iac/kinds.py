@@ -18,6 +18,8 @@ from stratus.iam.authorization import check_project
 from stratus.iam.principals import Principal
 from stratus.iam.roles import Permission
 from stratus.iam.service import IamService
+from stratus.monitoring import alert_schemas
+from stratus.monitoring.alerts import AlertService
 from stratus.storage import schemas as storage_schemas
 from stratus.storage.service import StorageService
 
@@ -59,6 +61,8 @@ class KindHandler(Protocol):
 
 
 def validated(model: type[BaseModel], doc: ResourceDocument, values: dict[str, Any]) -> Any:
+    """`values` as the kind's create schema takes them; InvalidInput names the file, the
+    resource and the field."""
     try:
         return model.model_validate(values)
     except ValidationError as exc:
@@ -70,7 +74,47 @@ def validated(model: type[BaseModel], doc: ResourceDocument, values: dict[str, A
         ) from None
 
 
+class SpecKind:
+    """A kind that lives in a project, whose spec is the fields `SPEC` of its create schema
+    (`CREATE`, which also takes `name` and `labels`): read with `resource.read`, written with
+    `resource.write`, as its own routes do."""
+
+    kind: str
+    scoped = True
+    CREATE: type[BaseModel]
+    SPEC: tuple[str, ...]
+
+    def validate(self, doc: ResourceDocument, labels: dict[str, str] | None = None) -> Any:
+        values = {**doc.spec, "name": doc.metadata.name}
+        if labels is not None:
+            values["labels"] = labels
+        return validated(self.CREATE, doc, values)
+
+    def normalize(self, doc: ResourceDocument) -> dict[str, Any]:
+        data = self.validate(doc)
+        return dict(data.model_dump(mode="json", include=set(self.SPEC)))
+
+    def may_read(self, principal: Principal, project: str | None, name: str) -> None:
+        assert project is not None
+        check_project(principal, project, Permission.RESOURCE_READ)
+
+    def may_write(self, principal: Principal, project: str | None, name: str) -> None:
+        assert project is not None
+        check_project(principal, project, Permission.RESOURCE_WRITE)
+
+    def live_of(self, read: Any) -> Live:
+        """A read (`XRead`: metadata and spec) in the normalised shape."""
+        return Live(
+            dict(read.spec.model_dump(mode="json", include=set(self.SPEC))),
+            dict(read.metadata.labels),
+            read.metadata.resource_version,
+        )
+
+
 class ProjectKind:
+    """Projects: created by any user with an unrestricted key (who then owns it), changed by
+    an owner; a project the caller cannot see reads as absent."""
+
     kind = "Project"
     scoped = False
 
@@ -82,7 +126,7 @@ class ProjectKind:
         return {"description": data.description}
 
     def may_read(self, principal: Principal, project: str | None, name: str) -> None:
-        pass  # a project the caller cannot see reads as absent
+        pass
 
     def may_write(self, principal: Principal, project: str | None, name: str) -> None:
         if principal.can_see(name):
@@ -122,44 +166,24 @@ class ProjectKind:
         )
 
 
-class BucketKind:
+class BucketKind(SpecKind):
     kind = "Bucket"
-    scoped = True
+    CREATE = storage_schemas.BucketCreate
+    SPEC = ("description",)
 
     def __init__(self, storage: StorageService) -> None:
         self.storage = storage
 
-    def normalize(self, doc: ResourceDocument) -> dict[str, Any]:
-        data = validated(storage_schemas.BucketCreate, doc, {"name": doc.metadata.name, **doc.spec})
-        return {"description": data.description}
-
-    def may_read(self, principal: Principal, project: str | None, name: str) -> None:
-        assert project is not None
-        check_project(principal, project, Permission.RESOURCE_READ)
-
-    def may_write(self, principal: Principal, project: str | None, name: str) -> None:
-        assert project is not None
-        check_project(principal, project, Permission.RESOURCE_WRITE)
-
     def live(self, principal: Principal, project: str | None, name: str) -> Live | None:
         assert project is not None
         try:
-            read = self.storage.get_bucket(project, name)
+            return self.live_of(self.storage.get_bucket(project, name))
         except NotFound:
             return None
-        return Live(
-            {"description": read.spec.description},
-            dict(read.metadata.labels),
-            read.metadata.resource_version,
-        )
 
     def create(self, principal: Principal, doc: ResourceDocument, labels: dict[str, str]) -> None:
         assert doc.metadata.project is not None
-        spec = self.normalize(doc)
-        self.storage.create_bucket(
-            doc.metadata.project,
-            storage_schemas.BucketCreate(name=doc.metadata.name, labels=labels, **spec),
-        )
+        self.storage.create_bucket(doc.metadata.project, self.validate(doc, labels))
 
     def update(
         self,
@@ -177,5 +201,48 @@ class BucketKind:
         )
 
 
+class AlertRuleKind(SpecKind):
+    """Alert rules: applied whole (create or replace, as `stratus alerts apply` does); their
+    labels go to their notifications too."""
+
+    kind = "AlertRule"
+    CREATE = alert_schemas.AlertRuleApply
+    SPEC = tuple(
+        f
+        for f in alert_schemas.AlertRuleSpec.model_fields
+        if f in alert_schemas.AlertRuleApply.model_fields
+    )
+
+    def __init__(self, alerts: AlertService) -> None:
+        self.alerts = alerts
+
+    def normalize(self, doc: ResourceDocument) -> dict[str, Any]:
+        spec = super().normalize(doc)
+        match = dict(spec.get("match") or {})
+        if match.get("project") == doc.metadata.project:  # implied: the rule's own project
+            del match["project"]
+        return {**spec, "match": match}
+
+    def live(self, principal: Principal, project: str | None, name: str) -> Live | None:
+        assert project is not None
+        try:
+            return self.live_of(self.alerts.get_rule(project, name))
+        except NotFound:
+            return None
+
+    def create(self, principal: Principal, doc: ResourceDocument, labels: dict[str, str]) -> None:
+        assert doc.metadata.project is not None
+        self.alerts.apply_rule(doc.metadata.project, self.validate(doc, labels))
+
+    def update(
+        self,
+        principal: Principal,
+        doc: ResourceDocument,
+        labels: dict[str, str],
+        resource_version: int,
+    ) -> None:
+        self.create(principal, doc, labels)
+
+
 #: the order applies create and update in (deletes run the other way)
-ORDER = ("Project", "Bucket")
+ORDER = ("Project", "Bucket", "AlertRule")
