@@ -157,6 +157,41 @@ def test_alert_rules_plan_to_no_change_after_an_apply(admin: Client, tmp_path: P
         admin.projects.delete(project)
 
 
+def test_a_saved_plan_is_applied_as_planned_and_refused_once_stale(
+    admin: Client, cli: CliRunner, tmp_path: Path
+) -> None:
+    project = f"iac-{uuid.uuid4().hex[:6]}"
+    admin.projects.create(project)
+    admin.buckets.create("raw", project=project, description="before")
+    files = write(
+        tmp_path,
+        "raw.yaml",
+        f"kind: Bucket\nmetadata: {{name: raw, project: {project}}}\n"
+        "spec: {description: after}\n",
+    )
+    saved = tmp_path / "plan.json"
+    try:
+        planned = cli("plan", "-f", str(files), "--out", str(saved))
+        assert planned.code == 0, planned.stderr
+        assert f"saved the plan to {saved}" in planned.stderr
+        admin.buckets.update("raw", project=project, description="someone else")
+        stale = cli("apply", str(saved))
+        assert stale.code != 0
+        said = " ".join(stale.stderr.split())
+        assert "the saved plan is stale, nothing was applied" in said
+        assert f"Bucket/{project}/raw was at version" in said
+        assert admin.buckets.get("raw", project).spec.description == "someone else"
+
+        assert cli("plan", "-f", str(files), "--out", str(saved)).code == 0
+        applied = cli("apply", str(saved))
+        assert applied.code == 0, applied.stderr
+        assert f"~ update Bucket/{project}/raw" in applied.stdout
+        assert admin.buckets.get("raw", project).spec.description == "after"
+    finally:
+        admin.buckets.delete("raw", project)
+        admin.projects.delete(project)
+
+
 def test_bad_documents_are_refused_naming_the_file_and_field(admin: Client, tmp_path: Path) -> None:
     bad = write(
         tmp_path,

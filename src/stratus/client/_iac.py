@@ -67,7 +67,24 @@ class Iac(API):
         """
         return self._c._model(iac.PlanRead, "POST", "/api/v1/iac/plans", json=self._body(source))
 
-    def apply(self, source: Source | Sequence[str | Path]) -> iac.ApplyRead:
+    def apply(
+        self,
+        source: Source | Sequence[str | Path],
+        *,
+        pinned: dict[str, int | None] | None = None,
+    ) -> iac.ApplyRead:
         """Apply the documents: what changed, and if a resource failed, which and what was
-        left (apply again to finish)."""
-        return self._c._model(iac.ApplyRead, "POST", "/api/v1/iac/applies", json=self._body(source))
+        left (apply again to finish).
+
+        Args:
+            source: files, a folder, or the documents themselves.
+            pinned: a saved plan's live versions (`PlanRead.pins()`): the apply is refused
+                unless every resource is still as that plan saw it.
+
+        Raises:
+            stratus.errors.StaleResource: `pinned` is stale; nothing was applied.
+        """
+        body = self._body(source)
+        if pinned is not None:
+            body["pinned"] = pinned
+        return self._c._model(iac.ApplyRead, "POST", "/api/v1/iac/applies", json=body)

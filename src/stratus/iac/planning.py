@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from stratus.core.errors import InvalidInput, StratusError
+from stratus.core.errors import InvalidInput, StaleResource, StratusError
 from stratus.core.ids import new_id
 from stratus.iac.diffing import field_changes
 from stratus.iac.kinds import ORDER, KindHandler
@@ -27,6 +27,7 @@ from stratus.iac.schemas import (
     PlanSummary,
     ResourceChange,
     ResourceDocument,
+    address_of,
 )
 from stratus.iam.principals import Principal
 from stratus.iam.roles import Role
@@ -81,8 +82,17 @@ class Planner:
 
     # --- apply -----------------------------------------------------------------------------------
 
-    def apply(self, principal: Principal, documents: Sequence[ResourceDocument]) -> ApplyRead:
+    def apply(
+        self,
+        principal: Principal,
+        documents: Sequence[ResourceDocument],
+        pinned: Mapping[str, int | None] | None = None,
+    ) -> ApplyRead:
+        """Apply the documents; with `pinned` (a saved plan's), only if every resource is
+        still as the plan saw it: else StaleResource (409), and nothing is applied."""
         plan = self.plan(principal, documents)
+        if pinned is not None:
+            _check_pins(plan, pinned)
         by_address = {_address(d): d for d in documents}
         apply_id = new_id("apply")
         applied: list[ResourceChange] = []
@@ -146,9 +156,27 @@ class Planner:
         return sorted(seen.values(), key=lambda d: rank.get(d.kind, len(rank)))
 
 
+def _check_pins(plan: PlanRead, pinned: Mapping[str, int | None]) -> None:
+    stale = []
+    for change in plan.changes:
+        address, now = change.pinned
+        if address not in pinned:
+            stale.append(f"{address} is not in the saved plan")
+        elif pinned[address] != now:
+            was, is_ = pinned[address], now
+            seen = "absent" if was is None else f"at version {was}"
+            live = "absent" if is_ is None else f"at version {is_}"
+            stale.append(f"{address} was {seen} when planned and is {live} now")
+    if stale:
+        raise StaleResource(
+            "the saved plan is stale, nothing was applied: "
+            + "; ".join(stale)
+            + ". Plan again (stratus plan --out)"
+        )
+
+
 def _address(doc: ResourceDocument) -> str:
-    where = f"{doc.metadata.project}/" if doc.metadata.project else ""
-    return f"{doc.kind}/{where}{doc.metadata.name}"
+    return address_of(doc.kind, doc.metadata.project, doc.metadata.name)
 
 
 def _labels(doc: ResourceDocument) -> dict[str, str]:

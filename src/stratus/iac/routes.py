@@ -27,5 +27,7 @@ def plan(request: Request, body: PlanRequest, principal: Caller) -> PlanRead:
 @router.post("/applies", name="iac.apply", response_model=ApplyRead)
 def apply(request: Request, body: PlanRequest, principal: Caller) -> ApplyRead:
     """Apply these documents: plan again, then create and update in kind order, each resource
-    in its own transaction; the first failure stops it, saying what was and was not applied."""
-    return _planner(request).apply(principal, body.documents)
+    in its own transaction; the first failure stops it, saying what was and was not applied.
+    With `pinned` (a saved plan's versions), a resource changed since the plan refuses the
+    whole apply (409) before anything is applied."""
+    return _planner(request).apply(principal, body.documents, body.pinned)

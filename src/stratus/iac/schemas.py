@@ -36,10 +36,21 @@ class ResourceDocument(BaseModel):
     source: str = Field("", max_length=1000, description="the file (and document) it came from")
 
 
+def address_of(kind: str, project: str | None, name: str) -> str:
+    """`Kind/project/name` (or `Kind/name` for a kind in no project): a resource's key."""
+    where = f"{project}/" if project else ""
+    return f"{kind}/{where}{name}"
+
+
 class PlanRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     documents: list[ResourceDocument] = Field(max_length=10_000)
+    pinned: dict[str, int | None] | None = Field(
+        None,
+        description="a saved plan's live versions by address (None: absent then); an apply "
+        "whose resources changed since is refused (409) and applies nothing",
+    )
 
 
 class FieldChange(BaseModel):
@@ -61,8 +72,12 @@ class ResourceChange(BaseModel):
 
     @property
     def address(self) -> str:
-        where = f"{self.project}/" if self.project else ""
-        return f"{self.kind}/{where}{self.name}"
+        return address_of(self.kind, self.project, self.name)
+
+    @property
+    def pinned(self) -> tuple[str, int | None]:
+        """(address, the live version the plan saw): what a saved plan is pinned to."""
+        return self.address, self.resource_version
 
 
 class PlanSummary(BaseModel):
@@ -80,6 +95,9 @@ class PlanRead(BaseModel):
     @property
     def changed(self) -> bool:
         return any(c.action != "no-op" for c in self.changes)
+
+    def pins(self) -> dict[str, int | None]:
+        return dict(c.pinned for c in self.changes)
 
 
 class ApplyRead(BaseModel):

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from stratus.core.errors import Conflict, InvalidInput
+from stratus.core.errors import Conflict, InvalidInput, StaleResource
 from stratus.iac.diffing import field_changes
 from stratus.iac.kinds import Live
 from stratus.iac.planning import Planner
@@ -115,6 +115,27 @@ def test_an_apply_stops_at_a_failure_and_says_what_is_left() -> None:
     buckets.fail_on = None
     second = planner.apply(ADMIN, files)  # finishes the rest, leaves what is there
     assert [c.name for c in second.applied] == ["b", "c"]
+
+
+def test_a_saved_plan_applies_only_while_nothing_changed() -> None:
+    buckets = Memory("Bucket", True)
+    buckets.items[("fraud", "raw")] = ({"description": "old"}, {}, 3)
+    planner = Planner([Memory("Project", False), buckets])
+    files = [doc("Bucket", "raw", "fraud", description="new"), doc("Bucket", "b2", "fraud")]
+    saved = planner.plan(ADMIN, files).pins()
+    assert saved == {"Bucket/fraud/raw": 3, "Bucket/fraud/b2": None}
+    buckets.items[("fraud", "raw")] = ({"description": "by hand"}, {}, 4)  # since the plan
+    buckets.items[("fraud", "b2")] = ({"description": ""}, {}, 1)
+    with pytest.raises(StaleResource) as info:
+        planner.apply(ADMIN, files, pinned=saved)
+    assert str(info.value) == (
+        "the saved plan is stale, nothing was applied: Bucket/fraud/raw was at version 3 when "
+        "planned and is at version 4 now; Bucket/fraud/b2 was absent when planned and is at "
+        "version 1 now. Plan again (stratus plan --out)"
+    )
+    assert buckets.items[("fraud", "raw")][0] == {"description": "by hand"}  # untouched
+    fresh = planner.plan(ADMIN, files).pins()
+    assert [c.name for c in planner.apply(ADMIN, files, pinned=fresh).applied] == ["raw", "b2"]
 
 
 @pytest.mark.parametrize(
