@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -146,6 +147,35 @@ def prepare_stratus_model(
     return Prepared(server, run.platform.url + run.predict_path(name), lua, res, finish)
 
 
+def interleaved_pairs(
+    ps: ModuleType,
+    url: str,
+    lua: Path,
+    conc: int,
+    args: argparse.Namespace,
+    switch: Callable[[bool], None],
+    after: Callable[[], None] = lambda: None,
+) -> dict[str, list[dict[str, Any]]]:
+    """--repeats pairs of wrk runs with a setting off and on (`switch`), off first in even
+    pairs and on first in odd ones, so that a machine whose speed drifts weighs on neither
+    side; `after` runs after each run."""
+    runs: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
+    for rep in range(args.repeats):
+        order = (("off", False), ("on", True)) if rep % 2 == 0 else (("on", True), ("off", False))
+        for side, on in order:
+            switch(on)
+            w = ps.wrk(url, str(lua), conc, args.duration)
+            runs[side].append(w)
+            print(
+                f"    {side:3s} run{rep}: {w['rps_ok']:8.1f} req/s"
+                f"  p50 {w['p50_us'] / 1000:7.2f} ms  p99 {w['p99_us'] / 1000:7.2f} ms"
+                f"  errors {w['errors']}",
+                flush=True,
+            )
+            after()
+    return runs
+
+
 def measure_capture(
     run: StratusRun, ps: ModuleType, name: str, lua: Path, args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -178,22 +208,10 @@ def measure_capture(
     set_sample(1.0)
     ps.wrk(url, str(lua), conc, max(2, args.duration // 2))
     caught_up()
-    runs: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
     print(f"  data capture off / at 100%, interleaved, c={conc}:", flush=True)
-    for rep in range(args.repeats):
-        # off first in even pairs, on first in odd ones: a drift weighs on neither side
-        order = (("off", 0.0), ("on", 1.0)) if rep % 2 == 0 else (("on", 1.0), ("off", 0.0))
-        for side, sample in order:
-            set_sample(sample)
-            w = ps.wrk(url, str(lua), conc, args.duration)
-            runs[side].append(w)
-            print(
-                f"    {side:3s} run{rep}: {w['rps_ok']:8.1f} req/s"
-                f"  p50 {w['p50_us'] / 1000:7.2f} ms  p99 {w['p99_us'] / 1000:7.2f} ms"
-                f"  errors {w['errors']}",
-                flush=True,
-            )
-            caught_up()
+    runs = interleaved_pairs(
+        ps, url, lua, conc, args, lambda on: set_sample(1.0 if on else 0.0), after=caught_up
+    )
     set_sample(0.0)
     time.sleep(3)  # let the writer catch up
     counters = capture_counters(run)
@@ -270,20 +288,8 @@ def measure_rate_limits(
                 raise RuntimeError(f"{method} {where} -> {r.status_code}: {r.text[:300]}")
         time.sleep(1.5)  # the controller rebuilds the route at its next pass
 
-    runs: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
     print(f"  rate limits off / on (none reached), interleaved, c={conc}:", flush=True)
-    for rep in range(args.repeats):
-        order = (("off", False), ("on", True)) if rep % 2 == 0 else (("on", True), ("off", False))
-        for side, on in order:
-            set_limits(on)
-            w = ps.wrk(url, str(lua), conc, args.duration)
-            runs[side].append(w)
-            print(
-                f"    {side:3s} run{rep}: {w['rps_ok']:8.1f} req/s"
-                f"  p50 {w['p50_us'] / 1000:7.2f} ms  p99 {w['p99_us'] / 1000:7.2f} ms"
-                f"  errors {w['errors']}",
-                flush=True,
-            )
+    runs = interleaved_pairs(ps, url, lua, conc, args, set_limits)
     set_limits(False)
     held = measure_held_limit(run, ps, name, lua, conc)
     return {

@@ -9,6 +9,7 @@ send a body, and how large, is `admission`'s part.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from typing import Any
@@ -45,18 +46,21 @@ _PAGES = (DOCS_URL, ASSETS_URL)
 _HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
 
 
-def security_headers(path: str, scheme: str) -> list[tuple[bytes, bytes]]:
+@functools.cache
+def _headers(page: bool, api: bool, tls: bool) -> tuple[tuple[bytes, bytes], ...]:
+    headers = [*_COMMON, _PAGE_POLICY if page else _API_POLICY]
+    if api and not page:
+        headers.append(_NO_STORE)
+    if tls:
+        headers.append(_HSTS)
+    return tuple(headers)
+
+
+def security_headers(path: str, scheme: str) -> tuple[tuple[bytes, bytes], ...]:
     """The security headers of an answer to `path`: API answers are never cached (they carry
     credentials and private data); pages (Swagger UI and its assets) get a policy that lets
     them run their own scripts; HSTS over TLS only (a browser ignores it over plain HTTP)."""
-    headers = list(_COMMON)
-    page = path.startswith(_PAGES)
-    headers.append(_PAGE_POLICY if page else _API_POLICY)
-    if path.startswith("/api/") and not page:
-        headers.append(_NO_STORE)
-    if scheme == "https":
-        headers.append(_HSTS)
-    return headers
+    return _headers(path.startswith(_PAGES), path.startswith("/api/"), scheme == "https")
 
 
 class RequestContextMiddleware:

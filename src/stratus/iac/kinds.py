@@ -102,8 +102,16 @@ class SpecKind:
         assert project is not None
         check_project(principal, project, Permission.RESOURCE_WRITE)
 
-    def live_of(self, read: Any) -> Live:
-        """A read (`XRead`: metadata and spec) in the normalised shape."""
+    def read(self, project: str, name: str) -> Any:
+        """The kind's read (`XRead`: metadata and spec); NotFound when there is none."""
+        raise NotImplementedError
+
+    def live(self, principal: Principal, project: str | None, name: str) -> Live | None:
+        assert project is not None
+        try:
+            read = self.read(project, name)
+        except NotFound:
+            return None
         return Live(
             dict(read.spec.model_dump(mode="json", include=set(self.SPEC))),
             dict(read.metadata.labels),
@@ -174,12 +182,8 @@ class BucketKind(SpecKind):
     def __init__(self, storage: StorageService) -> None:
         self.storage = storage
 
-    def live(self, principal: Principal, project: str | None, name: str) -> Live | None:
-        assert project is not None
-        try:
-            return self.live_of(self.storage.get_bucket(project, name))
-        except NotFound:
-            return None
+    def read(self, project: str, name: str) -> Any:
+        return self.storage.get_bucket(project, name)
 
     def create(self, principal: Principal, doc: ResourceDocument, labels: dict[str, str]) -> None:
         assert doc.metadata.project is not None
@@ -223,12 +227,8 @@ class AlertRuleKind(SpecKind):
             del match["project"]
         return {**spec, "match": match}
 
-    def live(self, principal: Principal, project: str | None, name: str) -> Live | None:
-        assert project is not None
-        try:
-            return self.live_of(self.alerts.get_rule(project, name))
-        except NotFound:
-            return None
+    def read(self, project: str, name: str) -> Any:
+        return self.alerts.get_rule(project, name)
 
     def create(self, principal: Principal, doc: ResourceDocument, labels: dict[str, str]) -> None:
         assert doc.metadata.project is not None

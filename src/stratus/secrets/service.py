@@ -139,20 +139,23 @@ class SecretService:
         replicas, channels). Raises NotFound naming a secret that is not set."""
         if not wanted:
             return {}
-        out: dict[str, str] = {}
         with self.db.transaction() as session:
             project_uid = self._project_uid(session, project)
-            for variable, name in wanted.items():
-                row = session.scalar(
-                    select(SecretRow)
-                    .where(SecretRow.project_uid == project_uid, SecretRow.name == name)
-                    .order_by(SecretRow.version.desc())
-                    .limit(1)
+            rows = session.scalars(
+                select(SecretRow)
+                .where(
+                    SecretRow.project_uid == project_uid,
+                    SecretRow.name.in_(set(wanted.values())),
                 )
-                if row is None:
-                    raise _missing(project, name)
-                out[variable] = self._open(row).decode()
-        return out
+                .order_by(SecretRow.name, SecretRow.version.desc())
+            )
+            newest: dict[str, SecretRow] = {}
+            for row in rows:
+                newest.setdefault(row.name, row)  # the first of each name is its newest
+        missing = sorted(set(wanted.values()) - set(newest))
+        if missing:
+            raise _missing(project, missing[0])
+        return {variable: self._open(newest[name]).decode() for variable, name in wanted.items()}
 
     def _open(self, row: SecretRow) -> bytes:
         key = self.keyring.get(row.key_id)
