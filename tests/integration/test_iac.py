@@ -97,6 +97,8 @@ def test_files_plan_apply_and_plan_to_no_change(
                 ],
                 "resource_version": admin.buckets.get("raw", project).metadata.resource_version,
                 "source": str(infra / "buckets.yaml#1"),
+                "changed_by": [],
+                "note": "",
             }
         ]
         assert cli("apply", "-f", str(infra)).code == 0
@@ -207,7 +209,8 @@ def test_bad_documents_are_refused_naming_the_file_and_field(admin: Client, tmp_
     assert "colour" in str(info.value) or "description" in str(info.value)
     widget = write(tmp_path, "w.yaml", "kind: Widget\nmetadata: {name: w}\n")
     with pytest.raises(
-        InvalidInput, match="kind 'Widget' is not one of Project, Bucket, AlertRule"
+        InvalidInput,
+        match="kind .Widget. is not one of Project, ServiceAccount, Secret, Bucket, AlertChannel",
     ):
         admin.iac.plan(widget)
     broken = write(tmp_path, "broken.yaml", "kind: [\n")
@@ -256,3 +259,38 @@ def test_a_caller_plans_only_what_it_may_see(
     with Client(platform.url, key.secret) as stranger:
         with pytest.raises(Exception, match="project 'default' not found"):
             stranger.iac.plan(secret)
+
+
+def test_a_pipeline_with_code_in_a_project_the_same_files_create(
+    platform: LocalPlatform, admin: Client, cli: CliRunner, tmp_path: Path
+) -> None:
+    project = f"code-{uuid.uuid4().hex[:6]}"
+    (tmp_path / "step").mkdir()
+    (tmp_path / "step" / "run.py").write_text("print('hi')\n")
+    write(
+        tmp_path,
+        "infra.yaml",
+        f"""
+        kind: Project
+        metadata: {{name: {project}}}
+        ---
+        kind: Pipeline
+        metadata: {{name: hello, project: {project}}}
+        spec:
+          steps:
+            - {{name: hi, type: custom, code: step, entrypoint: run.py, args: [--loud]}}
+        """,
+    )
+    applied = cli("apply", "-f", str(tmp_path))
+    assert applied.code == 0, applied.stdout + applied.stderr
+    assert "Applied 2 change(s)." in applied.stdout  # the code went up once the project was
+    (step,) = admin.pipelines.get("hello", project=project).spec.steps
+    assert step.code is not None and step.code.args == ["--loud"]
+    assert cli("plan", "-f", str(tmp_path), "--detailed-exitcode").code == 0
+    (tmp_path / "step" / "run.py").write_text("print('hello')\n")  # new code: a new archive
+    changed = cli("plan", "-f", str(tmp_path), "-o", "json")
+    (change,) = [c for c in json.loads(changed.stdout)["changes"] if c["action"] != "no-op"]
+    paths = {f["path"] for f in change["fields"]}
+    assert {"spec.steps[hi].code.sha256", "spec.steps[hi].code.content_hash"} <= paths
+    assert cli("destroy", "-f", str(tmp_path), "--yes").code == 0
+    assert all(p.metadata.name != project for p in admin.projects.list())

@@ -114,10 +114,14 @@ class RequestContextMiddleware:
         project = params.get("project", state.get("audit_project"))
         client = scope.get("client")
         outcome = "success" if status < 400 else "denied" if status in (401, 403) else "failure"
+        resource = scope["path"]
+        named = state.get("audit_name")  # a spec applied to a collection names its resource
+        if isinstance(named, str) and named and len(named) <= 200:
+            resource = f"{resource.rstrip('/')}/{named}"
         entry = AuditEntry(
             actor=actor,
             action=action,
-            resource=scope["path"],
+            resource=resource,
             project=project if isinstance(project, str) and len(project) <= 63 else None,
             outcome=outcome,
             status_code=status,

@@ -37,8 +37,18 @@ from stratus.endpoints.metrics import InferenceMetrics, ServingCollector
 from stratus.endpoints.replica_authority import ReplicaAuthority
 from stratus.endpoints.routing import RouteTable
 from stratus.endpoints.service import EndpointService
-from stratus.iac.kinds import AlertRuleKind, BucketKind, ProjectKind
+from stratus.iac.leases import ApplyLeases
 from stratus.iac.planning import Planner
+from stratus.iac.project_kinds import BudgetKind, ProjectKind, SecretKind, ServiceAccountKind
+from stratus.iac.serving_kinds import (
+    AlertChannelKind,
+    AlertRuleKind,
+    BucketKind,
+    EndpointKind,
+    ModelAliasKind,
+    MonitorKind,
+    PipelineKind,
+)
 from stratus.iam.audit import AUDIT_CHAIN, AuditLog
 from stratus.iam.authenticating import Authenticator
 from stratus.iam.bootstrap import FirstStart, bootstrap
@@ -456,8 +466,22 @@ class Platform:
             secrets=secret_values,
             platform_secrets=PlatformSecrets(db, root),
             planner=Planner(
-                [ProjectKind(iam), BucketKind(storage), AlertRuleKind(alerts)],
+                [
+                    ProjectKind(iam, quotas),
+                    ServiceAccountKind(iam),
+                    SecretKind(secret_values),
+                    BucketKind(storage),
+                    AlertChannelKind(alerts),
+                    ModelAliasKind(registry),
+                    EndpointKind(endpoints),
+                    MonitorKind(monitors),
+                    AlertRuleKind(alerts),
+                    PipelineKind(pipelines),
+                    BudgetKind(budgets),
+                ],
                 record=audit.record,
+                leases=ApplyLeases(db),
+                history=lambda project: audit.list(project=project, order="desc", limit=1000)[0],
             ),
         )
 

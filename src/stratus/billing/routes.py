@@ -130,6 +130,7 @@ async def apply_budget(
 ) -> s.BudgetRead:
     """Create or replace a budget by its name (project owners); evaluated at once, so a
     raise lifts a freeze."""
+    request.state.audit_name = body.name  # the audit entry names what was applied
     budgets, actor = _budgets(request), access.principal.subject
     return await to_thread.run_sync(lambda: budgets.apply(access.project, body, actor=actor))
 

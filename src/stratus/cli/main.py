@@ -47,6 +47,8 @@ COMMANDS = {
     "reservations": "stratus.cli.quotas:reservations_app",
     "plan": "stratus.cli.iac:plan",
     "apply": "stratus.cli.iac:apply",
+    "destroy": "stratus.cli.iac:destroy",
+    "iac": "stratus.cli.iac:app",
     "export": "stratus.cli.export:app",
     "audit": "stratus.cli.audit:app",
     "admin": "stratus.cli.admin:app",

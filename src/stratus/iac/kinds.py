@@ -1,11 +1,15 @@
 """The kinds files may declare, each a handler over its service: how its spec reads when
 normalised (the create schema's defaults filled in, so a plan right after an apply shows no
-change), what is live, and how to create and update it. Handlers check the caller's rights
-with the same rules as the kind's own routes. `ORDER` is the order applies run in: what
-others live in comes first."""
+change), what is live, and how to create, update and delete it. Handlers check the caller's
+rights with the same rules as the kind's own routes. `ORDER` is the order applies run in:
+what others live in or refer to comes first; deletes run the other way.
+
+The handlers themselves are in `project_kinds` (projects and what governs them) and
+`serving_kinds` (what serves and watches models)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -13,15 +17,9 @@ from pydantic import BaseModel, ValidationError
 
 from stratus.core.errors import InvalidInput, NotFound
 from stratus.iac.schemas import ResourceDocument
-from stratus.iam import schemas as iam_schemas
 from stratus.iam.authorization import check_project
 from stratus.iam.principals import Principal
 from stratus.iam.roles import Permission
-from stratus.iam.service import IamService
-from stratus.monitoring import alert_schemas
-from stratus.monitoring.alerts import AlertService
-from stratus.storage import schemas as storage_schemas
-from stratus.storage.service import StorageService
 
 
 @dataclass(frozen=True)
@@ -36,9 +34,19 @@ class Live:
 class KindHandler(Protocol):
     kind: str
     scoped: bool  # lives in a project (metadata.project is required)
+    labelled: bool  # keeps labels (and so the managed-by label)
 
     def normalize(self, doc: ResourceDocument) -> dict[str, Any]:
         """The spec as the platform would hold it; InvalidInput names what is wrong."""
+        ...
+
+    def align(self, live: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
+        """The live spec without what the server fills in and the file leaves out (a pinned
+        model version, members not listed): compared only when a file gives them."""
+        ...
+
+    def audit_path(self, project: str | None, name: str) -> str:
+        """The resource's REST path, as audit entries of changes to it name it."""
         ...
 
     def may_read(self, principal: Principal, project: str | None, name: str) -> None: ...
@@ -46,6 +54,10 @@ class KindHandler(Protocol):
     def may_write(self, principal: Principal, project: str | None, name: str) -> None: ...
 
     def live(self, principal: Principal, project: str | None, name: str) -> Live | None: ...
+
+    def live_all(self, principal: Principal, project: str) -> dict[str, Live]:
+        """Every resource of the kind in the project, by name (one read for many)."""
+        ...
 
     def create(
         self, principal: Principal, doc: ResourceDocument, labels: dict[str, str]
@@ -59,6 +71,12 @@ class KindHandler(Protocol):
         resource_version: int,
     ) -> None: ...
 
+    def delete(self, principal: Principal, project: str | None, name: str) -> None: ...
+
+    def exported(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """A live spec as a file would declare it: what equals the default left out."""
+        ...
+
 
 def validated(model: type[BaseModel], doc: ResourceDocument, values: dict[str, Any]) -> Any:
     """`values` as the kind's create schema takes them; InvalidInput names the file, the
@@ -69,20 +87,47 @@ def validated(model: type[BaseModel], doc: ResourceDocument, values: dict[str, A
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
         message = str(first.get("msg", "is not valid")).removeprefix("Value error, ")
+        field = f"spec.{where}: " if where else ""
         raise InvalidInput(
-            f"{doc.source or doc.kind}: {doc.kind} {doc.metadata.name}: spec.{where}: {message}"
+            f"{doc.source or doc.kind}: {doc.kind} {doc.metadata.name}: {field}{message}"
         ) from None
+
+
+def without_defaults(model: type[BaseModel], spec: Mapping[str, Any]) -> dict[str, Any]:
+    """`spec` without the top-level fields that hold `model`'s default (an exported file
+    reads as a person would write it; applying it fills the same defaults back in)."""
+    out: dict[str, Any] = {}
+    for key, value in spec.items():
+        field = model.model_fields.get(key)
+        if field is not None and not field.is_required():
+            default = field.get_default(call_default_factory=True)
+            if isinstance(default, BaseModel):
+                default = default.model_dump(mode="json")
+            if value == default:
+                continue
+        out[key] = value
+    return out
+
+
+def project_of(doc: ResourceDocument) -> str:
+    assert doc.metadata.project is not None  # checked by the planner for scoped kinds
+    return doc.metadata.project
 
 
 class SpecKind:
     """A kind that lives in a project, whose spec is the fields `SPEC` of its create schema
     (`CREATE`, which also takes `name` and `labels`): read with `resource.read`, written with
-    `resource.write`, as its own routes do."""
+    `resource.write`, as its own routes do. Subclasses give `read`, `list_reads`, `create`,
+    `update` and `delete`."""
 
     kind: str
     scoped = True
+    labelled = True
+    api_path = ""
     CREATE: type[BaseModel]
     SPEC: tuple[str, ...]
+    #: spec fields that cannot change in place: a change of one is a replace (delete, create)
+    replaced_on: tuple[str, ...] = ()
 
     def validate(self, doc: ResourceDocument, labels: dict[str, str] | None = None) -> Any:
         values = {**doc.spec, "name": doc.metadata.name}
@@ -93,6 +138,12 @@ class SpecKind:
     def normalize(self, doc: ResourceDocument) -> dict[str, Any]:
         data = self.validate(doc)
         return dict(data.model_dump(mode="json", include=set(self.SPEC)))
+
+    def align(self, live: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
+        return live
+
+    def audit_path(self, project: str | None, name: str) -> str:
+        return f"/api/v1/projects/{project}/{self.api_path}/{name}"
 
     def may_read(self, principal: Principal, project: str | None, name: str) -> None:
         assert project is not None
@@ -106,143 +157,45 @@ class SpecKind:
         """The kind's read (`XRead`: metadata and spec); NotFound when there is none."""
         raise NotImplementedError
 
-    def live(self, principal: Principal, project: str | None, name: str) -> Live | None:
-        assert project is not None
-        try:
-            read = self.read(project, name)
-        except NotFound:
-            return None
+    def list_reads(self, project: str) -> list[Any]:
+        """Every read of the kind in the project."""
+        raise NotImplementedError
+
+    def live_of(self, read: Any) -> Live:
         return Live(
             dict(read.spec.model_dump(mode="json", include=set(self.SPEC))),
             dict(read.metadata.labels),
             read.metadata.resource_version,
         )
 
-
-class ProjectKind:
-    """Projects: created by any user with an unrestricted key (who then owns it), changed by
-    an owner; a project the caller cannot see reads as absent."""
-
-    kind = "Project"
-    scoped = False
-
-    def __init__(self, iam: IamService) -> None:
-        self.iam = iam
-
-    def normalize(self, doc: ResourceDocument) -> dict[str, Any]:
-        data = validated(iam_schemas.ProjectCreate, doc, {"name": doc.metadata.name, **doc.spec})
-        return {"description": data.description}
-
-    def may_read(self, principal: Principal, project: str | None, name: str) -> None:
-        pass
-
-    def may_write(self, principal: Principal, project: str | None, name: str) -> None:
-        if principal.can_see(name):
-            check_project(principal, name, Permission.PROJECT_ADMIN)
-
     def live(self, principal: Principal, project: str | None, name: str) -> Live | None:
-        if not principal.can_see(name):
-            return None
+        assert project is not None
         try:
-            read = self.iam.get_project(principal, name)
+            read = self.read(project, name)
         except NotFound:
             return None
-        return Live(
-            {"description": read.spec.description},
-            dict(read.metadata.labels),
-            read.metadata.resource_version,
-        )
+        return self.live_of(read)
 
-    def create(self, principal: Principal, doc: ResourceDocument, labels: dict[str, str]) -> None:
-        spec = self.normalize(doc)
-        self.iam.create_project(
-            principal, iam_schemas.ProjectCreate(name=doc.metadata.name, labels=labels, **spec)
-        )
+    def live_all(self, principal: Principal, project: str) -> dict[str, Live]:
+        return {r.metadata.name: self.live_of(r) for r in self.list_reads(project)}
 
-    def update(
-        self,
-        principal: Principal,
-        doc: ResourceDocument,
-        labels: dict[str, str],
-        resource_version: int,
-    ) -> None:
-        spec = self.normalize(doc)
-        self.iam.update_project(
-            principal,
-            doc.metadata.name,
-            iam_schemas.ProjectUpdate(labels=labels, resource_version=resource_version, **spec),
-        )
+    def exported(self, spec: dict[str, Any]) -> dict[str, Any]:
+        return without_defaults(self.CREATE, spec)
 
 
-class BucketKind(SpecKind):
-    kind = "Bucket"
-    CREATE = storage_schemas.BucketCreate
-    SPEC = ("description",)
-
-    def __init__(self, storage: StorageService) -> None:
-        self.storage = storage
-
-    def read(self, project: str, name: str) -> Any:
-        return self.storage.get_bucket(project, name)
-
-    def create(self, principal: Principal, doc: ResourceDocument, labels: dict[str, str]) -> None:
-        assert doc.metadata.project is not None
-        self.storage.create_bucket(doc.metadata.project, self.validate(doc, labels))
-
-    def update(
-        self,
-        principal: Principal,
-        doc: ResourceDocument,
-        labels: dict[str, str],
-        resource_version: int,
-    ) -> None:
-        assert doc.metadata.project is not None
-        spec = self.normalize(doc)
-        self.storage.update_bucket(
-            doc.metadata.project,
-            doc.metadata.name,
-            storage_schemas.BucketUpdate(labels=labels, resource_version=resource_version, **spec),
-        )
-
-
-class AlertRuleKind(SpecKind):
-    """Alert rules: applied whole (create or replace, as `stratus alerts apply` does); their
-    labels go to their notifications too."""
-
-    kind = "AlertRule"
-    CREATE = alert_schemas.AlertRuleApply
-    SPEC = tuple(
-        f
-        for f in alert_schemas.AlertRuleSpec.model_fields
-        if f in alert_schemas.AlertRuleApply.model_fields
-    )
-
-    def __init__(self, alerts: AlertService) -> None:
-        self.alerts = alerts
-
-    def normalize(self, doc: ResourceDocument) -> dict[str, Any]:
-        spec = super().normalize(doc)
-        match = dict(spec.get("match") or {})
-        if match.get("project") == doc.metadata.project:  # implied: the rule's own project
-            del match["project"]
-        return {**spec, "match": match}
-
-    def read(self, project: str, name: str) -> Any:
-        return self.alerts.get_rule(project, name)
-
-    def create(self, principal: Principal, doc: ResourceDocument, labels: dict[str, str]) -> None:
-        assert doc.metadata.project is not None
-        self.alerts.apply_rule(doc.metadata.project, self.validate(doc, labels))
-
-    def update(
-        self,
-        principal: Principal,
-        doc: ResourceDocument,
-        labels: dict[str, str],
-        resource_version: int,
-    ) -> None:
-        self.create(principal, doc, labels)
-
-
-#: the order applies create and update in (deletes run the other way)
-ORDER = ("Project", "Bucket", "AlertRule")
+#: the order applies create and update in (deletes run the other way): a resource comes
+#: after what it lives in or names (channels before the rules and budgets that notify them,
+#: aliases before the endpoints that serve them, endpoints before their monitors)
+ORDER = (
+    "Project",
+    "ServiceAccount",
+    "Secret",
+    "Bucket",
+    "AlertChannel",
+    "ModelAlias",
+    "Endpoint",
+    "Monitor",
+    "AlertRule",
+    "Pipeline",
+    "Budget",
+)

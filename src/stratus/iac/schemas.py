@@ -4,9 +4,10 @@ field."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from stratus.core.resource_schemas import Labels, Name
 
@@ -14,13 +15,19 @@ from stratus.core.resource_schemas import Labels, Name
 MANAGED_BY = "stratus.io/managed-by"
 MANAGED = "iac"
 
-Action = Literal["create", "update", "delete", "no-op"]
+Action = Literal["create", "update", "replace", "delete", "drift", "no-op"]
+Mode = Literal["apply", "destroy", "refresh-only"]
 
 
 class DocumentMetadata(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Name
+    name: str = Field(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.@-]*$",
+        description="the resource's name as its kind spells it (a ModelAlias: MODEL@ALIAS)",
+    )
     project: Name | None = Field(None, description="for kinds that live in a project")
     labels: Labels = Field(default_factory=dict)
 
@@ -46,10 +53,29 @@ class PlanRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     documents: list[ResourceDocument] = Field(max_length=10_000)
+    mode: Mode = Field(
+        "apply",
+        description="apply: make live state match the files; destroy: remove what they "
+        "declare; refresh-only: report what changed outside them (drift)",
+    )
+    prune: bool = Field(
+        False,
+        description="also delete resources of the declared kinds, in the declared projects, "
+        "that the files do not declare (without it: only those the files created)",
+    )
     pinned: dict[str, int | None] | None = Field(
         None,
         description="a saved plan's live versions by address (None: absent then); an apply "
         "whose resources changed since is refused (409) and applies nothing",
+    )
+    plan_id: str | None = Field(
+        None, max_length=64, description="a saved plan's id: the apply is audited with it"
+    )
+    secret_values: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        max_length=100,
+        description="values for declared secrets that do not exist yet, by address "
+        "(Secret/PROJECT/NAME), from the applier's environment; never in a plan",
     )
 
 
@@ -57,6 +83,15 @@ class FieldChange(BaseModel):
     path: str = Field(description="dotted: spec.description, metadata.labels.team")
     before: Any = None
     after: Any = None
+
+
+class ChangeBy(BaseModel):
+    """A change made outside the files, from the audit log."""
+
+    actor: str
+    action: str
+    time: datetime
+    request_id: str = ""
 
 
 class ResourceChange(BaseModel):
@@ -69,6 +104,11 @@ class ResourceChange(BaseModel):
         None, description="the live resource's version the plan was made against"
     )
     source: str = ""
+    changed_by: list[ChangeBy] = Field(
+        default_factory=list,
+        description="refresh-only: who changed it outside the files since their last apply",
+    )
+    note: str = Field("", description="why a change is as it is (kept, needs a value, ...)")
 
     @property
     def address(self) -> str:
@@ -83,12 +123,17 @@ class ResourceChange(BaseModel):
 class PlanSummary(BaseModel):
     create: int = 0
     update: int = 0
+    replace: int = 0
     delete: int = 0
+    drift: int = 0
     unchanged: int = 0
 
 
 class PlanRead(BaseModel):
     kind: Literal["Plan"] = "Plan"
+    id: str = Field("", description="the plan's id: an apply of the saved plan is audited with it")
+    mode: Mode = "apply"
+    prune: bool = False
     changes: list[ResourceChange]
     summary: PlanSummary
 
@@ -102,9 +147,20 @@ class PlanRead(BaseModel):
 
 class ApplyRead(BaseModel):
     kind: Literal["Apply"] = "Apply"
+    id: str = Field("", description="the id the audit log records each change with")
     applied: list[ResourceChange] = Field(description="what was changed, in order")
     failed: ResourceChange | None = Field(None, description="where it stopped")
     error: str | None = None
     remaining: list[ResourceChange] = Field(
         default_factory=list, description="what was not applied because of the failure"
     )
+    kept: list[ResourceChange] = Field(
+        default_factory=list,
+        description="destroy: projects kept because they still hold what files do not "
+        "manage (data, models, runs); `note` says what",
+    )
+
+
+class ExportRead(BaseModel):
+    kind: Literal["Export"] = "Export"
+    documents: list[ResourceDocument]

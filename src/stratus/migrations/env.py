@@ -10,6 +10,7 @@ import stratus.core.lease  # noqa: F401
 import stratus.core.outbox  # noqa: F401
 import stratus.data.tables  # noqa: F401
 import stratus.endpoints.tables  # noqa: F401
+import stratus.iac.leases  # noqa: F401
 import stratus.iam.tables  # noqa: F401
 import stratus.jobs.tables  # noqa: F401
 import stratus.monitoring.alert_tables  # noqa: F401

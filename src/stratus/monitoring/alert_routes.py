@@ -37,6 +37,7 @@ def apply_rule(
     access: ProjectAccess = Access(Permission.RESOURCE_WRITE),
 ) -> JSONResponse:
     """Create an alert rule (201) or replace the one of that name (200)."""
+    request.state.audit_name = body.name  # the audit entry names what was applied
     read, created = _alerts(request).apply_rule(access.project, body)
     return JSONResponse(read.model_dump(mode="json"), status_code=201 if created else 200)
 
@@ -114,6 +115,7 @@ def apply_channel(
 ) -> JSONResponse:
     """Create a notification channel (201) or replace the one of that name (200). Header
     values, the SMTP password and a Slack URL are write-only: reads show `****`."""
+    request.state.audit_name = body.name  # the audit entry names what was applied
     read, created = _alerts(request).channels.apply(access.project, body)
     return JSONResponse(read.model_dump(mode="json"), status_code=201 if created else 200)
 

@@ -133,6 +133,19 @@ class ChannelService:
             networks=self.networks,
         )
 
+    def references(self, project: str, name: str) -> dict[str, str]:
+        """The channel's write-only values that name a project secret (`secret:NAME`), keyed
+        `url`, `password` or `headers.NAME`: references, never values, so a declaration can
+        be compared with what is stored."""
+        with self.db.transaction() as session:
+            row = self._channel(session, project, name)
+            secrets = self.box.open(row.secrets, row.uid) if row.secrets else {}
+        return {
+            key: value
+            for key, value in _secret_values(secrets)
+            if isinstance(value, str) and SECRET_REFERENCE.match(value)
+        }
+
     def _referenced(self, project: str, secrets: dict[str, Any]) -> dict[str, Any]:
         """Values of the form `secret:NAME` replaced by the project secret's newest value
         (NotFound names a secret that is gone)."""

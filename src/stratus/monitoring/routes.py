@@ -183,6 +183,7 @@ def apply_monitor(
 ) -> JSONResponse:
     """Create a monitor (201) or replace its spec (200); it runs at once, then every
     `interval_seconds`."""
+    request.state.audit_name = body.name  # the audit entry names what was applied
     read, created = _monitors(request).apply(access.project, body)
     return JSONResponse(read.model_dump(mode="json"), status_code=201 if created else 200)
 

@@ -7,7 +7,7 @@ from typing import cast
 
 from anyio import to_thread
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from stratus.core.errors import InvalidInput
 from stratus.core.resources import DEFAULT_LIMIT, Page
@@ -49,6 +49,7 @@ def apply_pipeline(
 ) -> JSONResponse:
     """Create a pipeline (201) or replace its spec (200). Its runs act as whoever applied it
     last. When the webhook trigger is first enabled, `webhook_secret` is in the answer, once."""
+    request.state.audit_name = body.name  # the audit entry names what was applied
     read, created = _pipelines(request).apply(access.project, body, access.principal)
     return JSONResponse(read.model_dump(mode="json"), status_code=201 if created else 200)
 
@@ -72,6 +73,24 @@ async def upload_code(
     writer = await to_thread.run_sync(pipelines.code_writer, access.project)
     await receive_body(request, writer, lambda: writer.commit(expected_sha256=sha256))
     return Response(status_code=204)
+
+
+@router.get(
+    "/{pipeline}/code/{sha256}",
+    name="pipelines.code.download",
+    response_class=StreamingResponse,
+    responses={200: {"content": _BINARY, "description": "the code archive (tar.gz)"}},
+)
+def download_code(
+    request: Request,
+    pipeline: str,
+    sha256: str,
+    access: ProjectAccess = Access(Permission.RESOURCE_READ),
+) -> StreamingResponse:
+    """A code archive a step of the pipeline names (what `stratus export iac` unpacks)."""
+    size, chunks = _pipelines(request).open_code(access.project, pipeline, sha256)
+    headers = {"content-length": str(size), "x-stratus-sha256": sha256}
+    return StreamingResponse(chunks, media_type="application/gzip", headers=headers)
 
 
 @router.get("", name="pipelines.list", response_model=Page[s.PipelineRead])

@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -185,6 +185,22 @@ class PipelineService:
         with self.db.transaction() as session:
             project_uid = self._project_uid(session, project)
         return self.blobs.writer(project_uid)
+
+    def open_code(self, project: str, name: str, sha256: str) -> tuple[int, Iterator[bytes]]:
+        """A code archive the pipeline's steps name: (its size, its verified chunks); what
+        `stratus export iac` writes back as a folder."""
+        with self.db.transaction() as session:
+            row = self._pipeline(session, project, name)
+            project_uid = row.project_uid
+            spec = s.PipelineSpec.model_validate(row.spec)
+        sizes = {
+            step.code.sha256: step.code.size
+            for step in spec.steps
+            if isinstance(step, s.TrainStep | s.CustomStep) and step.code is not None
+        }
+        if sha256 not in sizes:
+            raise NotFound(f"pipeline {name!r} names no code archive {sha256[:12]}…")
+        return sizes[sha256], self.blobs.open(project_uid, sha256)
 
     def rotate_webhook(self, project: str, name: str) -> s.PipelineRead:
         with self.db.transaction() as session:
