@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from stratus.client._archives import code_files, pack
+from stratus.client._archives import pack
 from stratus.client._base import API, read_yaml, seg
+from stratus.client._pipelines import prepare_step
 from stratus.core.errors import InvalidInput, NotFound
 from stratus.iac import schemas as iac
 
@@ -165,36 +166,10 @@ def _prepare_pipeline(
         return document
     steps = []
     for step in spec["steps"]:
-        if not isinstance(step, dict):
-            steps.append(step)
-            continue
-        step = dict(step)
-        rules = step.get("rules")
-        if isinstance(rules, str):
-            step["rules"] = read_yaml(root / rules) or {}
-        code = step.get("code")
-        if isinstance(code, str):
-            folder = root / code
-            files = code_files(folder)
-            entry = step.pop("entrypoint", None)
-            if entry is None:
-                raise InvalidInput(f"{where}: step {step.get('name')!r}: give the `entrypoint`")
-            if entry not in {rel for rel, _ in files}:
-                raise InvalidInput(
-                    f"{where}: step {step.get('name')!r}: {entry!r} is not a file of {folder}"
-                )
-            archive, sha, size, content = pack(folder, files)
-            archive.close()
-            key = (str(metadata.get("project")), str(metadata.get("name")), sha)
+        step, folder = prepare_step(step, root, where)
+        if folder is not None:
+            key = (str(metadata.get("project")), str(metadata.get("name")), step["code"]["sha256"])
             loaded.archives[key] = folder
-            step["code"] = {
-                "sha256": sha,
-                "size": size,
-                "content_hash": content,
-                "entrypoint": entry,
-                "args": step.pop("args", []),
-                "requirements": step.pop("requirements", []),
-            }
         steps.append(step)
     return {**document, "spec": {**spec, "steps": steps}}
 

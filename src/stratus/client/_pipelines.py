@@ -30,6 +30,42 @@ def load_spec(source: str | Path | dict[str, Any]) -> tuple[dict[str, Any], Path
     return document, path.parent
 
 
+def prepare_step(step: Any, root: Path, where: str = "") -> tuple[Any, Path | None]:
+    """A step as the API takes it: `rules: FILE` read, `code: ./folder` (with `entrypoint`,
+    `args`, `requirements`) as a code spec naming the folder's archive; and the folder to
+    upload that archive from (None when the step names none). Paths are relative to `root`."""
+    if not isinstance(step, dict):
+        return step, None
+    step = dict(step)
+    rules = step.get("rules")
+    if isinstance(rules, str):
+        step["rules"] = read_yaml(root / rules) or {}
+    code = step.get("code")
+    if not isinstance(code, str):
+        return step, None
+    folder = root / code
+    files = code_files(folder)
+    prefix = f"{where}: " if where else ""
+    entry = step.pop("entrypoint", None)
+    if entry is None:
+        raise InvalidInput(f"{prefix}step {step.get('name')!r}: give the `entrypoint` to run")
+    if entry not in {rel for rel, _ in files}:
+        raise InvalidInput(
+            f"{prefix}step {step.get('name')!r}: {entry!r} is not a file of {folder}"
+        )
+    archive, sha, size, content = pack(folder, files)
+    archive.close()
+    step["code"] = {
+        "sha256": sha,
+        "size": size,
+        "content_hash": content,
+        "entrypoint": entry,
+        "args": step.pop("args", []),
+        "requirements": step.pop("requirements", []),
+    }
+    return step, folder
+
+
 class Pipelines(API):
     """Pipelines: `apply`, `list`, `get`, `delete`, `run`, `runs`, `get_run`, `wait`,
     `wait_for_run`, `resume`, `cancel`, `rotate_webhook`, `trigger_webhook`."""
@@ -62,24 +98,9 @@ class Pipelines(API):
         return ps.PipelineRead.model_validate(response.json())
 
     def _prepare(self, step: Any, root: Path, pipeline_url: str) -> Any:
-        if not isinstance(step, dict):
-            return step
-        step = dict(step)
-        rules = step.get("rules")
-        if isinstance(rules, str):
-            step["rules"] = read_yaml(root / rules) or {}
-        code = step.get("code")
-        if isinstance(code, str):
-            folder = root / code
-            files = code_files(folder)
-            entry = step.pop("entrypoint", None)
-            if entry is None:
-                raise InvalidInput(f"step {step.get('name')!r}: give the `entrypoint` to run")
-            if entry not in {rel for rel, _ in files}:
-                raise InvalidInput(
-                    f"step {step.get('name')!r}: {entry!r} is not a file of {folder}"
-                )
-            archive, sha, size, content = pack(folder, files)
+        step, folder = prepare_step(step, root)
+        if folder is not None:  # upload the archive its code names
+            archive, sha, _, _ = pack(folder)
             with archive:
                 self._c._send(
                     "PUT",
@@ -87,14 +108,6 @@ class Pipelines(API):
                     content=archive.read(),
                     headers={"content-type": "application/octet-stream"},
                 )
-            step["code"] = {
-                "sha256": sha,
-                "size": size,
-                "content_hash": content,
-                "entrypoint": entry,
-                "args": step.pop("args", []),
-                "requirements": step.pop("requirements", []),
-            }
         return step
 
     def list(

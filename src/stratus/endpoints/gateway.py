@@ -32,7 +32,6 @@ from stratus.core.errors import (
     InvalidInput,
     MethodNotAllowed,
     NotFound,
-    PayloadTooLarge,
     PermissionDenied,
     ServiceUnavailable,
     StratusError,
@@ -49,6 +48,7 @@ from stratus.serving import binary_tensors
 from stratus.serving.capture import CaptureBuffer, CaptureRecord
 from stratus.serving.connections import ReplicaGone
 from stratus.serving.protocols import ProtocolName, v2_error, v2_server_metadata
+from stratus.serving.request_bodies import read_body
 from stratus.serving.wire import Kind
 
 log = logging.getLogger("stratus.gateway")
@@ -471,32 +471,9 @@ class Gateway:
         return principal
 
     async def _body(self, receive: Receive, headers: dict[bytes, bytes]) -> bytes:
-        limit = self.max_body_bytes
-        declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise _too_large(limit)
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise InvalidInput("the client went away before sending the whole request")
-            chunk = message.get("body", b"")
-            if chunk:
-                size += len(chunk)
-                if size > limit:
-                    raise _too_large(limit)
-                chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def _too_large(limit: int) -> PayloadTooLarge:
-    return PayloadTooLarge(
-        f"the request body is larger than {limit} bytes (STRATUS_SERVING_MAX_REQUEST_BYTES); "
-        "send fewer rows per request"
-    )
+        return await read_body(
+            receive, headers, self.max_body_bytes, "STRATUS_SERVING_MAX_REQUEST_BYTES"
+        )
 
 
 def _allow(method: str, methods: tuple[str, ...]) -> None:

@@ -114,16 +114,51 @@ def project_of(doc: ResourceDocument) -> str:
     return doc.metadata.project
 
 
-class SpecKind:
-    """A kind that lives in a project, whose spec is the fields `SPEC` of its create schema
-    (`CREATE`, which also takes `name` and `labels`): read with `resource.read`, written with
-    `resource.write`, as its own routes do. Subclasses give `read`, `list_reads`, `create`,
-    `update` and `delete`."""
+class InProject:
+    """What kinds that live in a project share: their REST path under it (for drift), and
+    the rights to read and change one, as its own routes check them (`resource.read` and
+    `resource.write` unless a kind says otherwise)."""
 
     kind: str
     scoped = True
     labelled = True
     api_path = ""
+    read_permission = Permission.RESOURCE_READ
+    write_permission = Permission.RESOURCE_WRITE
+
+    def align(self, live: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
+        return live
+
+    def audit_path(self, project: str | None, name: str) -> str:
+        return f"/api/v1/projects/{project}/{self.api_path}/{name}"
+
+    def may_read(self, principal: Principal, project: str | None, name: str) -> None:
+        assert project is not None
+        check_project(principal, project, self.read_permission)
+
+    def may_write(self, principal: Principal, project: str | None, name: str) -> None:
+        assert project is not None
+        check_project(principal, project, self.write_permission)
+
+    def update(
+        self,
+        principal: Principal,
+        doc: ResourceDocument,
+        labels: dict[str, str],
+        resource_version: int,
+    ) -> None:
+        """By default a kind is applied whole: an update is a create that replaces it."""
+        self.create(principal, doc, labels)
+
+    def create(self, principal: Principal, doc: ResourceDocument, labels: dict[str, str]) -> None:
+        raise NotImplementedError
+
+
+class SpecKind(InProject):
+    """A kind whose spec is the fields `SPEC` of its create schema (`CREATE`, which also
+    takes `name` and `labels`). Subclasses give `read`, `list_reads`, `create`, `delete`,
+    and `update` where it is not a whole apply."""
+
     CREATE: type[BaseModel]
     SPEC: tuple[str, ...]
     #: spec fields that cannot change in place: a change of one is a replace (delete, create)
@@ -138,20 +173,6 @@ class SpecKind:
     def normalize(self, doc: ResourceDocument) -> dict[str, Any]:
         data = self.validate(doc)
         return dict(data.model_dump(mode="json", include=set(self.SPEC)))
-
-    def align(self, live: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
-        return live
-
-    def audit_path(self, project: str | None, name: str) -> str:
-        return f"/api/v1/projects/{project}/{self.api_path}/{name}"
-
-    def may_read(self, principal: Principal, project: str | None, name: str) -> None:
-        assert project is not None
-        check_project(principal, project, Permission.RESOURCE_READ)
-
-    def may_write(self, principal: Principal, project: str | None, name: str) -> None:
-        assert project is not None
-        check_project(principal, project, Permission.RESOURCE_WRITE)
 
     def read(self, project: str, name: str) -> Any:
         """The kind's read (`XRead`: metadata and spec); NotFound when there is none."""

@@ -15,7 +15,7 @@ from stratus.billing.budgets import Budgets
 from stratus.billing.quotas import Quotas
 from stratus.core.errors import InvalidInput, NotFound
 from stratus.core.resource_schemas import Name
-from stratus.iac.kinds import Live, SpecKind, project_of, validated, without_defaults
+from stratus.iac.kinds import InProject, Live, SpecKind, project_of, validated, without_defaults
 from stratus.iac.schemas import ResourceDocument
 from stratus.iam import schemas as iam_schemas
 from stratus.iam.authorization import check_project
@@ -187,6 +187,8 @@ class ServiceAccountKind(SpecKind):
 
     kind = "ServiceAccount"
     api_path = "service-accounts"
+    read_permission = Permission.PROJECT_READ
+    write_permission = Permission.PROJECT_ADMIN
     CREATE = iam_schemas.ServiceAccountCreate
     SPEC = ("description", "role")
 
@@ -196,14 +198,6 @@ class ServiceAccountKind(SpecKind):
     def normalize(self, doc: ResourceDocument) -> dict[str, Any]:
         data = self.validate(doc)
         return {"description": data.description, "role": None if data.role is None else data.role}
-
-    def may_read(self, principal: Principal, project: str | None, name: str) -> None:
-        assert project is not None
-        check_project(principal, project, Permission.PROJECT_READ)
-
-    def may_write(self, principal: Principal, project: str | None, name: str) -> None:
-        assert project is not None
-        check_project(principal, project, Permission.PROJECT_ADMIN)
 
     def read(self, project: str, name: str) -> Any:
         return self.iam.get_service_account(project, name)
@@ -271,17 +265,14 @@ class SecretDeclared(BaseModel):
     )
 
 
-class SecretKind:
+class SecretKind(InProject):
     """Secret references: the plan says whether each named secret exists (and creates the
     missing ones from the applier's environment); a value is never read, compared or
     shown. A secret's description is that of its newest version."""
 
     kind = "Secret"
-    scoped = True
     labelled = False
-
-    def audit_path(self, project: str | None, name: str) -> str:
-        return f"/api/v1/projects/{project}/secrets/{name}"
+    api_path = "secrets"
 
     def __init__(self, secrets: SecretService) -> None:
         self.secrets = secrets
@@ -289,17 +280,6 @@ class SecretKind:
     def normalize(self, doc: ResourceDocument) -> dict[str, Any]:
         data = validated(SecretDeclared, doc, {"name": doc.metadata.name, **doc.spec})
         return {"description": data.description}
-
-    def align(self, live: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
-        return live
-
-    def may_read(self, principal: Principal, project: str | None, name: str) -> None:
-        assert project is not None
-        check_project(principal, project, Permission.RESOURCE_READ)
-
-    def may_write(self, principal: Principal, project: str | None, name: str) -> None:
-        assert project is not None
-        check_project(principal, project, Permission.RESOURCE_WRITE)
 
     def live(self, principal: Principal, project: str | None, name: str) -> Live | None:
         assert project is not None
@@ -361,15 +341,14 @@ class SecretKind:
 # --- budgets ---------------------------------------------------------------------------------
 
 
-class BudgetKind:
+class BudgetKind(InProject):
     """Budgets: read by members, written by admins of the project (as their routes are)."""
 
     kind = "Budget"
-    scoped = True
     labelled = False
-
-    def audit_path(self, project: str | None, name: str) -> str:
-        return f"/api/v1/projects/{project}/budgets/{name}"
+    api_path = "budgets"
+    read_permission = Permission.PROJECT_READ
+    write_permission = Permission.PROJECT_ADMIN
 
     def __init__(self, budgets: Budgets) -> None:
         self.budgets = budgets
@@ -377,17 +356,6 @@ class BudgetKind:
     def normalize(self, doc: ResourceDocument) -> dict[str, Any]:
         data = validated(billing_schemas.BudgetApply, doc, {**doc.spec, "name": doc.metadata.name})
         return dict(data.model_dump(mode="json", exclude={"name"}))
-
-    def align(self, live: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
-        return live
-
-    def may_read(self, principal: Principal, project: str | None, name: str) -> None:
-        assert project is not None
-        check_project(principal, project, Permission.PROJECT_READ)
-
-    def may_write(self, principal: Principal, project: str | None, name: str) -> None:
-        assert project is not None
-        check_project(principal, project, Permission.PROJECT_ADMIN)
 
     def live(self, principal: Principal, project: str | None, name: str) -> Live | None:
         assert project is not None
@@ -409,15 +377,6 @@ class BudgetKind:
     def create(self, principal: Principal, doc: ResourceDocument, labels: dict[str, str]) -> None:
         data = validated(billing_schemas.BudgetApply, doc, {**doc.spec, "name": doc.metadata.name})
         self.budgets.apply(project_of(doc), data, actor=principal.subject)
-
-    def update(
-        self,
-        principal: Principal,
-        doc: ResourceDocument,
-        labels: dict[str, str],
-        resource_version: int,
-    ) -> None:
-        self.create(principal, doc, labels)
 
     def delete(self, principal: Principal, project: str | None, name: str) -> None:
         assert project is not None

@@ -11,12 +11,10 @@ from pydantic import BaseModel
 from stratus.core.errors import InvalidInput, NotFound
 from stratus.endpoints import schemas as endpoint_schemas
 from stratus.endpoints.service import EndpointService
-from stratus.iac.kinds import Live, SpecKind, project_of, without_defaults
+from stratus.iac.kinds import InProject, Live, SpecKind, project_of, without_defaults
 from stratus.iac.project_kinds import _version
 from stratus.iac.schemas import ResourceDocument
-from stratus.iam.authorization import check_project
 from stratus.iam.principals import Principal
-from stratus.iam.roles import Permission
 from stratus.monitoring import alert_schemas
 from stratus.monitoring import schemas as monitor_schemas
 from stratus.monitoring.alerts import AlertService
@@ -134,15 +132,6 @@ class AlertChannelKind(SpecKind):
         self.normalize(doc)  # the credential checks
         self.alerts.channels.apply(project_of(doc), self.validate(doc, labels))
 
-    def update(
-        self,
-        principal: Principal,
-        doc: ResourceDocument,
-        labels: dict[str, str],
-        resource_version: int,
-    ) -> None:
-        self.create(principal, doc, labels)
-
     def delete(self, principal: Principal, project: str | None, name: str) -> None:
         assert project is not None
         self.alerts.channels.delete(project, name)  # refused while rules name it
@@ -188,15 +177,6 @@ class AlertRuleKind(SpecKind):
     def create(self, principal: Principal, doc: ResourceDocument, labels: dict[str, str]) -> None:
         self.alerts.apply_rule(project_of(doc), self.validate(doc, labels))
 
-    def update(
-        self,
-        principal: Principal,
-        doc: ResourceDocument,
-        labels: dict[str, str],
-        resource_version: int,
-    ) -> None:
-        self.create(principal, doc, labels)
-
     def delete(self, principal: Principal, project: str | None, name: str) -> None:
         assert project is not None
         self.alerts.delete_rule(project, name)
@@ -205,13 +185,12 @@ class AlertRuleKind(SpecKind):
 # --- model aliases ---------------------------------------------------------------------------
 
 
-class ModelAliasKind:
+class ModelAliasKind(InProject):
     """An alias pinned to a model version: `metadata.name` is `MODEL@ALIAS`, `spec.version`
     the version. Moving it is recorded in the alias's history, as `stratus models alias`
     does."""
 
     kind = "ModelAlias"
-    scoped = True
     labelled = False
 
     def __init__(self, registry: RegistryService) -> None:
@@ -245,20 +224,9 @@ class ModelAliasKind:
             )
         return {"version": version}
 
-    def align(self, live: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
-        return live
-
     def audit_path(self, project: str | None, name: str) -> str:
         model, _, alias = name.partition("@")
         return f"/api/v1/projects/{project}/models/{model}/aliases/{alias}"
-
-    def may_read(self, principal: Principal, project: str | None, name: str) -> None:
-        assert project is not None
-        check_project(principal, project, Permission.RESOURCE_READ)
-
-    def may_write(self, principal: Principal, project: str | None, name: str) -> None:
-        assert project is not None
-        check_project(principal, project, Permission.RESOURCE_WRITE)
 
     def live(self, principal: Principal, project: str | None, name: str) -> Live | None:
         assert project is not None
@@ -290,15 +258,6 @@ class ModelAliasKind:
             registry_schemas.AliasSet(version=spec["version"], reason="stratus apply"),
             actor=principal.subject,
         )
-
-    def update(
-        self,
-        principal: Principal,
-        doc: ResourceDocument,
-        labels: dict[str, str],
-        resource_version: int,
-    ) -> None:
-        self.create(principal, doc, labels)
 
     def delete(self, principal: Principal, project: str | None, name: str) -> None:
         assert project is not None
@@ -423,15 +382,6 @@ class MonitorKind(SpecKind):
     def create(self, principal: Principal, doc: ResourceDocument, labels: dict[str, str]) -> None:
         self.monitors.apply(project_of(doc), self.validate(doc, labels))
 
-    def update(
-        self,
-        principal: Principal,
-        doc: ResourceDocument,
-        labels: dict[str, str],
-        resource_version: int,
-    ) -> None:
-        self.create(principal, doc, labels)
-
     def delete(self, principal: Principal, project: str | None, name: str) -> None:
         assert project is not None
         self.monitors.delete(project, name)
@@ -468,15 +418,6 @@ class PipelineKind(SpecKind):
 
     def create(self, principal: Principal, doc: ResourceDocument, labels: dict[str, str]) -> None:
         self.pipelines.apply(project_of(doc), self.validate(doc, labels), principal)
-
-    def update(
-        self,
-        principal: Principal,
-        doc: ResourceDocument,
-        labels: dict[str, str],
-        resource_version: int,
-    ) -> None:
-        self.create(principal, doc, labels)
 
     def delete(self, principal: Principal, project: str | None, name: str) -> None:
         assert project is not None

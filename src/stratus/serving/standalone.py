@@ -39,10 +39,8 @@ from starlette.types import Receive, Scope, Send
 
 from stratus.core import heap
 from stratus.core.errors import (
-    InvalidInput,
     MethodNotAllowed,
     NotFound,
-    PayloadTooLarge,
     PermissionDenied,
     StratusError,
 )
@@ -50,6 +48,7 @@ from stratus.core.ids import new_request_id
 from stratus.serving import binary_tensors
 from stratus.serving.protocols import v2_error, v2_server_metadata
 from stratus.serving.replica import Replica, ReplicaSpec, load
+from stratus.serving.request_bodies import read_body
 from stratus.serving.standalone_spec import StandaloneSpec
 from stratus.serving.wire import Kind
 
@@ -227,24 +226,7 @@ class StandaloneApp:
         await self._respond(send, 200, orjson.dumps(document), _JSON, request_id)
 
     async def _body(self, receive: Receive, headers: dict[bytes, bytes]) -> bytes:
-        limit = self.max_body_bytes
-        declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise _too_large(limit)
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise InvalidInput("the client went away before sending the whole request")
-            chunk = message.get("body", b"")
-            if chunk:
-                size += len(chunk)
-                if size > limit:
-                    raise _too_large(limit)
-                chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
+        return await read_body(receive, headers, self.max_body_bytes, "--max-body-bytes")
 
     async def _respond(
         self,
@@ -267,13 +249,6 @@ class StandaloneApp:
             headers.append((_INFERENCE_HEADER, str(json_length).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
-
-
-def _too_large(limit: int) -> PayloadTooLarge:
-    return PayloadTooLarge(
-        f"the request body is larger than {limit} bytes (--max-body-bytes); "
-        "send fewer rows per request"
-    )
 
 
 def _error(exc: StratusError, path: str) -> tuple[bytes, bytes]:
