@@ -134,12 +134,14 @@ def load_documents(
 def _load(sources: list[str | Path], env: str | None, variables: Mapping[str, str]) -> Loaded:
     import yaml
 
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's, ~8x faster, if built
     values = load_values(sources, env, variables)
     loaded = Loaded(documents=[])
     for source in sources:
         for file in _files(Path(source)):
             try:
-                found = [d for d in yaml.safe_load_all(file.read_text(encoding="utf-8")) if d]
+                text = file.read_text(encoding="utf-8")
+                found = [d for d in yaml.load_all(text, Loader=loader) if d]
             except OSError as exc:
                 raise InvalidInput(f"{file}: cannot be read: {exc.strerror or exc}") from None
             except yaml.YAMLError as exc:

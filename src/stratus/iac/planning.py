@@ -76,13 +76,14 @@ class Planner:
         prune: bool = False,
     ) -> PlanRead:
         ordered = self._checked(documents)
-        lives = self._lives(principal, ordered)
+        listed: dict[tuple[str, str], dict[str, Live]] = {}  # (kind, project): all of them
+        lives = self._lives(principal, ordered, listed, mode == "apply", prune)
         if mode == "destroy":
             changes = self._destroy_changes(principal, ordered, lives)
         elif mode == "refresh-only":
             changes = self._drift_changes(principal, ordered, lives)
         else:
-            changes = self._apply_changes(principal, ordered, lives, prune)
+            changes = self._apply_changes(principal, ordered, lives, listed, prune)
         summary = PlanSummary(
             create=sum(c.action == "create" for c in changes),
             update=sum(c.action == "update" for c in changes),
@@ -94,11 +95,16 @@ class Planner:
         return PlanRead(id=new_id("plan"), mode=mode, prune=prune, changes=changes, summary=summary)
 
     def _lives(
-        self, principal: Principal, ordered: Sequence[ResourceDocument]
+        self,
+        principal: Principal,
+        ordered: Sequence[ResourceDocument],
+        listed: dict[tuple[str, str], dict[str, Live]],
+        deleting: bool,
+        prune: bool,
     ) -> dict[str, Live | None]:
         """What is live for each document, by address: one read per kind and project where
-        files declare several of a kind, else one per resource. Resources in projects the
-        files create are absent, unread."""
+        files declare several of a kind or deletes will list it anyway (kept in `listed`),
+        else one per resource. Resources in projects the files create are absent, unread."""
         lives: dict[str, Live | None] = {}
         groups: dict[tuple[str, str | None], list[ResourceDocument]] = defaultdict(list)
         for doc in ordered:
@@ -115,8 +121,9 @@ class Planner:
                 lives.update({_address(d): None for d in docs})
                 continue
             handler.may_read(principal, project, docs[0].metadata.name)
-            if project is not None and len(docs) > 2:
-                found = self._live_all(handler, principal, project)
+            listing = len(docs) > 2 or (deleting and (prune or handler.labelled))
+            if project is not None and listing:
+                found = listed[(kind, project)] = self._live_all(handler, principal, project)
                 lives.update({_address(d): found.get(d.metadata.name) for d in docs})
             else:
                 for doc in docs:
@@ -149,6 +156,7 @@ class Planner:
         principal: Principal,
         ordered: Sequence[ResourceDocument],
         lives: Mapping[str, Live | None],
+        listed: dict[tuple[str, str], dict[str, Live]],
         prune: bool,
     ) -> list[ResourceChange]:
         changes: list[ResourceChange] = []
@@ -168,13 +176,14 @@ class Planner:
             if doc.kind == "Secret" and action == "create":
                 note = "its value comes from the applier's environment (spec.from_env)"
             changes.append(_change(doc, action, fields, live, note))
-        return changes + self._deletions(principal, ordered, lives, prune)
+        return changes + self._deletions(principal, ordered, lives, listed, prune)
 
     def _deletions(
         self,
         principal: Principal,
         ordered: Sequence[ResourceDocument],
         lives: Mapping[str, Live | None],
+        listed: dict[tuple[str, str], dict[str, Live]],
         prune: bool,
     ) -> list[ResourceChange]:
         """What the files no longer declare in the projects they name: what they created
@@ -203,7 +212,10 @@ class Planner:
                     handler.may_read(principal, project, "")
                 except StratusError:
                     continue  # what the caller may not read is not theirs to remove
-                for name, live in sorted(self._live_all(handler, principal, project).items()):
+                found = listed.get((kind, project))
+                if found is None:
+                    found = self._live_all(handler, principal, project)
+                for name, live in sorted(found.items()):
                     address = address_of(kind, project, name)
                     if address in declared:
                         continue

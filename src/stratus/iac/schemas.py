@@ -73,7 +73,7 @@ class PlanRequest(BaseModel):
     )
     secret_values: dict[str, SecretStr] = Field(
         default_factory=dict,
-        max_length=100,
+        max_length=10_000,
         description="values for declared secrets that do not exist yet, by address "
         "(Secret/PROJECT/NAME), from the applier's environment; never in a plan",
     )

@@ -117,16 +117,28 @@ class AlertChannelKind(SpecKind):
     def list_reads(self, project: str) -> list[Any]:
         return self.alerts.channels.list(project, None, None, None)[0]
 
-    def live_of(self, read: Any) -> Live:
-        live = super().live_of(read)
+    def with_references(self, live: Live, references: dict[str, str]) -> Live:
+        """The live spec with the stored `secret:NAME` references where reads show `****`."""
         spec = live.spec
-        project, name = read.metadata.project, read.metadata.name
-        for key, reference in self.alerts.channels.references(project, name).items():
+        for key, reference in references.items():
             if key.startswith("headers."):
                 spec["headers"] = {**spec.get("headers", {}), key.split(".", 1)[1]: reference}
             else:
                 spec[key] = reference
         return live
+
+    def live(self, principal: Principal, project: str | None, name: str) -> Live | None:
+        found = super().live(principal, project, name)
+        if found is None:
+            return None
+        assert project is not None
+        references = self.alerts.channels.references(project, [name])
+        return self.with_references(found, references.get(name, {}))
+
+    def live_all(self, principal: Principal, project: str) -> dict[str, Live]:
+        found = super().live_all(principal, project)
+        references = self.alerts.channels.references(project)  # one read for all
+        return {n: self.with_references(v, references.get(n, {})) for n, v in found.items()}
 
     def create(self, principal: Principal, doc: ResourceDocument, labels: dict[str, str]) -> None:
         self.normalize(doc)  # the credential checks

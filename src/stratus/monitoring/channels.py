@@ -6,7 +6,7 @@ opened only to send (`config`). A channel a rule names cannot be deleted."""
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -90,7 +90,11 @@ class ChannelService:
             pairs, token = page_in_projects(
                 self._channels, session, project, self._project_uid, selector, limit, page_token
             )
-            return [self._channel_read(session, r, p) for r, p in pairs], token
+            users = _rules_by_channel(session, {r.project_uid for r, _ in pairs})
+            return [
+                self._channel_read(session, r, p, users.get((r.project_uid, r.name), []))
+                for r, p in pairs
+            ], token
 
     def get(self, project: str, name: str) -> s.ChannelRead:
         with self.db.transaction() as session:
@@ -133,17 +137,27 @@ class ChannelService:
             networks=self.networks,
         )
 
-    def references(self, project: str, name: str) -> dict[str, str]:
-        """The channel's write-only values that name a project secret (`secret:NAME`), keyed
-        `url`, `password` or `headers.NAME`: references, never values, so a declaration can
-        be compared with what is stored."""
+    def references(
+        self, project: str, names: Collection[str] | None = None
+    ) -> dict[str, dict[str, str]]:
+        """Per channel of the project (those `names`, or all): its write-only values that
+        name a project secret (`secret:NAME`), keyed `url`, `password` or `headers.NAME`.
+        References, never values, so a declaration can be compared with what is stored."""
         with self.db.transaction() as session:
-            row = self._channel(session, project, name)
-            secrets = self.box.open(row.secrets, row.uid) if row.secrets else {}
+            stmt = select(ChannelRow).where(
+                ChannelRow.project_uid == self._project_uid(session, project)
+            )
+            if names is not None:
+                stmt = stmt.where(ChannelRow.name.in_(sorted(names)))
+            rows = session.scalars(stmt).all()
+            opened = {r.name: self.box.open(r.secrets, r.uid) if r.secrets else {} for r in rows}
         return {
-            key: value
-            for key, value in _secret_values(secrets)
-            if isinstance(value, str) and SECRET_REFERENCE.match(value)
+            name: {
+                key: value
+                for key, value in _secret_values(secrets)
+                if isinstance(value, str) and SECRET_REFERENCE.match(value)
+            }
+            for name, secrets in opened.items()
         }
 
     def _referenced(self, project: str, secrets: dict[str, Any]) -> dict[str, Any]:
@@ -188,7 +202,9 @@ class ChannelService:
         return self._channels.find(session, self._project_uid(session, project), project, name)
 
     @staticmethod
-    def _channel_read(session: Session, row: ChannelRow, project: str) -> s.ChannelRead:
+    def _channel_read(
+        session: Session, row: ChannelRow, project: str, rules: builtins.list[str] | None = None
+    ) -> s.ChannelRead:
         config = row.config or {}
         return s.ChannelRead(
             metadata=metadata_of(row, project=project),
@@ -205,7 +221,9 @@ class ChannelService:
                 username=config.get("username"),
                 password=MASK if config.get("password") else None,
             ),
-            status=s.ChannelStatus(rules=rules_using(session, row.project_uid, row.name)),
+            status=s.ChannelStatus(
+                rules=rules_using(session, row.project_uid, row.name) if rules is None else rules
+            ),
         )
 
 
@@ -220,6 +238,22 @@ def _secret_values(secrets: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
                 yield f"headers.{header}", text
         else:
             yield key, value
+
+
+def _rules_by_channel(session: Session, project_uids: set[str]) -> dict[tuple[str, str], list[str]]:
+    """The rules that notify each channel of these projects, by (project uid, channel)."""
+    if not project_uids:
+        return {}
+    rows = session.execute(
+        select(AlertRuleRow.project_uid, AlertRuleRow.name, AlertRuleRow.spec)
+        .where(AlertRuleRow.project_uid.in_(sorted(project_uids)))
+        .order_by(AlertRuleRow.name)
+    ).all()
+    users: dict[tuple[str, str], list[str]] = {}
+    for project_uid, name, spec in rows:
+        for channel in (spec or {}).get("channels", []):
+            users.setdefault((project_uid, channel), []).append(name)
+    return users
 
 
 def rules_using(session: Session, project_uid: str, channel: str) -> list[str]:

@@ -92,8 +92,16 @@ class SecretService:
                 )
             )
             page, token = paginate_list(names, lambda n: n, limit, page_token)
+            rows = session.scalars(  # the page's versions in one read, newest first
+                select(SecretRow)
+                .where(SecretRow.project_uid == project_uid, SecretRow.name.in_(page))
+                .order_by(SecretRow.name, SecretRow.version.desc())
+            ).all()
+            versions: dict[str, list[SecretRow]] = {}
+            for row in rows:
+                versions.setdefault(row.name, []).append(row)
             return [
-                self._read(session, project, project_uid, n, with_versions=False) for n in page
+                s.SecretRead.of(n, project, versions[n], with_versions=False) for n in page
             ], token
 
     def get(self, project: str, name: str) -> s.SecretRead:

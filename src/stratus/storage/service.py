@@ -97,7 +97,10 @@ class StorageService:
             pairs, token = page_in_projects(
                 self._buckets, session, project, self._project_uid, selector, limit, page_token
             )
-            return [self._bucket_read(session, r, p) for r, p in pairs], token
+            usage = self._usage(session, [r.uid for r, _ in pairs])  # one query for the page
+            return [
+                self._bucket_read(session, r, p, usage.get(r.uid, (0, 0))) for r, p in pairs
+            ], token
 
     def stored_bytes(self) -> list[StoredBytes]:
         """The bytes each bucket holds, every version counted (what metering samples)."""
@@ -172,12 +175,28 @@ class StorageService:
         return self._buckets.find(session, self._project_uid(session, project), project, name)
 
     @staticmethod
-    def _bucket_read(session: Session, row: BucketRow, project: str) -> s.BucketRead:
-        count, size = session.execute(
-            select(func.count(), func.coalesce(func.sum(ObjectRow.size), 0)).where(
-                ObjectRow.bucket_uid == row.uid, ObjectRow.current_version_id.is_not(None)
-            )
-        ).one()
+    def _usage(session: Session, bucket_uids: list[str]) -> dict[str, tuple[int, int]]:
+        """Objects and bytes held now, by bucket."""
+        if not bucket_uids:
+            return {}
+        rows = session.execute(
+            select(ObjectRow.bucket_uid, func.count(), func.coalesce(func.sum(ObjectRow.size), 0))
+            .where(ObjectRow.bucket_uid.in_(bucket_uids), ObjectRow.current_version_id.is_not(None))
+            .group_by(ObjectRow.bucket_uid)
+        ).all()
+        return {uid: (int(count), int(size)) for uid, count, size in rows}
+
+    @classmethod
+    def _bucket_read(
+        cls,
+        session: Session,
+        row: BucketRow,
+        project: str,
+        usage: tuple[int, int] | None = None,
+    ) -> s.BucketRead:
+        if usage is None:
+            usage = cls._usage(session, [row.uid]).get(row.uid, (0, 0))
+        count, size = usage
         return s.BucketRead(
             metadata=metadata_of(row, project=project),
             spec=s.BucketSpec(description=row.description),
