@@ -294,3 +294,15 @@ def test_a_pipeline_with_code_in_a_project_the_same_files_create(
     assert {"spec.steps[hi].code.sha256", "spec.steps[hi].code.content_hash"} <= paths
     assert cli("destroy", "-f", str(tmp_path), "--yes").code == 0
     assert all(p.metadata.name != project for p in admin.projects.list())
+
+
+def test_with_detailed_exitcode_every_error_exits_1_and_only_changes_exit_2(
+    cli: CliRunner, tmp_path: Path
+) -> None:
+    files = write(
+        tmp_path, "p.yaml", f"kind: Project\nmetadata: {{name: x-{uuid.uuid4().hex[:6]}}}\n"
+    )
+    assert cli("plan", "-f", str(files), "--detailed-exitcode").code == 2  # a create
+    assert cli("plan", "-f", str(files), "--detailed-exitcode", "--bogus").code == 1
+    assert cli("plan", "-f", str(tmp_path / "nope"), "--detailed-exitcode").code == 1
+    assert cli("plan", "-f", str(files), "--bogus").code == 2  # without it: click's usage code

@@ -28,6 +28,16 @@ VarOption = Annotated[
     list[str] | None,
     typer.Option("-var", "--var", help="NAME=VALUE: a variable for ${NAME} in the files (repeat)"),
 ]
+
+
+class _Outcome:
+    """Whether the last `stratus plan --detailed-exitcode` exited 2 for changes (the entry
+    point tells that from a usage error, which click also exits 2 for)."""
+
+    changes_planned = False
+
+
+outcome = _Outcome()
 SIGNS = {
     "create": "[green]+[/]",
     "update": "[yellow]~[/]",
@@ -138,6 +148,7 @@ def plan(
     """
     from stratus.client._iac import load_documents
 
+    outcome.changes_planned = False
     if refresh_only and (destroy or prune):
         raise typer.BadParameter("--refresh-only reports drift: it takes no --destroy or --prune")
     mode = "refresh-only" if refresh_only else "destroy" if destroy else "apply"
@@ -168,6 +179,7 @@ def plan(
         _print_changes(result.changes)
         console.print(_summary(result), highlight=False)
     if detailed_exitcode and result.changed:
+        outcome.changes_planned = True
         raise typer.Exit(2)
 
 

@@ -110,6 +110,14 @@ def main(
     ctx.obj = Globals(url=url, api_key=api_key, debug=debug, profile=profile, ca_file=ca_file)
 
 
+def _planned_changes(reset: bool = False) -> bool:
+    from stratus.cli import iac
+
+    if reset:
+        iac.outcome.changes_planned = False
+    return iac.outcome.changes_planned
+
+
 def run(argv: list[str] | None = None) -> None:
     """Entry point: exit 0 on success, 1 on a failed operation, 2 on bad usage.
 
@@ -119,8 +127,14 @@ def run(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     set_quiet(False)  # until -q says otherwise (tests run many commands in one process)
+    if "--detailed-exitcode" in args:
+        _planned_changes(reset=True)  # (tests run many commands in one process)
     try:
         app(args=args, prog_name="stratus")
+    except SystemExit as exc:
+        if exc.code == 2 and "--detailed-exitcode" in args and not _planned_changes():
+            sys.exit(1)  # as Terraform's: 2 means changes only, any error is 1
+        raise
     except StratusError as exc:
         if debug:
             raise
