@@ -306,3 +306,43 @@ def test_with_detailed_exitcode_every_error_exits_1_and_only_changes_exit_2(
     assert cli("plan", "-f", str(files), "--detailed-exitcode", "--bogus").code == 1
     assert cli("plan", "-f", str(tmp_path / "nope"), "--detailed-exitcode").code == 1
     assert cli("plan", "-f", str(files), "--bogus").code == 2  # without it: click's usage code
+
+
+def test_an_apply_is_refused_while_another_holds_the_projects_lease(
+    platform: LocalPlatform, admin: Client, cli: CliRunner, tmp_path: Path
+) -> None:
+    """Another apply (here: a lease taken straight in the platform's database, as a crashed
+    apply leaves it) holds the project: apply is refused naming it, `stratus iac leases`
+    shows it, and `stratus iac unlock` lets the next apply through."""
+    from stratus.core.database import Database
+    from stratus.iac.leases import ApplyLeases
+
+    project = f"lease-{uuid.uuid4().hex[:6]}"
+    files = write(tmp_path, "p.yaml", f"kind: Project\nmetadata: {{name: {project}}}\n")
+    db = Database(f"sqlite:///{platform.home / 'stratus.db'}")
+    try:
+        ApplyLeases(db).acquire([project], "user:ci-bot", "apply-elsewhere")
+        refused = cli("apply", "-f", str(files))
+        assert refused.code == 1
+        assert f"project '{project}' is being applied by user:ci-bot (apply-elsewhere" in (
+            refused.stderr.replace("\n", " ")
+        )
+        assert all(p.metadata.name != project for p in admin.projects.list())
+        shown = cli("iac", "leases", "-o", "json")
+        assert [(h["project"], h["holder"]) for h in json.loads(shown.stdout)] == [
+            (project, "user:ci-bot")
+        ]
+        assert cli("iac", "unlock", project, "--yes").code == 0
+        assert cli("apply", "-f", str(files)).code == 0
+        assert json.loads(cli("iac", "leases", "-o", "json").stdout) == []
+    finally:
+        db.dispose()
+    admin.projects.delete(project)
+
+
+def test_the_schema_is_served_and_written(cli: CliRunner, tmp_path: Path) -> None:
+    target = tmp_path / "stratus.schema.json"
+    assert cli("iac", "schema", "-o", str(target)).code == 0
+    schema = json.loads(target.read_text())
+    assert schema["$schema"].endswith("2020-12/schema")
+    assert "Endpoint" in {v["title"] for v in schema["oneOf"]}

@@ -37,7 +37,7 @@ def _write(text: str, target: Path | None) -> None:
         sys.stdout.flush()
         return
     target.write_text(text, encoding="utf-8")
-    err.print(f"wrote {target}", markup=False, highlight=False)
+    err.print(f"wrote {target}", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command("prometheus-rules")

@@ -330,7 +330,7 @@ def schema(
     temp = output_file.with_name(f".{output_file.name}.tmp")
     temp.write_text(text, encoding="utf-8")
     temp.replace(output_file)
-    err.print(f"wrote {output_file}", markup=False, highlight=False)
+    err.print(f"wrote {output_file}", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command("leases")
