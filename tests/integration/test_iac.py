@@ -149,10 +149,10 @@ def test_alert_rules_plan_to_no_change_after_an_apply(admin: Client, tmp_path: P
         (drift,) = admin.iac.plan(rules).changes
         assert drift.action == "update"
         assert [(f.path, f.before, f.after) for f in drift.fields] == [
-            ("labels.stratus.io/managed-by", None, "iac"),
             ("spec.threshold", 0.2, 0.05),
-        ]
+        ]  # the managed-by label is bookkeeping, not a declared field
         assert admin.iac.apply(rules).failed is None
+        assert admin.alerts.get("errors", project).metadata.labels["stratus.io/managed-by"]
         assert not admin.iac.plan(rules).changed
     finally:
         admin.alerts.delete("errors", project)
@@ -346,3 +346,26 @@ def test_the_schema_is_served_and_written(cli: CliRunner, tmp_path: Path) -> Non
     schema = json.loads(target.read_text())
     assert schema["$schema"].endswith("2020-12/schema")
     assert "Endpoint" in {v["title"] for v in schema["oneOf"]}
+
+
+def test_an_exported_project_that_files_never_applied_plans_to_no_change(
+    admin: Client, cli: CliRunner, tmp_path: Path
+) -> None:
+    """Adopting a project made by hand: its export plans to no change (the managed-by label is
+    the platform's note, not a declaration), and a change applied from the files labels it."""
+    project = f"adopt-{uuid.uuid4().hex[:6]}"
+    admin.projects.create(project, description="made by hand", labels={"team": "risk"})
+    admin.buckets.create("raw", project=project, description="by hand")
+    try:
+        assert cli("export", "iac", "-p", project, "-o", str(tmp_path)).code == 0
+        planned = cli("plan", "-f", str(tmp_path), "--detailed-exitcode")
+        assert planned.code == 0, planned.stdout
+        bucket = tmp_path / "bucket.yaml"
+        bucket.write_text(bucket.read_text().replace("by hand", "in Git"))
+        assert cli("apply", "-f", str(tmp_path)).code == 0
+        labels = admin.buckets.get("raw", project).metadata.labels
+        assert labels == {"stratus.io/managed-by": "iac"}
+        assert "stratus.io/managed-by" not in admin.projects.get(project).metadata.labels
+    finally:
+        admin.buckets.delete("raw", project)
+        admin.projects.delete(project)

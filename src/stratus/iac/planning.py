@@ -141,14 +141,16 @@ class Planner:
         handler = self.handlers[doc.kind]
         desired: dict[str, Any] = {"spec": handler.normalize(doc)}
         if handler.labelled:
-            desired["labels"] = _labels(doc)
+            desired["labels"] = dict(doc.metadata.labels)
         return desired
 
     def _held(self, doc: ResourceDocument, live: Live, desired: dict[str, Any]) -> dict[str, Any]:
         handler = self.handlers[doc.kind]
         held: dict[str, Any] = {"spec": handler.align(live.spec, desired["spec"])}
         if handler.labelled:
-            held["labels"] = live.labels
+            # the managed-by label is the platform's note, not a declaration: an apply sets it
+            # on what it creates or changes, and an adopted resource plans to no change
+            held["labels"] = {k: v for k, v in live.labels.items() if k != MANAGED_BY}
         return held
 
     def _apply_changes(
