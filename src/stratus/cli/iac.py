@@ -343,7 +343,11 @@ def leases(
 
     Example: stratus iac leases
     """
-    show(client(ctx).iac.leases(project), output)
+    held = client(ctx).iac.leases(project)
+    if not held and output == Format.table:
+        console.print("No apply holds a lease.")
+        return
+    show(held, output)
 
 
 @app.command("unlock")

@@ -347,8 +347,9 @@ class Planner:
                         assert change.resource_version is not None
                         handler.update(principal, doc, _labels(doc), change.resource_version)
             except Conflict as exc:
-                if change.kind == "Project" and change.action == "delete":
-                    # a project still holding data, models or runs outlives its files
+                if change.action == "delete":
+                    # what still holds data the files do not manage (a project's models, a
+                    # bucket's objects) or is named by what they do not declare outlives them
                     kept.append(change.model_copy(update={"note": exc.detail}))
                     continue
                 return self._stopped(apply_id, applied, kept, change, exc, pending[index + 1 :])

@@ -156,8 +156,9 @@ class ApplyRead(BaseModel):
     )
     kept: list[ResourceChange] = Field(
         default_factory=list,
-        description="destroy: projects kept because they still hold what files do not "
-        "manage (data, models, runs); `note` says what",
+        description="deletes the platform refused because the resource still holds or is "
+        "named by what the files do not manage (a project's models, a bucket's objects); "
+        "`note` says what",
     )
 
 

@@ -355,3 +355,21 @@ def test_a_field_that_cannot_change_in_place_is_a_replace() -> None:
     done = planner.apply(ADMIN, files)
     assert [c.action for c in done.applied] == ["replace"]
     assert monitors.items[("fraud", "drift")][2] == 1  # a new one
+
+
+def test_a_delete_the_platform_refuses_is_kept_and_the_rest_goes_on() -> None:
+    projects = Memory("Project", False)
+    buckets = Memory("Bucket", True, fail_on="full")  # holds objects: its delete is refused
+    projects.items[(None, "fraud")] = ({"description": ""}, {}, 1)
+    for name in ("full", "empty"):
+        buckets.items[("fraud", name)] = ({"description": ""}, {MANAGED_BY: "iac"}, 1)
+    planner = Planner([projects, buckets])
+    files = [
+        doc("Project", "fraud"),
+        doc("Bucket", "full", "fraud"),
+        doc("Bucket", "empty", "fraud"),
+    ]
+    done = planner.apply(ADMIN, files, mode="destroy")
+    assert done.failed is None
+    assert [c.address for c in done.kept] == ["Bucket/fraud/full"]
+    assert [c.address for c in done.applied] == ["Bucket/fraud/empty", "Project/fraud"]
