@@ -9,10 +9,11 @@ PYTEST_PARALLEL ?= -n 2 --dist loadfile
 CODE   := src tests $(wildcard bench scripts examples)
 
 .DEFAULT_GOAL := help
-.PHONY: help run install install-dev system-deps lint typecheck layers test test-all fmt migration clean
+.PHONY: help run install install-dev system-deps lint typecheck layers test test-all fmt migration \
+	console-assets clean
 
 help: ## list the tasks
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +34,7 @@ install-dev: $(VENV)/.installed-dev ## install Stratus with the test and lint to
 run: install ## install, then start the platform with a demo endpoint (Ctrl-C stops it)
 	$(BIN)/stratus up --demo
 
-system-deps: ## install the system packages the tests need (PostgreSQL, Prometheus)
+system-deps: ## install the system packages the tests need (PostgreSQL, Prometheus, Chromium)
 	bash scripts/install-system-deps.sh
 
 lint: install-dev ## ruff check and ruff format --check
@@ -58,6 +59,10 @@ fmt: install-dev ## format the code and fix what ruff can
 
 migration: install-dev ## new migration from the tables: make migration MESSAGE="add x"
 	$(BIN)/python scripts/new_migration.py "$(MESSAGE)"
+
+# not part of `test` or `run`: the vendored files are committed, so installs need no npm
+console-assets: ## npm ci from console-assets/ and vendor the console's libraries
+	$(PYTHON) scripts/console_assets.py
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

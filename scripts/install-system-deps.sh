@@ -31,4 +31,9 @@ if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2
     $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
   fi
 fi
+# Chromium: the web console's end-to-end tests drive Debian's build through Playwright (whose
+# own browser download, `playwright install`, is never used).
+if [ ! -x /usr/bin/chromium ]; then
+  apt_install chromium chromium-driver
+fi
 echo "system packages: ok"

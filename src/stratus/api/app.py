@@ -15,6 +15,7 @@ from stratus.api.admission import AdmissionMiddleware
 from stratus.api.middleware import RequestContextMiddleware
 from stratus.api.platform import Platform
 from stratus.billing import routes as billing_routes
+from stratus.console import routes as console
 from stratus.core import heap
 from stratus.data import routes as data_routes
 from stratus.endpoints import routes as endpoint_routes
@@ -90,6 +91,7 @@ def create_api(platform: Platform) -> FastAPI:
     app.state.secrets = platform.secrets
     app.state.platform_secrets = platform.platform_secrets
     app.state.planner = platform.planner
+    app.state.console_sessions = platform.console_sessions
     problems.install(app)
     openapi_document = docs.install(app)
     app.include_router(health.router)
@@ -117,6 +119,7 @@ def create_api(platform: Platform) -> FastAPI:
     app.include_router(billing_routes.quota_router, responses=problems.ERROR_RESPONSES)
     app.include_router(billing_routes.budget_router, responses=problems.ERROR_RESPONSES)
     app.include_router(billing_routes.reservation_router, responses=problems.ERROR_RESPONSES)
+    console.install(app)
     app.add_middleware(
         AdmissionMiddleware,
         authenticator=platform.authenticator,

@@ -41,6 +41,12 @@ _PAGE_POLICY = (
     b"default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
     b"img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
 )
+# The console (every path outside /api/): its own scripts and styles only, nothing inline.
+_CONSOLE_POLICY = (
+    b"content-security-policy",
+    b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    b"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+)
 _NO_STORE = (b"cache-control", b"no-store")
 _PAGES = (DOCS_URL, ASSETS_URL)
 _HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
@@ -48,7 +54,8 @@ _HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
 
 @functools.cache
 def _headers(page: bool, api: bool, tls: bool) -> tuple[tuple[bytes, bytes], ...]:
-    headers = [*_COMMON, _PAGE_POLICY if page else _API_POLICY]
+    policy = _PAGE_POLICY if page else _API_POLICY if api else _CONSOLE_POLICY
+    headers = [*_COMMON, policy]
     if api and not page:
         headers.append(_NO_STORE)
     if tls:
@@ -59,7 +66,9 @@ def _headers(page: bool, api: bool, tls: bool) -> tuple[tuple[bytes, bytes], ...
 def security_headers(path: str, scheme: str) -> tuple[tuple[bytes, bytes], ...]:
     """The security headers of an answer to `path`: API answers are never cached (they carry
     credentials and private data); pages (Swagger UI and its assets) get a policy that lets
-    them run their own scripts; HSTS over TLS only (a browser ignores it over plain HTTP)."""
+    them run their own scripts, and the console (outside /api/) one that lets it load its
+    own scripts and styles, none inline; HSTS over TLS only (a browser ignores it over plain
+    HTTP)."""
     return _headers(path.startswith(_PAGES), path.startswith("/api/"), scheme == "https")
 
 

@@ -25,6 +25,7 @@ from stratus.billing.reservations import Reservations
 from stratus.billing.service import BillingService
 from stratus.compute.backends import open_backend
 from stratus.compute.instance_types import InstanceCatalog
+from stratus.console.sessions import CONSOLE_SESSIONS, ConsoleSessions
 from stratus.core.database import Database
 from stratus.core.errors import InvalidInput, StoreUnavailable
 from stratus.core.events import EventBus
@@ -192,6 +193,7 @@ class Platform:
     secrets: SecretService
     platform_secrets: PlatformSecrets
     planner: Planner
+    console_sessions: ConsoleSessions
     _loops: list[BackgroundLoop] = field(default_factory=list)
 
     @classmethod
@@ -465,6 +467,7 @@ class Platform:
             throttle=throttle,
             secrets=secret_values,
             platform_secrets=PlatformSecrets(db, root),
+            console_sessions=ConsoleSessions(db, derive_key(root, CONSOLE_SESSIONS)),
             planner=Planner(
                 [
                     ProjectKind(iam, quotas),

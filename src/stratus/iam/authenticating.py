@@ -78,6 +78,11 @@ class Authenticator:
                 self._cache[digest] = (now + ttl, principal)
         return principal
 
+    def resolve(self, credential: str) -> tuple[Principal, datetime | None]:
+        """The principal of a credential, and when the credential expires (None: never);
+        Unauthenticated when it is not valid. Never cached: for signing in."""
+        return self._resolve(credential)
+
     def _resolve(self, credential: str) -> tuple[Principal, datetime | None]:
         """The principal, and when the credential expires (None: never)."""
         parts = split_key(credential)

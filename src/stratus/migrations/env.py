@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine
 
 import stratus.billing.tables  # noqa: F401  (registers tables on Base.metadata)
+import stratus.console.sessions  # noqa: F401
 import stratus.core.lease  # noqa: F401
 import stratus.core.outbox  # noqa: F401
 import stratus.data.tables  # noqa: F401

@@ -1,0 +1,2 @@
+"""The web console: server-rendered pages over the platform's services
+(docs/architecture.md, "Web console")."""

@@ -1,0 +1,252 @@
+"""The web console's pages: server-rendered HTML over the same services and permission
+checks as the API (docs/architecture.md, "Web console").
+
+Every page but the sign-in form needs a session (`sessions.py`): without one, a page
+redirects to `/login`. A page shows what its caller may read, as the API's routes would
+answer it, and only the actions its role allows; every change is a POST carrying the
+session's CSRF token, checked before anything else, and refused from another site
+(`Sec-Fetch-Site`, `Origin`). Sign-ins and sign-outs are audited.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path as FilePath
+from typing import Annotated, Any, cast
+from urllib.parse import quote, urlsplit
+
+from fastapi import APIRouter, Form, Path, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from stratus.console.sessions import ConsoleSessions
+from stratus.core.errors import PermissionDenied, StratusError, Unauthenticated
+from stratus.iam.audit import AuditLog
+from stratus.iam.authenticating import Authenticator
+from stratus.iam.authorization import check_project
+from stratus.iam.principals import Principal
+from stratus.iam.roles import Permission
+from stratus.iam.throttling import Throttle
+
+COOKIE = "stratus_session"
+HERE = FilePath(__file__).parent
+templates = Jinja2Templates(directory=HERE / "templates")
+router = APIRouter(include_in_schema=False)
+PAGE = 50  # rows a list shows at once; the next page is a link
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who is looking: the principal, and the session (for its CSRF token)."""
+
+    principal: Principal
+    session_id: str
+    csrf: str
+
+
+class SignIn(Exception):
+    """No live session: the page answers with a redirect to the sign-in form."""
+
+
+def _sessions(request: Request) -> ConsoleSessions:
+    return cast(ConsoleSessions, request.app.state.console_sessions)
+
+
+def _authenticator(request: Request) -> Authenticator:
+    return cast(Authenticator, request.app.state.authenticator)
+
+
+def viewer(request: Request) -> Viewer:
+    """The session's principal, authenticated afresh (a revoked key ends the session)."""
+    session_id = request.cookies.get(COOKIE, "")
+    sessions = _sessions(request)
+    credential = sessions.credential(session_id)
+    if credential is None:
+        raise SignIn()
+    try:
+        principal = _authenticator(request).authenticate(credential)
+    except Unauthenticated:
+        sessions.close(session_id)
+        raise SignIn() from None
+    request.state.principal = principal
+    return Viewer(principal, session_id, sessions.csrf_token(session_id))
+
+
+def _same_site(request: Request) -> bool:
+    """A form posted from this site: not from another (browsers say so, or the Origin does)."""
+    if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("origin")
+    if origin and origin != "null":
+        return urlsplit(origin).netloc == request.headers.get("host", "")
+    return True
+
+
+def changing(request: Request, csrf: str | None) -> Viewer:
+    """A change: a session, from this site, with the session's CSRF token."""
+    if not _same_site(request):
+        raise PermissionDenied("a change must come from the console's own pages")
+    seen = viewer(request)
+    if not _sessions(request).csrf_ok(seen.session_id, csrf):
+        raise PermissionDenied("the form is stale or forged (CSRF token): reload the page")
+    return seen
+
+
+def render(
+    request: Request,
+    name: str,
+    context: dict[str, Any],
+    seen: Viewer | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    values = {"viewer": seen, "csrf": seen.csrf if seen else "", **context}
+    response = templates.TemplateResponse(request, name, values, status_code=status_code)
+    response.headers["cache-control"] = "no-store"
+    return response
+
+
+def problem(request: Request, seen: Viewer, exc: StratusError) -> HTMLResponse:
+    """A refusal or an error as a page (the API answers the same as a problem document)."""
+    return render(request, "problem.html", {"status": exc.status, "detail": exc.detail}, seen,
+                  exc.status)  # fmt: skip
+
+
+def _local(target: str | None) -> str:
+    """`target` when it is a path of this site, else `/` (no open redirect)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+# --- signing in and out ------------------------------------------------------------------------
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(
+    request: Request, next: Annotated[str | None, Query(max_length=2000)] = None
+) -> HTMLResponse:
+    return render(request, "login.html", {"next": _local(next), "error": None})
+
+
+@router.post("/login", response_class=HTMLResponse)
+def login(
+    request: Request,
+    username: Annotated[str, Form(max_length=63)] = "",
+    password: Annotated[str, Form(max_length=1024)] = "",
+    api_key: Annotated[str, Form(max_length=1024)] = "",
+    next: Annotated[str, Form(max_length=2000)] = "/",
+) -> Response:
+    """Sign in with a user's password or an API key; a session cookie comes back."""
+    if not _same_site(request):
+        return render(
+            request, "login.html", {"next": "/", "error": "sign in from this page"}, None, 403
+        )
+    authenticator = _authenticator(request)
+    throttle = cast(Throttle, request.app.state.throttle)
+    source = request.client.host if request.client else ""
+    try:
+        if api_key.strip():
+            credential = api_key.strip()
+            principal, expires = authenticator.resolve(credential)
+        elif username and password:
+            throttle.before_login(username, source)
+            try:
+                credential, ends = authenticator.login(username, password)
+            except Unauthenticated:
+                throttle.login_failed(username, source)
+                raise
+            throttle.login_succeeded(username)
+            principal, expires = authenticator.resolve(credential)
+        else:
+            raise Unauthenticated("give a user name and password, or an API key")
+    except StratusError as exc:
+        error = f"Could not sign in: {exc.detail}"
+        return render(
+            request, "login.html", {"next": _local(next), "error": error}, None, exc.status
+        )
+    session_id = _sessions(request).open(credential, principal.subject, expires)
+    audit = cast(AuditLog, request.app.state.audit)
+    audit.record(principal.subject, "console.login", "/login", None, {"source": source})
+    response = RedirectResponse(_local(next), status_code=303)
+    response.set_cookie(
+        COOKIE,
+        session_id,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, csrf: Annotated[str, Form(max_length=200)] = "") -> Response:
+    seen = changing(request, csrf)
+    _sessions(request).close(seen.session_id)
+    audit = cast(AuditLog, request.app.state.audit)
+    audit.record(seen.principal.subject, "console.logout", "/logout", None, {})
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+    return response
+
+
+# --- pages -------------------------------------------------------------------------------------
+
+
+@router.get("/", response_class=HTMLResponse)
+def projects(
+    request: Request, page: Annotated[str | None, Query(max_length=500)] = None
+) -> HTMLResponse:
+    """The projects the viewer may see, a page at a time."""
+    seen = viewer(request)
+    iam = request.app.state.iam
+    items, token = iam.list_projects(seen.principal, None, PAGE, page)
+    return render(request, "projects.html", {"projects": items, "next_page": token}, seen)
+
+
+@router.get("/projects/{project}", response_class=HTMLResponse)
+def project_overview(
+    request: Request, project: Annotated[str, Path(max_length=63)]
+) -> HTMLResponse:
+    """A project at a glance: endpoints and their health, firing alerts, running jobs, and
+    the newest audit entries."""
+    seen = viewer(request)
+    try:
+        check_project(seen.principal, project, Permission.PROJECT_READ)
+    except StratusError as exc:
+        return problem(request, seen, exc)
+    state = request.app.state
+    can_read = seen.principal.can(Permission.RESOURCE_READ, project)
+    endpoints = state.endpoints.list_endpoints(project, None, PAGE, None)[0] if can_read else []
+    rules = state.alerts.list_rules(project, None, None, None)[0] if can_read else []
+    firing = [r for r in rules if r.status.state == "firing"]
+    jobs = state.jobs.list_jobs(project, None, PAGE, None, phase="running")[0] if can_read else []
+    activity = state.audit.list(project=project, order="desc", limit=10)[0]
+    return render(
+        request,
+        "project.html",
+        {
+            "project": project,
+            "role": seen.principal.role_in(project),
+            "endpoints": endpoints,
+            "firing": firing,
+            "jobs": jobs,
+            "activity": activity,
+        },
+        seen,
+    )
+
+
+def install(app: Any) -> None:
+    """Serve the console: its pages, its static files, and the sign-in redirect."""
+    from fastapi.staticfiles import StaticFiles
+    from starlette.requests import Request as StarletteRequest
+
+    app.include_router(router)
+    app.mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static")
+
+    async def to_sign_in(request: StarletteRequest, exc: Exception) -> Response:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?next={quote(_local(target))}", status_code=303)
+
+    app.add_exception_handler(SignIn, to_sign_in)

@@ -1,0 +1,110 @@
+"""The console's sessions over HTTP, as a browser sends them: nothing without a session, a
+sign-in with an API key or a password sets an HttpOnly, SameSite=Strict cookie, a change
+needs the session's CSRF token and comes from the console's own pages, signing out ends the
+session for good, and a project the viewer may not see answers 404 as the API does."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import httpx
+import pytest
+
+from stratus.client import Client
+from stratus.testing import LocalPlatform
+
+
+def browser(platform: LocalPlatform) -> httpx.Client:
+    return httpx.Client(base_url=platform.url, follow_redirects=False, timeout=30)
+
+
+def csrf_of(page: str) -> str:
+    found = re.search(r'name="csrf" value="([0-9a-f]{64})"', page)
+    assert found, page
+    return found.group(1)
+
+
+def test_nothing_is_shown_without_a_session(platform: LocalPlatform) -> None:
+    with browser(platform) as web:
+        for path in ("/", "/projects/default"):
+            answer = web.get(path)
+            assert answer.status_code == 303
+            assert answer.headers["location"] == f"/login?next={path}"
+        form = web.get("/login")
+        assert form.status_code == 200 and "no-store" in form.headers["cache-control"]
+        policy = form.headers["content-security-policy"]
+        assert "script-src 'self';" in policy and "unsafe-inline" not in policy
+        assert form.headers["x-frame-options"] == "DENY"
+        assert web.get("/console/static/console.css").status_code == 200
+        for label in (
+            'for="username">User name',
+            'for="password">Password',
+            'for="api_key">API key',
+        ):
+            assert label in form.text
+        web.cookies.set("stratus_session", "forged")
+        assert web.get("/").status_code == 303
+
+
+def test_a_key_signs_in_with_a_strict_http_only_cookie_and_signing_out_ends_it(
+    platform: LocalPlatform, admin: Client
+) -> None:
+    with browser(platform) as web:
+        signed = web.post("/login", data={"api_key": platform.api_key, "next": "/projects/default"})
+        assert signed.status_code == 303 and signed.headers["location"] == "/projects/default"
+        cookie = signed.headers["set-cookie"]
+        assert cookie.startswith("stratus_session=")
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/" in cookie
+        assert "Secure" not in cookie  # plain http here; under TLS it is Secure
+        session = signed.cookies["stratus_session"]
+        assert platform.api_key not in cookie  # the cookie holds a random id, not the key
+
+        home = web.get("/")
+        assert home.status_code == 200
+        assert "<h1>Projects</h1>" in home.text and 'href="/projects/default"' in home.text
+        overview = web.get("/projects/default")
+        for heading in ("Endpoints", "Firing alerts", "Running jobs", "Recent activity"):
+            assert f">{heading}</h2>" in overview.text
+        token = csrf_of(overview.text)
+
+        assert web.post("/logout", data={}).status_code == 403  # no CSRF token
+        assert web.post("/logout", data={"csrf": "0" * 64}).status_code == 403
+        cross = web.post("/logout", data={"csrf": token}, headers={"sec-fetch-site": "cross-site"})
+        assert cross.status_code == 403
+        out = web.post("/logout", data={"csrf": token})
+        assert out.status_code == 303 and out.headers["location"] == "/login"
+        web.cookies.set("stratus_session", session)  # a copied cookie is dead too
+        assert web.get("/").status_code == 303
+    entries = admin.audit.list(action="console.*", limit=10)
+    assert {"console.login", "console.logout"} <= {e.action for e in entries}
+
+
+def test_a_password_signs_in_and_a_wrong_one_says_so(
+    platform: LocalPlatform, admin: Client
+) -> None:
+    name, password = f"web-{uuid.uuid4().hex[:6]}", "correct horse battery"
+    admin.users.create(name, password=password)
+    with browser(platform) as web:
+        wrong = web.post("/login", data={"username": name, "password": "nope"})
+        assert wrong.status_code == 401 and "Could not sign in: " in wrong.text
+        assert "stratus_session" not in wrong.headers.get("set-cookie", "")
+        right = web.post("/login", data={"username": name, "password": password})
+        assert right.status_code == 303 and right.headers["location"] == "/"
+        page = web.get("/")
+        assert f"user:{name}" in page.text and "default" not in page.text.split("<h1>")[1]
+        # a project the user may not see reads as absent, as the API answers it
+        assert web.get("/projects/default").status_code == 404
+        off_site = web.post(
+            "/login",
+            data={"username": name, "password": password},
+            headers={"origin": "https://evil.example"},
+        )
+        assert off_site.status_code == 403
+
+
+@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example", "/\\evil"])
+def test_sign_in_never_redirects_off_site(platform: LocalPlatform, target: str) -> None:
+    with browser(platform) as web:
+        signed = web.post("/login", data={"api_key": platform.api_key, "next": target})
+        assert signed.status_code == 303 and signed.headers["location"] == "/"
