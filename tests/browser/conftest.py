@@ -38,7 +38,10 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "console"
 expect.set_options(timeout=TIMEOUT_MS)
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: Playwright's sync API keeps an event loop running in this
+# thread while it is open, which would break every later test file of the same worker that
+# runs asyncio itself (xdist puts a whole file on one worker, then the next).
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
         reason = f"{CHROMIUM} is not installed (make system-deps installs Debian's chromium)"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -108,3 +109,30 @@ def test_sign_in_never_redirects_off_site(platform: LocalPlatform, target: str) 
     with browser(platform) as web:
         signed = web.post("/login", data={"api_key": platform.api_key, "next": target})
         assert signed.status_code == 303 and signed.headers["location"] == "/"
+
+
+def test_the_live_stream_needs_a_session_and_sends_the_status_at_once(
+    platform: LocalPlatform, admin: Client, tiny_model: Path
+) -> None:
+    project = f"sse-{uuid.uuid4().hex[:6]}"
+    admin.projects.create(project)
+    admin.models.push(tiny_model, "m", project=project, sample=[[0.0, 1.0], [1.0, 0.0]])
+    admin.endpoints.deploy("api", "m:1", replicas=0, project=project, wait=False)
+    events = f"/projects/{project}/endpoints/api/events"
+    with browser(platform) as web:
+        assert web.get(events).status_code == 303  # no session: nothing streams
+        web.post("/login", data={"api_key": platform.api_key})
+        assert web.get(f"/projects/{project}/endpoints/nope").status_code == 404
+        with web.stream("GET", f"/projects/nope-{project}/endpoints/api/events") as refused:
+            assert refused.status_code == 404
+        with web.stream("GET", events) as stream:
+            assert stream.status_code == 200
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            first = ""
+            for line in stream.iter_lines():  # the status comes at once, then on changes
+                first += line + "\n"
+                if line == "" and first.strip():
+                    break
+        assert first.startswith("event: status\n")
+        assert '<table id="variants">' in first and "m:1" in first
+    admin.endpoints.delete("api", project=project)

@@ -10,13 +10,17 @@ session's CSRF token, checked before anything else, and refused from another sit
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path as FilePath
 from typing import Annotated, Any, cast
 from urllib.parse import quote, urlsplit
 
+from anyio import to_thread
 from fastapi import APIRouter, Form, Path, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
 
 from stratus.console.sessions import ConsoleSessions
@@ -33,6 +37,8 @@ HERE = FilePath(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 router = APIRouter(include_in_schema=False)
 PAGE = 50  # rows a list shows at once; the next page is a link
+PUSH_INTERVAL = 0.25  # how often a live page's stream looks for a change (seconds)
+STREAM_SECONDS = 300.0  # a stream ends after this; the browser's EventSource reconnects
 
 
 @dataclass(frozen=True)
@@ -235,6 +241,72 @@ def project_overview(
         },
         seen,
     )
+
+
+@router.get("/projects/{project}/endpoints/{endpoint}", response_class=HTMLResponse)
+def endpoint_page(
+    request: Request,
+    project: Annotated[str, Path(max_length=63)],
+    endpoint: Annotated[str, Path(max_length=63)],
+) -> HTMLResponse:
+    """An endpoint: its variants and traffic, and its replicas, which the server pushes to
+    the open page as they change (Server-Sent Events)."""
+    seen = viewer(request)
+    try:
+        check_project(seen.principal, project, Permission.RESOURCE_READ)
+        read = request.app.state.endpoints.get(project, endpoint)
+    except StratusError as exc:
+        return problem(request, seen, exc)
+    return render(
+        request,
+        "endpoint.html",
+        {"project": project, "endpoint": read, "status_html": _status_html(read)},
+        seen,
+    )
+
+
+def _status_html(read: Any) -> str:
+    return templates.get_template("_endpoint_status.html").render(endpoint=read)
+
+
+@router.get("/projects/{project}/endpoints/{endpoint}/events")
+async def endpoint_events(
+    request: Request,
+    project: Annotated[str, Path(max_length=63)],
+    endpoint: Annotated[str, Path(max_length=63)],
+) -> Response:
+    """The endpoint's status (revision, variants, replicas) as an HTML fragment, each time it
+    changes: an SSE stream (`event: status`) the page's htmx swaps in. It ends after
+    `STREAM_SECONDS` (the browser reconnects) or when the endpoint is gone."""
+    seen = await to_thread.run_sync(viewer, request)
+    await to_thread.run_sync(check_project, seen.principal, project, Permission.RESOURCE_READ)
+    service = request.app.state.endpoints
+    await to_thread.run_sync(service.get, project, endpoint)  # 404 now, not an empty stream
+
+    async def stream() -> AsyncIterator[bytes]:
+        last, quiet = "", 0.0
+        started = time.monotonic()
+        while time.monotonic() - started < STREAM_SECONDS:
+            if await request.is_disconnected():
+                return
+            try:
+                read = await to_thread.run_sync(service.get, project, endpoint)
+            except StratusError:
+                yield b"event: gone\ndata: gone\n\n"
+                return
+            fragment = _status_html(read)
+            if fragment != last:
+                last, quiet = fragment, 0.0
+                lines = "".join(f"data: {line}\n" for line in fragment.splitlines())
+                yield f"event: status\n{lines}\n".encode()
+            elif quiet >= 15:
+                quiet = 0.0
+                yield b": still here\n\n"  # a comment keeps proxies from closing it
+            await asyncio.sleep(PUSH_INTERVAL)
+            quiet += PUSH_INTERVAL
+
+    headers = {"cache-control": "no-store", "x-accel-buffering": "no"}
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
 
 
 def install(app: Any) -> None:
