@@ -107,12 +107,15 @@ def page(
 
 @pytest.fixture
 def screenshot() -> Screenshot:
-    """`screenshot(page, "projects")` writes artifacts/console/projects.png (the whole page)."""
+    """`screenshot(page, "projects")` writes artifacts/console/projects.png (the whole page),
+    with every password field and shown-once secret (`[data-secret]`) masked: the folder is
+    kept by CI, and secrets never go there."""
 
     def take(page: Page, name: str) -> Path:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         path = ARTIFACTS / f"{name}.png"
-        page.screenshot(path=path, full_page=True)
+        secrets = page.locator("input[type=password], [data-secret]")
+        page.screenshot(path=path, full_page=True, mask=[secrets])
         return path
 
     return take

@@ -89,6 +89,8 @@ def test_a_password_signs_in_and_a_wrong_one_says_so(
     with browser(platform) as web:
         wrong = web.post("/login", data={"username": name, "password": "nope"})
         assert wrong.status_code == 401 and "Could not sign in: " in wrong.text
+        failed = admin.audit.list(actor=f"user:{name}", action="console.login", limit=5)
+        assert [e.outcome for e in failed] == ["denied"]  # a 401, as the API records it
         assert "stratus_session" not in wrong.headers.get("set-cookie", "")
         right = web.post("/login", data={"username": name, "password": password})
         assert right.status_code == 303 and right.headers["location"] == "/"
@@ -136,3 +138,41 @@ def test_the_live_stream_needs_a_session_and_sends_the_status_at_once(
         assert first.startswith("event: status\n")
         assert '<table id="variants">' in first and "m:1" in first
     admin.endpoints.delete("api", project=project)
+
+
+def test_members_and_a_key_shown_once_and_a_viewer_gets_no_buttons_nor_changes(
+    platform: LocalPlatform, admin: Client
+) -> None:
+    project, name = f"team-{uuid.uuid4().hex[:6]}", f"ann-{uuid.uuid4().hex[:6]}"
+    admin.projects.create(project)
+    admin.users.create(name, password="a long enough password")
+    page = f"/projects/{project}/members"
+    with browser(platform) as web:
+        web.post("/login", data={"api_key": platform.api_key})
+        token = csrf_of(web.get(page).text)
+        added = web.post(page, data={"csrf": token, "user": name, "role": "viewer"})
+        assert added.status_code == 303
+        assert {m.subject: m.role for m in admin.projects.members(project)}[f"user:{name}"] == (
+            "viewer"
+        )
+        (entry,) = admin.audit.list(project=project, action="console.members.set", limit=5)
+        assert entry.actor == "user:admin" and entry.outcome == "success"
+        bad = web.post(page, data={"csrf": token, "user": name, "role": "emperor"})
+        assert bad.status_code == 400 and "is not a role" in bad.text
+        made = web.post(f"/projects/{project}/keys", data={"csrf": token, "name": "ci"})
+        assert made.status_code == 201
+        secret = re.search(r'id="new-key" readonly data-secret value="(stk_[^"]+)"', made.text)
+        assert secret is not None
+        with Client(platform.url, secret.group(1)) as keyed:  # it works, in this project only
+            assert [p.metadata.name for p in keyed.projects.list()] == [project]
+        assert secret.group(1) not in web.get(page).text  # shown once
+    with browser(platform) as web:  # the viewer: no buttons, and the server refuses anyway
+        web.post("/login", data={"username": name, "password": "a long enough password"})
+        seen = web.get(page)
+        assert seen.status_code == 200 and "Save member" not in seen.text
+        assert ">Remove</button>" not in seen.text
+        refused = web.post(page, data={"csrf": csrf_of(seen.text), "user": name, "role": "owner"})
+        assert refused.status_code == 403
+        assert {m.subject: m.role for m in admin.projects.members(project)}[f"user:{name}"] == (
+            "viewer"
+        )

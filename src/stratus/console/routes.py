@@ -5,7 +5,8 @@ Every page but the sign-in form needs a session (`sessions.py`): without one, a 
 redirects to `/login`. A page shows what its caller may read, as the API's routes would
 answer it, and only the actions its role allows; every change is a POST carrying the
 session's CSRF token, checked before anything else, and refused from another site
-(`Sec-Fetch-Site`, `Origin`). Sign-ins and sign-outs are audited.
+(`Sec-Fetch-Site`, `Origin`). Every POST is audited, as the API's changes are, under the
+route's name (`console.login`, `console.members.set`, ...).
 """
 
 from __future__ import annotations
@@ -22,14 +23,15 @@ from anyio import to_thread
 from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
 
 from stratus.console.sessions import ConsoleSessions
 from stratus.core.errors import PermissionDenied, StratusError, Unauthenticated
-from stratus.iam.audit import AuditLog
 from stratus.iam.authenticating import Authenticator
 from stratus.iam.authorization import check_project
 from stratus.iam.principals import Principal
-from stratus.iam.roles import Permission
+from stratus.iam.roles import Permission, Role
+from stratus.iam.schemas import KeyCreate, MemberSet
 from stratus.iam.throttling import Throttle
 
 COOKIE = "stratus_session"
@@ -134,7 +136,7 @@ def login_form(
     return render(request, "login.html", {"next": _local(next), "error": None})
 
 
-@router.post("/login", response_class=HTMLResponse)
+@router.post("/login", name="console.login", response_class=HTMLResponse)
 def login(
     request: Request,
     username: Annotated[str, Form(max_length=63)] = "",
@@ -147,6 +149,8 @@ def login(
         return render(
             request, "login.html", {"next": "/", "error": "sign in from this page"}, None, 403
         )
+    if username:
+        request.state.actor_hint = f"user:{username}"  # whom a failed sign-in is audited as
     authenticator = _authenticator(request)
     throttle = cast(Throttle, request.app.state.throttle)
     source = request.client.host if request.client else ""
@@ -171,8 +175,7 @@ def login(
             request, "login.html", {"next": _local(next), "error": error}, None, exc.status
         )
     session_id = _sessions(request).open(credential, principal.subject, expires)
-    audit = cast(AuditLog, request.app.state.audit)
-    audit.record(principal.subject, "console.login", "/login", None, {"source": source})
+    request.state.principal = principal  # the audit entry's actor
     response = RedirectResponse(_local(next), status_code=303)
     response.set_cookie(
         COOKIE,
@@ -185,12 +188,10 @@ def login(
     return response
 
 
-@router.post("/logout")
+@router.post("/logout", name="console.logout")
 def logout(request: Request, csrf: Annotated[str, Form(max_length=200)] = "") -> Response:
     seen = changing(request, csrf)
     _sessions(request).close(seen.session_id)
-    audit = cast(AuditLog, request.app.state.audit)
-    audit.record(seen.principal.subject, "console.logout", "/logout", None, {})
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
     return response
@@ -241,6 +242,98 @@ def project_overview(
         },
         seen,
     )
+
+
+# --- members and keys --------------------------------------------------------------------------
+
+
+@router.get("/projects/{project}/members", response_class=HTMLResponse)
+def members_page(request: Request, project: Annotated[str, Path(max_length=63)]) -> HTMLResponse:
+    """Who may do what in the project; its admins add, change and remove members. Anyone
+    may make an API key restricted to the project, shown once."""
+    seen = viewer(request)
+    try:
+        check_project(seen.principal, project, Permission.PROJECT_READ)
+    except StratusError as exc:
+        return problem(request, seen, exc)
+    return _members(request, seen, project)
+
+
+def _members(
+    request: Request,
+    seen: Viewer,
+    project: str,
+    *,
+    created: Any = None,
+    error: str | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    iam = request.app.state.iam
+    members, _ = iam.list_members(project)
+    return render(
+        request,
+        "members.html",
+        {
+            "project": project,
+            "members": members,
+            "roles": [r.value for r in Role],
+            "is_admin": seen.principal.can(Permission.PROJECT_ADMIN, project),
+            "may_make_keys": seen.principal.kind == "user",
+            "created": created,
+            "error": error,
+        },
+        seen,
+        status_code,
+    )
+
+
+@router.post("/projects/{project}/members", name="console.members.set", response_class=HTMLResponse)
+def change_member(
+    request: Request,
+    project: Annotated[str, Path(max_length=63)],
+    csrf: Annotated[str, Form(max_length=200)] = "",
+    user: Annotated[str, Form(max_length=63)] = "",
+    role: Annotated[str, Form(max_length=30)] = "",
+    remove: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    """Give a user a role in the project, or (`remove`) take a member out: its admins."""
+    seen = changing(request, csrf)
+    iam = request.app.state.iam
+    try:
+        check_project(seen.principal, project, Permission.PROJECT_ADMIN)
+        if remove:
+            iam.remove_member(project, remove)
+        else:
+            iam.set_member(project, MemberSet(user=user or None, role=Role(role)))
+    except ValueError:
+        return _members(request, seen, project, error=f"{role!r} is not a role", status_code=400)
+    except StratusError as exc:
+        return _members(request, seen, project, error=exc.detail, status_code=exc.status)
+    return RedirectResponse(f"/projects/{project}/members", status_code=303)
+
+
+@router.post("/projects/{project}/keys", name="console.keys.create", response_class=HTMLResponse)
+def create_key(
+    request: Request,
+    project: Annotated[str, Path(max_length=63)],
+    csrf: Annotated[str, Form(max_length=200)] = "",
+    name: Annotated[str, Form(max_length=63)] = "",
+    expires_in_days: Annotated[str, Form(max_length=10)] = "",
+) -> Response:
+    """An API key of the viewer's, restricted to this project; its secret is on the answer
+    page, once, and never again."""
+    seen = changing(request, csrf)
+    try:
+        check_project(seen.principal, project, Permission.PROJECT_READ)
+        days = float(expires_in_days) if expires_in_days.strip() else None
+        data = KeyCreate(name=name or "default", project=project, expires_in_days=days)
+        created = request.app.state.iam.create_key(seen.principal, data)
+    except (ValueError, ValidationError):
+        error = "a key's name is lower-case letters, digits and '-'; days are a number"
+        return _members(request, seen, project, error=error, status_code=400)
+    except StratusError as exc:
+        return _members(request, seen, project, error=exc.detail, status_code=exc.status)
+    return _members(request, seen, project, created=created, status_code=201)
 
 
 @router.get("/projects/{project}/endpoints/{endpoint}", response_class=HTMLResponse)
