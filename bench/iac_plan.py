@@ -35,8 +35,6 @@ import json
 import os
 import pstats
 import re
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -52,7 +50,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from stratus.client import Client  # noqa: E402
-from stratus.testing import LocalPlatform, free_port  # noqa: E402
+from stratus.testing import LocalPlatform, PostgresMissing, throwaway_postgres  # noqa: E402
 
 GOAL_S = 2.0
 PER_PROJECT = 100  # resources per project, the project itself included
@@ -203,64 +201,14 @@ def write_files(root: Path, layout: Layout, changed: set[tuple[str, str]]) -> No
 # --- PostgreSQL --------------------------------------------------------------------------------
 
 
-def _pg_bin(tool: str) -> str:
-    found = shutil.which(tool)
-    if found:
-        return found
-    for candidate in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{tool}"), reverse=True):
-        return str(candidate)
-    sys.exit(f"PostgreSQL's {tool} is missing (make system-deps), or run with --db sqlite")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @contextlib.contextmanager
 def postgres() -> Iterator[str]:
-    """A throwaway PostgreSQL cluster listening on 127.0.0.1 only; yields a SQLAlchemy URL.
-    Stopped with pg_ctl, then by the postmaster's PID if it is still there."""
-    root = Path(tempfile.mkdtemp(prefix="stratus-iac-bench-pg-"))
-    as_root = os.geteuid() == 0
-    prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
-    if as_root:
-        shutil.chown(root, "postgres")
-    port = free_port()
-    data, log = root / "data", root / "log"
-    pid: int | None = None
+    """A throwaway PostgreSQL cluster on 127.0.0.1 (stratus.testing's, as the tests use)."""
     try:
-        subprocess.run(
-            [*prefix, _pg_bin("initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
-             "--no-sync", "-E", "UTF8", "--locale=C"],
-            check=True, capture_output=True, timeout=120,
-        )  # fmt: skip
-        options = (
-            f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off"
-        )
-        subprocess.run(
-            [*prefix, _pg_bin("pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60",
-             "-o", options, "start"],
-            check=True, capture_output=True, timeout=90,
-        )  # fmt: skip
-        pid = int((data / "postmaster.pid").read_text().split()[0])
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        if data.is_dir():
-            subprocess.run(
-                [*prefix, _pg_bin("pg_ctl"), "-D", str(data), "-m", "fast", "-w", "-t", "30",
-                 "stop"],
-                capture_output=True, timeout=60,
-            )  # fmt: skip
-        if pid is not None and _alive(pid):
-            os.kill(pid, signal.SIGKILL)
-        shutil.rmtree(root, ignore_errors=True)
+        with throwaway_postgres("stratus-iac-bench-pg-") as url:
+            yield url
+    except PostgresMissing as exc:
+        sys.exit(f"{exc}, or run with --db sqlite")
 
 
 # --- timing ----------------------------------------------------------------------------------

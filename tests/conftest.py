@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 import pytest
 
 from stratus.client import Client
-from stratus.testing import LocalPlatform, free_port
+from stratus.testing import LocalPlatform, PostgresMissing, free_port, throwaway_postgres
 
 
 @pytest.fixture(scope="session")
@@ -160,47 +159,14 @@ def jobs_platform(
 # --- PostgreSQL ------------------------------------------------------------------------------
 
 
-def _pg_bin(tool: str) -> str:
-    found = shutil.which(tool)
-    if found:
-        return found
-    for candidate in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{tool}"), reverse=True):
-        return str(candidate)
-    pytest.skip(f"PostgreSQL's {tool} is not installed (make system-deps)")
-    raise AssertionError
-
-
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A throwaway PostgreSQL cluster on 127.0.0.1; yields a SQLAlchemy URL."""
-    root = Path(tempfile.mkdtemp(prefix="stratus-pg-"))
-    as_root = os.geteuid() == 0
-    prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
-    if as_root:
-        shutil.chown(root, "postgres")
-    port = free_port()
-    data, log = root / "data", root / "log"
-    subprocess.run(
-        [*prefix, _pg_bin("initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
-         "--no-sync", "-E", "UTF8", "--locale=C"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    options = (
-        f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
-        "-c synchronous_commit=off -c full_page_writes=off"
-    )
-    subprocess.run(
-        [*prefix, _pg_bin("pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-o", options, "start"],
-        check=True, capture_output=True,
-    )  # fmt: skip
     try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(
-            [*prefix, _pg_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
-            capture_output=True,
-        )
-        shutil.rmtree(root, ignore_errors=True)
+        with throwaway_postgres() as url:
+            yield url
+    except PostgresMissing as exc:
+        pytest.skip(str(exc))
 
 
 # --- S3 (moto's server mode) -----------------------------------------------------------------

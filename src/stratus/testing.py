@@ -12,13 +12,16 @@ is such a receiver: an HTTP server on 127.0.0.1 that keeps every request it is s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -213,6 +216,66 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(interval)
+
+
+class PostgresMissing(RuntimeError):
+    """PostgreSQL's server programs (initdb, pg_ctl) are not installed."""
+
+
+def postgres_program(tool: str) -> str:
+    """Where PostgreSQL's `tool` is: on the PATH, else Debian's newest under
+    /usr/lib/postgresql; PostgresMissing when neither has it."""
+    found = shutil.which(tool)
+    if found:
+        return found
+    for candidate in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{tool}"), reverse=True):
+        return str(candidate)
+    raise PostgresMissing(f"PostgreSQL's {tool} is not installed (make system-deps)")
+
+
+@contextlib.contextmanager
+def throwaway_postgres(prefix: str = "stratus-pg-") -> Iterator[str]:
+    """A throwaway PostgreSQL cluster listening on 127.0.0.1 only (no durability: fsync off);
+    yields a SQLAlchemy URL. Stopped with pg_ctl, then by the postmaster's PID if it is still
+    there, and its folder removed. As root, the cluster runs as the `postgres` user."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    as_root = os.geteuid() == 0
+    runas = ["runuser", "-u", "postgres", "--"] if as_root else []
+    if as_root:
+        shutil.chown(root, "postgres")
+    port = free_port()
+    data, log = root / "data", root / "log"
+    pid: int | None = None
+    try:
+        subprocess.run(
+            [*runas, postgres_program("initdb"), "-D", str(data), "-U", "postgres", "-A",
+             "trust", "--no-sync", "-E", "UTF8", "--locale=C"],
+            check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+        options = (
+            f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off"
+        )
+        subprocess.run(
+            [*runas, postgres_program("pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t",
+             "60", "-o", options, "start"],
+            check=True, capture_output=True, timeout=90,
+        )  # fmt: skip
+        pid = int((data / "postmaster.pid").read_text().split()[0])
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        if data.is_dir():
+            subprocess.run(
+                [*runas, postgres_program("pg_ctl"), "-D", str(data), "-m", "immediate", "-w",
+                 "-t", "30", "stop"],
+                capture_output=True, timeout=60,
+            )  # fmt: skip
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import shutil
 import tarfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -361,8 +362,6 @@ def _secret_values(documents: Sequence[dict[str, Any]]) -> dict[str, str]:
 
 def _unpack(data: bytes, target: Path) -> None:
     """A code archive into `target` (emptied first), refusing paths that leave it."""
-    import shutil
-
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
@@ -107,6 +108,12 @@ def without_defaults(model: type[BaseModel], spec: Mapping[str, Any]) -> dict[st
                 continue
         out[key] = value
     return out
+
+
+def stamp(when: datetime) -> int:
+    """A version for a resource the platform keeps none for (a budget, an alias): its last
+    change, in µs, which a saved plan pins as it pins a `resource_version`."""
+    return int(when.timestamp() * 1_000_000)
 
 
 def project_of(doc: ResourceDocument) -> str:

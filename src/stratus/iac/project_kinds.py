@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from contextvars import ContextVar
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -15,7 +14,15 @@ from stratus.billing.budgets import Budgets
 from stratus.billing.quotas import Quotas
 from stratus.core.errors import InvalidInput, NotFound
 from stratus.core.resource_schemas import Name
-from stratus.iac.kinds import InProject, Live, SpecKind, project_of, validated, without_defaults
+from stratus.iac.kinds import (
+    InProject,
+    Live,
+    SpecKind,
+    project_of,
+    stamp,
+    validated,
+    without_defaults,
+)
 from stratus.iac.schemas import ResourceDocument
 from stratus.iam import schemas as iam_schemas
 from stratus.iam.authorization import check_project
@@ -25,12 +32,6 @@ from stratus.iam.roles import Permission, Role
 from stratus.iam.service import IamService
 from stratus.secrets import schemas as secret_schemas
 from stratus.secrets.service import SecretService
-
-
-def _version(when: datetime) -> int:
-    """A version for a resource the platform keeps none for: its last change, in µs."""
-    return int(when.timestamp() * 1_000_000)
-
 
 # --- projects --------------------------------------------------------------------------------
 
@@ -92,17 +93,11 @@ class ProjectKind:
             read = self.iam.get_project(principal, name)
         except NotFound:
             return None
-        members, _ = self.iam.list_members(name)
-        limits = self.quotas.read(name).limits.model_dump(mode="json", exclude_none=True)
         return Live(
             {
                 "description": read.spec.description,
-                "members": {
-                    m.subject.removeprefix("user:"): str(m.role)
-                    for m in members
-                    if m.subject.startswith("user:")
-                },
-                "quotas": limits,
+                "members": self._user_roles(name),
+                "quotas": self._limits(name),
             },
             dict(read.metadata.labels),
             read.metadata.resource_version,
@@ -133,8 +128,7 @@ class ProjectKind:
         spec = self.normalize(doc)
         name = doc.metadata.name
         if "quotas" in spec and not principal.acts_as_admin:
-            held = self.quotas.read(name).limits.model_dump(mode="json", exclude_none=True)
-            if held != spec["quotas"]:
+            if self._limits(name) != spec["quotas"]:
                 raise admins_only("set quotas")
         self.iam.update_project(
             principal,
@@ -148,12 +142,7 @@ class ProjectKind:
     def _members_and_quotas(self, principal: Principal, name: str, spec: dict[str, Any]) -> None:
         wanted: dict[str, str] | None = spec.get("members")
         if wanted is not None:
-            members, _ = self.iam.list_members(name)
-            held = {
-                m.subject.removeprefix("user:"): str(m.role)
-                for m in members
-                if m.subject.startswith("user:")
-            }
+            held = self._user_roles(name)
             # raise and add before removing, so the project is never left without an owner
             for user, role in sorted(wanted.items(), key=lambda kv: kv[1] != Role.OWNER):
                 if held.get(user) != role:
@@ -161,13 +150,25 @@ class ProjectKind:
             for user in sorted(set(held) - set(wanted)):
                 self.iam.remove_member(name, f"user:{user}")
         if "quotas" in spec:
-            held_limits = self.quotas.read(name).limits.model_dump(mode="json", exclude_none=True)
-            if held_limits != spec["quotas"]:
+            if self._limits(name) != spec["quotas"]:
                 self.quotas.set(
                     name,
                     billing_schemas.QuotasSet.model_validate(spec["quotas"]),
                     actor=principal.subject,
                 )
+
+    def _user_roles(self, name: str) -> dict[str, str]:
+        """The project's users and their roles (service accounts carry their own)."""
+        members, _ = self.iam.list_members(name)
+        return {
+            m.subject.removeprefix("user:"): str(m.role)
+            for m in members
+            if m.subject.startswith("user:")
+        }
+
+    def _limits(self, name: str) -> dict[str, Any]:
+        """The project's quotas that are set."""
+        return dict(self.quotas.read(name).limits.model_dump(mode="json", exclude_none=True))
 
     def delete(self, principal: Principal, project: str | None, name: str) -> None:
         self.iam.delete_project(name)
@@ -364,13 +365,11 @@ class BudgetKind(InProject):
         except NotFound:
             return None
         spec = read.spec.model_dump(mode="json", exclude={"name"})
-        return Live(spec, {}, _version(read.updated_at))
+        return Live(spec, {}, stamp(read.updated_at))
 
     def live_all(self, principal: Principal, project: str) -> dict[str, Live]:
         return {
-            r.name: Live(
-                r.spec.model_dump(mode="json", exclude={"name"}), {}, _version(r.updated_at)
-            )
+            r.name: Live(r.spec.model_dump(mode="json", exclude={"name"}), {}, stamp(r.updated_at))
             for r in self.budgets.list(project)
         }
 

@@ -11,8 +11,7 @@ from pydantic import BaseModel
 from stratus.core.errors import InvalidInput, NotFound
 from stratus.endpoints import schemas as endpoint_schemas
 from stratus.endpoints.service import EndpointService
-from stratus.iac.kinds import InProject, Live, SpecKind, project_of, without_defaults
-from stratus.iac.project_kinds import _version
+from stratus.iac.kinds import InProject, Live, SpecKind, project_of, stamp, without_defaults
 from stratus.iac.schemas import ResourceDocument
 from stratus.iam.principals import Principal
 from stratus.monitoring import alert_schemas
@@ -149,6 +148,11 @@ class AlertChannelKind(SpecKind):
         self.alerts.channels.delete(project, name)  # refused while rules name it
 
 
+def _own_match(match: dict[str, str] | None, project: str | None) -> dict[str, str]:
+    """A rule's label matchers without `project` when it is the rule's own (implied)."""
+    return {k: v for k, v in (match or {}).items() if not (k == "project" and v == project)}
+
+
 class AlertRuleKind(SpecKind):
     """Alert rules: applied whole (create or replace, as `stratus alerts apply` does); their
     labels go to their notifications too."""
@@ -167,10 +171,7 @@ class AlertRuleKind(SpecKind):
 
     def normalize(self, doc: ResourceDocument) -> dict[str, Any]:
         spec = super().normalize(doc)
-        match = dict(spec.get("match") or {})
-        if match.get("project") == doc.metadata.project:  # implied: the rule's own project
-            del match["project"]
-        return {**spec, "match": match}
+        return {**spec, "match": _own_match(spec.get("match"), doc.metadata.project)}
 
     def read(self, project: str, name: str) -> Any:
         return self.alerts.get_rule(project, name)
@@ -180,10 +181,7 @@ class AlertRuleKind(SpecKind):
 
     def live_of(self, read: Any) -> Live:
         live = super().live_of(read)
-        match = dict(live.spec.get("match") or {})
-        if match.get("project") == read.metadata.project:
-            del match["project"]
-        live.spec["match"] = match
+        live.spec["match"] = _own_match(live.spec.get("match"), read.metadata.project)
         return live
 
     def create(self, principal: Principal, doc: ResourceDocument, labels: dict[str, str]) -> None:
@@ -249,14 +247,14 @@ class ModelAliasKind(InProject):
             return None
         for found in aliases:
             if found.alias == alias:
-                return Live({"version": found.version}, {}, _version(found.updated_at))
+                return Live({"version": found.version}, {}, stamp(found.updated_at))
         return None
 
     def live_all(self, principal: Principal, project: str) -> dict[str, Live]:
         out: dict[str, Live] = {}
         for model in self.registry.list_models(project, None, None, None)[0]:
             for found in self.registry.list_aliases(project, model.metadata.name)[0]:
-                live = Live({"version": found.version}, {}, _version(found.updated_at))
+                live = Live({"version": found.version}, {}, stamp(found.updated_at))
                 out[f"{model.metadata.name}@{found.alias}"] = live
         return out
 
